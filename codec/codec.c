@@ -1,0 +1,2 @@
+/* SPDX-License-Identifier: MIT */
+/* codec/codec.c - placeholder, being written. */

@@ -1,0 +1,2 @@
+/* SPDX-License-Identifier: MIT */
+/* codec/dtype.c - placeholder, being written. */

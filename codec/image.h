@@ -1,0 +1,2 @@
+/* SPDX-License-Identifier: MIT */
+/* codec/image.h - placeholder, being written. */

@@ -1,0 +1,16 @@
+# codec/local.mk - libnwccodec.a: common helpers, image format, codecs.
+# Used by every program; the only layer that touches zstd, xxHash and jansson.
+noinst_LIBRARIES += codec/libnwccodec.a
+codec_libnwccodec_a_CPPFLAGS = $(AM_CPPFLAGS) $(ZSTD_CFLAGS) $(XXHASH_CFLAGS) \
+	$(JANSSON_CFLAGS)
+codec_libnwccodec_a_SOURCES = \
+	codec/nwc.h \
+	codec/log.c codec/log.h \
+	codec/hash.c codec/hash.h \
+	codec/io.c codec/io.h \
+	codec/format.h codec/dtype.c \
+	codec/planes.c codec/planes.h \
+	codec/codec.c codec/codec.h codec/zstd.c codec/zstd.h \
+	codec/safetensors.c codec/safetensors.h \
+	codec/image.c codec/image.h \
+	codec/writer.c codec/writer.h

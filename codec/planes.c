@@ -1,0 +1,2 @@
+/* SPDX-License-Identifier: MIT */
+/* codec/planes.c - placeholder, being written. */

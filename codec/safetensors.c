@@ -1,0 +1,2 @@
+/* SPDX-License-Identifier: MIT */
+/* codec/safetensors.c - placeholder, being written. */

@@ -1,0 +1,2 @@
+/* SPDX-License-Identifier: MIT */
+/* codec/writer.c - placeholder, being written. */

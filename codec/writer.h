@@ -1,0 +1,2 @@
+/* SPDX-License-Identifier: MIT */
+/* codec/writer.h - placeholder, being written. */

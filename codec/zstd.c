@@ -1,0 +1,2 @@
+/* SPDX-License-Identifier: MIT */
+/* codec/zstd.c - placeholder, being written. */

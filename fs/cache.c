@@ -1,0 +1,2 @@
+/* SPDX-License-Identifier: MIT */
+/* fs/cache.c - placeholder, being written. */

@@ -1,0 +1,2 @@
+/* SPDX-License-Identifier: MIT */
+/* fs/engine.c - placeholder, being written. */

@@ -1,0 +1,2 @@
+/* SPDX-License-Identifier: MIT */
+/* fs/engine.h - placeholder, being written. */

@@ -1,0 +1,2 @@
+/* SPDX-License-Identifier: MIT */
+/* fs/ops.h - placeholder, being written. */

@@ -1,0 +1,2 @@
+/* SPDX-License-Identifier: MIT */
+/* fs/workq.c - placeholder, being written. */

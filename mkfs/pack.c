@@ -1,0 +1,2 @@
+/* SPDX-License-Identifier: MIT */
+/* mkfs/pack.c - placeholder, being written. */

@@ -1,0 +1,2 @@
+/* SPDX-License-Identifier: MIT */
+/* mkfs/pack.h - placeholder, being written. */

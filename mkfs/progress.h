@@ -1,0 +1,2 @@
+/* SPDX-License-Identifier: MIT */
+/* mkfs/progress.h - placeholder, being written. */

@@ -1,0 +1,2 @@
+/* SPDX-License-Identifier: MIT */
+/* mkfs/walk.c - placeholder, being written. */

@@ -1,0 +1,2 @@
+/* SPDX-License-Identifier: MIT */
+/* mkfs/walk.h - placeholder, being written. */

@@ -1,0 +1,86 @@
+# lib.sh - helpers for the shell tests; source it first.
+#
+#   t_skip REASON       print "SKIP: REASON" and exit 77
+#   t_fail MESSAGE      print "FAIL: MESSAGE" and exit 1
+#   t_workdir           make $W, a temporary directory removed on exit
+#                       (unmounting $W/mnt* and killing $NWC_PIDS first)
+#   t_require_fuse      skip unless nwcfs is built and FUSE mounts can work
+#   t_mount IMG MNT [opts...]   start nwcfs -f, wait until mounted, set $PID
+#   t_umount MNT        unmount, and fail unless the daemon exits cleanly
+set -u
+
+: "${top_srcdir:=.}"
+: "${top_builddir:=.}"
+B=$top_builddir
+S=$top_srcdir
+MKFS=$B/mkfs/mkfs.nwc
+FSCK=$B/fs/fsck.nwc
+NWCFS=$B/fs/nwcfs
+GEN=$B/tests/gen_model
+SHARED_MODEL=${NWC_SHARED:-$S/../shared}/models/stories260K-hf
+NWC_PIDS=
+
+t_skip() { echo "SKIP: $*" >&2; exit 77; }
+t_fail() { echo "FAIL: $*" >&2; exit 1; }
+
+t_cleanup() {
+	for m in "$W"/mnt*; do
+		[ -d "$m" ] && mountpoint -q "$m" 2>/dev/null &&
+			{ fusermount3 -u "$m" 2>/dev/null || umount -l "$m" 2>/dev/null; }
+	done
+	for p in $NWC_PIDS; do kill "$p" 2>/dev/null; done
+	rm -rf "$W"
+}
+
+t_workdir() {
+	W=$(mktemp -d "${TMPDIR:-/tmp}/nwctest.XXXXXX") || t_fail "mktemp"
+	trap t_cleanup EXIT
+	trap 'exit 1' INT TERM
+}
+
+t_require_fuse() {
+	[ -x "$NWCFS" ] || t_skip "nwcfs not built (configured without fuse3)"
+	[ -e /dev/fuse ] || t_skip "no /dev/fuse (FUSE module not loaded)"
+	FM=$(command -v fusermount3) || t_skip "no fusermount3 on PATH"
+	[ "$(id -u)" = 0 ] || [ -u "$FM" ] ||
+		t_skip "$FM is not setuid and we are not root"
+	command -v mountpoint >/dev/null || t_skip "no mountpoint(1)"
+}
+
+# Poll until $2 is a mountpoint, for at most 20 s; give up if nwcfs died.
+t_wait_mounted() {
+	i=0
+	while [ $i -lt 200 ]; do
+		mountpoint -q "$1" && return 0
+		kill -0 "$2" 2>/dev/null || return 1
+		sleep 0.1
+		i=$((i + 1))
+	done
+	return 1
+}
+
+t_mount() {
+	img=$1 mnt=$2
+	shift 2
+	mkdir -p "$mnt"
+	"$NWCFS" -f "$img" "$mnt" "$@" 2>>"$W/nwcfs.log" &
+	PID=$!
+	NWC_PIDS="$NWC_PIDS $PID"
+	if ! t_wait_mounted "$mnt" "$PID"; then
+		grep -q -e 'fuse: device not found' -e 'Operation not permitted' \
+			"$W/nwcfs.log" 2>/dev/null &&
+			t_skip "FUSE mount refused here: $(head -n1 "$W/nwcfs.log")"
+		t_fail "nwcfs did not mount $img: $(cat "$W/nwcfs.log")"
+	fi
+}
+
+t_umount() {
+	fusermount3 -u "$1" || t_fail "fusermount3 -u $1 failed"
+	i=0
+	while kill -0 "$PID" 2>/dev/null; do
+		[ $i -ge 100 ] && t_fail "nwcfs still running 10 s after unmount"
+		sleep 0.1
+		i=$((i + 1))
+	done
+	wait "$PID" || t_fail "nwcfs exited with status $?"
+}

@@ -1,0 +1,56 @@
+# tests/local.mk - make check: unit tests, fuzz corpus replays, man lint,
+# end-to-end image and mount tests.
+NWC_TEST_LIBS = $(NWC_FS_LIB) $(NWC_CODEC_LIB) $(NWC_DEP_LIBS)
+
+check_PROGRAMS += tests/test_planes tests/test_codec tests/test_safetensors \
+	tests/test_image tests/test_cache tests/test_engine \
+	tests/gen_model tests/fuzz_image tests/fuzz_safetensors
+tests_test_planes_SOURCES = tests/test_planes.c tests/t.h
+tests_test_planes_LDADD = $(NWC_TEST_LIBS)
+tests_test_codec_SOURCES = tests/test_codec.c tests/t.h
+tests_test_codec_LDADD = $(NWC_TEST_LIBS)
+tests_test_safetensors_SOURCES = tests/test_safetensors.c tests/t.h
+tests_test_safetensors_LDADD = $(NWC_TEST_LIBS)
+tests_test_image_SOURCES = tests/test_image.c tests/t.h
+tests_test_image_LDADD = $(NWC_TEST_LIBS)
+tests_test_cache_SOURCES = tests/test_cache.c tests/t.h
+tests_test_cache_LDADD = $(NWC_TEST_LIBS)
+tests_test_engine_SOURCES = tests/test_engine.c tests/t.h
+tests_test_engine_LDADD = $(NWC_TEST_LIBS)
+tests_gen_model_SOURCES = tests/gen_model.c
+tests_gen_model_LDADD = $(NWC_TEST_LIBS)
+
+# Fuzz targets: linked with a replay driver for make check, and with
+# libFuzzer under --enable-fuzzing (CC=clang).
+tests_fuzz_image_SOURCES = tests/fuzz/image.c tests/fuzz/fuzz.h
+tests_fuzz_safetensors_SOURCES = tests/fuzz/safetensors.c tests/fuzz/fuzz.h
+if WITH_FUZZING
+tests_fuzz_image_CFLAGS = $(AM_CFLAGS) -fsanitize=fuzzer,address,undefined
+tests_fuzz_safetensors_CFLAGS = $(AM_CFLAGS) -fsanitize=fuzzer,address,undefined
+else
+tests_fuzz_image_SOURCES += tests/fuzz/driver.c
+tests_fuzz_safetensors_SOURCES += tests/fuzz/driver.c
+endif
+tests_fuzz_image_LDADD = $(NWC_TEST_LIBS)
+tests_fuzz_safetensors_LDADD = $(NWC_TEST_LIBS)
+
+TEST_EXTENSIONS = .sh
+SH_LOG_COMPILER = $(SHELL)
+AM_TESTS_ENVIRONMENT = \
+	top_srcdir='$(top_srcdir)'; top_builddir='$(top_builddir)'; \
+	export top_srcdir top_builddir;
+
+TESTS += tests/test_planes tests/test_codec tests/test_safetensors \
+	tests/test_image tests/test_cache tests/test_engine \
+	tests/fuzz-replay.sh tests/man.sh tests/roundtrip.sh tests/errors.sh \
+	tests/mount.sh tests/mount-corrupt.sh tests/mount-real.sh
+EXTRA_DIST += tests/lib.sh tests/fuzz-replay.sh tests/man.sh \
+	tests/roundtrip.sh tests/errors.sh tests/mount.sh \
+	tests/mount-corrupt.sh tests/mount-real.sh tests/readcheck.py \
+	tests/demo.sh tests/corpus
+
+# make demo: pack a generated model, mount it, read a tensor back, unmount.
+demo: all tests/gen_model
+	top_srcdir='$(top_srcdir)' top_builddir='$(top_builddir)' \
+		$(SHELL) $(top_srcdir)/tests/demo.sh
+.PHONY: demo
