@@ -1,1 +1,280 @@
-/* placeholder */
+/* SPDX-License-Identifier: MIT */
+/*
+ * ops.c - FUSE callbacks: getattr, readlink, readdir, open, read, release,
+ * statfs.  The one place where project errors become errnos for the kernel:
+ * a damaged block is EIO for that read; everything else passes through.
+ */
+#include "codec/nwc.h"
+
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+
+#include "codec/log.h"
+#include "fs/ops.h"
+
+/* The image never changes: let the kernel cache everything for a year. */
+#define NWCFS_TIMEOUT (365.0 * 86400)
+
+struct nwcfs_ctx {
+	struct nwc_engine *eng;
+	const struct nwc_image *img;
+	uid_t uid;
+	gid_t gid;
+	uint64_t *stored;	/* per inode: stored bytes, for st_blocks */
+	uint32_t *subdirs;	/* per inode: child directories, for st_nlink */
+	uint32_t blksize;
+};
+
+/* An open regular file. */
+struct nwcfs_file {
+	uint32_t ino;
+	struct nwc_stream stream;
+};
+
+static struct nwcfs_ctx *ctx_get(void)
+{
+	return fuse_get_context()->private_data;
+}
+
+static int to_fuse_err(int err)
+{
+	if (err == -NWC_ECHECKSUM || err == -NWC_ECORRUPT ||
+	    err == -NWC_EFEATURE || err == -NWC_EFORMAT)
+		return -EIO;
+	return err;
+}
+
+int nwcfs_ctx_create(struct nwc_engine *eng, uid_t uid, gid_t gid,
+		     struct nwcfs_ctx **out)
+{
+	struct nwc_image_info info;
+	struct nwcfs_ctx *ctx;
+
+	ctx = calloc(1, sizeof(*ctx));
+	if (!ctx)
+		return -ENOMEM;
+	ctx->eng = eng;
+	ctx->img = nwc_engine_image(eng);
+	ctx->uid = uid;
+	ctx->gid = gid;
+	nwc_image_get_info(ctx->img, &info);
+	ctx->blksize = info.block_log2 >= NWC_BLOCK_LOG2_MIN &&
+				       info.block_log2 <= NWC_BLOCK_LOG2_MAX ?
+			       1u << info.block_log2 : 1u << 20;
+	ctx->stored = calloc(info.n_inodes, sizeof(*ctx->stored));
+	ctx->subdirs = calloc(info.n_inodes, sizeof(*ctx->subdirs));
+	if (!ctx->stored || !ctx->subdirs) {
+		nwcfs_ctx_free(ctx);
+		return -ENOMEM;
+	}
+	for (uint32_t ino = 0; ino < info.n_inodes; ino++) {
+		const struct nwc_inode *n = nwc_image_inode(ctx->img, ino);
+
+		if (S_ISREG(n->mode))
+			for (uint32_t k = 0; k < n->count; k++)
+				ctx->stored[ino] += nwc_image_extent_stored(ctx->img,
+									    n->first + k);
+		if (ino && S_ISDIR(n->mode))
+			ctx->subdirs[n->parent]++;
+	}
+	*out = ctx;
+	return 0;
+}
+
+void nwcfs_ctx_free(struct nwcfs_ctx *ctx)
+{
+	if (!ctx)
+		return;
+	free(ctx->stored);
+	free(ctx->subdirs);
+	free(ctx);
+}
+
+static void fill_stat(const struct nwcfs_ctx *ctx, uint32_t ino,
+		      struct stat *st)
+{
+	const struct nwc_inode *n = nwc_image_inode(ctx->img, ino);
+
+	memset(st, 0, sizeof(*st));
+	st->st_ino = (ino_t)ino + 1;	/* FUSE reserves 1 for the root */
+	st->st_mode = n->mode;
+	st->st_nlink = S_ISDIR(n->mode) ? 2 + ctx->subdirs[ino] : 1;
+	st->st_uid = ctx->uid;
+	st->st_gid = ctx->gid;
+	st->st_size = S_ISDIR(n->mode) ? 0 : (off_t)n->size;
+	st->st_blksize = ctx->blksize;
+	/* du(1) shows what the file really occupies in the image. */
+	st->st_blocks = (blkcnt_t)((ctx->stored[ino] + 511) / 512);
+	st->st_mtim.tv_sec = n->mtime;
+	st->st_mtim.tv_nsec = n->mtime_ns;
+	st->st_atim = st->st_mtim;
+	st->st_ctim = st->st_mtim;
+}
+
+static void *nwcfs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
+{
+	struct nwcfs_ctx *ctx = ctx_get();
+	int ret;
+
+	(void)conn;
+	/* Here, not in main(): this runs after fuse_main() has daemonized. */
+	ret = nwc_engine_start(ctx->eng);
+	if (ret)
+		nwc_warn("cannot start prefetch workers (%s); reads go on without prefetch",
+			 nwc_strerror(ret));
+	cfg->kernel_cache = 1;
+	cfg->use_ino = 1;
+	cfg->entry_timeout = NWCFS_TIMEOUT;
+	cfg->attr_timeout = NWCFS_TIMEOUT;
+	cfg->negative_timeout = NWCFS_TIMEOUT;
+	return ctx;
+}
+
+static int nwcfs_getattr(const char *path, struct stat *st,
+			 struct fuse_file_info *fi)
+{
+	struct nwcfs_ctx *ctx = ctx_get();
+	uint32_t ino;
+	int ret;
+
+	if (fi && fi->fh) {
+		fill_stat(ctx, ((struct nwcfs_file *)(uintptr_t)fi->fh)->ino, st);
+		return 0;
+	}
+	ret = nwc_image_resolve(ctx->img, path, &ino);
+	if (ret)
+		return ret;
+	fill_stat(ctx, ino, st);
+	return 0;
+}
+
+static int nwcfs_readlink(const char *path, char *buf, size_t size)
+{
+	struct nwcfs_ctx *ctx = ctx_get();
+	const struct nwc_inode *n;
+	uint32_t ino;
+	size_t len;
+	int ret;
+
+	ret = nwc_image_resolve(ctx->img, path, &ino);
+	if (ret)
+		return ret;
+	n = nwc_image_inode(ctx->img, ino);
+	if (!S_ISLNK(n->mode))
+		return -EINVAL;
+	if (!size)
+		return -EINVAL;
+	len = NWC_MIN((size_t)n->size, size - 1);
+	memcpy(buf, n->target, len);
+	buf[len] = '\0';
+	return 0;
+}
+
+static int nwcfs_readdir(const char *path, void *buf, fuse_fill_dir_t fill,
+			 off_t off, struct fuse_file_info *fi,
+			 enum fuse_readdir_flags flags)
+{
+	struct nwcfs_ctx *ctx = ctx_get();
+	const struct nwc_inode *d;
+	uint32_t ino;
+	int ret;
+
+	(void)off;
+	(void)fi;
+	(void)flags;
+	ret = nwc_image_resolve(ctx->img, path, &ino);
+	if (ret)
+		return ret;
+	d = nwc_image_inode(ctx->img, ino);
+	if (!S_ISDIR(d->mode))
+		return -ENOTDIR;
+	fill(buf, ".", NULL, 0, 0);
+	fill(buf, "..", NULL, 0, 0);
+	for (uint32_t k = 0; k < d->count; k++) {
+		const struct nwc_inode *c = nwc_image_inode(ctx->img, d->first + k);
+		char name[NWC_NAME_MAX + 1];
+		struct stat st;
+
+		memcpy(name, c->name, c->name_len);
+		name[c->name_len] = '\0';
+		fill_stat(ctx, d->first + k, &st);
+		if (fill(buf, name, &st, 0, FUSE_FILL_DIR_PLUS))
+			break;
+	}
+	return 0;
+}
+
+static int nwcfs_open(const char *path, struct fuse_file_info *fi)
+{
+	struct nwcfs_ctx *ctx = ctx_get();
+	struct nwcfs_file *f;
+	uint32_t ino;
+	int ret;
+
+	if ((fi->flags & O_ACCMODE) != O_RDONLY)
+		return -EROFS;
+	ret = nwc_image_resolve(ctx->img, path, &ino);
+	if (ret)
+		return ret;
+	if (!S_ISREG(nwc_image_inode(ctx->img, ino)->mode))
+		return -EISDIR;
+	f = calloc(1, sizeof(*f));
+	if (!f)
+		return -ENOMEM;
+	f->ino = ino;
+	nwc_stream_init(&f->stream);
+	fi->fh = (uintptr_t)f;
+	fi->keep_cache = 1;	/* content never changes: keep the page cache */
+	return 0;
+}
+
+static int nwcfs_read(const char *path, char *buf, size_t size, off_t off,
+		      struct fuse_file_info *fi)
+{
+	struct nwcfs_ctx *ctx = ctx_get();
+	struct nwcfs_file *f = (struct nwcfs_file *)(uintptr_t)fi->fh;
+	ssize_t n;
+
+	(void)path;
+	if (off < 0)
+		return -EINVAL;
+	n = nwc_engine_read(ctx->eng, f->ino, buf, size, (uint64_t)off,
+			    &f->stream);
+	return n < 0 ? to_fuse_err((int)n) : (int)n;
+}
+
+static int nwcfs_release(const char *path, struct fuse_file_info *fi)
+{
+	(void)path;
+	free((struct nwcfs_file *)(uintptr_t)fi->fh);
+	return 0;
+}
+
+static int nwcfs_statfs(const char *path, struct statvfs *sv)
+{
+	struct nwcfs_ctx *ctx = ctx_get();
+	struct nwc_image_info info;
+
+	(void)path;
+	nwc_image_get_info(ctx->img, &info);
+	memset(sv, 0, sizeof(*sv));
+	sv->f_bsize = 4096;
+	sv->f_frsize = 4096;
+	sv->f_blocks = (fsblkcnt_t)((info.image_size + 4095) / 4096);
+	sv->f_files = info.n_inodes;
+	sv->f_namemax = NWC_NAME_MAX;
+	sv->f_flag = ST_RDONLY;
+	return 0;
+}
+
+const struct fuse_operations nwcfs_ops = {
+	.init = nwcfs_init,
+	.getattr = nwcfs_getattr,
+	.readlink = nwcfs_readlink,
+	.readdir = nwcfs_readdir,
+	.open = nwcfs_open,
+	.read = nwcfs_read,
+	.release = nwcfs_release,
+	.statfs = nwcfs_statfs,
+};

@@ -1,2 +1,63 @@
 /* SPDX-License-Identifier: MIT */
-/* mkfs/progress.c - placeholder, being written. */
+/* progress.c - the mkfs progress bar. */
+#include "codec/nwc.h"
+
+#include <stdio.h>
+#include <time.h>
+
+#include "mkfs/progress.h"
+
+double nwc_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void draw(struct nwc_progress *p)
+{
+	double pct = p->total ? 100.0 * (double)p->done / (double)p->total : 100;
+	double secs = nwc_now() - p->t0;
+	double rate = secs > 0 ? (double)p->done / secs / 1e6 : 0;
+	int fill = (int)(pct / 100 * 30);
+	char bar[31];
+
+	memset(bar, '#', (size_t)fill);
+	memset(bar + fill, '.', (size_t)(30 - fill));
+	bar[30] = '\0';
+	fprintf(stderr, "\r[%s] %5.1f%%  %9.1f MB  -> %9.1f MB  %7.1f MB/s ",
+		bar, pct, (double)p->done / 1e6, (double)p->stored / 1e6, rate);
+}
+
+void nwc_progress_start(struct nwc_progress *p, bool on, uint64_t total)
+{
+	memset(p, 0, sizeof(*p));
+	p->on = on;
+	p->total = total;
+	p->t0 = nwc_now();
+}
+
+void nwc_progress_update(struct nwc_progress *p, uint64_t done,
+			 uint64_t stored)
+{
+	double now;
+
+	p->done = done;
+	p->stored = stored;
+	if (!p->on)
+		return;
+	now = nwc_now();
+	if (now - p->last < 0.1)
+		return;
+	p->last = now;
+	draw(p);
+}
+
+void nwc_progress_finish(struct nwc_progress *p)
+{
+	if (!p->on)
+		return;
+	draw(p);
+	fputc('\n', stderr);
+}

@@ -1,2 +1,197 @@
 /* SPDX-License-Identifier: MIT */
-/* mkfs/walk.c - placeholder, being written. */
+/* walk.c - breadth-first scan of the input directory with sorted names. */
+#include "codec/nwc.h"
+
+#include <dirent.h>
+#include <limits.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "codec/log.h"
+#include "mkfs/walk.h"
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int add_entry(struct nwc_tree *t, uint32_t *cap, const char *root,
+		     const char *rel, uint32_t parent, const struct stat *st)
+{
+	struct nwc_entry *e;
+
+	if (t->n == *cap) {
+		uint32_t ncap = *cap ? *cap * 2 : 64;
+		void *p = realloc(t->e, ncap * sizeof(*t->e));
+
+		if (!p)
+			return -ENOMEM;
+		t->e = p;
+		*cap = ncap;
+	}
+	e = &t->e[t->n];
+	memset(e, 0, sizeof(*e));
+	e->path = strdup(rel);
+	if (!e->path)
+		return -ENOMEM;
+	e->name = strrchr(e->path, '/') ? strrchr(e->path, '/') + 1 : e->path;
+	e->parent = parent;
+	e->mode = st->st_mode;
+	e->mtime = st->st_mtim.tv_sec;
+	e->mtime_ns = (uint32_t)st->st_mtim.tv_nsec;
+	if (S_ISREG(st->st_mode)) {
+		e->size = (uint64_t)st->st_size;
+		t->total += e->size;
+		t->n_files++;
+	} else if (S_ISLNK(st->st_mode)) {
+		char full[PATH_MAX], buf[4097];
+		ssize_t n;
+
+		snprintf(full, sizeof(full), "%s/%s", root, rel);
+		n = readlink(full, buf, sizeof(buf) - 1);
+		if (n < 0 || n == 0 || n >= (ssize_t)sizeof(buf) - 1) {
+			int ret = n < 0 ? -errno : -ENAMETOOLONG;
+
+			nwc_err("%s: cannot read symlink: %s", full,
+				strerror(-ret));
+			free(e->path);
+			return ret;
+		}
+		buf[n] = '\0';
+		e->target = strdup(buf);
+		if (!e->target) {
+			free(e->path);
+			return -ENOMEM;
+		}
+		e->size = (uint64_t)n;
+	}
+	t->n++;
+	return 0;
+}
+
+/* Append the sorted children of directory entry @idx. */
+static int scan_dir(struct nwc_tree *t, uint32_t *cap, const char *root,
+		    uint32_t idx)
+{
+	char full[PATH_MAX];
+	char **names = NULL;
+	size_t n = 0, cap_names = 0;
+	struct dirent *de;
+	DIR *d;
+	int ret = 0;
+
+	if (snprintf(full, sizeof(full), "%s%s%s", root, idx ? "/" : "",
+		     idx ? t->e[idx].path : "") >= (int)sizeof(full))
+		return -ENAMETOOLONG;
+	d = opendir(full);
+	if (!d) {
+		ret = -errno;
+		nwc_err("%s: cannot open directory: %s", full, strerror(errno));
+		return ret;
+	}
+	while ((errno = 0, de = readdir(d))) {
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		if (n == cap_names) {
+			size_t ncap = cap_names ? cap_names * 2 : 32;
+			char **p = realloc(names, ncap * sizeof(*names));
+
+			if (!p) {
+				ret = -ENOMEM;
+				goto out_free;
+			}
+			names = p;
+			cap_names = ncap;
+		}
+		names[n] = strdup(de->d_name);
+		if (!names[n]) {
+			ret = -ENOMEM;
+			goto out_free;
+		}
+		n++;
+	}
+	if (errno) {
+		ret = -errno;
+		nwc_err("%s: cannot read directory: %s", full, strerror(errno));
+		goto out_free;
+	}
+	qsort(names, n, sizeof(*names), cmp_str);
+	for (size_t i = 0; i < n && !ret; i++) {
+		char rel[PATH_MAX], path[PATH_MAX];
+		struct stat st;
+
+		if (strlen(names[i]) > 255) {
+			nwc_err("%s/%s: name longer than 255 bytes", full,
+				names[i]);
+			ret = -ENAMETOOLONG;
+			break;
+		}
+		if (snprintf(rel, sizeof(rel), "%s%s%s",
+			     idx ? t->e[idx].path : "", idx ? "/" : "",
+			     names[i]) >= (int)sizeof(rel) ||
+		    snprintf(path, sizeof(path), "%s/%s", root, rel) >=
+			    (int)sizeof(path)) {
+			ret = -ENAMETOOLONG;
+			break;
+		}
+		if (lstat(path, &st)) {
+			ret = -errno;
+			nwc_err("%s: %s", path, strerror(errno));
+			break;
+		}
+		if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode) &&
+		    !S_ISLNK(st.st_mode)) {
+			nwc_warn("%s: skipping special file", path);
+			continue;
+		}
+		ret = add_entry(t, cap, root, rel, idx, &st);
+	}
+out_free:
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+	closedir(d);
+	return ret;
+}
+
+int nwc_walk(const char *root, struct nwc_tree *out)
+{
+	struct nwc_tree t = { 0 };
+	uint32_t cap = 0;
+	struct stat st;
+	int ret;
+
+	if (stat(root, &st)) {
+		ret = -errno;
+		nwc_err("%s: %s", root, strerror(errno));
+		return ret;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		nwc_err("%s: not a directory", root);
+		return -ENOTDIR;
+	}
+	ret = add_entry(&t, &cap, root, "", 0, &st);
+	/* Breadth first: entries appended while scanning are scanned later. */
+	for (uint32_t i = 0; !ret && i < t.n; i++)
+		if (S_ISDIR(t.e[i].mode))
+			ret = scan_dir(&t, &cap, root, i);
+	if (ret) {
+		nwc_tree_free(&t);
+		return ret;
+	}
+	*out = t;
+	return 0;
+}
+
+void nwc_tree_free(struct nwc_tree *t)
+{
+	for (uint32_t i = 0; i < t->n; i++) {
+		free(t->e[i].path);
+		free(t->e[i].target);
+	}
+	free(t->e);
+	memset(t, 0, sizeof(*t));
+}
