@@ -42,10 +42,16 @@ void *nwc_dctx_scratch(struct nwc_dctx *dctx, size_t len);
  */
 int nwc_codec_check(unsigned codec, uint32_t arg, uint32_t block_len);
 
-/* Unit of the codec in bytes: raw lengths must be a multiple of it. */
+/*
+ * Unit of the codec in bytes: raw lengths must be a multiple of it.  0 for
+ * an unknown codec or a bad argument (nwc_codec_check() tells them apart).
+ */
 unsigned nwc_codec_unit(unsigned codec, uint32_t arg);
 
-/* Largest payload nwc_codec_encode() can produce for @raw_len bytes. */
+/*
+ * Largest payload nwc_codec_encode() can produce for @raw_len bytes; 0 for
+ * an unknown codec or a bad argument.
+ */
 size_t nwc_codec_bound(unsigned codec, uint32_t arg, size_t raw_len);
 
 /*
@@ -67,7 +73,12 @@ int nwc_codec_decode(struct nwc_dctx *dctx, unsigned codec, uint32_t arg,
 /* The lossless codec argument mkfs uses for tensors of @dtype. */
 uint32_t nwc_codec_arg_for_dtype(unsigned dtype);
 
-/* Short name for listings: "raw", "zstd", "zstd/bf16", "nwc". */
+/*
+ * nwc_codec_name() - short name for listings, written to @buf (@len bytes)
+ * and returned: "raw"; "zstd" (E = 1); "zstd/planesE" for E byte planes and
+ * "zstd/planesEf" with the float rotation ("zstd/planes2f" for BF16 and
+ * F16); "nwc"; "zstd/0xARG" or "codecN/0xARG" for what this build lacks.
+ */
 const char *nwc_codec_name(unsigned codec, uint32_t arg, char *buf, size_t len);
 
 #endif /* NWC_CODEC_H */

@@ -46,9 +46,12 @@
  *    16  u64  len       length in bytes
  *    24  u64  xxh       checksum of the section bytes
  *
- *    Each required type appears exactly once.  Types >= NWC_SECT_OPTIONAL
- *    may be skipped by readers that do not know them; an unknown type below
- *    that is an error.  Sections must not overlap each other.
+ *    Types 1 to 6 (STRINGS, INODES, EXTENTS, BLOCKS, TENSORS, PARAMS) are
+ *    required and appear exactly once each.  Type 7 (MODELS) is reserved for
+ *    lossy images and ignored by version-1 readers.  Types >=
+ *    NWC_SECT_OPTIONAL may be skipped by readers that do not know them; any
+ *    other unknown type is an error.  Sections must not overlap each other,
+ *    the superblock, the block data or the directory.
  *
  * 3. STRINGS: raw bytes referenced by (offset, length) pairs from the other
  *    tables: names, symlink targets, tensor names.  No terminators.
@@ -143,10 +146,13 @@
  *      byte (E must be 2 or 4 or 8).  raw_len is a multiple of E.  The block
  *      is E planes, plane p holding byte p of every element (little-endian
  *      byte order; for a float, plane E-1 holds the exponent's top bits).
- *      Payload: E u32 words, then the planes in order.  Word p: bits 0-30 the
- *      stored length of plane p, bit 31 set when the plane is stored verbatim
- *      (its length is then raw_len / E), clear when it is one zstd frame
- *      whose content size is raw_len / E.  E = 1 is plain zstd.
+ *      Payload: E u32 words, then the planes in order.  Word p: bits 0-29 the
+ *      stored length of plane p; bit 31 (NWC_PLANE_STORED) set when the
+ *      plane is stored verbatim (its length is then raw_len / E); bit 30
+ *      (NWC_PLANE_RANS) set when it is an order-0 rANS stream (codec/rans.h
+ *      defines that stream); neither set when it is one zstd frame whose
+ *      content size is raw_len / E.  Both set is invalid.  E = 1 is plain
+ *      zstd (or rANS, or verbatim).
  *
  *    NWC_CODEC_NWC (16): reserved for the neural weight codec; an image with
  *      such extents sets NWC_INCOMPAT_NWC.
@@ -225,6 +231,7 @@ enum nwc_codec_id {
 #define NWC_ZSTD_ARG_ESIZE_MASK 0xffu
 #define NWC_ZSTD_ARG_FLOAT (1u << 8)
 #define NWC_PLANE_STORED (1u << 31)
+#define NWC_PLANE_RANS (1u << 30)
 
 #define NWC_NO_TENSOR 0xffffffffu
 #define NWC_MAX_DIMS 8u

@@ -11,6 +11,7 @@ codec_libnwccodec_a_SOURCES = \
 	codec/format.h codec/dtype.c \
 	codec/planes.c codec/planes.h \
 	codec/codec.c codec/codec.h codec/zstd.c codec/zstd.h \
+	codec/rans.c codec/rans.h \
 	codec/safetensors.c codec/safetensors.h \
 	codec/image.c codec/image.h \
 	codec/writer.c codec/writer.h

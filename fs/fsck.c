@@ -341,6 +341,10 @@ int main(int argc, char **argv)
 		nwc_err("expected one IMAGE (see --help)");
 		return EXIT_USAGE;
 	}
+	if (list && f.extract) {
+		nwc_err("--list and --extract do not go together");
+		return EXIT_USAGE;
+	}
 	if (tensors && !list) {
 		nwc_err("--tensors needs --list");
 		return EXIT_USAGE;

@@ -2,11 +2,14 @@
 # end-to-end image and mount tests.
 NWC_TEST_LIBS = $(NWC_FS_LIB) $(NWC_CODEC_LIB) $(NWC_DEP_LIBS)
 
-check_PROGRAMS += tests/test_planes tests/test_codec tests/test_safetensors \
+check_PROGRAMS += tests/test_planes tests/test_codec tests/test_rans \
+	tests/test_safetensors \
 	tests/test_image tests/test_cache tests/test_engine \
 	tests/gen_model tests/fuzz_image tests/fuzz_safetensors
 tests_test_planes_SOURCES = tests/test_planes.c tests/t.h
 tests_test_planes_LDADD = $(NWC_TEST_LIBS)
+tests_test_rans_SOURCES = tests/test_rans.c tests/t.h tests/golden_rans.h
+tests_test_rans_LDADD = $(NWC_TEST_LIBS) -lm
 tests_test_codec_SOURCES = tests/test_codec.c tests/t.h
 tests_test_codec_LDADD = $(NWC_TEST_LIBS)
 tests_test_safetensors_SOURCES = tests/test_safetensors.c tests/t.h
@@ -40,7 +43,7 @@ AM_TESTS_ENVIRONMENT = \
 	top_srcdir='$(top_srcdir)'; top_builddir='$(top_builddir)'; \
 	export top_srcdir top_builddir;
 
-TESTS += tests/test_planes tests/test_codec tests/test_safetensors \
+TESTS += tests/test_planes tests/test_codec tests/test_rans tests/test_safetensors \
 	tests/test_image tests/test_cache tests/test_engine \
 	tests/fuzz-replay.sh tests/man.sh tests/roundtrip.sh tests/errors.sh \
 	tests/mount.sh tests/mount-corrupt.sh tests/mount-real.sh

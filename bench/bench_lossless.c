@@ -1,4 +1,0 @@
-/* SPDX-License-Identifier: MIT */
-/* placeholder */
-int main(void);
-int main(void) { return 1; }

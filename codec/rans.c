@@ -1,0 +1,235 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * rans.c - order-0 rANS over bytes: 32-bit states, 16-bit renormalization,
+ * four interleaved states so the decoder's dependency chains overlap.
+ *
+ * A state x lives in [L, L << 16) with L = 2^16.  Coding symbol s (frequency
+ * f, cumulative c, total M = 2^P) maps x to (x / f) * M + c + x % f after
+ * pushing 16-bit words until x < f << (32 - P); decoding inverts it.  The
+ * encoder runs backwards over the input and the output, so the decoder
+ * reads forwards.
+ */
+#include "codec/nwc.h"
+
+#include <stdlib.h>
+
+#include "codec/rans.h"
+
+#define RANS_L (1u << 16)
+#define NSYM 256u
+#define NSTATES 4u
+#define HDR_MAX (2 + 32 + NSYM * 3 + NSTATES * 4)
+
+size_t nwc_rans8_bound(size_t len)
+{
+	/* Each symbol costs at most P <= 15 bits; round up generously. */
+	return HDR_MAX + 2 * (len + NSTATES) + 16;
+}
+
+/*
+ * Scale @count (summing to @n) to frequencies summing to 2^@prec, keeping
+ * every present symbol at >= 1.  Deterministic: ties break by symbol.
+ */
+static void normalize(const uint64_t *count, uint64_t n, unsigned prec,
+		      uint32_t *freq)
+{
+	const uint32_t m = 1u << prec;
+	int64_t sum = 0;
+
+	for (unsigned s = 0; s < NSYM; s++) {
+		freq[s] = 0;
+		if (!count[s])
+			continue;
+		freq[s] = (uint32_t)((count[s] * m + n / 2) / n);
+		if (!freq[s])
+			freq[s] = 1;
+		sum += freq[s];
+	}
+	/* Take from (or give to) the largest frequencies until the sum fits. */
+	while (sum != m) {
+		unsigned best = 0;
+
+		for (unsigned s = 1; s < NSYM; s++)
+			if (freq[s] > freq[best])
+				best = s;
+		if (sum > m) {
+			uint32_t d = (uint32_t)NWC_MIN((int64_t)freq[best] - 1,
+						       sum - (int64_t)m);
+
+			if (!d) {	/* largest is 1: cannot happen, m >= 256 */
+				break;
+			}
+			/* Spread large corrections over several symbols. */
+			d = NWC_MAX(1u, NWC_MIN(d, freq[best] / 8 + 1));
+			freq[best] -= d;
+			sum -= d;
+		} else {
+			freq[best] += (uint32_t)(m - sum);
+			sum = m;
+		}
+	}
+}
+
+static size_t put_varint(uint8_t *p, uint32_t v)
+{
+	size_t n = 0;
+
+	while (v >= 0x80) {
+		p[n++] = (uint8_t)(v | 0x80);
+		v >>= 7;
+	}
+	p[n++] = (uint8_t)v;
+	return n;
+}
+
+static int get_varint(const uint8_t *p, size_t len, size_t *pos, uint32_t *v)
+{
+	uint32_t r = 0;
+
+	for (unsigned shift = 0; shift < 21; shift += 7) {
+		uint8_t b;
+
+		if (*pos >= len)
+			return -NWC_ECORRUPT;
+		b = p[(*pos)++];
+		r |= (uint32_t)(b & 0x7f) << shift;
+		if (!(b & 0x80)) {
+			*v = r;
+			return 0;
+		}
+	}
+	return -NWC_ECORRUPT;
+}
+
+ssize_t nwc_rans8_encode(const uint8_t *src, size_t len, uint8_t *dst,
+			 size_t cap)
+{
+	const unsigned prec = NWC_RANS_PREC;
+	uint64_t count[NSYM] = { 0 };
+	uint32_t freq[NSYM], cum[NSYM];
+	uint32_t x[NSTATES];
+	uint16_t *words, *w;
+	size_t pos, nwords;
+	uint32_t c = 0;
+
+	if (!len)
+		return -EINVAL;
+	if (cap < nwc_rans8_bound(len))
+		return -ENOBUFS;
+	for (size_t i = 0; i < len; i++)
+		count[src[i]]++;
+	normalize(count, len, prec, freq);
+	for (unsigned s = 0; s < NSYM; s++) {
+		cum[s] = c;
+		c += freq[s];
+	}
+
+	/* Header: precision, presence bitmap, frequencies. */
+	dst[0] = (uint8_t)prec;
+	memset(dst + 1, 0, 32);
+	pos = 33;
+	for (unsigned s = 0; s < NSYM; s++) {
+		if (!freq[s])
+			continue;
+		dst[1 + s / 8] |= (uint8_t)(1u << (s % 8));
+		pos += put_varint(dst + pos, freq[s]);
+	}
+
+	/* Words are produced last-first: fill a scratch area from its end. */
+	words = malloc((len + NSTATES) * sizeof(*words));
+	if (!words)
+		return -ENOMEM;
+	w = words + len + NSTATES;
+	for (unsigned k = 0; k < NSTATES; k++)
+		x[k] = RANS_L;
+	for (size_t i = len; i-- > 0;) {
+		uint32_t *st = &x[i % NSTATES];
+		uint32_t f = freq[src[i]];
+		uint64_t xmax = (uint64_t)f << (32 - prec);	/* 2^32 when f = M */
+
+		if (*st >= xmax) {	/* one word always suffices: P <= 16 */
+			*--w = (uint16_t)*st;
+			*st >>= 16;
+		}
+		*st = ((*st / f) << prec) + *st % f + cum[src[i]];
+	}
+	nwords = (size_t)(words + len + NSTATES - w);
+	for (unsigned k = 0; k < NSTATES; k++)
+		nwc_put_le32(dst + pos + 4 * k, x[k]);
+	pos += 4 * NSTATES;
+	for (size_t i = 0; i < nwords; i++)
+		nwc_put_le16(dst + pos + 2 * i, w[i]);
+	pos += 2 * nwords;
+	free(words);
+	return (ssize_t)pos;
+}
+
+int nwc_rans8_decode(const uint8_t *src, size_t srclen, uint8_t *dst,
+		     size_t len)
+{
+	uint32_t freq[NSYM] = { 0 }, cum[NSYM];
+	uint32_t x[NSTATES], m, c = 0;
+	uint8_t *slot2sym = NULL;
+	size_t pos = 33, wpos, wend;
+	unsigned prec;
+	int ret = -NWC_ECORRUPT;
+
+	if (srclen < 33 + 4 * NSTATES)
+		return -NWC_ECORRUPT;
+	prec = src[0];
+	if (prec < NWC_RANS_PREC_MIN || prec > NWC_RANS_PREC_MAX)
+		return -NWC_ECORRUPT;
+	m = 1u << prec;
+	for (unsigned s = 0; s < NSYM; s++) {
+		if (!(src[1 + s / 8] & (1u << (s % 8))))
+			continue;
+		if (get_varint(src, srclen, &pos, &freq[s]) || !freq[s] ||
+		    freq[s] > m - c)
+			return -NWC_ECORRUPT;
+		c += freq[s];
+	}
+	if (c != m || srclen - pos < 4 * NSTATES)
+		return -NWC_ECORRUPT;
+	slot2sym = malloc(m);
+	if (!slot2sym)
+		return -ENOMEM;
+	c = 0;
+	for (unsigned s = 0; s < NSYM; s++) {
+		cum[s] = c;
+		memset(slot2sym + c, (int)s, freq[s]);
+		c += freq[s];
+	}
+	for (unsigned k = 0; k < NSTATES; k++) {
+		x[k] = nwc_get_le32(src + pos + 4 * k);
+		if (x[k] < RANS_L)
+			goto out_free;
+	}
+	wpos = pos + 4 * NSTATES;
+	wend = srclen;
+	if ((wend - wpos) % 2)
+		goto out_free;
+	for (size_t i = 0; i < len; i++) {
+		uint32_t *st = &x[i % NSTATES];
+		uint32_t slot = *st & (m - 1);
+		uint8_t s = slot2sym[slot];
+
+		dst[i] = s;
+		*st = freq[s] * (*st >> prec) + slot - cum[s];
+		if (*st < RANS_L) {
+			if (wend - wpos < 2)
+				goto out_free;
+			*st = *st << 16 | nwc_get_le16(src + wpos);
+			wpos += 2;
+		}
+	}
+	/* The encoder started every state at L and used every word. */
+	if (wpos != wend)
+		goto out_free;
+	for (unsigned k = 0; k < NSTATES; k++)
+		if (x[k] != RANS_L)
+			goto out_free;
+	ret = 0;
+out_free:
+	free(slot2sym);
+	return ret;
+}
