@@ -196,6 +196,8 @@ int main(int argc, char **argv)
 	}
 	if (o.syslog || !cl.foreground)
 		nwc_log_use_syslog("nwcfs");
+	/* libfuse 3.14 logs a bogus error when max_idle_threads is unset. */
+	fuse_opt_insert_arg(&args, 1, "-omax_idle_threads=8");
 	fuse_opt_add_arg(&args, "-oro");
 	fuse_opt_add_arg(&args, "-osubtype=nwcfs");
 	fuse_opt_add_arg(&args, "-odefault_permissions");
