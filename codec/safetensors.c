@@ -376,32 +376,40 @@ static int st_check_overlap(const struct nwc_st *st, const char *path)
 	return 0;
 }
 
-static json_t *st_load_json(const char *json, size_t n, const char *path)
+static int st_load_json(const char *json, size_t n, const char *path,
+			json_t **out)
 {
 	json_error_t jerr;
 	json_t *root;
 
 	if (json[0] != '{') {
 		nwc_err("%s: header does not start with '{'", path);
-		return NULL;
+		return -NWC_EFORMAT;
 	}
 	root = json_loadb(json, n, JSON_REJECT_DUPLICATES, &jerr);
 	if (!root) {
-		if (json_error_code(&jerr) == json_error_end_of_input_expected)
+		switch (json_error_code(&jerr)) {
+		case json_error_out_of_memory:
+			return -ENOMEM;
+		case json_error_end_of_input_expected:
 			nwc_err("%s: header has bytes other than spaces after the JSON object",
 				path);
-		else
+			break;
+		default:
 			nwc_err("%s: header is not valid JSON: %s (line %d, column %d)",
 				path, jerr.text, jerr.line, jerr.column);
-		return NULL;
+			break;
+		}
+		return -NWC_EFORMAT;
 	}
 	if (!json_is_object(root)) {
 		nwc_err("%s: header is %s, not a JSON object", path,
 			st_json_type(root));
 		json_decref(root);
-		return NULL;
+		return -NWC_EFORMAT;
 	}
-	return root;
+	*out = root;
+	return 0;
 }
 
 int nwc_st_parse(const void *buf, size_t len, uint64_t file_size,
@@ -421,9 +429,9 @@ int nwc_st_parse(const void *buf, size_t len, uint64_t file_size,
 			" header bytes were read", path, len - 8, n);
 		return -NWC_EFORMAT;
 	}
-	root = st_load_json((const char *)buf + 8, n, path);
-	if (!root)
-		return -NWC_EFORMAT;
+	ret = st_load_json((const char *)buf + 8, n, path, &root);
+	if (ret)
+		return ret;
 	st = calloc(1, sizeof(*st));
 	if (!st) {
 		ret = -ENOMEM;
