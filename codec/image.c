@@ -96,7 +96,7 @@ static int read_super(struct nwc_image *img, uint64_t *dir_off,
 			       (unsigned long long)nwc_get_le64(sb + NWC_SB_IMAGE_SIZE));
 	img->data_off = nwc_get_le64(sb + NWC_SB_DATA_OFF);
 	img->data_len = nwc_get_le64(sb + NWC_SB_DATA_LEN);
-	if (img->data_off < NWC_SB_SIZE || img->data_off % 8 ||
+	if (img->data_off < NWC_SB_SIZE || img->data_off % NWC_DATA_ALIGN ||
 	    !nwc_range_ok(img->data_off, img->data_len, img->image_size))
 		return corrupt("%s: data region out of bounds", img->path);
 	*dir_off = nwc_get_le64(sb + NWC_SB_DIR_OFF);
@@ -146,8 +146,18 @@ static int read_sections(struct nwc_image *img, uint64_t dir_off,
 		uint64_t off = nwc_get_le64(e + 8), len = nwc_get_le64(e + 16);
 		struct section *s;
 
-		if (type >= NWC_SECT_OPTIONAL || type == NWC_SECT_MODELS)
-			continue;	/* not used by this version */
+		if (type >= NWC_SECT_OPTIONAL || type == NWC_SECT_MODELS) {
+			/* Not used by this version, but must still be in place. */
+			if (!nwc_range_ok(off, len, img->image_size) ||
+			    overlaps(off, len, 0, NWC_SB_SIZE) ||
+			    overlaps(off, len, img->data_off, img->data_len) ||
+			    overlaps(off, len, dir_off, dir_len)) {
+				ret = corrupt("%s: section %u out of bounds",
+					      img->path, type);
+				goto out_free;
+			}
+			continue;
+		}
 		if (type == 0 || type > NWC_SECT_PARAMS) {
 			nwc_err("%s: unknown required section type %u",
 				img->path, type);
@@ -261,6 +271,10 @@ static int parse_inodes(struct nwc_image *img)
 		n->first = nwc_get_le32(r + 40);
 		n->count = nwc_get_le32(r + 44);
 		n->name = string_ref(img, name_off, n->name_len);
+		/* Inode i must lie in the child range of an earlier directory. */
+		if (i && i >= expect)
+			return corrupt("%s: inode %u: not reachable from the root",
+				       img->path, i);
 		if (!n->name || n->mtime_ns >= 1000000000u ||
 		    (n->mode & ~(uint32_t)(S_IFMT | 07777)))
 			return corrupt("%s: inode %u: bad name or attributes",
@@ -487,8 +501,12 @@ static int parse_extents(struct nwc_image *img)
 			owned[idx] = 1;
 			pos += e->len;
 			for (uint32_t j = 0; j < e->nblocks; j++) {
-				if (img->blocks[e->first_block + j].raw_len !=
-				    nwc_extent_block_len(e, j)) {
+				const struct nwc_block *b =
+					&img->blocks[e->first_block + j];
+
+				if (b->raw_len != nwc_extent_block_len(e, j) ||
+				    (e->codec == NWC_CODEC_RAW &&
+				     b->stored_len != b->raw_len)) {
 					ret = corrupt("%s: block %u: length disagrees with extent %u",
 						      img->path, e->first_block + j, idx);
 					goto out_free;

@@ -141,6 +141,8 @@ static int bytes_add(struct bytes *b, const void *src, size_t len,
 		return -EOVERFLOW;
 	if (off)
 		*off = (uint32_t)b->len;
+	if (!len)
+		return 0;
 	if (src)
 		memcpy(b->p + b->len, src, len);
 	else
@@ -406,6 +408,8 @@ static int put_data(struct nwc_writer *w, const void *src, size_t len)
 {
 	int ret;
 
+	if (!len)
+		return 0;
 	if (len > WBUF_SIZE - w->wlen) {
 		ret = flush_wbuf(w);
 		if (ret)
@@ -623,7 +627,8 @@ static int build_tables(struct nwc_writer *w, struct bytes *sect)
 	for (uint32_t i = 0; i < w->n_tensors; i++)
 		torder[i] = i;
 	sort_w = w;
-	qsort(torder, w->n_tensors, sizeof(*torder), cmp_tensor);
+	if (w->n_tensors)
+		qsort(torder, w->n_tensors, sizeof(*torder), cmp_tensor);
 	for (uint32_t i = 0; i < w->n_tensors; i++)
 		tnew[torder[i]] = i;
 

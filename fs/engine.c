@@ -219,8 +219,9 @@ ssize_t nwc_engine_read(struct nwc_engine *eng, uint32_t ino, void *buf,
 
 		ret = nwc_cache_get(eng->cache, (uint64_t)ext << 32 | j,
 				    fill_block, eng, &ce);
+		/* Never a short count: FUSE would take it for end of file. */
 		if (ret)
-			return done ? (ssize_t)done : ret;
+			return ret;
 		k = NWC_MIN(len - done, nwc_centry_len(ce) - in);
 		memcpy(dst + done, nwc_centry_data(ce) + in, k);
 		nwc_cache_put(eng->cache, ce);
