@@ -791,8 +791,9 @@ int nwc_writer_finish(struct nwc_writer *w)
 	ret = put_data(w, dir.p, dir.len);
 	if (!ret)
 		ret = flush_wbuf(w);
-	if (!ret)
-		ret = write_super(w, dir_off, &dir, data_end);
+	if (ret)	/* put_data() and flush_wbuf() log their failures */
+		goto out_free;
+	ret = write_super(w, dir_off, &dir, data_end);
 	if (!ret && fsync(w->fd))
 		ret = -errno;
 	if (ret) {

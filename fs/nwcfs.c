@@ -83,19 +83,23 @@ static int opt_proc(void *data, const char *arg, int key,
 
 static int parse_size(const char *s, size_t *out)
 {
-	char *end;
 	unsigned long long v;
+	unsigned shift = 0;
+	char *end;
 
 	errno = 0;
 	v = strtoull(s, &end, 10);
 	if (errno || end == s)
 		return -EINVAL;
 	switch (*end) {
-	case 'k': case 'K': v <<= 10; end++; break;
-	case 'm': case 'M': v <<= 20; end++; break;
-	case 'g': case 'G': v <<= 30; end++; break;
+	case 'k': case 'K': shift = 10; end++; break;
+	case 'm': case 'M': shift = 20; end++; break;
+	case 'g': case 'G': shift = 30; end++; break;
 	default: break;
 	}
+	if (v > (UINT64_MAX >> 1) >> shift)
+		return -EINVAL;
+	v <<= shift;
 	if (*end || v > SIZE_MAX / 2)
 		return -EINVAL;
 	*out = (size_t)v;
@@ -201,10 +205,12 @@ int main(int argc, char **argv)
 	fuse_opt_add_arg(&args, "-oro");
 	fuse_opt_add_arg(&args, "-osubtype=nwcfs");
 	fuse_opt_add_arg(&args, "-odefault_permissions");
-	if (fuse_main(args.argc, args.argv, &nwcfs_ops, ctx))
-		ret = EXIT_IO;
-	else
-		ret = 0;
+	/*
+	 * fuse_main() returns 1 for bad arguments, 2 for a missing mountpoint,
+	 * 3 when fuse_new() rejects an option, higher for mount failures.
+	 */
+	ret = fuse_main(args.argc, args.argv, &nwcfs_ops, ctx);
+	ret = ret == 0 ? 0 : ret <= 3 ? EXIT_USAGE : EXIT_IO;
 	nwcfs_ctx_free(ctx);
 out_engine:
 	nwc_engine_close(eng);

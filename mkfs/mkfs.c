@@ -43,19 +43,23 @@ static void usage(FILE *f)
 /* "1M", "4096", "64k" -> bytes; returns 0 or -EINVAL. */
 static int parse_size(const char *s, uint64_t *out)
 {
-	char *end;
 	unsigned long long v;
+	unsigned shift = 0;
+	char *end;
 
 	errno = 0;
 	v = strtoull(s, &end, 10);
 	if (errno || end == s)
 		return -EINVAL;
 	switch (*end) {
-	case 'k': case 'K': v <<= 10; end++; break;
-	case 'm': case 'M': v <<= 20; end++; break;
-	case 'g': case 'G': v <<= 30; end++; break;
+	case 'k': case 'K': shift = 10; end++; break;
+	case 'm': case 'M': shift = 20; end++; break;
+	case 'g': case 'G': shift = 30; end++; break;
 	default: break;
 	}
+	if (v > (UINT64_MAX >> 1) >> shift)
+		return -EINVAL;
+	v <<= shift;
 	if (*end == 'i' || *end == 'B')
 		end += (*end == 'i' && end[1] == 'B') ? 2 : 1;
 	if (*end)

@@ -7,6 +7,12 @@
 #   t_require_fuse      skip unless nwcfs is built and FUSE mounts can work
 #   t_mount IMG MNT [opts...]   start nwcfs -f, wait until mounted, set $PID
 #   t_umount MNT        unmount, and fail unless the daemon exits cleanly
+#   t_require_python    skip unless python3 is on PATH
+#   t_gen ARGS...       run gen_model ARGS; skip if it is still a placeholder
+#   t_block_of IMG PATH print "POFF PLEN FOFF RLEN" for a middle block of the
+#                       file PATH ("/dir/name") in IMG: where its stored
+#                       payload lies in IMG, and which bytes of PATH it holds
+#   t_flip_byte FILE OFF  invert every bit of the byte at offset OFF of FILE
 set -u
 
 : "${top_srcdir:=.}"
@@ -83,4 +89,66 @@ t_umount() {
 		i=$((i + 1))
 	done
 	wait "$PID" || t_fail "nwcfs exited with status $?"
+}
+
+t_require_python() {
+	command -v python3 >/dev/null || t_skip "python3 not on PATH"
+}
+
+t_gen() {
+	rc=0
+	"$GEN" "$@" >"$W/gen.log" 2>&1 || rc=$?
+	[ $rc = 77 ] && t_skip "gen_model: $(cat "$W/gen.log")"
+	[ $rc = 0 ] || t_fail "gen_model $* exited with $rc: $(cat "$W/gen.log")"
+}
+
+# Reads the superblock, section directory, INODES, EXTENTS and BLOCKS
+# sections as codec/format.h lays them out; checksums are not verified.
+t_block_of() {
+	python3 - "$1" "$2" <<'EOF' || t_fail "t_block_of $1 $2 failed"
+import struct, sys
+img, path = sys.argv[1], sys.argv[2]
+with open(img, "rb") as f:
+    b = f.read()
+dir_off, = struct.unpack_from("<Q", b, 56)
+dir_count, = struct.unpack_from("<I", b, 64)
+sect = {}
+for i in range(dir_count):
+    t, _, off, ln, _ = struct.unpack_from("<IIQQQ", b, dir_off + 32 * i)
+    sect[t] = (off, ln)
+strings = sect[1][0]
+def inode(i):
+    return struct.unpack_from("<IIIIqIIQII", b, sect[2][0] + 48 * i)
+ino = 0
+for comp in path.strip("/").split("/"):
+    first, count = inode(ino)[8:10]
+    for c in range(first, first + count):
+        no, nl = inode(c)[2:4]
+        if b[strings + no:strings + no + nl] == comp.encode():
+            ino = c
+            break
+    else:
+        sys.exit("%s: no %s in %s" % (img, comp, path))
+first, count = inode(ino)[8:10]
+blocks = []
+for e in range(first, first + count):
+    foff, ln, fb, nb, bl = struct.unpack_from("<QQIII", b, sect[3][0] + 48 * e)
+    for j in range(nb):
+        poff, plen, rlen = struct.unpack_from("<QII", b, sect[4][0] + 24 * (fb + j))
+        blocks.append((poff, plen, foff + j * bl, rlen))
+if not blocks:
+    sys.exit("%s: %s has no blocks" % (img, path))
+print("%d %d %d %d" % blocks[len(blocks) // 2])
+EOF
+}
+
+t_flip_byte() {
+	python3 - "$1" "$2" <<'EOF' || t_fail "t_flip_byte $1 $2 failed"
+import sys
+with open(sys.argv[1], "r+b") as f:
+    f.seek(int(sys.argv[2]))
+    c = f.read(1)
+    f.seek(int(sys.argv[2]))
+    f.write(bytes([c[0] ^ 0xff]))
+EOF
 }

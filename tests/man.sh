@@ -93,9 +93,10 @@ ${prog##*/} --help does not list: $(echo "$extra" | paste -s -d " " -)"
 	checked=$((checked + 1))
 }
 
-# "-o NAME" options in a text file, one name per line.
+# "-o NAME" options in a text file, one name per line (names are lower
+# case; "-o OPTION" in a synopsis is a placeholder).
 o_opts() {
-	grep -o -e '-o[[:space:]]\{1,\}[[:alnum:]_]\{1,\}' "$1" |
+	grep -o -e '-o[[:space:]]\{1,\}[[:lower:]_][[:lower:][:digit:]_]*' "$1" |
 		sed 's/^-o[[:space:]]*//' | sort -u
 }
 
