@@ -180,9 +180,9 @@ size_t nwc_codec_bound(unsigned codec, uint32_t arg, size_t raw_len)
 /*
  * Code one plane as the smallest of: a zstd frame, an order-0 rANS stream
  * (which beats zstd on exponent bytes, whose matches cost more than they
- * save), or the bytes themselves.  zstd gets a capacity one byte short of
- * the plane, so it reports a frame that would not shrink it.  Returns the
- * payload length and sets *word.
+ * save), or the bytes themselves.  A coded form must save at least 1/64 of
+ * the plane: mantissa bytes would shrink by a fraction of a percent and
+ * double the decode time.  Returns the payload length and sets *word.
  */
 static ssize_t encode_plane(struct nwc_cctx *cctx, const uint8_t *plane,
 			    size_t plen, uint8_t *dst, size_t room,
@@ -190,10 +190,12 @@ static ssize_t encode_plane(struct nwc_cctx *cctx, const uint8_t *plane,
 {
 	ssize_t nz = -ENOSPC, nr = -ENOSPC;
 	uint8_t *rbuf = NULL;
+	size_t limit;
 
 	if (plen > 1) {
+		limit = plen - plen / 64 - 1;	/* largest worthwhile size */
 		nz = nwc_zstd_compress(cctx->z, plane, plen, dst,
-				       NWC_MIN(plen - 1, room));
+				       NWC_MIN(limit, room));
 		if (nz < 0 && nz != -ENOSPC)
 			return nz;
 		rbuf = scratch_get(&cctx->rans, nwc_rans8_bound(plen));
@@ -202,7 +204,7 @@ static ssize_t encode_plane(struct nwc_cctx *cctx, const uint8_t *plane,
 		nr = nwc_rans8_encode(plane, plen, rbuf, nwc_rans8_bound(plen));
 		if (nr < 0)
 			return nr;
-		if ((size_t)nr >= plen || (size_t)nr > room ||
+		if ((size_t)nr > limit || (size_t)nr > room ||
 		    (nz >= 0 && nr >= nz))
 			nr = -ENOSPC;
 	}

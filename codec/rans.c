@@ -164,13 +164,20 @@ ssize_t nwc_rans8_encode(const uint8_t *src, size_t len, uint8_t *dst,
 	return (ssize_t)pos;
 }
 
+/* Decode tables: one entry per slot of the [0, 2^P) range. */
+struct dslot {
+	uint16_t freq;		/* frequency of the slot's symbol */
+	uint16_t bias;		/* slot - cumulative frequency of the symbol */
+};
+
 int nwc_rans8_decode(const uint8_t *src, size_t srclen, uint8_t *dst,
 		     size_t len)
 {
-	uint32_t freq[NSYM] = { 0 }, cum[NSYM];
+	uint32_t freq[NSYM] = { 0 };
 	uint32_t x[NSTATES], m, c = 0;
-	uint8_t *slot2sym = NULL;
-	size_t pos = 33, wpos, wend;
+	struct dslot *slots = NULL;
+	uint8_t *sym = NULL;
+	size_t pos = 33, wpos, wend, i = 0;
 	unsigned prec;
 	int ret = -NWC_ECORRUPT;
 
@@ -190,13 +197,20 @@ int nwc_rans8_decode(const uint8_t *src, size_t srclen, uint8_t *dst,
 	}
 	if (c != m || srclen - pos < 4 * NSTATES)
 		return -NWC_ECORRUPT;
-	slot2sym = malloc(m);
-	if (!slot2sym)
-		return -ENOMEM;
+	slots = malloc(m * sizeof(*slots));
+	sym = malloc(m);
+	if (!slots || !sym) {
+		ret = -ENOMEM;
+		goto out_free;
+	}
 	c = 0;
 	for (unsigned s = 0; s < NSYM; s++) {
-		cum[s] = c;
-		memset(slot2sym + c, (int)s, freq[s]);
+		for (uint32_t k = 0; k < freq[s]; k++) {
+			/* freq <= 2^15 fits; a lone symbol (freq 2^P) too. */
+			slots[c + k].freq = (uint16_t)(freq[s] == 65536 ? 0 : freq[s]);
+			slots[c + k].bias = (uint16_t)k;
+			sym[c + k] = (uint8_t)s;
+		}
 		c += freq[s];
 	}
 	for (unsigned k = 0; k < NSTATES; k++) {
@@ -208,13 +222,32 @@ int nwc_rans8_decode(const uint8_t *src, size_t srclen, uint8_t *dst,
 	wend = srclen;
 	if ((wend - wpos) % 2)
 		goto out_free;
-	for (size_t i = 0; i < len; i++) {
+
+#define DECODE_ONE(k, out) do {						\
+		uint32_t slot_ = x[k] & (m - 1);			\
+		const struct dslot d_ = slots[slot_];			\
+		(out) = sym[slot_];					\
+		x[k] = d_.freq * (x[k] >> prec) + d_.bias;		\
+		if (x[k] < RANS_L) {					\
+			x[k] = x[k] << 16 | nwc_get_le16(src + wpos);	\
+			wpos += 2;					\
+		}							\
+	} while (0)
+
+	/* Fast path: four symbols read at most four words, checked once. */
+	while (len - i >= NSTATES && wend - wpos >= 2 * NSTATES) {
+		DECODE_ONE(0, dst[i]);
+		DECODE_ONE(1, dst[i + 1]);
+		DECODE_ONE(2, dst[i + 2]);
+		DECODE_ONE(3, dst[i + 3]);
+		i += NSTATES;
+	}
+	for (; i < len; i++) {
 		uint32_t *st = &x[i % NSTATES];
 		uint32_t slot = *st & (m - 1);
-		uint8_t s = slot2sym[slot];
 
-		dst[i] = s;
-		*st = freq[s] * (*st >> prec) + slot - cum[s];
+		dst[i] = sym[slot];
+		*st = slots[slot].freq * (*st >> prec) + slots[slot].bias;
 		if (*st < RANS_L) {
 			if (wend - wpos < 2)
 				goto out_free;
@@ -222,6 +255,7 @@ int nwc_rans8_decode(const uint8_t *src, size_t srclen, uint8_t *dst,
 			wpos += 2;
 		}
 	}
+#undef DECODE_ONE
 	/* The encoder started every state at L and used every word. */
 	if (wpos != wend)
 		goto out_free;
@@ -230,6 +264,7 @@ int nwc_rans8_decode(const uint8_t *src, size_t srclen, uint8_t *dst,
 			goto out_free;
 	ret = 0;
 out_free:
-	free(slot2sym);
+	free(sym);
+	free(slots);
 	return ret;
 }
