@@ -164,7 +164,10 @@ ssize_t nwc_rans8_encode(const uint8_t *src, size_t len, uint8_t *dst,
 	return (ssize_t)pos;
 }
 
-/* Decode tables: one entry per slot of the [0, 2^P) range. */
+/*
+ * Decode tables, one entry per slot of [0, 2^P): frequency and offset in
+ * one load for the state update (the dependency chain), the symbol apart.
+ */
 struct dslot {
 	uint16_t freq;		/* frequency of the slot's symbol */
 	uint16_t bias;		/* slot - cumulative frequency of the symbol */
@@ -175,11 +178,10 @@ int nwc_rans8_decode(const uint8_t *src, size_t srclen, uint8_t *dst,
 {
 	uint32_t freq[NSYM] = { 0 };
 	uint32_t x[NSTATES], m, c = 0;
-	struct dslot *slots = NULL;
-	uint8_t *sym = NULL;
+	struct dslot slots[1u << NWC_RANS_PREC_MAX];
+	uint8_t sym[1u << NWC_RANS_PREC_MAX];
 	size_t pos = 33, wpos, wend, i = 0;
 	unsigned prec;
-	int ret = -NWC_ECORRUPT;
 
 	if (srclen < 33 + 4 * NSTATES)
 		return -NWC_ECORRUPT;
@@ -197,17 +199,10 @@ int nwc_rans8_decode(const uint8_t *src, size_t srclen, uint8_t *dst,
 	}
 	if (c != m || srclen - pos < 4 * NSTATES)
 		return -NWC_ECORRUPT;
-	slots = malloc(m * sizeof(*slots));
-	sym = malloc(m);
-	if (!slots || !sym) {
-		ret = -ENOMEM;
-		goto out_free;
-	}
 	c = 0;
 	for (unsigned s = 0; s < NSYM; s++) {
 		for (uint32_t k = 0; k < freq[s]; k++) {
-			/* freq <= 2^15 fits; a lone symbol (freq 2^P) too. */
-			slots[c + k].freq = (uint16_t)(freq[s] == 65536 ? 0 : freq[s]);
+			slots[c + k].freq = (uint16_t)freq[s];
 			slots[c + k].bias = (uint16_t)k;
 			sym[c + k] = (uint8_t)s;
 		}
@@ -216,17 +211,17 @@ int nwc_rans8_decode(const uint8_t *src, size_t srclen, uint8_t *dst,
 	for (unsigned k = 0; k < NSTATES; k++) {
 		x[k] = nwc_get_le32(src + pos + 4 * k);
 		if (x[k] < RANS_L)
-			goto out_free;
+			return -NWC_ECORRUPT;
 	}
 	wpos = pos + 4 * NSTATES;
 	wend = srclen;
 	if ((wend - wpos) % 2)
-		goto out_free;
+		return -NWC_ECORRUPT;
 
 #define DECODE_ONE(k, out) do {						\
-		uint32_t slot_ = x[k] & (m - 1);			\
-		const struct dslot d_ = slots[slot_];			\
-		(out) = sym[slot_];					\
+		uint32_t s_ = x[k] & (m - 1);				\
+		const struct dslot d_ = slots[s_];			\
+		(out) = sym[s_];					\
 		x[k] = d_.freq * (x[k] >> prec) + d_.bias;		\
 		if (x[k] < RANS_L) {					\
 			x[k] = x[k] << 16 | nwc_get_le16(src + wpos);	\
@@ -250,7 +245,7 @@ int nwc_rans8_decode(const uint8_t *src, size_t srclen, uint8_t *dst,
 		*st = slots[slot].freq * (*st >> prec) + slots[slot].bias;
 		if (*st < RANS_L) {
 			if (wend - wpos < 2)
-				goto out_free;
+				return -NWC_ECORRUPT;
 			*st = *st << 16 | nwc_get_le16(src + wpos);
 			wpos += 2;
 		}
@@ -258,13 +253,9 @@ int nwc_rans8_decode(const uint8_t *src, size_t srclen, uint8_t *dst,
 #undef DECODE_ONE
 	/* The encoder started every state at L and used every word. */
 	if (wpos != wend)
-		goto out_free;
+		return -NWC_ECORRUPT;
 	for (unsigned k = 0; k < NSTATES; k++)
 		if (x[k] != RANS_L)
-			goto out_free;
-	ret = 0;
-out_free:
-	free(sym);
-	free(slots);
-	return ret;
+			return -NWC_ECORRUPT;
+	return 0;
 }
