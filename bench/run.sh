@@ -28,7 +28,7 @@ RES=$OUT/results.md
 SMALL=$((256 << 20))		# below this, best of several runs
 ZSTD19_MAX=$((128 << 20))	# zstd -19 on at most this much per dataset
 RAND_COUNT=2000
-SMALL_CACHE=1M			# one default block: nearly every read misses
+SMALL_CACHE=256K		# one default block: nearly every read misses
 
 SIZE_ROWS=() MKFS_ROWS=() SEQ_ROWS=() RAND_ROWS=() SUM_ROWS=() NOTES=()
 KEY_ROWS=()
@@ -348,7 +348,7 @@ cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
 		"(real, F32 rounded to BF16; B32 = the same in F32, sizes only);" \
 		"C = tests/gen_model --size 1g --dtype BF16 (synthetic)."
 	echo
-	echo "## Sizes (default options: 1M blocks, zstd level 3)"
+	echo "## Sizes (default options: 256K blocks, zstd level 3)"
 	echo
 	echo "Weights = the *.safetensors files; nwc weights = their stored payload (fsck.nwc -l); zstd = sum over files of \`zstd -c FILE | wc -c\`."
 	echo

@@ -26,7 +26,7 @@ static void usage(FILE *f)
 "      --lossless          store every file losslessly (default; the only\n"
 "                          mode in this version)\n"
 "  -b, --block-size=SIZE   decoded block size, a power of two from 4K to 64M\n"
-"                          (default 1M)\n"
+"                          (default 256K)\n"
 "  -l, --level=N           zstd level, 1..19 (default 3)\n"
 "  -j, --jobs=N            compression threads (default: online CPUs)\n"
 "  -f, --force             replace IMAGE if it exists\n"
@@ -129,7 +129,7 @@ int main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	struct nwc_pack_opts opts = {
-		.block_log2 = 20,
+		.block_log2 = 18,	/* 256 KiB: see README, Benchmarks */
 		.level = 3,
 		.jobs = 0,
 	};
