@@ -260,6 +260,28 @@ enum nwc_dtype {
 	NWC_DTYPE_COUNT,
 };
 
+/* A valid entry name: 1..255 bytes, no '/' or NUL, not "." or "..". */
+static inline bool nwc_name_valid(const char *name, size_t len)
+{
+	if (len == 0 || len > NWC_NAME_MAX)
+		return false;
+	if (memchr(name, '/', len) || memchr(name, '\0', len))
+		return false;
+	return !((len == 1 && name[0] == '.') ||
+		 (len == 2 && name[0] == '.' && name[1] == '.'));
+}
+
+/* The order of names in a directory: bytewise, a prefix sorts first. */
+static inline int nwc_name_cmp(const char *a, size_t alen, const char *b,
+			       size_t blen)
+{
+	int c = memcmp(a, b, NWC_MIN(alen, blen));
+
+	if (c)
+		return c;
+	return alen < blen ? -1 : alen > blen;
+}
+
 /* Element size in bytes, or 0 for an unknown dtype. */
 unsigned nwc_dtype_size(unsigned dtype);
 /* Header name ("BF16"), or NULL for an unknown dtype. */

@@ -214,25 +214,6 @@ out_free:
 	return ret;
 }
 
-static bool name_valid(const char *name, uint32_t len)
-{
-	if (len == 0 || len > NWC_NAME_MAX)
-		return false;
-	if (memchr(name, '/', len) || memchr(name, '\0', len))
-		return false;
-	return !((len == 1 && name[0] == '.') ||
-		 (len == 2 && name[0] == '.' && name[1] == '.'));
-}
-
-static int name_cmp(const char *a, uint32_t alen, const char *b, uint32_t blen)
-{
-	int c = memcmp(a, b, NWC_MIN(alen, blen));
-
-	if (c)
-		return c;
-	return alen < blen ? -1 : alen > blen;
-}
-
 /* Resolve a (offset, length) reference into STRINGS. */
 static const char *string_ref(const struct nwc_image *img, uint32_t off,
 			      uint32_t len)
@@ -280,7 +261,7 @@ static int parse_inodes(struct nwc_image *img)
 			return corrupt("%s: inode %u: bad name or attributes",
 				       img->path, i);
 		if (i == 0 ? (n->name_len || n->parent || !S_ISDIR(n->mode))
-			   : !name_valid(n->name, n->name_len))
+			   : !nwc_name_valid(n->name, n->name_len))
 			return corrupt("%s: inode %u: bad name", img->path, i);
 		if (S_ISDIR(n->mode)) {
 			if (n->size || n->flags || n->first != expect ||
@@ -319,7 +300,7 @@ static int parse_inodes(struct nwc_image *img)
 			if (c->parent != i)
 				return corrupt("%s: inode %u: wrong parent",
 					       img->path, d->first + k);
-			if (k && name_cmp(c[-1].name, c[-1].name_len, c->name,
+			if (k && nwc_name_cmp(c[-1].name, c[-1].name_len, c->name,
 					  c->name_len) >= 0)
 				return corrupt("%s: directory %u: names not sorted",
 					       img->path, i);
@@ -707,7 +688,7 @@ int nwc_image_lookup(const struct nwc_image *img, uint32_t dir,
 	while (lo < hi) {
 		uint32_t mid = lo + (hi - lo) / 2;
 		const struct nwc_inode *c = &img->inodes[d->first + mid];
-		int cmp = name_cmp(name, (uint32_t)len, c->name, c->name_len);
+		int cmp = nwc_name_cmp(name, (uint32_t)len, c->name, c->name_len);
 
 		if (!cmp) {
 			*ino = d->first + mid;

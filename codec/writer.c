@@ -151,18 +151,6 @@ static int bytes_add(struct bytes *b, const void *src, size_t len,
 	return 0;
 }
 
-static bool name_ok(const char *name, size_t len)
-{
-	if (len == 0 || len > NWC_NAME_MAX)
-		return false;
-	if (memchr(name, '/', len) || memchr(name, '\0', len))
-		return false;
-	if ((len == 1 && name[0] == '.') ||
-	    (len == 2 && name[0] == '.' && name[1] == '.'))
-		return false;
-	return true;
-}
-
 int nwc_writer_create(const char *path, unsigned block_log2, bool force,
 		      struct nwc_writer **out)
 {
@@ -238,7 +226,7 @@ int nwc_writer_add_node(struct nwc_writer *w, uint32_t parent, const char *name,
 
 	if (parent >= w->n_nodes || !S_ISDIR(w->nodes[parent].mode))
 		return -ENOTDIR;
-	if (!name_ok(name, len))
+	if (!nwc_name_valid(name, len))
 		return -EINVAL;
 	if (type != S_IFDIR && type != S_IFREG && type != S_IFLNK)
 		return -EINVAL;
@@ -470,16 +458,6 @@ uint64_t nwc_writer_data_len(const struct nwc_writer *w)
 	return w->pos - NWC_DATA_ALIGN;
 }
 
-/* Name order of the format: bytewise, a prefix sorts first. */
-static int name_cmp(const char *a, uint32_t alen, const char *b, uint32_t blen)
-{
-	int c = memcmp(a, b, NWC_MIN(alen, blen));
-
-	if (c)
-		return c;
-	return alen < blen ? -1 : alen > blen;
-}
-
 static const struct nwc_writer *sort_w;	/* qsort has no context argument */
 
 static int cmp_child(const void *pa, const void *pb)
@@ -487,7 +465,7 @@ static int cmp_child(const void *pa, const void *pb)
 	const struct wnode *a = &sort_w->nodes[*(const uint32_t *)pa];
 	const struct wnode *b = &sort_w->nodes[*(const uint32_t *)pb];
 
-	return name_cmp(a->name, a->name_len, b->name, b->name_len);
+	return nwc_name_cmp(a->name, a->name_len, b->name, b->name_len);
 }
 
 static int cmp_tensor(const void *pa, const void *pb)
@@ -501,7 +479,7 @@ static int cmp_tensor(const void *pa, const void *pb)
 		return ia < ib ? -1 : 1;
 	if (a->data_off != b->data_off)
 		return a->data_off < b->data_off ? -1 : 1;
-	return name_cmp(a->name, a->name_len, b->name, b->name_len);
+	return nwc_name_cmp(a->name, a->name_len, b->name, b->name_len);
 }
 
 /*
@@ -540,7 +518,7 @@ static int number_nodes(struct nwc_writer *w, uint32_t *order,
 			const struct wnode *a = &w->nodes[kids[start[i] + k - 1]];
 			const struct wnode *b = &w->nodes[kids[start[i] + k]];
 
-			if (!name_cmp(a->name, a->name_len, b->name,
+			if (!nwc_name_cmp(a->name, a->name_len, b->name,
 				      b->name_len)) {
 				nwc_err("%s: duplicate name \"%.*s\" in one directory",
 					w->path, (int)a->name_len, a->name);

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "codec/cli.h"
 #include "codec/format.h"
 #include "codec/log.h"
 #include "fs/engine.h"
@@ -81,30 +82,6 @@ static int opt_proc(void *data, const char *arg, int key,
 	return 1;
 }
 
-static int parse_size(const char *s, size_t *out)
-{
-	unsigned long long v;
-	unsigned shift = 0;
-	char *end;
-
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno || end == s)
-		return -EINVAL;
-	switch (*end) {
-	case 'k': case 'K': shift = 10; end++; break;
-	case 'm': case 'M': shift = 20; end++; break;
-	case 'g': case 'G': shift = 30; end++; break;
-	default: break;
-	}
-	if (v > (UINT64_MAX >> 1) >> shift)
-		return -EINVAL;
-	v <<= shift;
-	if (*end || v > SIZE_MAX / 2)
-		return -EINVAL;
-	*out = (size_t)v;
-	return 0;
-}
 
 /* fuse_daemonize() points fds 0-2 at /dev/null: never let the image be one. */
 static void reserve_std_fds(void)
@@ -156,11 +133,16 @@ int main(int argc, char **argv)
 		}
 		nwc_log_set_level(level);
 	}
-	if (o.cache_size && parse_size(o.cache_size, &eopts.cache_bytes)) {
-		nwc_err("cache_size: '%s' is not a size (e.g. 512M, 2G)",
-			o.cache_size);
-		ret = EXIT_USAGE;
-		goto out_args;
+	if (o.cache_size) {
+		uint64_t bytes;
+
+		if (nwc_parse_size(o.cache_size, &bytes) || bytes > SIZE_MAX / 2) {
+			nwc_err("cache_size: '%s' is not a size (e.g. 512M, 2G)",
+				o.cache_size);
+			ret = EXIT_USAGE;
+			goto out_args;
+		}
+		eopts.cache_bytes = (size_t)bytes;
 	}
 	if (o.threads > 64) {
 		nwc_err("threads: at most 64");

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "codec/cli.h"
 #include "codec/format.h"
 #include "codec/log.h"
 #include "mkfs/pack.h"
@@ -40,46 +41,7 @@ static void usage(FILE *f)
 "Exit status: 0 success, 1 usage error, 2 I/O error, 3 malformed input.\n");
 }
 
-/* "1M", "4096", "64k" -> bytes; returns 0 or -EINVAL. */
-static int parse_size(const char *s, uint64_t *out)
-{
-	unsigned long long v;
-	unsigned shift = 0;
-	char *end;
 
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno || end == s)
-		return -EINVAL;
-	switch (*end) {
-	case 'k': case 'K': shift = 10; end++; break;
-	case 'm': case 'M': shift = 20; end++; break;
-	case 'g': case 'G': shift = 30; end++; break;
-	default: break;
-	}
-	if (v > (UINT64_MAX >> 1) >> shift)
-		return -EINVAL;
-	v <<= shift;
-	if (*end == 'i' || *end == 'B')
-		end += (*end == 'i' && end[1] == 'B') ? 2 : 1;
-	if (*end)
-		return -EINVAL;
-	*out = v;
-	return 0;
-}
-
-static int parse_uint(const char *s, unsigned lo, unsigned hi, unsigned *out)
-{
-	char *end;
-	unsigned long v;
-
-	errno = 0;
-	v = strtoul(s, &end, 10);
-	if (errno || end == s || *end || v < lo || v > hi)
-		return -EINVAL;
-	*out = (unsigned)v;
-	return 0;
-}
 
 static void print_summary(const struct nwc_tree *tree,
 			  const struct nwc_pack_result *res)
@@ -147,7 +109,7 @@ int main(int argc, char **argv)
 		case OPT_LOSSLESS:
 			break;
 		case 'b':
-			if (parse_size(optarg, &size) || size < 4096 ||
+			if (nwc_parse_size(optarg, &size) || size < 4096 ||
 			    size > (64u << 20) || (size & (size - 1))) {
 				nwc_err("--block-size: '%s' is not a power of two from 4K to 64M",
 					optarg);
@@ -156,7 +118,7 @@ int main(int argc, char **argv)
 			opts.block_log2 = (unsigned)__builtin_ctzll(size);
 			break;
 		case 'l':
-			if (parse_uint(optarg, 1, 19, &v)) {
+			if (nwc_parse_uint(optarg, 1, 19, &v)) {
 				nwc_err("--level: '%s' is not a number from 1 to 19",
 					optarg);
 				return EXIT_USAGE;
@@ -164,7 +126,7 @@ int main(int argc, char **argv)
 			opts.level = (int)v;
 			break;
 		case 'j':
-			if (parse_uint(optarg, 1, 1024, &v)) {
+			if (nwc_parse_uint(optarg, 1, 1024, &v)) {
 				nwc_err("--jobs: '%s' is not a number from 1 to 1024",
 					optarg);
 				return EXIT_USAGE;
