@@ -8,6 +8,7 @@ codec_libnwccodec_a_SOURCES = \
 	codec/log.c codec/log.h \
 	codec/hash.c codec/hash.h \
 	codec/io.c codec/io.h \
+	codec/cli.c codec/cli.h \
 	codec/format.h codec/dtype.c \
 	codec/planes.c codec/planes.h \
 	codec/codec.c codec/codec.h codec/zstd.c codec/zstd.h \
