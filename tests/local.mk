@@ -5,6 +5,7 @@ NWC_TEST_LIBS = $(NWC_FS_LIB) $(NWC_CODEC_LIB) $(NWC_DEP_LIBS)
 check_PROGRAMS += tests/test_planes tests/test_codec tests/test_rans \
 	tests/test_safetensors \
 	tests/test_image tests/test_cache tests/test_engine \
+	tests/test_entropy tests/test_convert tests/test_mlp tests/test_prior \
 	tests/gen_model tests/fuzz_image tests/fuzz_safetensors
 tests_test_planes_SOURCES = tests/test_planes.c tests/t.h
 tests_test_planes_LDADD = $(NWC_TEST_LIBS)
@@ -20,6 +21,14 @@ tests_test_cache_SOURCES = tests/test_cache.c tests/t.h
 tests_test_cache_LDADD = $(NWC_TEST_LIBS)
 tests_test_engine_SOURCES = tests/test_engine.c tests/t.h
 tests_test_engine_LDADD = $(NWC_TEST_LIBS)
+tests_test_entropy_SOURCES = tests/test_entropy.c tests/t.h
+tests_test_entropy_LDADD = $(NWC_TEST_LIBS) -lm
+tests_test_convert_SOURCES = tests/test_convert.c tests/t.h
+tests_test_convert_LDADD = $(NWC_TEST_LIBS) -lm
+tests_test_mlp_SOURCES = tests/test_mlp.c tests/t.h tests/golden_mlp.h
+tests_test_mlp_LDADD = $(NWC_TEST_LIBS) -lm
+tests_test_prior_SOURCES = tests/test_prior.c tests/t.h
+tests_test_prior_LDADD = $(NWC_TEST_LIBS) -lm
 tests_gen_model_SOURCES = tests/gen_model.c
 tests_gen_model_LDADD = $(NWC_TEST_LIBS)
 
@@ -45,12 +54,13 @@ AM_TESTS_ENVIRONMENT = \
 
 TESTS += tests/test_planes tests/test_codec tests/test_rans tests/test_safetensors \
 	tests/test_image tests/test_cache tests/test_engine \
+	tests/test_entropy tests/test_convert tests/test_mlp tests/test_prior \
 	tests/fuzz-replay.sh tests/man.sh tests/roundtrip.sh tests/errors.sh \
 	tests/mount.sh tests/mount-corrupt.sh tests/mount-real.sh
 EXTRA_DIST += tests/lib.sh tests/fuzz-replay.sh tests/man.sh \
 	tests/roundtrip.sh tests/errors.sh tests/mount.sh \
 	tests/mount-corrupt.sh tests/mount-real.sh tests/readcheck.py \
-	tests/demo.sh tests/corpus
+	tests/demo.sh tests/corpus tests/mlp_ref.py
 
 # make demo: pack a generated model, mount it, read a tensor back, unmount.
 demo: all tests/gen_model

@@ -1,0 +1,596 @@
+/* SPDX-License-Identifier: MIT */
+/* codecbench.c - rate/distortion baselines (RTN, ECSQ) for the NWC codec. */
+
+/*
+ * codecbench [--bits LIST] [--tensors REGEX] FILE.safetensors...
+ *
+ * Quantizes the selected weight matrices of the files and prints, per
+ * method, bits per weight against SQNR = 10 log10(sum w^2 / sum (w - w')^2),
+ * both over all selected tensors together:
+ *
+ *	RTN-gG	asymmetric round-to-nearest with min/max per group of G
+ *		consecutive weights of a row (G = 32, 128), scale and minimum
+ *		stored as fp16 (and used rounded); b + 32/G bits.  --bits
+ *		gives the widths b (default 2,3,4,5,6,7,8).
+ *	ECSQ	uniform scalar quantization of each row over its fp16 std,
+ *		q = round(w / (s_r D)), one 16-bit table per tensor from q's
+ *		histogram and the project's rANS coder: the real stream bytes
+ *		plus the saved table plus 16 bits per row.  D sweeps half
+ *		octaves from 2 down to 2^-7 (about 1 to 10 bits).
+ *
+ * Then a summary line per method with SQNR interpolated at 3, 4, 5 and 6
+ * bits per weight.  Default selection: every 2-D float tensor whose name
+ * contains neither "embed" nor "lm_head" (the linear layers); --tensors
+ * selects the 2-D float tensors matching a POSIX extended regex instead.
+ * Exit status: 0 ok, 1 usage, 2 input or coding error.
+ */
+#include "codec/nwc.h"
+
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <math.h>
+#include <regex.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "codec/convert.h"
+#include "codec/entropy.h"
+#include "codec/log.h"
+#include "codec/safetensors.h"
+
+#define MAX_BITS 16
+#define N_STEPS 19		/* D = 2^(1 - k/2), k = 0 .. 18 */
+#define HALF_WINDOW 2047	/* q range kept in a table: n <= 4095 */
+
+struct tensor {
+	char *name;
+	size_t rows, cols;
+	float *w;		/* rows x cols, row-major */
+};
+
+struct point {
+	double param;		/* b for RTN, D for ECSQ */
+	uint64_t bits;		/* total over all tensors */
+	double err2;		/* sum of squared errors */
+};
+
+struct bench {
+	struct tensor *t;
+	size_t nt;
+	uint64_t nweights;
+	double energy;		/* sum of w^2 */
+};
+
+static double now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static float f16_round(float x)
+{
+	return nwc_f16_to_f32(nwc_f32_to_f16(x));
+}
+
+static int pread_all(int fd, void *buf, size_t len, uint64_t off)
+{
+	uint8_t *p = buf;
+
+	while (len) {
+		ssize_t n = pread(fd, p, len, (off_t)off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return -EIO;
+		p += n;
+		len -= (size_t)n;
+		off += (uint64_t)n;
+	}
+	return 0;
+}
+
+static bool selected(const struct nwc_st_tensor *st, const regex_t *re)
+{
+	if (st->ndim != 2 || !st->shape[0] || !st->shape[1])
+		return false;
+	if (st->dtype != NWC_DTYPE_F32 && st->dtype != NWC_DTYPE_F16 &&
+	    st->dtype != NWC_DTYPE_BF16 && st->dtype != NWC_DTYPE_F64)
+		return false;
+	if (re)
+		return !regexec(re, st->name, 0, NULL, 0);
+	return !strstr(st->name, "embed") && !strstr(st->name, "lm_head");
+}
+
+/* Read the selected tensors of @path into @b as floats. */
+static int load_file(struct bench *b, const char *path, const regex_t *re)
+{
+	struct nwc_st *st = NULL;
+	uint8_t word[8], *hdr = NULL, *raw = NULL;
+	uint64_t hlen;
+	struct stat sb;
+	int fd, ret;
+
+	fd = open(path, O_RDONLY);
+	if (fd < 0) {
+		ret = -errno;
+		fprintf(stderr, "codecbench: %s: %s\n", path, strerror(-ret));
+		return ret;
+	}
+	if (fstat(fd, &sb) < 0) {
+		ret = -errno;
+		goto out_close;
+	}
+	if (sb.st_size < 8) {
+		ret = -NWC_EFORMAT;
+		goto out_close;
+	}
+	ret = pread_all(fd, word, 8, 0);
+	if (ret)
+		goto out_close;
+	ret = nwc_st_header_len(word, 8, (uint64_t)sb.st_size, path, &hlen);
+	if (ret)
+		goto out_close;
+	hdr = malloc(8 + hlen);
+	if (!hdr) {
+		ret = -ENOMEM;
+		goto out_close;
+	}
+	ret = pread_all(fd, hdr, 8 + hlen, 0);
+	if (ret)
+		goto out_free_hdr;
+	ret = nwc_st_parse(hdr, 8 + hlen, (uint64_t)sb.st_size, path, &st);
+	if (ret)
+		goto out_free_hdr;
+	for (size_t i = 0; i < st->n_tensors; i++) {
+		const struct nwc_st_tensor *s = &st->tensors[i];
+		struct tensor *t, *grown;
+		size_t n;
+
+		if (!selected(s, re))
+			continue;
+		grown = realloc(b->t, (b->nt + 1) * sizeof(*b->t));
+		if (!grown) {
+			ret = -ENOMEM;
+			goto out_free_st;
+		}
+		b->t = grown;
+		t = &b->t[b->nt];
+		t->rows = s->shape[0];
+		t->cols = s->shape[1];
+		n = t->rows * t->cols;
+		t->name = strdup(s->name);
+		t->w = malloc(n * sizeof(*t->w));
+		raw = malloc(s->end - s->begin);
+		if (!t->name || !t->w || !raw) {
+			free(t->name);
+			free(t->w);
+			ret = -ENOMEM;
+			goto out_free_raw;
+		}
+		ret = pread_all(fd, raw, s->end - s->begin,
+				st->data_off + s->begin);
+		if (!ret)
+			ret = nwc_to_f32(s->dtype, raw, n, t->w);
+		free(raw);
+		raw = NULL;
+		if (ret) {
+			free(t->name);
+			free(t->w);
+			goto out_free_st;
+		}
+		b->nt++;
+		b->nweights += n;
+		for (size_t k = 0; k < n; k++)
+			b->energy += (double)t->w[k] * t->w[k];
+	}
+out_free_raw:
+	free(raw);
+out_free_st:
+	nwc_st_free(st);
+out_free_hdr:
+	free(hdr);
+out_close:
+	close(fd);
+	if (ret)
+		fprintf(stderr, "codecbench: %s: %s\n", path, nwc_strerror(ret));
+	return ret;
+}
+
+/* RTN with min/max per group of @g weights of a row, @bits wide. */
+static void rtn(const struct tensor *t, unsigned bits, size_t g,
+		struct point *p)
+{
+	const float qmax = (float)((1u << bits) - 1);
+
+	for (size_t r = 0; r < t->rows; r++) {
+		const float *w = t->w + r * t->cols;
+
+		for (size_t j = 0; j < t->cols; j += g) {
+			size_t len = NWC_MIN(g, t->cols - j);
+			float mn = w[j], mx = w[j], s, m, inv;
+
+			for (size_t k = 1; k < len; k++) {
+				mn = fminf(mn, w[j + k]);
+				mx = fmaxf(mx, w[j + k]);
+			}
+			s = f16_round((mx - mn) / qmax);
+			m = f16_round(mn);
+			inv = s > 0 ? 1.0f / s : 0;
+			for (size_t k = 0; k < len; k++) {
+				float q = nearbyintf((w[j + k] - m) * inv);
+				double e;
+
+				q = fminf(fmaxf(q, 0), qmax);
+				e = (double)w[j + k] - (q * s + m);
+				p->err2 += e * e;
+			}
+			p->bits += len * bits + 32;
+		}
+	}
+}
+
+static uint32_t nibbles(int32_t v)
+{
+	uint32_t u = (uint32_t)v << 1 ^ (uint32_t)(v >> 31);
+
+	return u ? (35 - (uint32_t)__builtin_clz(u)) / 4 : 1;
+}
+
+/* n log2(T / n), 0 for n = 0. */
+static double info(double n, double total)
+{
+	return n > 0 ? n * log2(total / n) : 0;
+}
+
+/*
+ * Pick the table range for @q: [qmin, qmax] cut to 4095 values around 0,
+ * then ends dropped to the escape while that saves bits (ideal code
+ * lengths plus 16 bits per table entry).  Fills @cnt (4095 entries).
+ */
+static void choose_range(const int32_t *q, size_t n, int32_t *lo_out,
+			 uint32_t *n_out, uint64_t *cnt, uint64_t *esc_out)
+{
+	int32_t qmin = q[0], qmax = q[0], lo, hi;
+	uint64_t esc = 0;
+	double extra = 0, total = (double)n;
+
+	for (size_t i = 1; i < n; i++) {
+		qmin = NWC_MIN(qmin, q[i]);
+		qmax = NWC_MAX(qmax, q[i]);
+	}
+	lo = NWC_MAX(qmin, -HALF_WINDOW);
+	hi = NWC_MIN(qmax, lo + 2 * HALF_WINDOW);
+	memset(cnt, 0, (size_t)(hi - lo + 1) * sizeof(*cnt));
+	for (size_t i = 0; i < n; i++) {
+		if (q[i] >= lo && q[i] <= hi) {
+			cnt[q[i] - lo]++;
+		} else {
+			esc++;
+			extra += 3 + 4.0 * nibbles(q[i]);
+		}
+	}
+	while (hi > lo) {
+		uint64_t cl = cnt[0], ch = cnt[hi - lo];
+		double base = info((double)esc, total);
+		double dl = info((double)(esc + cl), total) - base -
+			    info((double)cl, total) +
+			    cl * (3 + 4.0 * nibbles(lo)) - 16;
+		double dh = info((double)(esc + ch), total) - base -
+			    info((double)ch, total) +
+			    ch * (3 + 4.0 * nibbles(hi)) - 16;
+
+		if (dl >= 0 && dh >= 0)
+			break;
+		if (dl < dh) {
+			esc += cl;
+			extra += cl * (3 + 4.0 * nibbles(lo));
+			memmove(cnt, cnt + 1, (size_t)(hi - lo) * sizeof(*cnt));
+			lo++;
+		} else {
+			esc += ch;
+			extra += ch * (3 + 4.0 * nibbles(hi));
+			hi--;
+		}
+	}
+	*lo_out = lo;
+	*n_out = (uint32_t)(hi - lo + 1);
+	*esc_out = esc;
+}
+
+struct ecsq_buf {
+	int32_t *q, *dec;
+	uint8_t *stream;
+	size_t cap;
+	uint64_t cnt[2 * HALF_WINDOW + 1];
+};
+
+/* ECSQ of one tensor at step @step; the rate counts real coded bytes. */
+static int ecsq(const struct tensor *t, const float *scale, double step,
+		struct ecsq_buf *eb, struct point *p)
+{
+	const size_t n = t->rows * t->cols;
+	struct nwc_qdist *d;
+	uint64_t esc;
+	uint32_t nsym;
+	int32_t lo;
+	ssize_t len;
+	int ret;
+
+	for (size_t r = 0; r < t->rows; r++) {
+		const float *w = t->w + r * t->cols;
+		double s = scale[r] * step, inv = s > 0 ? 1 / s : 0;
+
+		for (size_t j = 0; j < t->cols; j++) {
+			double q = nearbyint(w[j] * inv), e;
+
+			q = fmin(fmax(q, -1e9), 1e9);
+			eb->q[r * t->cols + j] = (int32_t)q;
+			e = w[j] - q * s;
+			p->err2 += e * e;
+		}
+	}
+	choose_range(eb->q, n, &lo, &nsym, eb->cnt, &esc);
+	ret = nwc_qdist_from_counts(lo, nsym, eb->cnt, esc, &d);
+	if (ret)
+		return ret;
+	len = nwc_ents_encode((const struct nwc_qdist *const *)&d, NULL, eb->q,
+			      n, eb->stream, eb->cap);
+	if (len < 0) {
+		ret = (int)len;
+		goto out_free_d;
+	}
+	/* Decode too: the rate is only real if the stream decodes. */
+	ret = nwc_ents_decode((const struct nwc_qdist *const *)&d, NULL,
+			      eb->dec, n, eb->stream, (size_t)len);
+	if (!ret && memcmp(eb->q, eb->dec, n * sizeof(*eb->q)))
+		ret = -NWC_ECORRUPT;
+	p->bits += 8 * ((uint64_t)len + nwc_qdist_saved_size(d)) +
+		   16 * (uint64_t)t->rows;
+out_free_d:
+	nwc_qdist_free(d);
+	return ret;
+}
+
+/* Row std around the mean, stored fp16; RMS if that rounds to 0. */
+static void row_scales(const struct tensor *t, float *scale)
+{
+	for (size_t r = 0; r < t->rows; r++) {
+		const float *w = t->w + r * t->cols;
+		double sum = 0, sq = 0, var;
+
+		for (size_t j = 0; j < t->cols; j++) {
+			sum += w[j];
+			sq += (double)w[j] * w[j];
+		}
+		var = sq / t->cols - (sum / t->cols) * (sum / t->cols);
+		scale[r] = f16_round((float)sqrt(fmax(var, 0)));
+		if (!(scale[r] > 0))
+			scale[r] = f16_round((float)sqrt(sq / t->cols));
+	}
+}
+
+static double sqnr(const struct bench *b, const struct point *p)
+{
+	return p->err2 > 0 ? 10 * log10(b->energy / p->err2) : INFINITY;
+}
+
+static void print_table(const struct bench *b, const char *title,
+			const char *param, const struct point *pts, size_t n)
+{
+	printf("\n## %s\n\n| %s | bits/weight | SQNR dB |\n|---:|---:|---:|\n",
+	       title, param);
+	for (size_t i = 0; i < n; i++) {
+		if (!strcmp(param, "b"))
+			printf("| %.0f", pts[i].param);
+		else
+			printf("| %.4g", pts[i].param);
+		printf(" | %.3f | %.2f |\n", (double)pts[i].bits / b->nweights,
+		       sqnr(b, &pts[i]));
+	}
+}
+
+/* SQNR at 3, 4, 5, 6 bits per weight, linear between neighbouring points. */
+static void print_summary(const struct bench *b, const char *name,
+			  const struct point *pts, size_t n)
+{
+	static const double at[] = { 3.0, 4.0, 5.0, 6.0 };
+	double x[N_STEPS + MAX_BITS], y[N_STEPS + MAX_BITS];
+
+	/* Sorted by rate (insertion sort: a few dozen points). */
+	for (size_t i = 0; i < n; i++) {
+		double xi = (double)pts[i].bits / b->nweights;
+		double yi = sqnr(b, &pts[i]);
+		size_t j = i;
+
+		for (; j > 0 && x[j - 1] > xi; j--) {
+			x[j] = x[j - 1];
+			y[j] = y[j - 1];
+		}
+		x[j] = xi;
+		y[j] = yi;
+	}
+	printf("summary %-9s", name);
+	for (size_t k = 0; k < NWC_ARRAY_SIZE(at); k++) {
+		size_t i = 0;
+
+		while (i + 1 < n && !(x[i] <= at[k] && at[k] <= x[i + 1]))
+			i++;
+		if (i + 1 < n)
+			printf("  @%.1f: %6.2f dB", at[k], x[i + 1] > x[i] ?
+			       y[i] + (y[i + 1] - y[i]) * (at[k] - x[i]) /
+			       (x[i + 1] - x[i]) : y[i]);
+		else
+			printf("  @%.1f:    n/a   ", at[k]);
+	}
+	printf("\n");
+}
+
+static int parse_bits(const char *s, unsigned *bits, size_t *n)
+{
+	char *end;
+
+	*n = 0;
+	for (;;) {
+		unsigned long v = strtoul(s, &end, 10);
+
+		if (end == s || v < 1 || v > MAX_BITS || *n == MAX_BITS)
+			return -EINVAL;
+		bits[(*n)++] = (unsigned)v;
+		if (!*end)
+			return 0;
+		if (*end != ',')
+			return -EINVAL;
+		s = end + 1;
+	}
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: codecbench [--bits LIST] [--tensors REGEX] "
+		"FILE.safetensors...\n"
+		"  --bits LIST      RTN widths, e.g. 2,3,4 (default 2..8)\n"
+		"  --tensors REGEX  2-D float tensors to use (POSIX ERE); "
+		"default: names\n"
+		"                   without \"embed\" or \"lm_head\"\n");
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "bits", required_argument, NULL, 'b' },
+		{ "tensors", required_argument, NULL, 't' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	static const size_t groups[] = { 32, 128 };
+	unsigned bits[MAX_BITS] = { 2, 3, 4, 5, 6, 7, 8 };
+	size_t nbits = 7, maxn = 0, maxrows = 0;
+	struct point rtn_pts[2][MAX_BITS] = { { { 0 } } };
+	struct point ecsq_pts[N_STEPS] = { { 0 } };
+	struct bench b = { 0 };
+	struct ecsq_buf *eb = NULL;
+	const char *pattern = NULL;
+	regex_t re;
+	float *scale = NULL;
+	double t0 = now();
+	int opt, ret = 2;
+
+	nwc_log_set_prefix("codecbench");
+	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (opt) {
+		case 'b':
+			if (parse_bits(optarg, bits, &nbits)) {
+				fprintf(stderr, "codecbench: bad --bits: %s\n",
+					optarg);
+				return 1;
+			}
+			break;
+		case 't':
+			pattern = optarg;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 1;
+		}
+	}
+	if (optind >= argc) {
+		usage(stderr);
+		return 1;
+	}
+	if (pattern && regcomp(&re, pattern, REG_EXTENDED | REG_NOSUB)) {
+		fprintf(stderr, "codecbench: bad regex: %s\n", pattern);
+		return 1;
+	}
+
+	printf("# codecbench\n\ncommand:");
+	for (int i = 0; i < argc; i++)
+		printf(" %s", argv[i]);
+	printf("\n");
+	for (int i = optind; i < argc; i++)
+		if (load_file(&b, argv[i], pattern ? &re : NULL))
+			goto out_free;
+	if (!b.nt || !(b.energy > 0)) {
+		fprintf(stderr, "codecbench: no (nonzero) tensor selected\n");
+		goto out_free;
+	}
+	for (size_t i = 0; i < b.nt; i++) {
+		maxn = NWC_MAX(maxn, b.t[i].rows * b.t[i].cols);
+		maxrows = NWC_MAX(maxrows, b.t[i].rows);
+	}
+	printf("tensors: %zu, %" PRIu64 " weights (largest %zu), e.g. %s\n",
+	       b.nt, b.nweights, maxn, b.t[0].name);
+
+	eb = calloc(1, sizeof(*eb));
+	scale = malloc(maxrows * sizeof(*scale));
+	if (!eb || !scale)
+		goto out_free;
+	eb->cap = nwc_ents_bound(maxn);
+	eb->q = malloc(maxn * sizeof(*eb->q));
+	eb->dec = malloc(maxn * sizeof(*eb->dec));
+	eb->stream = malloc(eb->cap);
+	if (!eb->q || !eb->dec || !eb->stream)
+		goto out_free;
+
+	for (size_t i = 0; i < b.nt; i++) {
+		for (size_t g = 0; g < 2; g++) {
+			for (size_t k = 0; k < nbits; k++) {
+				rtn_pts[g][k].param = bits[k];
+				rtn(&b.t[i], bits[k], groups[g], &rtn_pts[g][k]);
+			}
+		}
+		row_scales(&b.t[i], scale);
+		for (size_t k = 0; k < N_STEPS; k++) {
+			int err;
+
+			ecsq_pts[k].param = exp2(1 - 0.5 * (double)k);
+			err = ecsq(&b.t[i], scale, ecsq_pts[k].param, eb,
+				   &ecsq_pts[k]);
+			if (err) {
+				fprintf(stderr, "codecbench: %s: ECSQ: %s\n",
+					b.t[i].name, nwc_strerror(err));
+				goto out_free;
+			}
+		}
+	}
+
+	print_table(&b, "RTN-g32: min/max per 32, fp16 scale and min", "b",
+		    rtn_pts[0], nbits);
+	print_table(&b, "RTN-g128: min/max per 128, fp16 scale and min", "b",
+		    rtn_pts[1], nbits);
+	print_table(&b, "ECSQ: step D over fp16 row std, rANS, one table "
+		    "per tensor", "D", ecsq_pts, N_STEPS);
+	printf("\n");
+	print_summary(&b, "RTN-g32", rtn_pts[0], nbits);
+	print_summary(&b, "RTN-g128", rtn_pts[1], nbits);
+	print_summary(&b, "ECSQ", ecsq_pts, N_STEPS);
+	printf("time: %.2f s\n", now() - t0);
+	ret = 0;
+out_free:
+	if (eb) {
+		free(eb->q);
+		free(eb->dec);
+		free(eb->stream);
+		free(eb);
+	}
+	free(scale);
+	for (size_t i = 0; i < b.nt; i++) {
+		free(b.t[i].name);
+		free(b.t[i].w);
+	}
+	free(b.t);
+	if (pattern)
+		regfree(&re);
+	return ret;
+}
