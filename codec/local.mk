@@ -16,6 +16,7 @@ codec_libnwccodec_a_SOURCES = \
 	codec/entropy.c codec/entropy.h codec/convert.h \
 	codec/gemm.c codec/gemm.h codec/mlp.c codec/mlp.h \
 	codec/prior.c codec/prior.h \
+	codec/nwcmodel.c codec/nwcmodel.h \
 	codec/safetensors.c codec/safetensors.h \
 	codec/image.c codec/image.h \
 	codec/writer.c codec/writer.h

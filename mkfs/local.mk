@@ -5,3 +5,8 @@ mkfs_mkfs_nwc_SOURCES = mkfs/mkfs.c \
 	mkfs/pack.c mkfs/pack.h \
 	mkfs/progress.c mkfs/progress.h
 mkfs_mkfs_nwc_LDADD = $(NWC_CODEC_LIB) $(NWC_DEP_LIBS)
+
+# nwc-train: trains a neural weight codec model on weights of real models.
+bin_PROGRAMS += mkfs/nwc-train
+mkfs_nwc_train_SOURCES = mkfs/train.c mkfs/progress.c mkfs/progress.h
+mkfs_nwc_train_LDADD = $(NWC_CODEC_LIB) $(NWC_DEP_LIBS) -lm

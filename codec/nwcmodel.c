@@ -1,0 +1,543 @@
+/* SPDX-License-Identifier: MIT */
+/* nwcmodel.c - NWC codec model: file format, coding tables, chunk coding. */
+#include "codec/nwc.h"
+
+#include <fcntl.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "codec/hash.h"
+#include "codec/io.h"
+#include "codec/log.h"
+#include "codec/mlp.h"
+#include "codec/nwcmodel.h"
+#include "codec/prior.h"
+
+#define SYM_LIMIT (1 << 30)
+
+struct nwc_model_scratch {
+	struct nwc_net_scratch *net;
+	float *buf;
+	size_t cap;		/* floats in @buf */
+};
+
+/* Floats of the parameter blob for a shape, or 0 if the shape is invalid. */
+static size_t model_nparams(unsigned int h, unsigned int r, unsigned int nq,
+			    unsigned int c)
+{
+	size_t net = nwc_net_nparams(h, r);
+
+	if (nwc_net_check(h, r, nq) || c != NWC_MODEL_C || !net)
+		return 0;
+	return 2 * net + (size_t)nq * h + nwc_prior_nparams(c) + 3 * (size_t)c;
+}
+
+static void free_coding(struct nwc_model *m)
+{
+	if (m->tables) {
+		for (unsigned int i = 0; i < m->c; i++)
+			nwc_qdist_free(m->tables[i]);
+	}
+	free(m->tables);
+	free(m->medians);
+	m->tables = NULL;
+	m->medians = NULL;
+	m->finalized = false;
+}
+
+void nwc_model_free(struct nwc_model *m)
+{
+	if (!m)
+		return;
+	free_coding(m);
+	free(m->params);
+	free(m);
+}
+
+int nwc_model_create(unsigned int h, unsigned int r, unsigned int nq,
+		     struct nwc_model **out)
+{
+	size_t n = model_nparams(h, r, nq, NWC_MODEL_C);
+	size_t net = nwc_net_nparams(h, r);
+	struct nwc_model *m;
+
+	*out = NULL;
+	if (!n)
+		return -EINVAL;
+	m = calloc(1, sizeof(*m));
+	if (!m)
+		return -ENOMEM;
+	m->params = calloc(n, sizeof(*m->params));
+	if (!m->params) {
+		free(m);
+		return -ENOMEM;
+	}
+	m->h = h;
+	m->r = r;
+	m->nq = nq;
+	m->c = NWC_MODEL_C;
+	m->nparams = n;
+	m->enc = m->params;
+	m->dec = m->enc + net;
+	m->emb = m->dec + net;
+	m->prior = m->emb + (size_t)nq * h;
+	m->quantiles = m->prior + nwc_prior_nparams(m->c);
+	*out = m;
+	return 0;
+}
+
+int nwc_model_finalize(struct nwc_model *m)
+{
+	int ret;
+
+	free_coding(m);
+	m->tables = calloc(m->c, sizeof(*m->tables));
+	m->medians = calloc(m->c, sizeof(*m->medians));
+	if (!m->tables || !m->medians) {
+		free_coding(m);
+		return -ENOMEM;
+	}
+	ret = nwc_prior_tables(m->prior, m->quantiles, m->c, m->tables,
+			       m->medians);
+	if (ret) {
+		/* nwc_prior_tables leaves nothing allocated on failure */
+		memset(m->tables, 0, m->c * sizeof(*m->tables));
+		free_coding(m);
+		return ret;
+	}
+	m->finalized = true;
+	return 0;
+}
+
+static bool all_finite(const float *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (!isfinite(v[i]))
+			return false;
+	}
+	return true;
+}
+
+static void put_f32(uint8_t *p, float f)
+{
+	uint32_t u;
+
+	memcpy(&u, &f, sizeof(u));
+	nwc_put_le32(p, u);
+}
+
+static float get_f32(const uint8_t *p)
+{
+	uint32_t u = nwc_get_le32(p);
+	float f;
+
+	memcpy(&f, &u, sizeof(f));
+	return f;
+}
+
+int nwc_model_to_buf(const struct nwc_model *m, uint8_t **buf, size_t *len)
+{
+	size_t size = NWC_MODEL_HDR_SIZE + 4 * m->nparams + 4 * (size_t)m->c +
+		      8;
+	uint8_t *b, *p;
+
+	*buf = NULL;
+	*len = 0;
+	if (!m->finalized || !all_finite(m->params, m->nparams) ||
+	    !all_finite(m->medians, m->c) || !isfinite(m->lambda))
+		return -EINVAL;
+	for (unsigned int i = 0; i < m->c; i++)
+		size += 4 + nwc_qdist_saved_size(m->tables[i]);
+	b = malloc(size);
+	if (!b)
+		return -ENOMEM;
+	memcpy(b, NWC_MODEL_MAGIC, 8);
+	nwc_put_le32(b + 8, NWC_MODEL_VERSION);
+	nwc_put_le32(b + 12, m->h);
+	nwc_put_le32(b + 16, m->r);
+	nwc_put_le32(b + 20, m->nq);
+	nwc_put_le32(b + 24, m->c);
+	put_f32(b + 28, m->lambda);
+	nwc_put_le32(b + 32, m->flags);
+	nwc_put_le64(b + 36, m->nparams);
+	p = b + NWC_MODEL_HDR_SIZE;
+	for (size_t i = 0; i < m->nparams; i++, p += 4)
+		put_f32(p, m->params[i]);
+	for (unsigned int i = 0; i < m->c; i++) {
+		size_t tl = nwc_qdist_saved_size(m->tables[i]);
+
+		nwc_put_le32(p, (uint32_t)tl);
+		nwc_qdist_save(m->tables[i], p + 4);
+		p += 4 + tl;
+	}
+	for (unsigned int i = 0; i < m->c; i++, p += 4)
+		put_f32(p, m->medians[i]);
+	nwc_put_le64(p, nwc_hash64(b, (size_t)(p - b)));
+	*buf = b;
+	*len = size;
+	return 0;
+}
+
+static int parse(const uint8_t *buf, size_t len, const char *what,
+		 struct nwc_model **out)
+{
+	unsigned int h, r, nq, c;
+	uint32_t version, flags;
+	struct nwc_model *m;
+	uint64_t nfl;
+	size_t off, body;
+	float lambda;
+	int ret;
+
+	*out = NULL;
+	if (len < NWC_MODEL_HDR_SIZE + 8 || memcmp(buf, NWC_MODEL_MAGIC, 8)) {
+		nwc_err("%s: not an NWC codec model (bad magic or too short)",
+			what);
+		return -NWC_ECORRUPT;
+	}
+	version = nwc_get_le32(buf + 8);
+	if (version != NWC_MODEL_VERSION) {
+		nwc_err("%s: codec model version %u is not supported (this build reads %u)",
+			what, version, NWC_MODEL_VERSION);
+		return -NWC_EFEATURE;
+	}
+	body = len - 8;
+	if (nwc_get_le64(buf + body) != nwc_hash64(buf, body)) {
+		nwc_err("%s: codec model checksum mismatch", what);
+		return -NWC_ECORRUPT;
+	}
+	h = nwc_get_le32(buf + 12);
+	r = nwc_get_le32(buf + 16);
+	nq = nwc_get_le32(buf + 20);
+	c = nwc_get_le32(buf + 24);
+	lambda = get_f32(buf + 28);
+	flags = nwc_get_le32(buf + 32);
+	nfl = nwc_get_le64(buf + 36);
+	if (flags) {
+		nwc_err("%s: codec model has unknown flags 0x%x", what, flags);
+		return -NWC_EFEATURE;
+	}
+	if (!model_nparams(h, r, nq, c) || nfl != model_nparams(h, r, nq, c) ||
+	    !isfinite(lambda)) {
+		nwc_err("%s: codec model has an invalid shape (H %u, R %u, Q %u, C %u, %llu floats)",
+			what, h, r, nq, c, (unsigned long long)nfl);
+		return -NWC_ECORRUPT;
+	}
+	if (!nwc_range_ok(NWC_MODEL_HDR_SIZE, 4 * nfl, body)) {
+		nwc_err("%s: codec model is truncated", what);
+		return -NWC_ECORRUPT;
+	}
+	ret = nwc_model_create(h, r, nq, &m);
+	if (ret)
+		return ret;
+	m->lambda = lambda;
+	off = NWC_MODEL_HDR_SIZE;
+	for (size_t i = 0; i < m->nparams; i++, off += 4)
+		m->params[i] = get_f32(buf + off);
+	if (!all_finite(m->params, m->nparams)) {
+		nwc_err("%s: codec model has a non-finite parameter", what);
+		ret = -NWC_ECORRUPT;
+		goto out_free_model;
+	}
+	m->tables = calloc(c, sizeof(*m->tables));
+	m->medians = calloc(c, sizeof(*m->medians));
+	if (!m->tables || !m->medians) {
+		ret = -ENOMEM;
+		goto out_free_model;
+	}
+	for (unsigned int i = 0; i < c; i++) {
+		uint32_t tl;
+		size_t used;
+
+		if (!nwc_range_ok(off, 4, body))
+			goto out_truncated;
+		tl = nwc_get_le32(buf + off);
+		off += 4;
+		if (!nwc_range_ok(off, tl, body))
+			goto out_truncated;
+		ret = nwc_qdist_load(buf + off, tl, &used, &m->tables[i]);
+		if (ret == -ENOMEM)
+			goto out_free_model;
+		if (ret || used != tl) {
+			nwc_err("%s: codec model: coding table %u is malformed",
+				what, i);
+			ret = -NWC_ECORRUPT;
+			goto out_free_model;
+		}
+		off += tl;
+	}
+	if (!nwc_range_ok(off, 4 * (size_t)c, body) ||
+	    off + 4 * (size_t)c != body) {
+		nwc_err("%s: codec model has a wrong length", what);
+		ret = -NWC_ECORRUPT;
+		goto out_free_model;
+	}
+	for (unsigned int i = 0; i < c; i++, off += 4)
+		m->medians[i] = get_f32(buf + off);
+	if (!all_finite(m->medians, c)) {
+		nwc_err("%s: codec model has a non-finite median", what);
+		ret = -NWC_ECORRUPT;
+		goto out_free_model;
+	}
+	m->finalized = true;
+	*out = m;
+	return 0;
+
+out_truncated:
+	nwc_err("%s: codec model is truncated", what);
+	ret = -NWC_ECORRUPT;
+out_free_model:
+	nwc_model_free(m);
+	return ret;
+}
+
+int nwc_model_from_buf(const uint8_t *buf, size_t len, struct nwc_model **out)
+{
+	return parse(buf, len, "codec model buffer", out);
+}
+
+int nwc_write_file_atomic(const char *path, const void *buf, size_t len)
+{
+	size_t plen = strlen(path);
+	char *tmp;
+	int fd, ret;
+
+	tmp = malloc(plen + sizeof(".tmp.XXXXXX"));
+	if (!tmp)
+		return -ENOMEM;
+	memcpy(tmp, path, plen);
+	memcpy(tmp + plen, ".tmp.XXXXXX", sizeof(".tmp.XXXXXX"));
+	fd = mkstemp(tmp);
+	if (fd < 0) {
+		ret = -errno;
+		nwc_err("%s: cannot create a temporary file: %s", path,
+			nwc_strerror(ret));
+		goto out_free_tmp;
+	}
+	ret = nwc_write_full(fd, buf, len);
+	if (!ret && fsync(fd))
+		ret = -errno;
+	if (close(fd) && !ret)
+		ret = -errno;
+	if (ret) {
+		nwc_err("%s: cannot write %s: %s", path, tmp, nwc_strerror(ret));
+		goto out_unlink_tmp;
+	}
+	/* mkstemp makes 0600; a model file is as readable as any output */
+	if (chmod(tmp, 0644) || rename(tmp, path)) {
+		ret = -errno;
+		nwc_err("%s: cannot replace it with %s: %s", path, tmp,
+			nwc_strerror(ret));
+		goto out_unlink_tmp;
+	}
+	free(tmp);
+	return 0;
+
+out_unlink_tmp:
+	unlink(tmp);
+out_free_tmp:
+	free(tmp);
+	return ret;
+}
+
+int nwc_model_save(const struct nwc_model *m, const char *path)
+{
+	uint8_t *buf;
+	size_t len;
+	int ret;
+
+	ret = nwc_model_to_buf(m, &buf, &len);
+	if (ret) {
+		nwc_err("%s: cannot serialize the codec model: %s", path,
+			nwc_strerror(ret));
+		return ret;
+	}
+	ret = nwc_write_file_atomic(path, buf, len);
+	free(buf);
+	return ret;
+}
+
+int nwc_model_load(const char *path, struct nwc_model **out)
+{
+	struct stat st;
+	uint8_t *buf;
+	int fd, ret;
+
+	*out = NULL;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		ret = -errno;
+		nwc_err("%s: %s", path, nwc_strerror(ret));
+		return ret;
+	}
+	if (fstat(fd, &st)) {
+		ret = -errno;
+		nwc_err("%s: %s", path, nwc_strerror(ret));
+		goto out_close_fd;
+	}
+	if (!S_ISREG(st.st_mode) || st.st_size < 0 ||
+	    (uint64_t)st.st_size > NWC_MODEL_MAX_BYTES ||
+	    (uint64_t)st.st_size > SIZE_MAX) {
+		nwc_err("%s: not a codec model file (not a regular file or too large)",
+			path);
+		ret = -NWC_ECORRUPT;
+		goto out_close_fd;
+	}
+	buf = malloc(st.st_size ? (size_t)st.st_size : 1);
+	if (!buf) {
+		ret = -ENOMEM;
+		goto out_close_fd;
+	}
+	ret = nwc_pread_full(fd, buf, (size_t)st.st_size, 0);
+	if (ret)
+		nwc_err("%s: read failed: %s", path, nwc_strerror(ret));
+	else
+		ret = parse(buf, (size_t)st.st_size, path, out);
+	free(buf);
+out_close_fd:
+	close(fd);
+	return ret;
+}
+
+int nwc_model_scratch_create(struct nwc_model_scratch **out)
+{
+	struct nwc_model_scratch *s;
+	int ret;
+
+	*out = NULL;
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	ret = nwc_net_scratch_create(&s->net);
+	if (ret) {
+		free(s);
+		return ret;
+	}
+	*out = s;
+	return 0;
+}
+
+void nwc_model_scratch_free(struct nwc_model_scratch *s)
+{
+	if (!s)
+		return;
+	nwc_net_scratch_free(s->net);
+	free(s->buf);
+	free(s);
+}
+
+/* Make room for @n chunks of latents in s->buf. */
+static int scratch_reserve(struct nwc_model_scratch *s, size_t n)
+{
+	float *nb;
+
+	if (n > SIZE_MAX / (NWC_NET_IO * sizeof(float)))
+		return -EINVAL;
+	if (n * NWC_NET_IO <= s->cap)
+		return 0;
+	nb = realloc(s->buf, n * NWC_NET_IO * sizeof(float));
+	if (!nb)
+		return -ENOMEM;
+	s->buf = nb;
+	s->cap = n * NWC_NET_IO;
+	return 0;
+}
+
+int nwc_model_encode_chunks(const struct nwc_model *m, const float *x,
+			    const uint8_t *q, size_t n, int32_t *sym,
+			    struct nwc_model_scratch *s)
+{
+	struct nwc_net net = { .h = m->h, .r = m->r, .nq = m->nq,
+			       .params = m->enc };
+	int ret;
+
+	if (!m->finalized)
+		return -EINVAL;
+	ret = scratch_reserve(s, n);
+	if (ret)
+		return ret;
+	ret = nwc_net_forward(&net, m->emb, q, x, n, s->buf, s->net);
+	if (ret)
+		return ret;
+	for (size_t i = 0; i < n * NWC_NET_IO; i++) {
+		float v = s->buf[i] - m->medians[i % NWC_NET_IO];
+
+		if (!isfinite(v))
+			return -ERANGE;
+		v = roundf(v);
+		if (v > SYM_LIMIT)
+			v = SYM_LIMIT;
+		else if (v < -SYM_LIMIT)
+			v = -SYM_LIMIT;
+		sym[i] = (int32_t)v;
+	}
+	return 0;
+}
+
+int nwc_model_decode_chunks(const struct nwc_model *m, const int32_t *sym,
+			    const uint8_t *q, size_t n, float *xhat,
+			    struct nwc_model_scratch *s)
+{
+	struct nwc_net net = { .h = m->h, .r = m->r, .nq = m->nq,
+			       .params = m->dec };
+	int ret;
+
+	if (!m->finalized)
+		return -EINVAL;
+	ret = scratch_reserve(s, n);
+	if (ret)
+		return ret;
+	for (size_t i = 0; i < n * NWC_NET_IO; i++)
+		s->buf[i] = (float)sym[i] + m->medians[i % NWC_NET_IO];
+	return nwc_net_forward(&net, m->emb, q, s->buf, n, xhat, s->net);
+}
+
+/* Contexts 0, 1, .., C-1, 0, 1, ... for @count symbols (malloc'd). */
+static uint8_t *channel_ctx(const struct nwc_model *m, size_t count)
+{
+	uint8_t *ctx = malloc(count ? count : 1);
+
+	if (!ctx)
+		return NULL;
+	for (size_t i = 0; i < count; i++)
+		ctx[i] = (uint8_t)(i % m->c);
+	return ctx;
+}
+
+ssize_t nwc_model_code_syms(const struct nwc_model *m, const int32_t *sym,
+			    size_t count, uint8_t *dst, size_t cap)
+{
+	uint8_t *ctx;
+	ssize_t ret;
+
+	if (!m->finalized)
+		return -EINVAL;
+	ctx = channel_ctx(m, count);
+	if (!ctx)
+		return -ENOMEM;
+	ret = nwc_ents_encode((const struct nwc_qdist *const *)m->tables, ctx,
+			      sym, count, dst, cap);
+	free(ctx);
+	return ret;
+}
+
+int nwc_model_decode_syms(const struct nwc_model *m, const uint8_t *src,
+			  size_t len, int32_t *sym, size_t count)
+{
+	uint8_t *ctx;
+	int ret;
+
+	if (!m->finalized)
+		return -EINVAL;
+	ctx = channel_ctx(m, count);
+	if (!ctx)
+		return -ENOMEM;
+	ret = nwc_ents_decode((const struct nwc_qdist *const *)m->tables, ctx,
+			      sym, count, src, len);
+	free(ctx);
+	return ret;
+}
