@@ -39,6 +39,7 @@
 
 #include "codec/convert.h"
 #include "codec/entropy.h"
+#include "codec/io.h"
 #include "codec/log.h"
 #include "codec/safetensors.h"
 
@@ -78,26 +79,6 @@ static float f16_round(float x)
 	return nwc_f16_to_f32(nwc_f32_to_f16(x));
 }
 
-static int pread_all(int fd, void *buf, size_t len, uint64_t off)
-{
-	uint8_t *p = buf;
-
-	while (len) {
-		ssize_t n = pread(fd, p, len, (off_t)off);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			return -EIO;
-		p += n;
-		len -= (size_t)n;
-		off += (uint64_t)n;
-	}
-	return 0;
-}
-
 static bool selected(const struct nwc_st_tensor *st, const regex_t *re)
 {
 	if (st->ndim != 2 || !st->shape[0] || !st->shape[1])
@@ -114,8 +95,7 @@ static bool selected(const struct nwc_st_tensor *st, const regex_t *re)
 static int load_file(struct bench *b, const char *path, const regex_t *re)
 {
 	struct nwc_st *st = NULL;
-	uint8_t word[8], *hdr = NULL, *raw = NULL;
-	uint64_t hlen;
+	uint8_t *raw = NULL;
 	struct stat sb;
 	int fd, ret;
 
@@ -129,27 +109,9 @@ static int load_file(struct bench *b, const char *path, const regex_t *re)
 		ret = -errno;
 		goto out_close;
 	}
-	if (sb.st_size < 8) {
-		ret = -NWC_EFORMAT;
-		goto out_close;
-	}
-	ret = pread_all(fd, word, 8, 0);
+	ret = nwc_st_read_fd(fd, (uint64_t)sb.st_size, path, &st);
 	if (ret)
 		goto out_close;
-	ret = nwc_st_header_len(word, 8, (uint64_t)sb.st_size, path, &hlen);
-	if (ret)
-		goto out_close;
-	hdr = malloc(8 + hlen);
-	if (!hdr) {
-		ret = -ENOMEM;
-		goto out_close;
-	}
-	ret = pread_all(fd, hdr, 8 + hlen, 0);
-	if (ret)
-		goto out_free_hdr;
-	ret = nwc_st_parse(hdr, 8 + hlen, (uint64_t)sb.st_size, path, &st);
-	if (ret)
-		goto out_free_hdr;
 	for (size_t i = 0; i < st->n_tensors; i++) {
 		const struct nwc_st_tensor *s = &st->tensors[i];
 		struct tensor *t, *grown;
@@ -176,7 +138,7 @@ static int load_file(struct bench *b, const char *path, const regex_t *re)
 			ret = -ENOMEM;
 			goto out_free_raw;
 		}
-		ret = pread_all(fd, raw, s->end - s->begin,
+		ret = nwc_pread_full(fd, raw, s->end - s->begin,
 				st->data_off + s->begin);
 		if (!ret)
 			ret = nwc_to_f32(s->dtype, raw, n, t->w);
@@ -196,8 +158,6 @@ out_free_raw:
 	free(raw);
 out_free_st:
 	nwc_st_free(st);
-out_free_hdr:
-	free(hdr);
 out_close:
 	close(fd);
 	if (ret)

@@ -78,6 +78,23 @@ static inline void nwc_put_le64(void *p, uint64_t v)
 	nwc_put_le32((uint8_t *)p + 4, (uint32_t)(v >> 32));
 }
 
+static inline float nwc_get_lef32(const void *p)
+{
+	uint32_t u = nwc_get_le32(p);
+	float f;
+
+	memcpy(&f, &u, sizeof(f));
+	return f;
+}
+
+static inline void nwc_put_lef32(void *p, float f)
+{
+	uint32_t u;
+
+	memcpy(&u, &f, sizeof(u));
+	nwc_put_le32(p, u);
+}
+
 /* True when off + len lies inside [0, size), computed without overflow. */
 static inline bool nwc_range_ok(uint64_t off, uint64_t len, uint64_t size)
 {

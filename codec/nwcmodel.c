@@ -122,23 +122,6 @@ static bool all_finite(const float *v, size_t n)
 	return true;
 }
 
-static void put_f32(uint8_t *p, float f)
-{
-	uint32_t u;
-
-	memcpy(&u, &f, sizeof(u));
-	nwc_put_le32(p, u);
-}
-
-static float get_f32(const uint8_t *p)
-{
-	uint32_t u = nwc_get_le32(p);
-	float f;
-
-	memcpy(&f, &u, sizeof(f));
-	return f;
-}
-
 int nwc_model_to_buf(const struct nwc_model *m, uint8_t **buf, size_t *len)
 {
 	size_t size = NWC_MODEL_HDR_SIZE + 4 * m->nparams + 4 * (size_t)m->c +
@@ -161,12 +144,12 @@ int nwc_model_to_buf(const struct nwc_model *m, uint8_t **buf, size_t *len)
 	nwc_put_le32(b + 16, m->r);
 	nwc_put_le32(b + 20, m->nq);
 	nwc_put_le32(b + 24, m->c);
-	put_f32(b + 28, m->lambda);
+	nwc_put_lef32(b + 28, m->lambda);
 	nwc_put_le32(b + 32, m->flags);
 	nwc_put_le64(b + 36, m->nparams);
 	p = b + NWC_MODEL_HDR_SIZE;
 	for (size_t i = 0; i < m->nparams; i++, p += 4)
-		put_f32(p, m->params[i]);
+		nwc_put_lef32(p, m->params[i]);
 	for (unsigned int i = 0; i < m->c; i++) {
 		size_t tl = nwc_qdist_saved_size(m->tables[i]);
 
@@ -175,7 +158,7 @@ int nwc_model_to_buf(const struct nwc_model *m, uint8_t **buf, size_t *len)
 		p += 4 + tl;
 	}
 	for (unsigned int i = 0; i < m->c; i++, p += 4)
-		put_f32(p, m->medians[i]);
+		nwc_put_lef32(p, m->medians[i]);
 	nwc_put_le64(p, nwc_hash64(b, (size_t)(p - b)));
 	*buf = b;
 	*len = size;
@@ -214,7 +197,7 @@ static int parse(const uint8_t *buf, size_t len, const char *what,
 	r = nwc_get_le32(buf + 16);
 	nq = nwc_get_le32(buf + 20);
 	c = nwc_get_le32(buf + 24);
-	lambda = get_f32(buf + 28);
+	lambda = nwc_get_lef32(buf + 28);
 	flags = nwc_get_le32(buf + 32);
 	nfl = nwc_get_le64(buf + 36);
 	if (flags) {
@@ -237,7 +220,7 @@ static int parse(const uint8_t *buf, size_t len, const char *what,
 	m->lambda = lambda;
 	off = NWC_MODEL_HDR_SIZE;
 	for (size_t i = 0; i < m->nparams; i++, off += 4)
-		m->params[i] = get_f32(buf + off);
+		m->params[i] = nwc_get_lef32(buf + off);
 	if (!all_finite(m->params, m->nparams)) {
 		nwc_err("%s: codec model has a non-finite parameter", what);
 		ret = -NWC_ECORRUPT;
@@ -277,7 +260,7 @@ static int parse(const uint8_t *buf, size_t len, const char *what,
 		goto out_free_model;
 	}
 	for (unsigned int i = 0; i < c; i++, off += 4)
-		m->medians[i] = get_f32(buf + off);
+		m->medians[i] = nwc_get_lef32(buf + off);
 	if (!all_finite(m->medians, c)) {
 		nwc_err("%s: codec model has a non-finite median", what);
 		ret = -NWC_ECORRUPT;

@@ -8,6 +8,7 @@
 
 #include <jansson.h>
 
+#include "codec/io.h"
 #include "codec/log.h"
 #include "codec/safetensors.h"
 
@@ -485,4 +486,39 @@ void nwc_st_free(struct nwc_st *st)
 		free(st->tensors[i].name);
 	free(st->tensors);
 	free(st);
+}
+
+int nwc_st_read_fd(int fd, uint64_t file_size, const char *path,
+		   struct nwc_st **out)
+{
+	uint8_t word[8], *hdr;
+	uint64_t hlen;
+	int ret;
+
+	if (file_size < 8) {
+		nwc_err("%s: too short for a safetensors file (%llu bytes)", path,
+			(unsigned long long)file_size);
+		return -NWC_EFORMAT;
+	}
+	ret = nwc_pread_full(fd, word, 8, 0);
+	if (ret)
+		goto out_read_err;
+	ret = nwc_st_header_len(word, 8, file_size, path, &hlen);
+	if (ret)
+		return ret;
+	hdr = malloc(8 + hlen);
+	if (!hdr)
+		return -ENOMEM;
+	ret = nwc_pread_full(fd, hdr, 8 + hlen, 0);
+	if (!ret)
+		ret = nwc_st_parse(hdr, 8 + hlen, file_size, path, out);
+	free(hdr);
+	if (ret == -NWC_EFORMAT || ret == -ENOMEM || !ret)
+		return ret;
+out_read_err:
+	/* nwc_pread_full() reports a file shorter than file_size as corrupt. */
+	if (ret == -NWC_ECORRUPT)
+		ret = -EIO;
+	nwc_err("%s: read failed: %s", path, nwc_strerror(ret));
+	return ret;
 }

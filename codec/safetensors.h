@@ -63,6 +63,15 @@ int nwc_st_header_len(const void *buf, size_t len, uint64_t file_size,
 int nwc_st_parse(const void *buf, size_t len, uint64_t file_size,
 		 const char *path, struct nwc_st **out);
 
+/*
+ * nwc_st_read_fd() - read the header of the safetensors file open on @fd
+ * (@file_size bytes; @path names it in messages) and parse it as
+ * nwc_st_parse() does.  Read errors are logged and returned as -errno;
+ * a malformed file gives -NWC_EFORMAT.
+ */
+int nwc_st_read_fd(int fd, uint64_t file_size, const char *path,
+		   struct nwc_st **out);
+
 void nwc_st_free(struct nwc_st *st);
 
 #endif /* NWC_SAFETENSORS_H */

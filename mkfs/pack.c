@@ -97,9 +97,7 @@ static int add_seg(struct fplan *f, uint32_t *cap, uint64_t off, uint64_t len,
 /* Read and parse a safetensors header; plan header, tensors and gaps. */
 static int plan_safetensors(struct fplan *f, uint64_t size, uint32_t *cap)
 {
-	uint8_t word[8];
-	uint64_t hlen, pos;
-	uint8_t *buf;
+	uint64_t pos;
 	int fd, ret;
 
 	fd = open(f->path, O_RDONLY | O_CLOEXEC);
@@ -108,26 +106,7 @@ static int plan_safetensors(struct fplan *f, uint64_t size, uint32_t *cap)
 		nwc_err("%s: %s", f->path, strerror(errno));
 		return ret;
 	}
-	if (size < 8) {
-		nwc_err("%s: too short for a safetensors file (%llu bytes)",
-			f->path, (unsigned long long)size);
-		ret = -NWC_EFORMAT;
-		goto out_close;
-	}
-	ret = nwc_pread_full(fd, word, 8, 0);
-	if (!ret)
-		ret = nwc_st_header_len(word, 8, size, f->path, &hlen);
-	if (ret)
-		goto out_close;
-	buf = malloc(8 + hlen);
-	if (!buf) {
-		ret = -ENOMEM;
-		goto out_close;
-	}
-	ret = nwc_pread_full(fd, buf, 8 + hlen, 0);
-	if (!ret)
-		ret = nwc_st_parse(buf, 8 + hlen, size, f->path, &f->st);
-	free(buf);
+	ret = nwc_st_read_fd(fd, size, f->path, &f->st);
 	if (ret)
 		goto out_close;
 	ret = add_seg(f, cap, 0, f->st->data_off, NWC_CODEC_ZSTD, 1, -1);

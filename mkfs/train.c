@@ -230,12 +230,10 @@ static int add_matrix(struct data *d, float *w, uint64_t m, uint64_t n,
 
 static int load_file(struct data *d, const char *path, size_t *used)
 {
-	uint8_t lenbuf[8], *hdr = NULL;
 	struct nwc_st *st = NULL;
 	void *raw = NULL;
 	float *w = NULL;
 	struct stat sb;
-	uint64_t hlen;
 	int fd, ret;
 
 	fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -244,28 +242,14 @@ static int load_file(struct data *d, const char *path, size_t *used)
 		nwc_err("%s: %s", path, nwc_strerror(ret));
 		goto out_close_fd;
 	}
-	if (!S_ISREG(sb.st_mode) || sb.st_size < 8) {
-		nwc_err("%s: not a safetensors file", path);
+	if (!S_ISREG(sb.st_mode)) {
+		nwc_err("%s: not a regular file", path);
 		ret = -NWC_EFORMAT;
 		goto out_close_fd;
 	}
-	ret = nwc_pread_full(fd, lenbuf, 8, 0);
-	if (ret)
-		goto out_read_err;
-	ret = nwc_st_header_len(lenbuf, 8, (uint64_t)sb.st_size, path, &hlen);
+	ret = nwc_st_read_fd(fd, (uint64_t)sb.st_size, path, &st);
 	if (ret)
 		goto out_close_fd;
-	hdr = malloc(8 + hlen);
-	if (!hdr) {
-		ret = -ENOMEM;
-		goto out_close_fd;
-	}
-	ret = nwc_pread_full(fd, hdr, 8 + hlen, 0);
-	if (ret)
-		goto out_read_err;
-	ret = nwc_st_parse(hdr, 8 + hlen, (uint64_t)sb.st_size, path, &st);
-	if (ret)
-		goto out_free_hdr;
 	for (size_t i = 0; i < st->n_tensors; i++) {
 		const struct nwc_st_tensor *t = &st->tensors[i];
 		uint64_t m = t->shape[0], n = t->shape[1];
@@ -307,8 +291,6 @@ out_free_bufs:
 	free(raw);
 	free(w);
 	nwc_st_free(st);
-out_free_hdr:
-	free(hdr);
 out_close_fd:
 	if (fd >= 0)
 		close(fd);
@@ -738,23 +720,6 @@ static int trainer_init(struct trainer *t, const struct opts *o,
 	return 0;
 }
 
-static void put_f32(uint8_t *p, float f)
-{
-	uint32_t u;
-
-	memcpy(&u, &f, sizeof(u));
-	nwc_put_le32(p, u);
-}
-
-static float get_f32(const uint8_t *p)
-{
-	uint32_t u = nwc_get_le32(p);
-	float f;
-
-	memcpy(&f, &u, sizeof(f));
-	return f;
-}
-
 /*
  * Checkpoint, little-endian: "NWCTRAIN", u32 version 1, u32 H, R, Q,
  * f32 lambda, u32 batch, u64 seed, u64 data hash, u64 step, u64 rng,
@@ -790,7 +755,7 @@ static int ckpt_save(const struct trainer *t, const char *path)
 	nwc_put_le32(b + 12, t->m->h);
 	nwc_put_le32(b + 16, t->m->r);
 	nwc_put_le32(b + 20, t->m->nq);
-	put_f32(b + 24, (float)t->o->lambda);
+	nwc_put_lef32(b + 24, (float)t->o->lambda);
 	nwc_put_le32(b + 28, t->o->batch);
 	nwc_put_le64(b + 32, t->o->seed);
 	nwc_put_le64(b + 40, t->d->hash);
@@ -800,7 +765,7 @@ static int ckpt_save(const struct trainer *t, const char *path)
 	p = b + CKPT_HDR;
 	for (int a = 0; a < 5; a++)
 		for (size_t i = 0; i < lens[a]; i++, p += 4)
-			put_f32(p, arr[a][i]);
+			nwc_put_lef32(p, arr[a][i]);
 	nwc_put_le64(p, nwc_hash64(b, (size_t)(p - b)));
 	ret = nwc_write_file_atomic(path, b, size);
 	free(b);
@@ -842,12 +807,12 @@ static int ckpt_load(struct trainer *t, const char *path)
 	}
 	if (nwc_get_le32(b + 12) != o->h || nwc_get_le32(b + 16) != o->r ||
 	    nwc_get_le32(b + 20) != NWC_NET_Q ||
-	    get_f32(b + 24) != (float)o->lambda ||
+	    nwc_get_lef32(b + 24) != (float)o->lambda ||
 	    nwc_get_le32(b + 28) != o->batch ||
 	    nwc_get_le64(b + 32) != o->seed) {
 		nwc_err("%s: checkpoint was made with other options (H %u, R %u, lambda %g, batch %u, seed %llu)",
 			path, nwc_get_le32(b + 12), nwc_get_le32(b + 16),
-			(double)get_f32(b + 24), nwc_get_le32(b + 28),
+			(double)nwc_get_lef32(b + 24), nwc_get_le32(b + 28),
 			(unsigned long long)nwc_get_le64(b + 32));
 		ret = -EINVAL;
 		goto out_free_b;
@@ -867,7 +832,7 @@ static int ckpt_load(struct trainer *t, const char *path)
 	p = b + CKPT_HDR;
 	for (int a = 0; a < 5; a++) {
 		for (size_t i = 0; i < lens[a]; i++, p += 4) {
-			arr[a][i] = get_f32(p);
+			arr[a][i] = nwc_get_lef32(p);
 			if (!isfinite(arr[a][i])) {
 				nwc_err("%s: checkpoint has a non-finite value",
 					path);
