@@ -6,7 +6,7 @@ CLEANFILES += bench/codecbench
 bench_readbench_SOURCES = bench/readbench.c
 bench_readbench_LDADD = $(LIBS)
 CLEANFILES += bench/readbench
-EXTRA_DIST += bench/run.sh bench/get-minilm.py
+EXTRA_DIST += bench/run.sh bench/get-minilm.py bench/context-gain.py
 
 bench: all bench/readbench bench/codecbench tests/gen_model
 	top_srcdir='$(top_srcdir)' top_builddir='$(top_builddir)' \
