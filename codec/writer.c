@@ -458,22 +458,23 @@ uint64_t nwc_writer_data_len(const struct nwc_writer *w)
 	return w->pos - NWC_DATA_ALIGN;
 }
 
-static const struct nwc_writer *sort_w;	/* qsort has no context argument */
-
-static int cmp_child(const void *pa, const void *pb)
+/* qsort_r() comparators over node and tensor indices; @arg is the writer. */
+static int cmp_child(const void *pa, const void *pb, void *arg)
 {
-	const struct wnode *a = &sort_w->nodes[*(const uint32_t *)pa];
-	const struct wnode *b = &sort_w->nodes[*(const uint32_t *)pb];
+	const struct nwc_writer *w = arg;
+	const struct wnode *a = &w->nodes[*(const uint32_t *)pa];
+	const struct wnode *b = &w->nodes[*(const uint32_t *)pb];
 
 	return nwc_name_cmp(a->name, a->name_len, b->name, b->name_len);
 }
 
-static int cmp_tensor(const void *pa, const void *pb)
+static int cmp_tensor(const void *pa, const void *pb, void *arg)
 {
-	const struct wtensor *a = &sort_w->tensors[*(const uint32_t *)pa];
-	const struct wtensor *b = &sort_w->tensors[*(const uint32_t *)pb];
-	uint32_t ia = sort_w->nodes[a->file].ino;
-	uint32_t ib = sort_w->nodes[b->file].ino;
+	const struct nwc_writer *w = arg;
+	const struct wtensor *a = &w->tensors[*(const uint32_t *)pa];
+	const struct wtensor *b = &w->tensors[*(const uint32_t *)pb];
+	uint32_t ia = w->nodes[a->file].ino;
+	uint32_t ib = w->nodes[b->file].ino;
 
 	if (ia != ib)
 		return ia < ib ? -1 : 1;
@@ -511,9 +512,8 @@ static int number_nodes(struct nwc_writer *w, uint32_t *order,
 
 		kids[start[p] + cnt[p]++] = i;
 	}
-	sort_w = w;
 	for (uint32_t i = 0; i < w->n_nodes; i++) {
-		qsort(kids + start[i], cnt[i], sizeof(*kids), cmp_child);
+		qsort_r(kids + start[i], cnt[i], sizeof(*kids), cmp_child, w);
 		for (uint32_t k = 1; k < cnt[i]; k++) {
 			const struct wnode *a = &w->nodes[kids[start[i] + k - 1]];
 			const struct wnode *b = &w->nodes[kids[start[i] + k]];
@@ -604,9 +604,8 @@ static int build_tables(struct nwc_writer *w, struct bytes *sect)
 	/* Tensors sorted by (inode, data offset): contiguous per file. */
 	for (uint32_t i = 0; i < w->n_tensors; i++)
 		torder[i] = i;
-	sort_w = w;
 	if (w->n_tensors)
-		qsort(torder, w->n_tensors, sizeof(*torder), cmp_tensor);
+		qsort_r(torder, w->n_tensors, sizeof(*torder), cmp_tensor, w);
 	for (uint32_t i = 0; i < w->n_tensors; i++)
 		tnew[torder[i]] = i;
 
