@@ -13,6 +13,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "codec/convert.h"
+
 #define PROG "gen_model"
 #define CHUNK_ELEMS (64u << 10)	/* elements generated per write */
 #define MAX_TENSORS 256
@@ -199,59 +201,6 @@ static inline float gauss_next(struct gauss *g)
 	return gauss_slow(g, r);
 }
 
-static uint32_t f32_bits(float f)
-{
-	uint32_t u;
-
-	memcpy(&u, &f, sizeof(u));
-	return u;
-}
-
-/* Round to nearest even; NaN stays a quiet NaN. */
-static uint16_t f32_to_bf16(float f)
-{
-	uint32_t u = f32_bits(f);
-
-	if ((u & 0x7fffffff) > 0x7f800000)
-		return (uint16_t)(u >> 16 | 0x40);
-	u += 0x7fff + (u >> 16 & 1);
-	return (uint16_t)(u >> 16);
-}
-
-/* Round a mantissa right by @shift bits, to nearest even. */
-static uint32_t round_shift(uint32_t m, unsigned shift)
-{
-	uint32_t rem = m & ((1u << shift) - 1), half = 1u << (shift - 1);
-	uint32_t q = m >> shift;
-
-	if (rem > half || (rem == half && (q & 1)))
-		q++;
-	return q;
-}
-
-/* IEEE half, round to nearest even, with subnormals and overflow to inf. */
-static uint16_t f32_to_f16(float f)
-{
-	uint32_t u = f32_bits(f);
-	uint16_t sign = (uint16_t)(u >> 16 & 0x8000);
-	int exp = (int)(u >> 23 & 0xff) - 127 + 15;
-	uint32_t man = u & 0x7fffff;
-
-	if ((u >> 23 & 0xff) == 0xff)
-		return sign | 0x7c00 | (man ? 0x200 : 0);
-	if (exp >= 31)
-		return sign | 0x7c00;
-	if (exp <= 0) {
-		if (exp < -10)
-			return sign;
-		/* A carry into bit 10 gives the smallest normal: correct. */
-		return sign | (uint16_t)round_shift(man | 0x800000,
-						    (unsigned)(14 - exp));
-	}
-	/* A carry out of the mantissa bumps the exponent, up to inf. */
-	return sign | (uint16_t)(((uint32_t)exp << 10) + round_shift(man, 13));
-}
-
 static int sbuf_printf(struct sbuf *b, const char *fmt, ...) NWC_PRINTF(2, 3);
 
 static int sbuf_printf(struct sbuf *b, const char *fmt, ...)
@@ -418,15 +367,15 @@ static void convert_chunk(uint8_t *p, const float *v, size_t k,
 	switch (dt) {
 	case DT_F32:
 		for (j = 0; j < k; j++)
-			nwc_put_le32(p + 4 * j, f32_bits(v[j]));
+			nwc_put_lef32(p + 4 * j, v[j]);
 		break;
 	case DT_BF16:
 		for (j = 0; j < k; j++)
-			nwc_put_le16(p + 2 * j, f32_to_bf16(v[j]));
+			nwc_put_le16(p + 2 * j, nwc_f32_to_bf16(v[j]));
 		break;
 	case DT_F16:
 		for (j = 0; j < k; j++)
-			nwc_put_le16(p + 2 * j, f32_to_f16(v[j]));
+			nwc_put_le16(p + 2 * j, nwc_f32_to_f16(v[j]));
 		break;
 	case DT_I64:
 		for (j = 0; j < k; j++)

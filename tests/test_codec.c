@@ -3,6 +3,7 @@
 #include "codec/nwc.h"
 
 #include "codec/codec.h"
+#include "codec/convert.h"
 #include "codec/format.h"
 #include "tests/t.h"
 
@@ -42,51 +43,6 @@ static double gauss(uint64_t *seed)
 	return s - 6.0;
 }
 
-static uint32_t f32_bits(float f)
-{
-	uint32_t u;
-
-	memcpy(&u, &f, sizeof(u));
-	return u;
-}
-
-/* Round to nearest even; inputs here are finite. */
-static uint16_t f32_to_bf16(float f)
-{
-	uint32_t u = f32_bits(f);
-
-	return (uint16_t)((u + 0x7fff + (u >> 16 & 1)) >> 16);
-}
-
-/* IEEE half, round to nearest even, subnormals included; finite inputs. */
-static uint16_t f32_to_f16(float f)
-{
-	uint32_t u = f32_bits(f);
-	uint32_t sign = u >> 16 & 0x8000;
-	int exp = (int)(u >> 23 & 0xff) - 127 + 15;
-	uint32_t mant = u & 0x7fffff, r, rem, half;
-	unsigned shift;
-
-	if (exp >= 31)
-		return (uint16_t)(sign | 0x7c00);
-	if (exp <= 0) {
-		if (exp < -10)
-			return (uint16_t)sign;
-		mant |= 0x800000;
-		shift = (unsigned)(14 - exp);
-	} else {
-		shift = 13;
-	}
-	r = mant >> shift;
-	rem = mant & ((1u << shift) - 1);
-	half = 1u << (shift - 1);
-	if (exp > 0)
-		r |= (uint32_t)exp << 10;
-	if (rem > half || (rem == half && (r & 1)))
-		r++;		/* a carry into the exponent is right */
-	return (uint16_t)(sign | r);
-}
-
 /* @n elements of @dtype drawn like trained weights: N(0, 0.02). */
 static void fill_weights(unsigned dtype, uint8_t *buf, size_t n,
 			 uint64_t *seed)
@@ -99,13 +55,13 @@ static void fill_weights(unsigned dtype, uint8_t *buf, size_t n,
 
 		switch (dtype) {
 		case NWC_DTYPE_F32:
-			nwc_put_le32(p, f32_bits((float)x));
+			nwc_put_lef32(p, (float)x);
 			break;
 		case NWC_DTYPE_BF16:
-			nwc_put_le16(p, f32_to_bf16((float)x));
+			nwc_put_le16(p, nwc_f32_to_bf16((float)x));
 			break;
 		case NWC_DTYPE_F16:
-			nwc_put_le16(p, f32_to_f16((float)x));
+			nwc_put_le16(p, nwc_f32_to_f16((float)x));
 			break;
 		case NWC_DTYPE_F64: {
 			uint64_t u;
