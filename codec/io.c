@@ -1,10 +1,14 @@
 /* SPDX-License-Identifier: MIT */
-/* io.c - whole-buffer I/O loops and nwc_strerror(). */
+/* io.c - whole-buffer I/O loops, atomic file replacement, nwc_strerror(). */
 #include "codec/nwc.h"
 
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "codec/io.h"
+#include "codec/log.h"
 
 int nwc_pread_full(int fd, void *buf, size_t len, uint64_t off)
 {
@@ -62,6 +66,50 @@ int nwc_write_full(int fd, const void *buf, size_t len)
 		len -= (size_t)n;
 	}
 	return 0;
+}
+
+int nwc_write_file_atomic(const char *path, const void *buf, size_t len)
+{
+	size_t plen = strlen(path);
+	char *tmp;
+	int fd, ret;
+
+	tmp = malloc(plen + sizeof(".tmp.XXXXXX"));
+	if (!tmp)
+		return -ENOMEM;
+	memcpy(tmp, path, plen);
+	memcpy(tmp + plen, ".tmp.XXXXXX", sizeof(".tmp.XXXXXX"));
+	fd = mkstemp(tmp);
+	if (fd < 0) {
+		ret = -errno;
+		nwc_err("%s: cannot create a temporary file: %s", path,
+			nwc_strerror(ret));
+		goto out_free_tmp;
+	}
+	ret = nwc_write_full(fd, buf, len);
+	if (!ret && fsync(fd))
+		ret = -errno;
+	if (close(fd) && !ret)
+		ret = -errno;
+	if (ret) {
+		nwc_err("%s: cannot write %s: %s", path, tmp, nwc_strerror(ret));
+		goto out_unlink_tmp;
+	}
+	/* mkstemp makes 0600; a model file is as readable as any output */
+	if (chmod(tmp, 0644) || rename(tmp, path)) {
+		ret = -errno;
+		nwc_err("%s: cannot replace it with %s: %s", path, tmp,
+			nwc_strerror(ret));
+		goto out_unlink_tmp;
+	}
+	free(tmp);
+	return 0;
+
+out_unlink_tmp:
+	unlink(tmp);
+out_free_tmp:
+	free(tmp);
+	return ret;
 }
 
 const char *nwc_strerror(int err)

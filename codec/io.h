@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * io.h - whole-buffer I/O and small error helpers.
+ * io.h - whole-buffer I/O, atomic file replacement and small error helpers.
  * Loops over EINTR and short transfers; returns 0 or -errno.  Thread-safe
  * (pread/pwrite only, no shared file offset).
  */
@@ -17,5 +17,13 @@ int nwc_pwrite_full(int fd, const void *buf, size_t len, uint64_t off);
 
 /* Write exactly @len bytes at the current offset. */
 int nwc_write_full(int fd, const void *buf, size_t len);
+
+/*
+ * nwc_write_file_atomic() - replace @path by @len bytes at @buf: written to
+ * a temporary file beside it, fsync'd, made mode 0644 and renamed over
+ * @path, so readers see the old file or the whole new one.  Errors are
+ * logged with the path; returns 0 or a negative errno.
+ */
+int nwc_write_file_atomic(const char *path, const void *buf, size_t len);
 
 #endif /* NWC_IO_H */

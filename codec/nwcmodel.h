@@ -124,13 +124,6 @@ int nwc_model_save(const struct nwc_model *m, const char *path);
  * (errors logged with the path), or the errno of open/read. */
 int nwc_model_load(const char *path, struct nwc_model **out);
 
-/*
- * nwc_write_file_atomic() - replace @path by @len bytes at @buf, the same
- * way nwc_model_save() does (also used for trainer checkpoints).  Errors
- * are logged with the path; returns 0 or a negative errno.
- */
-int nwc_write_file_atomic(const char *path, const void *buf, size_t len);
-
 struct nwc_model_scratch;
 
 /* Per-thread working memory of the chunk functions; grows as needed. */
