@@ -10,10 +10,13 @@
 #ifndef NWC_T_H
 #define NWC_T_H
 
+#include <fcntl.h>
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static int t_failed;
 
@@ -56,6 +59,44 @@ static inline void t_skip(const char *why)
 {
 	printf("SKIP: %s\n", why);
 	exit(77);
+}
+
+/* malloc() that never returns NULL: running out of memory is a hard error. */
+static inline void *t_xmalloc(size_t n)
+{
+	void *p = malloc(n ? n : 1);
+
+	if (!p) {
+		fprintf(stderr, "out of memory\n");
+		exit(99);
+	}
+	return p;
+}
+
+/*
+ * Hide stderr between t_quiet(true) and t_quiet(false): the error lines of
+ * failures a test provokes on purpose.  NWC_TEST_VERBOSE=1 keeps them.
+ */
+static inline void t_quiet(bool on)
+{
+	static int saved = -1;
+	int fd;
+
+	fflush(stderr);
+	if (getenv("NWC_TEST_VERBOSE"))
+		return;
+	if (on) {
+		saved = dup(STDERR_FILENO);
+		fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+		if (fd >= 0) {
+			dup2(fd, STDERR_FILENO);
+			close(fd);
+		}
+	} else if (saved >= 0) {
+		dup2(saved, STDERR_FILENO);
+		close(saved);
+		saved = -1;
+	}
 }
 
 /* Deterministic PRNG (splitmix64) so failures reproduce. */

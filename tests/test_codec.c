@@ -14,20 +14,9 @@
 static struct nwc_cctx *cc, *cc2;
 static struct nwc_dctx *dc;
 
-static void *xmalloc(size_t len)
-{
-	void *p = malloc(len ? len : 1);
-
-	if (!p) {
-		fprintf(stderr, "out of memory\n");
-		exit(99);
-	}
-	return p;
-}
-
 static void *xmemdup(const void *src, size_t len)
 {
-	void *p = xmalloc(len);
+	void *p = t_xmalloc(len);
 
 	memcpy(p, src, len);
 	return p;
@@ -111,8 +100,8 @@ static ssize_t roundtrip(unsigned codec, uint32_t arg, const void *data,
 			 size_t len)
 {
 	size_t bound = nwc_codec_bound(codec, arg, len);
-	uint8_t *a = xmalloc(bound), *b = xmalloc(bound + 100);
-	uint8_t *out = xmalloc(len), *src;
+	uint8_t *a = t_xmalloc(bound), *b = t_xmalloc(bound + 100);
+	uint8_t *out = t_xmalloc(len), *src;
 	ssize_t n, m;
 	int before = t_failed;
 
@@ -331,7 +320,7 @@ static void test_contexts(void)
 static void test_roundtrip_dtypes(void)
 {
 	uint64_t seed = 42;
-	uint8_t *buf = xmalloc(MIB + 1);
+	uint8_t *buf = t_xmalloc(MIB + 1);
 
 	for (unsigned d = 1; d < NWC_DTYPE_COUNT; d++) {
 		unsigned e = nwc_dtype_size(d);
@@ -382,7 +371,7 @@ static double ratio_of(uint32_t arg, const uint8_t *data,
 		       size_t len, unsigned *mask)
 {
 	size_t bound = nwc_codec_bound(NWC_CODEC_ZSTD, arg, len);
-	uint8_t *dst = xmalloc(bound);
+	uint8_t *dst = t_xmalloc(bound);
 	ssize_t n;
 
 	n = nwc_codec_encode(cc, NWC_CODEC_ZSTD, arg, data, len, dst, bound);
@@ -399,7 +388,7 @@ static void test_ratios(void)
 	static const unsigned dtypes[] = {
 		NWC_DTYPE_BF16, NWC_DTYPE_F16, NWC_DTYPE_F32,
 	};
-	uint8_t *buf = xmalloc(MIB);
+	uint8_t *buf = t_xmalloc(MIB);
 
 	for (size_t i = 0; i < NWC_ARRAY_SIZE(dtypes); i++) {
 		unsigned d = dtypes[i], e = nwc_dtype_size(d);
@@ -506,10 +495,10 @@ static void sample_make(struct sample *s, unsigned dtype, uint32_t arg,
 	s->e = arg & NWC_ZSTD_ARG_ESIZE_MASK;
 	s->arg = arg;
 	s->raw_len = raw_len;
-	s->raw = xmalloc(raw_len);
+	s->raw = t_xmalloc(raw_len);
 	fill_weights(dtype, s->raw, raw_len / nwc_dtype_size(dtype), &seed);
 	bound = nwc_codec_bound(NWC_CODEC_ZSTD, arg, raw_len);
-	s->payload = xmalloc(bound);
+	s->payload = t_xmalloc(bound);
 	n = nwc_codec_encode(cc, NWC_CODEC_ZSTD, arg, s->raw, raw_len,
 			     s->payload, bound);
 	if (n < 0) {
@@ -533,7 +522,7 @@ static int decode_exact(uint32_t arg, const uint8_t *payload, size_t len,
 			size_t raw_len, const uint8_t *want)
 {
 	uint8_t *src = xmemdup(payload, len);
-	uint8_t *dst = xmalloc(raw_len);
+	uint8_t *dst = t_xmalloc(raw_len);
 	int ret;
 
 	ret = nwc_codec_decode(dc, NWC_CODEC_ZSTD, arg, src, len, dst,
@@ -571,7 +560,7 @@ static void test_header_lies(void)
 	T_CHECK(!(w3 & NWC_PLANE_STORED));
 	T_EQ(decode_exact(s.arg, s.payload, s.len, s.raw_len, s.raw), 0);
 
-	p = xmalloc(s.len + 64);
+	p = t_xmalloc(s.len + 64);
 	memcpy(p, s.payload, s.len);
 	p[s.len] = 0;
 	T_EQ(decode_exact(s.arg, p, s.len + 1, s.raw_len, NULL), bad);
@@ -667,7 +656,7 @@ static void test_header_lies(void)
 /* Truncations, with and without a header that still adds up. */
 static void check_truncations(const struct sample *s)
 {
-	uint8_t *p = xmalloc(s->len);
+	uint8_t *p = t_xmalloc(s->len);
 	size_t hdr = s->e * WORD, off = hdr;
 
 	for (size_t cut = 0; cut < s->len; cut++)

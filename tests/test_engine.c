@@ -60,17 +60,6 @@ static unsigned n_bad;
 
 static char tdir[256], good_path[512], bad_path[512];
 
-static void *xmalloc(size_t n)
-{
-	void *p = malloc(n ? n : 1);
-
-	if (!p) {
-		fprintf(stderr, "out of memory\n");
-		exit(99);
-	}
-	return p;
-}
-
 static void gen_bytes(uint8_t *p, size_t len, uint64_t seed)
 {
 	uint64_t s = seed;
@@ -90,7 +79,7 @@ static void setup_expected(void)
 		xsize[xexts[k].ino] += xexts[k].len;
 	}
 	for (uint32_t i = 0; i < N_INO; i++) {
-		xdata[i] = xmalloc(xsize[i]);
+		xdata[i] = t_xmalloc(xsize[i]);
 		gen_bytes(xdata[i], xsize[i], 77 + i);
 	}
 }
@@ -109,7 +98,7 @@ static int write_extent(struct nwc_writer *w, struct nwc_cctx *cc,
 		size_t n = (size_t)NWC_MIN((uint64_t)x->block_len,
 					   x->len - pos);
 		size_t cap = nwc_codec_bound(x->codec, x->arg, n);
-		uint8_t *buf = xmalloc(cap);
+		uint8_t *buf = t_xmalloc(cap);
 		ssize_t s;
 
 		s = nwc_codec_encode(cc, x->codec, x->arg, src + pos, n, buf,
@@ -174,7 +163,7 @@ static int build_damaged(const struct nwc_engine *eng)
 	in = open(good_path, O_RDONLY | O_CLOEXEC);
 	if (in < 0 || fstat(in, &st))
 		return -errno;
-	p = xmalloc((size_t)st.st_size);
+	p = t_xmalloc((size_t)st.st_size);
 	ret = nwc_pread_full(in, p, (size_t)st.st_size, 0);
 	close(in);
 	for (unsigned i = 0; !ret && i < NWC_ARRAY_SIZE(which); i++) {
@@ -299,7 +288,7 @@ static void test_sequential(void)
 	static const size_t chunks[] = { 333, 4096, 5000, 65536, 200000 };
 	struct nwc_engine *eng = open_engine(good_path, BUDGET, 2, true);
 	struct nwc_engine_stats s;
-	uint8_t *buf = xmalloc(MAXREAD);
+	uint8_t *buf = t_xmalloc(MAXREAD);
 	int bad_reads = 0;
 
 	for (size_t c = 0; c < NWC_ARRAY_SIZE(chunks); c++) {
@@ -333,7 +322,7 @@ static void test_boundaries(void)
 	struct nwc_engine *eng = open_engine(good_path, BUDGET, 2, true);
 	const struct nwc_image *img = nwc_engine_image(eng);
 	const struct nwc_inode *n = nwc_image_inode(img, INO_F0);
-	uint8_t *buf = xmalloc(MAXREAD);
+	uint8_t *buf = t_xmalloc(MAXREAD);
 	int bad_reads = 0, edges = 0;
 
 	for (uint32_t k = n->first; k < n->first + n->count; k++) {
@@ -365,7 +354,7 @@ static void test_boundaries(void)
 static void test_random(void)
 {
 	struct nwc_engine *eng = open_engine(good_path, BUDGET, 2, true);
-	uint8_t *buf = xmalloc(MAXREAD);
+	uint8_t *buf = t_xmalloc(MAXREAD);
 	struct nwc_stream st;
 	uint64_t seed = 42;
 	int bad_reads = 0;
@@ -483,7 +472,7 @@ static bool wait_entries(struct nwc_engine *eng, uint64_t n)
 static void test_prefetch(void)
 {
 	struct nwc_engine *eng = open_engine(good_path, 1u << 20, 2, true);
-	uint8_t *buf = xmalloc(MAXREAD);
+	uint8_t *buf = t_xmalloc(MAXREAD);
 	struct nwc_engine_stats s0, s1;
 	struct nwc_stream st;
 
@@ -527,7 +516,7 @@ static void test_prefetch(void)
 static void test_stats(void)
 {
 	struct nwc_engine *eng = open_engine(good_path, BUDGET, 2, false);
-	uint8_t *buf = xmalloc(MAXREAD);
+	uint8_t *buf = t_xmalloc(MAXREAD);
 	struct nwc_engine_stats s;
 	uint64_t seed = 7;
 	int bad_reads = 0;
@@ -552,7 +541,7 @@ static void test_stats(void)
 static void test_damage(void)
 {
 	struct nwc_engine *eng = open_engine(bad_path, BUDGET, 2, true);
-	uint8_t *buf = xmalloc(MAXREAD);
+	uint8_t *buf = t_xmalloc(MAXREAD);
 	struct nwc_engine_stats s0, s1;
 	struct nwc_stream st;
 	int bad_reads = 0;

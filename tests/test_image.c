@@ -125,51 +125,13 @@ static char tdir[256];
 static uint8_t *ref_bytes;		/* the reference image */
 static size_t ref_len;
 
-static void *xmalloc(size_t n)
-{
-	void *p = malloc(n ? n : 1);
-
-	if (!p) {
-		fprintf(stderr, "out of memory\n");
-		exit(99);
-	}
-	return p;
-}
-
-static int saved_stderr = -1;
-
-/*
- * Hide the reader's error lines while probing thousands of bad images
- * (unless NWC_TEST_VERBOSE is set, to see why each one was rejected).
- */
-static void quiet(bool on)
-{
-	int fd;
-
-	fflush(stderr);
-	if (getenv("NWC_TEST_VERBOSE"))
-		return;
-	if (on) {
-		saved_stderr = dup(STDERR_FILENO);
-		fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
-		if (fd >= 0) {
-			dup2(fd, STDERR_FILENO);
-			close(fd);
-		}
-	} else if (saved_stderr >= 0) {
-		dup2(saved_stderr, STDERR_FILENO);
-		close(saved_stderr);
-		saved_stderr = -1;
-	}
-}
-
 /* T_EQ for a call whose expected failure logs a line. */
 #define T_EQ_QUIET(expr, want) do {					\
 	long long q_;							\
 									\
-	quiet(true);							\
+	t_quiet(true);							\
 	q_ = (long long)(expr);						\
-	quiet(false);							\
+	t_quiet(false);							\
 	if (q_ != (long long)(want)) {					\
 		fprintf(stderr, "%s:%d: %s == %s failed: %lld != %lld\n", \
 			__FILE__, __LINE__, #expr, #want, q_,		\
@@ -225,7 +187,7 @@ static uint8_t *read_file(const char *path, size_t *len)
 		perror(path);
 		exit(99);
 	}
-	p = xmalloc((size_t)st.st_size);
+	p = t_xmalloc((size_t)st.st_size);
 	if (nwc_pread_full(fd, p, (size_t)st.st_size, 0)) {
 		fprintf(stderr, "%s: read failed\n", path);
 		exit(99);
@@ -297,7 +259,7 @@ static void setup_expected(void)
 	for (uint32_t i = 0; i < NX; i++) {
 		if (S_ISLNK(xnodes[i].mode))
 			xsize[i] = strlen(xnodes[i].target);
-		xdata[i] = xmalloc(xsize[i]);
+		xdata[i] = t_xmalloc(xsize[i]);
 		gen_bytes(xdata[i], xsize[i], 1000 + i);
 	}
 }
@@ -315,7 +277,7 @@ static int write_extent(struct nwc_writer *w, struct nwc_cctx *cc,
 		size_t n = (size_t)NWC_MIN((uint64_t)x->block_len,
 					   x->len - pos);
 		size_t cap = nwc_codec_bound(x->codec, x->codec_arg, n);
-		uint8_t *buf = xmalloc(cap);
+		uint8_t *buf = t_xmalloc(cap);
 		ssize_t s;
 
 		s = nwc_codec_encode(cc, x->codec, x->codec_arg, src + pos, n,
@@ -543,7 +505,7 @@ static void test_roundtrip_blocks(void)
 
 		for (uint32_t j = 0; j < e->nblocks; j++) {
 			size_t n = nwc_extent_block_len(e, j);
-			uint8_t *buf = xmalloc(n + 1);
+			uint8_t *buf = t_xmalloc(n + 1);
 
 			T_EQ(nwc_image_load_block(img, dctx, k, j, buf, n), 0);
 			T_MEMEQ(buf, want + (uint64_t)j * e->block_len, n);
@@ -901,7 +863,7 @@ static struct mimg refm;	/* the reference image, read only */
 
 static void m_init_from(struct mimg *m, const uint8_t *p, size_t len)
 {
-	m->p = xmalloc(len);
+	m->p = t_xmalloc(len);
 	memcpy(m->p, p, len);
 	m->len = len;
 }
@@ -1042,7 +1004,7 @@ static void m_add_section(struct mimg *m, uint32_t type, uint32_t version,
 	size_t dlen = (size_t)n * NWC_SECT_SIZE;
 	size_t off = ((size_t)dir + 7) & ~(size_t)7;
 	size_t ndir = off + ((len + 7) & ~(size_t)7);
-	uint8_t *body = xmalloc(len), *olddir = xmalloc(dlen), *e;
+	uint8_t *body = t_xmalloc(len), *olddir = t_xmalloc(dlen), *e;
 
 	memcpy(body, data, len);
 	memcpy(olddir, m->p + dir, dlen);
@@ -1076,10 +1038,10 @@ static int m_open(const struct mimg *m, bool silent)
 		exit(99);
 	}
 	if (silent)
-		quiet(true);
+		t_quiet(true);
 	ret = nwc_image_open_fd(fd, "damaged", &img);
 	if (silent)
-		quiet(false);
+		t_quiet(false);
 	if (!ret)
 		nwc_image_close(img);
 	return ret;
@@ -1595,7 +1557,7 @@ static void test_damage_extents(void)
 static void add_unused_block(struct mimg *m)
 {
 	size_t len = (NXB + 1) * NWC_BLOCK_SIZE;
-	uint8_t *tab = xmalloc(len);
+	uint8_t *tab = t_xmalloc(len);
 
 	memcpy(tab, m_sect(m, NWC_SECT_BLOCKS), NXB * NWC_BLOCK_SIZE);
 	memcpy(tab + NXB * NWC_BLOCK_SIZE, tab, NWC_BLOCK_SIZE);
@@ -1714,7 +1676,7 @@ static void check_damaged_blocks(const struct mimg *m, const uint32_t *bad,
 		for (uint32_t j = 0; j < e->nblocks; j++) {
 			size_t n = nwc_extent_block_len(e, j);
 			uint32_t b = e->first_block + j;
-			uint8_t *buf = xmalloc(n);
+			uint8_t *buf = t_xmalloc(n);
 			bool damaged = false;
 
 			for (size_t i = 0; i < nbad; i++)
@@ -1722,11 +1684,11 @@ static void check_damaged_blocks(const struct mimg *m, const uint32_t *bad,
 			for (int rep = 0; rep < 2; rep++) {
 				int got, chk;
 
-				quiet(true);
+				t_quiet(true);
 				got = nwc_image_load_block(img, dctx, k, j, buf,
 							   n);
 				chk = nwc_image_check_block(img, dctx, b);
-				quiet(false);
+				t_quiet(false);
 				T_EQ(got, damaged ? want : 0);
 				T_EQ(chk, damaged ? want_check : 0);
 				if (!damaged)

@@ -21,30 +21,7 @@
 #define NCHUNK 300
 
 static char dir[] = "/tmp/test_nwcmodel.XXXXXX";
-static int saved_stderr = -1;
-
 /* Hide the error lines of expected failures (NWC_TEST_VERBOSE shows them). */
-static void quiet(bool on)
-{
-	int fd;
-
-	fflush(stderr);
-	if (getenv("NWC_TEST_VERBOSE"))
-		return;
-	if (on) {
-		saved_stderr = dup(STDERR_FILENO);
-		fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
-		if (fd >= 0) {
-			dup2(fd, STDERR_FILENO);
-			close(fd);
-		}
-	} else if (saved_stderr >= 0) {
-		dup2(saved_stderr, STDERR_FILENO);
-		close(saved_stderr);
-		saved_stderr = -1;
-	}
-}
-
 /* A small untrained model, finalized. */
 static struct nwc_model *small_model(uint64_t seed)
 {
@@ -146,7 +123,7 @@ static void test_roundtrip_file(void)
 	T_EQ(files_in_dir(), 0);
 	/* unfinalized models cannot be saved */
 	m->finalized = false;
-	quiet(true);
+	t_quiet(true);
 	T_CHECK(nwc_model_save(m, path) < 0);
 	T_EQ(files_in_dir(), 0);
 	/* a missing directory */
@@ -154,7 +131,7 @@ static void test_roundtrip_file(void)
 	m->finalized = true;
 	T_EQ(nwc_model_save(m, path), -ENOENT);
 	T_EQ(nwc_model_load(path, &l), -ENOENT);
-	quiet(false);
+	t_quiet(false);
 	nwc_model_free(m);
 }
 
@@ -177,7 +154,7 @@ static void test_corruption(void)
 	T_EQ(nwc_model_to_buf(m, &buf, &len), 0);
 	T_EQ(nwc_model_from_buf(buf, len, &l), 0);
 	nwc_model_free(l);
-	quiet(true);
+	t_quiet(true);
 	for (size_t i = 0; i < len; i++) {
 		buf[i] ^= 0x10;
 		if (nwc_model_from_buf(buf, len, &l) >= 0) {
@@ -231,7 +208,7 @@ static void test_corruption(void)
 		     (uint32_t)nwc_qdist_saved_size(m->tables[0]) + 4);
 	fix_hash(buf, len);
 	T_EQ(nwc_model_from_buf(buf, len, &l), -NWC_ECORRUPT);
-	quiet(false);
+	t_quiet(false);
 	free(buf);
 	nwc_model_free(m);
 }
@@ -254,12 +231,12 @@ static void test_file_errors(void)
 		fputc(0x55, f);
 		fclose(f);
 	}
-	quiet(true);
+	t_quiet(true);
 	T_EQ(nwc_model_load(path, &l), -NWC_ECORRUPT);
 	T_EQ(truncate(path, 0), 0);
 	T_EQ(nwc_model_load(path, &l), -NWC_ECORRUPT);
 	T_EQ(nwc_model_load(dir, &l), -NWC_ECORRUPT);
-	quiet(false);
+	t_quiet(false);
 	unlink(path);
 	T_EQ(files_in_dir(), 0);
 	nwc_model_free(m);
