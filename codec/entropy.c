@@ -522,14 +522,17 @@ static int dec_value(const struct nwc_qdist *d, uint32_t *x,
 }
 
 /*
- * Inlined twice, with and without contexts, so the hot loop does not test
- * @ctx for every value.
+ * Inlined once per mode (one table, a context array, a context function) so
+ * the hot loop does not test the mode for every value.  DIST() is
+ * evaluated exactly once per value, in order, as nwc_ents_ctx_fn promises.
  */
+enum { MODE_ONE, MODE_CTX, MODE_FN };
 static inline __attribute__((always_inline)) int
 decode_all(const struct nwc_qdist *const *dists, const uint8_t *ctx,
-	   int32_t *vals, size_t n, const uint8_t *src, size_t len,
-	   const bool has_ctx)
+	   nwc_ents_ctx_fn fn, void *arg, int32_t *vals, size_t n,
+	   const uint8_t *src, size_t len, const int mode)
 {
+	const struct nwc_qdist *dk[NSTATES];
 	uint32_t x[NSTATES];
 	size_t wpos = HDR_LEN, i = 0;
 	int ret;
@@ -542,14 +545,15 @@ decode_all(const struct nwc_qdist *const *dists, const uint8_t *ctx,
 			return -NWC_ECORRUPT;
 	}
 
-#define DIST(j) dists[has_ctx ? ctx[j] : 0]
+#define DIST(j) dists[mode == MODE_CTX ? ctx[j] :			\
+			 mode == MODE_FN ? fn(arg, vals, (j)) : 0]
 	/*
 	 * Fast path: a direct symbol reads at most one word, so four values
 	 * need no check while four words remain.  An escape leaves the group
 	 * to the checked path, which also finishes the group's other values.
 	 */
 #define DECODE_ONE(k) do {						\
-		const struct nwc_qdist *d_ = DIST(i + k);		\
+		const struct nwc_qdist *d_ = dk[k] = DIST(i + k);		\
 		uint32_t slot_ = x[k] & (M - 1);			\
 		uint32_t s_ = d_->sym[slot_], fc_ = d_->fc[s_];		\
 		x[k] = fc_freq(fc_) * (x[k] >> PREC) + slot_ - fc_cum(fc_); \
@@ -574,7 +578,7 @@ decode_all(const struct nwc_qdist *const *dists, const uint8_t *ctx,
 		i += NSTATES;
 		continue;
 escape:
-		ret = dec_escape(DIST(i + esc), &x[esc], src, &wpos, len,
+		ret = dec_escape(dk[esc], &x[esc], src, &wpos, len,
 				 &vals[i + esc]);
 		if (ret)
 			return ret;
@@ -607,6 +611,15 @@ int nwc_ents_decode(const struct nwc_qdist *const *dists, const uint8_t *ctx,
 		    int32_t *vals, size_t n, const uint8_t *src, size_t len)
 {
 	if (ctx)
-		return decode_all(dists, ctx, vals, n, src, len, true);
-	return decode_all(dists, NULL, vals, n, src, len, false);
+		return decode_all(dists, ctx, NULL, NULL, vals, n, src, len,
+				  MODE_CTX);
+	return decode_all(dists, NULL, NULL, NULL, vals, n, src, len,
+			  MODE_ONE);
+}
+
+int nwc_ents_decode_fn(const struct nwc_qdist *const *dists,
+		       nwc_ents_ctx_fn fn, void *arg, int32_t *vals, size_t n,
+		       const uint8_t *src, size_t len)
+{
+	return decode_all(dists, NULL, fn, arg, vals, n, src, len, MODE_FN);
 }

@@ -102,4 +102,21 @@ ssize_t nwc_ents_encode(const struct nwc_qdist *const *dists,
 int nwc_ents_decode(const struct nwc_qdist *const *dists, const uint8_t *ctx,
 		    int32_t *vals, size_t n, const uint8_t *src, size_t len);
 
+/*
+ * A context that depends on the values before it (e.g. a trellis state):
+ * returns the table index of value @i given vals[0 .. i-1].  The decoder
+ * calls it exactly once per value, for i = 0, 1, ... in order.
+ */
+typedef unsigned int (*nwc_ents_ctx_fn)(void *arg, const int32_t *vals,
+					size_t i);
+
+/*
+ * nwc_ents_decode_fn() - nwc_ents_decode() with contexts from @fn; the
+ * encoder side is nwc_ents_encode() with the same contexts precomputed.
+ * @fn must return valid indices into @dists.
+ */
+int nwc_ents_decode_fn(const struct nwc_qdist *const *dists,
+		       nwc_ents_ctx_fn fn, void *arg, int32_t *vals, size_t n,
+		       const uint8_t *src, size_t len);
+
 #endif /* NWC_ENTROPY_H */

@@ -39,7 +39,7 @@ static size_t model_nparams(unsigned int h, unsigned int r, unsigned int nq,
 static void free_coding(struct nwc_model *m)
 {
 	if (m->tables) {
-		for (unsigned int i = 0; i < m->c; i++)
+		for (unsigned int i = 0; i < nwc_model_ntables(m); i++)
 			nwc_qdist_free(m->tables[i]);
 	}
 	free(m->tables);
@@ -47,6 +47,7 @@ static void free_coding(struct nwc_model *m)
 	m->tables = NULL;
 	m->medians = NULL;
 	m->finalized = false;
+	m->flags &= ~NWC_MODEL_F_TCQ;
 }
 
 void nwc_model_free(struct nwc_model *m)
@@ -92,25 +93,42 @@ int nwc_model_create(unsigned int h, unsigned int r, unsigned int nq,
 
 int nwc_model_finalize(struct nwc_model *m)
 {
+	float *shifted;
 	int ret;
 
 	free_coding(m);
-	m->tables = calloc(m->c, sizeof(*m->tables));
+	m->tables = calloc(2 * (size_t)m->c, sizeof(*m->tables));
 	m->medians = calloc(m->c, sizeof(*m->medians));
-	if (!m->tables || !m->medians) {
-		free_coding(m);
-		return -ENOMEM;
+	shifted = malloc(3 * (size_t)m->c * sizeof(*shifted));
+	if (!m->tables || !m->medians || !shifted) {
+		ret = -ENOMEM;
+		goto out_free_coding;
 	}
 	ret = nwc_prior_tables(m->prior, m->quantiles, m->c, m->tables,
 			       m->medians);
-	if (ret) {
-		/* nwc_prior_tables leaves nothing allocated on failure */
-		memset(m->tables, 0, m->c * sizeof(*m->tables));
-		free_coding(m);
-		return ret;
-	}
+	if (ret)
+		goto out_free_coding;
+	/*
+	 * The half-offset tables: the same density over cells centred on
+	 * median + v + 1/2, which is what nwc_prior_tables() gives for a
+	 * median moved up by 1/2.
+	 */
+	memcpy(shifted, m->quantiles, 3 * (size_t)m->c * sizeof(*shifted));
+	for (unsigned int c = 0; c < m->c; c++)
+		shifted[3 * c + 1] += 0.5f;
+	ret = nwc_prior_tables(m->prior, shifted, m->c, m->tables + m->c,
+			       NULL);
+	if (ret)
+		goto out_free_coding;	/* it left nothing allocated */
+	free(shifted);
+	m->flags |= NWC_MODEL_F_TCQ;
 	m->finalized = true;
 	return 0;
+
+out_free_coding:
+	free(shifted);
+	free_coding(m);
+	return ret;
 }
 
 static bool all_finite(const float *v, size_t n)
@@ -133,7 +151,7 @@ int nwc_model_to_buf(const struct nwc_model *m, uint8_t **buf, size_t *len)
 	if (!m->finalized || !all_finite(m->params, m->nparams) ||
 	    !all_finite(m->medians, m->c) || !isfinite(m->lambda))
 		return -EINVAL;
-	for (unsigned int i = 0; i < m->c; i++)
+	for (unsigned int i = 0; i < nwc_model_ntables(m); i++)
 		size += 4 + nwc_qdist_saved_size(m->tables[i]);
 	b = malloc(size);
 	if (!b)
@@ -150,7 +168,7 @@ int nwc_model_to_buf(const struct nwc_model *m, uint8_t **buf, size_t *len)
 	p = b + NWC_MODEL_HDR_SIZE;
 	for (size_t i = 0; i < m->nparams; i++, p += 4)
 		nwc_put_lef32(p, m->params[i]);
-	for (unsigned int i = 0; i < m->c; i++) {
+	for (unsigned int i = 0; i < nwc_model_ntables(m); i++) {
 		size_t tl = nwc_qdist_saved_size(m->tables[i]);
 
 		nwc_put_le32(p, (uint32_t)tl);
@@ -168,7 +186,7 @@ int nwc_model_to_buf(const struct nwc_model *m, uint8_t **buf, size_t *len)
 static int parse(const uint8_t *buf, size_t len, const char *what,
 		 struct nwc_model **out)
 {
-	unsigned int h, r, nq, c;
+	unsigned int h, r, nq, c, ntab;
 	uint32_t version, flags;
 	struct nwc_model *m;
 	uint64_t nfl;
@@ -200,7 +218,7 @@ static int parse(const uint8_t *buf, size_t len, const char *what,
 	lambda = nwc_get_lef32(buf + 28);
 	flags = nwc_get_le32(buf + 32);
 	nfl = nwc_get_le64(buf + 36);
-	if (flags) {
+	if (flags & ~NWC_MODEL_F_KNOWN) {
 		nwc_err("%s: codec model has unknown flags 0x%x", what, flags);
 		return -NWC_EFEATURE;
 	}
@@ -218,6 +236,8 @@ static int parse(const uint8_t *buf, size_t len, const char *what,
 	if (ret)
 		return ret;
 	m->lambda = lambda;
+	m->flags = flags;
+	ntab = nwc_model_ntables(m);
 	off = NWC_MODEL_HDR_SIZE;
 	for (size_t i = 0; i < m->nparams; i++, off += 4)
 		m->params[i] = nwc_get_lef32(buf + off);
@@ -226,13 +246,13 @@ static int parse(const uint8_t *buf, size_t len, const char *what,
 		ret = -NWC_ECORRUPT;
 		goto out_free_model;
 	}
-	m->tables = calloc(c, sizeof(*m->tables));
+	m->tables = calloc(ntab, sizeof(*m->tables));
 	m->medians = calloc(c, sizeof(*m->medians));
 	if (!m->tables || !m->medians) {
 		ret = -ENOMEM;
 		goto out_free_model;
 	}
-	for (unsigned int i = 0; i < c; i++) {
+	for (unsigned int i = 0; i < ntab; i++) {
 		uint32_t tl;
 		size_t used;
 
@@ -386,9 +406,9 @@ static int scratch_reserve(struct nwc_model_scratch *s, size_t n)
 	return 0;
 }
 
-int nwc_model_encode_chunks(const struct nwc_model *m, const float *x,
-			    const uint8_t *q, size_t n, int32_t *sym,
-			    struct nwc_model_scratch *s)
+int nwc_model_analyze(const struct nwc_model *m, const float *x,
+		      const uint8_t *q, size_t n, float *y,
+		      struct nwc_model_scratch *s)
 {
 	struct nwc_net net = { .h = m->h, .r = m->r, .nq = m->nq,
 			       .params = m->enc };
@@ -396,18 +416,52 @@ int nwc_model_encode_chunks(const struct nwc_model *m, const float *x,
 
 	if (!m->finalized)
 		return -EINVAL;
-	ret = scratch_reserve(s, n);
-	if (ret)
-		return ret;
-	ret = nwc_net_forward(&net, m->emb, q, x, n, s->buf, s->net);
+	ret = nwc_net_forward(&net, m->emb, q, x, n, y, s->net);
 	if (ret)
 		return ret;
 	for (size_t i = 0; i < n * NWC_NET_IO; i++) {
-		float v = s->buf[i] - m->medians[i % NWC_NET_IO];
-
-		if (!isfinite(v))
+		y[i] -= m->medians[i % NWC_NET_IO];
+		if (!isfinite(y[i]))
 			return -ERANGE;
-		v = roundf(v);
+	}
+	return 0;
+}
+
+int nwc_model_synthesize(const struct nwc_model *m, const float *y,
+			 const uint8_t *q, size_t n, float *xhat,
+			 struct nwc_model_scratch *s)
+{
+	struct nwc_net net = { .h = m->h, .r = m->r, .nq = m->nq,
+			       .params = m->dec };
+	int ret;
+
+	if (!m->finalized)
+		return -EINVAL;
+	ret = scratch_reserve(s, n);
+	if (ret)
+		return ret;
+	for (size_t i = 0; i < n * NWC_NET_IO; i++)
+		s->buf[i] = y[i] + m->medians[i % NWC_NET_IO];
+	return nwc_net_forward(&net, m->emb, q, s->buf, n, xhat, s->net);
+}
+
+int nwc_model_encode_chunks(const struct nwc_model *m, const float *x,
+			    const uint8_t *q, size_t n, int32_t *sym,
+			    struct nwc_model_scratch *s)
+{
+	int ret;
+
+	if (!m->finalized)
+		return -EINVAL;
+	ret = scratch_reserve(s, n);
+	if (ret)
+		return ret;
+	ret = nwc_model_analyze(m, x, q, n, s->buf, s);
+	if (ret)
+		return ret;
+	for (size_t i = 0; i < n * NWC_NET_IO; i++) {
+		float v = roundf(s->buf[i]);
+
 		if (v > SYM_LIMIT)
 			v = SYM_LIMIT;
 		else if (v < -SYM_LIMIT)
@@ -435,7 +489,6 @@ int nwc_model_decode_chunks(const struct nwc_model *m, const int32_t *sym,
 	return nwc_net_forward(&net, m->emb, q, s->buf, n, xhat, s->net);
 }
 
-/* Contexts 0, 1, .., C-1, 0, 1, ... for @count symbols (malloc'd). */
 static uint8_t *channel_ctx(const struct nwc_model *m, size_t count)
 {
 	uint8_t *ctx = malloc(count ? count : 1);

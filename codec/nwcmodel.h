@@ -21,12 +21,17 @@
  *	20   4     u32 Q, quality levels
  *	24   4     u32 C, latents per chunk = chunk length (16)
  *	28   4     f32 lambda the model was trained for (informational)
- *	32   4     u32 flags (0; any other value is an unknown feature)
+ *	32   4     u32 flags: NWC_MODEL_F_TCQ (bit 0) = half-offset tables
+ *		   follow the coding tables; any other bit is an unknown
+ *		   feature
  *	36   8     u64 F, number of floats that follow
  *	44   4 F   f32 enc, dec, emb, prior, quantiles (see struct nwc_model),
  *		   F = 2 nwc_net_nparams(H, R) + Q H + nwc_prior_nparams(C) + 3 C
- *	...        C times: u32 length L, then L bytes of an nwc_qdist_save()
- *		   table (channel c's coding table)
+ *	...        T = C (2 C with NWC_MODEL_F_TCQ) times: u32 length L, then
+ *		   L bytes of an nwc_qdist_save() table; table c < C codes
+ *		   channel c on cells centred at median_c + v, table C + c on
+ *		   cells centred at median_c + v + 1/2 (trellis quantization,
+ *		   codec/nwctensor.h)
  *	...  4 C   f32 medians[C]
  *	...  8     u64 XXH3-64 (nwc_hash64) of every byte before it
  *
@@ -47,6 +52,8 @@
 #define NWC_MODEL_HDR_SIZE 44u
 #define NWC_MODEL_C 16u			/* latents per chunk */
 #define NWC_MODEL_MAX_BYTES (1ull << 32)	/* largest file we load */
+#define NWC_MODEL_F_TCQ 0x1u		/* half-offset tables present */
+#define NWC_MODEL_F_KNOWN NWC_MODEL_F_TCQ
 
 struct nwc_model {
 	unsigned int h;		/* hidden width H */
@@ -54,7 +61,7 @@ struct nwc_model {
 	unsigned int nq;	/* quality levels Q */
 	unsigned int c;		/* latents per chunk C (= NWC_MODEL_C) */
 	float lambda;		/* rate point trained for; informational */
-	uint32_t flags;		/* 0 */
+	uint32_t flags;		/* NWC_MODEL_F_*; finalize sets F_TCQ */
 
 	/*
 	 * All parameters in one allocation, in file order, so that a trainer
@@ -72,9 +79,15 @@ struct nwc_model {
 
 	/* Coding state, built by nwc_model_finalize() or loaded. */
 	float *medians;			/* C: yhat = symbol + medians[c] */
-	struct nwc_qdist **tables;	/* C tables, channel c codes latent c */
+	struct nwc_qdist **tables;	/* nwc_model_ntables(); see the file */
 	bool finalized;
 };
+
+/* Coding tables the model has: C, or 2 C with the half-offset ones. */
+static inline unsigned int nwc_model_ntables(const struct nwc_model *m)
+{
+	return m->flags & NWC_MODEL_F_TCQ ? 2 * m->c : m->c;
+}
 
 /*
  * nwc_model_create() - a model of the given shape with zeroed parameters
@@ -88,8 +101,9 @@ int nwc_model_create(unsigned int h, unsigned int r, unsigned int nq,
 void nwc_model_free(struct nwc_model *m);
 
 /*
- * nwc_model_finalize() - (re)build medians and tables from the prior and
- * the quantiles (nwc_prior_tables), replacing any previous ones.  Call
+ * nwc_model_finalize() - (re)build medians and tables, the half-offset
+ * ones included (setting NWC_MODEL_F_TCQ), from the prior and the
+ * quantiles (nwc_prior_tables), replacing any previous ones.  Call
  * after the parameters change, before coding or saving.  Returns 0,
  * -EINVAL (a non-finite quantile) or -ENOMEM; on failure the model is left
  * without coding state.
@@ -148,6 +162,22 @@ int nwc_model_encode_chunks(const struct nwc_model *m, const float *x,
 int nwc_model_decode_chunks(const struct nwc_model *m, const int32_t *sym,
 			    const uint8_t *q, size_t n, float *xhat,
 			    struct nwc_model_scratch *s);
+
+/*
+ * nwc_model_analyze() - centred latents of @n chunks: y = g_a(x, q) -
+ * medians (n x 16 each way).  Returns as nwc_model_encode_chunks().
+ */
+int nwc_model_analyze(const struct nwc_model *m, const float *x,
+		      const uint8_t *q, size_t n, float *y,
+		      struct nwc_model_scratch *s);
+
+/*
+ * nwc_model_synthesize() - xhat = g_s(y + medians, q) for centred latents
+ * @y of @n chunks.  Returns as nwc_model_decode_chunks().
+ */
+int nwc_model_synthesize(const struct nwc_model *m, const float *y,
+			 const uint8_t *q, size_t n, float *xhat,
+			 struct nwc_model_scratch *s);
 
 /*
  * nwc_model_code_syms() - entropy-code @count symbols, symbol i with table

@@ -190,10 +190,14 @@ static void test_corruption(void)
 	fix_hash(buf, len);
 	T_EQ(nwc_model_from_buf(buf, len, &l), -NWC_EFEATURE);
 	nwc_put_le32(buf + 8, 1);
-	nwc_put_le32(buf + 32, 1);
+	nwc_put_le32(buf + 32, NWC_MODEL_F_TCQ | 2);
 	fix_hash(buf, len);
 	T_EQ(nwc_model_from_buf(buf, len, &l), -NWC_EFEATURE);
+	/* without the TCQ flag the half-offset tables are trailing junk */
 	nwc_put_le32(buf + 32, 0);
+	fix_hash(buf, len);
+	T_EQ(nwc_model_from_buf(buf, len, &l), -NWC_ECORRUPT);
+	nwc_put_le32(buf + 32, NWC_MODEL_F_TCQ);
 	/* a shape that does not match the float count */
 	nwc_put_le32(buf + 12, TH + 1);
 	fix_hash(buf, len);
