@@ -35,15 +35,20 @@
 #define NIB_FREQ (M / 16)
 
 /*
- * Immutable after construction.  sym[] maps every slot of [0, M) to its
- * symbol (128 KiB); fc[] packs each symbol's frequency (low half) and
- * cumulative frequency (high half).  Both fit 16 bits because n >= 1 gives
- * at least two symbols of frequency >= 1.
+ * Immutable after construction.  fc[] packs each symbol's frequency (low
+ * half) and cumulative frequency (high half).  Both fit 16 bits because
+ * n >= 1 gives at least two symbols of frequency >= 1.  The decoder finds a slot's symbol from a coarse table, the symbol at the
+ * start of each bucket of 2^COARSE_SHIFT slots, then steps forward: a few
+ * KiB per table instead of a 128 KiB slot table, so the 32 tables of a
+ * trellis-coded tensor stay in L2.
  */
+#define COARSE_SHIFT 5
+#define COARSE (M >> COARSE_SHIFT)
+
 struct nwc_qdist {
 	int32_t lo;
 	uint32_t n;		/* direct symbols; symbol n is the escape */
-	uint16_t sym[M];
+	uint16_t coarse[COARSE];
 	uint32_t fc[];		/* n + 1 entries */
 };
 
@@ -55,6 +60,16 @@ static inline uint32_t fc_freq(uint32_t fc)
 static inline uint32_t fc_cum(uint32_t fc)
 {
 	return fc >> 16;
+}
+
+/* The symbol whose interval holds @slot. */
+static inline uint32_t slot_sym(const struct nwc_qdist *d, uint32_t slot)
+{
+	uint32_t s = d->coarse[slot >> COARSE_SHIFT];
+
+	while (slot - fc_cum(d->fc[s]) >= fc_freq(d->fc[s]))
+		s++;
+	return s;
 }
 
 /* Values lo .. lo + n - 1 must all be int32 and n + 1 symbols must fit. */
@@ -76,11 +91,11 @@ static int qdist_build(int32_t lo, uint32_t n, const uint32_t *freq,
 		return -ENOMEM;
 	d->lo = lo;
 	d->n = n;
-	for (uint32_t s = 0; s <= n; s++) {
+	for (uint32_t s = 0, b = 0; s <= n; s++) {
 		d->fc[s] = freq[s] | c << 16;
-		for (uint32_t k = 0; k < freq[s]; k++)
-			d->sym[c + k] = (uint16_t)s;
 		c += freq[s];
+		for (; b < COARSE && (b << COARSE_SHIFT) < c; b++)
+			d->coarse[b] = (uint16_t)s;
 	}
 	*out = d;
 	return 0;
@@ -508,7 +523,7 @@ static int dec_value(const struct nwc_qdist *d, uint32_t *x,
 		     const uint8_t *src, size_t *wpos, size_t wend,
 		     int32_t *out)
 {
-	uint32_t slot = *x & (M - 1), s = d->sym[slot], fc = d->fc[s];
+	uint32_t slot = *x & (M - 1), s = slot_sym(d, slot), fc = d->fc[s];
 	int ret;
 
 	*x = fc_freq(fc) * (*x >> PREC) + slot - fc_cum(fc);
@@ -555,7 +570,7 @@ decode_all(const struct nwc_qdist *const *dists, const uint8_t *ctx,
 #define DECODE_ONE(k) do {						\
 		const struct nwc_qdist *d_ = dk[k] = DIST(i + k);		\
 		uint32_t slot_ = x[k] & (M - 1);			\
-		uint32_t s_ = d_->sym[slot_], fc_ = d_->fc[s_];		\
+		uint32_t s_ = slot_sym(d_, slot_), fc_ = d_->fc[s_];	\
 		x[k] = fc_freq(fc_) * (x[k] >> PREC) + slot_ - fc_cum(fc_); \
 		if (x[k] < RANS_L) {					\
 			x[k] = x[k] << 16 | nwc_get_le16(src + wpos);	\

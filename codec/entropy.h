@@ -29,9 +29,9 @@
  *	i32 lo, u32 n (1 .. NWC_QDIST_MAX_SYMS - 1),
  *	u16 freq[n + 1]  (the last is the escape), u64 XXH3-64 of all before.
  *
- * Memory: a table takes about 128 KiB (a 2^16-entry u16 slot -> symbol
- * lookup, so the decoder finds a symbol with one load) plus 4 bytes per
- * symbol; 16 contexts use about 2 MiB.  The encoder allocates nothing.
+ * Memory: a table takes 4 KiB (a coarse slot -> symbol lookup) plus 4
+ * bytes per symbol, so many contexts stay cache-resident.  The encoder
+ * allocates nothing.
  *
  * Thread safety: a struct nwc_qdist is immutable after construction and
  * may be shared; the coder functions are reentrant.
