@@ -30,9 +30,11 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <math.h>
+#include <pthread.h>
 #include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -41,6 +43,8 @@
 #include "codec/entropy.h"
 #include "codec/io.h"
 #include "codec/log.h"
+#include "codec/nwcmodel.h"
+#include "codec/nwctensor.h"
 #include "codec/safetensors.h"
 
 #define MAX_BITS 16
@@ -394,6 +398,242 @@ static void print_summary(const struct bench *b, const char *name,
 	printf("\n");
 }
 
+#define MAX_MODELS 32
+#define MAX_MU 8
+#define BENCH_BLOCK (256u << 10)	/* mkfs's default block size */
+#define MAX_THREADS 64u
+
+struct nwc_run {
+	const char *path;
+	struct nwc_model *model;
+};
+
+/* Work shared by the threads of one NWC rate point. */
+struct nwc_work {
+	const struct bench *b;
+	const struct nwc_model *model;
+	struct nwc_tenc_opts o;
+	unsigned int q, nthreads;
+	struct nwc_tenc **enc;		/* per tensor */
+	struct nwc_tside **side;	/* per tensor */
+	int *err;			/* per thread */
+};
+
+struct nwc_thread {
+	struct nwc_work *w;
+	unsigned int id;
+	bool decode;
+};
+
+/* Encode tensors i = id, id + T, ... (encode) or decode their bands. */
+static void *nwc_thread_main(void *arg)
+{
+	struct nwc_thread *th = arg;
+	struct nwc_work *w = th->w;
+	struct nwc_tensor_scratch *s = NULL;
+	uint8_t *buf = NULL;
+	size_t cap = 0;
+	int ret = 0;
+
+	if (th->decode)
+		ret = nwc_tensor_scratch_create(&s);
+	for (size_t i = th->id; i < w->b->nt && !ret; i += w->nthreads) {
+		const struct tensor *t = &w->b->t[i];
+		struct nwc_tenc_opts o = w->o;
+		uint8_t *lv;
+
+		o.band_rows = nwc_tside_band_rows_for((uint32_t)t->rows,
+						      (uint32_t)t->cols, 2,
+						      BENCH_BLOCK);
+		if (!th->decode) {
+			lv = malloc(t->cols);
+			if (!lv) {
+				ret = -ENOMEM;
+				break;
+			}
+			memset(lv, (int)w->q, t->cols);
+			ret = nwc_tenc_encode(w->model, 0, t->w,
+					      (uint32_t)t->rows,
+					      (uint32_t)t->cols, lv, &o,
+					      &w->enc[i]);
+			free(lv);
+			if (!ret)
+				ret = nwc_tside_parse(w->enc[i]->side,
+						      w->enc[i]->side_len,
+						      &w->side[i]);
+			continue;
+		}
+		for (uint32_t bd = 0; !ret && bd < w->enc[i]->nbands; bd++) {
+			size_t len = (size_t)nwc_tside_band_rows(w->side[i],
+								 bd) *
+				     t->cols * 2;
+
+			if (len > cap) {
+				free(buf);
+				buf = malloc(len);
+				cap = buf ? len : 0;
+				if (!buf) {
+					ret = -ENOMEM;
+					break;
+				}
+			}
+			ret = nwc_band_decode(w->model, w->side[i], bd,
+					      w->enc[i]->band[bd],
+					      w->enc[i]->band_len[bd],
+					      NWC_DTYPE_BF16, buf, len, s);
+		}
+	}
+	free(buf);
+	nwc_tensor_scratch_free(s);
+	w->err[th->id] = ret;
+	return NULL;
+}
+
+static int nwc_run_threads(struct nwc_work *w, bool decode, double *secs)
+{
+	pthread_t tid[MAX_THREADS];
+	struct nwc_thread th[MAX_THREADS];
+	double t0 = now();
+	int ret = 0;
+
+	for (unsigned int i = 0; i < w->nthreads; i++) {
+		th[i] = (struct nwc_thread){ .w = w, .id = i, .decode = decode };
+		if (pthread_create(&tid[i], NULL, nwc_thread_main, &th[i]))
+			return -EAGAIN;
+	}
+	for (unsigned int i = 0; i < w->nthreads; i++) {
+		pthread_join(tid[i], NULL);
+		if (w->err[i] && !ret)
+			ret = w->err[i];
+	}
+	*secs = now() - t0;
+	return ret;
+}
+
+/*
+ * One NWC rate point: every tensor coded with @model, every column at
+ * level @q, through the image codec (nwc_tenc_encode: side data and
+ * per-band streams, real bytes), on @nthreads threads; then every band
+ * decoded to BF16, timed on its own.
+ */
+static int nwc_point(const struct bench *b, const struct nwc_model *model,
+		     unsigned int q, const struct nwc_tenc_opts *o,
+		     unsigned int nthreads, struct point *p, double *enc_s,
+		     double *dec_s)
+{
+	struct nwc_work w = { .b = b, .model = model, .o = *o, .q = q,
+			      .nthreads = nthreads };
+	int ret = -ENOMEM;
+
+	w.enc = calloc(b->nt, sizeof(*w.enc));
+	w.side = calloc(b->nt, sizeof(*w.side));
+	w.err = calloc(nthreads, sizeof(*w.err));
+	if (!w.enc || !w.side || !w.err)
+		goto out_free;
+	ret = nwc_run_threads(&w, false, enc_s);
+	if (ret)
+		goto out_free;
+	ret = nwc_run_threads(&w, true, dec_s);
+	if (ret)
+		goto out_free;
+	p->bits = 0;
+	p->err2 = 0;
+	for (size_t i = 0; i < b->nt; i++) {
+		const struct tensor *t = &b->t[i];
+
+		p->bits += 8 * (uint64_t)w.enc[i]->coded_bytes;
+		for (size_t k = 0; k < t->rows * t->cols; k++) {
+			double d = (double)t->w[k] - w.enc[i]->what[k];
+
+			p->err2 += d * d;
+		}
+	}
+out_free:
+	for (size_t i = 0; w.enc && i < b->nt; i++) {
+		nwc_tenc_free(w.enc[i]);
+		free(w.side ? w.side[i] : NULL);
+	}
+	free(w.enc);
+	free(w.side);
+	free(w.err);
+	return ret;
+}
+
+struct nwc_cfg {
+	const float *mus;
+	size_t nmu;
+	unsigned int threads[2];	/* thread counts to time */
+	size_t nthreads;
+	bool f32_scales;		/* also measure f32 row scales */
+};
+
+static int run_nwc(const struct bench *b, const struct nwc_run *runs,
+		   size_t nruns, const struct nwc_cfg *cfg)
+{
+	for (size_t r = 0; r < nruns; r++) {
+		const struct nwc_model *m = runs[r].model;
+
+		printf("\n## NWC %s (H %u, R %u, lambda %g)\n\n"
+		       "| level | quantizer | scales | bits/weight | SQNR dB |",
+		       runs[r].path, m->h, m->r, m->lambda);
+		for (size_t t = 0; t < cfg->nthreads; t++)
+			printf(" enc MB/s %ut | dec MB/s %ut |",
+			       cfg->threads[t], cfg->threads[t]);
+		printf("\n|---:|---|---|---:|---:|");
+		for (size_t t = 0; t < cfg->nthreads; t++)
+			printf("---:|---:|");
+		printf("\n");
+		for (unsigned int q = 0; q < m->nq; q++) {
+			for (size_t k = 0; k <= cfg->nmu; k++) {
+				for (int f32 = 0; f32 <= (int)cfg->f32_scales;
+				     f32++) {
+					struct nwc_tenc_opts o;
+					struct point p = { .param = q };
+					double mb = 2.0 * (double)b->nweights /
+						    1e6;
+
+					nwc_tenc_opts_init(&o);
+					o.quant = k ? NWC_QUANT_TCQ
+						    : NWC_QUANT_ROUND;
+					o.tcq_mu = k ? cfg->mus[k - 1] : 0;
+					o.scale_f16 = !f32;
+					if (k)
+						printf("| %u | TCQ mu %g", q,
+						       o.tcq_mu);
+					else
+						printf("| %u | round", q);
+					for (size_t t = 0; t < cfg->nthreads;
+					     t++) {
+						double es, ds;
+						int ret;
+
+						ret = nwc_point(b, m, q, &o,
+							cfg->threads[t], &p,
+							&es, &ds);
+						if (ret) {
+							fprintf(stderr, "codecbench: %s: %s\n",
+								runs[r].path,
+								nwc_strerror(ret));
+							return ret;
+						}
+						if (!t)
+							printf(" | %s | %.3f | %.2f",
+							       f32 ? "f32" : "f16",
+							       (double)p.bits /
+							       b->nweights,
+							       sqnr(b, &p));
+						printf(" | %.1f | %.1f",
+						       mb / es, mb / ds);
+					}
+					printf(" |\n");
+					fflush(stdout);
+				}
+			}
+		}
+	}
+	return 0;
+}
+
 static int parse_bits(const char *s, unsigned *bits, size_t *n)
 {
 	char *end;
@@ -428,6 +668,11 @@ int main(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "bits", required_argument, NULL, 'b' },
 		{ "tensors", required_argument, NULL, 't' },
+		{ "model", required_argument, NULL, 'm' },
+		{ "mu", required_argument, NULL, 'u' },
+		{ "no-baselines", no_argument, NULL, 'n' },
+		{ "threads", required_argument, NULL, 'T' },
+		{ "f32-scales", no_argument, NULL, 'F' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -439,6 +684,12 @@ int main(int argc, char **argv)
 	struct bench b = { 0 };
 	struct ecsq_buf *eb = NULL;
 	const char *pattern = NULL;
+	struct nwc_run runs[MAX_MODELS];
+	float mus[MAX_MU] = { 0.0f };
+	struct nwc_cfg cfg = { .mus = mus, .nmu = 1, .threads = { 1 },
+			       .nthreads = 1 };
+	size_t nruns = 0;
+	bool baselines = true;
 	regex_t re;
 	float *scale = NULL;
 	double t0 = now();
@@ -456,6 +707,47 @@ int main(int argc, char **argv)
 			break;
 		case 't':
 			pattern = optarg;
+			break;
+		case 'm':
+			if (nruns == MAX_MODELS ||
+			    nwc_model_load(optarg, &runs[nruns].model))
+				return 1;
+			/* older models lack the trellis tables: rebuild */
+			if (!(runs[nruns].model->flags & NWC_MODEL_F_TCQ) &&
+			    nwc_model_finalize(runs[nruns].model))
+				return 1;
+			runs[nruns++].path = optarg;
+			break;
+		case 'u': {
+			char *end, *p = optarg;
+
+			for (cfg.nmu = 0; cfg.nmu < MAX_MU && *p; cfg.nmu++) {
+				mus[cfg.nmu] = strtof(p, &end);
+				if (end == p || mus[cfg.nmu] < 0)
+					return 1;
+				p = *end == ',' ? end + 1 : end;
+			}
+			break;
+		}
+		case 'T': {
+			char *end, *p = optarg;
+
+			for (cfg.nthreads = 0; cfg.nthreads < 2 && *p;
+			     cfg.nthreads++) {
+				unsigned long v = strtoul(p, &end, 10);
+
+				if (end == p || !v || v > MAX_THREADS)
+					return 1;
+				cfg.threads[cfg.nthreads] = (unsigned int)v;
+				p = *end == ',' ? end + 1 : end;
+			}
+			break;
+		}
+		case 'F':
+			cfg.f32_scales = true;
+			break;
+		case 'n':
+			baselines = false;
 			break;
 		case 'h':
 			usage(stdout);
@@ -503,7 +795,7 @@ int main(int argc, char **argv)
 	if (!eb->q || !eb->dec || !eb->stream)
 		goto out_free;
 
-	for (size_t i = 0; i < b.nt; i++) {
+	for (size_t i = 0; i < b.nt && baselines; i++) {
 		for (size_t g = 0; g < 2; g++) {
 			for (size_t k = 0; k < nbits; k++) {
 				rtn_pts[g][k].param = bits[k];
@@ -525,6 +817,10 @@ int main(int argc, char **argv)
 		}
 	}
 
+	if (run_nwc(&b, runs, nruns, &cfg))
+		goto out_free;
+	if (!baselines)
+		goto out_done;
 	print_table(&b, "RTN-g32: min/max per 32, fp16 scale and min", "b",
 		    rtn_pts[0], nbits);
 	print_table(&b, "RTN-g128: min/max per 128, fp16 scale and min", "b",
@@ -535,6 +831,7 @@ int main(int argc, char **argv)
 	print_summary(&b, "RTN-g32", rtn_pts[0], nbits);
 	print_summary(&b, "RTN-g128", rtn_pts[1], nbits);
 	print_summary(&b, "ECSQ", ecsq_pts, N_STEPS);
+out_done:
 	printf("time: %.2f s\n", now() - t0);
 	ret = 0;
 out_free:
@@ -550,6 +847,8 @@ out_free:
 		free(b.t[i].w);
 	}
 	free(b.t);
+	for (size_t r = 0; r < nruns; r++)
+		nwc_model_free(runs[r].model);
 	if (pattern)
 		regfree(&re);
 	return ret;

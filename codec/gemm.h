@@ -40,4 +40,15 @@ void nwc_sgemm_ref(bool ta, bool tb, int m, int n, int k, float alpha,
 		   const float *a, int lda, const float *b, int ldb,
 		   float beta, float *c, int ldc);
 
+/*
+ * nwc_dcholesky() - Cholesky factor of a symmetric positive definite n x n
+ * row-major double matrix, in place: on return the lower triangle of @a
+ * (row stride @lda) holds L with A = L L^T.  Only the lower triangle is
+ * read; the strict upper triangle is left as it was.  LAPACK dpotrf, run in
+ * the calling thread like nwc_sgemm().
+ * Returns 0, -EDOM if A is not positive definite (a pivot <= 0), -EINVAL
+ * if n < 0 or lda < n.  NaNs are not detected: check the input first.
+ */
+int nwc_dcholesky(int n, double *a, int lda);
+
 #endif /* NWC_GEMM_H */

@@ -18,5 +18,7 @@ codec_libnwccodec_a_SOURCES = \
 	codec/prior.c codec/prior.h \
 	codec/nwcmodel.c codec/nwcmodel.h \
 	codec/safetensors.c codec/safetensors.h \
+	codec/ldlq.c codec/ldlq.h \
+	codec/nwctensor.c codec/nwctensor.h \
 	codec/image.c codec/image.h \
 	codec/writer.c codec/writer.h

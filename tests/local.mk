@@ -6,7 +6,8 @@ check_PROGRAMS += tests/test_planes tests/test_codec tests/test_rans \
 	tests/test_safetensors \
 	tests/test_image tests/test_cache tests/test_engine \
 	tests/test_entropy tests/test_convert tests/test_mlp tests/test_prior \
-	tests/test_nwcmodel tests/gen_model tests/fuzz_image tests/fuzz_safetensors
+	tests/test_nwcmodel tests/test_ldlq tests/test_nwctensor \
+	tests/gen_model tests/fuzz_image tests/fuzz_safetensors
 tests_test_planes_SOURCES = tests/test_planes.c tests/t.h
 tests_test_planes_LDADD = $(NWC_TEST_LIBS)
 tests_test_rans_SOURCES = tests/test_rans.c tests/t.h tests/golden_rans.h
@@ -31,6 +32,10 @@ tests_test_prior_SOURCES = tests/test_prior.c tests/t.h
 tests_test_prior_LDADD = $(NWC_TEST_LIBS) -lm
 tests_test_nwcmodel_SOURCES = tests/test_nwcmodel.c tests/t.h
 tests_test_nwcmodel_LDADD = $(NWC_TEST_LIBS) -lm
+tests_test_ldlq_SOURCES = tests/test_ldlq.c tests/t.h
+tests_test_ldlq_LDADD = $(NWC_TEST_LIBS) -lm
+tests_test_nwctensor_SOURCES = tests/test_nwctensor.c tests/t.h
+tests_test_nwctensor_LDADD = $(NWC_TEST_LIBS) -lm
 tests_gen_model_SOURCES = tests/gen_model.c
 tests_gen_model_LDADD = $(NWC_TEST_LIBS)
 
@@ -57,7 +62,7 @@ AM_TESTS_ENVIRONMENT = \
 TESTS += tests/test_planes tests/test_codec tests/test_rans tests/test_safetensors \
 	tests/test_image tests/test_cache tests/test_engine \
 	tests/test_entropy tests/test_convert tests/test_mlp tests/test_prior \
-	tests/test_nwcmodel tests/train.sh tests/fuzz-replay.sh tests/man.sh tests/roundtrip.sh tests/errors.sh \
+	tests/test_nwcmodel tests/test_ldlq tests/test_nwctensor tests/train.sh tests/fuzz-replay.sh tests/man.sh tests/roundtrip.sh tests/errors.sh \
 	tests/mount.sh tests/mount-corrupt.sh tests/mount-real.sh
 EXTRA_DIST += tests/lib.sh tests/fuzz-replay.sh tests/man.sh \
 	tests/roundtrip.sh tests/errors.sh tests/mount.sh \

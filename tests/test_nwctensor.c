@@ -1,0 +1,363 @@
+/* SPDX-License-Identifier: MIT */
+/* test_nwctensor.c - NWC matrix coding: side records, bands, TCQ, LDLQ. */
+#include "codec/nwc.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "codec/convert.h"
+#include "codec/ldlq.h"
+#include "codec/mlp.h"
+#include "codec/nwctensor.h"
+#include "codec/prior.h"
+#include "tests/t.h"
+
+#define TH 16
+#define TR 1
+
+static uint64_t rng = 0x9e3779b97f4a7c15ull;
+
+static double urand(void)
+{
+	rng ^= rng << 13;
+	rng ^= rng >> 7;
+	rng ^= rng << 17;
+	return (double)(rng >> 11) / 9007199254740992.0;
+}
+
+static float grand(void)
+{
+	double u = urand() + 1e-12, v = urand();
+
+	return (float)(sqrt(-2 * log(u)) * cos(2 * M_PI * v));
+}
+
+static struct nwc_model *small_model(uint64_t seed)
+{
+	struct nwc_model *m;
+
+	if (nwc_model_create(TH, TR, NWC_NET_Q, &m))
+		return NULL;
+	nwc_net_init(m->enc, TH, TR, seed);
+	nwc_net_init(m->dec, TH, TR, seed + 1);
+	nwc_emb_init(m->emb, NWC_NET_Q, TH);
+	for (unsigned int i = 0; i < NWC_NET_Q * TH; i++)
+		m->emb[i] = 1.0f + 0.3f * (float)(i % 5);
+	nwc_prior_init(m->prior, m->quantiles, m->c, seed + 2);
+	if (nwc_model_finalize(m)) {
+		nwc_model_free(m);
+		return NULL;
+	}
+	return m;
+}
+
+static float *matrix(uint32_t m, uint32_t n)
+{
+	float *w = t_xmalloc((size_t)m * n * sizeof(*w));
+
+	/* rows of different energy, like real layers */
+	for (uint32_t r = 0; r < m; r++)
+		for (uint32_t j = 0; j < n; j++)
+			w[(size_t)r * n + j] = 0.02f * (1 + r % 3) * grand();
+	return w;
+}
+
+/* Decode every band of @e as @dtype and compare with e->what. */
+static void check_decode(const struct nwc_model *model,
+			 const struct nwc_tenc *e, enum nwc_dtype dtype)
+{
+	struct nwc_tensor_scratch *s;
+	struct nwc_tside *ts;
+	size_t elem = dtype == NWC_DTYPE_F32 ? 4 : 2;
+
+	T_EQ(nwc_tensor_scratch_create(&s), 0);
+	T_EQ(nwc_tside_parse(e->side, e->side_len, &ts), 0);
+	T_EQ(nwc_tside_bands(ts), e->nbands);
+	for (uint32_t b = 0; b < e->nbands; b++) {
+		uint32_t rows = nwc_tside_band_rows(ts, b);
+		size_t count = (size_t)rows * ts->n;
+		uint8_t *buf = t_xmalloc(count * elem);
+		float *f = t_xmalloc(count * sizeof(*f));
+		const float *want = e->what + (size_t)b * ts->band_rows * ts->n;
+
+		T_EQ(nwc_band_decode(model, ts, b, e->band[b], e->band_len[b],
+				     dtype, buf, count * elem, s), 0);
+		T_EQ(nwc_to_f32(dtype, buf, count, f), 0);
+		T_MEMEQ(f, want, count * sizeof(*f));
+		/* wrong lengths and bands are refused */
+		T_EQ(nwc_band_decode(model, ts, b, e->band[b], e->band_len[b],
+				     dtype, buf, count * elem - 1, s), -EINVAL);
+		free(buf);
+		free(f);
+	}
+	T_EQ(nwc_tside_band_rows(ts, e->nbands), 0);
+	free(ts);
+	nwc_tensor_scratch_free(s);
+}
+
+/* Ragged rows, several bands, every dtype and both quantizers. */
+static void test_roundtrip(void)
+{
+	struct nwc_model *model = small_model(3);
+	const uint32_t m = 40, n = 24;	/* 40 = 2 x 16 + 8 */
+	float *w = matrix(m, n);
+	uint8_t level[24];
+	static const enum nwc_dtype dt[] = { NWC_DTYPE_F32, NWC_DTYPE_F16,
+					     NWC_DTYPE_BF16 };
+
+	T_CHECK(model);
+	for (uint32_t j = 0; j < n; j++)
+		level[j] = (uint8_t)(j % NWC_NET_Q);
+	for (int quant = 0; quant < 2; quant++) {
+		for (size_t d = 0; d < NWC_ARRAY_SIZE(dt); d++) {
+			struct nwc_tenc_opts o;
+			struct nwc_tenc *e;
+
+			nwc_tenc_opts_init(&o);
+			o.quant = quant;
+			o.band_rows = 16;
+			o.dtype = dt[d];
+			T_EQ(nwc_tenc_encode(model, 5, w, m, n, level, &o, &e),
+			     0);
+			T_EQ(e->nbands, 3);
+			T_CHECK(e->coded_bytes > e->side_len);
+			check_decode(model, e, dt[d]);
+			nwc_tenc_free(e);
+		}
+	}
+	free(w);
+	nwc_model_free(model);
+}
+
+/* Same input, same bytes; TCQ and rounding give different streams. */
+static void test_determinism(void)
+{
+	struct nwc_model *model = small_model(4);
+	const uint32_t m = 64, n = 32;
+	float *w = matrix(m, n);
+	struct nwc_tenc *a, *b, *c;
+	struct nwc_tenc_opts o;
+	uint8_t level[32] = { 0 };
+
+	nwc_tenc_opts_init(&o);
+	T_EQ(nwc_tenc_encode(model, 0, w, m, n, level, &o, &a), 0);
+	T_EQ(nwc_tenc_encode(model, 0, w, m, n, level, &o, &b), 0);
+	T_EQ(a->nbands, 1);
+	T_EQ(a->band_len[0], b->band_len[0]);
+	T_MEMEQ(a->band[0], b->band[0], a->band_len[0]);
+	T_EQ(a->side_len, b->side_len);
+	T_MEMEQ(a->side, b->side, a->side_len);
+	o.quant = NWC_QUANT_ROUND;
+	T_EQ(nwc_tenc_encode(model, 0, w, m, n, level, &o, &c), 0);
+	T_CHECK(c->band_len[0] != a->band_len[0] ||
+		memcmp(c->band[0], a->band[0], a->band_len[0]));
+	nwc_tenc_free(a);
+	nwc_tenc_free(b);
+	nwc_tenc_free(c);
+	free(w);
+	nwc_model_free(model);
+}
+
+/* Scales binary16 cannot hold fall back to f32; zero rows stay zero. */
+static void test_scales(void)
+{
+	struct nwc_model *model = small_model(5);
+	const uint32_t m = 32, n = 16;
+	float *w = matrix(m, n);
+	struct nwc_tside *ts;
+	struct nwc_tenc_opts o;
+	struct nwc_tenc *e;
+	uint8_t level[16] = { 1 };
+
+	nwc_tenc_opts_init(&o);
+	T_EQ(nwc_tenc_encode(model, 0, w, m, n, level, &o, &e), 0);
+	T_EQ(e->side_len, nwc_tside_size(m, n, true));
+	nwc_tenc_free(e);
+	for (uint32_t j = 0; j < n; j++) {
+		w[j] = 1e6f * grand();		/* std > 65504 */
+		w[n + j] = 0;			/* a dead row */
+	}
+	T_EQ(nwc_tenc_encode(model, 0, w, m, n, level, &o, &e), 0);
+	T_EQ(e->side_len, nwc_tside_size(m, n, false));
+	T_EQ(nwc_tside_parse(e->side, e->side_len, &ts), 0);
+	T_CHECK(!ts->scale_f16);
+	T_CHECK(ts->scale[0] > 65504);
+	for (uint32_t j = 0; j < n; j++)
+		T_CHECK(e->what[n + j] == 0);
+	check_decode(model, e, NWC_DTYPE_F32);
+	free(ts);
+	nwc_tenc_free(e);
+	/* a non-finite weight and bad levels are refused */
+	level[3] = NWC_NET_Q;
+	T_EQ(nwc_tenc_encode(model, 0, w, m, n, level, &o, &e), -EINVAL);
+	level[3] = 0;
+	w[7] = NAN;
+	T_EQ(nwc_tenc_encode(model, 0, w, m, n, level, &o, &e), -EINVAL);
+	free(w);
+	nwc_model_free(model);
+}
+
+/* Every malformed side record is refused, never read past its end. */
+static void test_side_corruption(void)
+{
+	struct nwc_model *model = small_model(6);
+	const uint32_t m = 48, n = 8;
+	float *w = matrix(m, n);
+	struct nwc_tenc_opts o;
+	struct nwc_tside *ts;
+	struct nwc_tenc *e;
+	uint8_t level[8] = { 2, 1 }, *b;
+
+	nwc_tenc_opts_init(&o);
+	o.band_rows = 32;
+	T_EQ(nwc_tenc_encode(model, 7, w, m, n, level, &o, &e), 0);
+	b = t_xmalloc(e->side_len);
+	T_EQ(nwc_tside_parse(e->side, e->side_len, &ts), 0);
+	T_EQ(ts->model, 7);
+	T_EQ(ts->band_rows, 32);
+	T_EQ(nwc_tside_bands(ts), 2);
+	T_EQ(nwc_tside_band_rows(ts, 1), 16);
+	T_EQ(nwc_tside_check_model(ts, model), 0);
+	ts->level[1] = NWC_NET_Q;
+	T_EQ(nwc_tside_check_model(ts, model), -NWC_ECORRUPT);
+	free(ts);
+	for (size_t len = 0; len < e->side_len; len++)
+		T_EQ(nwc_tside_parse(e->side, len, &ts), -NWC_ECORRUPT);
+#define BAD(off, val, want) do {					\
+		memcpy(b, e->side, e->side_len);			\
+		b[off] = (val);						\
+		T_EQ(nwc_tside_parse(b, e->side_len, &ts), want);	\
+	} while (0)
+	BAD(0, 'X', -NWC_ECORRUPT);		/* magic */
+	BAD(4, 2, -NWC_EFEATURE);		/* version */
+	BAD(6, 0x3, -NWC_EFEATURE);		/* unknown flag */
+	BAD(6, 0x0, -NWC_ECORRUPT);		/* f32 scales: wrong length */
+	BAD(8, 0, -NWC_ECORRUPT);		/* m = 0 ... */
+	BAD(8, 49, -NWC_ECORRUPT);		/* ... or not matching */
+	BAD(12, 0, -NWC_ECORRUPT);		/* n = 0 */
+	BAD(16, 24, -NWC_ECORRUPT);		/* band not a multiple of 16 */
+	BAD(16, 0, -NWC_ECORRUPT);
+	BAD(22, 2, -NWC_EFEATURE);		/* unknown quantizer */
+	BAD(23, 1, -NWC_ECORRUPT);		/* reserved */
+	BAD(NWC_TSIDE_HDR + 1, 0x7c, -NWC_ECORRUPT);	/* scale 0 = inf */
+#undef BAD
+	free(b);
+	nwc_tenc_free(e);
+	free(w);
+	nwc_model_free(model);
+}
+
+/* A damaged band gives an error for that band, never a crash. */
+static void test_payload_corruption(void)
+{
+	struct nwc_model *model = small_model(7);
+	const uint32_t m = 32, n = 16;
+	float *w = matrix(m, n);
+	struct nwc_tensor_scratch *s;
+	struct nwc_tenc_opts o;
+	struct nwc_tside *ts;
+	struct nwc_tenc *e;
+	uint8_t level[16] = { 0 }, out[32 * 16 * 2];
+	unsigned int bad = 0, tries = 0;
+
+	nwc_tenc_opts_init(&o);
+	T_EQ(nwc_tenc_encode(model, 0, w, m, n, level, &o, &e), 0);
+	T_EQ(nwc_tside_parse(e->side, e->side_len, &ts), 0);
+	T_EQ(nwc_tensor_scratch_create(&s), 0);
+	for (size_t len = 0; len < e->band_len[0]; len++) {
+		tries++;
+		bad += nwc_band_decode(model, ts, 0, e->band[0], len,
+				       NWC_DTYPE_BF16, out, sizeof(out), s) ==
+		       -NWC_ECORRUPT;
+	}
+	T_EQ(bad, tries);	/* every truncation is caught */
+	for (size_t i = 0; i < e->band_len[0]; i++) {
+		int ret;
+
+		e->band[0][i] ^= 0x5a;
+		ret = nwc_band_decode(model, ts, 0, e->band[0], e->band_len[0],
+				      NWC_DTYPE_BF16, out, sizeof(out), s);
+		T_CHECK(ret == 0 || ret == -NWC_ECORRUPT);
+		e->band[0][i] ^= 0x5a;
+	}
+	nwc_tensor_scratch_free(s);
+	free(ts);
+	nwc_tenc_free(e);
+	free(w);
+	nwc_model_free(model);
+}
+
+/* Refitted row scales never raise the output proxy loss. */
+static void test_ldlq(void)
+{
+	struct nwc_model *model = small_model(8);
+	const uint32_t m = 32, n = 48, t = 256;
+	float *w = matrix(m, n), *x = t_xmalloc((size_t)t * n * 4);
+	float *h = t_xmalloc((size_t)n * n * 4);
+	struct nwc_tenc *plain, *fb, *fit;
+	struct nwc_tenc_opts o;
+	uint8_t level[48] = { 3 };
+	double lp, lf, lfit;
+
+	/* correlated inputs with one loud column */
+	for (uint32_t i = 0; i < t; i++) {
+		float common = grand();
+
+		for (uint32_t j = 0; j < n; j++)
+			x[(size_t)i * n + j] = (j == 5 ? 8.0f : 1.0f) *
+					       (0.8f * common + 0.6f * grand());
+	}
+	for (uint32_t a = 0; a < n; a++)
+		for (uint32_t b = 0; b < n; b++) {
+			double acc = 0;
+
+			for (uint32_t i = 0; i < t; i++)
+				acc += (double)x[(size_t)i * n + a] *
+				       x[(size_t)i * n + b];
+			h[(size_t)a * n + b] = (float)(acc / t);
+		}
+	nwc_tenc_opts_init(&o);
+	o.scale_f16 = false;
+	T_EQ(nwc_tenc_encode(model, 0, w, m, n, level, &o, &plain), 0);
+	o.h = h;
+	T_EQ(nwc_tenc_encode(model, 0, w, m, n, level, &o, &fb), 0);
+	o.fit_scales = true;
+	T_EQ(nwc_tenc_encode(model, 0, w, m, n, level, &o, &fit), 0);
+	T_EQ(nwc_ldlq_proxy_loss(w, plain->what, m, n, h, &lp), 0);
+	T_EQ(nwc_ldlq_proxy_loss(w, fb->what, m, n, h, &lf), 0);
+	T_EQ(nwc_ldlq_proxy_loss(w, fit->what, m, n, h, &lfit), 0);
+	T_CHECK(lfit <= lf * (1 + 1e-6));
+	check_decode(model, fit, NWC_DTYPE_F32);
+	/* fit_scales without H is an error */
+	o.h = NULL;
+	T_EQ(nwc_tenc_encode(model, 0, w, m, n, level, &o, &fit), -EINVAL);
+	nwc_tenc_free(plain);
+	nwc_tenc_free(fb);
+	free(x);
+	free(h);
+	free(w);
+	nwc_model_free(model);
+	(void)lp;
+}
+
+static void test_band_rows_for(void)
+{
+	/* 4096 BF16 columns in 256 KiB: 32 rows */
+	T_EQ(nwc_tside_band_rows_for(4096, 4096, 2, 256 << 10), 32);
+	/* never less than one chunk, never more than the matrix */
+	T_EQ(nwc_tside_band_rows_for(4096, 1 << 20, 4, 256 << 10), 16);
+	T_EQ(nwc_tside_band_rows_for(172, 64, 4, 256 << 10), 176);
+}
+
+int main(void)
+{
+	T_RUN(test_roundtrip);
+	T_RUN(test_determinism);
+	T_RUN(test_scales);
+	T_RUN(test_side_corruption);
+	T_RUN(test_payload_corruption);
+	T_RUN(test_ldlq);
+	T_RUN(test_band_rows_for);
+	T_EXIT();
+}
