@@ -62,12 +62,14 @@ AM_TESTS_ENVIRONMENT = \
 TESTS += tests/test_planes tests/test_codec tests/test_rans tests/test_safetensors \
 	tests/test_image tests/test_cache tests/test_engine \
 	tests/test_entropy tests/test_convert tests/test_mlp tests/test_prior \
-	tests/test_nwcmodel tests/test_ldlq tests/test_nwctensor tests/train.sh tests/fuzz-replay.sh tests/man.sh tests/roundtrip.sh tests/errors.sh \
+	tests/test_nwcmodel tests/test_ldlq tests/test_nwctensor \
+	tests/framework.sh tests/train.sh tests/fuzz-replay.sh tests/man.sh tests/roundtrip.sh tests/errors.sh \
 	tests/mount.sh tests/mount-corrupt.sh tests/mount-real.sh
 EXTRA_DIST += tests/lib.sh tests/fuzz-replay.sh tests/man.sh \
 	tests/roundtrip.sh tests/errors.sh tests/mount.sh \
 	tests/mount-corrupt.sh tests/mount-real.sh tests/readcheck.py \
-	tests/demo.sh tests/corpus tests/mlp_ref.py tests/train.sh
+	tests/demo.sh tests/corpus tests/mlp_ref.py tests/train.sh \
+	tests/framework.sh tests/framework.py
 
 # make demo: pack a generated model, mount it, read a tensor back, unmount.
 demo: all tests/gen_model
