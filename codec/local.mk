@@ -17,6 +17,7 @@ codec_libnwccodec_a_SOURCES = \
 	codec/gemm.c codec/gemm.h codec/mlp.c codec/mlp.h \
 	codec/prior.c codec/prior.h \
 	codec/nwcmodel.c codec/nwcmodel.h \
+	codec/json.c codec/json.h \
 	codec/safetensors.c codec/safetensors.h \
 	codec/ldlq.c codec/ldlq.h \
 	codec/nwctensor.c codec/nwctensor.h \

@@ -6,9 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include <jansson.h>
-
 #include "codec/io.h"
+#include "codec/json.h"
 #include "codec/log.h"
 #include "codec/safetensors.h"
 
@@ -75,28 +74,6 @@ static const char *st_shape_fmt(struct st_shape_str *b, const uint64_t *shape,
 	return b->s;
 }
 
-static const char *st_json_type(const json_t *v)
-{
-	switch (json_typeof(v)) {
-	case JSON_OBJECT:
-		return "an object";
-	case JSON_ARRAY:
-		return "an array";
-	case JSON_STRING:
-		return "a string";
-	case JSON_INTEGER:
-		return "an integer";
-	case JSON_REAL:
-		return "a non-integer number";
-	case JSON_TRUE:
-	case JSON_FALSE:
-		return "a boolean";
-	case JSON_NULL:
-		return "null";
-	}
-	return "an unknown JSON value";
-}
-
 int nwc_st_header_len(const void *buf, size_t len, uint64_t file_size,
 		      const char *path, uint64_t *out)
 {
@@ -135,65 +112,52 @@ int nwc_st_header_len(const void *buf, size_t len, uint64_t file_size,
 	return 0;
 }
 
-/* Reads a non-negative JSON integer; false if @v is anything else. */
-static bool st_get_u64(const json_t *v, uint64_t *out)
-{
-	json_int_t x;
-
-	if (!json_is_integer(v))
-		return false;
-	x = json_integer_value(v);
-	if (x < 0)
-		return false;
-	*out = (uint64_t)x;
-	return true;
-}
-
-static int st_parse_dtype(struct nwc_st_tensor *t, const json_t *v,
+static int st_parse_dtype(struct nwc_st_tensor *t, const struct nwc_json *v,
 			  const char *path, const char *qn)
 {
 	struct st_qname qd;
+	const char *s;
+	size_t len;
 
-	if (!json_is_string(v)) {
+	if (nwc_json_str(v, &s, &len)) {
 		nwc_err("%s: tensor %s: dtype is %s, not a string", path, qn,
-			st_json_type(v));
+			nwc_json_type_name(v));
 		return -NWC_EFORMAT;
 	}
-	t->dtype = nwc_dtype_from_name(json_string_value(v),
-				       json_string_length(v));
+	t->dtype = nwc_dtype_from_name(s, len);
 	if (!t->dtype) {
 		nwc_err("%s: tensor %s: unknown dtype %s", path, qn,
-			st_quote(&qd, json_string_value(v),
-				 json_string_length(v)));
+			st_quote(&qd, s, len));
 		return -NWC_EFORMAT;
 	}
 	return 0;
 }
 
-static int st_parse_shape(struct nwc_st_tensor *t, const json_t *v,
+static int st_parse_shape(struct nwc_st_tensor *t, const struct nwc_json *v,
 			  const char *path, const char *qn)
 {
 	size_t n;
 
-	if (!json_is_array(v)) {
+	if (nwc_json_type(v) != NWC_JSON_ARRAY) {
 		nwc_err("%s: tensor %s: shape is %s, not an array", path, qn,
-			st_json_type(v));
+			nwc_json_type_name(v));
 		return -NWC_EFORMAT;
 	}
-	n = json_array_size(v);
+	n = nwc_json_size(v);
 	if (n > NWC_MAX_DIMS) {
 		nwc_err("%s: tensor %s: shape has %zu dimensions, at most %u are supported",
 			path, qn, n, NWC_MAX_DIMS);
 		return -NWC_EFORMAT;
 	}
 	for (size_t i = 0; i < n; i++) {
-		const json_t *d = json_array_get(v, i);
+		const struct nwc_json *d = nwc_json_at(v, i);
+		int ret = nwc_json_u64(d, &t->shape[i]);
 
-		if (!st_get_u64(d, &t->shape[i])) {
+		if (ret) {
 			nwc_err("%s: tensor %s: shape dimension %zu is %s; dimensions must be non-negative integers",
 				path, qn, i,
-				json_is_integer(d) ? "negative" :
-				st_json_type(d));
+				ret == -ERANGE ? "negative" :
+				nwc_json_type_name(d));
 			return -NWC_EFORMAT;
 		}
 	}
@@ -201,16 +165,17 @@ static int st_parse_shape(struct nwc_st_tensor *t, const json_t *v,
 	return 0;
 }
 
-static int st_parse_offsets(struct nwc_st_tensor *t, const json_t *v,
-			    const char *path, const char *qn)
+static int st_parse_offsets(struct nwc_st_tensor *t,
+			    const struct nwc_json *v, const char *path,
+			    const char *qn)
 {
-	if (!json_is_array(v) || json_array_size(v) != 2) {
+	if (nwc_json_type(v) != NWC_JSON_ARRAY || nwc_json_size(v) != 2) {
 		nwc_err("%s: tensor %s: data_offsets must be an array of 2 integers [begin, end]",
 			path, qn);
 		return -NWC_EFORMAT;
 	}
-	if (!st_get_u64(json_array_get(v, 0), &t->begin) ||
-	    !st_get_u64(json_array_get(v, 1), &t->end)) {
+	if (nwc_json_u64(nwc_json_at(v, 0), &t->begin) ||
+	    nwc_json_u64(nwc_json_at(v, 1), &t->end)) {
 		nwc_err("%s: tensor %s: data_offsets must be non-negative integers",
 			path, qn);
 		return -NWC_EFORMAT;
@@ -255,13 +220,14 @@ static int st_check_size(const struct nwc_st_tensor *t, uint64_t data_len,
 }
 
 static int st_parse_tensor(struct nwc_st_tensor *t, const char *name,
-			   size_t name_len, json_t *v, uint64_t data_len,
-			   const char *path)
+			   size_t name_len, const struct nwc_json *v,
+			   uint64_t data_len, const char *path)
 {
 	static const char *const keys[] = { "dtype", "shape", "data_offsets" };
 	struct st_qname qn, qk;
+	const struct nwc_json *val;
+	struct nwc_json_iter it;
 	const char *key;
-	json_t *val;
 	int ret;
 
 	st_quote(&qn, name, name_len);
@@ -275,12 +241,13 @@ static int st_parse_tensor(struct nwc_st_tensor *t, const char *name,
 			"not allowed to contain a NUL byte");
 		return -NWC_EFORMAT;
 	}
-	if (!json_is_object(v)) {
+	if (nwc_json_type(v) != NWC_JSON_OBJECT) {
 		nwc_err("%s: tensor %s: entry is %s, not an object", path,
-			qn.s, st_json_type(v));
+			qn.s, nwc_json_type_name(v));
 		return -NWC_EFORMAT;
 	}
-	json_object_foreach(v, key, val) {
+	nwc_json_iter_init(&it, v);
+	while (nwc_json_iter_next(&it, &key, NULL, &val)) {
 		size_t i;
 
 		for (i = 0; i < NWC_ARRAY_SIZE(keys); i++)
@@ -293,19 +260,19 @@ static int st_parse_tensor(struct nwc_st_tensor *t, const char *name,
 		}
 	}
 	for (size_t i = 0; i < NWC_ARRAY_SIZE(keys); i++) {
-		if (!json_object_get(v, keys[i])) {
+		if (!nwc_json_get(v, keys[i])) {
 			nwc_err("%s: tensor %s: missing key \"%s\"", path,
 				qn.s, keys[i]);
 			return -NWC_EFORMAT;
 		}
 	}
-	ret = st_parse_dtype(t, json_object_get(v, "dtype"), path, qn.s);
+	ret = st_parse_dtype(t, nwc_json_get(v, "dtype"), path, qn.s);
 	if (ret)
 		return ret;
-	ret = st_parse_shape(t, json_object_get(v, "shape"), path, qn.s);
+	ret = st_parse_shape(t, nwc_json_get(v, "shape"), path, qn.s);
 	if (ret)
 		return ret;
-	ret = st_parse_offsets(t, json_object_get(v, "data_offsets"), path,
+	ret = st_parse_offsets(t, nwc_json_get(v, "data_offsets"), path,
 			       qn.s);
 	if (ret)
 		return ret;
@@ -320,22 +287,24 @@ static int st_parse_tensor(struct nwc_st_tensor *t, const char *name,
 	return 0;
 }
 
-static int st_check_metadata(json_t *v, const char *path)
+static int st_check_metadata(const struct nwc_json *v, const char *path)
 {
+	const struct nwc_json *val;
+	struct nwc_json_iter it;
 	struct st_qname qk;
 	const char *key;
-	json_t *val;
 
-	if (!json_is_object(v)) {
+	if (nwc_json_type(v) != NWC_JSON_OBJECT) {
 		nwc_err("%s: " ST_METADATA " is %s, not an object", path,
-			st_json_type(v));
+			nwc_json_type_name(v));
 		return -NWC_EFORMAT;
 	}
-	json_object_foreach(v, key, val) {
-		if (!json_is_string(val)) {
+	nwc_json_iter_init(&it, v);
+	while (nwc_json_iter_next(&it, &key, NULL, &val)) {
+		if (nwc_json_type(val) != NWC_JSON_STRING) {
 			nwc_err("%s: " ST_METADATA " value of %s is %s, not a string",
 				path, st_quote(&qk, key, strlen(key)),
-				st_json_type(val));
+				nwc_json_type_name(val));
 			return -NWC_EFORMAT;
 		}
 	}
@@ -378,35 +347,29 @@ static int st_check_overlap(const struct nwc_st *st, const char *path)
 }
 
 static int st_load_json(const char *json, size_t n, const char *path,
-			json_t **out)
+			struct nwc_json **out)
 {
-	json_error_t jerr;
-	json_t *root;
+	struct nwc_json_error jerr;
+	struct nwc_json *root;
+	int ret;
 
 	if (json[0] != '{') {
 		nwc_err("%s: header does not start with '{'", path);
 		return -NWC_EFORMAT;
 	}
-	root = json_loadb(json, n, JSON_REJECT_DUPLICATES, &jerr);
-	if (!root) {
-		switch (json_error_code(&jerr)) {
-		case json_error_out_of_memory:
-			return -ENOMEM;
-		case json_error_end_of_input_expected:
-			nwc_err("%s: header has bytes other than spaces after the JSON object",
-				path);
-			break;
-		default:
-			nwc_err("%s: header is not valid JSON: %s (line %d, column %d)",
-				path, jerr.text, jerr.line, jerr.column);
-			break;
-		}
-		return -NWC_EFORMAT;
-	}
-	if (!json_is_object(root)) {
+	ret = nwc_json_parse(json, n, &root, &jerr);
+	if (ret == -NWC_EFORMAT && jerr.trailing)
+		nwc_err("%s: header has bytes other than spaces after the JSON object",
+			path);
+	else if (ret == -NWC_EFORMAT)
+		nwc_err("%s: header is not valid JSON: %s (line %d, column %d)",
+			path, jerr.text, jerr.line, jerr.column);
+	if (ret)
+		return ret;
+	if (nwc_json_type(root) != NWC_JSON_OBJECT) {
 		nwc_err("%s: header is %s, not a JSON object", path,
-			st_json_type(root));
-		json_decref(root);
+			nwc_json_type_name(root));
+		nwc_json_free(root);
 		return -NWC_EFORMAT;
 	}
 	*out = root;
@@ -416,9 +379,12 @@ static int st_load_json(const char *json, size_t n, const char *path,
 int nwc_st_parse(const void *buf, size_t len, uint64_t file_size,
 		 const char *path, struct nwc_st **out)
 {
+	const struct nwc_json *val;
+	struct nwc_json_iter it;
+	struct nwc_json *root;
 	struct nwc_st *st;
 	const char *key;
-	json_t *root, *val;
+	size_t key_len;
 	uint64_t n;
 	int ret;
 
@@ -441,16 +407,14 @@ int nwc_st_parse(const void *buf, size_t len, uint64_t file_size,
 	st->header_len = n;
 	st->data_off = 8 + n;
 	st->data_len = file_size - st->data_off;
-	st->tensors = calloc(json_object_size(root) + 1,
+	st->tensors = calloc(nwc_json_size(root) + 1,
 			     sizeof(*st->tensors));
 	if (!st->tensors) {
 		ret = -ENOMEM;
 		goto out_free_st;
 	}
-	json_object_foreach(root, key, val) {
-		size_t key_len = json_object_iter_key_len(
-			json_object_key_to_iter(key));
-
+	nwc_json_iter_init(&it, root);
+	while (nwc_json_iter_next(&it, &key, &key_len, &val)) {
 		if (!strcmp(key, ST_METADATA)) {
 			ret = st_check_metadata(val, path);
 		} else {
@@ -467,14 +431,14 @@ int nwc_st_parse(const void *buf, size_t len, uint64_t file_size,
 	ret = st_check_overlap(st, path);
 	if (ret)
 		goto out_free_st;
-	json_decref(root);
+	nwc_json_free(root);
 	*out = st;
 	return 0;
 
 out_free_st:
 	nwc_st_free(st);
 out_put_root:
-	json_decref(root);
+	nwc_json_free(root);
 	return ret;
 }
 

@@ -1,0 +1,144 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * llama.h - F32 forward pass of Llama-family causal LMs (Hugging Face
+ * model_type llama, mistral, qwen2) for perplexity and calibration.
+ *
+ *	struct nwc_llama *m;
+ *	struct nwc_llama_opts o = { .threads = 4 };
+ *	struct nwc_llama_eval ev;
+ *	ret = nwc_llama_open("model-dir", &m);
+ *	ret = nwc_llama_eval(m, tok, n, &o, &ev);
+ *	printf("ppl %.4f\n", exp(ev.nll / ev.count));
+ *	nwc_llama_free(m);
+ *
+ * The computation follows transformers' LlamaForCausalLM in float32:
+ * RMSNorm, rotary embeddings in the rotate_half layout, grouped-query
+ * causal softmax attention, SiLU-gated MLP, final norm, lm_head or the
+ * tied embedding.  Matrix products go through nwc_sgemm().
+ *
+ * Tokens: the stream is cut into sequences at every NWC_LLAMA_BOS (a
+ * stream that does not start with one starts a sequence all the same), and
+ * a sequence longer than the context is cut into windows of that length.
+ * Every window is an independent forward pass from position 0.
+ *
+ * Threads: work is spread over @threads threads by window.  Results do not
+ * depend on the thread count, bit for bit: each window is computed alone
+ * and the partial sums are combined in stream order.
+ *
+ * Thread safety: a struct nwc_llama is immutable after nwc_llama_open(),
+ * so several threads may run nwc_llama_eval() and nwc_llama_calib() on one
+ * model at once; each call allocates its own scratch.
+ */
+#ifndef NWC_LLAMA_H
+#define NWC_LLAMA_H
+
+#include "codec/nwc.h"
+
+#define NWC_LLAMA_BOS 1u		/* token that starts a sequence */
+#define NWC_LLAMA_CTX_MAX 2048u		/* default context cap */
+
+struct nwc_llama;
+
+/* The model as config.json describes it (defaults filled in). */
+struct nwc_llama_config {
+	char model_type[8];		/* "llama", "mistral" or "qwen2" */
+	uint32_t hidden;		/* hidden_size */
+	uint32_t intermediate;		/* intermediate_size */
+	uint32_t layers;		/* num_hidden_layers */
+	uint32_t heads;			/* num_attention_heads */
+	uint32_t kv_heads;		/* num_key_value_heads, divides heads */
+	uint32_t head_dim;		/* even; hidden / heads unless given */
+	uint32_t vocab;			/* vocab_size */
+	uint32_t max_pos;		/* max_position_embeddings */
+	uint32_t sliding_window;	/* mistral's attention span; 0 = none */
+	double rms_eps;			/* rms_norm_eps */
+	double rope_theta;		/* rope_theta */
+	bool tied;			/* tie_word_embeddings: no lm_head */
+	bool qkv_bias;			/* q, k and v projections have biases */
+	bool o_bias;			/* o_proj has a bias */
+};
+
+/* Options of one run; zero-initialised fields take the defaults. */
+struct nwc_llama_opts {
+	unsigned threads;		/* worker threads; 0 means 1 */
+	uint32_t ctx;			/* window length >= 2; 0: the default,
+					 * min(max_pos, NWC_LLAMA_CTX_MAX) */
+	uint64_t max_tokens;		/* only the first N tokens; 0: all */
+	/*
+	 * Called after each window with the tokens done and the total, from
+	 * the worker threads but never two calls at once; may be NULL.
+	 */
+	void (*progress)(void *arg, uint64_t done, uint64_t total);
+	void *progress_arg;
+};
+
+struct nwc_llama_eval {
+	double nll;			/* sum of -ln p over predicted tokens */
+	uint64_t count;			/* predicted tokens: all but the first
+					 * of every window */
+	uint64_t tokens;		/* tokens read from the stream */
+};
+
+/* The second-moment matrix of the input of one or more linear layers. */
+struct nwc_llama_h {
+	uint32_t n_in;			/* input width */
+	float *h;			/* (n_in, n_in) row-major, symmetric:
+					 * (1/T) sum_t x_t x_t^T */
+	unsigned n_weights;		/* layers reading this input: 1 to 3 */
+	char *weights[3];		/* their weight tensor names, such as
+					 * "model.layers.0.self_attn.q_proj.weight" */
+};
+
+struct nwc_llama_calib {
+	uint64_t tokens;		/* T: every token read, all positions */
+	size_t n;			/* inputs: 4 per layer, +1 if untied */
+	struct nwc_llama_h *in;		/* layer by layer: attention input
+					 * (q, k, v), o_proj input, MLP input
+					 * (gate, up), down_proj input; then
+					 * lm_head's input if untied */
+};
+
+/*
+ * nwc_llama_open() - read @dir/config.json and the weights of @dir: the
+ * files named by model.safetensors.index.json when there is one, else
+ * every *.safetensors file of @dir.  Weights may be F32, F16, BF16 or F64
+ * and are held as F32.  Every problem is logged with the file and the key
+ * or tensor.  Returns 0 and sets *out, or -ENOENT and other I/O errors,
+ * -NWC_EFORMAT (malformed config, missing tensor, wrong shape or dtype),
+ * -NWC_EFEATURE (a model or option this code does not implement, such as
+ * rope_scaling), -ENOMEM.
+ */
+int nwc_llama_open(const char *dir, struct nwc_llama **out);
+
+/* nwc_llama_free() - release a model; accepts NULL. */
+void nwc_llama_free(struct nwc_llama *m);
+
+/* nwc_llama_config() - the configuration of @m; valid while @m is. */
+const struct nwc_llama_config *nwc_llama_config(const struct nwc_llama *m);
+
+/*
+ * nwc_llama_eval() - score the @n tokens at @tok (see the top comment for
+ * sequences and windows): the summed negative log-likelihood of every
+ * predicted token, in nats; perplexity is exp(nll / count).  Returns 0,
+ * -EINVAL for bad options or a token >= vocab (logged with its index),
+ * -ENOMEM, or the error of pthread_create().
+ */
+int nwc_llama_eval(const struct nwc_llama *m, const uint32_t *tok, size_t n,
+		   const struct nwc_llama_opts *o, struct nwc_llama_eval *out);
+
+/*
+ * nwc_llama_calib() - run the tokens and collect, for the input of every
+ * linear layer, H = (1/T) sum_t x_t x_t^T over all T positions.  Layers
+ * that read the same activations share one H.  Products of a window are
+ * taken in float, the sum over windows in double.  Memory: (threads + 1)
+ * double copies of all the H.  Returns 0 and sets *out (free it with
+ * nwc_llama_calib_free()), or the errors of nwc_llama_eval().
+ */
+int nwc_llama_calib(const struct nwc_llama *m, const uint32_t *tok, size_t n,
+		    const struct nwc_llama_opts *o,
+		    struct nwc_llama_calib **out);
+
+/* nwc_llama_calib_free() - accepts NULL. */
+void nwc_llama_calib_free(struct nwc_llama_calib *c);
+
+#endif /* NWC_LLAMA_H */

@@ -1,0 +1,390 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * nwc.c - main() of nwc: `nwc eval` prints the perplexity of a Llama-family
+ * model directory (or a mounted image) on a token file; `nwc calib` writes
+ * the calibration statistics that mkfs.nwc uses.
+ */
+#include "codec/nwc.h"
+
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "codec/cli.h"
+#include "codec/io.h"
+#include "codec/log.h"
+#include "mkfs/llama.h"
+
+#define PROG "nwc"
+#define MAX_THREADS 256u
+
+enum { EXIT_USAGE = 1, EXIT_IO = 2, EXIT_INPUT = 3 };
+
+enum { OPT_MAX_TOKENS = 256, OPT_CTX };
+
+enum cmd { CMD_EVAL, CMD_CALIB };
+
+struct opts {
+	enum cmd cmd;
+	const char *model, *tokens, *output;
+	struct nwc_llama_opts run;
+	bool quiet;
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+"Usage: nwc eval [OPTIONS] MODEL_DIR TOKENS.u16\n"
+"       nwc calib [OPTIONS] MODEL_DIR TOKENS.u16 -o STATS.safetensors\n"
+"Run a Llama-family model (llama, mistral, qwen2) of a model directory or\n"
+"a mounted image on a token file: little-endian 16-bit token ids, a new\n"
+"sequence at every BOS (id 1).\n"
+"\n"
+"  eval     print perplexity, mean negative log-likelihood and token count\n"
+"  calib    write the input second-moment matrix of every linear layer to\n"
+"           STATS.safetensors (one F32 tensor \"<weight>.H\" per weight)\n"
+"\n"
+"  -o, --output=FILE      the statistics file of calib\n"
+"  -j, --threads=N        threads (default: online CPUs)\n"
+"      --max-tokens=N     use only the first N tokens of the file\n"
+"      --ctx=N            window length: longer sequences are cut\n"
+"                         (default: max_position_embeddings, at most 2048)\n"
+"  -q, --quiet            no progress line\n"
+"  -h, --help             show this help\n"
+"  -V, --version          show the version\n"
+"\n"
+"Exit status: 0 success, 1 usage error, 2 I/O error, 3 bad model or\n"
+"tokens.\n");
+}
+
+static int exit_code(int err)
+{
+	return err == -NWC_EFORMAT || err == -NWC_EFEATURE || err == -EINVAL ?
+	       EXIT_INPUT : EXIT_IO;
+}
+
+static int read_tokens(const char *path, uint64_t max, uint32_t **tok,
+		       size_t *n)
+{
+	struct stat sb;
+	uint8_t *raw;
+	size_t bytes;
+	int fd, ret;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || fstat(fd, &sb)) {
+		ret = -errno;
+		nwc_err("%s: %s", path, nwc_strerror(ret));
+		goto out_close;
+	}
+	if (!S_ISREG(sb.st_mode) || sb.st_size % 2) {
+		nwc_err("%s: %s", path, S_ISREG(sb.st_mode) ?
+			"odd size: not a file of 16-bit tokens" :
+			"not a regular file");
+		ret = -EINVAL;
+		goto out_close;
+	}
+	*n = (size_t)sb.st_size / 2;
+	if (max && max < *n)
+		*n = (size_t)max;
+	bytes = *n * 2;
+	raw = malloc(NWC_MAX(bytes, 1));
+	*tok = malloc(NWC_MAX(*n, 1) * sizeof(**tok));
+	if (!raw || !*tok) {
+		nwc_err("%s: out of memory", path);
+		ret = -ENOMEM;
+		goto out_free;
+	}
+	ret = nwc_pread_full(fd, raw, bytes, 0);
+	if (ret) {
+		nwc_err("%s: read failed: %s", path,
+			nwc_strerror(ret == -NWC_ECORRUPT ? -EIO : ret));
+		goto out_free;
+	}
+	for (size_t i = 0; i < *n; i++)
+		(*tok)[i] = nwc_get_le16(raw + 2 * i);
+	free(raw);
+	close(fd);
+	return 0;
+
+out_free:
+	free(raw);
+	free(*tok);
+	*tok = NULL;
+out_close:
+	if (fd >= 0)
+		close(fd);
+	return ret;
+}
+
+static double now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+struct progress {
+	const char *what;
+	double t0, last;
+};
+
+/* Redraws at most ten times a second; the library serialises the calls. */
+static void progress(void *arg, uint64_t done, uint64_t total)
+{
+	struct progress *p = arg;
+	double t = now();
+
+	if (done < total && t - p->last < 0.1)
+		return;
+	p->last = t;
+	fprintf(stderr, "\r" PROG " %s: %" PRIu64 "/%" PRIu64
+		" tokens (%.0f%%), %.0f tokens/s ", p->what, done, total,
+		total ? 100.0 * (double)done / (double)total : 100.0,
+		t > p->t0 ? (double)done / (t - p->t0) : 0.0);
+	if (done == total)
+		fputc('\n', stderr);
+}
+
+/*
+ * safetensors layout of the statistics: the JSON header (padded with
+ * spaces to 8 bytes so the data is aligned), then every H once per weight
+ * that reads it, in model order.
+ */
+static int stats_encode(const struct nwc_llama_calib *cb, uint8_t **out,
+			size_t *len)
+{
+	size_t hcap = 64, hlen, data = 0, pos;
+	char *hdr;
+	uint8_t *buf;
+
+	for (size_t i = 0; i < cb->n; i++)
+		for (unsigned w = 0; w < cb->in[i].n_weights; w++)
+			hcap += strlen(cb->in[i].weights[w]) + 128;
+	hdr = malloc(hcap);
+	if (!hdr)
+		return -ENOMEM;
+	hlen = (size_t)snprintf(hdr, hcap,
+				"{\"__metadata__\":{\"tokens\":\"%" PRIu64
+				"\"}", cb->tokens);
+	for (size_t i = 0; i < cb->n; i++) {
+		const struct nwc_llama_h *in = &cb->in[i];
+		size_t bytes = (size_t)in->n_in * in->n_in * sizeof(float);
+
+		for (unsigned w = 0; w < in->n_weights; w++) {
+			hlen += (size_t)snprintf(hdr + hlen, hcap - hlen,
+				",\"%s.H\":{\"dtype\":\"F32\",\"shape\":[%" PRIu32
+				",%" PRIu32 "],\"data_offsets\":[%zu,%zu]}",
+				in->weights[w], in->n_in, in->n_in, data,
+				data + bytes);
+			data += bytes;
+		}
+	}
+	hdr[hlen++] = '}';
+	while (hlen % 8)
+		hdr[hlen++] = ' ';
+	*len = 8 + hlen + data;
+	buf = malloc(*len);
+	if (!buf) {
+		free(hdr);
+		return -ENOMEM;
+	}
+	nwc_put_le64(buf, hlen);
+	memcpy(buf + 8, hdr, hlen);
+	free(hdr);
+	pos = 8 + hlen;
+	for (size_t i = 0; i < cb->n; i++) {
+		const struct nwc_llama_h *in = &cb->in[i];
+		size_t n = (size_t)in->n_in * in->n_in;
+
+		for (unsigned w = 0; w < in->n_weights; w++)
+			for (size_t k = 0; k < n; k++, pos += 4)
+				nwc_put_lef32(buf + pos, in->h[k]);
+	}
+	*out = buf;
+	return 0;
+}
+
+static int do_calib(const struct opts *o, const struct nwc_llama *m,
+		    const uint32_t *tok, size_t n)
+{
+	struct nwc_llama_calib *cb;
+	uint8_t *buf;
+	size_t len;
+	int ret;
+
+	ret = nwc_llama_calib(m, tok, n, &o->run, &cb);
+	if (ret) {
+		if (ret == -ENOMEM)
+			nwc_err("out of memory");
+		return exit_code(ret);
+	}
+	ret = stats_encode(cb, &buf, &len);
+	if (ret) {
+		nwc_err("%s: out of memory", o->output);
+		goto out_free_calib;
+	}
+	ret = nwc_write_file_atomic(o->output, buf, len);
+	free(buf);
+	if (!ret && !o->quiet)
+		printf("%s: H of %zu inputs from %" PRIu64 " tokens\n",
+		       o->output, cb->n, cb->tokens);
+out_free_calib:
+	nwc_llama_calib_free(cb);
+	return ret ? EXIT_IO : 0;
+}
+
+static int do_eval(const struct opts *o, const struct nwc_llama *m,
+		   const uint32_t *tok, size_t n)
+{
+	struct nwc_llama_eval ev;
+	double mean;
+	int ret;
+
+	ret = nwc_llama_eval(m, tok, n, &o->run, &ev);
+	if (ret) {
+		if (ret == -ENOMEM)
+			nwc_err("out of memory");
+		return exit_code(ret);
+	}
+	if (!ev.count) {
+		nwc_err("%s: no token to predict (every window is one token long)",
+			o->tokens);
+		return EXIT_INPUT;
+	}
+	mean = ev.nll / (double)ev.count;
+	printf("perplexity: %.6f\n", exp(mean));
+	printf("nll/token: %.8f\n", mean);
+	printf("tokens: %" PRIu64 " predicted of %" PRIu64 " read\n",
+	       ev.count, ev.tokens);
+	return 0;
+}
+
+static int run(struct opts *o)
+{
+	struct progress pr = { .what = o->cmd == CMD_EVAL ? "eval" : "calib" };
+	struct nwc_llama *m;
+	uint32_t *tok = NULL;
+	size_t n = 0;
+	int ret;
+
+	ret = read_tokens(o->tokens, o->run.max_tokens, &tok, &n);
+	if (ret)
+		return exit_code(ret);
+	ret = nwc_llama_open(o->model, &m);
+	if (ret) {
+		free(tok);
+		return exit_code(ret);
+	}
+	if (!o->quiet && isatty(STDERR_FILENO)) {
+		pr.t0 = now();
+		o->run.progress = progress;
+		o->run.progress_arg = &pr;
+	}
+	if (o->cmd == CMD_EVAL)
+		ret = do_eval(o, m, tok, n);
+	else
+		ret = do_calib(o, m, tok, n);
+	nwc_llama_free(m);
+	free(tok);
+	return ret;
+}
+
+static int parse_u64(const char *s, uint64_t *out)
+{
+	char *end;
+
+	if (*s < '0' || *s > '9')
+		return -EINVAL;
+	errno = 0;
+	*out = strtoull(s, &end, 10);
+	return errno || *end ? -EINVAL : 0;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "output", required_argument, NULL, 'o' },
+		{ "threads", required_argument, NULL, 'j' },
+		{ "max-tokens", required_argument, NULL, OPT_MAX_TOKENS },
+		{ "ctx", required_argument, NULL, OPT_CTX },
+		{ "quiet", no_argument, NULL, 'q' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	struct opts o = {
+		.run.threads = ncpu > 0 ?
+			       (unsigned)NWC_MIN(ncpu, (long)MAX_THREADS) : 1,
+	};
+	bool have_cmd = false;
+	int c, bad = 0;
+
+	nwc_log_set_prefix(PROG);
+	if (argc > 1 && (!strcmp(argv[1], "eval") || !strcmp(argv[1], "calib"))) {
+		o.cmd = strcmp(argv[1], "eval") ? CMD_CALIB : CMD_EVAL;
+		have_cmd = true;
+		argv[1] = argv[0];
+		argc--;
+		argv++;
+	}
+	while ((c = getopt_long(argc, argv, "o:j:qhV", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'o':
+			o.output = optarg;
+			break;
+		case 'j':
+			bad |= nwc_parse_uint(optarg, 1, MAX_THREADS,
+					      &o.run.threads);
+			break;
+		case OPT_MAX_TOKENS:
+			bad |= parse_u64(optarg, &o.run.max_tokens);
+			bad |= !o.run.max_tokens;
+			break;
+		case OPT_CTX:
+			bad |= nwc_parse_uint(optarg, 2, 1u << 20, &o.run.ctx);
+			break;
+		case 'q':
+			o.quiet = true;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		case 'V':
+			printf(PROG " (nwcfs) %s\n", PACKAGE_VERSION);
+			return 0;
+		default:
+			usage(stderr);
+			return EXIT_USAGE;
+		}
+		if (bad) {
+			nwc_err("invalid value for %s: %s", argv[optind - 1],
+				optarg);
+			return EXIT_USAGE;
+		}
+	}
+	if (!have_cmd) {
+		nwc_err("expected a command, eval or calib (see --help)");
+		return EXIT_USAGE;
+	}
+	if (argc - optind != 2) {
+		nwc_err("expected MODEL_DIR and TOKENS.u16 (see --help)");
+		return EXIT_USAGE;
+	}
+	if ((o.cmd == CMD_CALIB) != !!o.output) {
+		nwc_err(o.output ? "--output is an option of calib only" :
+			"calib needs -o STATS.safetensors");
+		return EXIT_USAGE;
+	}
+	o.model = argv[optind];
+	o.tokens = argv[optind + 1];
+	return run(&o);
+}
