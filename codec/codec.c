@@ -7,6 +7,7 @@
 
 #include "codec/codec.h"
 #include "codec/format.h"
+#include "codec/nwctensor.h"
 #include "codec/planes.h"
 #include "codec/rans.h"
 #include "codec/zstd.h"
@@ -29,6 +30,7 @@ struct nwc_dctx {
 	struct nwc_zstd_dctx *z;
 	struct scratch planes;	/* decompressed planes before merging */
 	struct scratch payload;	/* handed out by nwc_dctx_scratch() */
+	struct nwc_tensor_scratch *tensor;	/* NWC bands; made on first use */
 };
 
 /* Old contents are not kept: callers refill the buffer after growing it. */
@@ -104,12 +106,20 @@ void nwc_dctx_free(struct nwc_dctx *dctx)
 	nwc_zstd_dctx_free(dctx->z);
 	free(dctx->planes.buf);
 	free(dctx->payload.buf);
+	nwc_tensor_scratch_free(dctx->tensor);
 	free(dctx);
 }
 
 void *nwc_dctx_scratch(struct nwc_dctx *dctx, size_t len)
 {
 	return scratch_get(&dctx->payload, len);
+}
+
+struct nwc_tensor_scratch *nwc_dctx_tensor_scratch(struct nwc_dctx *dctx)
+{
+	if (!dctx->tensor && nwc_tensor_scratch_create(&dctx->tensor))
+		return NULL;
+	return dctx->tensor;
 }
 
 /* Element size and float flag of a zstd argument; -NWC_ECORRUPT if bad. */

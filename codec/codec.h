@@ -19,6 +19,7 @@
 
 struct nwc_cctx;
 struct nwc_dctx;
+struct nwc_tensor_scratch;
 
 /* Compression context; @level is the zstd level (1..22). */
 int nwc_cctx_create(int level, struct nwc_cctx **out);
@@ -33,6 +34,13 @@ void nwc_dctx_free(struct nwc_dctx *dctx);
  * payload before decoding.  Returns NULL on allocation failure.
  */
 void *nwc_dctx_scratch(struct nwc_dctx *dctx, size_t len);
+
+/*
+ * nwc_dctx_tensor_scratch() - the context's NWC band decoding scratch
+ * (codec/nwctensor.h), created on first use and freed with the context.
+ * Returns NULL on allocation failure.
+ */
+struct nwc_tensor_scratch *nwc_dctx_tensor_scratch(struct nwc_dctx *dctx);
 
 /*
  * nwc_codec_check() - whether this build decodes @codec with @arg, and

@@ -47,11 +47,11 @@
  *    24  u64  xxh       checksum of the section bytes
  *
  *    Types 1 to 6 (STRINGS, INODES, EXTENTS, BLOCKS, TENSORS, PARAMS) are
- *    required and appear exactly once each.  Type 7 (MODELS) is reserved for
- *    lossy images and ignored by version-1 readers.  Types >=
- *    NWC_SECT_OPTIONAL may be skipped by readers that do not know them; any
- *    other unknown type is an error.  Sections must not overlap each other,
- *    the superblock, the block data or the directory.
+ *    required and appear exactly once each.  Type 7 (MODELS) appears exactly
+ *    once when the superblock sets NWC_INCOMPAT_NWC and never otherwise.
+ *    Types >= NWC_SECT_OPTIONAL may be skipped by readers that do not know
+ *    them; any other unknown type is an error.  Sections must not overlap
+ *    each other, the superblock, the block data or the directory.
  *
  * 3. STRINGS: raw bytes referenced by (offset, length) pairs from the other
  *    tables: names, symlink targets, tensor names.  No terminators.
@@ -121,17 +121,18 @@
  *    32  u32  shape_off   offset in PARAMS of ndim u64 dimensions (8-aligned)
  *    36  u16  codec       codec of the tensor's data extent
  *    38  u16  reserved    zero
- *    40  u64  side_off    per-tensor codec side data (row scales, importance
- *                         levels, compensation) in the block data region,
- *                         or 0 with side_len 0
- *    48  u32  side_len
+ *    40  u64  side_off    per-tensor codec side data inside the block data
+ *                         region; 0 when there is none
+ *    48  u32  side_len    bytes of side data; 0 when there is none
  *    52  u32  reserved    zero
- *    56  u64  side_xxh    checksum of the side data
+ *    56  u64  side_xxh    checksum of the side data; 0 when there is none
  *
  *    A tensor with data_len > 0 has exactly one extent whose tensor field
  *    names it, and that extent spans [data_off, data_off + data_len).  The
  *    served file's bytes are the original file's bytes: its header (8-byte
- *    length and JSON) is stored verbatim in an ordinary extent.
+ *    length and JSON) is stored verbatim in an ordinary extent.  Only a
+ *    tensor of codec NWC_CODEC_NWC has side data (its side record, section
+ *    8); for every other tensor the three side fields are zero.
  *
  * 8. Codecs (extent field codec, argument codec_arg).  The stored payload of
  *    one block is decoded on its own.
@@ -154,18 +155,55 @@
  *      content size is raw_len / E.  Both set is invalid.  E = 1 is plain
  *      zstd (or rANS, or verbatim).
  *
- *    NWC_CODEC_NWC (16): reserved for the neural weight codec; an image with
- *      such extents sets NWC_INCOMPAT_NWC.
+ *    NWC_CODEC_NWC (16): a lossy weight matrix coded by the neural weight
+ *      codec; codec/nwctensor.h defines the side record and the band
+ *      payloads.  Only an image that sets NWC_INCOMPAT_NWC has such extents.
+ *      An NWC extent is the data extent of a tensor (its tensor field is
+ *      set) and so covers exactly the tensor's data.  codec_arg is 0.  The
+ *      tensor has dtype F32, F16 or BF16 (element size E), ndim 2 and shape
+ *      [m, n]; its side data is one side record giving the same m and n,
+ *      the band height R (a multiple of 16) and a model index below the
+ *      MODELS count, whose model has more quality levels than any column
+ *      level and the tables the record's quantizer needs.  Block b of the
+ *      extent is row band b, rows [b R, min(m, (b + 1) R)): the band height
+ *      lives in the extent's block_len, which must be R * n * E (<=
+ *      NWC_BLOCK_MAX), so that the usual geometry gives nblocks = the
+ *      number of bands and raw_len = rows(b) * n * E.  A block's payload is
+ *      the band's coded stream and decodes to the band's rows in the
+ *      tensor's dtype.  Unlike the lossless codecs, decoded values are
+ *      deterministic for a given machine type but not required to be
+ *      bit-exact across machines; the stored bytes are.
  *
  * 9. PARAMS: 8-byte aligned bytes referenced by offset from other tables
  *    (tensor shapes today).
+ *
+ * 10. MODELS (type 7): the codec models of the NWC tensors, each the bytes
+ *    of one .nwcm file (codec/nwcmodel.h), which carries its own checksum
+ *    in its last 8 bytes.  The model index in a side record is the index
+ *    of an entry here.
+ *
+ *     0  u32  count      number of models, 1..NWC_MODELS_MAX
+ *     4  u32  reserved   zero
+ *     8  count entries of NWC_MODEL_ENT_SIZE = 16 bytes:
+ *        0  u64  off     start of the model's bytes, relative to the
+ *                        section (8-byte aligned)
+ *        8  u64  len     length of the model's bytes (> 0)
+ *
+ *    The layout is canonical: model 0 starts at the first 8-byte aligned
+ *    offset after the entries, each next model at the first 8-byte aligned
+ *    offset after the end of the previous one, the gaps are zero bytes and
+ *    the section ends where the last model ends.  Every model must parse
+ *    (nwc_model_from_buf), its own checksum included.
  *
  * Validation (nwc_image_open) checks all of the above before any read: the
  * superblock checksum, size and feature bits, every section's placement and
  * checksum, every name and string reference, the tree shape, every extent's
  * coverage and block geometry, every block's placement, every tensor's extent
- * and shape.  After a successful open, block payloads are the only untrusted
- * bytes left; each is checked against its checksum when read.
+ * and shape, every codec model, and every NWC tensor's side record (read
+ * from the block data region, checked against side_xxh, parsed and matched
+ * to its shape, extent and model).  After a successful open, block payloads
+ * are the only untrusted bytes left; each is checked against its checksum
+ * when read.
  */
 #ifndef NWC_FORMAT_H
 #define NWC_FORMAT_H
@@ -202,7 +240,7 @@
 #define NWC_SB_XXH 120
 
 /* Feature bits. */
-#define NWC_INCOMPAT_NWC (1ull << 0)	/* extents use NWC_CODEC_NWC */
+#define NWC_INCOMPAT_NWC (1ull << 0)	/* MODELS section, NWC_CODEC_NWC */
 #define NWC_INCOMPAT_KNOWN NWC_INCOMPAT_NWC
 #define NWC_COMPAT_KNOWN 0ull
 
@@ -218,6 +256,11 @@ enum nwc_sect_type {
 	NWC_SECT_OPTIONAL = 0x8000,	/* types from here on may be skipped */
 };
 #define NWC_SECT_MAX_COUNT 64u
+
+/* MODELS section. */
+#define NWC_MODELS_HDR 8u
+#define NWC_MODEL_ENT_SIZE 16u
+#define NWC_MODELS_MAX 64u	/* each parsed model holds ~4 MiB of tables */
 
 /* Inode flags. */
 #define NWC_INODE_F_SAFETENSORS 1u	/* regular file parsed as safetensors */

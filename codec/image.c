@@ -5,8 +5,10 @@
  *
  * Open reads the superblock, the section directory and every section into
  * memory, checking each checksum, then parses the tables into native arrays
- * and checks each cross reference once.  After that the accessors trust the
- * arrays; only block payloads are read later, each verified when read.
+ * and checks each cross reference once.  Codec models and the side records
+ * of NWC tensors are parsed there too, so a band decode only meets
+ * validated metadata.  After that the accessors trust the arrays; only block
+ * payloads are read later, each verified when read.
  */
 #include "codec/nwc.h"
 
@@ -21,6 +23,8 @@
 #include "codec/image.h"
 #include "codec/io.h"
 #include "codec/log.h"
+#include "codec/nwcmodel.h"
+#include "codec/nwctensor.h"
 
 struct section {
 	uint64_t off;
@@ -38,12 +42,15 @@ struct nwc_image {
 	uint64_t compat;
 	uint64_t incompat;
 	uint32_t block_log2;
-	struct section sect[NWC_SECT_PARAMS + 1];	/* by type; [0] unused */
-	uint32_t n_inodes, n_extents, n_blocks, n_tensors;
+	struct section sect[NWC_SECT_MODELS + 1];	/* by type; [0] unused */
+	uint32_t n_inodes, n_extents, n_blocks, n_tensors, n_models;
 	struct nwc_inode *inodes;
 	struct nwc_extent *extents;
 	struct nwc_block *blocks;
 	struct nwc_tensor *tensors;
+	struct nwc_image_model *models;
+	struct nwc_model **model_own;	/* what models[].model points to */
+	struct nwc_tside **sides;	/* per tensor: side record or NULL */
 	uint32_t *tfirst;		/* per inode: first tensor */
 	uint32_t *tcount;		/* per inode: number of tensors */
 	atomic_uchar *reported;		/* per block: damage already logged */
@@ -146,7 +153,7 @@ static int read_sections(struct nwc_image *img, uint64_t dir_off,
 		uint64_t off = nwc_get_le64(e + 8), len = nwc_get_le64(e + 16);
 		struct section *s;
 
-		if (type >= NWC_SECT_OPTIONAL || type == NWC_SECT_MODELS) {
+		if (type >= NWC_SECT_OPTIONAL) {
 			/* Not used by this version, but must still be in place. */
 			if (!nwc_range_ok(off, len, img->image_size) ||
 			    overlaps(off, len, 0, NWC_SB_SIZE) ||
@@ -158,7 +165,7 @@ static int read_sections(struct nwc_image *img, uint64_t dir_off,
 			}
 			continue;
 		}
-		if (type == 0 || type > NWC_SECT_PARAMS) {
+		if (type == 0 || type > NWC_SECT_MODELS) {
 			nwc_err("%s: unknown required section type %u",
 				img->path, type);
 			ret = -NWC_EFEATURE;
@@ -175,7 +182,7 @@ static int read_sections(struct nwc_image *img, uint64_t dir_off,
 				      img->path, type);
 			goto out_free;
 		}
-		for (uint32_t t = 1; t <= NWC_SECT_PARAMS; t++) {
+		for (uint32_t t = 1; t <= NWC_SECT_MODELS; t++) {
 			if (img->sect[t].present &&
 			    overlaps(off, len, img->sect[t].off,
 				     img->sect[t].len)) {
@@ -209,9 +216,70 @@ static int read_sections(struct nwc_image *img, uint64_t dir_off,
 			goto out_free;
 		}
 	}
+	if (img->sect[NWC_SECT_MODELS].present !=
+	    !!(img->incompat & NWC_INCOMPAT_NWC))
+		ret = corrupt("%s: the NWC feature bit and the MODELS section go together",
+			      img->path);
 out_free:
 	free(dir);
 	return ret;
+}
+
+/* The embedded codec models: canonical layout (format.h), each parsed. */
+static int parse_models(struct nwc_image *img)
+{
+	struct section *s = &img->sect[NWC_SECT_MODELS];
+	uint64_t pos;
+	uint32_t count;
+	int ret;
+
+	if (!s->present)
+		return 0;
+	if (s->len < NWC_MODELS_HDR)
+		return corrupt("%s: MODELS section too short", img->path);
+	count = nwc_get_le32(s->data);
+	if (!count || count > NWC_MODELS_MAX || nwc_get_le32(s->data + 4) ||
+	    (uint64_t)count * NWC_MODEL_ENT_SIZE > s->len - NWC_MODELS_HDR)
+		return corrupt("%s: bad MODELS header", img->path);
+	img->models = calloc(count, sizeof(*img->models));
+	img->model_own = calloc(count, sizeof(*img->model_own));
+	if (!img->models || !img->model_own)
+		return -ENOMEM;
+	img->n_models = count;
+	pos = NWC_MODELS_HDR + (uint64_t)count * NWC_MODEL_ENT_SIZE;
+	for (uint32_t i = 0; i < count; i++) {
+		const uint8_t *ent = s->data + NWC_MODELS_HDR +
+				     (size_t)i * NWC_MODEL_ENT_SIZE;
+		uint64_t off = nwc_get_le64(ent), len = nwc_get_le64(ent + 8);
+		struct nwc_image_model *im = &img->models[i];
+
+		if (off != ((pos + 7) & ~7ull) || !len ||
+		    !nwc_range_ok(off, len, s->len))
+			return corrupt("%s: codec model %u out of place",
+				       img->path, i);
+		for (; pos < off; pos++)
+			if (s->data[pos])
+				return corrupt("%s: MODELS padding is not zero",
+					       img->path);
+		ret = nwc_model_from_buf(s->data + off, len, &img->model_own[i]);
+		if (ret) {
+			nwc_err("%s: codec model %u: %s", img->path, i,
+				nwc_strerror(ret));
+			return ret;
+		}
+		im->model = img->model_own[i];
+		im->off = s->off + off;
+		im->len = len;
+		im->xxh = nwc_get_le64(s->data + off + len - 8);
+		pos = off + len;
+	}
+	if (pos != s->len)
+		return corrupt("%s: MODELS section has trailing bytes",
+			       img->path);
+	/* The models are parsed copies; the raw bytes are no longer needed. */
+	free(s->data);
+	s->data = NULL;
+	return 0;
 }
 
 /* Resolve a (offset, length) reference into STRINGS. */
@@ -339,6 +407,75 @@ static int parse_blocks(struct nwc_image *img)
 	return 0;
 }
 
+/*
+ * Read, verify and parse the side record of NWC tensor @i (shape already
+ * parsed), and match it to the tensor and the models.
+ */
+static int parse_side(struct nwc_image *img, uint32_t i, uint64_t xxh)
+{
+	struct nwc_tensor *t = &img->tensors[i];
+	uint64_t esize = nwc_dtype_size(t->dtype);
+	struct nwc_tside *ts;
+	uint8_t *buf;
+	int ret;
+
+	if (!(img->incompat & NWC_INCOMPAT_NWC))
+		return corrupt("%s: tensor %u: codec nwc without the NWC feature bit",
+			       img->path, i);
+	if ((t->dtype != NWC_DTYPE_F32 && t->dtype != NWC_DTYPE_F16 &&
+	     t->dtype != NWC_DTYPE_BF16) || t->ndim != 2)
+		return corrupt("%s: tensor %u: codec nwc needs a 2-D F32, F16 or BF16 tensor",
+			       img->path, i);
+	if (!t->side_len || t->side_off < img->data_off ||
+	    !nwc_range_ok(t->side_off - img->data_off, t->side_len,
+			  img->data_len))
+		return corrupt("%s: tensor %u: side data out of bounds",
+			       img->path, i);
+	buf = malloc(t->side_len);
+	if (!buf)
+		return -ENOMEM;
+	ret = nwc_pread_full(img->fd, buf, t->side_len, t->side_off);
+	if (ret) {
+		nwc_err("%s: tensor %u: cannot read side data: %s", img->path,
+			i, nwc_strerror(ret));
+		goto out_free_buf;
+	}
+	if (nwc_hash64(buf, t->side_len) != xxh) {
+		nwc_err("%s: tensor %u: side data checksum mismatch", img->path,
+			i);
+		ret = -NWC_ECHECKSUM;
+		goto out_free_buf;
+	}
+	ret = nwc_tside_parse(buf, t->side_len, &ts);
+	if (ret) {
+		nwc_err("%s: tensor %u: bad side record: %s", img->path, i,
+			nwc_strerror(ret));
+		goto out_free_buf;
+	}
+	img->sides[i] = ts;
+	t->side = ts;
+	if (ts->m != t->shape[0] || ts->n != t->shape[1]) {
+		ret = corrupt("%s: tensor %u: side record is %ux%u, the tensor %llux%llu",
+			      img->path, i, ts->m, ts->n,
+			      (unsigned long long)t->shape[0],
+			      (unsigned long long)t->shape[1]);
+	} else if (ts->model >= img->n_models) {
+		ret = corrupt("%s: tensor %u: side record names codec model %u of %u",
+			      img->path, i, ts->model, img->n_models);
+	} else if ((uint64_t)ts->band_rows * ts->n * esize > NWC_BLOCK_MAX) {
+		ret = corrupt("%s: tensor %u: bands of %u rows are too large",
+			      img->path, i, ts->band_rows);
+	} else {
+		ret = nwc_tside_check_model(ts, img->models[ts->model].model);
+		if (ret)
+			nwc_err("%s: tensor %u: side record does not fit codec model %u: %s",
+				img->path, i, ts->model, nwc_strerror(ret));
+	}
+out_free_buf:
+	free(buf);
+	return ret;
+}
+
 static int parse_tensors(struct nwc_image *img)
 {
 	const struct section *s = &img->sect[NWC_SECT_TENSORS];
@@ -349,7 +486,9 @@ static int parse_tensors(struct nwc_image *img)
 	img->n_tensors = (uint32_t)(s->len / NWC_TENSOR_SIZE);
 	img->tensors = calloc(img->n_tensors ? img->n_tensors : 1,
 			      sizeof(*img->tensors));
-	if (!img->tensors)
+	img->sides = calloc(img->n_tensors ? img->n_tensors : 1,
+			    sizeof(*img->sides));
+	if (!img->tensors || !img->sides)
 		return -ENOMEM;
 	for (uint32_t i = 0; i < img->n_tensors; i++) {
 		const uint8_t *r = s->data + (size_t)i * NWC_TENSOR_SIZE;
@@ -368,12 +507,12 @@ static int parse_tensors(struct nwc_image *img)
 		t->codec = nwc_get_le16(r + 36);
 		t->extent = UINT32_MAX;
 		esize = nwc_dtype_size(t->dtype);
+		t->side_off = nwc_get_le64(r + 40);
+		t->side_len = nwc_get_le32(r + 48);
 		if (t->inode >= img->n_inodes ||
 		    !S_ISREG(img->inodes[t->inode].mode) || !t->name ||
 		    !t->name_len || !esize || t->ndim > NWC_MAX_DIMS ||
-		    nwc_get_le16(r + 38) || nwc_get_le32(r + 52) ||
-		    nwc_get_le64(r + 40) || nwc_get_le32(r + 48) ||
-		    nwc_get_le64(r + 56))
+		    nwc_get_le16(r + 38) || nwc_get_le32(r + 52))
 			return corrupt("%s: tensor %u: bad record", img->path, i);
 		if (i && (t[-1].inode > t->inode ||
 			  (t[-1].inode == t->inode && t[-1].data_off > t->data_off)))
@@ -395,6 +534,15 @@ static int parse_tensors(struct nwc_image *img)
 				  img->inodes[t->inode].size))
 			return corrupt("%s: tensor %u: size or offset does not fit its file",
 				       img->path, i);
+		if (t->codec == NWC_CODEC_NWC) {
+			int ret = parse_side(img, i, nwc_get_le64(r + 56));
+
+			if (ret)
+				return ret;
+		} else if (t->side_off || t->side_len || nwc_get_le64(r + 56)) {
+			return corrupt("%s: tensor %u: side data on a tensor of codec %u",
+				       img->path, i, t->codec);
+		}
 	}
 	img->tfirst = calloc(img->n_inodes, sizeof(*img->tfirst));
 	img->tcount = calloc(img->n_inodes, sizeof(*img->tcount));
@@ -404,6 +552,33 @@ static int parse_tensors(struct nwc_image *img)
 		img->tfirst[img->tensors[i].inode] = i;
 		img->tcount[img->tensors[i].inode]++;
 	}
+	return 0;
+}
+
+/*
+ * An NWC extent belongs to an NWC tensor (parse_side() checked its record)
+ * and its blocks are the tensor's bands: block_len = band rows * n * E.
+ * The generic checks in parse_extents() then tie nblocks and every raw_len
+ * to the bands.  Sets *unit to the element size.
+ */
+static int check_nwc_extent(const struct nwc_image *img, uint32_t idx,
+			    unsigned *unit)
+{
+	const struct nwc_extent *e = &img->extents[idx];
+	const struct nwc_tensor *t;
+	unsigned esize;
+
+	if (e->tensor >= img->n_tensors ||
+	    img->tensors[e->tensor].codec != NWC_CODEC_NWC || e->codec_arg)
+		return corrupt("%s: extent %u: codec nwc outside an nwc tensor",
+			       img->path, idx);
+	t = &img->tensors[e->tensor];
+	esize = nwc_dtype_size(t->dtype);
+	if (e->block_len != (uint64_t)t->side->band_rows * t->side->n * esize ||
+	    e->nblocks != nwc_tside_bands(t->side))
+		return corrupt("%s: extent %u: blocks are not the bands of tensor %u",
+			       img->path, idx, e->tensor);
+	*unit = esize;
 	return 0;
 }
 
@@ -460,14 +635,21 @@ static int parse_extents(struct nwc_image *img)
 			uint64_t nb;
 			unsigned unit;
 
-			ret = nwc_codec_check(e->codec, e->codec_arg,
-					      e->block_len);
-			if (ret == -NWC_EFEATURE) {
-				nwc_err("%s: extent %u uses codec %u, which this build does not support",
-					img->path, idx, e->codec);
-				goto out_free;
+			if (e->codec == NWC_CODEC_NWC) {
+				ret = check_nwc_extent(img, idx, &unit);
+				if (ret)
+					goto out_free;
+			} else {
+				ret = nwc_codec_check(e->codec, e->codec_arg,
+						      e->block_len);
+				if (ret == -NWC_EFEATURE) {
+					nwc_err("%s: extent %u uses codec %u, which this build does not support",
+						img->path, idx, e->codec);
+					goto out_free;
+				}
+				unit = ret ? 0 : nwc_codec_unit(e->codec,
+								e->codec_arg);
 			}
-			unit = ret ? 0 : nwc_codec_unit(e->codec, e->codec_arg);
 			nb = e->block_len ? (e->len + e->block_len - 1) /
 						    e->block_len : 0;
 			if (ret || owned[idx] || e->file_off != pos ||
@@ -574,6 +756,8 @@ int nwc_image_open_fd(int fd, const char *path, struct nwc_image **out)
 	if (!ret)
 		ret = read_sections(img, dir_off, dir_count, dir_xxh);
 	if (!ret)
+		ret = parse_models(img);
+	if (!ret)
 		ret = parse_inodes(img);
 	if (!ret)
 		ret = parse_blocks(img);
@@ -616,6 +800,13 @@ void nwc_image_close(struct nwc_image *img)
 	free(img->extents);
 	free(img->blocks);
 	free(img->tensors);
+	for (uint32_t i = 0; img->sides && i < img->n_tensors; i++)
+		free(img->sides[i]);
+	free(img->sides);
+	for (uint32_t i = 0; img->model_own && i < img->n_models; i++)
+		nwc_model_free(img->model_own[i]);
+	free(img->model_own);
+	free(img->models);
 	free(img->tfirst);
 	free(img->tcount);
 	free(img->reported);
@@ -640,6 +831,7 @@ void nwc_image_get_info(const struct nwc_image *img,
 	out->n_extents = img->n_extents;
 	out->n_blocks = img->n_blocks;
 	out->n_tensors = img->n_tensors;
+	out->n_models = img->n_models;
 	out->total_size = img->total_size;
 }
 
@@ -665,6 +857,12 @@ const struct nwc_tensor *nwc_image_tensor(const struct nwc_image *img,
 					  uint32_t idx)
 {
 	return &img->tensors[idx];
+}
+
+const struct nwc_image_model *nwc_image_model(const struct nwc_image *img,
+					      uint32_t idx)
+{
+	return &img->models[idx];
 }
 
 void nwc_image_file_tensors(const struct nwc_image *img, uint32_t ino,
@@ -781,6 +979,21 @@ int nwc_image_check_block(const struct nwc_image *img, struct nwc_dctx *dctx,
 	return fetch_block(img, dctx, idx, &payload);
 }
 
+/* Band @j of the NWC tensor of extent @e, validated at open. */
+static int decode_band(const struct nwc_image *img, struct nwc_dctx *dctx,
+		       const struct nwc_extent *e, uint32_t j,
+		       const uint8_t *payload, size_t stored_len, void *dst,
+		       size_t len)
+{
+	const struct nwc_tensor *t = &img->tensors[e->tensor];
+	struct nwc_tensor_scratch *s = nwc_dctx_tensor_scratch(dctx);
+
+	if (!s)
+		return -ENOMEM;
+	return nwc_band_decode(img->models[t->side->model].model, t->side, j,
+			       payload, stored_len, t->dtype, dst, len, s);
+}
+
 int nwc_image_load_block(const struct nwc_image *img, struct nwc_dctx *dctx,
 			 uint32_t ext, uint32_t j, void *dst, size_t len)
 {
@@ -794,8 +1007,12 @@ int nwc_image_load_block(const struct nwc_image *img, struct nwc_dctx *dctx,
 	ret = fetch_block(img, dctx, idx, &payload);
 	if (ret)
 		return ret;
-	ret = nwc_codec_decode(dctx, e->codec, e->codec_arg, payload,
-			       img->blocks[idx].stored_len, dst, len);
+	if (e->codec == NWC_CODEC_NWC)
+		ret = decode_band(img, dctx, e, j, payload,
+				  img->blocks[idx].stored_len, dst, len);
+	else
+		ret = nwc_codec_decode(dctx, e->codec, e->codec_arg, payload,
+				       img->blocks[idx].stored_len, dst, len);
 	if (ret && !atomic_exchange(&img->reported[idx], 1))
 		nwc_err("%s: block %u: payload does not decode: %s", img->path,
 			idx, nwc_strerror(ret));

@@ -10,8 +10,10 @@
  *
  * nwc_image_open() reads all metadata into memory and validates every
  * structure and cross reference, so the accessors below cannot fail on a
- * valid index.  Block payloads stay on disk; nwc_image_load_block() checks
- * each against its checksum before decoding it.
+ * valid index.  That includes the codec models and the side records of NWC
+ * tensors, parsed once at open.  Block payloads stay on disk;
+ * nwc_image_load_block() checks each against its checksum before decoding
+ * it.
  *
  * Thread safety: a struct nwc_image is immutable after open; share it
  * between threads freely.  Reads use pread(2) only.
@@ -23,6 +25,8 @@
 
 struct nwc_image;
 struct nwc_dctx;
+struct nwc_model;
+struct nwc_tside;
 
 struct nwc_inode {
 	uint32_t mode;		/* file type and permission bits */
@@ -67,6 +71,17 @@ struct nwc_tensor {
 	uint64_t data_len;
 	uint16_t codec;
 	uint32_t extent;	/* the extent holding the data, or UINT32_MAX */
+	uint64_t side_off;	/* side data in the image, or 0 */
+	uint32_t side_len;	/* bytes of side data, or 0 */
+	const struct nwc_tside *side;	/* NWC tensors: the side record */
+};
+
+/* An embedded codec model (format.h, MODELS). */
+struct nwc_image_model {
+	const struct nwc_model *model;	/* parsed and finalized */
+	uint64_t off;		/* its bytes in the image */
+	uint64_t len;
+	uint64_t xxh;		/* the model file's own checksum */
 };
 
 struct nwc_image_info {
@@ -79,6 +94,7 @@ struct nwc_image_info {
 	uint32_t n_extents;
 	uint32_t n_blocks;
 	uint32_t n_tensors;
+	uint32_t n_models;	/* embedded codec models */
 	uint64_t total_size;	/* sum of regular file sizes */
 };
 
@@ -110,6 +126,8 @@ const struct nwc_block *nwc_image_block(const struct nwc_image *img,
 					uint32_t idx);
 const struct nwc_tensor *nwc_image_tensor(const struct nwc_image *img,
 					  uint32_t idx);
+const struct nwc_image_model *nwc_image_model(const struct nwc_image *img,
+					      uint32_t idx);
 
 /* Tensors of file @ino: the range [*first, *first + *count). */
 void nwc_image_file_tensors(const struct nwc_image *img, uint32_t ino,
@@ -144,9 +162,11 @@ static inline uint32_t nwc_extent_block_len(const struct nwc_extent *e,
 /*
  * nwc_image_load_block() - read block @j of extent @ext, verify its checksum
  * and decode it into @dst, which holds exactly nwc_extent_block_len() bytes
- * (@len).  @dctx is the caller's per-thread decode context.  Returns 0,
- * -NWC_ECHECKSUM, -NWC_ECORRUPT (payload does not decode) or an I/O error;
- * failures are logged once per call with the image path and block index.
+ * (@len).  For an NWC extent block @j is row band @j of the tensor, decoded
+ * with its model and side record.  @dctx is the caller's per-thread decode
+ * context.  Returns 0, -NWC_ECHECKSUM, -NWC_ECORRUPT (payload does not
+ * decode), -ENOMEM or an I/O error; failures are logged once per call with
+ * the image path and block index.
  */
 int nwc_image_load_block(const struct nwc_image *img, struct nwc_dctx *dctx,
 			 uint32_t ext, uint32_t j, void *dst, size_t len);

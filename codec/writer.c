@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * writer.c - lays out an image: payloads stream to the data region as they
- * arrive; tables, the section directory and finally the superblock are
- * written by nwc_writer_finish(), which numbers inodes breadth first.
+ * writer.c - lays out an image: payloads (and NWC side records) stream to
+ * the data region as they arrive; tables, the codec models, the section
+ * directory and finally the superblock are written by nwc_writer_finish(),
+ * which numbers inodes breadth first.
  */
 #include "codec/nwc.h"
 
@@ -15,6 +16,8 @@
 #include "codec/hash.h"
 #include "codec/io.h"
 #include "codec/log.h"
+#include "codec/nwcmodel.h"
+#include "codec/nwctensor.h"
 #include "codec/writer.h"
 
 #define WBUF_SIZE (4u << 20)
@@ -65,6 +68,16 @@ struct wtensor {
 	uint64_t data_off;
 	uint64_t data_len;
 	uint16_t codec;
+	uint64_t side_off;	/* side data in the image, if side_len */
+	uint32_t side_len;
+	uint64_t side_xxh;
+	struct nwc_tside *side;	/* the parsed side record, or NULL */
+};
+
+struct wmodel {
+	uint8_t *blob;		/* the .nwcm bytes, as embedded */
+	size_t len;
+	struct nwc_model *model;	/* parsed, to check side records */
 };
 
 /* A growable byte buffer for the tables. */
@@ -90,6 +103,8 @@ struct nwc_writer {
 	uint32_t n_blocks, cap_blocks;
 	struct wtensor *tensors;
 	uint32_t n_tensors, cap_tensors;
+	struct wmodel *models;
+	uint32_t n_models, cap_models;
 };
 
 /* Grow *arr (of *cap elements of @size) so that index @n fits. */
@@ -323,6 +338,32 @@ int nwc_writer_add_tensor(struct nwc_writer *w, uint32_t id,
 	return 0;
 }
 
+/* What the reader demands of an NWC extent (format.h, section 8). */
+static int check_nwc_extent(const struct nwc_writer *w, uint32_t id,
+			    const struct nwc_wextent *e)
+{
+	const struct wtensor *t;
+	uint64_t esize;
+
+	if (e->tensor == NWC_NO_TENSOR)
+		return -EINVAL;
+	t = &w->tensors[e->tensor];
+	esize = nwc_dtype_size(t->dtype);
+	if (!t->side || t->file != id || e->codec_arg || t->ndim != 2 ||
+	    (t->dtype != NWC_DTYPE_F32 && t->dtype != NWC_DTYPE_F16 &&
+	     t->dtype != NWC_DTYPE_BF16) ||
+	    t->shape[0] != t->side->m || t->shape[1] != t->side->n ||
+	    t->data_off != w->nodes[id].size ||
+	    t->data_len != (uint64_t)t->side->m * t->side->n * esize ||
+	    e->len != t->data_len ||
+	    e->block_len != (uint64_t)t->side->band_rows * t->side->n * esize) {
+		nwc_err("%s: tensor \"%.*s\": NWC extent does not match the tensor or its side record",
+			w->path, (int)t->name_len, t->name);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 static bool last_extent_done(const struct nwc_writer *w)
 {
 	return !w->n_exts ||
@@ -348,6 +389,11 @@ int nwc_writer_add_extent(struct nwc_writer *w, uint32_t id,
 		return -EINVAL;
 	if (e->tensor != NWC_NO_TENSOR && e->tensor >= w->n_tensors)
 		return -EINVAL;
+	if (e->codec == NWC_CODEC_NWC) {
+		ret = check_nwc_extent(w, id, e);
+		if (ret)
+			return ret;
+	}
 	nblocks = (e->len + e->block_len - 1) / e->block_len;
 	if (nblocks > UINT32_MAX - w->n_blocks)
 		return -EOVERFLOW;
@@ -451,6 +497,99 @@ int nwc_writer_add_block(struct nwc_writer *w, uint32_t ext,
 	w->n_blocks++;
 	x->added++;
 	return 0;
+}
+
+int nwc_writer_add_model(struct nwc_writer *w, const void *blob, size_t len,
+			 uint32_t *idx)
+{
+	struct wmodel *m;
+	int ret;
+
+	if (w->n_models >= NWC_MODELS_MAX)
+		return -EINVAL;
+	ret = grow((void **)&w->models, &w->cap_models, w->n_models,
+		   sizeof(*w->models));
+	if (ret)
+		return ret;
+	m = &w->models[w->n_models];
+	memset(m, 0, sizeof(*m));
+	ret = nwc_model_from_buf(blob, len, &m->model);
+	if (ret)
+		return ret;
+	m->blob = malloc(len);
+	if (!m->blob) {
+		nwc_model_free(m->model);
+		return -ENOMEM;
+	}
+	memcpy(m->blob, blob, len);
+	m->len = len;
+	*idx = w->n_models++;
+	return 0;
+}
+
+int nwc_writer_set_tensor_side(struct nwc_writer *w, uint32_t idx,
+			       const void *side, size_t len)
+{
+	struct wtensor *t;
+	int ret;
+
+	if (idx >= w->n_tensors || w->tensors[idx].side_len || !len ||
+	    len > UINT32_MAX)
+		return -EINVAL;
+	t = &w->tensors[idx];
+	ret = nwc_tside_parse(side, len, &t->side);
+	if (ret == -ENOMEM)
+		return ret;
+	if (ret) {
+		nwc_err("%s: tensor \"%.*s\": bad side record: %s", w->path,
+			(int)t->name_len, t->name, nwc_strerror(ret));
+		return -EINVAL;
+	}
+	t->side_off = w->pos;
+	ret = put_data(w, side, len);
+	if (ret) {
+		free(t->side);
+		t->side = NULL;
+		return ret;
+	}
+	t->side_len = (uint32_t)len;
+	t->side_xxh = nwc_hash64(side, len);
+	return 0;
+}
+
+int nwc_writer_add_nwc_extent(struct nwc_writer *w, uint32_t id,
+			      uint32_t tensor, uint32_t nbands,
+			      uint8_t *const *payload, const size_t *len,
+			      uint32_t *ext)
+{
+	const struct nwc_tside *ts;
+	struct nwc_wextent e;
+	uint64_t esize, band_len;
+	uint32_t x;
+	int ret;
+
+	if (tensor >= w->n_tensors || !w->tensors[tensor].side)
+		return -EINVAL;
+	ts = w->tensors[tensor].side;
+	esize = nwc_dtype_size(w->tensors[tensor].dtype);
+	band_len = (uint64_t)ts->band_rows * ts->n * esize;
+	if (nbands != nwc_tside_bands(ts) || band_len > NWC_BLOCK_MAX)
+		return -EINVAL;
+	e = (struct nwc_wextent){
+		.len = (uint64_t)ts->m * ts->n * esize,
+		.block_len = (uint32_t)band_len,
+		.codec = NWC_CODEC_NWC,
+		.codec_arg = 0,
+		.tensor = tensor,
+	};
+	ret = nwc_writer_add_extent(w, id, &e, &x);
+	for (uint32_t b = 0; !ret && b < nbands; b++)
+		ret = nwc_writer_add_block(w, x, payload[b], len[b],
+					   (uint32_t)(nwc_tside_band_rows(ts, b) *
+						      (uint64_t)ts->n * esize));
+	if (!ret)
+		*ext = x;
+	return ret;
 }
 
 uint64_t nwc_writer_data_len(const struct nwc_writer *w)
@@ -706,6 +845,9 @@ static int build_tables(struct nwc_writer *w, struct bytes *sect)
 		nwc_put_le64(r + 24, t->data_len);
 		nwc_put_le32(r + 32, shape_off);
 		nwc_put_le16(r + 36, t->codec);
+		nwc_put_le64(r + 40, t->side_off);
+		nwc_put_le32(r + 48, t->side_len);
+		nwc_put_le64(r + 56, t->side_xxh);
 	}
 out_free:
 	free(tnew);
@@ -716,15 +858,75 @@ out_free:
 	return ret;
 }
 
+/*
+ * Side data only on NWC tensors, whose records name an embedded model that
+ * fits them.  (Every NWC tensor has side data: check_nwc_extent().)
+ */
+static int check_sides(const struct nwc_writer *w)
+{
+	for (uint32_t i = 0; i < w->n_tensors; i++) {
+		const struct wtensor *t = &w->tensors[i];
+		int ret;
+
+		if (!t->side)
+			continue;
+		if (t->codec != NWC_CODEC_NWC) {
+			nwc_err("%s: tensor \"%.*s\" has side data but codec %u",
+				w->path, (int)t->name_len, t->name, t->codec);
+			return -EINVAL;
+		}
+		if (t->side->model >= w->n_models) {
+			nwc_err("%s: tensor \"%.*s\" names codec model %u of %u",
+				w->path, (int)t->name_len, t->name,
+				t->side->model, w->n_models);
+			return -EINVAL;
+		}
+		ret = nwc_tside_check_model(t->side,
+					    w->models[t->side->model].model);
+		if (ret) {
+			nwc_err("%s: tensor \"%.*s\" does not fit codec model %u: %s",
+				w->path, (int)t->name_len, t->name,
+				t->side->model, nwc_strerror(ret));
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+/* The MODELS section: header, entries, then the blobs 8-byte aligned. */
+static int build_models(const struct nwc_writer *w, struct bytes *b)
+{
+	size_t ents = NWC_MODELS_HDR + (size_t)w->n_models * NWC_MODEL_ENT_SIZE;
+	int ret;
+
+	ret = bytes_add(b, NULL, ents, NULL);
+	if (ret)
+		return ret;
+	nwc_put_le32(b->p, w->n_models);
+	for (uint32_t i = 0; i < w->n_models; i++) {
+		size_t pad = (8 - (b->len & 7)) & 7;
+		uint8_t *ent;
+		uint32_t off;
+
+		ret = bytes_add(b, NULL, pad, NULL);
+		if (!ret)
+			ret = bytes_add(b, w->models[i].blob, w->models[i].len,
+					&off);
+		if (ret)
+			return ret;
+		ent = b->p + NWC_MODELS_HDR + (size_t)i * NWC_MODEL_ENT_SIZE;
+		nwc_put_le64(ent, off);
+		nwc_put_le64(ent + 8, w->models[i].len);
+	}
+	return 0;
+}
+
 static int write_super(struct nwc_writer *w, uint64_t dir_off,
 		       const struct bytes *dir, uint64_t data_end)
 {
 	uint8_t sb[NWC_SB_SIZE] = { 0 };
-	uint64_t incompat = 0;
+	uint64_t incompat = w->n_models ? NWC_INCOMPAT_NWC : 0;
 
-	for (uint32_t i = 0; i < w->n_exts; i++)
-		if (w->exts[i].codec == NWC_CODEC_NWC)
-			incompat |= NWC_INCOMPAT_NWC;
 	memcpy(sb + NWC_SB_MAGIC, NWC_MAGIC, NWC_MAGIC_LEN);
 	nwc_put_le32(sb + NWC_SB_VERSION, NWC_VERSION);
 	nwc_put_le32(sb + NWC_SB_SBSIZE, NWC_SB_SIZE);
@@ -744,7 +946,7 @@ static int write_super(struct nwc_writer *w, uint64_t dir_off,
 
 int nwc_writer_finish(struct nwc_writer *w)
 {
-	struct bytes sect[NWC_SECT_PARAMS] = { { 0 } };
+	struct bytes sect[NWC_SECT_MODELS] = { { 0 } };
 	struct bytes dir = { 0 };
 	uint64_t data_end, dir_off;
 	int ret;
@@ -755,11 +957,17 @@ int nwc_writer_finish(struct nwc_writer *w)
 		ret = -EINVAL;
 		goto out_abort;
 	}
-	ret = build_tables(w, sect);
+	ret = check_sides(w);
+	if (!ret)
+		ret = build_tables(w, sect);
+	if (!ret && w->n_models)
+		ret = build_models(w, &sect[NWC_SECT_MODELS - 1]);
 	if (ret)
 		goto out_free;
 	data_end = w->pos;
 	for (unsigned i = 0; i < NWC_ARRAY_SIZE(sect); i++) {
+		if (i + 1 == NWC_SECT_MODELS && !w->n_models)
+			continue;
 		ret = add_section(&dir, w, i + 1, &sect[i]);
 		if (ret)
 			goto out_free;
@@ -813,8 +1021,15 @@ void nwc_writer_abort(struct nwc_writer *w)
 		free(w->nodes[i].name);
 		free(w->nodes[i].target);
 	}
-	for (uint32_t i = 0; i < w->n_tensors; i++)
+	for (uint32_t i = 0; i < w->n_tensors; i++) {
 		free(w->tensors[i].name);
+		free(w->tensors[i].side);
+	}
+	for (uint32_t i = 0; i < w->n_models; i++) {
+		free(w->models[i].blob);
+		nwc_model_free(w->models[i].model);
+	}
+	free(w->models);
 	free(w->nodes);
 	free(w->exts);
 	free(w->blocks);

@@ -15,6 +15,18 @@
  * temporary file next to the final path, renamed over it only by a
  * successful nwc_writer_finish(); nwc_writer_abort() removes it.
  *
+ * A lossy (NWC) tensor, with enc from nwc_tenc_encode():
+ *
+ *	nwc_writer_add_model(w, blob, blob_len, &model);  // once per model
+ *	nwc_writer_add_tensor(w, id, &t, &ti);	   // 2-D F32/F16/BF16
+ *	nwc_writer_set_tensor_side(w, ti, enc->side, enc->side_len);
+ *	nwc_writer_add_nwc_extent(w, id, ti, enc->nbands, enc->band,
+ *				  enc->band_len, &ext);
+ *
+ * The side record must name the index returned by nwc_writer_add_model()
+ * for its model; the writer checks shape, bands and model as the reader
+ * will, and sets NWC_INCOMPAT_NWC and writes MODELS when there are models.
+ *
  * Thread safety: none; one thread drives a writer.
  */
 #ifndef NWC_WRITER_H
@@ -76,7 +88,11 @@ int nwc_writer_set_flags(struct nwc_writer *w, uint32_t id, uint32_t flags);
 int nwc_writer_add_tensor(struct nwc_writer *w, uint32_t id,
 			  const struct nwc_wtensor *t, uint32_t *idx);
 
-/* Append an extent to file @id; sets *ext for nwc_writer_add_block(). */
+/*
+ * Append an extent to file @id; sets *ext for nwc_writer_add_block().  An
+ * NWC_CODEC_NWC extent must be the data extent of a tensor with side data,
+ * with geometry as format.h says (-EINVAL otherwise).
+ */
 int nwc_writer_add_extent(struct nwc_writer *w, uint32_t id,
 			  const struct nwc_wextent *e, uint32_t *ext);
 
@@ -87,6 +103,39 @@ int nwc_writer_add_extent(struct nwc_writer *w, uint32_t id,
 int nwc_writer_add_block(struct nwc_writer *w, uint32_t ext,
 			 const void *payload, size_t stored_len,
 			 uint32_t raw_len);
+
+/*
+ * nwc_writer_add_model() - embed a codec model: @len bytes of an .nwcm file
+ * (nwc_model_to_buf), checked with nwc_model_from_buf.  Sets *idx, the index
+ * side records use.  Returns 0, -EINVAL (too many models), or the parse
+ * error (-NWC_ECORRUPT, -NWC_EFEATURE), -ENOMEM.
+ */
+int nwc_writer_add_model(struct nwc_writer *w, const void *blob, size_t len,
+			 uint32_t *idx);
+
+/*
+ * nwc_writer_set_tensor_side() - attach side data to tensor @idx: an
+ * nwctensor side record (nwc_tside_parse must accept it), written to the
+ * data region now.  Only NWC tensors have side data: finish fails if the
+ * tensor's extent is not NWC.  -EINVAL if the tensor already has side data
+ * or the record does not parse.
+ */
+int nwc_writer_set_tensor_side(struct nwc_writer *w, uint32_t idx,
+			       const void *side, size_t len);
+
+/*
+ * nwc_writer_add_nwc_extent() - append the NWC extent of tensor @tensor to
+ * file @id (the tensor's data must start at the file's current end) and its
+ * @nbands blocks: @payload[b] of @len[b] bytes is band b.  The tensor needs
+ * its side data first; its dtype, shape and bands must match the record.
+ * nwc_writer_add_extent() with codec NWC_CODEC_NWC and block_len = band
+ * rows * n * dtype size, then nwc_writer_add_block() per band, does the
+ * same.  On failure abort the writer.
+ */
+int nwc_writer_add_nwc_extent(struct nwc_writer *w, uint32_t id,
+			      uint32_t tensor, uint32_t nbands,
+			      uint8_t *const *payload, const size_t *len,
+			      uint32_t *ext);
 
 /* Payload bytes written so far (for progress). */
 uint64_t nwc_writer_data_len(const struct nwc_writer *w);

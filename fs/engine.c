@@ -2,6 +2,8 @@
 /*
  * engine.c - byte ranges -> (extent, block) -> cache -> copy, plus prefetch.
  *
+ * Block geometry is per extent (block_len): for an NWC extent a block is
+ * one row band of the tensor, whatever the image's nominal block size.
  * Cache keys are (extent index << 32 | block number in the extent), so a
  * fill knows both the block and the codec that decodes it.  Decode scratch
  * lives in one struct nwc_dctx per thread (FUSE workers and prefetch

@@ -19,6 +19,8 @@
 #include "codec/image.h"
 #include "codec/io.h"
 #include "codec/log.h"
+#include "codec/nwcmodel.h"
+#include "codec/nwctensor.h"
 
 enum { EXIT_USAGE = 1, EXIT_IO = 2, EXIT_DAMAGE = 3 };
 
@@ -44,7 +46,7 @@ static void usage(FILE *f)
 "  -l, --list          list files (mode, size, stored, ratio, codec, path)\n"
 "                      instead of verifying\n"
 "  -t, --tensors       with --list, also list the tensors of each\n"
-"                      safetensors file\n"
+"                      safetensors file (codec nwc/mN: lossy, model N)\n"
 "  -q, --quiet         print only damage and errors\n"
 "  -h, --help          show this help\n"
 "  -V, --version       show the version\n"
@@ -205,6 +207,77 @@ static int walk_dir(struct fsck *f, uint32_t dir, const char *out)
 	return 0;
 }
 
+/* Stored bytes of a tensor: its blocks plus its side data. */
+static uint64_t tensor_stored(const struct nwc_image *img,
+			      const struct nwc_tensor *t)
+{
+	if (t->extent == UINT32_MAX)
+		return 0;
+	return nwc_image_extent_stored(img, t->extent) + t->side_len;
+}
+
+/* Codec column of a tensor: the extent's codec; NWC adds its model. */
+static const char *tensor_codec(const struct nwc_image *img,
+				const struct nwc_tensor *t, char *buf,
+				size_t len)
+{
+	const struct nwc_extent *e;
+
+	if (t->extent == UINT32_MAX)
+		return "-";
+	if (t->side) {
+		snprintf(buf, len, "nwc/m%u", t->side->model);
+		return buf;
+	}
+	e = nwc_image_extent(img, t->extent);
+	return nwc_codec_name(e->codec, e->codec_arg, buf, len);
+}
+
+static void list_tensors(const struct nwc_image *img, uint32_t ino)
+{
+	uint32_t first, count;
+	char name[32];
+
+	nwc_image_file_tensors(img, ino, &first, &count);
+	for (uint32_t t = first; t < first + count; t++) {
+		const struct nwc_tensor *tn = nwc_image_tensor(img, t);
+		uint64_t stored = tensor_stored(img, tn);
+		char shape[128];
+		size_t pos = 0;
+
+		shape[pos++] = '[';
+		for (unsigned d = 0; d < tn->ndim && pos < sizeof(shape) - 24;
+		     d++)
+			pos += (size_t)snprintf(shape + pos,
+						sizeof(shape) - pos, "%s%llu",
+						d ? "," : "",
+						(unsigned long long)tn->shape[d]);
+		snprintf(shape + pos, sizeof(shape) - pos, "]");
+		printf("    %-5s %-16s %14llu %14llu %6.1f%% %-10s %.*s\n",
+		       nwc_dtype_name(tn->dtype), shape,
+		       (unsigned long long)tn->data_len,
+		       (unsigned long long)stored,
+		       tn->data_len ? 100.0 * (double)stored /
+					      (double)tn->data_len : 100.0,
+		       tensor_codec(img, tn, name, sizeof(name)),
+		       (int)tn->name_len, tn->name);
+	}
+}
+
+static void list_models(const struct nwc_image *img, uint32_t n)
+{
+	for (uint32_t i = 0; i < n; i++) {
+		const struct nwc_image_model *im = nwc_image_model(img, i);
+		const struct nwc_model *m = im->model;
+
+		printf("model m%u: H=%u R=%u Q=%u lambda=%g%s, %llu bytes, xxh %016llx\n",
+		       i, m->h, m->r, m->nq, (double)m->lambda,
+		       m->flags & NWC_MODEL_F_TCQ ? " tcq" : "",
+		       (unsigned long long)im->len,
+		       (unsigned long long)im->xxh);
+	}
+}
+
 static void list_image(const struct nwc_image *img, bool tensors)
 {
 	struct nwc_image_info info;
@@ -221,8 +294,13 @@ static void list_image(const struct nwc_image *img, bool tensors)
 
 		inode_path(img, ino, path, sizeof(path));
 		if (S_ISREG(n->mode)) {
+			uint32_t first, count;
+
 			for (uint32_t k = 0; k < n->count; k++)
 				stored += nwc_image_extent_stored(img, n->first + k);
+			nwc_image_file_tensors(img, ino, &first, &count);
+			for (uint32_t t = first; t < first + count; t++)
+				stored += nwc_image_tensor(img, t)->side_len;
 			stored_total += stored;
 			if (n->count) {
 				const struct nwc_extent *e =
@@ -243,37 +321,10 @@ static void list_image(const struct nwc_image *img, bool tensors)
 		       codec, path, S_ISLNK(n->mode) ? " -> " : "",
 		       S_ISLNK(n->mode) ? (int)n->size : 0,
 		       S_ISLNK(n->mode) ? n->target : "");
-		if (!tensors || !(n->flags & NWC_INODE_F_SAFETENSORS))
-			continue;
-		uint32_t first, count;
-
-		nwc_image_file_tensors(img, ino, &first, &count);
-		for (uint32_t t = first; t < first + count; t++) {
-			const struct nwc_tensor *tn = nwc_image_tensor(img, t);
-			char shape[128];
-			size_t pos = 0;
-
-			shape[pos++] = '[';
-			for (unsigned d = 0; d < tn->ndim && pos < sizeof(shape) - 24; d++)
-				pos += (size_t)snprintf(shape + pos, sizeof(shape) - pos,
-							"%s%llu", d ? "," : "",
-							(unsigned long long)tn->shape[d]);
-			snprintf(shape + pos, sizeof(shape) - pos, "]");
-			printf("    %-5s %-16s %14llu %14llu %6.1f%% %-10s %.*s\n",
-			       nwc_dtype_name(tn->dtype), shape,
-			       (unsigned long long)tn->data_len,
-			       (unsigned long long)(tn->extent == UINT32_MAX ? 0 :
-				       nwc_image_extent_stored(img, tn->extent)),
-			       tn->data_len && tn->extent != UINT32_MAX ?
-				       100.0 * (double)nwc_image_extent_stored(img, tn->extent) /
-					       (double)tn->data_len : 100.0,
-			       tn->extent == UINT32_MAX ? "-" :
-				       nwc_codec_name(nwc_image_extent(img, tn->extent)->codec,
-						      nwc_image_extent(img, tn->extent)->codec_arg,
-						      name, sizeof(name)),
-			       (int)tn->name_len, tn->name);
-		}
+		if (tensors && (n->flags & NWC_INODE_F_SAFETENSORS))
+			list_tensors(img, ino);
 	}
+	list_models(img, info.n_models);
 	printf("%d inodes, %llu bytes in files, %llu stored (%.1f%%), image %llu bytes\n",
 	       (int)info.n_inodes, (unsigned long long)info.total_size,
 	       (unsigned long long)stored_total,

@@ -2,7 +2,7 @@
 /*
  * tests/test_engine.c - the read engine: byte ranges against the expected
  * bytes, sequential, random and concurrent, with prefetch and eviction, and
- * with a damaged block.
+ * with a damaged block; lossy (NWC) tensors read across their row bands.
  */
 #include "codec/nwc.h"
 
@@ -14,8 +14,13 @@
 #include <unistd.h>
 
 #include "codec/codec.h"
+#include "codec/convert.h"
 #include "codec/io.h"
 #include "codec/log.h"
+#include "codec/mlp.h"
+#include "codec/nwcmodel.h"
+#include "codec/nwctensor.h"
+#include "codec/prior.h"
 #include "codec/writer.h"
 #include "fs/engine.h"
 #include "tests/t.h"
@@ -25,7 +30,10 @@
 #define MAXREAD (256u << 10)
 
 /* Inodes of the test image (root children sorted, then d's). */
-enum { INO_ROOT, INO_D, INO_EMPTY, INO_F0, INO_TINY, INO_F1, N_INO };
+enum {
+	INO_ROOT, INO_D, INO_EMPTY, INO_F0, INO_LOSSY, INO_TINY, INO_F1,
+	N_INO
+};
 
 struct xext {
 	uint32_t ino;
@@ -44,7 +52,30 @@ static const struct xext xexts[] = {
 };
 #define NXE NWC_ARRAY_SIZE(xexts)
 
-static const uint32_t files[] = { INO_EMPTY, INO_F0, INO_TINY, INO_F1 };
+/*
+ * "lossy": a raw header, two NWC tensors and a raw tail.  Its extents follow
+ * those of xexts[] in the table: header, the tensors, tail.
+ */
+#define LHDR 40u
+#define LTAIL 24u
+
+struct ltensor {
+	unsigned dtype;
+	uint32_t m, n, band_rows;
+};
+
+static const struct ltensor ltens[] = {
+	{ NWC_DTYPE_F32, 100, 40, 16 },	/* 7 bands: 2560 bytes, last 640 */
+	{ NWC_DTYPE_BF16, 50, 24, 32 },	/* 2 bands: 1536 and 864 bytes */
+};
+#define NLT NWC_ARRAY_SIZE(ltens)
+#define LEXT(k) (NXE + 1 + (k))	/* extent of ltens[k] */
+
+static uint64_t ldata_off[NLT];
+
+static const uint32_t files[] = {
+	INO_EMPTY, INO_F0, INO_TINY, INO_F1, INO_LOSSY,
+};
 
 static uint64_t xsize[N_INO];
 static uint8_t *xdata[N_INO];
@@ -55,7 +86,7 @@ struct range {
 	uint32_t ino;
 	uint64_t off, len;
 };
-static struct range bad[2];
+static struct range bad[3];
 static unsigned n_bad;
 
 static char tdir[256], good_path[512], bad_path[512];
@@ -78,6 +109,13 @@ static void setup_expected(void)
 		xfile_off[k] = xsize[xexts[k].ino];
 		xsize[xexts[k].ino] += xexts[k].len;
 	}
+	xsize[INO_LOSSY] = LHDR;
+	for (uint32_t k = 0; k < NLT; k++) {
+		ldata_off[k] = xsize[INO_LOSSY];
+		xsize[INO_LOSSY] += (uint64_t)ltens[k].m * ltens[k].n *
+				    nwc_dtype_size(ltens[k].dtype);
+	}
+	xsize[INO_LOSSY] += LTAIL;
 	for (uint32_t i = 0; i < N_INO; i++) {
 		xdata[i] = t_xmalloc(xsize[i]);
 		gen_bytes(xdata[i], xsize[i], 77 + i);
@@ -111,6 +149,104 @@ static int write_extent(struct nwc_writer *w, struct nwc_cctx *cc,
 	return ret;
 }
 
+/* A small untrained codec model, finalized. */
+static struct nwc_model *small_model(uint64_t seed)
+{
+	struct nwc_model *m;
+
+	if (nwc_model_create(8, 1, NWC_NET_Q, &m))
+		return NULL;
+	nwc_net_init(m->enc, 8, 1, seed);
+	nwc_net_init(m->dec, 8, 1, seed + 1);
+	nwc_emb_init(m->emb, NWC_NET_Q, 8);
+	nwc_prior_init(m->prior, m->quantiles, m->c, seed + 2);
+	if (nwc_model_finalize(m)) {
+		nwc_model_free(m);
+		return NULL;
+	}
+	return m;
+}
+
+/*
+ * Code lossy tensor @k and add it (tensor, side record, extent) to file
+ * @id; what the decoder gives becomes the expected bytes.
+ */
+static int write_ltensor(struct nwc_writer *w, const struct nwc_model *model,
+			 uint32_t id, uint32_t k)
+{
+	const struct ltensor *x = &ltens[k];
+	size_t mn = (size_t)x->m * x->n;
+	uint64_t shape[2] = { x->m, x->n }, seed = 900 + k;
+	struct nwc_wtensor t = {
+		.name = k ? "b" : "a", .name_len = 1, .dtype = x->dtype,
+		.ndim = 2, .shape = shape, .data_off = ldata_off[k],
+		.data_len = mn * nwc_dtype_size(x->dtype),
+	};
+	float *wt = t_xmalloc(mn * sizeof(*wt));
+	uint8_t *level = t_xmalloc(x->n);
+	struct nwc_tenc_opts o;
+	struct nwc_tenc *enc;
+	uint32_t ti, ext;
+	int ret;
+
+	for (size_t i = 0; i < mn; i++)
+		wt[i] = (float)((int)(t_rand(&seed) % 2001) - 1000) / 500.0f;
+	for (uint32_t j = 0; j < x->n; j++)
+		level[j] = (uint8_t)(j % NWC_NET_Q);
+	nwc_tenc_opts_init(&o);
+	o.band_rows = x->band_rows;
+	o.dtype = x->dtype;
+	ret = nwc_tenc_encode(model, 0, wt, x->m, x->n, level, &o, &enc);
+	free(level);
+	free(wt);
+	if (ret)
+		return ret;
+	ret = nwc_from_f32(x->dtype, enc->what, mn,
+			   xdata[INO_LOSSY] + ldata_off[k]);
+	if (!ret)
+		ret = nwc_writer_add_tensor(w, id, &t, &ti);
+	if (!ret)
+		ret = nwc_writer_set_tensor_side(w, ti, enc->side,
+						 enc->side_len);
+	if (!ret)
+		ret = nwc_writer_add_nwc_extent(w, id, ti, enc->nbands,
+						enc->band, enc->band_len, &ext);
+	if (!ret && ext != LEXT(k))
+		ret = -EINVAL;
+	nwc_tenc_free(enc);
+	return ret;
+}
+
+/* The lossy file, after every other extent. */
+static int write_lossy(struct nwc_writer *w, struct nwc_cctx *cc, uint32_t id)
+{
+	static const struct xext hdr = { INO_LOSSY, LHDR, 4096,
+					 NWC_CODEC_RAW, 0 };
+	static const struct xext tail = { INO_LOSSY, LTAIL, 4096,
+					  NWC_CODEC_RAW, 0 };
+	struct nwc_model *model = small_model(5);
+	uint8_t *blob = NULL;
+	uint32_t mi;
+	size_t len;
+	int ret;
+
+	if (!model)
+		return -ENOMEM;
+	ret = nwc_model_to_buf(model, &blob, &len);
+	if (!ret)
+		ret = nwc_writer_add_model(w, blob, len, &mi);
+	if (!ret)
+		ret = write_extent(w, cc, id, &hdr, xdata[INO_LOSSY]);
+	for (uint32_t k = 0; !ret && k < NLT; k++)
+		ret = write_ltensor(w, model, id, k);
+	if (!ret)
+		ret = write_extent(w, cc, id, &tail,
+				   xdata[INO_LOSSY] + xsize[INO_LOSSY] - LTAIL);
+	free(blob);
+	nwc_model_free(model);
+	return ret;
+}
+
 static int build_image(const char *path)
 {
 	struct nwc_writer *w;
@@ -139,9 +275,14 @@ static int build_image(const char *path)
 	if (!ret)
 		ret = nwc_writer_add_node(w, 0, "empty", 5, S_IFREG | 0644, 0,
 					  0, &id[INO_EMPTY]);
+	if (!ret)
+		ret = nwc_writer_add_node(w, 0, "lossy", 5, S_IFREG | 0644, 0,
+					  0, &id[INO_LOSSY]);
 	for (uint32_t k = 0; !ret && k < NXE; k++)
 		ret = write_extent(w, cc, id[xexts[k].ino], &xexts[k],
 				   xdata[xexts[k].ino] + xfile_off[k]);
+	if (!ret)
+		ret = write_lossy(w, cc, id[INO_LOSSY]);
 	if (ret)
 		nwc_writer_abort(w);
 	else
@@ -151,11 +292,12 @@ out_cctx:
 	return ret;
 }
 
-/* A copy of the image with one byte flipped in two block payloads. */
+/* A copy of the image with one byte flipped in three block payloads. */
 static int build_damaged(const struct nwc_engine *eng)
 {
 	const struct nwc_image *img = nwc_engine_image(eng);
-	static const uint32_t which[][2] = { { 0, 5 }, { 3, 3 } };
+	static const uint32_t which[][2] = { { 0, 5 }, { 3, 3 },
+					     { LEXT(0), 3 } };
 	int in, out, ret = 0;
 	struct stat st;
 	uint8_t *p;
@@ -173,7 +315,7 @@ static int build_damaged(const struct nwc_engine *eng)
 			nwc_image_block(img, e->first_block + j);
 
 		p[b->off + b->stored_len / 3] ^= 0x20;
-		bad[i].ino = xexts[ext].ino;
+		bad[i].ino = ext < NXE ? xexts[ext].ino : INO_LOSSY;
 		bad[i].off = e->file_off + (uint64_t)j * e->block_len;
 		bad[i].len = nwc_extent_block_len(e, j);
 	}
@@ -538,6 +680,107 @@ static void test_stats(void)
 	free(buf);
 }
 
+/* Every band edge of the lossy tensors, from both sides and across. */
+static void test_nwc_bands(void)
+{
+	struct nwc_engine *eng = open_engine(good_path, BUDGET, 2, true);
+	const struct nwc_image *img = nwc_engine_image(eng);
+	uint8_t *buf = t_xmalloc(MAXREAD);
+	struct nwc_engine_stats s;
+	int bad_reads = 0, edges = 0;
+
+	for (uint32_t k = 0; k < NLT; k++) {
+		const struct nwc_extent *e = nwc_image_extent(img, LEXT(k));
+		uint32_t bl = ltens[k].band_rows * ltens[k].n *
+			      nwc_dtype_size(ltens[k].dtype);
+
+		T_EQ(e->codec, NWC_CODEC_NWC);
+		T_EQ(e->file_off, ldata_off[k]);
+		T_EQ(e->block_len, bl);
+		T_EQ(e->nblocks, (ltens[k].m + ltens[k].band_rows - 1) /
+					 ltens[k].band_rows);
+		for (uint32_t j = 0; j <= e->nblocks; j++) {
+			uint64_t b = e->file_off +
+				     NWC_MIN((uint64_t)j * bl, e->len);
+
+			bad_reads += !!check_read(eng, INO_LOSSY, b, 1, NULL,
+						  buf);
+			bad_reads += !!check_read(eng, INO_LOSSY, b - 1, 1,
+						  NULL, buf);
+			bad_reads += !!check_read(eng, INO_LOSSY, b - 1, 2,
+						  NULL, buf);
+			bad_reads += !!check_read(eng, INO_LOSSY, b - 7, 14,
+						  NULL, buf);
+			/* Three bands (or into the next extent) at once. */
+			bad_reads += !!check_read(eng, INO_LOSSY, b - bl / 2,
+						  2 * bl, NULL, buf);
+			edges++;
+		}
+		/* The whole tensor in one read, and one element. */
+		bad_reads += !!check_read(eng, INO_LOSSY, e->file_off, e->len,
+					  NULL, buf);
+		bad_reads += !!check_read(eng, INO_LOSSY,
+					  e->file_off + e->len - 4, 4, NULL,
+					  buf);
+	}
+	T_EQ(edges, 8 + 3);
+	/* The whole file, from before the first band past the last. */
+	bad_reads += !!check_read(eng, INO_LOSSY, 0, xsize[INO_LOSSY] + 100,
+				  NULL, buf);
+	T_EQ(bad_reads, 0);
+	nwc_engine_get_stats(eng, &s);
+	T_EQ(s.fill_errors, 0);
+	nwc_engine_close(eng);
+	free(buf);
+}
+
+/* A band is one cache entry; a sequential reader prefetches bands. */
+static void test_nwc_prefetch(void)
+{
+	struct nwc_engine *eng = open_engine(good_path, 1u << 20, 2, false);
+	uint32_t bl = ltens[0].band_rows * ltens[0].n * 4;
+	uint8_t *buf = t_xmalloc(MAXREAD);
+	struct nwc_engine_stats s0, s1;
+	struct nwc_stream st;
+
+	/* Without workers: one read inside band 2 fills exactly that band. */
+	T_EQ(check_read(eng, INO_LOSSY, ldata_off[0] + 2 * bl + 100, 10, NULL,
+			buf), 0);
+	nwc_engine_get_stats(eng, &s0);
+	T_EQ(s0.misses, 1);
+	T_EQ(s0.cache_entries, 1);
+	T_EQ(s0.cache_bytes, bl);
+	/* The last band is short: 4 of 16 rows. */
+	T_EQ(check_read(eng, INO_LOSSY, ldata_off[0] + 6 * bl, 1, NULL, buf),
+	     0);
+	nwc_engine_get_stats(eng, &s1);
+	T_EQ(s1.cache_bytes - s0.cache_bytes, 4 * ltens[0].n * 4);
+	nwc_engine_close(eng);
+
+	/* With workers: a sequential run queues the following bands. */
+	eng = open_engine(good_path, 1u << 20, 2, true);
+	nwc_stream_init(&st);
+	T_EQ(check_read(eng, INO_LOSSY, ldata_off[0], 1000, &st, buf), 0);
+	T_EQ(check_read(eng, INO_LOSSY, ldata_off[0] + 1000, 1000, &st, buf),
+	     0);
+	T_CHECK(wait_entries(eng, 1 + 4));
+	nwc_engine_get_stats(eng, &s0);
+	T_EQ(s0.prefetched, 4);
+	T_EQ(check_read(eng, INO_LOSSY, ldata_off[0] + bl, 4 * bl, NULL, buf),
+	     0);
+	nwc_engine_get_stats(eng, &s1);
+	T_EQ(s1.misses, s0.misses);
+	T_EQ(s1.hits - s0.hits, 4);
+	/* Sequentially through both tensors into the tail. */
+	nwc_stream_init(&st);
+	for (uint64_t off = 0; off < xsize[INO_LOSSY]; off += 777)
+		T_EQ(check_read(eng, INO_LOSSY, off, 777, &st, buf), 0);
+	nwc_engine_get_stats(eng, &s1);
+	T_EQ(s1.fill_errors, 0);
+	nwc_engine_close(eng);
+	free(buf);
+}
+
 static void test_damage(void)
 {
 	struct nwc_engine *eng = open_engine(bad_path, BUDGET, 2, true);
@@ -690,7 +933,9 @@ int main(void)
 	T_RUN(test_threads);
 	T_RUN(test_prefetch);
 	T_RUN(test_stats);
-	n_bad = 2;
+	T_RUN(test_nwc_bands);
+	T_RUN(test_nwc_prefetch);
+	n_bad = NWC_ARRAY_SIZE(bad);
 	/* Each damaged block logs one line per engine; that is expected. */
 	T_RUN(test_damage);
 	T_RUN(test_fork);

@@ -1,7 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * tests/test_image.c - image writer and reader: round trip, writer misuse,
- * and clean rejection of damage to the superblock, tables and blocks.
+ * and clean rejection of damage to the superblock, tables and blocks; the
+ * same for lossy (NWC) tensors, their side records and codec models.
+ *
+ * "test_image --write-corpus DIR" writes NWC seed images for the image
+ * fuzz target instead (tests/corpus/make-image-corpus.sh).
  */
 #include "codec/nwc.h"
 
@@ -12,10 +16,15 @@
 #include <unistd.h>
 
 #include "codec/codec.h"
+#include "codec/convert.h"
 #include "codec/hash.h"
 #include "codec/image.h"
 #include "codec/io.h"
 #include "codec/log.h"
+#include "codec/mlp.h"
+#include "codec/nwcmodel.h"
+#include "codec/nwctensor.h"
+#include "codec/prior.h"
 #include "codec/writer.h"
 #include "tests/t.h"
 
@@ -1169,8 +1178,8 @@ static void test_damage_superblock(void)
 	CASE(EFEATURE, put64(m->p, NWC_SB_INCOMPAT, 1ull << 1));
 	CASE(EFEATURE, put64(m->p, NWC_SB_INCOMPAT, 1ull << 63));
 	CASE(EFEATURE, put64(m->p, NWC_SB_INCOMPAT, NWC_INCOMPAT_NWC | 4));
-	/* Known incompat bits and any compat bit are fine. */
-	CASE(0, put64(m->p, NWC_SB_INCOMPAT, NWC_INCOMPAT_NWC));
+	/* The NWC bit needs a MODELS section; any compat bit is fine. */
+	CASE(ECORRUPT, put64(m->p, NWC_SB_INCOMPAT, NWC_INCOMPAT_NWC));
 	CASE(0, put64(m->p, NWC_SB_COMPAT, 1ull << 5));
 	CASE(0, put32(m->p, NWC_SB_BLOCK_LOG2, 99));
 	CASE(0, put64(m->p, NWC_SB_CREATED_BY, 0xdeadbeef));
@@ -1226,10 +1235,11 @@ static void test_damage_sections(void)
 	uint64_t data_end = NWC_DATA_ALIGN + get64(ref_bytes, NWC_SB_DATA_LEN);
 	static const uint8_t blob[40] = { 1, 2, 3 };
 
-	/* Optional and reserved-but-known types are skipped. */
+	/* Optional types are skipped; MODELS needs the NWC bit. */
 	CASE(0, m_add_section(m, NWC_SECT_OPTIONAL, 1, blob, sizeof(blob)));
 	CASE(0, m_add_section(m, UINT32_MAX, 7, blob, 3));
-	CASE(0, m_add_section(m, NWC_SECT_MODELS, 1, blob, sizeof(blob)));
+	CASE(ECORRUPT, m_add_section(m, NWC_SECT_MODELS, 1, blob,
+				     sizeof(blob)));
 	CASE(0, m_add_section(m, NWC_SECT_OPTIONAL + 1, 1, blob, 0));
 	CASE(EFEATURE, m_add_section(m, NWC_SECT_MODELS + 1, 1, blob, 8));
 	CASE(EFEATURE, m_add_section(m, NWC_SECT_OPTIONAL - 1, 1, blob, 8));
@@ -1513,9 +1523,11 @@ static void test_damage_extents(void)
 	CASE(ECORRUPT, put32(ext_rec(m, 2), 32, 8));
 	/* Codecs. */
 	CASE(EFEATURE, put16(ext_rec(m, 0), 28, 2));
-	CASE(EFEATURE, put16(ext_rec(m, 0), 28, NWC_CODEC_NWC));
+	CASE(ECORRUPT, put16(ext_rec(m, 0), 28, NWC_CODEC_NWC));
 	CASE(EFEATURE, put16(ext_rec(m, 11), 28, UINT16_MAX));
-	CASE(EFEATURE, put16(ext_rec(m, 6), 28, NWC_CODEC_NWC));
+	CASE(ECORRUPT, put16(ext_rec(m, 6), 28, NWC_CODEC_NWC));
+	CASE(ECORRUPT, put16(ext_rec(m, 6), 28, NWC_CODEC_NWC);
+	     put16(ten_rec(m, 0), 36, NWC_CODEC_NWC));
 	CASE(ECORRUPT, put32(ext_rec(m, 0), 32, 1));
 	CASE(ECORRUPT, put32(ext_rec(m, 1), 32, 0));
 	CASE(ECORRUPT, put32(ext_rec(m, 1), 32, 3));
@@ -1785,9 +1797,970 @@ static void test_damage_shrink_after_open(void)
 	unlink(path);
 }
 
-int main(void)
+
+/* ---- lossy (NWC) tensors ---- */
+
+/*
+ * The NWC image: "model.safetensors" holds a 64-byte raw header, then w.a,
+ * bias (F32, zstd), w.b and w.c; the w.* are NWC tensors coded with two
+ * embedded models.  Final tables: tensors w.a 0, bias 1, w.b 2, w.c 3;
+ * extents: header 0, then one per tensor in data order (1 to 4); blocks:
+ * header 0, w.a 1-3, bias 4, w.b 5, w.c 6-8.
+ */
+#define NHDR 64u
+#define NBIAS 24u		/* F32 elements */
+#define NM 2u			/* models */
+#define NNB 9u			/* blocks */
+#define NWC_T NWC_CODEC_NWC
+
+struct ntensor {
+	const char *name;
+	unsigned dtype;
+	uint32_t m, n;
+	uint32_t band_rows;	/* asked for (0: one band) */
+	uint32_t rows;		/* band rows in the side record */
+	enum nwc_quant quant;
+	bool scale_f16;
+	uint16_t model;
+	uint32_t index;		/* final tensor index */
+	uint32_t ext;		/* final extent index */
+	uint32_t nbands;
+};
+
+static const struct ntensor ntens[] = {
+	{ "w.a", NWC_DTYPE_BF16, 40, 24, 16, 16, NWC_QUANT_TCQ, true, 0, 0, 1,
+	  3 },
+	{ "w.b", NWC_DTYPE_F32, 20, 8, 0, 32, NWC_QUANT_ROUND, false, 1, 2, 3,
+	  1 },
+	{ "w.c", NWC_DTYPE_F16, 33, 5, 16, 16, NWC_QUANT_TCQ, true, 0, 3, 4,
+	  3 },
+};
+#define NNT NWC_ARRAY_SIZE(ntens)
+
+static struct nwc_model *nmodel[NM];
+static uint8_t *nblob[NM];		/* the models' .nwcm bytes */
+static size_t nblob_len[NM];
+static struct nwc_tenc *nenc[NNT];
+static uint64_t ndata_off[NNT];		/* tensor data in the file */
+static uint64_t nbias_off;
+static uint8_t *nfile;			/* the served file, as decoded */
+static uint64_t nfile_len;
+static uint8_t *nwc_bytes;		/* the NWC reference image */
+static size_t nwc_len;
+
+/* A small untrained model, finalized (as in test_nwcmodel.c). */
+static struct nwc_model *small_model(unsigned nq, uint64_t seed)
+{
+	struct nwc_model *m;
+
+	if (nwc_model_create(8, 1, nq, &m))
+		return NULL;
+	m->lambda = 100;
+	nwc_net_init(m->enc, 8, 1, seed);
+	nwc_net_init(m->dec, 8, 1, seed + 1);
+	nwc_emb_init(m->emb, nq, 8);
+	for (unsigned i = 0; i < nq * 8; i++)
+		m->emb[i] = 1.0f + 0.05f * (float)(i % 7);
+	nwc_prior_init(m->prior, m->quantiles, m->c, seed + 2);
+	if (nwc_model_finalize(m)) {
+		nwc_model_free(m);
+		return NULL;
+	}
+	return m;
+}
+
+/* Code tensor @k of ntens[] with @model (index @mi in the image). */
+static int encode_ntensor(uint32_t k, const struct nwc_model *model,
+			  uint16_t mi, struct nwc_tenc **out)
+{
+	const struct ntensor *x = &ntens[k];
+	size_t mn = (size_t)x->m * x->n;
+	float *w = t_xmalloc(mn * sizeof(*w));
+	uint8_t *level = t_xmalloc(x->n);
+	struct nwc_tenc_opts o;
+	uint64_t s = 5000 + k;
+	int ret;
+
+	for (size_t i = 0; i < mn; i++)
+		w[i] = (float)((int)(t_rand(&s) % 2001) - 1000) / 1000.0f *
+		       (float)(1 + (i / x->n) % 3);
+	for (uint32_t j = 0; j < x->n; j++)
+		level[j] = (uint8_t)(j % model->nq);
+	nwc_tenc_opts_init(&o);
+	o.quant = x->quant;
+	o.scale_f16 = x->scale_f16;
+	o.band_rows = x->band_rows;
+	o.dtype = x->dtype;
+	ret = nwc_tenc_encode(model, mi, w, x->m, x->n, level, &o, out);
+	free(level);
+	free(w);
+	return ret;
+}
+
+/* Models, coded tensors and the expected file. */
+static int setup_nwc(void)
+{
+	uint64_t pos = NHDR;
+	int ret;
+
+	for (uint32_t i = 0; i < NM; i++) {
+		nmodel[i] = small_model(NWC_NET_Q, 100 + 10 * i);
+		if (!nmodel[i])
+			return -ENOMEM;
+		ret = nwc_model_to_buf(nmodel[i], &nblob[i], &nblob_len[i]);
+		if (ret)
+			return ret;
+	}
+	for (uint32_t k = 0; k < NNT; k++) {
+		ndata_off[k] = pos;
+		pos += (uint64_t)ntens[k].m * ntens[k].n *
+		       nwc_dtype_size(ntens[k].dtype);
+		if (k == 0) {
+			nbias_off = pos;
+			pos += NBIAS * 4;
+		}
+	}
+	nfile_len = pos;
+	nfile = t_xmalloc(nfile_len);
+	gen_bytes(nfile, nfile_len, 31);
+	for (uint32_t k = 0; k < NNT; k++) {
+		ret = encode_ntensor(k, nmodel[ntens[k].model],
+				     ntens[k].model, &nenc[k]);
+		if (ret)
+			return ret;
+		ret = nwc_from_f32(ntens[k].dtype, nenc[k]->what,
+				   (size_t)ntens[k].m * ntens[k].n,
+				   nfile + ndata_off[k]);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+static void free_nwc(void)
+{
+	for (uint32_t i = 0; i < NM; i++) {
+		nwc_model_free(nmodel[i]);
+		free(nblob[i]);
+	}
+	for (uint32_t k = 0; k < NNT; k++)
+		nwc_tenc_free(nenc[k]);
+	free(nfile);
+	free(nwc_bytes);
+}
+
+static int add_ntensor(struct nwc_writer *w, uint32_t id, uint32_t k,
+		       uint32_t *idx)
+{
+	const struct ntensor *x = &ntens[k];
+	uint64_t shape[2] = { x->m, x->n };
+	struct nwc_wtensor t = {
+		.name = x->name,
+		.name_len = strlen(x->name),
+		.dtype = x->dtype,
+		.ndim = 2,
+		.shape = shape,
+		.data_off = ndata_off[k],
+		.data_len = (uint64_t)x->m * x->n * nwc_dtype_size(x->dtype),
+	};
+	int ret;
+
+	ret = nwc_writer_add_tensor(w, id, &t, idx);
+	if (!ret)
+		ret = nwc_writer_set_tensor_side(w, *idx, nenc[k]->side,
+						 nenc[k]->side_len);
+	return ret;
+}
+
+/* Write the NWC reference image to @path. */
+static int build_nwc(const char *path, bool force)
+{
+	static const uint64_t bshape[1] = { NBIAS };
+	struct nwc_wtensor bias = {
+		.name = "bias", .name_len = 4, .dtype = NWC_DTYPE_F32,
+		.ndim = 1, .shape = bshape, .data_off = 0,
+		.data_len = NBIAS * 4,
+	};
+	uint32_t id, idx, ti[NNT], tb, ext;
+	struct nwc_writer *w;
+	struct nwc_cctx *cc;
+	int ret;
+
+	bias.data_off = nbias_off;
+	ret = nwc_cctx_create(3, &cc);
+	if (ret)
+		return ret;
+	ret = nwc_writer_create(path, 12, force, &w);
+	if (ret)
+		goto out_cctx;
+	ret = nwc_writer_add_node(w, 0, "model.safetensors", 17,
+				  S_IFREG | 0644, MTIME0, 0, &id);
+	if (!ret)
+		ret = nwc_writer_set_flags(w, id, NWC_INODE_F_SAFETENSORS);
+	for (uint32_t i = 0; !ret && i < NM; i++) {
+		ret = nwc_writer_add_model(w, nblob[i], nblob_len[i], &idx);
+		if (!ret && idx != i)
+			ret = -EINVAL;
+	}
+	/* The lossy tensors first: the table is sorted by data offset. */
+	for (uint32_t k = NNT; !ret && k-- > 0;)
+		ret = add_ntensor(w, id, k, &ti[k]);
+	if (!ret)
+		ret = nwc_writer_add_tensor(w, id, &bias, &tb);
+	if (!ret)
+		ret = write_extent(w, cc, id,
+				   &(struct nwc_wextent){ NHDR, 4096, RAW, 0,
+							  NT },
+				   nfile);
+	for (uint32_t k = 0; !ret && k < NNT; k++) {
+		ret = nwc_writer_add_nwc_extent(w, id, ti[k], nenc[k]->nbands,
+						nenc[k]->band,
+						nenc[k]->band_len, &ext);
+		if (!ret && k == 0)
+			ret = write_extent(w, cc, id,
+					   &(struct nwc_wextent){ NBIAS * 4,
+								  4096, ZSTD,
+								  ZF(4), tb },
+					   nfile + nbias_off);
+	}
+	if (ret)
+		nwc_writer_abort(w);
+	else
+		ret = nwc_writer_finish(w);
+out_cctx:
+	nwc_cctx_free(cc);
+	return ret;
+}
+
+static struct nwc_image *n_open_img(const struct mimg *m)
+{
+	struct nwc_image *img = NULL;
+	int fd = memfd_create("nwc-test", MFD_CLOEXEC);
+
+	if (fd < 0 || nwc_pwrite_full(fd, m->p, m->len, 0))
+		exit(99);
+	T_EQ(nwc_image_open_fd(fd, "nwc", &img), 0);
+	if (!img)
+		exit(1);
+	return img;
+}
+
+static uint32_t n_esize(uint32_t k)
+{
+	return nwc_dtype_size(ntens[k].dtype);
+}
+
+static void test_nwc_roundtrip(void)
+{
+	struct mimg nm = { nwc_bytes, nwc_len };
+	struct nwc_image *img = n_open_img(&nm);
+	struct nwc_dctx *dctx, *dctx2;
+	struct nwc_image_info info;
+	const struct nwc_tensor *t;
+
+	nwc_image_get_info(img, &info);
+	T_EQ(info.incompat, NWC_INCOMPAT_NWC);
+	T_EQ(info.n_models, NM);
+	T_EQ(info.n_tensors, NNT + 1);
+	T_EQ(info.n_extents, NNT + 2);
+	T_EQ(info.n_blocks, NNB);
+	T_EQ(info.total_size, nfile_len);
+	for (uint32_t i = 0; i < NM; i++) {
+		const struct nwc_image_model *im = nwc_image_model(img, i);
+
+		T_EQ(im->len, nblob_len[i]);
+		T_CHECK(im->off + im->len <= nwc_len &&
+			!memcmp(nwc_bytes + im->off, nblob[i], im->len));
+		T_EQ(im->xxh, nwc_get_le64(nblob[i] + nblob_len[i] - 8));
+		T_EQ(im->model->nparams, nmodel[i]->nparams);
+		T_MEMEQ(im->model->params, nmodel[i]->params,
+			nmodel[i]->nparams * sizeof(float));
+	}
+	/* Models 8-byte aligned in a section that follows the tables. */
+	T_EQ(nwc_image_model(img, 0)->off % 8, 0);
+	T_EQ(nwc_image_model(img, 1)->off,
+	     (nwc_image_model(img, 0)->off + nblob_len[0] + 7) & ~7ull);
+
+	T_EQ(nwc_dctx_create(&dctx), 0);
+	T_EQ(nwc_dctx_create(&dctx2), 0);
+	for (uint32_t k = 0; k < NNT; k++) {
+		const struct ntensor *x = &ntens[k];
+		const struct nwc_extent *e;
+
+		t = nwc_image_tensor(img, x->index);
+		T_CHECK(t->name_len == strlen(x->name) &&
+			!memcmp(t->name, x->name, t->name_len));
+		T_EQ(t->codec, NWC_T);
+		T_EQ(t->data_off, ndata_off[k]);
+		T_EQ(t->side_len, nenc[k]->side_len);
+		T_CHECK(t->side_off >= NWC_DATA_ALIGN &&
+			t->side_off + t->side_len <= nwc_len &&
+			!memcmp(nwc_bytes + t->side_off, nenc[k]->side,
+				t->side_len));
+		T_CHECK(t->side != NULL);
+		if (!t->side)
+			continue;
+		T_EQ(t->side->m, x->m);
+		T_EQ(t->side->n, x->n);
+		T_EQ(t->side->band_rows, x->rows);
+		T_EQ(t->side->model, x->model);
+		T_EQ(t->side->quant, x->quant);
+		T_EQ(t->extent, x->ext);
+		e = nwc_image_extent(img, t->extent);
+		T_EQ(e->codec, NWC_T);
+		T_EQ(e->codec_arg, 0);
+		T_EQ(e->tensor, x->index);
+		T_EQ(e->file_off, ndata_off[k]);
+		T_EQ(e->block_len, x->rows * x->n * n_esize(k));
+		T_EQ(e->nblocks, x->nbands);
+		T_EQ(nenc[k]->nbands, x->nbands);
+		/* Bands in reverse order, on a second context: independent. */
+		for (uint32_t jj = e->nblocks; jj-- > 0;) {
+			uint32_t j = k == 1 ? e->nblocks - 1 - jj : jj;
+			const struct nwc_block *b =
+				nwc_image_block(img, e->first_block + j);
+			uint32_t rows = NWC_MIN(x->rows, x->m - j * x->rows);
+			size_t n = nwc_extent_block_len(e, j);
+			uint8_t *buf = t_xmalloc(n + 1);
+
+			T_EQ(n, (size_t)rows * x->n * n_esize(k));
+			T_EQ(b->raw_len, n);
+			T_EQ(b->stored_len, nenc[k]->band_len[j]);
+			T_MEMEQ(nwc_bytes + b->off, nenc[k]->band[j],
+				b->stored_len);
+			memset(buf, 0xa5, n);
+			T_EQ(nwc_image_load_block(img, k % 2 ? dctx : dctx2,
+						  x->ext, j, buf, n), 0);
+			T_MEMEQ(buf, nfile + e->file_off +
+					     (uint64_t)j * e->block_len, n);
+			T_EQ(nwc_image_check_block(img, dctx,
+						   e->first_block + j), 0);
+			T_EQ(nwc_image_load_block(img, dctx, x->ext, j, buf,
+						  n + 1), -EINVAL);
+			T_EQ(nwc_image_load_block(img, dctx, x->ext, j, buf,
+						  n - 1), -EINVAL);
+			free(buf);
+		}
+		T_EQ(nwc_image_load_block(img, dctx, x->ext, e->nblocks, NULL,
+					  1), -EINVAL);
+		T_EQ(nwc_image_extent_stored(img, x->ext),
+		     nenc[k]->coded_bytes - nenc[k]->side_len);
+	}
+	/* The lossless tensor has no side data. */
+	t = nwc_image_tensor(img, 1);
+	T_EQ(t->codec, ZSTD);
+	T_CHECK(!t->side);
+	T_EQ(t->side_len, 0);
+	T_EQ(t->side_off, 0);
+	/* The whole file, block by block. */
+	for (uint32_t x = 0; x < info.n_extents; x++) {
+		const struct nwc_extent *e = nwc_image_extent(img, x);
+
+		for (uint32_t j = 0; j < e->nblocks; j++) {
+			size_t n = nwc_extent_block_len(e, j);
+			uint8_t *buf = t_xmalloc(n);
+
+			T_EQ(nwc_image_load_block(img, dctx, x, j, buf, n), 0);
+			T_MEMEQ(buf, nfile + e->file_off +
+					     (uint64_t)j * e->block_len, n);
+			free(buf);
+		}
+	}
+	nwc_dctx_free(dctx2);
+	nwc_dctx_free(dctx);
+	nwc_image_close(img);
+}
+
+/* A writer with file "f" and NWC tensor w.a (ntens[0]) at offset 0. */
+static struct nwc_writer *n_writer(const char *path, uint32_t *f,
+				   uint32_t *t, unsigned dtype, uint64_t m)
+{
+	uint64_t shape[2] = { m, ntens[0].n };
+	struct nwc_wtensor wt = {
+		.name = "w", .name_len = 1, .dtype = dtype, .ndim = 2,
+		.shape = shape, .data_off = 0,
+		.data_len = m * ntens[0].n * nwc_dtype_size(dtype),
+	};
+	struct nwc_writer *w = NULL;
+
+	T_EQ(nwc_writer_create(path, 12, true, &w), 0);
+	if (!w)
+		exit(1);
+	T_EQ(nwc_writer_add_node(w, 0, "f", 1, S_IFREG | 0644, 0, 0, f), 0);
+	T_EQ(nwc_writer_add_tensor(w, *f, &wt, t), 0);
+	return w;
+}
+
+#define WA_LEN (40u * 24 * 2)	/* bytes of w.a */
+
+static void test_nwc_writer(void)
+{
+	const struct nwc_tenc *a = nenc[0];
+	uint32_t band_len = 16 * ntens[0].n * 2;
+	struct nwc_model *q2 = small_model(2, 77);
+	uint8_t *q2blob = NULL, junk[64] = { 0 };
+	struct nwc_writer *w;
+	uint32_t f, t, x, idx;
+	char path[512];
+	size_t q2len = 0, len;
+	uint8_t *p;
+
+	tpath(path, sizeof(path), "nwcw.nwc");
+	T_CHECK(q2 && !nwc_model_to_buf(q2, &q2blob, &q2len));
+
+	w = n_writer(path, &f, &t, NWC_DTYPE_BF16, ntens[0].m);
+	/* Models must parse. */
+	t_quiet(true);
+	T_CHECK(nwc_writer_add_model(w, junk, sizeof(junk), &idx) < 0);
+	T_CHECK(nwc_writer_add_model(w, nblob[0], nblob_len[0] - 1, &idx) < 0);
+	t_quiet(false);
+	/* No side data yet. */
+	T_EQ(nwc_writer_add_nwc_extent(w, f, t, a->nbands, a->band,
+				       a->band_len, &x), -EINVAL);
+	T_EQ_QUIET(nwc_writer_add_extent(w, f,
+					 &(struct nwc_wextent){ WA_LEN,
+								band_len,
+								NWC_T, 0, t },
+					 &x), -EINVAL);
+	/* Side records must parse, once per tensor. */
+	T_EQ_QUIET(nwc_writer_set_tensor_side(w, t, junk, sizeof(junk)),
+		   -EINVAL);
+	T_EQ(nwc_writer_set_tensor_side(w, t, a->side, 0), -EINVAL);
+	T_EQ(nwc_writer_set_tensor_side(w, t + 1, a->side, a->side_len),
+	     -EINVAL);
+	T_EQ(nwc_writer_set_tensor_side(w, t, a->side, a->side_len), 0);
+	T_EQ(nwc_writer_set_tensor_side(w, t, a->side, a->side_len), -EINVAL);
+	/* Bands and geometry must be those of the side record. */
+	T_EQ(nwc_writer_add_nwc_extent(w, f, t, a->nbands - 1, a->band,
+				       a->band_len, &x), -EINVAL);
+	T_EQ_QUIET(nwc_writer_add_extent(w, f,
+					 &(struct nwc_wextent){ WA_LEN,
+								band_len * 2,
+								NWC_T, 0, t },
+					 &x), -EINVAL);
+	T_EQ_QUIET(nwc_writer_add_extent(w, f,
+					 &(struct nwc_wextent){ WA_LEN,
+								band_len,
+								NWC_T, 1, t },
+					 &x), -EINVAL);
+	T_EQ(nwc_writer_add_extent(w, f,
+				   &(struct nwc_wextent){ WA_LEN,
+							  band_len, NWC_T, 0,
+							  NT },
+				   &x), -EINVAL);
+	/* The long way round works too; raw lengths follow the bands. */
+	T_EQ(nwc_writer_add_extent(w, f,
+				   &(struct nwc_wextent){ WA_LEN,
+							  band_len, NWC_T, 0,
+							  t },
+				   &x), 0);
+	T_EQ(nwc_writer_add_block(w, x, a->band[0], a->band_len[0],
+				  band_len + 2), -EINVAL);
+	for (uint32_t b = 0; b < a->nbands; b++)
+		T_EQ(nwc_writer_add_block(w, x, a->band[b], a->band_len[b],
+					  NWC_MIN(band_len,
+						  WA_LEN - b * band_len)),
+		     0);
+	/* No model 0 in the image. */
+	T_EQ_QUIET(nwc_writer_finish(w), -EINVAL);
+	T_EQ(tdir_entries(), 1);
+
+	/* Model 0 with fewer levels than the side record uses. */
+	w = n_writer(path, &f, &t, NWC_DTYPE_BF16, ntens[0].m);
+	T_EQ(nwc_writer_add_model(w, q2blob, q2len, &idx), 0);
+	T_EQ(idx, 0);
+	T_EQ(nwc_writer_set_tensor_side(w, t, a->side, a->side_len), 0);
+	T_EQ(nwc_writer_add_nwc_extent(w, f, t, a->nbands, a->band,
+				       a->band_len, &x), 0);
+	T_EQ_QUIET(nwc_writer_finish(w), -EINVAL);
+
+	/* dtype, shape, and side data on a lossless tensor. */
+	w = n_writer(path, &f, &t, NWC_DTYPE_I16, ntens[0].m);
+	T_EQ(nwc_writer_set_tensor_side(w, t, a->side, a->side_len), 0);
+	T_EQ_QUIET(nwc_writer_add_nwc_extent(w, f, t, a->nbands, a->band,
+					     a->band_len, &x), -EINVAL);
+	nwc_writer_abort(w);
+	w = n_writer(path, &f, &t, NWC_DTYPE_BF16, ntens[0].m + 1);
+	T_EQ(nwc_writer_set_tensor_side(w, t, a->side, a->side_len), 0);
+	T_EQ_QUIET(nwc_writer_add_nwc_extent(w, f, t, a->nbands, a->band,
+					     a->band_len, &x), -EINVAL);
+	nwc_writer_abort(w);
+	w = n_writer(path, &f, &t, NWC_DTYPE_BF16, ntens[0].m);
+	T_EQ(nwc_writer_add_model(w, nblob[0], nblob_len[0], &idx), 0);
+	T_EQ(nwc_writer_set_tensor_side(w, t, a->side, a->side_len), 0);
+	T_EQ(nwc_writer_add_extent(w, f,
+				   &(struct nwc_wextent){ WA_LEN, 4096,
+							  RAW, 0, t },
+				   &x), 0);
+	T_EQ(nwc_writer_add_block(w, x, nfile, WA_LEN, WA_LEN), 0);
+	T_EQ_QUIET(nwc_writer_finish(w), -EINVAL);
+	T_EQ(tdir_entries(), 1);
+
+	/* A model no tensor uses: the image is still an NWC image. */
+	w = n_writer(path, &f, &t, NWC_DTYPE_BF16, ntens[0].m);
+	T_EQ(nwc_writer_add_model(w, q2blob, q2len, &idx), 0);
+	T_EQ(nwc_writer_add_extent(w, f,
+				   &(struct nwc_wextent){ WA_LEN, 4096,
+							  RAW, 0, t },
+				   &x), 0);
+	T_EQ(nwc_writer_add_block(w, x, nfile, WA_LEN, WA_LEN), 0);
+	T_EQ(nwc_writer_finish(w), 0);
+	p = read_file(path, &len);
+	{
+		struct mimg mm = { p, len };
+		struct nwc_image *img = n_open_img(&mm);
+		struct nwc_image_info info;
+
+		nwc_image_get_info(img, &info);
+		T_EQ(info.incompat, NWC_INCOMPAT_NWC);
+		T_EQ(info.n_models, 1);
+		T_EQ(nwc_image_model(img, 0)->model->nq, 2);
+		nwc_image_close(img);
+	}
+	free(p);
+	unlink(path);
+
+	/* Deterministic: the same calls give the same bytes. */
+	T_EQ(build_nwc(path, false), 0);
+	p = read_file(path, &len);
+	T_CHECK(len == nwc_len && !memcmp(p, nwc_bytes, len));
+	free(p);
+	unlink(path);
+	T_EQ(tdir_entries(), 1);
+	free(q2blob);
+	nwc_model_free(q2);
+}
+
+/* ---- NWC damage ---- */
+
+static struct mimg nwcm;	/* the NWC reference image, read only */
+
+/* Side record of tensor @i (as the table says). */
+static uint8_t *side_of(struct mimg *m, uint32_t i)
+{
+	return m->p + get64(ten_rec(m, i), 40);
+}
+
+/* Recompute side_xxh of every tensor with side data inside the file. */
+static void n_fix_sides(struct mimg *m)
+{
+	uint64_t n = m_sect_len(m, NWC_SECT_TENSORS) / NWC_TENSOR_SIZE;
+
+	for (uint32_t i = 0; i < n; i++) {
+		uint8_t *r = ten_rec(m, i);
+		uint64_t off = get64(r, 40), len = get32(r, 48);
+
+		if (len && nwc_range_ok(off, len, m->len))
+			put64(r, 56, nwc_hash64(m->p + off, len));
+	}
+}
+
+/* Model @i of a MODELS section at @ms: recompute its own checksum. */
+static void fix_model(uint8_t *ms, uint32_t i)
+{
+	uint64_t off = get64(ms, 8 + 16 * i), len = get64(ms, 16 + 16 * i);
+
+	put64(ms + off, (unsigned)(len - 8), nwc_hash64(ms + off, len - 8));
+}
+
+/* Replace the MODELS section by @len bytes (the old one is skipped). */
+static void n_set_models(struct mimg *m, const uint8_t *p, size_t len)
+{
+	put32(m_dirent(m, NWC_SECT_MODELS), 0, NWC_SECT_OPTIONAL);
+	m_add_section(m, NWC_SECT_MODELS, 1, p, len);
+}
+
+/* CASE() on the NWC image; NCASE_RAW() leaves side checksums alone. */
+#define NCASE_(want, fix, ...) do {					\
+	struct mimg m_;							\
+	struct mimg *m = &m_;						\
+									\
+	m_init_from(m, nwc_bytes, nwc_len);				\
+	__VA_ARGS__;							\
+	if (fix)							\
+		n_fix_sides(m);						\
+	m_fix(m);							\
+	expect_open(m, (want), __LINE__);				\
+	m_free(m);							\
+} while (0)
+#define NCASE(want, ...) NCASE_(want, true, __VA_ARGS__)
+#define NCASE_RAW(want, ...) NCASE_(want, false, __VA_ARGS__)
+
+static void test_nwc_damage_models(void)
+{
+	uint64_t mlen = m_sect_len(&nwcm, NWC_SECT_MODELS);
+	const uint8_t *ms0 = m_sect(&nwcm, NWC_SECT_MODELS);
+	uint64_t off0 = get64(ms0, 8), off1 = get64(ms0, 24);
+	uint64_t len0 = nblob_len[0], len1 = nblob_len[1];
+	uint8_t *alt = t_xmalloc(mlen + 16);
+
+	memset(alt, 0, mlen + 16);
+
+	T_EQ(off0, NWC_MODELS_HDR + 2 * NWC_MODEL_ENT_SIZE);
+	T_EQ(off1, (off0 + len0 + 7) & ~7ull);
+	T_EQ(mlen, off1 + len1);
+	NCASE(0, (void)m);
+	/* The section and the feature bit go together. */
+	NCASE(ECORRUPT, put32(m_dirent(m, NWC_SECT_MODELS), 0,
+			      NWC_SECT_OPTIONAL));
+	NCASE(ECORRUPT, put64(m->p, NWC_SB_INCOMPAT, 0));
+	NCASE(ECORRUPT, put32(m_dirent(m, NWC_SECT_MODELS), 4, 2));
+	NCASE(ECORRUPT, m_add_section(m, NWC_SECT_MODELS, 1,
+				      m_sect(m, NWC_SECT_MODELS), mlen));
+	NCASE(0, n_set_models(m, m_sect(m, NWC_SECT_MODELS), mlen));
+	/* In a lossless image, with the bit, models are allowed unused. */
+	CASE(0, m_add_section(m, NWC_SECT_MODELS, 1, ms0, mlen);
+	     put64(m->p, NWC_SB_INCOMPAT, NWC_INCOMPAT_NWC));
+	CASE(ECORRUPT, m_add_section(m, NWC_SECT_MODELS, 1, ms0, 40);
+	     put64(m->p, NWC_SB_INCOMPAT, NWC_INCOMPAT_NWC));
+	/* Header. */
+	NCASE(ECORRUPT, put32(m_sect(m, NWC_SECT_MODELS), 0, 0));
+	NCASE(ECORRUPT, put32(m_sect(m, NWC_SECT_MODELS), 0, 1));
+	NCASE(ECORRUPT, put32(m_sect(m, NWC_SECT_MODELS), 0, 3));
+	NCASE(ECORRUPT, put32(m_sect(m, NWC_SECT_MODELS), 0,
+			      NWC_MODELS_MAX + 1));
+	NCASE(ECORRUPT, put32(m_sect(m, NWC_SECT_MODELS), 0, UINT32_MAX));
+	NCASE(ECORRUPT, put32(m_sect(m, NWC_SECT_MODELS), 4, 1));
+	NCASE(ECORRUPT, put64(m_dirent(m, NWC_SECT_MODELS), 16, 4));
+	NCASE(ECORRUPT, n_set_models(m, ms0, 0));
+	/* Entries: the layout is canonical. */
+	NCASE(ECORRUPT, put64(m_sect(m, NWC_SECT_MODELS), 8, off0 + 8));
+	NCASE(ECORRUPT, put64(m_sect(m, NWC_SECT_MODELS), 8, off0 - 8));
+	NCASE(ECORRUPT, put64(m_sect(m, NWC_SECT_MODELS), 8, UINT64_MAX - 7));
+	NCASE(ECORRUPT, put64(m_sect(m, NWC_SECT_MODELS), 16, 0));
+	NCASE(ECORRUPT, put64(m_sect(m, NWC_SECT_MODELS), 16, len0 + 8));
+	NCASE(ECORRUPT, put64(m_sect(m, NWC_SECT_MODELS), 16, UINT64_MAX));
+	NCASE(ECORRUPT, put64(m_sect(m, NWC_SECT_MODELS), 24, off1 + 8));
+	NCASE(ECORRUPT, put64(m_sect(m, NWC_SECT_MODELS), 32, len1 - 1));
+	NCASE(ECORRUPT, put64(m_sect(m, NWC_SECT_MODELS), 32, len1 + 1));
+	/* Trailing bytes; padding that is not zero. */
+	memcpy(alt, ms0, mlen);
+	NCASE(ECORRUPT, n_set_models(m, alt, mlen + 8));
+	if (off1 > off0 + len0) {
+		alt[off1 - 1] = 1;
+		NCASE(ECORRUPT, n_set_models(m, alt, mlen));
+		alt[off1 - 1] = 0;
+	}
+	/* The models swapped: both fit every tensor, so the image opens. */
+	memset(alt, 0, mlen + 16);
+	memcpy(alt, ms0, NWC_MODELS_HDR + 2 * NWC_MODEL_ENT_SIZE);
+	memcpy(alt + off0, ms0 + off1, len1);
+	put64(alt, 16, len1);
+	put64(alt, 24, (off0 + len1 + 7) & ~7ull);
+	put64(alt, 32, len0);
+	memcpy(alt + get64(alt, 24), ms0 + off0, len0);
+	NCASE(0, n_set_models(m, alt, get64(alt, 24) + len0));
+	/* Only model 0: w.b names model 1. */
+	memcpy(alt, ms0, mlen);
+	put32(alt, 0, 1);
+	memmove(alt + off0 - 16, alt + off0, len0);
+	put64(alt, 8, off0 - 16);
+	NCASE(ECORRUPT, n_set_models(m, alt, off0 - 16 + len0));
+	/* Model bytes: the model's own checksum, then its own checks. */
+	NCASE(ECORRUPT, m_sect(m, NWC_SECT_MODELS)[off0 + 100] ^= 1);
+	NCASE(ECORRUPT, m_sect(m, NWC_SECT_MODELS)[off1 + len1 - 1] ^= 1);
+	NCASE(ECORRUPT, m_sect(m, NWC_SECT_MODELS)[off0] ^= 1;
+	      fix_model(m_sect(m, NWC_SECT_MODELS), 0));
+	NCASE(EFEATURE, put32(m_sect(m, NWC_SECT_MODELS) + off1, 8, 2);
+	      fix_model(m_sect(m, NWC_SECT_MODELS), 1));
+	NCASE(ECORRUPT, put32(m_sect(m, NWC_SECT_MODELS) + off0, 20, 2);
+	      fix_model(m_sect(m, NWC_SECT_MODELS), 0));
+	NCASE(0, fix_model(m_sect(m, NWC_SECT_MODELS), 0));
+	free(alt);
+}
+
+static void test_nwc_damage_side(void)
+{
+	uint32_t slen = get32(ten_rec(&nwcm, 0), 48);
+	uint64_t soff = get64(ten_rec(&nwcm, 0), 40);
+	uint64_t data_end = NWC_DATA_ALIGN + get64(nwc_bytes, NWC_SB_DATA_LEN);
+	uint32_t lv = NWC_TSIDE_HDR + 2 * ntens[0].m;	/* w.a levels */
+	uint32_t sh = get32(ten_rec(&nwcm, 0), 32);	/* w.a shape */
+
+	T_EQ(slen, NWC_TSIDE_HDR + 2 * 40 + 24);
+	/* Checksum. */
+	NCASE_RAW(ECHECKSUM, side_of(m, 0)[30] ^= 1);
+	NCASE_RAW(ECHECKSUM, put64(ten_rec(m, 2), 56,
+				   get64(ten_rec(m, 2), 56) ^ 1));
+	NCASE(0, (void)m);
+	/* Header. */
+	NCASE(ECORRUPT, side_of(m, 0)[0] = 'X');
+	NCASE(EFEATURE, put16(side_of(m, 0), 4, 2));
+	NCASE(EFEATURE, put16(side_of(m, 0), 6, 2));
+	NCASE(ECORRUPT, put16(side_of(m, 0), 6, 0));
+	NCASE(EFEATURE, side_of(m, 0)[22] = 2);
+	NCASE(ECORRUPT, side_of(m, 0)[23] = 1);
+	/* Shape: same record length, other m and n; or none. */
+	NCASE(ECORRUPT, put32(side_of(m, 0), 8, 39);
+	      put32(side_of(m, 0), 12, 26));
+	NCASE(ECORRUPT, put32(side_of(m, 0), 8, 0));
+	NCASE(ECORRUPT, put32(side_of(m, 0), 12, UINT32_MAX));
+	/* Band rows: multiples of 16 that match the extent. */
+	NCASE(ECORRUPT, put32(side_of(m, 0), 16, 24));
+	NCASE(ECORRUPT, put32(side_of(m, 0), 16, 8));
+	NCASE(ECORRUPT, put32(side_of(m, 0), 16, 0));
+	NCASE(ECORRUPT, put32(side_of(m, 0), 16, UINT32_MAX - 15));
+	NCASE(ECORRUPT, put32(side_of(m, 0), 16, 32));
+	NCASE(ECORRUPT, put32(side_of(m, 0), 16, 32);
+	      put32(ext_rec(m, 1), 24, 32 * 24 * 2);
+	      put32(ext_rec(m, 1), 20, 2));
+	/* Model index, levels. */
+	NCASE(ECORRUPT, put16(side_of(m, 0), 20, NM));
+	NCASE(ECORRUPT, put16(side_of(m, 2), 20, UINT16_MAX));
+	NCASE(0, put16(side_of(m, 0), 20, 1));
+	NCASE(ECORRUPT, side_of(m, 0)[lv + 5] = NWC_NET_Q);
+	NCASE(ECORRUPT, side_of(m, 0)[lv + 23] = 255);
+	NCASE(ECORRUPT, side_of(m, 3)[NWC_TSIDE_HDR + 2 * 33] = 200);
+	NCASE(0, side_of(m, 0)[lv + 5] = NWC_NET_Q - 1);
+	/* Scales must be finite (binary16 for w.a and w.c, f32 for w.b). */
+	NCASE(ECORRUPT, put16(side_of(m, 0), NWC_TSIDE_HDR + 2 * 7, 0x7c00));
+	NCASE(ECORRUPT, put16(side_of(m, 0), NWC_TSIDE_HDR, 0xfe00));
+	NCASE(ECORRUPT, put16(side_of(m, 3), NWC_TSIDE_HDR + 2 * 32, 0xfc00));
+	NCASE(ECORRUPT, put32(side_of(m, 2), NWC_TSIDE_HDR + 4 * 3,
+			      0x7f800000));
+	NCASE(ECORRUPT, put32(side_of(m, 2), NWC_TSIDE_HDR, 0x7fc00000));
+	NCASE(0, put16(side_of(m, 0), NWC_TSIDE_HDR, 0));
+	/* Placement and length. */
+	NCASE(ECORRUPT, put32(ten_rec(m, 0), 48, 0));
+	NCASE(ECORRUPT, put32(ten_rec(m, 0), 48, slen - 1));
+	NCASE(ECORRUPT, put32(ten_rec(m, 0), 48, slen + 1));
+	NCASE(ECORRUPT, put32(ten_rec(m, 0), 48, UINT32_MAX));
+	NCASE(ECORRUPT, put64(ten_rec(m, 0), 40, 0));
+	NCASE(ECORRUPT, put64(ten_rec(m, 0), 40, NWC_DATA_ALIGN - 1));
+	NCASE(ECORRUPT, put64(ten_rec(m, 0), 40, data_end - slen + 1));
+	NCASE(ECORRUPT, put64(ten_rec(m, 0), 40, UINT64_MAX - 8));
+	NCASE(ECORRUPT, put64(ten_rec(m, 0), 40, soff + 1));
+	/* A copy elsewhere in the data region is as good. */
+	NCASE(0, memcpy(blk_data(m, 1), m->p + soff, slen);
+	      put64(ten_rec(m, 0), 40, get64(blk_rec(m, 1), 0)));
+	/* Side data only and always on NWC tensors. */
+	NCASE(ECORRUPT, memcpy(ten_rec(m, 1) + 40, ten_rec(m, 0) + 40, 24));
+	NCASE(ECORRUPT, memset(ten_rec(m, 0) + 40, 0, 24));
+	NCASE(ECORRUPT, put16(ten_rec(m, 1), 36, NWC_T));
+	NCASE(ECORRUPT, put16(ten_rec(m, 0), 36, ZSTD));
+	/* The tensor: a float matrix of the record's shape. */
+	NCASE(ECORRUPT, put16(ten_rec(m, 0), 12, NWC_DTYPE_I16));
+	NCASE(ECORRUPT, put16(ten_rec(m, 0), 12, NWC_DTYPE_U16));
+	NCASE(ECORRUPT, put16(ten_rec(m, 2), 12, NWC_DTYPE_I32));
+	NCASE(0, put16(ten_rec(m, 0), 12, NWC_DTYPE_F16));
+	NCASE(ECORRUPT, put16(ten_rec(m, 0), 14, 1);
+	      put64(m_sect(m, NWC_SECT_PARAMS) + sh, 0, 40 * 24));
+	NCASE(ECORRUPT, put64(m_sect(m, NWC_SECT_PARAMS) + sh, 0, 24);
+	      put64(m_sect(m, NWC_SECT_PARAMS) + sh, 8, 40));
+}
+
+static void test_nwc_damage_extents(void)
+{
+	uint32_t bl = 16 * 24 * 2;	/* w.a's band bytes */
+
+	NCASE(ECORRUPT, put32(ext_rec(m, 1), 24, bl + 2));
+	NCASE(ECORRUPT, put32(ext_rec(m, 1), 24, bl - 2));
+	NCASE(ECORRUPT, put32(ext_rec(m, 1), 24, 2 * bl));
+	NCASE(ECORRUPT, put32(ext_rec(m, 1), 20, 2));
+	NCASE(ECORRUPT, put32(ext_rec(m, 1), 20, 4));
+	NCASE(ECORRUPT, put32(ext_rec(m, 1), 32, 1));
+	NCASE(ECORRUPT, put16(ext_rec(m, 1), 28, ZSTD));
+	NCASE(ECORRUPT, put16(ext_rec(m, 1), 28, RAW));
+	NCASE(ECORRUPT, put16(ext_rec(m, 0), 28, NWC_T));
+	NCASE(ECORRUPT, put16(ext_rec(m, 2), 28, NWC_T));
+	NCASE(ECORRUPT, put32(ext_rec(m, 1), 36, NT));
+	NCASE(ECORRUPT, put32(ext_rec(m, 1), 36, 3));
+	NCASE(ECORRUPT, put32(ext_rec(m, 1), 36, 1));
+	NCASE(ECORRUPT, swap_fields(ext_rec(m, 3) + 36, ext_rec(m, 4) + 36,
+				    4));
+	/* Raw lengths follow the bands: 16, 16 and 8 rows of w.a. */
+	NCASE(ECORRUPT, put32(blk_rec(m, 1), 12, bl + 2));
+	NCASE(ECORRUPT, put32(blk_rec(m, 3), 12, bl));
+	NCASE(ECORRUPT, put32(blk_rec(m, 3), 12, bl / 2 - 2));
+	NCASE(ECORRUPT, put32(blk_rec(m, 8), 12, 16 * 5 * 2));
+	/* Band payloads are opaque to open: swapping two still opens. */
+	NCASE(0, swap_fields(blk_rec(m, 1), blk_rec(m, 2), 8);
+	      swap_fields(blk_rec(m, 1) + 8, blk_rec(m, 2) + 8, 4);
+	      swap_fields(blk_rec(m, 1) + 16, blk_rec(m, 2) + 16, 8));
+}
+
+/*
+ * Read every block of an NWC image copy: those in @bad give @want (or,
+ * with @want 1, either 0 or -NWC_ECORRUPT) and their checksum check
+ * @want_check; every other block decodes to the expected bytes.
+ */
+static void n_check_blocks(const struct mimg *m, const uint32_t *bad,
+			   size_t nbad, int want, int want_check)
+{
+	struct nwc_image *img = n_open_img(m);
+	struct nwc_image_info info;
+	struct nwc_dctx *dctx;
+
+	nwc_image_get_info(img, &info);
+	T_EQ(nwc_dctx_create(&dctx), 0);
+	for (uint32_t k = 0; k < info.n_extents; k++) {
+		const struct nwc_extent *e = nwc_image_extent(img, k);
+
+		for (uint32_t j = 0; j < e->nblocks; j++) {
+			size_t n = nwc_extent_block_len(e, j);
+			uint32_t b = e->first_block + j;
+			uint8_t *buf = t_xmalloc(n);
+			bool damaged = false;
+
+			for (size_t i = 0; i < nbad; i++)
+				damaged |= bad[i] == b;
+			for (int rep = 0; rep < 2; rep++) {
+				int got, chk;
+
+				t_quiet(true);
+				got = nwc_image_load_block(img, dctx, k, j, buf,
+							   n);
+				chk = nwc_image_check_block(img, dctx, b);
+				t_quiet(false);
+				if (damaged && want == 1)
+					T_CHECK(got == 0 || got == ECORRUPT);
+				else
+					T_EQ(got, damaged ? want : 0);
+				T_EQ(chk, damaged ? want_check : 0);
+				if (!damaged)
+					T_MEMEQ(buf, nfile + e->file_off +
+						(uint64_t)j * e->block_len, n);
+			}
+			free(buf);
+		}
+	}
+	nwc_dctx_free(dctx);
+	nwc_image_close(img);
+}
+
+/* Re-checksum block @b's payload after a change. */
+static void fix_block(struct mimg *m, uint32_t b)
+{
+	put64(blk_rec(m, b), 16,
+	      nwc_hash64(blk_data(m, b), get32(blk_rec(m, b), 8)));
+}
+
+static void test_nwc_damage_payload(void)
+{
+	struct nwc_image *img;
+	struct nwc_tensor_scratch *s;
+	struct mimg m;
+	int decoded = 0, rejected = 0;
+
+	/* Stored bytes: the checksum catches it, for that band only. */
+	m_init_from(&m, nwc_bytes, nwc_len);
+	blk_data(&m, 2)[get32(blk_rec(&m, 2), 8) / 2] ^= 0x10;
+	blk_data(&m, 8)[0] ^= 1;
+	n_check_blocks(&m, (uint32_t[]){ 2, 8 }, 2, ECHECKSUM, ECHECKSUM);
+	m_free(&m);
+
+	/* A payload cut short, checksum and all: the stream is incomplete. */
+	m_init_from(&m, nwc_bytes, nwc_len);
+	put32(blk_rec(&m, 2), 8, get32(blk_rec(&m, 2), 8) - 1);
+	fix_block(&m, 2);
+	m_fix(&m);
+	n_check_blocks(&m, (uint32_t[]){ 2 }, 1, ECORRUPT, 0);
+	m_free(&m);
+
+	/* A band of w.c (80 latents) where w.a's band 0 (384) belongs. */
+	m_init_from(&m, nwc_bytes, nwc_len);
+	memcpy(blk_rec(&m, 1), blk_rec(&m, 8), 8);
+	put32(blk_rec(&m, 1), 8, get32(blk_rec(&m, 8), 8));
+	put64(blk_rec(&m, 1), 16, get64(blk_rec(&m, 8), 16));
+	m_fix(&m);
+	n_check_blocks(&m, (uint32_t[]){ 1 }, 1, ECORRUPT, 0);
+	m_free(&m);
+
+	/* Zeros with a matching checksum. */
+	m_init_from(&m, nwc_bytes, nwc_len);
+	memset(blk_data(&m, 5), 0, get32(blk_rec(&m, 5), 8));
+	fix_block(&m, 5);
+	m_fix(&m);
+	n_check_blocks(&m, (uint32_t[]){ 5 }, 1, 1, 0);
+	m_free(&m);
+
+	/*
+	 * Every byte of every band flipped, and every truncation, straight
+	 * into the band decoder with the image's model and side record: a
+	 * forged payload decodes or is rejected, never more.
+	 */
+	img = n_open_img(&nwcm);
+	T_EQ(nwc_tensor_scratch_create(&s), 0);
+	for (uint32_t k = 0; k < NNT; k++) {
+		const struct nwc_tensor *t =
+			nwc_image_tensor(img, ntens[k].index);
+		const struct nwc_model *model =
+			nwc_image_model(img, t->side->model)->model;
+		const struct nwc_extent *e = nwc_image_extent(img, t->extent);
+
+		for (uint32_t j = 0; j < e->nblocks; j++) {
+			size_t n = nwc_extent_block_len(e, j);
+			size_t len = nenc[k]->band_len[j];
+			uint8_t *p = t_xmalloc(len), *dst = t_xmalloc(n);
+
+			for (size_t i = 0; i <= 2 * len; i++) {
+				int ret;
+
+				memcpy(p, nenc[k]->band[j], len);
+				if (i < len)
+					p[i] ^= (uint8_t)(0x5a ^ i);
+				ret = nwc_band_decode(model, t->side, j, p,
+						      i < len ? len : i - len,
+						      t->dtype, dst, n, s);
+				T_CHECK(ret == 0 || ret == ECORRUPT);
+				decoded += !ret;
+				rejected += ret == ECORRUPT;
+			}
+			free(dst);
+			free(p);
+		}
+	}
+	T_CHECK(rejected > 0);
+	T_CHECK(decoded > 0);	/* the untruncated originals, at least */
+	nwc_tensor_scratch_free(s);
+	nwc_image_close(img);
+}
+
+/* One seed image: @m's bytes to DIR/@name.nwc. */
+static int corpus_file(const char *dir, const char *name, const struct mimg *m)
+{
+	char path[512];
+
+	snprintf(path, sizeof(path), "%s/%s.nwc", dir, name);
+	write_file(path, m->p, m->len);
+	return 0;
+}
+
+/*
+ * NWC seeds for the image fuzz target: the NWC image and copies with one
+ * field changed (the target recomputes checksums, side and model ones
+ * included, so each reaches the check it aims at).
+ */
+static int write_corpus(const char *dir)
+{
+	struct mimg m;
+
+	nwcm.p = nwc_bytes;
+	nwcm.len = nwc_len;
+	corpus_file(dir, "nwc", &nwcm);
+	m_init_from(&m, nwc_bytes, nwc_len);
+	side_of(&m, 0)[NWC_TSIDE_HDR + 2 * 40 + 3] = NWC_NET_Q;
+	corpus_file(dir, "nwc-side-level", &m);
+	m_free(&m);
+	m_init_from(&m, nwc_bytes, nwc_len);
+	put32(m_sect(&m, NWC_SECT_MODELS), 0, 3);
+	corpus_file(dir, "nwc-models-count", &m);
+	m_free(&m);
+	m_init_from(&m, nwc_bytes, nwc_len);
+	put32(ext_rec(&m, 1), 24, get32(ext_rec(&m, 1), 24) + 2);
+	corpus_file(dir, "nwc-extent-bands", &m);
+	m_free(&m);
+	m_init_from(&m, nwc_bytes, nwc_len);
+	blk_data(&m, 2)[1] ^= 0x08;
+	corpus_file(dir, "nwc-band-payload", &m);
+	m_free(&m);
+	return 0;
+}
+
+int main(int argc, char **argv)
 {
 	const char *tmp = getenv("TMPDIR");
+	const char *corpus = NULL;
 	char path[512];
 
 	snprintf(tdir, sizeof(tdir), "%s/nwc-test-image.XXXXXX",
@@ -1796,7 +2769,30 @@ int main(void)
 		perror(tdir);
 		return 99;
 	}
+	if (argc == 3 && !strcmp(argv[1], "--write-corpus")) {
+		corpus = argv[2];
+	} else if (argc != 1) {
+		fprintf(stderr, "usage: test_image [--write-corpus DIR]\n");
+		return 99;
+	}
 	setup_expected();
+	tpath(path, sizeof(path), "nwc.nwc");
+	if (setup_nwc() || build_nwc(path, false)) {
+		fprintf(stderr, "cannot build the NWC reference image\n");
+		tdir_clean();
+		rmdir(tdir);
+		return 99;
+	}
+	nwc_bytes = read_file(path, &nwc_len);
+	nwcm.p = nwc_bytes;
+	nwcm.len = nwc_len;
+	unlink(path);
+	if (corpus) {
+		write_corpus(corpus);
+		free_nwc();
+		rmdir(tdir);
+		return 0;
+	}
 	tpath(path, sizeof(path), "ref.nwc");
 	if (build_ref(path, false)) {
 		fprintf(stderr, "cannot build the reference image\n");
@@ -1831,7 +2827,14 @@ int main(void)
 	T_RUN(test_damage_tensors);
 	T_RUN(test_damage_payload);
 	T_RUN(test_damage_shrink_after_open);
+	T_RUN(test_nwc_roundtrip);
+	T_RUN(test_nwc_writer);
+	T_RUN(test_nwc_damage_models);
+	T_RUN(test_nwc_damage_side);
+	T_RUN(test_nwc_damage_extents);
+	T_RUN(test_nwc_damage_payload);
 
+	free_nwc();
 	free(ref_bytes);
 	for (uint32_t i = 0; i < NX; i++)
 		free(xdata[i]);

@@ -4,18 +4,22 @@
 # trees, and truncated, bit-flipped and hand-patched copies of them.  The
 # fuzz target recomputes checksums of inputs that fail on one, so a patched
 # copy exercises the structural checks without fixing checksums here.
+# Images with lossy (NWC) tensors (nwc*.nwc) come from the image unit test.
 #
 #   tests/corpus/make-image-corpus.sh BUILDDIR [OUTDIR]
 #
-# BUILDDIR holds a built mkfs/mkfs.nwc; OUTDIR defaults to
-# tests/corpus/image next to this script.  Every image stays under 8 KiB.
+# BUILDDIR holds a built mkfs/mkfs.nwc and tests/test_image; OUTDIR defaults
+# to tests/corpus/image next to this script.  Every mkfs image stays under
+# 8 KiB; the NWC ones are about 26 KiB (two embedded codec models).
 set -eu
 
 B=${1:?usage: make-image-corpus.sh BUILDDIR [OUTDIR]}
 HERE=$(cd "$(dirname "$0")" && pwd)
 OUT=${2:-$HERE/image}
 MKFS=$B/mkfs/mkfs.nwc
+TEST_IMAGE=$B/tests/test_image
 [ -x "$MKFS" ] || { echo "$MKFS: not built" >&2; exit 1; }
+[ -x "$TEST_IMAGE" ] || { echo "$TEST_IMAGE: not built" >&2; exit 1; }
 W=$(mktemp -d "${TMPDIR:-/tmp}/nwc-corpus.XXXXXX")
 trap 'rm -rf "$W"' EXIT
 mkdir -p "$OUT"
@@ -149,3 +153,8 @@ put32 "$OUT/crash-self-parent.nwc" $((ino + 44)) 0
 put32 "$OUT/crash-self-parent.nwc" $((ino + 48 + 4)) 1
 put32 "$OUT/crash-self-parent.nwc" $((ino + 48 + 40)) 1
 put32 "$OUT/crash-self-parent.nwc" $((ino + 48 + 44)) 1
+
+# Lossy tensors, codec models and side records: a valid image, and copies
+# with a side level, the model count, a band's geometry or a band payload
+# changed.
+"$TEST_IMAGE" --write-corpus "$OUT"

@@ -2,10 +2,12 @@
 /*
  * fuzz/image.c - fuzz target: a whole image to nwc_image_open_fd(); for an
  * image that opens, the promises of validation are checked and every block
- * is read.  An input failing on a checksum is opened a second time with
- * every checksum recomputed, so that mutations reach the structural checks
- * and the decoders, which no mutation would get to otherwise.  Rejected
- * inputs log one error line; under libFuzzer pass -close_fd_mask=2.
+ * is read (NWC bands decoded with their models).  An input failing on a
+ * checksum is opened a second time with every checksum recomputed (side
+ * records and embedded model files included), so that mutations reach the
+ * structural checks and the decoders, which no mutation would get to
+ * otherwise.  Rejected inputs log one error line; under libFuzzer pass
+ * -close_fd_mask=2.
  */
 #include "codec/nwc.h"
 
@@ -18,6 +20,8 @@
 #include "codec/image.h"
 #include "codec/io.h"
 #include "codec/log.h"
+#include "codec/nwcmodel.h"
+#include "codec/nwctensor.h"
 #include "tests/fuzz/fuzz.h"
 
 #define BLOCK_DECODE_MAX (1u << 20)	/* larger blocks are only checked */
@@ -34,9 +38,30 @@ static void fix_sum(uint8_t *p, size_t size, uint64_t off, uint64_t len,
 		nwc_put_le64(xxh, nwc_hash64(p + off, len));
 }
 
+/* The checksum in the last 8 bytes of each model file in MODELS. */
+static void fix_models(uint8_t *p, size_t size, uint64_t off, uint64_t len)
+{
+	uint64_t count;
+
+	if (len < NWC_MODELS_HDR)
+		return;
+	count = NWC_MIN((uint64_t)nwc_get_le32(p + off),
+			(len - NWC_MODELS_HDR) / NWC_MODEL_ENT_SIZE);
+	for (uint64_t i = 0; i < count; i++) {
+		const uint8_t *e = p + off + NWC_MODELS_HDR +
+				   i * NWC_MODEL_ENT_SIZE;
+		uint64_t moff = nwc_get_le64(e), mlen = nwc_get_le64(e + 8);
+
+		if (mlen >= 8 && nwc_range_ok(moff, mlen, len))
+			fix_sum(p, size, off + moff, mlen - 8,
+				p + off + moff + mlen - 8);
+	}
+}
+
 /*
- * Recompute what checksums can be found: block payloads, sections, the
- * directory and the superblock, in that order (each covers the previous).
+ * Recompute what checksums can be found: block payloads and side records,
+ * model files, sections, the directory and the superblock, in that order
+ * (each covers the previous).
  */
 static void fix_checksums(uint8_t *p, size_t size)
 {
@@ -50,19 +75,38 @@ static void fix_checksums(uint8_t *p, size_t size)
 	    nwc_range_ok(dir, n * NWC_SECT_SIZE, size)) {
 		for (uint64_t i = 0; i < n; i++) {
 			uint8_t *e = p + dir + i * NWC_SECT_SIZE;
+			uint32_t type = nwc_get_le32(e);
 			uint64_t off = nwc_get_le64(e + 8);
 			uint64_t len = nwc_get_le64(e + 16);
 
-			if (nwc_get_le32(e) != NWC_SECT_BLOCKS ||
-			    !nwc_range_ok(off, len, size))
+			if (!nwc_range_ok(off, len, size))
 				continue;
-			for (uint64_t b = 0; b + NWC_BLOCK_SIZE <= len;
+			for (uint64_t b = 0; type == NWC_SECT_BLOCKS &&
+					     b + NWC_BLOCK_SIZE <= len;
 			     b += NWC_BLOCK_SIZE) {
 				uint8_t *r = p + off + b;
 
 				fix_sum(p, size, nwc_get_le64(r),
 					nwc_get_le32(r + 8), r + 16);
 			}
+			for (uint64_t t = 0; type == NWC_SECT_TENSORS &&
+					     t + NWC_TENSOR_SIZE <= len;
+			     t += NWC_TENSOR_SIZE) {
+				uint8_t *r = p + off + t;
+
+				if (nwc_get_le32(r + 48))
+					fix_sum(p, size, nwc_get_le64(r + 40),
+						nwc_get_le32(r + 48), r + 56);
+			}
+		}
+		for (uint64_t i = 0; i < n; i++) {
+			uint8_t *e = p + dir + i * NWC_SECT_SIZE;
+			uint64_t off = nwc_get_le64(e + 8);
+			uint64_t len = nwc_get_le64(e + 16);
+
+			if (nwc_get_le32(e) == NWC_SECT_MODELS &&
+			    nwc_range_ok(off, len, size))
+				fix_models(p, size, off, len);
 		}
 		for (uint64_t i = 0; i < n; i++) {
 			uint8_t *e = p + dir + i * NWC_SECT_SIZE;
@@ -124,9 +168,40 @@ static void check_file(const struct nwc_image *img,
 		FUZZ_ASSERT(nwc_image_tensor(img, i)->inode == ino);
 }
 
+/* An NWC tensor: what open promises of its side record and extent. */
+static void check_nwc_tensor(const struct nwc_image *img,
+			     const struct nwc_image_info *info,
+			     const struct nwc_tensor *t)
+{
+	const struct nwc_tside *ts = t->side;
+	const struct nwc_extent *e = nwc_image_extent(img, t->extent);
+	unsigned esize = nwc_dtype_size(t->dtype);
+	const struct nwc_model *model;
+
+	FUZZ_ASSERT(info->incompat & NWC_INCOMPAT_NWC);
+	FUZZ_ASSERT(ts && t->ndim == 2 && t->side_len > 0);
+	FUZZ_ASSERT(t->dtype == NWC_DTYPE_F32 || t->dtype == NWC_DTYPE_F16 ||
+		    t->dtype == NWC_DTYPE_BF16);
+	FUZZ_ASSERT(ts->m == t->shape[0] && ts->n == t->shape[1]);
+	FUZZ_ASSERT(ts->band_rows && ts->band_rows % NWC_TCHUNK == 0);
+	FUZZ_ASSERT(ts->model < info->n_models);
+	model = nwc_image_model(img, ts->model)->model;
+	FUZZ_ASSERT(!nwc_tside_check_model(ts, model));
+	FUZZ_ASSERT(e->codec == NWC_CODEC_NWC);
+	FUZZ_ASSERT(e->block_len == (uint64_t)ts->band_rows * ts->n * esize);
+	FUZZ_ASSERT(e->nblocks == nwc_tside_bands(ts));
+	for (uint32_t j = 0; j < e->nblocks; j++)
+		FUZZ_ASSERT(nwc_extent_block_len(e, j) ==
+			    (uint64_t)nwc_tside_band_rows(ts, j) * ts->n *
+				    esize);
+}
+
 static void check_tensors(const struct nwc_image *img,
 			  const struct nwc_image_info *info)
 {
+	for (uint32_t i = 0; i < info->n_models; i++)
+		FUZZ_ASSERT(nwc_image_model(img, i)->model &&
+			    nwc_image_model(img, i)->model->finalized);
 	for (uint32_t i = 0; i < info->n_tensors; i++) {
 		const struct nwc_tensor *t = nwc_image_tensor(img, i);
 		const struct nwc_inode *n;
@@ -148,6 +223,10 @@ static void check_tensors(const struct nwc_image *img,
 		FUZZ_ASSERT(e->file_off == t->data_off);
 		FUZZ_ASSERT(e->len == t->data_len);
 		FUZZ_ASSERT(t->extent - n->first < n->count);
+		if (t->codec == NWC_CODEC_NWC)
+			check_nwc_tensor(img, info, t);
+		else
+			FUZZ_ASSERT(!t->side && !t->side_len && !t->side_off);
 	}
 }
 
