@@ -3,6 +3,7 @@
 #include "codec/nwc.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -341,6 +342,65 @@ static void test_ldlq(void)
 	(void)lp;
 }
 
+static double sqnr(const float *w, const float *what, size_t n)
+{
+	double e = 0, d = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		e += (double)w[i] * w[i];
+		d += ((double)w[i] - what[i]) * ((double)w[i] - what[i]);
+	}
+	return 10 * log10(e / d);
+}
+
+/*
+ * With a shipped model (trained on MiniLM), Gaussian weights: the round
+ * trip error is bounded, and trellis quantization buys at least 0.6 dB
+ * over rounding at no more bits (measured: 20.46 -> 21.45 dB at 3.85
+ * bits per weight).
+ */
+static void test_trained_model(void)
+{
+	const char *src = getenv("top_srcdir");
+	const uint32_t m = 256, n = 128;
+	struct nwc_tenc *r, *t;
+	struct nwc_model *model;
+	struct nwc_tenc_opts o;
+	uint8_t level[128] = { 0 };
+	char path[4096];
+	double sr, st;
+	float *w;
+
+	snprintf(path, sizeof(path), "%s/codec/models/nwc-h32r1-l100.nwcm",
+		 src ? src : ".");
+	t_quiet(true);
+	if (nwc_model_load(path, &model)) {
+		t_quiet(false);
+		printf("  (no %s: skipped)\n", path);
+		return;
+	}
+	t_quiet(false);
+	w = matrix(m, n);
+	nwc_tenc_opts_init(&o);
+	o.quant = NWC_QUANT_ROUND;
+	T_EQ(nwc_tenc_encode(model, 0, w, m, n, level, &o, &r), 0);
+	o.quant = NWC_QUANT_TCQ;
+	T_EQ(nwc_tenc_encode(model, 0, w, m, n, level, &o, &t), 0);
+	sr = sqnr(w, r->what, (size_t)m * n);
+	st = sqnr(w, t->what, (size_t)m * n);
+	printf("  round %.2f dB %.3f bpw, TCQ %.2f dB %.3f bpw\n", sr,
+	       8.0 * r->coded_bytes / (m * n), st,
+	       8.0 * t->coded_bytes / (m * n));
+	T_CHECK(sr > 12);
+	T_CHECK(st > sr + 0.6);
+	T_CHECK(t->coded_bytes <= r->coded_bytes * 1.005);
+	check_decode(model, t, NWC_DTYPE_F32);
+	nwc_tenc_free(r);
+	nwc_tenc_free(t);
+	free(w);
+	nwc_model_free(model);
+}
+
 static void test_band_rows_for(void)
 {
 	/* 4096 BF16 columns in 256 KiB: 32 rows */
@@ -359,5 +419,6 @@ int main(void)
 	T_RUN(test_payload_corruption);
 	T_RUN(test_ldlq);
 	T_RUN(test_band_rows_for);
+	T_RUN(test_trained_model);
 	T_EXIT();
 }
