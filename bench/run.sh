@@ -128,7 +128,7 @@ bench_mkfs() {
 		for r in $(seq "$runs"); do
 			note "dataset $name: mkfs -j$j (run $r of $runs)"
 			t0=$(now)
-			"$MKFS" -q -f -j$j "$dir" "$IMG" || die "mkfs.nwc -j$j $dir failed"
+			"$MKFS" -q -f --lossless -j$j "$dir" "$IMG" || die "mkfs.nwc -j$j $dir failed"
 			t=$(since "$t0")
 			[ -z "$best" ] || [ "$(calc '%d' "$t < $best")" = 1 ] && best=$t
 		done

@@ -23,3 +23,21 @@ codec_libnwccodec_a_SOURCES = \
 	codec/nwctensor.c codec/nwctensor.h \
 	codec/image.c codec/image.h \
 	codec/writer.c codec/writer.h
+
+# Shipped codec models (codec/models/TRAINING.md), installed where mkfs.nwc
+# looks by default; `make codec-models` retrains them (hours on 2 cores).
+nwcmodelsdir = $(pkgdatadir)/models
+dist_nwcmodels_DATA = \
+	codec/models/nwc-h16r1-l100.nwcm \
+	codec/models/nwc-h32r1-l10.nwcm \
+	codec/models/nwc-h32r1-l100.nwcm \
+	codec/models/nwc-h32r1-l1000.nwcm \
+	codec/models/nwc-h32r1-l30.nwcm \
+	codec/models/nwc-h32r1-l300.nwcm \
+	codec/models/nwc-h32r1-l3000.nwcm \
+	codec/models/nwc-h64r1-l100.nwcm
+EXTRA_DIST += codec/models/train.sh codec/models/trainset.py \
+	codec/models/TRAINING.md codec/models/logs
+codec-models: mkfs/nwc-train
+	$(top_srcdir)/codec/models/train.sh -t mkfs/nwc-train -c bench/cache
+.PHONY: codec-models

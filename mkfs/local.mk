@@ -4,7 +4,11 @@ mkfs_mkfs_nwc_SOURCES = mkfs/mkfs.c \
 	mkfs/walk.c mkfs/walk.h \
 	mkfs/pack.c mkfs/pack.h \
 	mkfs/progress.c mkfs/progress.h \
-	mkfs/llama.c mkfs/llama.h
+	mkfs/llama.c mkfs/llama.h \
+	mkfs/lossy.c mkfs/lossy.h \
+	mkfs/rate.c mkfs/rate.h \
+	mkfs/calib.c mkfs/calib.h
+mkfs_mkfs_nwc_CPPFLAGS = $(AM_CPPFLAGS) -DNWC_MODELS_DIR='"$(pkgdatadir)/models"'
 mkfs_mkfs_nwc_LDADD = $(NWC_CODEC_LIB) $(NWC_DEP_LIBS)
 
 # nwc-train: trains a neural weight codec model on weights of real models.

@@ -1,8 +1,12 @@
 /* SPDX-License-Identifier: MIT */
-/* mkfs.c - main() of mkfs.nwc: options, then walk, pack and a summary. */
+/*
+ * mkfs.c - main() of mkfs.nwc: options, then walk, codec models and
+ * calibration, pack and a summary.
+ */
 #include "codec/nwc.h"
 
 #include <getopt.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -11,12 +15,37 @@
 #include "codec/cli.h"
 #include "codec/format.h"
 #include "codec/log.h"
+#include "mkfs/calib.h"
 #include "mkfs/pack.h"
+#include "mkfs/rate.h"
 #include "mkfs/walk.h"
+
+/* The installed codec models; the build may set another directory. */
+#ifndef NWC_MODELS_DIR
+#define NWC_MODELS_DIR "/usr/local/share/nwcfs/models"
+#endif
+
+#define DEFAULT_BITS 5.0
+#define DEFAULT_CALIB_TOKENS 65536u
 
 enum { EXIT_USAGE = 1, EXIT_IO = 2, EXIT_INPUT = 3 };
 
-enum { OPT_LOSSLESS = 256, OPT_PROGRESS, OPT_NO_PROGRESS };
+enum {
+	OPT_LOSSLESS = 256, OPT_PROGRESS, OPT_NO_PROGRESS, OPT_BITS, OPT_KEEP,
+	OPT_MODELS, OPT_CALIB, OPT_CALIB_TOKENS, OPT_CALIB_STATS, OPT_QUANT,
+};
+
+/* Options of the lossy mode, as given. */
+struct lossy_args {
+	bool lossless;
+	bool any;		/* a lossy option was given */
+	struct nwc_pack_lossy pl;
+	const char *models_dir;
+	const char *calib;
+	const char *calib_stats;
+	unsigned calib_tokens;
+	bool calib_tokens_set;
+};
 
 static void usage(FILE *f)
 {
@@ -24,12 +53,27 @@ static void usage(FILE *f)
 "Usage: mkfs.nwc [OPTIONS] MODEL_DIR IMAGE\n"
 "Pack a model directory into a compressed read-only nwc image.\n"
 "\n"
-"      --lossless          store every file losslessly (default; the only\n"
-"                          mode in this version)\n"
+"      --lossless          store every file losslessly (by default, weight\n"
+"                          matrices go through the lossy neural codec)\n"
+"      --bits=B            average bits per weight of the lossy tensors,\n"
+"                          1..16 (default 5)\n"
+"      --bits=GLOB=B       fixed rate for the tensors whose name matches GLOB\n"
+"                          (repeatable; later rules win)\n"
+"      --keep=GLOB         store the tensors matching GLOB losslessly\n"
+"                          (repeatable)\n"
+"      --models=DIR        codec models (*.nwcm), one per rate point\n"
+"                          (default: $NWC_MODELS_DIR, else\n"
+"                          " NWC_MODELS_DIR ")\n"
+"      --calib=TOKENS.u16  run the model (Llama family) on these tokens to\n"
+"                          weigh the columns and correct the errors (LDLQ)\n"
+"      --calib-tokens=N    use the first N tokens (default 65536)\n"
+"      --calib-stats=FILE  calibration statistics from `nwc calib` instead\n"
+"      --quant=tcq|round   latent quantizer (default tcq)\n"
 "  -b, --block-size=SIZE   decoded block size, a power of two from 4K to 64M\n"
 "                          (default 256K)\n"
 "  -l, --level=N           zstd level, 1..19 (default 3)\n"
-"  -j, --jobs=N            compression threads (default: online CPUs)\n"
+"  -j, --jobs=N            threads: compression, coding, calibration\n"
+"                          (default: online CPUs)\n"
 "  -f, --force             replace IMAGE if it exists\n"
 "  -q, --quiet             no progress bar and no summary\n"
 "      --progress          always draw the progress bar\n"
@@ -41,7 +85,157 @@ static void usage(FILE *f)
 "Exit status: 0 success, 1 usage error, 2 I/O error, 3 malformed input.\n");
 }
 
+/* A bit rate from 1 to 16; 0 or -EINVAL. */
+static int parse_bits(const char *s, double *out)
+{
+	char *end;
+	double v;
 
+	if (!*s)
+		return -EINVAL;
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno || *end || !isfinite(v) || v < 1 || v > 16)
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
+static int add_rule(struct lossy_args *la, const char *glob, double bits)
+{
+	struct nwc_lossy_policy *pol = &la->pl.policy;
+
+	if (pol->nrules == NWC_LOSSY_MAX_RULES) {
+		nwc_err("more than %u --keep and --bits GLOB=B rules",
+			NWC_LOSSY_MAX_RULES);
+		return -EINVAL;
+	}
+	pol->rule[pol->nrules].glob = glob;
+	pol->rule[pol->nrules].bits = bits;
+	pol->nrules++;
+	return 0;
+}
+
+/* --bits B or --bits GLOB=B; the '=' of GLOB=B is cut in place. */
+static int opt_bits(struct lossy_args *la, char *arg)
+{
+	char *eq = strrchr(arg, '=');
+	double bits;
+
+	if (parse_bits(eq ? eq + 1 : arg, &bits) || (eq && eq == arg)) {
+		nwc_err("--bits: '%s' is not B or GLOB=B with B a number from 1 to 16",
+			arg);
+		return -EINVAL;
+	}
+	if (!eq) {
+		la->pl.bits = bits;
+		return 0;
+	}
+	*eq = '\0';
+	return add_rule(la, arg, bits);
+}
+
+static int opt_quant(struct lossy_args *la, const char *arg)
+{
+	if (!strcmp(arg, "tcq")) {
+		la->pl.quant = NWC_QUANT_TCQ;
+	} else if (!strcmp(arg, "round")) {
+		la->pl.quant = NWC_QUANT_ROUND;
+	} else {
+		nwc_err("--quant: '%s' is not tcq or round", arg);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* Options that only make sense together, checked after parsing. */
+static int check_lossy_args(struct lossy_args *la)
+{
+	if (la->lossless && la->any) {
+		nwc_err("--lossless excludes the options of the lossy mode (--bits, --keep, --models, --calib*, --quant)");
+		return -EINVAL;
+	}
+	if (la->calib && la->calib_stats) {
+		nwc_err("--calib and --calib-stats exclude each other");
+		return -EINVAL;
+	}
+	if (la->calib_tokens_set && !la->calib) {
+		nwc_err("--calib-tokens needs --calib");
+		return -EINVAL;
+	}
+	if (!la->models_dir) {
+		la->models_dir = getenv("NWC_MODELS_DIR");
+		if (!la->models_dir || !*la->models_dir)
+			la->models_dir = NWC_MODELS_DIR;
+	}
+	return 0;
+}
+
+/* Load the codec models and the calibration; returns an exit status. */
+static int prepare_lossy(struct lossy_args *la, const char *model_dir,
+			 const struct nwc_pack_opts *opts,
+			 struct nwc_rate_models *models,
+			 struct nwc_calib **calib)
+{
+	int ret;
+
+	ret = nwc_rate_load_models(la->models_dir, la->pl.quant, models);
+	if (ret)
+		return ret == -ENOENT ? EXIT_USAGE :
+		       ret == -NWC_EFORMAT ? EXIT_INPUT : EXIT_IO;
+	la->pl.models = models;
+	*calib = NULL;
+	if (la->calib) {
+		ret = nwc_calib_run(model_dir, la->calib, la->calib_tokens,
+				    opts->jobs, opts->progress, calib);
+		if (ret)
+			return ret == -NWC_EFEATURE ? EXIT_USAGE :
+			       ret == -EINVAL || ret == -NWC_EFORMAT ?
+			       EXIT_INPUT : EXIT_IO;
+	} else if (la->calib_stats) {
+		ret = nwc_calib_open_stats(la->calib_stats, calib);
+		if (ret)
+			return ret == -NWC_EFORMAT ? EXIT_INPUT : EXIT_IO;
+	}
+	la->pl.calib = *calib;
+	return 0;
+}
+
+static double db(double sig, double err)
+{
+	return err > 0 ? 10 * log10(sig / err) : INFINITY;
+}
+
+static void print_lossy(const struct nwc_pack_lossy *pl,
+			const struct nwc_pack_lossy_result *lr)
+{
+	const struct nwc_rate_models *ms = pl->models;
+	double w = (double)lr->weights;
+
+	if (!lr->tensors) {
+		printf("lossy: no tensor coded with the neural codec%s\n",
+		       lr->fallbacks ? " (every candidate stored losslessly)" :
+				       "");
+		return;
+	}
+	printf("lossy: %u tensors, %llu weights, %.3f bits/weight (%llu payload + %llu side bytes), SQNR %.2f dB",
+	       lr->tensors, (unsigned long long)lr->weights,
+	       8.0 * (double)(lr->payload + lr->side) / w,
+	       (unsigned long long)lr->payload, (unsigned long long)lr->side,
+	       db(lr->sig, lr->err));
+	if (pl->calib && lr->hsig > 0)
+		printf(", H-weighted SQNR %.2f dB", db(lr->hsig, lr->herr));
+	printf(", planned in %.2f s\n", lr->plan_seconds);
+	if (lr->fallbacks)
+		printf("lossy: %u tensors stored losslessly instead (see the messages above)\n",
+		       lr->fallbacks);
+	for (unsigned k = 0; k < ms->n; k++) {
+		if (lr->per_model[k])
+			printf("%14u tensors  model %s (lambda %g)\n",
+			       lr->per_model[k], ms->m[k].name,
+			       (double)ms->m[k].model->lambda);
+	}
+}
 
 static void print_summary(const struct nwc_tree *tree,
 			  const struct nwc_pack_result *res)
@@ -78,6 +272,13 @@ int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{ "lossless", no_argument, NULL, OPT_LOSSLESS },
+		{ "bits", required_argument, NULL, OPT_BITS },
+		{ "keep", required_argument, NULL, OPT_KEEP },
+		{ "models", required_argument, NULL, OPT_MODELS },
+		{ "calib", required_argument, NULL, OPT_CALIB },
+		{ "calib-tokens", required_argument, NULL, OPT_CALIB_TOKENS },
+		{ "calib-stats", required_argument, NULL, OPT_CALIB_STATS },
+		{ "quant", required_argument, NULL, OPT_QUANT },
 		{ "block-size", required_argument, NULL, 'b' },
 		{ "level", required_argument, NULL, 'l' },
 		{ "jobs", required_argument, NULL, 'j' },
@@ -95,9 +296,20 @@ int main(int argc, char **argv)
 		.level = 3,
 		.jobs = 0,
 	};
+	struct lossy_args la = {
+		.pl = {
+			.policy.keep_default = true,
+			.bits = DEFAULT_BITS,
+			.quant = NWC_QUANT_TCQ,
+		},
+		.calib_tokens = DEFAULT_CALIB_TOKENS,
+	};
+	struct nwc_rate_models models = { 0 };
+	struct nwc_calib *calib = NULL;
 	struct nwc_pack_result res;
 	struct nwc_tree tree;
-	int progress = -1, quiet = 0, c, ret;
+	struct stat sb;
+	int progress = -1, quiet = 0, c, ret, status;
 	long ncpu;
 
 	nwc_log_set_prefix("mkfs.nwc");
@@ -107,6 +319,48 @@ int main(int argc, char **argv)
 
 		switch (c) {
 		case OPT_LOSSLESS:
+			la.lossless = true;
+			break;
+		case OPT_BITS:
+			la.any = true;
+			if (opt_bits(&la, optarg))
+				return EXIT_USAGE;
+			break;
+		case OPT_KEEP:
+			la.any = true;
+			if (!*optarg) {
+				nwc_err("--keep: empty pattern");
+				return EXIT_USAGE;
+			}
+			if (add_rule(&la, optarg, -1))
+				return EXIT_USAGE;
+			break;
+		case OPT_MODELS:
+			la.any = true;
+			la.models_dir = optarg;
+			break;
+		case OPT_CALIB:
+			la.any = true;
+			la.calib = optarg;
+			break;
+		case OPT_CALIB_TOKENS:
+			la.any = true;
+			la.calib_tokens_set = true;
+			if (nwc_parse_uint(optarg, 2, UINT32_MAX,
+					   &la.calib_tokens)) {
+				nwc_err("--calib-tokens: '%s' is not a number of at least 2",
+					optarg);
+				return EXIT_USAGE;
+			}
+			break;
+		case OPT_CALIB_STATS:
+			la.any = true;
+			la.calib_stats = optarg;
+			break;
+		case OPT_QUANT:
+			la.any = true;
+			if (opt_quant(&la, optarg))
+				return EXIT_USAGE;
 			break;
 		case 'b':
 			if (nwc_parse_size(optarg, &size) || size < 4096 ||
@@ -164,6 +418,8 @@ int main(int argc, char **argv)
 		nwc_err("expected MODEL_DIR and IMAGE (see --help)");
 		return EXIT_USAGE;
 	}
+	if (check_lossy_args(&la))
+		return EXIT_USAGE;
 	if (!opts.jobs) {
 		ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 		opts.jobs = ncpu > 0 ? (unsigned)NWC_MIN(ncpu, 64L) : 1;
@@ -174,16 +430,40 @@ int main(int argc, char **argv)
 	ret = nwc_walk(argv[optind], &tree);
 	if (ret)
 		return EXIT_IO;
+	/* Before a calibration run that may take minutes; the writer
+	 * checks again. */
+	if (!opts.force && !lstat(argv[optind + 1], &sb)) {
+		nwc_err("%s: already exists (use --force to replace it)",
+			argv[optind + 1]);
+		status = EXIT_USAGE;
+		goto out_free;
+	}
+	if (!la.lossless) {
+		status = prepare_lossy(&la, argv[optind], &opts, &models,
+				       &calib);
+		if (status) {
+			nwc_err("%s: not written", argv[optind + 1]);
+			goto out_free;
+		}
+		opts.lossy = &la.pl;
+	}
 	ret = nwc_pack(argv[optind], &tree, argv[optind + 1], &opts, &res);
 	if (ret) {
 		nwc_err("%s: not written", argv[optind + 1]);
-		nwc_tree_free(&tree);
-		return ret == -NWC_EFORMAT ? EXIT_INPUT :
-		       ret == -EEXIST ? EXIT_USAGE : EXIT_IO;
+		status = ret == -NWC_EFORMAT ? EXIT_INPUT :
+			 ret == -EEXIST ? EXIT_USAGE : EXIT_IO;
+		goto out_free;
 	}
-	if (!quiet)
+	if (!quiet) {
 		print_summary(&tree, &res);
-	free(res.stored);
+		if (opts.lossy)
+			print_lossy(&la.pl, &res.lossy);
+	}
+	nwc_pack_result_free(&res);
+	status = 0;
+out_free:
+	nwc_calib_free(calib);
+	nwc_rate_models_free(&models);
 	nwc_tree_free(&tree);
-	return 0;
+	return status;
 }

@@ -2,15 +2,28 @@
 /*
  * pack.h - turn a scanned model directory into an image: plan the extents
  * of every file (safetensors files are split into header, tensors and any
- * gaps), compress blocks on worker threads and hand them to the image
- * writer in a fixed order, so the output does not depend on the number of
- * threads.  Used by mkfs.nwc's main thread.
+ * gaps), choose a codec model for every lossy tensor (mkfs/rate.h),
+ * compress blocks and code lossy tensors on worker threads and hand them
+ * to the image writer in a fixed order, so the output does not depend on
+ * the number of threads.  Used by mkfs.nwc's main thread.
  */
 #ifndef NWC_PACK_H
 #define NWC_PACK_H
 
 #include "codec/nwc.h"
+#include "mkfs/calib.h"
+#include "mkfs/lossy.h"
+#include "mkfs/rate.h"
 #include "mkfs/walk.h"
+
+/* Lossy packing: the tensors the policy selects go through the codec. */
+struct nwc_pack_lossy {
+	struct nwc_lossy_policy policy;
+	double bits;			/* average bits/weight target */
+	enum nwc_quant quant;
+	struct nwc_rate_models *models;	/* loaded; marked used by the plan */
+	const struct nwc_calib *calib;	/* or NULL: no LDLQ, levels 0 */
+};
 
 struct nwc_pack_opts {
 	unsigned block_log2;	/* decoded block size (log2) */
@@ -18,22 +31,38 @@ struct nwc_pack_opts {
 	unsigned jobs;		/* compression threads, >= 1 */
 	bool force;		/* replace an existing image */
 	bool progress;		/* draw a progress bar */
+	struct nwc_pack_lossy *lossy;	/* NULL: everything lossless */
+};
+
+/* What the lossy tensors came to. */
+struct nwc_pack_lossy_result {
+	uint32_t tensors;	/* coded with the neural codec */
+	uint32_t fallbacks;	/* selected, but stored losslessly */
+	uint64_t weights;
+	uint64_t payload;	/* band payload bytes */
+	uint64_t side;		/* side record bytes */
+	double sig, err;	/* sum of w^2 and of (w - what)^2 */
+	double hsig, herr;	/* tr(W H W^T), tr(E H E^T) where H exists */
+	uint32_t *per_model;	/* tensors per model (models order) */
+	double plan_seconds;	/* calibration excluded */
 };
 
 struct nwc_pack_result {
 	uint64_t *stored;	/* per tree entry: stored bytes (files) */
 	uint64_t image_size;
 	double seconds;
+	struct nwc_pack_lossy_result lossy;
 };
 
 /*
  * nwc_pack() - build @image from @root (scanned into @tree).  Every
  * safetensors file is parsed before anything is written.  On success fills
- * @res (free res->stored with free()).  Returns 0, -NWC_EFORMAT for a
+ * @res (free it with nwc_pack_result_free()).  Returns 0, -NWC_EFORMAT for a
  * malformed input file, or another negative errno; each failure is logged
  * with the file it concerns, and no image is left behind.
  */
 int nwc_pack(const char *root, struct nwc_tree *tree, const char *image,
 	     const struct nwc_pack_opts *opts, struct nwc_pack_result *res);
+void nwc_pack_result_free(struct nwc_pack_result *res);
 
 #endif /* NWC_PACK_H */

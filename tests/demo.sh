@@ -12,7 +12,8 @@ echo "== generating a small BF16 Llama-style model in $W/model"
 ls -l "$W/model"
 
 echo "== mkfs.nwc $W/model $W/model.nwc"
-"$MKFS" --no-progress "$W/model" "$W/model.nwc" || t_fail "mkfs.nwc failed"
+"$MKFS" --lossless --no-progress "$W/model" "$W/model.nwc" ||
+	t_fail "mkfs.nwc failed"
 
 echo "== fsck.nwc $W/model.nwc"
 "$FSCK" -q "$W/model.nwc" || t_fail "fsck.nwc found damage"

@@ -45,30 +45,30 @@ img=$W/out.nwc
 # --- mkfs.nwc: usage errors (1) -----------------------------------------
 run 1 "$MKFS" -q
 said "mkfs.nwc without arguments" 'MODEL_DIR'
-run 1 "$MKFS" -q "$W/model"
+run 1 "$MKFS" -q --lossless "$W/model"
 said "mkfs.nwc without IMAGE" 'IMAGE'
-run 1 "$MKFS" -q "$W/model" "$img" extra
-run 1 "$MKFS" -q -b 3K "$W/model" "$img"
+run 1 "$MKFS" -q --lossless "$W/model" "$img" extra
+run 1 "$MKFS" -q --lossless -b 3K "$W/model" "$img"
 said "mkfs.nwc -b 3K" 'block-size' '3K'
-run 1 "$MKFS" -q -b 128M "$W/model" "$img"
+run 1 "$MKFS" -q --lossless -b 128M "$W/model" "$img"
 said "mkfs.nwc -b 128M" 'block-size' '128M'
-run 1 "$MKFS" -q -l 0 "$W/model" "$img"
+run 1 "$MKFS" -q --lossless -l 0 "$W/model" "$img"
 said "mkfs.nwc -l 0" 'level' "'0'"
-run 1 "$MKFS" -q -l 20 "$W/model" "$img"
-run 1 "$MKFS" -q -j x "$W/model" "$img"
+run 1 "$MKFS" -q --lossless -l 20 "$W/model" "$img"
+run 1 "$MKFS" -q --lossless -j x "$W/model" "$img"
 said "mkfs.nwc -j x" 'jobs' "'x'"
-run 1 "$MKFS" -q --no-such-option "$W/model" "$img"
+run 1 "$MKFS" -q --lossless --no-such-option "$W/model" "$img"
 said "mkfs.nwc --no-such-option" 'no-such-option'
 no_image "$img"
 
 # --- mkfs.nwc: unreadable input (2) -------------------------------------
-run 2 "$MKFS" -q "$W/nonexistent" "$img"
+run 2 "$MKFS" -q --lossless "$W/nonexistent" "$img"
 said "missing MODEL_DIR" "$W/nonexistent" 'no such file'
 no_image "$img"
-run 2 "$MKFS" -q "$W/model/config.json" "$img"
+run 2 "$MKFS" -q --lossless "$W/model/config.json" "$img"
 said "MODEL_DIR is a file" "$W/model/config.json" 'not a directory'
 no_image "$img"
-run 2 "$MKFS" -q "$W/model" "$W/nonexistent/out.nwc"
+run 2 "$MKFS" -q --lossless "$W/model" "$W/nonexistent/out.nwc"
 said "IMAGE in a missing directory" "$W/nonexistent/out.nwc"
 
 # --- mkfs.nwc: malformed safetensors (3) --------------------------------
@@ -106,7 +106,7 @@ for name, raw in cases.items():
 EOF
 for c in truncated json dtype overlap shape; do
 	f=$W/bad/$c/model-00002-of-00002.safetensors
-	run 3 "$MKFS" -q "$W/bad/$c" "$img"
+	run 3 "$MKFS" -q --lossless "$W/bad/$c" "$img"
 	case $c in
 	truncated) said "$c" "$f" 'header|length|end of( the)? file|truncat' ;;
 	json) said "$c" "$f" 'json' ;;
@@ -121,15 +121,15 @@ echo "errors: mkfs.nwc usage, missing input, 5 malformed safetensors ok"
 # --- mkfs.nwc: an existing IMAGE is replaced only with -f ---------------
 echo "not an image, keep me" >"$img"
 cp "$img" "$W/keep"
-run 1 "$MKFS" -q "$W/model" "$img"
+run 1 "$MKFS" -q --lossless "$W/model" "$img"
 said "existing IMAGE without -f" "$img" 'exist|force|-f'
 cmp -s "$img" "$W/keep" || t_fail "mkfs.nwc without -f changed $img"
-run 3 "$MKFS" -q -f "$W/bad/shape" "$img"
+run 3 "$MKFS" -q --lossless -f "$W/bad/shape" "$img"
 cmp -s "$img" "$W/keep" || t_fail "a failed mkfs.nwc -f changed $img"
 for f in "$img".tmp.*; do
 	[ -e "$f" ] && t_fail "temporary file $f left behind"
 done
-run 0 "$MKFS" -q -f "$W/model" "$img"
+run 0 "$MKFS" -q --lossless -f "$W/model" "$img"
 run 0 "$FSCK" -q "$img"
 cp "$img" "$W/good.nwc"
 
@@ -143,7 +143,7 @@ os.makedirs(sys.argv[1])
 with open(sys.argv[1] + "/blob.bin", "wb") as f:
     f.write(random.Random(5).randbytes(1 << 20))' "$W/big" ||
 		t_fail "cannot write $W/big"
-	run 2 "$MKFS" -q "$W/big" "$full/img.nwc"
+	run 2 "$MKFS" -q --lossless "$W/big" "$full/img.nwc"
 	said "full disk" "$full/img.nwc" 'No space left'
 	left=$(ls -A "$full")
 	[ -n "$left" ] && t_fail "files left on the full disk: $left"

@@ -6,7 +6,7 @@ check_PROGRAMS += tests/test_planes tests/test_codec tests/test_rans \
 	tests/test_safetensors \
 	tests/test_image tests/test_cache tests/test_engine \
 	tests/test_entropy tests/test_convert tests/test_mlp tests/test_prior \
-	tests/test_nwcmodel tests/test_ldlq tests/test_nwctensor tests/test_llama \
+	tests/test_nwcmodel tests/test_ldlq tests/test_llama tests/test_nwctensor \
 	tests/gen_model tests/fuzz_image tests/fuzz_safetensors
 tests_test_planes_SOURCES = tests/test_planes.c tests/t.h
 tests_test_planes_LDADD = $(NWC_TEST_LIBS)
@@ -34,11 +34,11 @@ tests_test_nwcmodel_SOURCES = tests/test_nwcmodel.c tests/t.h
 tests_test_nwcmodel_LDADD = $(NWC_TEST_LIBS) -lm
 tests_test_ldlq_SOURCES = tests/test_ldlq.c tests/t.h
 tests_test_ldlq_LDADD = $(NWC_TEST_LIBS) -lm
-tests_test_nwctensor_SOURCES = tests/test_nwctensor.c tests/t.h
-tests_test_nwctensor_LDADD = $(NWC_TEST_LIBS) -lm
 tests_test_llama_SOURCES = tests/test_llama.c tests/t.h tests/golden_llama.h \
 	mkfs/llama.c mkfs/llama.h
 tests_test_llama_LDADD = $(NWC_TEST_LIBS) -lm
+tests_test_nwctensor_SOURCES = tests/test_nwctensor.c tests/t.h
+tests_test_nwctensor_LDADD = $(NWC_TEST_LIBS) -lm
 tests_gen_model_SOURCES = tests/gen_model.c
 tests_gen_model_LDADD = $(NWC_TEST_LIBS)
 
@@ -65,15 +65,15 @@ AM_TESTS_ENVIRONMENT = \
 TESTS += tests/test_planes tests/test_codec tests/test_rans tests/test_safetensors \
 	tests/test_image tests/test_cache tests/test_engine \
 	tests/test_entropy tests/test_convert tests/test_mlp tests/test_prior \
-	tests/test_nwcmodel tests/test_ldlq tests/test_nwctensor tests/test_llama \
+	tests/test_nwcmodel tests/test_ldlq tests/test_llama tests/test_nwctensor \
 	tests/eval.sh tests/framework.sh tests/train.sh tests/fuzz-replay.sh tests/man.sh tests/roundtrip.sh tests/errors.sh \
-	tests/mount.sh tests/mount-corrupt.sh tests/mount-real.sh
+	tests/mount.sh tests/mount-corrupt.sh tests/mount-real.sh tests/lossy.sh
 EXTRA_DIST += tests/lib.sh tests/fuzz-replay.sh tests/man.sh \
 	tests/roundtrip.sh tests/errors.sh tests/mount.sh \
 	tests/mount-corrupt.sh tests/mount-real.sh tests/readcheck.py \
 	tests/demo.sh tests/corpus tests/mlp_ref.py tests/train.sh \
-	tests/framework.sh tests/framework.py \
-	tests/eval.sh tests/llama_ref.py
+	tests/eval.sh tests/framework.sh tests/llama_ref.py tests/framework.py \
+	tests/lossy.sh
 
 # make demo: pack a generated model, mount it, read a tensor back, unmount.
 demo: all tests/gen_model

@@ -12,7 +12,7 @@ export LC_ALL
 
 t_gen --seed 5 --dtype F16 --size tiny "$W/model"
 m=$W/model
-"$MKFS" -q -b 4K "$m" "$W/good.nwc" || t_fail "mkfs.nwc failed"
+"$MKFS" -q --lossless -b 4K "$m" "$W/good.nwc" || t_fail "mkfs.nwc failed"
 
 # Damage the middle block of the biggest file.
 big=$(cd "$m" && find . -type f -printf '%s %P\n' | sort -n | tail -n 1 |

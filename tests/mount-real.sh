@@ -12,7 +12,7 @@ directory that holds models/stories260K-hf)"
 t_workdir
 m=$SHARED_MODEL
 
-"$MKFS" -q "$m" "$W/real.nwc" || t_fail "mkfs.nwc $m failed"
+"$MKFS" -q --lossless "$m" "$W/real.nwc" || t_fail "mkfs.nwc $m failed"
 t_mount "$W/real.nwc" "$W/mnt"
 mnt=$W/mnt
 

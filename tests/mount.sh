@@ -13,7 +13,7 @@ RC=$S/tests/readcheck.py
 
 t_gen --seed 3 --dtype BF16 --size tiny "$W/model"
 m=$W/model
-"$MKFS" -q -b 4K "$m" "$W/m.nwc" || t_fail "mkfs.nwc failed"
+"$MKFS" -q --lossless -b 4K "$m" "$W/m.nwc" || t_fail "mkfs.nwc failed"
 
 # --- a cold mount: 8 concurrent readers, with eviction ------------------
 # A fresh mount has nothing in the page cache, so these reads reach the

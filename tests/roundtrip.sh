@@ -98,7 +98,7 @@ for dt in F32 BF16 F16; do
 	seed=$((seed + 1))
 	[ -n "$(find "$m" -name '*.safetensors')" ] ||
 		t_fail "gen_model wrote no .safetensors into $m"
-	"$MKFS" -q "$m" "$W/$dt.nwc" || t_fail "mkfs.nwc $m failed"
+	"$MKFS" -q --lossless "$m" "$W/$dt.nwc" || t_fail "mkfs.nwc $m failed"
 	check_image "$m" "$W/$dt.nwc"
 	echo "roundtrip: $dt model ok"
 done
@@ -107,8 +107,10 @@ done
 # wherever the tree lies; other block sizes still give the same tree back.
 m=$W/model-BF16
 for bs in 4K 64K; do
-	"$MKFS" -q -j1 -b $bs "$m" "$W/j1.nwc" || t_fail "mkfs.nwc -j1 -b $bs"
-	"$MKFS" -q -j2 -b $bs "$m" "$W/j2.nwc" || t_fail "mkfs.nwc -j2 -b $bs"
+	"$MKFS" -q --lossless -j1 -b $bs "$m" "$W/j1.nwc" ||
+		t_fail "mkfs.nwc -j1 -b $bs"
+	"$MKFS" -q --lossless -j2 -b $bs "$m" "$W/j2.nwc" ||
+		t_fail "mkfs.nwc -j2 -b $bs"
 	cmp "$W/j1.nwc" "$W/j2.nwc" ||
 		t_fail "mkfs.nwc -b $bs: -j1 and -j2 images differ"
 	check_image "$m" "$W/j1.nwc"
@@ -117,15 +119,16 @@ for bs in 4K 64K; do
 done
 cmp -s "$W/b4K.nwc" "$W/b64K.nwc" && t_fail "-b 4K and -b 64K images are equal"
 cp -a "$m" "$W/elsewhere"
-"$MKFS" -q -j2 -b 4K "$W/elsewhere" "$W/elsewhere.nwc" || t_fail "mkfs.nwc copy"
+"$MKFS" -q --lossless -j2 -b 4K "$W/elsewhere" "$W/elsewhere.nwc" ||
+	t_fail "mkfs.nwc copy"
 cmp "$W/b4K.nwc" "$W/elsewhere.nwc" ||
 	t_fail "a copy of the tree (cp -a) at another path gave another image"
-"$MKFS" -q -l 19 -b 4K "$m" "$W/l19.nwc" || t_fail "mkfs.nwc -l 19"
+"$MKFS" -q --lossless -l 19 -b 4K "$m" "$W/l19.nwc" || t_fail "mkfs.nwc -l 19"
 check_image "$m" "$W/l19.nwc"
 echo "roundtrip: deterministic across -j, paths; -b 4K, 64K, -l 19 ok"
 
 if [ -d "$SHARED_MODEL" ]; then
-	"$MKFS" -q "$SHARED_MODEL" "$W/real.nwc" ||
+	"$MKFS" -q --lossless "$SHARED_MODEL" "$W/real.nwc" ||
 		t_fail "mkfs.nwc $SHARED_MODEL failed"
 	check_image "$SHARED_MODEL" "$W/real.nwc"
 	echo "roundtrip: $SHARED_MODEL ok"

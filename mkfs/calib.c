@@ -1,0 +1,359 @@
+/* SPDX-License-Identifier: MIT */
+/* calib.c - calibration statistics for mkfs.nwc: from a model run or a file. */
+#include "codec/nwc.h"
+
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "codec/io.h"
+#include "codec/log.h"
+#include "codec/safetensors.h"
+#include "mkfs/calib.h"
+#include "mkfs/llama.h"
+#include "mkfs/progress.h"
+
+/* One weight's H: in memory (a model run) or at an offset of the file. */
+struct centry {
+	const char *name;	/* weight name, without ".H" */
+	size_t name_len;
+	uint32_t n;
+	const float *h;		/* model run */
+	uint64_t off;		/* statistics file */
+};
+
+struct nwc_calib {
+	char *source;
+	uint64_t tokens;
+	int fd;				/* statistics file, or -1 */
+	struct nwc_st *st;
+	struct nwc_llama_calib *run;
+	struct centry *e;		/* sorted by name */
+	size_t n;
+};
+
+static int cmp_entry(const void *pa, const void *pb)
+{
+	const struct centry *a = pa, *b = pb;
+	int c = memcmp(a->name, b->name, NWC_MIN(a->name_len, b->name_len));
+
+	if (c)
+		return c;
+	return (a->name_len > b->name_len) - (a->name_len < b->name_len);
+}
+
+static int calib_alloc(const char *source, size_t n, struct nwc_calib **out)
+{
+	struct nwc_calib *c = calloc(1, sizeof(*c));
+
+	if (!c)
+		return -ENOMEM;
+	c->fd = -1;
+	c->source = strdup(source);
+	c->e = calloc(NWC_MAX(n, 1), sizeof(*c->e));
+	if (!c->source || !c->e) {
+		nwc_calib_free(c);
+		return -ENOMEM;
+	}
+	*out = c;
+	return 0;
+}
+
+/* Two entries of one name would make lookups ambiguous. */
+static int check_unique(const struct nwc_calib *c)
+{
+	for (size_t i = 1; i < c->n; i++) {
+		if (!cmp_entry(&c->e[i - 1], &c->e[i])) {
+			nwc_err("%s: two sets of statistics for %.*s",
+				c->source, (int)c->e[i].name_len,
+				c->e[i].name);
+			return -NWC_EFORMAT;
+		}
+	}
+	return 0;
+}
+
+int nwc_calib_open_stats(const char *path, struct nwc_calib **out)
+{
+	struct nwc_calib *c = NULL;
+	struct nwc_st *st;
+	struct stat sb;
+	int fd, ret;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || fstat(fd, &sb)) {
+		ret = -errno;
+		nwc_err("%s: %s", path, nwc_strerror(ret));
+		goto out_close;
+	}
+	if (!S_ISREG(sb.st_mode)) {
+		nwc_err("%s: not a regular file", path);
+		ret = -NWC_EFORMAT;
+		goto out_close;
+	}
+	ret = nwc_st_read_fd(fd, (uint64_t)sb.st_size, path, &st);
+	if (ret)
+		goto out_close;
+	ret = calib_alloc(path, st->n_tensors, &c);
+	if (ret) {
+		nwc_st_free(st);
+		goto out_close;
+	}
+	c->fd = fd;
+	c->st = st;
+	for (size_t i = 0; i < st->n_tensors; i++) {
+		const struct nwc_st_tensor *t = &st->tensors[i];
+		struct centry *e = &c->e[c->n];
+
+		if (t->name_len < 3 || strcmp(t->name + t->name_len - 2, ".H"))
+			continue;
+		if (t->dtype != NWC_DTYPE_F32 || t->ndim != 2 ||
+		    t->shape[0] != t->shape[1] || !t->shape[0] ||
+		    t->shape[0] > UINT32_MAX / 2) {
+			nwc_err("%s: %s: not a square F32 matrix", path,
+				t->name);
+			ret = -NWC_EFORMAT;
+			goto out_free;
+		}
+		e->name = t->name;
+		e->name_len = t->name_len - 2;
+		e->n = (uint32_t)t->shape[0];
+		e->off = st->data_off + t->begin;
+		c->n++;
+	}
+	if (!c->n) {
+		nwc_err("%s: no statistics in it (no tensor named \"<weight>.H\")",
+			path);
+		ret = -NWC_EFORMAT;
+		goto out_free;
+	}
+	qsort(c->e, c->n, sizeof(*c->e), cmp_entry);
+	ret = check_unique(c);
+	if (ret)
+		goto out_free;
+	*out = c;
+	return 0;
+
+out_free:
+	nwc_calib_free(c);	/* closes fd */
+	return ret;
+out_close:
+	if (fd >= 0)
+		close(fd);
+	return ret;
+}
+
+static int read_tokens(const char *path, uint64_t max, uint32_t **tok,
+		       size_t *n)
+{
+	struct stat sb;
+	uint8_t *raw = NULL;
+	size_t bytes;
+	int fd, ret;
+
+	*tok = NULL;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || fstat(fd, &sb)) {
+		ret = -errno;
+		nwc_err("%s: %s", path, nwc_strerror(ret));
+		goto out_close;
+	}
+	if (!S_ISREG(sb.st_mode) || sb.st_size % 2 || !sb.st_size) {
+		nwc_err("%s: %s", path, !S_ISREG(sb.st_mode) ?
+			"not a regular file" : sb.st_size ?
+			"odd size: not a file of 16-bit tokens" : "empty");
+		ret = -EINVAL;
+		goto out_close;
+	}
+	*n = (size_t)sb.st_size / 2;
+	if (max && max < *n)
+		*n = (size_t)max;
+	bytes = *n * 2;
+	raw = malloc(bytes);
+	*tok = malloc(*n * sizeof(**tok));
+	if (!raw || !*tok) {
+		ret = -ENOMEM;
+		goto out_free;
+	}
+	ret = nwc_pread_full(fd, raw, bytes, 0);
+	if (ret) {
+		if (ret == -NWC_ECORRUPT)
+			ret = -EIO;
+		nwc_err("%s: read failed: %s", path, nwc_strerror(ret));
+		goto out_free;
+	}
+	for (size_t i = 0; i < *n; i++)
+		(*tok)[i] = nwc_get_le16(raw + 2 * i);
+	free(raw);
+	close(fd);
+	return 0;
+
+out_free:
+	free(raw);
+	free(*tok);
+	*tok = NULL;
+out_close:
+	if (fd >= 0)
+		close(fd);
+	return ret;
+}
+
+struct run_progress {
+	double t0, last;
+};
+
+/* The llama module serialises the calls. */
+static void show_progress(void *arg, uint64_t done, uint64_t total)
+{
+	struct run_progress *p = arg;
+	double t = nwc_now();
+
+	if (done < total && t - p->last < 0.1)
+		return;
+	p->last = t;
+	fprintf(stderr, "\rcalibration: %" PRIu64 "/%" PRIu64
+		" tokens (%.0f%%), %.0f tokens/s ", done, total,
+		total ? 100.0 * (double)done / (double)total : 100.0,
+		t > p->t0 ? (double)done / (t - p->t0) : 0.0);
+	if (done == total)
+		fputc('\n', stderr);
+}
+
+int nwc_calib_run(const char *dir, const char *tokens, uint64_t max_tokens,
+		  unsigned threads, bool progress, struct nwc_calib **out)
+{
+	struct run_progress rp = { .t0 = nwc_now() };
+	struct nwc_llama_opts o = {
+		.threads = threads,
+		.max_tokens = max_tokens,
+	};
+	struct nwc_llama_calib *cb;
+	struct nwc_calib *c;
+	struct nwc_llama *m;
+	uint32_t *tok;
+	size_t n = 0, k = 0;
+	int ret;
+
+	ret = read_tokens(tokens, max_tokens, &tok, &n);
+	if (ret)
+		return ret;
+	ret = nwc_llama_open(dir, &m);
+	if (ret) {
+		if (ret != -ENOMEM && ret != -EIO)
+			ret = -NWC_EFEATURE;
+		nwc_err("%s: --calib runs the model, which needs a Llama-family model directory (llama, mistral, qwen2); for other models pass statistics with --calib-stats",
+			dir);
+		goto out_free_tok;
+	}
+	if (progress) {
+		o.progress = show_progress;
+		o.progress_arg = &rp;
+	}
+	ret = nwc_llama_calib(m, tok, n, &o, &cb);
+	nwc_llama_free(m);
+	if (ret) {
+		if (ret == -ENOMEM)
+			nwc_err("%s: out of memory for the calibration", dir);
+		goto out_free_tok;
+	}
+	for (size_t i = 0; i < cb->n; i++)
+		k += cb->in[i].n_weights;
+	ret = calib_alloc(tokens, k, &c);
+	if (ret) {
+		nwc_llama_calib_free(cb);
+		goto out_free_tok;
+	}
+	c->run = cb;
+	c->tokens = cb->tokens;
+	for (size_t i = 0; i < cb->n; i++) {
+		for (unsigned w = 0; w < cb->in[i].n_weights; w++) {
+			struct centry *e = &c->e[c->n++];
+
+			e->name = cb->in[i].weights[w];
+			e->name_len = strlen(e->name);
+			e->n = cb->in[i].n_in;
+			e->h = cb->in[i].h;
+		}
+	}
+	qsort(c->e, c->n, sizeof(*c->e), cmp_entry);
+	ret = check_unique(c);
+	if (ret) {
+		nwc_calib_free(c);
+		goto out_free_tok;
+	}
+	nwc_dbg("%s: calibrated %zu weights on %" PRIu64 " tokens of %s",
+		dir, c->n, c->tokens, tokens);
+	*out = c;
+out_free_tok:
+	free(tok);
+	return ret;
+}
+
+int nwc_calib_get(const struct nwc_calib *c, const char *name, uint32_t n,
+		  float **h)
+{
+	struct centry key = { .name = name, .name_len = strlen(name) };
+	const struct centry *e;
+	size_t nn = (size_t)n * n;
+	uint8_t *raw;
+	int ret;
+
+	*h = NULL;
+	e = bsearch(&key, c->e, c->n, sizeof(*c->e), cmp_entry);
+	if (!e)
+		return -ENOENT;
+	if (e->n != n) {
+		nwc_err("%s: statistics of %s are %" PRIu32 " x %" PRIu32
+			", the weight has %" PRIu32 " inputs", c->source, name,
+			e->n, e->n, n);
+		return -NWC_EFORMAT;
+	}
+	*h = malloc(nn * sizeof(**h));
+	if (!*h)
+		return -ENOMEM;
+	if (e->h) {
+		memcpy(*h, e->h, nn * sizeof(**h));
+		return 0;
+	}
+	/* Read in place, then convert from little-endian. */
+	raw = (uint8_t *)*h;
+	ret = nwc_pread_full(c->fd, raw, nn * sizeof(float), e->off);
+	if (ret) {
+		if (ret == -NWC_ECORRUPT)
+			ret = -EIO;
+		nwc_err("%s: %s: read failed: %s", c->source, name,
+			nwc_strerror(ret));
+		free(*h);
+		*h = NULL;
+		return ret;
+	}
+	for (size_t i = 0; i < nn; i++)
+		(*h)[i] = nwc_get_lef32(raw + 4 * i);
+	return 0;
+}
+
+const char *nwc_calib_source(const struct nwc_calib *c)
+{
+	return c->source;
+}
+
+uint64_t nwc_calib_tokens(const struct nwc_calib *c)
+{
+	return c->tokens;
+}
+
+void nwc_calib_free(struct nwc_calib *c)
+{
+	if (!c)
+		return;
+	if (c->fd >= 0)
+		close(c->fd);
+	nwc_st_free(c->st);
+	nwc_llama_calib_free(c->run);
+	free(c->e);
+	free(c->source);
+	free(c);
+}

@@ -1,0 +1,63 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * calib.h - mkfs.nwc's calibration statistics: the second moment H =
+ * E[x x^T] of the input of every linear weight, either computed by running
+ * a Llama-family model on a token file or read from the safetensors file
+ * that `nwc calib` writes (one F32 tensor "<weight name>.H" of shape
+ * [n, n] per weight).
+ *
+ *	nwc_calib_open_stats("stats.safetensors", &c);
+ *	ret = nwc_calib_get(c, "model.layers.0.mlp.up_proj.weight", n, &h);
+ *	... use h (n x n), free(h) ...
+ *	nwc_calib_free(c);
+ *
+ * A statistics file is read lazily, one matrix per nwc_calib_get(), so
+ * that its size does not count against memory.  Thread safety: a struct
+ * nwc_calib is immutable after it is made; nwc_calib_get() may be called
+ * from any number of threads at once (pread only).
+ */
+#ifndef NWC_CALIB_H
+#define NWC_CALIB_H
+
+#include "codec/nwc.h"
+
+struct nwc_calib;
+
+/*
+ * nwc_calib_open_stats() - index the statistics file @path: its header
+ * must parse (safetensors) and every tensor whose name ends in ".H" must be
+ * an F32 square matrix.  Problems are logged with the path; returns 0,
+ * -NWC_EFORMAT, an I/O error or -ENOMEM.
+ */
+int nwc_calib_open_stats(const char *path, struct nwc_calib **out);
+
+/*
+ * nwc_calib_run() - open the model of @dir (nwc_llama_open), run it over
+ * at most @max_tokens tokens of the file @tokens (little-endian u16) with
+ * @threads threads, and keep the H of every linear weight.  @progress
+ * draws a progress line on stderr.  Returns 0, -NWC_EFEATURE when @dir is
+ * not a Llama-family model directory (logged, suggesting --calib-stats),
+ * -EINVAL for a bad token file, an I/O error or -ENOMEM.
+ */
+int nwc_calib_run(const char *dir, const char *tokens, uint64_t max_tokens,
+		  unsigned threads, bool progress, struct nwc_calib **out);
+
+/*
+ * nwc_calib_get() - a malloc'd copy of H (n x n row-major floats) of the
+ * weight named @name in *h.  Returns 0, -ENOENT when there are no
+ * statistics for @name, -NWC_EFORMAT when they are not n x n (logged), an
+ * I/O error or -ENOMEM.
+ */
+int nwc_calib_get(const struct nwc_calib *c, const char *name, uint32_t n,
+		  float **h);
+
+/* Where the statistics came from, for messages ("stats.safetensors"). */
+const char *nwc_calib_source(const struct nwc_calib *c);
+
+/* Tokens the statistics were gathered on; 0 when unknown. */
+uint64_t nwc_calib_tokens(const struct nwc_calib *c);
+
+/* nwc_calib_free() - accepts NULL. */
+void nwc_calib_free(struct nwc_calib *c);
+
+#endif /* NWC_CALIB_H */
