@@ -475,18 +475,10 @@ int nwc_model_decode_chunks(const struct nwc_model *m, const int32_t *sym,
 			    const uint8_t *q, size_t n, float *xhat,
 			    struct nwc_model_scratch *s)
 {
-	struct nwc_net net = { .h = m->h, .r = m->r, .nq = m->nq,
-			       .params = m->dec };
-	int ret;
-
-	if (!m->finalized)
-		return -EINVAL;
-	ret = scratch_reserve(s, n);
-	if (ret)
-		return ret;
+	/* synthesize() copies its latents before writing @xhat */
 	for (size_t i = 0; i < n * NWC_NET_IO; i++)
-		s->buf[i] = (float)sym[i] + m->medians[i % NWC_NET_IO];
-	return nwc_net_forward(&net, m->emb, q, s->buf, n, xhat, s->net);
+		xhat[i] = (float)sym[i];
+	return nwc_model_synthesize(m, xhat, q, n, xhat, s);
 }
 
 static uint8_t *channel_ctx(const struct nwc_model *m, size_t count)

@@ -141,4 +141,13 @@ int nwc_llama_calib(const struct nwc_llama *m, const uint32_t *tok, size_t n,
 /* nwc_llama_calib_free() - accepts NULL. */
 void nwc_llama_calib_free(struct nwc_llama_calib *c);
 
+/*
+ * nwc_llama_read_tokens() - read a token file (uint16 little-endian ids),
+ * at most @max tokens (0: all), into a malloc'd array *tok of *n ids.
+ * Errors are logged with the path; returns 0, -EINVAL (not a regular
+ * file, odd size), -ENOMEM or an I/O error.
+ */
+int nwc_llama_read_tokens(const char *path, uint64_t max, uint32_t **tok,
+			  size_t *n);
+
 #endif /* NWC_LLAMA_H */

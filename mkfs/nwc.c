@@ -69,60 +69,6 @@ static int exit_code(int err)
 	       EXIT_INPUT : EXIT_IO;
 }
 
-static int read_tokens(const char *path, uint64_t max, uint32_t **tok,
-		       size_t *n)
-{
-	struct stat sb;
-	uint8_t *raw;
-	size_t bytes;
-	int fd, ret;
-
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0 || fstat(fd, &sb)) {
-		ret = -errno;
-		nwc_err("%s: %s", path, nwc_strerror(ret));
-		goto out_close;
-	}
-	if (!S_ISREG(sb.st_mode) || sb.st_size % 2) {
-		nwc_err("%s: %s", path, S_ISREG(sb.st_mode) ?
-			"odd size: not a file of 16-bit tokens" :
-			"not a regular file");
-		ret = -EINVAL;
-		goto out_close;
-	}
-	*n = (size_t)sb.st_size / 2;
-	if (max && max < *n)
-		*n = (size_t)max;
-	bytes = *n * 2;
-	raw = malloc(NWC_MAX(bytes, 1));
-	*tok = malloc(NWC_MAX(*n, 1) * sizeof(**tok));
-	if (!raw || !*tok) {
-		nwc_err("%s: out of memory", path);
-		ret = -ENOMEM;
-		goto out_free;
-	}
-	ret = nwc_pread_full(fd, raw, bytes, 0);
-	if (ret) {
-		nwc_err("%s: read failed: %s", path,
-			nwc_strerror(ret == -NWC_ECORRUPT ? -EIO : ret));
-		goto out_free;
-	}
-	for (size_t i = 0; i < *n; i++)
-		(*tok)[i] = nwc_get_le16(raw + 2 * i);
-	free(raw);
-	close(fd);
-	return 0;
-
-out_free:
-	free(raw);
-	free(*tok);
-	*tok = NULL;
-out_close:
-	if (fd >= 0)
-		close(fd);
-	return ret;
-}
-
 static double now(void)
 {
 	struct timespec ts;
@@ -275,7 +221,7 @@ static int run(struct opts *o)
 	size_t n = 0;
 	int ret;
 
-	ret = read_tokens(o->tokens, o->run.max_tokens, &tok, &n);
+	ret = nwc_llama_read_tokens(o->tokens, o->run.max_tokens, &tok, &n);
 	if (ret)
 		return exit_code(ret);
 	ret = nwc_llama_open(o->model, &m);
