@@ -39,8 +39,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench/quant.h"
 #include "codec/convert.h"
-#include "codec/entropy.h"
 #include "codec/io.h"
 #include "codec/log.h"
 #include "codec/nwcmodel.h"
@@ -49,7 +49,6 @@
 
 #define MAX_BITS 16
 #define N_STEPS 19		/* D = 2^(1 - k/2), k = 0 .. 18 */
-#define HALF_WINDOW 2047	/* q range kept in a table: n <= 4095 */
 
 struct tensor {
 	char *name;
@@ -76,11 +75,6 @@ static double now(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static float f16_round(float x)
-{
-	return nwc_f16_to_f32(nwc_f32_to_f16(x));
 }
 
 static bool selected(const struct nwc_st_tensor *st, const regex_t *re)
@@ -167,179 +161,6 @@ out_close:
 	if (ret)
 		fprintf(stderr, "codecbench: %s: %s\n", path, nwc_strerror(ret));
 	return ret;
-}
-
-/* RTN with min/max per group of @g weights of a row, @bits wide. */
-static void rtn(const struct tensor *t, unsigned bits, size_t g,
-		struct point *p)
-{
-	const float qmax = (float)((1u << bits) - 1);
-
-	for (size_t r = 0; r < t->rows; r++) {
-		const float *w = t->w + r * t->cols;
-
-		for (size_t j = 0; j < t->cols; j += g) {
-			size_t len = NWC_MIN(g, t->cols - j);
-			float mn = w[j], mx = w[j], s, m, inv;
-
-			for (size_t k = 1; k < len; k++) {
-				mn = fminf(mn, w[j + k]);
-				mx = fmaxf(mx, w[j + k]);
-			}
-			s = f16_round((mx - mn) / qmax);
-			m = f16_round(mn);
-			inv = s > 0 ? 1.0f / s : 0;
-			for (size_t k = 0; k < len; k++) {
-				float q = nearbyintf((w[j + k] - m) * inv);
-				double e;
-
-				q = fminf(fmaxf(q, 0), qmax);
-				e = (double)w[j + k] - (q * s + m);
-				p->err2 += e * e;
-			}
-			p->bits += len * bits + 32;
-		}
-	}
-}
-
-static uint32_t nibbles(int32_t v)
-{
-	uint32_t u = (uint32_t)v << 1 ^ (uint32_t)(v >> 31);
-
-	return u ? (35 - (uint32_t)__builtin_clz(u)) / 4 : 1;
-}
-
-/* n log2(T / n), 0 for n = 0. */
-static double info(double n, double total)
-{
-	return n > 0 ? n * log2(total / n) : 0;
-}
-
-/*
- * Pick the table range for @q: [qmin, qmax] cut to 4095 values around 0,
- * then ends dropped to the escape while that saves bits (ideal code
- * lengths plus 16 bits per table entry).  Fills @cnt (4095 entries).
- */
-static void choose_range(const int32_t *q, size_t n, int32_t *lo_out,
-			 uint32_t *n_out, uint64_t *cnt, uint64_t *esc_out)
-{
-	int32_t qmin = q[0], qmax = q[0], lo, hi;
-	uint64_t esc = 0;
-	double extra = 0, total = (double)n;
-
-	for (size_t i = 1; i < n; i++) {
-		qmin = NWC_MIN(qmin, q[i]);
-		qmax = NWC_MAX(qmax, q[i]);
-	}
-	lo = NWC_MAX(qmin, -HALF_WINDOW);
-	hi = NWC_MIN(qmax, lo + 2 * HALF_WINDOW);
-	memset(cnt, 0, (size_t)(hi - lo + 1) * sizeof(*cnt));
-	for (size_t i = 0; i < n; i++) {
-		if (q[i] >= lo && q[i] <= hi) {
-			cnt[q[i] - lo]++;
-		} else {
-			esc++;
-			extra += 3 + 4.0 * nibbles(q[i]);
-		}
-	}
-	while (hi > lo) {
-		uint64_t cl = cnt[0], ch = cnt[hi - lo];
-		double base = info((double)esc, total);
-		double dl = info((double)(esc + cl), total) - base -
-			    info((double)cl, total) +
-			    cl * (3 + 4.0 * nibbles(lo)) - 16;
-		double dh = info((double)(esc + ch), total) - base -
-			    info((double)ch, total) +
-			    ch * (3 + 4.0 * nibbles(hi)) - 16;
-
-		if (dl >= 0 && dh >= 0)
-			break;
-		if (dl < dh) {
-			esc += cl;
-			extra += cl * (3 + 4.0 * nibbles(lo));
-			memmove(cnt, cnt + 1, (size_t)(hi - lo) * sizeof(*cnt));
-			lo++;
-		} else {
-			esc += ch;
-			extra += ch * (3 + 4.0 * nibbles(hi));
-			hi--;
-		}
-	}
-	*lo_out = lo;
-	*n_out = (uint32_t)(hi - lo + 1);
-	*esc_out = esc;
-}
-
-struct ecsq_buf {
-	int32_t *q, *dec;
-	uint8_t *stream;
-	size_t cap;
-	uint64_t cnt[2 * HALF_WINDOW + 1];
-};
-
-/* ECSQ of one tensor at step @step; the rate counts real coded bytes. */
-static int ecsq(const struct tensor *t, const float *scale, double step,
-		struct ecsq_buf *eb, struct point *p)
-{
-	const size_t n = t->rows * t->cols;
-	struct nwc_qdist *d;
-	uint64_t esc;
-	uint32_t nsym;
-	int32_t lo;
-	ssize_t len;
-	int ret;
-
-	for (size_t r = 0; r < t->rows; r++) {
-		const float *w = t->w + r * t->cols;
-		double s = scale[r] * step, inv = s > 0 ? 1 / s : 0;
-
-		for (size_t j = 0; j < t->cols; j++) {
-			double q = nearbyint(w[j] * inv), e;
-
-			q = fmin(fmax(q, -1e9), 1e9);
-			eb->q[r * t->cols + j] = (int32_t)q;
-			e = w[j] - q * s;
-			p->err2 += e * e;
-		}
-	}
-	choose_range(eb->q, n, &lo, &nsym, eb->cnt, &esc);
-	ret = nwc_qdist_from_counts(lo, nsym, eb->cnt, esc, &d);
-	if (ret)
-		return ret;
-	len = nwc_ents_encode((const struct nwc_qdist *const *)&d, NULL, eb->q,
-			      n, eb->stream, eb->cap);
-	if (len < 0) {
-		ret = (int)len;
-		goto out_free_d;
-	}
-	/* Decode too: the rate is only real if the stream decodes. */
-	ret = nwc_ents_decode((const struct nwc_qdist *const *)&d, NULL,
-			      eb->dec, n, eb->stream, (size_t)len);
-	if (!ret && memcmp(eb->q, eb->dec, n * sizeof(*eb->q)))
-		ret = -NWC_ECORRUPT;
-	p->bits += 8 * ((uint64_t)len + nwc_qdist_saved_size(d)) +
-		   16 * (uint64_t)t->rows;
-out_free_d:
-	nwc_qdist_free(d);
-	return ret;
-}
-
-/* Row std around the mean, stored fp16; RMS if that rounds to 0. */
-static void row_scales(const struct tensor *t, float *scale)
-{
-	for (size_t r = 0; r < t->rows; r++) {
-		const float *w = t->w + r * t->cols;
-		double sum = 0, sq = 0, var;
-
-		for (size_t j = 0; j < t->cols; j++) {
-			sum += w[j];
-			sq += (double)w[j] * w[j];
-		}
-		var = sq / t->cols - (sum / t->cols) * (sum / t->cols);
-		scale[r] = f16_round((float)sqrt(fmax(var, 0)));
-		if (!(scale[r] > 0))
-			scale[r] = f16_round((float)sqrt(sq / t->cols));
-	}
 }
 
 static double sqnr(const struct bench *b, const struct point *p)
@@ -682,7 +503,7 @@ int main(int argc, char **argv)
 	struct point rtn_pts[2][MAX_BITS] = { { { 0 } } };
 	struct point ecsq_pts[N_STEPS] = { { 0 } };
 	struct bench b = { 0 };
-	struct ecsq_buf *eb = NULL;
+	struct nwc_quant_ecsq *eb = NULL;
 	const char *pattern = NULL;
 	struct nwc_run runs[MAX_MODELS];
 	float mus[MAX_MU] = { 0.0f };
@@ -784,31 +605,32 @@ int main(int argc, char **argv)
 	printf("tensors: %zu, %" PRIu64 " weights (largest %zu), e.g. %s\n",
 	       b.nt, b.nweights, maxn, b.t[0].name);
 
-	eb = calloc(1, sizeof(*eb));
 	scale = malloc(maxrows * sizeof(*scale));
-	if (!eb || !scale)
-		goto out_free;
-	eb->cap = nwc_ents_bound(maxn);
-	eb->q = malloc(maxn * sizeof(*eb->q));
-	eb->dec = malloc(maxn * sizeof(*eb->dec));
-	eb->stream = malloc(eb->cap);
-	if (!eb->q || !eb->dec || !eb->stream)
+	if (!scale || nwc_quant_ecsq_create(maxn, &eb))
 		goto out_free;
 
 	for (size_t i = 0; i < b.nt && baselines; i++) {
+		const struct tensor *t = &b.t[i];
+
 		for (size_t g = 0; g < 2; g++) {
 			for (size_t k = 0; k < nbits; k++) {
-				rtn_pts[g][k].param = bits[k];
-				rtn(&b.t[i], bits[k], groups[g], &rtn_pts[g][k]);
+				struct point *p = &rtn_pts[g][k];
+
+				p->param = bits[k];
+				nwc_quant_rtn(t->w, t->rows, t->cols, bits[k],
+					      groups[g], NULL, &p->bits,
+					      &p->err2);
 			}
 		}
-		row_scales(&b.t[i], scale);
+		nwc_quant_row_scales(t->w, t->rows, t->cols, scale);
 		for (size_t k = 0; k < N_STEPS; k++) {
+			struct point *p = &ecsq_pts[k];
 			int err;
 
-			ecsq_pts[k].param = exp2(1 - 0.5 * (double)k);
-			err = ecsq(&b.t[i], scale, ecsq_pts[k].param, eb,
-				   &ecsq_pts[k]);
+			p->param = exp2(1 - 0.5 * (double)k);
+			err = nwc_quant_ecsq(eb, t->w, t->rows, t->cols, scale,
+					     p->param, NULL, &p->bits,
+					     &p->err2);
 			if (err) {
 				fprintf(stderr, "codecbench: %s: ECSQ: %s\n",
 					b.t[i].name, nwc_strerror(err));
@@ -835,12 +657,7 @@ out_done:
 	printf("time: %.2f s\n", now() - t0);
 	ret = 0;
 out_free:
-	if (eb) {
-		free(eb->q);
-		free(eb->dec);
-		free(eb->stream);
-		free(eb);
-	}
+	nwc_quant_ecsq_free(eb);
 	free(scale);
 	for (size_t i = 0; i < b.nt; i++) {
 		free(b.t[i].name);

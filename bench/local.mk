@@ -1,6 +1,6 @@
 # bench/local.mk - benchmarks; not part of make check.  make bench runs them.
 EXTRA_PROGRAMS += bench/readbench bench/codecbench
-bench_codecbench_SOURCES = bench/codecbench.c
+bench_codecbench_SOURCES = bench/codecbench.c bench/quant.c bench/quant.h
 bench_codecbench_LDADD = $(NWC_CODEC_LIB) $(NWC_DEP_LIBS) -lm
 CLEANFILES += bench/codecbench
 bench_readbench_SOURCES = bench/readbench.c
@@ -12,3 +12,16 @@ bench: all bench/readbench bench/codecbench tests/gen_model
 	top_srcdir='$(top_srcdir)' top_builddir='$(top_builddir)' \
 		$(SHELL) $(top_srcdir)/bench/run.sh
 .PHONY: bench
+
+# make quality: perplexity of lossy stories260K images against RTN, ECSQ and
+# GPTQ baselines at matched bits (bench/out/quality.md, .tsv, .png).
+EXTRA_PROGRAMS += bench/quantize
+bench_quantize_SOURCES = bench/quantize.c bench/quant.c bench/quant.h \
+	mkfs/lossy.c mkfs/lossy.h
+bench_quantize_LDADD = $(NWC_CODEC_LIB) $(NWC_DEP_LIBS) -lm
+CLEANFILES += bench/quantize
+EXTRA_DIST += bench/quality.sh bench/quality-plot.py
+quality: all bench/quantize
+	top_srcdir='$(top_srcdir)' top_builddir='$(top_builddir)' \
+		$(SHELL) $(top_srcdir)/bench/quality.sh
+.PHONY: quality

@@ -1,0 +1,312 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+# quality.sh - lossy quality benchmark: perplexity of stories260K after
+# mkfs.nwc's neural codec, against scalar baselines at the same bits.
+#
+# Run by `make quality` (which sets top_srcdir and top_builddir), or by
+# hand from the build directory.  Needs mkfs/mkfs.nwc, fs/fsck.nwc,
+# mkfs/nwc and bench/quantize.  Scores every model on the whole
+# tinystories_tok512_eval.u16 with `nwc eval`; calibration (mkfs.nwc
+# --calib and the H that GPTQ uses) reads the first $CALIB_TOKENS tokens of
+# tinystories_tok512_calib.u16, the same for both.
+#
+#   NWC      mkfs.nwc --bits B [--calib], fsck.nwc -x, nwc eval on the
+#            extracted directory.  bits/weight: the stored bytes of the
+#            tensors that fsck.nwc -l -t lists with codec nwc/* (payload
+#            and side data, checked against the "lossy:" line of mkfs's
+#            summary) times 8, over the weights that line counts.
+#   RTN-gG   bench/quantize rtn-gG b: b + 32 bits per group of G weights
+#            of a row (a row of 64 is one group of 64 for G = 128).
+#   ECSQ     bench/quantize ecsq D: real rANS bytes + table + 16 bits/row.
+#   GPTQ     bench/quantize gptq b: b bits + (16 + b) bits per row.
+#
+# Baselines at an NWC point's bits: log perplexity interpolated linearly in
+# bits between the two sweep points around it (n/a outside the sweep).
+# Prints Markdown on stdout, also written to bench/out/quality.md with the
+# points in quality.tsv and, if matplotlib imports, the plot quality.png;
+# progress on stderr.  Environment: NWC_SHARED (directory holding models/
+# and corpus/, default $top_srcdir/../shared), NWC_MODELS_DIR (codec
+# models, default $top_srcdir/codec/models).
+[ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"
+set -u
+LC_ALL=C
+export LC_ALL
+
+top_srcdir=$(cd "${top_srcdir:-.}" && pwd) || exit 1
+top_builddir=$(cd "${top_builddir:-.}" && pwd) || exit 1
+. "$top_srcdir/tests/lib.sh"
+
+NWC=$B/mkfs/nwc
+QZ=$B/bench/quantize
+SHARED=${NWC_SHARED:-$S/../shared}
+CALIB=$SHARED/corpus/tinystories_tok512_calib.u16
+EVAL=$SHARED/corpus/tinystories_tok512_eval.u16
+MODELS=${NWC_MODELS_DIR:-$S/codec/models}
+CALIB_TOKENS=65536
+OUT=$B/bench/out
+RES=$OUT/quality.md
+TSV=$OUT/quality.tsv
+PNG=$OUT/quality.png
+
+NWC_BITS="3 4 5 6"
+RTN_BITS="2 3 4 5 6 7"
+GPTQ_BITS="2 3 4 5 6 7"
+ECSQ_STEPS="1 0.7071 0.5 0.3536 0.25 0.1768 0.125 0.08839 0.0625 0.04419 0.03125"
+
+note() { echo "== $*" >&2; }
+die() { echo "quality: $*" >&2; exit 1; }
+calc() { awk "BEGIN { printf \"$1\", ($2) }"; }
+kv() { sed -n "s/.*\\b$1=\\([^ ]*\\).*/\\1/p" <<<"$2"; }
+fsize() { stat -c %s "$1"; }
+
+for p in "$MKFS" "$FSCK" "$NWC" "$QZ"; do
+	[ -x "$p" ] || die "$p is not built; run make all bench/quantize"
+done
+for f in "$SHARED_MODEL/model.safetensors" "$CALIB" "$EVAL"; do
+	if [ ! -f "$f" ]; then
+		echo "quality: skipped: no $f (set NWC_SHARED to the directory that holds models/ and corpus/)" >&2
+		exit 0
+	fi
+done
+ls "$MODELS"/*.nwcm >/dev/null 2>&1 ||
+	die "no codec models (*.nwcm) in $MODELS (set NWC_MODELS_DIR)"
+mkdir -p "$OUT" || die "cannot create $OUT"
+t_workdir
+T_START=$EPOCHREALTIME
+
+# ppl DIR: perplexity of the model directory DIR on the eval tokens.
+ppl() {
+	"$NWC" eval -q "$1" "$EVAL" >"$W/eval.out" ||
+		die "nwc eval $1 failed: $(cat "$W/eval.out")"
+	awk '$1 == "perplexity:" { print $2 }' "$W/eval.out"
+}
+
+# Points: method, parameter, bits/weight, SQNR dB, perplexity.
+printf 'method\tparam\tbpw\tsqnr_db\tppl\n' >"$TSV"
+point() { printf '%s\t%s\t%s\t%s\t%s\n' "$@" >>"$TSV"; }
+
+note "original model"
+PPL0=$(ppl "$SHARED_MODEL")
+DIR_BYTES=$(find "$SHARED_MODEL" -type f -printf '%s\n' | awk '{ s += $1 } END { print s }')
+
+note "calibration statistics for GPTQ (nwc calib, $CALIB_TOKENS tokens)"
+"$NWC" calib -q --max-tokens $CALIB_TOKENS "$SHARED_MODEL" "$CALIB" \
+	-o "$W/stats.safetensors" || die "nwc calib failed"
+
+# --- NWC images ------------------------------------------------------------
+NWC_ROWS=()
+for calib in yes no; do
+	for b in $NWC_BITS; do
+		note "NWC: mkfs.nwc --bits $b, calibration: $calib"
+		opt=()
+		[ $calib = yes ] && opt=(--calib "$CALIB" --calib-tokens $CALIB_TOKENS)
+		img=$W/b$b$calib.nwc
+		"$MKFS" --models "$MODELS" --bits "$b" "${opt[@]}" \
+			"$SHARED_MODEL" "$img" >"$W/mkfs.out" 2>&1 ||
+			die "mkfs.nwc --bits $b failed: $(cat "$W/mkfs.out")"
+		line=$(grep '^lossy:' "$W/mkfs.out") ||
+			die "no lossy: line in mkfs.nwc's summary: $(cat "$W/mkfs.out")"
+		weights=$(sed -n 's/.* \([0-9][0-9]*\) weights,.*/\1/p' <<<"$line")
+		payload=$(sed -n 's/.*(\([0-9][0-9]*\) payload.*/\1/p' <<<"$line")
+		side=$(sed -n 's/.* \([0-9][0-9]*\) side bytes.*/\1/p' <<<"$line")
+		sqnr=$(sed -n 's/.*, SQNR \([-0-9.]*\) dB.*/\1/p' <<<"$line")
+		"$FSCK" -l -t "$img" >"$W/list" || die "fsck.nwc -l -t $img failed"
+		stored=$(awk '$6 ~ /^nwc\// { s += $4 } END { print s + 0 }' "$W/list")
+		mbytes=$(awk '$1 == "model" && $2 ~ /^m[0-9]+:$/ {
+			for (i = 3; i < NF; i++) if ($(i + 1) ~ /^bytes/) s += $i
+		} END { print s + 0 }' "$W/list")
+		[ -n "$weights" ] && [ "$weights" -gt 0 ] ||
+			die "cannot parse mkfs.nwc's lossy line: $line"
+		[ "$stored" = $((payload + side)) ] ||
+			die "fsck.nwc lists $stored bytes of nwc tensors, mkfs.nwc's summary $payload + $side"
+		bpw=$(calc '%.4f' "8 * $stored / $weights")
+		"$FSCK" -q -x "$W/x" "$img" || die "fsck.nwc -x $img failed"
+		p=$(ppl "$W/x")
+		rm -rf "$W/x"
+		name="NWC"
+		[ $calib = no ] && name="NWC-nocalib"
+		point "$name" "$b" "$bpw" "$sqnr" "$p"
+		isz=$(fsize "$img")
+		NWC_ROWS+=("| $b | $calib | $bpw | $p | $(calc '%+.4f' "$p - $PPL0") ($(calc '%+.2f%%' "100 * ($p - $PPL0) / $PPL0")) | $sqnr | $isz | $(calc '%.1f%%' "100 * $isz / $DIR_BYTES") | $mbytes |")
+		rm -f "$img"
+	done
+done
+
+# --- baselines -------------------------------------------------------------
+# baseline NAME METHOD PARAM [--stats FILE]
+baseline() {
+	local name=$1 method=$2 param=$3 out
+	shift 3
+	note "$name: quantize $method $param"
+	rm -rf "$W/q"
+	out=$("$QZ" "$method" "$param" "$SHARED_MODEL" "$W/q" "$@") ||
+		die "bench/quantize $method $param failed"
+	point "$name" "$param" "$(kv bpw "$out")" "$(kv sqnr_db "$out")" \
+		"$(ppl "$W/q")"
+}
+for b in $RTN_BITS; do
+	baseline RTN-g32 rtn-g32 "$b"
+	baseline RTN-g128 rtn-g128 "$b"
+done
+for d in $ECSQ_STEPS; do
+	baseline ECSQ ecsq "$d"
+done
+for b in $GPTQ_BITS; do
+	baseline GPTQ gptq "$b" --stats "$W/stats.safetensors"
+done
+
+# --- report ----------------------------------------------------------------
+# The tables from the points: every point, then each NWC point with the
+# baselines interpolated at its bits, then the summary targets.
+report() {
+	awk -F '\t' -v ppl0="$PPL0" '
+	function incr(p) {
+		return sprintf("%+.4f (%+.2f%%)", p - ppl0, 100 * (p - ppl0) / ppl0)
+	}
+	# log-ppl at bits x on method m, linear between neighbours; -1 if
+	# none.  Sets span to the bits of those neighbours.
+	function interp(m, x,    i, k, lo, hi, y0, y1, t) {
+		lo = hi = 0
+		for (i = 1; i <= n[m]; i++) {
+			k = m SUBSEP i
+			if (bx[k] <= x && (!lo || bx[k] > bx[m SUBSEP lo]))
+				lo = i
+			if (bx[k] >= x && (!hi || bx[k] < bx[m SUBSEP hi]))
+				hi = i
+		}
+		span = "outside the sweep"
+		if (!lo || !hi)
+			return -1
+		span = sprintf("%.3f .. %.3f", bx[m SUBSEP lo], bx[m SUBSEP hi])
+		if (bx[m SUBSEP hi] == bx[m SUBSEP lo])
+			return by[m SUBSEP lo]
+		y0 = log(by[m SUBSEP lo])
+		y1 = log(by[m SUBSEP hi])
+		t = (x - bx[m SUBSEP lo]) / (bx[m SUBSEP hi] - bx[m SUBSEP lo])
+		return exp(y0 + (y1 - y0) * t)
+	}
+	NR == 1 { next }
+	{
+		m = $1
+		if (!(m in n)) {
+			order[++nm] = m
+			n[m] = 0
+		}
+		n[m]++
+		k = m SUBSEP n[m]
+		par[k] = $2; bx[k] = $3; sq[k] = $4; by[k] = $5
+	}
+	END {
+		printf "## All points\n\n"
+		printf "| method | param | bits/weight | SQNR dB | perplexity | increase over original |\n"
+		printf "|---|---:|---:|---:|---:|---:|\n"
+		printf "| original | - | 32 | - | %.4f | - |\n", ppl0
+		for (o = 1; o <= nm; o++) {
+			m = order[o]
+			for (i = 1; i <= n[m]; i++) {
+				k = m SUBSEP i
+				printf "| %s | %s | %.3f | %.2f | %.4f | %s |\n",
+				       m, par[k], bx[k], sq[k], by[k], incr(by[k])
+			}
+		}
+		printf "\n## Baselines at the NWC points'\'' bits\n\n"
+		printf "Baseline perplexity interpolated (log-linear in bits) between its two sweep points around the NWC point'\''s bits/weight.\n\n"
+		printf "| method | bits/weight | perplexity | increase over original | from points at bits |\n"
+		printf "|---|---:|---:|---:|---|\n"
+		for (o = 1; o <= nm; o++) {
+			m = order[o]
+			if (m !~ /^NWC/)
+				continue
+			for (i = 1; i <= n[m]; i++) {
+				k = m SUBSEP i
+				x = bx[k]
+				printf "| **%s --bits %s** | %.3f | %.4f | %s | measured |\n",
+				       m, par[k], x, by[k], incr(by[k])
+				for (q = 1; q <= nm; q++) {
+					b = order[q]
+					if (b ~ /^NWC/)
+						continue
+					y = interp(b, x)
+					if (y < 0)
+						printf "| %s | %.3f | n/a | n/a | %s |\n",
+						       b, x, span
+					else
+						printf "| %s | %.3f | %.4f | %s | %s |\n",
+						       b, x, y, incr(y), span
+				}
+			}
+		}
+		# Targets: calibrated NWC at <= 4.25 bits (the most bits there)
+		# against ECSQ; calibrated NWC --bits 6 as % of the original.
+		printf "\n## Summary\n\n"
+		best = 0
+		for (i = 1; i <= n["NWC"]; i++) {
+			k = "NWC" SUBSEP i
+			if (bx[k] <= 4.25 && (!best || bx[k] > bx["NWC" SUBSEP best]))
+				best = i
+		}
+		if (best) {
+			k = "NWC" SUBSEP best
+			y = interp("ECSQ", bx[k])
+			if (y > ppl0 && by[k] >= ppl0)
+				printf "- At <= 4.25 bits: NWC --bits %s (%.3f bits/weight) raises perplexity by %.4f, ECSQ at the same bits by %.4f: ratio NWC / ECSQ = **%.3f** (< 1: NWC better).\n",
+				       par[k], bx[k], by[k] - ppl0, y - ppl0,
+				       (by[k] - ppl0) / (y - ppl0)
+			else
+				printf "- At <= 4.25 bits: NWC --bits %s (%.3f bits/weight, perplexity %.4f): ECSQ has no point to compare (%s).\n",
+				       par[k], bx[k], by[k], y < 0 ? "outside its sweep" : "no increase"
+		} else {
+			printf "- At <= 4.25 bits: no calibrated NWC point.\n"
+		}
+		six = 0
+		for (i = 1; i <= n["NWC"]; i++)
+			if (par["NWC" SUBSEP i] == 6)
+				six = i
+		if (six) {
+			k = "NWC" SUBSEP six
+			printf "- At 6 bits: NWC --bits 6 (%.3f bits/weight%s) perplexity %.4f, increase **%.2f%%** of the original %.4f.\n",
+			       bx[k], bx[k] < 5.9 ? ", the highest rate the codec models reach" : "",
+			       by[k], 100 * (by[k] - ppl0) / ppl0, ppl0
+		}
+	}' "$TSV"
+}
+
+PLOT_NOTE=
+if python3 -c 'import matplotlib' 2>/dev/null; then
+	note "plot: $PNG"
+	if python3 "$S/bench/quality-plot.py" "$TSV" "$PPL0" "$PNG" 2>"$W/plot.err"; then
+		PLOT_NOTE="Plot: $PNG."
+	else
+		PLOT_NOTE="Plot failed: $(head -n 3 "$W/plot.err")"
+	fi
+else
+	PLOT_NOTE="No plot: python3 cannot import matplotlib."
+	note "$PLOT_NOTE"
+fi
+
+commit=$(git -C "$S" rev-parse --short HEAD 2>/dev/null) || commit=unknown
+{
+	echo "# nwcfs lossy quality benchmark"
+	echo
+	echo "Model: stories260K-hf (F32, $DIR_BYTES bytes); perplexity by \`nwc eval\` on all of $(basename "$EVAL");" \
+		"calibration: first $CALIB_TOKENS tokens of $(basename "$CALIB") (mkfs.nwc --calib and GPTQ's H)." \
+		"Codec models: $MODELS. Machine: $(nproc) CPUs. Commit $commit, $(date -u '+%Y-%m-%d %H:%M UTC')."
+	echo
+	echo "Original perplexity: **$PPL0**."
+	echo
+	echo "## NWC images"
+	echo
+	echo "bits/weight = 8 x stored bytes of the nwc-coded tensors (payload + side data) / their weights. Image = whole image file, which holds the codec models it uses (last column)."
+	echo
+	echo "| --bits | calib | bits/weight | perplexity | increase over original | SQNR dB | image bytes | image / dir | codec models bytes |"
+	echo "|---:|---|---:|---:|---:|---:|---:|---:|---:|"
+	printf '%s\n' "${NWC_ROWS[@]}"
+	echo
+	report
+	echo
+	echo "$PLOT_NOTE"
+	echo
+	echo "Produced by bench/quality.sh in $B ($(calc '%.0f' "$EPOCHREALTIME - $T_START") s)."
+} >"$RES" || die "cannot write $RES"
+cat "$RES"
+note "results written to $RES"
