@@ -94,22 +94,11 @@ static int load_file(struct bench *b, const char *path, const regex_t *re)
 {
 	struct nwc_st *st = NULL;
 	uint8_t *raw = NULL;
-	struct stat sb;
 	int fd, ret;
 
-	fd = open(path, O_RDONLY);
-	if (fd < 0) {
-		ret = -errno;
-		fprintf(stderr, "codecbench: %s: %s\n", path, strerror(-ret));
-		return ret;
-	}
-	if (fstat(fd, &sb) < 0) {
-		ret = -errno;
-		goto out_close;
-	}
-	ret = nwc_st_read_fd(fd, (uint64_t)sb.st_size, path, &st);
+	ret = nwc_st_open(path, &fd, &st);	/* logs its errors */
 	if (ret)
-		goto out_close;
+		return ret;
 	for (size_t i = 0; i < st->n_tensors; i++) {
 		const struct nwc_st_tensor *s = &st->tensors[i];
 		struct tensor *t, *grown;
@@ -156,7 +145,6 @@ out_free_raw:
 	free(raw);
 out_free_st:
 	nwc_st_free(st);
-out_close:
 	close(fd);
 	if (ret)
 		fprintf(stderr, "codecbench: %s: %s\n", path, nwc_strerror(ret));

@@ -75,20 +75,13 @@ struct stats {
 static int stats_open(const char *path, struct stats **out)
 {
 	struct stats *s;
-	struct stat sb;
 	int ret;
 
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
 	s->path = path;
-	s->fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (s->fd < 0 || fstat(s->fd, &sb)) {
-		ret = -errno;
-		nwc_err("%s: %s", path, nwc_strerror(ret));
-		goto out_close;
-	}
-	ret = nwc_st_read_fd(s->fd, (uint64_t)sb.st_size, path, &s->st);
+	ret = nwc_st_open(path, &s->fd, &s->st);
 	if (ret)
 		goto out_close;
 	*out = s;

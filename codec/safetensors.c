@@ -2,9 +2,12 @@
 /* safetensors.c - validate a .safetensors header and list its tensors. */
 #include "codec/nwc.h"
 
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "codec/io.h"
 #include "codec/json.h"
@@ -484,5 +487,32 @@ out_read_err:
 	if (ret == -NWC_ECORRUPT)
 		ret = -EIO;
 	nwc_err("%s: read failed: %s", path, nwc_strerror(ret));
+	return ret;
+}
+
+int nwc_st_open(const char *path, int *fd, struct nwc_st **out)
+{
+	struct stat sb;
+	int ret;
+
+	*out = NULL;
+	*fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (*fd < 0 || fstat(*fd, &sb)) {
+		ret = -errno;
+		nwc_err("%s: %s", path, nwc_strerror(ret));
+		goto out_close;
+	}
+	if (!S_ISREG(sb.st_mode)) {
+		nwc_err("%s: not a regular file", path);
+		ret = -NWC_EFORMAT;
+		goto out_close;
+	}
+	ret = nwc_st_read_fd(*fd, (uint64_t)sb.st_size, path, out);
+	if (!ret)
+		return 0;
+out_close:
+	if (*fd >= 0)
+		close(*fd);
+	*fd = -1;
 	return ret;
 }

@@ -64,6 +64,15 @@ int nwc_st_parse(const void *buf, size_t len, uint64_t file_size,
 		 const char *path, struct nwc_st **out);
 
 /*
+ * nwc_st_open() - open the regular file @path read-only and parse its
+ * header (nwc_st_read_fd).  On success *fd is the open file (the caller
+ * closes it) and *out the header; on failure nothing is left open, the
+ * error is logged with the path, and the return is -errno, -NWC_EFORMAT
+ * (not a regular file, malformed header) or -ENOMEM.
+ */
+int nwc_st_open(const char *path, int *fd, struct nwc_st **out);
+
+/*
  * nwc_st_read_fd() - read the header of the safetensors file open on @fd
  * (@file_size bytes; @path names it in messages) and parse it as
  * nwc_st_parse() does.  Read errors are logged and returned as -errno;

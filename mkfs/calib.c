@@ -80,27 +80,16 @@ int nwc_calib_open_stats(const char *path, struct nwc_calib **out)
 {
 	struct nwc_calib *c = NULL;
 	struct nwc_st *st;
-	struct stat sb;
 	int fd, ret;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0 || fstat(fd, &sb)) {
-		ret = -errno;
-		nwc_err("%s: %s", path, nwc_strerror(ret));
-		goto out_close;
-	}
-	if (!S_ISREG(sb.st_mode)) {
-		nwc_err("%s: not a regular file", path);
-		ret = -NWC_EFORMAT;
-		goto out_close;
-	}
-	ret = nwc_st_read_fd(fd, (uint64_t)sb.st_size, path, &st);
+	ret = nwc_st_open(path, &fd, &st);
 	if (ret)
-		goto out_close;
+		return ret;
 	ret = calib_alloc(path, st->n_tensors, &c);
 	if (ret) {
 		nwc_st_free(st);
-		goto out_close;
+		close(fd);
+		return ret;
 	}
 	c->fd = fd;
 	c->st = st;
@@ -139,10 +128,6 @@ int nwc_calib_open_stats(const char *path, struct nwc_calib **out)
 
 out_free:
 	nwc_calib_free(c);	/* closes fd */
-	return ret;
-out_close:
-	if (fd >= 0)
-		close(fd);
 	return ret;
 }
 

@@ -569,7 +569,6 @@ static void wset_close(struct wset *ws)
 static int wfile_open(struct wfile *f, const char *dir, const char *name)
 {
 	char path[PATH_MAX];
-	struct stat sb;
 	int ret;
 
 	ret = join_path(path, dir, name);
@@ -578,17 +577,7 @@ static int wfile_open(struct wfile *f, const char *dir, const char *name)
 	f->path = strdup(path);
 	if (!f->path)
 		return -ENOMEM;
-	f->fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (f->fd < 0 || fstat(f->fd, &sb)) {
-		ret = -errno;
-		nwc_err("%s: %s", path, nwc_strerror(ret));
-		return ret;
-	}
-	if (!S_ISREG(sb.st_mode)) {
-		nwc_err("%s: not a regular file", path);
-		return -NWC_EFORMAT;
-	}
-	return nwc_st_read_fd(f->fd, (uint64_t)sb.st_size, path, &f->st);
+	return nwc_st_open(path, &f->fd, &f->st);
 }
 
 /* Opens and parses the header of every weight file of @dir. */

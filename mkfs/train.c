@@ -233,23 +233,11 @@ static int load_file(struct data *d, const char *path, size_t *used)
 	struct nwc_st *st = NULL;
 	void *raw = NULL;
 	float *w = NULL;
-	struct stat sb;
 	int fd, ret;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0 || fstat(fd, &sb)) {
-		ret = -errno;
-		nwc_err("%s: %s", path, nwc_strerror(ret));
-		goto out_close_fd;
-	}
-	if (!S_ISREG(sb.st_mode)) {
-		nwc_err("%s: not a regular file", path);
-		ret = -NWC_EFORMAT;
-		goto out_close_fd;
-	}
-	ret = nwc_st_read_fd(fd, (uint64_t)sb.st_size, path, &st);
+	ret = nwc_st_open(path, &fd, &st);
 	if (ret)
-		goto out_close_fd;
+		return ret;
 	for (size_t i = 0; i < st->n_tensors; i++) {
 		const struct nwc_st_tensor *t = &st->tensors[i];
 		uint64_t m = t->shape[0], n = t->shape[1];
@@ -291,9 +279,7 @@ out_free_bufs:
 	free(raw);
 	free(w);
 	nwc_st_free(st);
-out_close_fd:
-	if (fd >= 0)
-		close(fd);
+	close(fd);
 	return ret;
 }
 
