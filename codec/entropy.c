@@ -536,22 +536,9 @@ static int dec_value(const struct nwc_qdist *d, uint32_t *x,
 	return 0;
 }
 
-/*
- * Inlined once per mode (one table, a context array, a context function) so
- * the hot loop does not test the mode for every value.  DIST() is
- * evaluated exactly once per value, in order, as nwc_ents_ctx_fn promises.
- */
-enum { MODE_ONE, MODE_CTX, MODE_FN };
-static inline __attribute__((always_inline)) int
-decode_all(const struct nwc_qdist *const *dists, const uint8_t *ctx,
-	   nwc_ents_ctx_fn fn, void *arg, int32_t *vals, size_t n,
-	   const uint8_t *src, size_t len, const int mode)
+/* The four initial states. */
+static int dec_start(uint32_t *x, const uint8_t *src, size_t len)
 {
-	const struct nwc_qdist *dk[NSTATES];
-	uint32_t x[NSTATES];
-	size_t wpos = HDR_LEN, i = 0;
-	int ret;
-
 	if (len < HDR_LEN || (len - HDR_LEN) % 2)
 		return -NWC_ECORRUPT;
 	for (unsigned k = 0; k < NSTATES; k++) {
@@ -559,61 +546,12 @@ decode_all(const struct nwc_qdist *const *dists, const uint8_t *ctx,
 		if (x[k] < RANS_L)
 			return -NWC_ECORRUPT;
 	}
+	return 0;
+}
 
-#define DIST(j) dists[mode == MODE_CTX ? ctx[j] :			\
-			 mode == MODE_FN ? fn(arg, vals, (j)) : 0]
-	/*
-	 * Fast path: a direct symbol reads at most one word, so four values
-	 * need no check while four words remain.  An escape leaves the group
-	 * to the checked path, which also finishes the group's other values.
-	 */
-#define DECODE_ONE(k) do {						\
-		const struct nwc_qdist *d_ = dk[k] = DIST(i + k);		\
-		uint32_t slot_ = x[k] & (M - 1);			\
-		uint32_t s_ = slot_sym(d_, slot_), fc_ = d_->fc[s_];	\
-		x[k] = fc_freq(fc_) * (x[k] >> PREC) + slot_ - fc_cum(fc_); \
-		if (x[k] < RANS_L) {					\
-			x[k] = x[k] << 16 | nwc_get_le16(src + wpos);	\
-			wpos += 2;					\
-		}							\
-		if (__builtin_expect(s_ == d_->n, 0)) {			\
-			esc = k;					\
-			goto escape;					\
-		}							\
-		vals[i + k] = d_->lo + (int32_t)s_;			\
-	} while (0)
-
-	while (n - i >= NSTATES && len - wpos >= 2 * NSTATES) {
-		unsigned esc;
-
-		DECODE_ONE(0);
-		DECODE_ONE(1);
-		DECODE_ONE(2);
-		DECODE_ONE(3);
-		i += NSTATES;
-		continue;
-escape:
-		ret = dec_escape(dk[esc], &x[esc], src, &wpos, len,
-				 &vals[i + esc]);
-		if (ret)
-			return ret;
-		for (unsigned k = esc + 1; k < NSTATES; k++) {
-			ret = dec_value(DIST(i + k), &x[k], src, &wpos, len,
-					&vals[i + k]);
-			if (ret)
-				return ret;
-		}
-		i += NSTATES;
-	}
-#undef DECODE_ONE
-	for (; i < n; i++) {
-		ret = dec_value(DIST(i), &x[i % NSTATES], src, &wpos, len,
-				&vals[i]);
-		if (ret)
-			return ret;
-	}
-#undef DIST
-	/* The encoder started every state at L and used every word. */
+/* The encoder started every state at L and used every word. */
+static int dec_finish(const uint32_t *x, size_t wpos, size_t len)
+{
 	if (wpos != len)
 		return -NWC_ECORRUPT;
 	for (unsigned k = 0; k < NSTATES; k++)
@@ -622,19 +560,200 @@ escape:
 	return 0;
 }
 
+/*
+ * Take the symbol @s (of @d, which holds @slot of *x) off *x and pull a
+ * word if needed, unchecked: the caller knows one is there.
+ */
+static inline void dec_take(const struct nwc_qdist *d, uint32_t s,
+			    uint32_t *x, const uint8_t *src, size_t *wpos)
+{
+	uint32_t fc = d->fc[s];
+
+	*x = fc_freq(fc) * (*x >> PREC) + (*x & (M - 1)) - fc_cum(fc);
+	if (*x < RANS_L) {
+		*x = *x << 16 | nwc_get_le16(src + *wpos);
+		*wpos += 2;
+	}
+}
+
+/*
+ * Inlined once per mode (one table, a context array) so the hot loop does
+ * not test the mode for every value.
+ */
+enum { MODE_ONE, MODE_CTX };
+static inline __attribute__((always_inline)) int
+decode_all(const struct nwc_qdist *const *dists, const uint8_t *ctx,
+	   int32_t *vals, size_t n, const uint8_t *src, size_t len,
+	   const int mode)
+{
+	uint32_t x[NSTATES];
+	size_t wpos = HDR_LEN, i = 0;
+	int ret;
+
+	ret = dec_start(x, src, len);
+	if (ret)
+		return ret;
+#define DIST(j) dists[mode == MODE_CTX ? ctx[j] : 0]
+	/*
+	 * Fast path: a direct symbol reads at most one word, so four values
+	 * need no check while four words remain.  An escape leaves the group
+	 * to the checked path, which also finishes the group's other values.
+	 */
+	while (n - i >= NSTATES && len - wpos >= 2 * NSTATES) {
+		const struct nwc_qdist *d;
+		unsigned int k;
+		uint32_t s;
+
+		for (k = 0; k < NSTATES; k++) {
+			d = DIST(i + k);
+			s = slot_sym(d, x[k] & (M - 1));
+			dec_take(d, s, &x[k], src, &wpos);
+			if (__builtin_expect(s == d->n, 0))
+				goto escape;
+			vals[i + k] = d->lo + (int32_t)s;
+		}
+		i += NSTATES;
+		continue;
+escape:
+		ret = dec_escape(d, &x[k], src, &wpos, len, &vals[i + k]);
+		if (ret)
+			return ret;
+		for (k++; k < NSTATES; k++) {
+			ret = dec_value(DIST(i + k), &x[k], src, &wpos, len,
+					&vals[i + k]);
+			if (ret)
+				return ret;
+		}
+		i += NSTATES;
+	}
+	for (; i < n; i++) {
+		ret = dec_value(DIST(i), &x[i % NSTATES], src, &wpos, len,
+				&vals[i]);
+		if (ret)
+			return ret;
+	}
+#undef DIST
+	return dec_finish(x, wpos, len);
+}
+
 int nwc_ents_decode(const struct nwc_qdist *const *dists, const uint8_t *ctx,
 		    int32_t *vals, size_t n, const uint8_t *src, size_t len)
 {
 	if (ctx)
-		return decode_all(dists, ctx, NULL, NULL, vals, n, src, len,
+		return decode_all(dists, ctx, vals, n, src, len,
 				  MODE_CTX);
-	return decode_all(dists, NULL, NULL, NULL, vals, n, src, len,
+	return decode_all(dists, NULL, vals, n, src, len,
 			  MODE_ONE);
 }
 
-int nwc_ents_decode_fn(const struct nwc_qdist *const *dists,
-		       nwc_ents_ctx_fn fn, void *arg, int32_t *vals, size_t n,
-		       const uint8_t *src, size_t len)
+static int fsm_check(const struct nwc_ents_fsm *f, bool *two)
 {
-	return decode_all(dists, NULL, fn, arg, vals, n, src, len, MODE_FN);
+	*two = false;
+	if (!f->period || !f->seq)
+		return -EINVAL;
+	for (unsigned int t = 0; t < NWC_ENTS_FSM_STATES; t++) {
+		if (f->sel[t] > 1 ||
+		    f->next[t][0] >= NWC_ENTS_FSM_STATES ||
+		    f->next[t][1] >= NWC_ENTS_FSM_STATES)
+			return -EINVAL;
+		*two |= f->sel[t];
+	}
+	return 0;
+}
+
+/* Position in the FSM's sequence and its table offset, one value on. */
+static inline void fsm_advance(const struct nwc_ents_fsm *f, size_t *pos,
+			       uint32_t *c)
+{
+	if (++*pos == f->seq) {
+		*pos = 0;
+		*c = 0;
+	} else if (++*c == f->period) {
+		*c = 0;
+	}
+}
+
+int nwc_ents_decode_fsm(const struct nwc_qdist *const *dists,
+			const struct nwc_ents_fsm *f, int32_t *vals,
+			size_t n, const uint8_t *src, size_t len)
+{
+	uint32_t x[NSTATES], c = 0, per = f->period;
+	unsigned int st = 0;
+	size_t wpos = HDR_LEN, i = 0, pos = 0;
+	bool two;
+	int ret;
+
+	ret = fsm_check(f, &two);
+	if (ret)
+		return ret;
+	ret = dec_start(x, src, len);
+	if (ret)
+		return ret;
+	while (n - i >= NSTATES && len - wpos >= 2 * NSTATES) {
+		const struct nwc_qdist *d[NSTATES][2];
+		uint32_t sym[NSTATES][2], s;
+		bool first[NSTATES];
+		unsigned int k, u;
+
+		/*
+		 * Both candidates first: they depend on the rANS states only,
+		 * so the four lookups overlap; then the cheap state chain
+		 * picks one of each pair.
+		 */
+		for (k = 0; k < NSTATES; k++) {
+			uint32_t slot = x[k] & (M - 1);
+
+			first[k] = !pos;
+			d[k][0] = dists[c];
+			sym[k][0] = slot_sym(d[k][0], slot);
+			if (two) {
+				d[k][1] = dists[c + per];
+				sym[k][1] = slot_sym(d[k][1], slot);
+			} else {
+				d[k][1] = d[k][0];
+				sym[k][1] = sym[k][0];
+			}
+			fsm_advance(f, &pos, &c);
+		}
+		for (k = 0; k < NSTATES; k++) {
+			if (first[k])
+				st = 0;
+			u = f->sel[st];
+			s = sym[k][u];
+			dec_take(d[k][u], s, &x[k], src, &wpos);
+			if (__builtin_expect(s == d[k][u]->n, 0))
+				goto escape;
+			vals[i + k] = d[k][u]->lo + (int32_t)s;
+			st = f->next[st][(uint32_t)vals[i + k] & 1];
+		}
+		i += NSTATES;
+		continue;
+escape:
+		ret = dec_escape(d[k][u], &x[k], src, &wpos, len, &vals[i + k]);
+		if (ret)
+			return ret;
+		st = f->next[st][(uint32_t)vals[i + k] & 1];
+		for (k++; k < NSTATES; k++) {
+			if (first[k])
+				st = 0;
+			/* d[k][0] is table offset c of value i + k */
+			ret = dec_value(f->sel[st] ? d[k][1] : d[k][0], &x[k],
+					src, &wpos, len, &vals[i + k]);
+			if (ret)
+				return ret;
+			st = f->next[st][(uint32_t)vals[i + k] & 1];
+		}
+		i += NSTATES;
+	}
+	for (; i < n; i++) {
+		if (!pos)
+			st = 0;
+		ret = dec_value(dists[c + per * f->sel[st]], &x[i % NSTATES],
+				src, &wpos, len, &vals[i]);
+		if (ret)
+			return ret;
+		st = f->next[st][(uint32_t)vals[i] & 1];
+		fsm_advance(f, &pos, &c);
+	}
+	return dec_finish(x, wpos, len);
 }

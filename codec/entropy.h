@@ -103,20 +103,28 @@ int nwc_ents_decode(const struct nwc_qdist *const *dists, const uint8_t *ctx,
 		    int32_t *vals, size_t n, const uint8_t *src, size_t len);
 
 /*
- * A context that depends on the values before it (e.g. a trellis state):
- * returns the table index of value @i given vals[0 .. i-1].  The decoder
- * calls it exactly once per value, for i = 0, 1, ... in order.
+ * Contexts from a finite-state machine over the values' parities, the shape
+ * of a trellis quantizer's: value i of a sequence (the state starts at 0
+ * every @seq values) uses table (i % seq) % period + period * sel[s], and
+ * a value v moves the state s to next[s][v & 1].  So 2 * @period tables.
  */
-typedef unsigned int (*nwc_ents_ctx_fn)(void *arg, const int32_t *vals,
-					size_t i);
+#define NWC_ENTS_FSM_STATES 8u
+struct nwc_ents_fsm {
+	uint8_t next[NWC_ENTS_FSM_STATES][2];
+	uint8_t sel[NWC_ENTS_FSM_STATES];	/* 0 or 1 */
+	uint32_t period;			/* >= 1 */
+	size_t seq;				/* >= 1 */
+};
 
 /*
- * nwc_ents_decode_fn() - nwc_ents_decode() with contexts from @fn; the
- * encoder side is nwc_ents_encode() with the same contexts precomputed.
- * @fn must return valid indices into @dists.
+ * nwc_ents_decode_fsm() - nwc_ents_decode() with the contexts of @fsm;
+ * the encoder side is nwc_ents_encode() with the same contexts as an
+ * array.  The decoder looks a value up in both candidate tables before the
+ * state that chooses between them is known, so the state chain does not
+ * serialize the interleaved rANS states.  -EINVAL for a malformed @fsm.
  */
-int nwc_ents_decode_fn(const struct nwc_qdist *const *dists,
-		       nwc_ents_ctx_fn fn, void *arg, int32_t *vals, size_t n,
-		       const uint8_t *src, size_t len);
+int nwc_ents_decode_fsm(const struct nwc_qdist *const *dists,
+			const struct nwc_ents_fsm *fsm, int32_t *vals,
+			size_t n, const uint8_t *src, size_t len);
 
 #endif /* NWC_ENTROPY_H */

@@ -209,31 +209,22 @@ static int scratch_reserve(struct nwc_tensor_scratch *s, size_t nlat)
 }
 
 /*
- * Decoder contexts: the channel, plus C in half-offset trellis states.
- * Called once per value in order, so counters replace divisions.
+ * Decoder contexts, those the encoder computes: the channel, plus C in the
+ * half-offset trellis states.
  */
-struct tcq_walk {
-	size_t seq, pos;	/* values per trellis sequence, position */
-	unsigned int state;
-};
-
-static unsigned int tcq_ctx(void *arg, const int32_t *vals, size_t i)
+static void dec_fsm(struct nwc_ents_fsm *f, enum nwc_quant quant, size_t seq)
 {
-	struct tcq_walk *w = arg;
-	unsigned int ctx;
-
-	w->state = w->pos ? tcq_next(w->state, vals[i - 1]) : 0;
-	ctx = (unsigned int)(w->pos & (C - 1)) + C * tcq_union(w->state);
-	if (++w->pos == w->seq)
-		w->pos = 0;
-	return ctx;
-}
-
-static unsigned int round_ctx(void *arg, const int32_t *vals, size_t i)
-{
-	(void)arg;
-	(void)vals;
-	return (unsigned int)(i & (C - 1));
+	_Static_assert(TCQ_STATES <= NWC_ENTS_FSM_STATES, "trellis states");
+	memset(f, 0, sizeof(*f));
+	f->period = C;
+	f->seq = seq;
+	if (quant != NWC_QUANT_TCQ)
+		return;
+	for (unsigned int t = 0; t < TCQ_STATES; t++) {
+		f->next[t][0] = tcq_next_tab[t][0];
+		f->next[t][1] = tcq_next_tab[t][1];
+		f->sel[t] = (uint8_t)tcq_union(t);
+	}
 }
 
 /* Latents from symbols: add the trellis offsets (medians come later). */
@@ -294,7 +285,7 @@ int nwc_band_decode(const struct nwc_model *model, const struct nwc_tside *ts,
 {
 	uint32_t rows = nwc_tside_band_rows(ts, b), nk;
 	size_t elem, nchunks, nlat;
-	struct tcq_walk walk;
+	struct nwc_ents_fsm fsm;
 	int ret;
 
 	if (dtype == NWC_DTYPE_F32)
@@ -315,16 +306,12 @@ int nwc_band_decode(const struct nwc_model *model, const struct nwc_tside *ts,
 	ret = scratch_reserve(s, nlat);
 	if (ret)
 		return ret;
-	walk.seq = (size_t)nk * C;
-	walk.pos = 0;
-	walk.state = 0;
-	ret = nwc_ents_decode_fn((const struct nwc_qdist *const *)model->tables,
-				 ts->quant == NWC_QUANT_TCQ ? tcq_ctx
-							    : round_ctx,
-				 &walk, s->sym, nlat, src, len);
+	dec_fsm(&fsm, ts->quant, (size_t)nk * C);
+	ret = nwc_ents_decode_fsm((const struct nwc_qdist *const *)model->tables,
+				  &fsm, s->sym, nlat, src, len);
 	if (ret)
 		return ret;
-	dequantize(s->sym, nlat, walk.seq, ts->quant, s->y);
+	dequantize(s->sym, nlat, fsm.seq, ts->quant, s->y);
 	for (uint32_t j = 0; j < ts->n; j++)
 		memset(s->q + (size_t)j * nk, ts->level[j], nk);
 	ret = nwc_model_synthesize(model, s->y, s->q, nchunks, s->xhat, s->ms);

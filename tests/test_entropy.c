@@ -417,6 +417,97 @@ static void test_contexts(void)
 	free(vals);
 }
 
+/* One FSM-coded stream: values drawn from their own contexts, which the
+ * test computes as the encoder does; returns the decoder's verdict. */
+static int fsm_case(uint64_t *seed, const struct nwc_ents_fsm *f,
+		    struct nwc_qdist *const *d, size_t n)
+{
+	uint8_t *ctx = malloc(n + 1), *enc = malloc(nwc_ents_bound(n));
+	int32_t *vals = malloc((n + 1) * sizeof(*vals));
+	int32_t *dec = malloc((n + 1) * sizeof(*dec));
+	unsigned int st = 0;
+	ssize_t len;
+	int ret;
+
+	for (size_t i = 0; i < n; i++) {
+		const struct nwc_qdist *di;
+
+		if (i % f->seq == 0)
+			st = 0;
+		ctx[i] = (uint8_t)((i % f->seq) % f->period +
+				   f->period * f->sel[st]);
+		di = d[ctx[i]];
+		if (t_rand(seed) % 50 == 0)
+			vals[i] = escape_value(seed, di);
+		else
+			vals[i] = nwc_qdist_lo(di) +
+				  (int32_t)(t_rand(seed) % nwc_qdist_n(di));
+		st = f->next[st][(uint32_t)vals[i] & 1];
+	}
+	len = nwc_ents_encode((const struct nwc_qdist *const *)d, ctx, vals, n,
+			      enc, nwc_ents_bound(n));
+	T_CHECK(len > 0);
+	ret = nwc_ents_decode_fsm((const struct nwc_qdist *const *)d, f, dec,
+				  n, enc, (size_t)len);
+	if (!ret)
+		T_CHECK(!memcmp(dec, vals, n * sizeof(*dec)));
+	/* Cut short, the stream is refused, never overrun. */
+	if (len > 20)
+		T_EQ(nwc_ents_decode_fsm((const struct nwc_qdist *const *)d, f,
+					 dec, n, enc, (size_t)len - 2),
+		     -NWC_ECORRUPT);
+	free(ctx);
+	free(enc);
+	free(vals);
+	free(dec);
+	return ret;
+}
+
+/* nwc_ents_decode_fsm() against contexts computed the plain way. */
+static void test_fsm(void)
+{
+	static const size_t sizes[] = { 0, 1, 3, 4, 5, 7, 64, 1001, 50000 };
+	struct nwc_ents_fsm f;
+	struct nwc_qdist *d[16];
+	uint64_t seed = 77;
+
+	for (int c = 0; c < 16; c++) {
+		uint32_t sz = 1 + (uint32_t)(t_rand(&seed) % 40);
+
+		d[c] = random_table(&seed, -(int32_t)(sz / 2), sz);
+	}
+	for (int round = 0; round < 60; round++) {
+		memset(&f, 0, sizeof(f));
+		f.period = 1 + (uint32_t)(t_rand(&seed) % 8);
+		f.seq = 1 + t_rand(&seed) % 40;
+		for (unsigned int t = 0; t < NWC_ENTS_FSM_STATES; t++) {
+			f.next[t][0] = (uint8_t)(t_rand(&seed) % 8);
+			f.next[t][1] = (uint8_t)(t_rand(&seed) % 8);
+			/* every 4th round one table set only */
+			f.sel[t] = round % 4 ? (uint8_t)(t_rand(&seed) % 2) : 0;
+		}
+		for (size_t k = 0; k < NWC_ARRAY_SIZE(sizes); k++)
+			T_EQ(fsm_case(&seed, &f, d, sizes[k]), 0);
+	}
+	/* Malformed machines. */
+	f = (struct nwc_ents_fsm){ .period = 0, .seq = 4 };
+	T_EQ(nwc_ents_decode_fsm((const struct nwc_qdist *const *)d, &f,
+				 NULL, 0, (const uint8_t *)"", 0), -EINVAL);
+	f = (struct nwc_ents_fsm){ .period = 2, .seq = 0 };
+	T_EQ(nwc_ents_decode_fsm((const struct nwc_qdist *const *)d, &f,
+				 NULL, 0, (const uint8_t *)"", 0), -EINVAL);
+	f = (struct nwc_ents_fsm){ .period = 2, .seq = 4 };
+	f.sel[3] = 2;
+	T_EQ(nwc_ents_decode_fsm((const struct nwc_qdist *const *)d, &f,
+				 NULL, 0, (const uint8_t *)"", 0), -EINVAL);
+	f.sel[3] = 1;
+	f.next[5][1] = 8;
+	T_EQ(nwc_ents_decode_fsm((const struct nwc_qdist *const *)d, &f,
+				 NULL, 0, (const uint8_t *)"", 0), -EINVAL);
+	for (int c = 0; c < 16; c++)
+		nwc_qdist_free(d[c]);
+}
+
 static void test_edge_cases(void)
 {
 	static const int32_t specials[] = { INT32_MIN, INT32_MIN + 1, -9, -8,
@@ -885,6 +976,7 @@ int main(void)
 	T_RUN(test_sizes);
 	T_RUN(test_escape_runs);
 	T_RUN(test_contexts);
+	T_RUN(test_fsm);
 	T_RUN(test_edge_cases);
 	T_RUN(test_escape_format);
 	T_RUN(test_hostile_streams);
