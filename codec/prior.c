@@ -301,6 +301,70 @@ int nwc_prior_aux(const float *params, const float *quantiles, unsigned int C,
 	return 0;
 }
 
+/* x with f(x) = target: f is increasing, so bracket from @x0, then bisect
+ * until the midpoint is one of the ends (full double precision). */
+static int pr_solve(const struct pr_chan *pc, double target, double x0,
+		    double *out)
+{
+	double lo = x0, hi = x0, step = 1;
+	struct pr_act a;
+
+	while (pr_forward(pc, lo, &a) > target) {
+		lo -= step;
+		step *= 2;
+		if (!isfinite(lo) || step > 1e12)
+			return -EDOM;
+	}
+	step = 1;
+	while (pr_forward(pc, hi, &a) < target) {
+		hi += step;
+		step *= 2;
+		if (!isfinite(hi) || step > 1e12)
+			return -EDOM;
+	}
+	for (;;) {
+		double mid = 0.5 * (lo + hi);
+
+		if (mid <= lo || mid >= hi)
+			break;
+		if (pr_forward(pc, mid, &a) < target)
+			lo = mid;
+		else
+			hi = mid;
+	}
+	*out = 0.5 * (lo + hi);
+	return 0;
+}
+
+int nwc_prior_solve_quantiles(const float *params, float *quantiles,
+			      unsigned int C)
+{
+	float q[3];
+
+	if (!C || !params || !quantiles)
+		return -EINVAL;
+	for (unsigned int c = 0; c < C; c++) {
+		struct pr_chan pc;
+
+		pr_prepare(params + (size_t)c * NP_CH, &pc);
+		for (unsigned int i = 0; i < 3; i++) {
+			double x0 = quantiles[3 * c + i], x;
+			int ret;
+
+			ret = pr_solve(&pc, pr_aux_target(i),
+				       isfinite(x0) ? x0 : 0, &x);
+			if (ret)
+				return ret;
+			q[i] = (float)x;
+		}
+		/* float rounding must not reorder them */
+		if (!(q[0] <= q[1] && q[1] <= q[2]))
+			return -EDOM;
+		memcpy(quantiles + 3 * c, q, sizeof(q));
+	}
+	return 0;
+}
+
 /* Table range of one channel: offsets lo .. hi around the median. */
 static void pr_range(double lower, double med, double upper, int32_t *lo,
 		     int32_t *hi)

@@ -108,6 +108,18 @@ int nwc_prior_aux(const float *params, const float *quantiles, unsigned int C,
 		  double *loss, float *dquant);
 
 /*
+ * nwc_prior_solve_quantiles() - the quantiles at which the aux loss is
+ * zero, found by bisection on each channel's f (increasing) to full
+ * double precision, starting from the current ones.  The aux optimizer
+ * moves quantiles slowly, too slowly to follow latents that grow during
+ * training; a trainer calls this before it builds tables or saves.
+ * Returns 0, -EINVAL, or -EDOM (no finite solution, or a density so
+ * narrow that float quantiles would not stay ordered).
+ */
+int nwc_prior_solve_quantiles(const float *params, float *quantiles,
+			      unsigned int C);
+
+/*
  * nwc_prior_tables() - integer coding tables, one per channel.
  *
  * Channel c codes offsets v = round(y - median_c); the decoder rebuilds

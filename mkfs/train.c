@@ -42,7 +42,7 @@ enum { EXIT_USAGE = 1, EXIT_IO = 2, EXIT_INPUT = 3, EXIT_TRAIN = 4 };
 
 enum {
 	OPT_HIDDEN = 256, OPT_BLOCKS, OPT_LAMBDA, OPT_STEPS, OPT_BATCH,
-	OPT_LR, OPT_THREADS, OPT_SEED, OPT_CKPT, OPT_CKPT_EVERY, OPT_RESUME,
+	OPT_LR, OPT_INIT_GAIN, OPT_INIT_BRANCH, OPT_THREADS, OPT_SEED, OPT_CKPT, OPT_CKPT_EVERY, OPT_RESUME,
 	OPT_EVAL_EVERY, OPT_CHECK,
 };
 
@@ -51,7 +51,7 @@ static const float coff[NWC_NET_Q] = { 3.4f, 1.2f, 0.1f, 0.05f };
 
 struct opts {
 	unsigned int h, r, steps, batch, threads, ckpt_every, eval_every;
-	double lambda, lr;
+	double lambda, lr, gain, branch;
 	uint64_t seed;
 	const char *ckpt, *resume, *check;
 	bool quiet;
@@ -126,6 +126,8 @@ static void usage(FILE *f)
 "      --steps=N            total training steps (default 20000)\n"
 "      --batch=B            chunks per step (default 4096)\n"
 "      --lr=X               learning rate (default 1e-3)\n"
+"      --init-gain=G        start with latents G times larger (default 1);\n"
+"                           high-rate models learn faster with G > 1\n"
 "      --threads=N          threads (default: online CPUs)\n"
 "      --seed=S             seed of the split, levels, init and sampling\n"
 "                           (default 100)\n"
@@ -446,14 +448,27 @@ out_free:
 
 static const unsigned eval_levels[] = { 1, 0, 3 };
 
+/*
+ * Coding tables from the exact quantiles of the density as trained: the
+ * aux optimizer's lag behind growing latents would otherwise narrow the
+ * tables and send the far latents through costly escapes.
+ */
+static int finalize(struct nwc_model *m)
+{
+	int ret;
+
+	ret = nwc_prior_solve_quantiles(m->prior, m->quantiles, m->c);
+	return ret ? ret : nwc_model_finalize(m);
+}
+
 /* Finalize and print one line per level; 0 or a negative errno. */
 static int eval_print(struct nwc_model *m, const struct data *d,
-		      const char *tag)
+		      const char *tag, bool solve)
 {
 	struct eval_result r = { 0 };
 	int ret;
 
-	ret = nwc_model_finalize(m);
+	ret = solve ? finalize(m) : nwc_model_finalize(m);
 	if (ret) {
 		nwc_err("cannot build coding tables: %s", nwc_strerror(ret));
 		return ret;
@@ -647,6 +662,31 @@ static void trainer_free(struct trainer *t)
 	nwc_model_free(t->m);
 }
 
+/*
+ * Start the latents @gain times larger than the default init gives (the
+ * encoder's output layer times gain, the decoder's input layer over it):
+ * a high-rate model needs a fine quantization step relative to its
+ * latents, which training from gain 1 reaches only after many steps.
+ */
+static void init_gain(struct nwc_model *m, double gain, double branch)
+{
+	struct nwc_net_layout l;
+
+	nwc_net_layout(m->h, m->r, &l);
+	for (unsigned int b = 0; b < m->r; b++) {
+		for (size_t i = 0; i < m->h; i++) {
+			m->enc[l.blk[b].gamma + i] = (float)branch;
+			m->dec[l.blk[b].gamma + i] = (float)branch;
+		}
+	}
+	for (size_t i = 0; i < (size_t)CH * m->h; i++) {
+		m->enc[l.w_out + i] *= (float)gain;
+		m->dec[l.w_in + i] /= (float)gain;
+	}
+	for (size_t i = 0; i < CH; i++)
+		m->enc[l.b_out + i] *= (float)gain;
+}
+
 static int trainer_init(struct trainer *t, const struct opts *o,
 			const struct data *d)
 {
@@ -662,6 +702,7 @@ static int trainer_init(struct trainer *t, const struct opts *o,
 	t->m->lambda = (float)o->lambda;
 	nwc_net_init(t->m->enc, o->h, o->r, o->seed);
 	nwc_net_init(t->m->dec, o->h, o->r, o->seed + 1);
+	init_gain(t->m, o->gain, o->branch);
 	nwc_emb_init(t->m->emb, NWC_NET_Q, o->h);
 	nwc_prior_init(t->m->prior, t->m->quantiles, t->m->c, o->seed + 2);
 	t->nquant = 3 * (size_t)t->m->c;
@@ -849,7 +890,7 @@ static int do_check(const struct opts *o, char **files, int nfiles)
 	       o->check, m->h, m->r, m->nq, m->c, (double)m->lambda,
 	       m->nparams);
 	ret = nfiles ? load_data(&d, files, nfiles, o->seed) : 0;
-	if (!ret && nfiles && eval_print(m, &d, "eval"))
+	if (!ret && nfiles && eval_print(m, &d, "eval", false))
 		ret = EXIT_TRAIN;
 	data_free(&d);
 	nwc_model_free(m);
@@ -922,7 +963,7 @@ static int do_train(const struct opts *o, const char *out, char **files,
 				fputc('\n', stderr);
 			snprintf(tag, sizeof(tag), "eval step %llu",
 				 (unsigned long long)t.step);
-			if (eval_print(t.m, &d, tag)) {
+			if (eval_print(t.m, &d, tag, true)) {
 				ret = EXIT_TRAIN;
 				goto out_free_trainer;
 			}
@@ -930,7 +971,7 @@ static int do_train(const struct opts *o, const char *out, char **files,
 	}
 	if (tty)
 		fputc('\n', stderr);
-	if (nwc_model_finalize(t.m) || nwc_model_save(t.m, out)) {
+	if (finalize(t.m) || nwc_model_save(t.m, out)) {
 		nwc_err("%s: the model was not saved", out);
 		ret = EXIT_IO;
 		goto out_free_trainer;
@@ -945,7 +986,7 @@ static int do_train(const struct opts *o, const char *out, char **files,
 		if (t.step > first)
 			printf("last step: loss %.4f, %.4f bits/weight, MSE %.6f\n",
 			       st.loss, st.bpw, st.mse);
-		if (eval_print(t.m, &d, "final")) {
+		if (eval_print(t.m, &d, "final", true)) {
 			ret = EXIT_TRAIN;
 			goto out_free_trainer;
 		}
@@ -967,6 +1008,8 @@ int main(int argc, char **argv)
 		{ "steps", required_argument, NULL, OPT_STEPS },
 		{ "batch", required_argument, NULL, OPT_BATCH },
 		{ "lr", required_argument, NULL, OPT_LR },
+		{ "init-gain", required_argument, NULL, OPT_INIT_GAIN },
+		{ "init-branch", required_argument, NULL, OPT_INIT_BRANCH },
 		{ "threads", required_argument, NULL, OPT_THREADS },
 		{ "seed", required_argument, NULL, OPT_SEED },
 		{ "checkpoint", required_argument, NULL, OPT_CKPT },
@@ -984,6 +1027,7 @@ int main(int argc, char **argv)
 		.threads = ncpu > 0 ?
 			   (unsigned int)NWC_MIN(ncpu, (long)MAX_THREADS) : 1,
 		.ckpt_every = 1000, .lambda = 100, .lr = 1e-3, .seed = 100,
+		.gain = 1, .branch = 1,
 	};
 	unsigned int seed;
 	int c, bad = 0;
@@ -1008,6 +1052,12 @@ int main(int argc, char **argv)
 			break;
 		case OPT_LR:
 			bad |= parse_double(optarg, 1e-12, 10, &o.lr);
+			break;
+		case OPT_INIT_GAIN:
+			bad |= parse_double(optarg, 1e-3, 1e3, &o.gain);
+			break;
+		case OPT_INIT_BRANCH:
+			bad |= parse_double(optarg, 1e-6, 10, &o.branch);
 			break;
 		case OPT_THREADS:
 			bad |= nwc_parse_uint(optarg, 1, MAX_THREADS,

