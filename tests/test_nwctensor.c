@@ -330,9 +330,11 @@ static void test_ldlq(void)
 	T_EQ(nwc_ldlq_proxy_loss(w, fit->what, m, n, h, &lfit), 0);
 	T_CHECK(lfit <= lf * (1 + 1e-6));
 	check_decode(model, fit, NWC_DTYPE_F32);
+	nwc_tenc_free(fit);
 	/* fit_scales without H is an error */
 	o.h = NULL;
 	T_EQ(nwc_tenc_encode(model, 0, w, m, n, level, &o, &fit), -EINVAL);
+	T_CHECK(!fit);
 	nwc_tenc_free(plain);
 	nwc_tenc_free(fb);
 	free(x);
