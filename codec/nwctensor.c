@@ -48,15 +48,27 @@ static inline unsigned int tcq_next(unsigned int t, int32_t v)
 	return tcq_next_tab[t][(uint32_t)v & 1];
 }
 
-size_t nwc_tside_size(uint32_t m, uint32_t n, bool scale_f16)
+unsigned int nwc_tside_level_bits(const uint8_t *level, uint32_t n)
 {
-	return NWC_TSIDE_HDR + (size_t)m * (scale_f16 ? 2 : 4) + n;
+	uint8_t top = 0;
+
+	for (uint32_t j = 0; j < n; j++)
+		top |= level[j];
+	return top < 2 ? 1 : top < 4 ? 2 : top < 16 ? 4 : 8;
+}
+
+size_t nwc_tside_size(uint32_t m, uint32_t n, bool scale_f16,
+		      unsigned int level_bits)
+{
+	return NWC_TSIDE_HDR + (size_t)m * (scale_f16 ? 2 : 4) +
+	       ((size_t)n * level_bits + 7) / 8;
 }
 
 int nwc_tside_parse(const uint8_t *buf, size_t len, struct nwc_tside **out)
 {
-	uint32_t m, n, band, flags, version;
+	uint32_t m, n, band, flags, version, lb;
 	struct nwc_tside *ts;
+	const uint8_t *lv;
 	uint8_t quant;
 	size_t need;
 
@@ -72,10 +84,12 @@ int nwc_tside_parse(const uint8_t *buf, size_t len, struct nwc_tside **out)
 	m = nwc_get_le32(buf + 8);
 	n = nwc_get_le32(buf + 12);
 	band = nwc_get_le32(buf + 16);
-	if (!m || !n || m > MAX_DIM || n > MAX_DIM || buf[23] ||
+	lb = buf[23];
+	if (!m || !n || m > MAX_DIM || n > MAX_DIM ||
+	    (lb != 1 && lb != 2 && lb != 4 && lb != 8) ||
 	    !band || band % NWC_TCHUNK || band > MAX_DIM)
 		return -NWC_ECORRUPT;
-	need = nwc_tside_size(m, n, flags & NWC_TSIDE_F16);
+	need = nwc_tside_size(m, n, flags & NWC_TSIDE_F16, lb);
 	if (len != need)
 		return -NWC_ECORRUPT;
 	ts = malloc(sizeof(*ts) + (size_t)m * sizeof(float) + n);
@@ -100,7 +114,19 @@ int nwc_tside_parse(const uint8_t *buf, size_t len, struct nwc_tside **out)
 		}
 		ts->scale[r] = s;
 	}
-	memcpy(ts->level, buf + (size_t)m * (ts->scale_f16 ? 2 : 4), n);
+	lv = buf + (size_t)m * (ts->scale_f16 ? 2 : 4);
+	for (uint32_t j = 0; j < n; j++) {
+		size_t bit = (size_t)j * lb;
+
+		ts->level[j] = (uint8_t)(lv[bit / 8] >> bit % 8 &
+					 ((1u << lb) - 1));
+	}
+	/* the padding bits of the last byte are 0 */
+	if ((size_t)n * lb % 8 &&
+	    lv[(size_t)n * lb / 8] >> (size_t)n * lb % 8) {
+		free(ts);
+		return -NWC_ECORRUPT;
+	}
 	*out = ts;
 	return 0;
 }
@@ -582,8 +608,9 @@ static bool store_scales(float *s, uint32_t m, bool f16)
 static int write_side(struct nwc_tenc *out, const struct enc *e,
 		      uint16_t model_index, const float *scale, bool f16)
 {
-	size_t len = nwc_tside_size(e->m, e->n, f16);
-	uint8_t *p = calloc(1, len);
+	unsigned int lb = nwc_tside_level_bits(e->level, e->n);
+	size_t len = nwc_tside_size(e->m, e->n, f16, lb);
+	uint8_t *p = calloc(1, len), *lv;
 
 	if (!p)
 		return -ENOMEM;
@@ -595,6 +622,7 @@ static int write_side(struct nwc_tenc *out, const struct enc *e,
 	nwc_put_le32(p + 16, e->band_rows);
 	nwc_put_le16(p + 20, model_index);
 	p[22] = (uint8_t)e->o->quant;
+	p[23] = (uint8_t)lb;
 	for (uint32_t r = 0; r < e->m; r++) {
 		if (f16)
 			nwc_put_le16(p + NWC_TSIDE_HDR + 2 * (size_t)r,
@@ -603,8 +631,12 @@ static int write_side(struct nwc_tenc *out, const struct enc *e,
 			nwc_put_lef32(p + NWC_TSIDE_HDR + 4 * (size_t)r,
 				      scale[r]);
 	}
-	memcpy(p + NWC_TSIDE_HDR + (size_t)e->m * (f16 ? 2 : 4), e->level,
-	       e->n);
+	lv = p + NWC_TSIDE_HDR + (size_t)e->m * (f16 ? 2 : 4);
+	for (uint32_t j = 0; j < e->n; j++) {
+		size_t bit = (size_t)j * lb;
+
+		lv[bit / 8] |= (uint8_t)(e->level[j] << bit % 8);
+	}
 	out->side = p;
 	out->side_len = len;
 	return 0;

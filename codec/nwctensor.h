@@ -26,7 +26,7 @@
  *
  *	off size
  *	0   4    magic "NWCT"
- *	4   2    u16 version (1)
+ *	4   2    u16 version (2)
  *	6   2    u16 flags: NWC_TSIDE_F16 = scales are binary16, else f32;
  *		 any other bit is an unknown feature
  *	8   4    u32 m, rows (>= 1)
@@ -34,9 +34,13 @@
  *	16  4    u32 R, band rows (multiple of 16, >= 16)
  *	20  2    u16 model, index into the image's MODELS section
  *	22  1    u8 quantizer: NWC_QUANT_ROUND or NWC_QUANT_TCQ
- *	23  1    u8 reserved (0)
- *	24       m scales (f32 or f16, finite), then n levels (u8, < the
- *		 model's Q)
+ *	23  1    u8 B, bits per level: 1, 2, 4 or 8
+ *	24       m scales (f32 or f16, finite), then n levels (each < the
+ *		 model's Q) of B bits, level j at bit B j of the array
+ *		 counted from the least significant bit of its first byte:
+ *		 ceil(n B / 8) bytes, unused high bits 0.  The encoder uses
+ *		 the smallest B that holds its largest level, so the usual
+ *		 4 levels cost a quarter of a byte per column.
  *
  * Band payload (normative): one nwc_ents stream (entropy.h) of the band's
  * latent symbols, in the order column j, then chunk k of the band, then
@@ -62,7 +66,7 @@
 #include "codec/nwcmodel.h"
 
 #define NWC_TSIDE_MAGIC "NWCT"
-#define NWC_TSIDE_VERSION 1u
+#define NWC_TSIDE_VERSION 2u
 #define NWC_TSIDE_HDR 24u
 #define NWC_TSIDE_F16 0x1u
 #define NWC_TCHUNK 16u			/* rows per chunk */
@@ -82,8 +86,12 @@ struct nwc_tside {
 	uint8_t *level;		/* n column levels */
 };
 
-/* Bytes of a side record for this shape. */
-size_t nwc_tside_size(uint32_t m, uint32_t n, bool scale_f16);
+/* The bits per level a side record uses for these @n levels. */
+unsigned int nwc_tside_level_bits(const uint8_t *level, uint32_t n);
+
+/* Bytes of a side record for this shape and bits per level. */
+size_t nwc_tside_size(uint32_t m, uint32_t n, bool scale_f16,
+		      unsigned int level_bits);
 
 /*
  * nwc_tside_parse() - validate @len bytes (magic, version, flags, shape,

@@ -171,7 +171,7 @@ echo "lossy: generated BF16 model: $(cat "$W/cmp.out"), -j1 = -j2"
 # The summary: a lossy line with real bits/weight; -q prints nothing.
 mk -j2 "$g" "$W/g3.nwc"
 re='^lossy: 10 tensors, 26784 weights, [0-9.]+ bits/weight '
-re="$re"'\([0-9]+ payload \+ 1960 side bytes\), SQNR [0-9.]+ dB'
+re="$re"'\([0-9]+ payload \+ 1538 side bytes\), SQNR [0-9.]+ dB'
 grep -Eq "$re" "$W/mk.out" || t_fail "no lossy summary line: $(cat "$W/mk.out")"
 grep -Eq '^ +[0-9]+ tensors  model [^ ]+\.nwcm \(lambda [0-9.e+]+\)$' \
 	"$W/mk.out" || t_fail "no per-model line: $(cat "$W/mk.out")"

@@ -173,14 +173,14 @@ static void test_scales(void)
 
 	nwc_tenc_opts_init(&o);
 	T_EQ(nwc_tenc_encode(model, 0, w, m, n, level, &o, &e), 0);
-	T_EQ(e->side_len, nwc_tside_size(m, n, true));
+	T_EQ(e->side_len, nwc_tside_size(m, n, true, 1));
 	nwc_tenc_free(e);
 	for (uint32_t j = 0; j < n; j++) {
 		w[j] = 1e6f * grand();		/* std > 65504 */
 		w[n + j] = 0;			/* a dead row */
 	}
 	T_EQ(nwc_tenc_encode(model, 0, w, m, n, level, &o, &e), 0);
-	T_EQ(e->side_len, nwc_tside_size(m, n, false));
+	T_EQ(e->side_len, nwc_tside_size(m, n, false, 1));
 	T_EQ(nwc_tside_parse(e->side, e->side_len, &ts), 0);
 	T_CHECK(!ts->scale_f16);
 	T_CHECK(ts->scale[0] > 65504);
@@ -220,6 +220,8 @@ static void test_side_corruption(void)
 	T_EQ(nwc_tside_bands(ts), 2);
 	T_EQ(nwc_tside_band_rows(ts, 1), 16);
 	T_EQ(nwc_tside_check_model(ts, model), 0);
+	T_EQ(e->side_len, nwc_tside_size(m, n, true, 2));
+	T_CHECK(ts->level[0] == 2 && ts->level[1] == 1 && ts->level[7] == 0);
 	ts->level[1] = NWC_NET_Q;
 	T_EQ(nwc_tside_check_model(ts, model), -NWC_ECORRUPT);
 	free(ts);
@@ -231,7 +233,7 @@ static void test_side_corruption(void)
 		T_EQ(nwc_tside_parse(b, e->side_len, &ts), want);	\
 	} while (0)
 	BAD(0, 'X', -NWC_ECORRUPT);		/* magic */
-	BAD(4, 2, -NWC_EFEATURE);		/* version */
+	BAD(4, 1, -NWC_EFEATURE);		/* version 1: u8 levels */
 	BAD(6, 0x3, -NWC_EFEATURE);		/* unknown flag */
 	BAD(6, 0x0, -NWC_ECORRUPT);		/* f32 scales: wrong length */
 	BAD(8, 0, -NWC_ECORRUPT);		/* m = 0 ... */
@@ -240,11 +242,32 @@ static void test_side_corruption(void)
 	BAD(16, 24, -NWC_ECORRUPT);		/* band not a multiple of 16 */
 	BAD(16, 0, -NWC_ECORRUPT);
 	BAD(22, 2, -NWC_EFEATURE);		/* unknown quantizer */
-	BAD(23, 1, -NWC_ECORRUPT);		/* reserved */
+	BAD(23, 1, -NWC_ECORRUPT);		/* bits per level: length */
+	BAD(23, 3, -NWC_ECORRUPT);		/* ... not 1, 2, 4, 8 */
+	BAD(23, 0, -NWC_ECORRUPT);
 	BAD(NWC_TSIDE_HDR + 1, 0x7c, -NWC_ECORRUPT);	/* scale 0 = inf */
 #undef BAD
 	free(b);
 	nwc_tenc_free(e);
+	/* 5 one-bit levels: 3 padding bits, which must be 0 */
+	level[0] = 1;
+	level[1] = 0;
+	level[4] = 1;
+	T_EQ(nwc_tenc_encode(model, 0, w, m, 5, level, &o, &e), 0);
+	T_EQ(e->side_len, nwc_tside_size(m, 5, true, 1));
+	T_EQ(e->side[e->side_len - 1], 0x11);
+	T_EQ(nwc_tside_parse(e->side, e->side_len, &ts), 0);
+	T_CHECK(ts->level[0] == 1 && ts->level[3] == 0 && ts->level[4] == 1);
+	free(ts);
+	e->side[e->side_len - 1] |= 0x20;
+	T_EQ(nwc_tside_parse(e->side, e->side_len, &ts), -NWC_ECORRUPT);
+	nwc_tenc_free(e);
+	T_EQ(nwc_tside_level_bits((const uint8_t[]){ 0, 0 }, 2), 1);
+	T_EQ(nwc_tside_level_bits((const uint8_t[]){ 0, 1 }, 2), 1);
+	T_EQ(nwc_tside_level_bits((const uint8_t[]){ 3, 1 }, 2), 2);
+	T_EQ(nwc_tside_level_bits((const uint8_t[]){ 0, 4 }, 2), 4);
+	T_EQ(nwc_tside_level_bits((const uint8_t[]){ 15 }, 1), 4);
+	T_EQ(nwc_tside_level_bits((const uint8_t[]){ 16 }, 1), 8);
 	free(w);
 	nwc_model_free(model);
 }

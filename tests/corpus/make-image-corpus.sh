@@ -75,7 +75,7 @@ settime() {
 
 mk() {
 	settime "$W/$1"
-	"$MKFS" -q -f -b 4K "$W/$1" "$OUT/$1.nwc"
+	"$MKFS" -q -f --lossless -b 4K "$W/$1" "$OUT/$1.nwc"
 	size=$(wc -c <"$OUT/$1.nwc")
 	[ "$size" -lt 8192 ] || { echo "$1.nwc: $size bytes" >&2; exit 1; }
 }
