@@ -128,6 +128,8 @@ static void usage(FILE *f)
 "      --lr=X               learning rate (default 1e-3)\n"
 "      --init-gain=G        start with latents G times larger (default 1);\n"
 "                           high-rate models learn faster with G > 1\n"
+"      --init-branch=S      start the residual blocks' LayerNorm scales at S\n"
+"                           (default 1); small S starts near a linear map\n"
 "      --threads=N          threads (default: online CPUs)\n"
 "      --seed=S             seed of the split, levels, init and sampling\n"
 "                           (default 100)\n"
@@ -1095,8 +1097,12 @@ int main(int argc, char **argv)
 			return EXIT_USAGE;
 		}
 		if (bad) {
-			nwc_err("invalid value for %s: %s", argv[optind - 1],
-				optarg);
+			const char *name = "?";
+
+			for (size_t k = 0; longopts[k].name; k++)
+				if (longopts[k].val == c)
+					name = longopts[k].name;
+			nwc_err("invalid value for --%s: %s", name, optarg);
 			return EXIT_USAGE;
 		}
 	}
