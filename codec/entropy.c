@@ -675,8 +675,11 @@ static inline void fsm_advance(const struct nwc_ents_fsm *f, size_t *pos,
 
 int nwc_ents_decode_fsm(const struct nwc_qdist *const *dists,
 			const struct nwc_ents_fsm *f, int32_t *vals,
-			size_t n, const uint8_t *src, size_t len)
+			uint8_t *sel, size_t n, const uint8_t *src, size_t len)
 {
+	/* next2[t][p0][p1]: the next state when the candidate of table set
+	 * 0 has parity p0 and that of set 1 parity p1. */
+	uint8_t next2[NWC_ENTS_FSM_STATES][2][2];
 	uint32_t x[NSTATES], c = 0, per = f->period;
 	unsigned int st = 0;
 	size_t wpos = HDR_LEN, i = 0, pos = 0;
@@ -686,24 +689,29 @@ int nwc_ents_decode_fsm(const struct nwc_qdist *const *dists,
 	ret = fsm_check(f, &two);
 	if (ret)
 		return ret;
+	for (unsigned int t = 0; t < NWC_ENTS_FSM_STATES; t++)
+		for (unsigned int p = 0; p < 4; p++)
+			next2[t][p & 1][p >> 1] =
+				f->next[t][f->sel[t] ? p >> 1 : p & 1];
 	ret = dec_start(x, src, len);
 	if (ret)
 		return ret;
 	while (n - i >= NSTATES && len - wpos >= 2 * NSTATES) {
 		const struct nwc_qdist *d[NSTATES][2];
-		uint32_t sym[NSTATES][2], s;
+		uint32_t sym[NSTATES][2];
+		unsigned int u[NSTATES], before[NSTATES], k;
 		bool first[NSTATES];
-		unsigned int k, u;
 
 		/*
-		 * Both candidates first: they depend on the rANS states only,
-		 * so the four lookups overlap; then the cheap state chain
-		 * picks one of each pair.
+		 * Three passes.  The candidates of both table sets depend on
+		 * the rANS states only, so their lookups overlap; the state
+		 * chain then costs one small-table load per value; the rANS
+		 * updates and output follow, knowing every table.
 		 */
+#pragma GCC unroll 4
 		for (k = 0; k < NSTATES; k++) {
 			uint32_t slot = x[k] & (M - 1);
 
-			first[k] = !pos;
 			d[k][0] = dists[c];
 			sym[k][0] = slot_sym(d[k][0], slot);
 			if (two) {
@@ -713,34 +721,54 @@ int nwc_ents_decode_fsm(const struct nwc_qdist *const *dists,
 				d[k][1] = d[k][0];
 				sym[k][1] = sym[k][0];
 			}
+			first[k] = !pos;
 			fsm_advance(f, &pos, &c);
 		}
+#pragma GCC unroll 4
 		for (k = 0; k < NSTATES; k++) {
-			if (first[k])
-				st = 0;
-			u = f->sel[st];
-			s = sym[k][u];
-			dec_take(d[k][u], s, &x[k], src, &wpos);
-			if (__builtin_expect(s == d[k][u]->n, 0))
+			unsigned int p0 = (uint32_t)(d[k][0]->lo +
+						     (int32_t)sym[k][0]) & 1;
+			unsigned int p1 = (uint32_t)(d[k][1]->lo +
+						     (int32_t)sym[k][1]) & 1;
+
+			st = first[k] ? 0 : st;
+			before[k] = st;
+			u[k] = f->sel[st];
+			st = next2[st][p0][p1];
+		}
+#pragma GCC unroll 4
+		for (k = 0; k < NSTATES; k++) {
+			const struct nwc_qdist *dk = d[k][u[k]];
+			uint32_t sk = sym[k][u[k]];
+
+			dec_take(dk, sk, &x[k], src, &wpos);
+			if (__builtin_expect(sk == dk->n, 0))
 				goto escape;
-			vals[i + k] = d[k][u]->lo + (int32_t)s;
-			st = f->next[st][(uint32_t)vals[i + k] & 1];
+			vals[i + k] = dk->lo + (int32_t)sk;
+			if (sel)
+				sel[i + k] = (uint8_t)u[k];
 		}
 		i += NSTATES;
 		continue;
 escape:
-		ret = dec_escape(d[k][u], &x[k], src, &wpos, len, &vals[i + k]);
+		/* The chain guessed past the escape: redo it from here. */
+		st = before[k];
+		ret = dec_escape(d[k][u[k]], &x[k], src, &wpos, len,
+				 &vals[i + k]);
 		if (ret)
 			return ret;
+		if (sel)
+			sel[i + k] = (uint8_t)u[k];
 		st = f->next[st][(uint32_t)vals[i + k] & 1];
 		for (k++; k < NSTATES; k++) {
 			if (first[k])
 				st = 0;
-			/* d[k][0] is table offset c of value i + k */
-			ret = dec_value(f->sel[st] ? d[k][1] : d[k][0], &x[k],
-					src, &wpos, len, &vals[i + k]);
+			ret = dec_value(d[k][f->sel[st]], &x[k], src, &wpos,
+					len, &vals[i + k]);
 			if (ret)
 				return ret;
+			if (sel)
+				sel[i + k] = f->sel[st];
 			st = f->next[st][(uint32_t)vals[i + k] & 1];
 		}
 		i += NSTATES;
@@ -752,6 +780,8 @@ escape:
 				src, &wpos, len, &vals[i]);
 		if (ret)
 			return ret;
+		if (sel)
+			sel[i] = f->sel[st];
 		st = f->next[st][(uint32_t)vals[i] & 1];
 		fsm_advance(f, &pos, &c);
 	}

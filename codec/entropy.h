@@ -119,12 +119,14 @@ struct nwc_ents_fsm {
 /*
  * nwc_ents_decode_fsm() - nwc_ents_decode() with the contexts of @fsm;
  * the encoder side is nwc_ents_encode() with the same contexts as an
- * array.  The decoder looks a value up in both candidate tables before the
+ * array.  If @sel is not NULL, sel[i] receives value i's table set, 0 or
+ * 1.  The decoder looks a value up in both candidate tables before the
  * state that chooses between them is known, so the state chain does not
  * serialize the interleaved rANS states.  -EINVAL for a malformed @fsm.
  */
 int nwc_ents_decode_fsm(const struct nwc_qdist *const *dists,
 			const struct nwc_ents_fsm *fsm, int32_t *vals,
-			size_t n, const uint8_t *src, size_t len);
+			uint8_t *sel, size_t n, const uint8_t *src,
+			size_t len);
 
 #endif /* NWC_ENTROPY_H */

@@ -174,7 +174,7 @@ struct nwc_tensor_scratch {
 	struct nwc_model_scratch *ms;
 	int32_t *sym;
 	float *y, *xhat;
-	uint8_t *q;
+	uint8_t *q, *sel;	/* a level per chunk, a table set per latent */
 	size_t cap;		/* latents (16 per chunk) */
 };
 
@@ -205,6 +205,7 @@ void nwc_tensor_scratch_free(struct nwc_tensor_scratch *s)
 	free(s->y);
 	free(s->xhat);
 	free(s->q);
+	free(s->sel);
 	free(s);
 }
 
@@ -212,7 +213,7 @@ static int scratch_reserve(struct nwc_tensor_scratch *s, size_t nlat)
 {
 	int32_t *sym;
 	float *y, *xhat;
-	uint8_t *q;
+	uint8_t *q, *sel;
 
 	if (nlat <= s->cap)
 		return 0;
@@ -228,7 +229,10 @@ static int scratch_reserve(struct nwc_tensor_scratch *s, size_t nlat)
 	q = realloc(s->q, nlat / C);
 	if (q)
 		s->q = q;
-	if (!sym || !y || !xhat || !q)
+	sel = realloc(s->sel, nlat);
+	if (sel)
+		s->sel = sel;
+	if (!sym || !y || !xhat || !q || !sel)
 		return -ENOMEM;
 	s->cap = nlat;
 	return 0;
@@ -271,37 +275,33 @@ static void dequantize(const int32_t *sym, size_t count, size_t seq,
 	}
 }
 
-/* Write decoded chunk values of one band as rows of @dtype. */
-static int emit_rows(const struct nwc_tside *ts, uint32_t r0, uint32_t rows,
-		     const float *xhat, enum nwc_dtype dtype, uint8_t *dst)
+/*
+ * Write decoded chunk values of one band as rows of @dtype.  The 16 rows
+ * of chunk row k are gathered, times their scales, into @tmp (16 n floats)
+ * and converted at once: each chunk is read whole, each row written
+ * contiguously.
+ */
+static void emit_rows(const struct nwc_tside *ts, uint32_t r0, uint32_t rows,
+		      const float *xhat, enum nwc_dtype dtype, float *tmp,
+		      uint8_t *dst)
 {
 	uint32_t nk = (rows + NWC_TCHUNK - 1) / NWC_TCHUNK;
-	size_t elem = dtype == NWC_DTYPE_F32 ? 4 : 2;
+	size_t elem = dtype == NWC_DTYPE_F32 ? 4 : 2, n = ts->n;
 
-	for (uint32_t r = 0; r < rows; r++) {
-		uint32_t k = r / NWC_TCHUNK, t = r % NWC_TCHUNK;
-		float s = ts->scale[r0 + r];
-		uint8_t *row = dst + (size_t)r * ts->n * elem;
+	for (uint32_t k = 0; k < nk; k++) {
+		uint32_t h = NWC_MIN(NWC_TCHUNK, rows - k * NWC_TCHUNK);
+		const float *sc = ts->scale + r0 + (size_t)k * NWC_TCHUNK;
 
-		for (uint32_t j = 0; j < ts->n; j++) {
-			float v = s * xhat[((size_t)j * nk + k) * C + t];
+		for (size_t j = 0; j < n; j++) {
+			const float *x = xhat + (j * nk + k) * NWC_TCHUNK;
 
-			switch (dtype) {
-			case NWC_DTYPE_F32:
-				nwc_put_lef32(row + 4 * (size_t)j, v);
-				break;
-			case NWC_DTYPE_F16:
-				nwc_put_le16(row + 2 * (size_t)j,
-					     nwc_f32_to_f16(v));
-				break;
-			default:
-				nwc_put_le16(row + 2 * (size_t)j,
-					     nwc_f32_to_bf16(v));
-				break;
-			}
+			for (uint32_t t = 0; t < h; t++)
+				tmp[t * n + j] = sc[t] * x[t];
 		}
+		/* dtype was checked by the caller */
+		nwc_from_f32(dtype, tmp, (size_t)h * n,
+			     dst + (size_t)k * NWC_TCHUNK * n * elem);
 	}
-	return 0;
 }
 
 int nwc_band_decode(const struct nwc_model *model, const struct nwc_tside *ts,
@@ -334,16 +334,20 @@ int nwc_band_decode(const struct nwc_model *model, const struct nwc_tside *ts,
 		return ret;
 	dec_fsm(&fsm, ts->quant, (size_t)nk * C);
 	ret = nwc_ents_decode_fsm((const struct nwc_qdist *const *)model->tables,
-				  &fsm, s->sym, nlat, src, len);
+				  &fsm, s->sym, s->sel, nlat, src, len);
 	if (ret)
 		return ret;
-	dequantize(s->sym, nlat, fsm.seq, ts->quant, s->y);
+	/* latents: the symbol, plus 1/2 in half-offset trellis states */
+	for (size_t i = 0; i < nlat; i++)
+		s->y[i] = (float)s->sym[i] + 0.5f * (float)s->sel[i];
 	for (uint32_t j = 0; j < ts->n; j++)
 		memset(s->q + (size_t)j * nk, ts->level[j], nk);
 	ret = nwc_model_synthesize(model, s->y, s->q, nchunks, s->xhat, s->ms);
 	if (ret)
 		return ret;
-	return emit_rows(ts, b * ts->band_rows, rows, s->xhat, dtype, dst);
+	/* y is free again: synthesize() copied it */
+	emit_rows(ts, b * ts->band_rows, rows, s->xhat, dtype, s->y, dst);
+	return 0;
 }
 
 void nwc_tenc_opts_init(struct nwc_tenc_opts *o)

@@ -423,6 +423,7 @@ static int fsm_case(uint64_t *seed, const struct nwc_ents_fsm *f,
 		    struct nwc_qdist *const *d, size_t n)
 {
 	uint8_t *ctx = malloc(n + 1), *enc = malloc(nwc_ents_bound(n));
+	uint8_t *sel = malloc(n + 1);
 	int32_t *vals = malloc((n + 1) * sizeof(*vals));
 	int32_t *dec = malloc((n + 1) * sizeof(*dec));
 	unsigned int st = 0;
@@ -448,15 +449,19 @@ static int fsm_case(uint64_t *seed, const struct nwc_ents_fsm *f,
 			      enc, nwc_ents_bound(n));
 	T_CHECK(len > 0);
 	ret = nwc_ents_decode_fsm((const struct nwc_qdist *const *)d, f, dec,
-				  n, enc, (size_t)len);
-	if (!ret)
+				  sel, n, enc, (size_t)len);
+	if (!ret) {
 		T_CHECK(!memcmp(dec, vals, n * sizeof(*dec)));
+		for (size_t i = 0; i < n; i++)
+			T_EQ(sel[i], ctx[i] / f->period);
+	}
 	/* Cut short, the stream is refused, never overrun. */
 	if (len > 20)
 		T_EQ(nwc_ents_decode_fsm((const struct nwc_qdist *const *)d, f,
-					 dec, n, enc, (size_t)len - 2),
+					 dec, NULL, n, enc, (size_t)len - 2),
 		     -NWC_ECORRUPT);
 	free(ctx);
+	free(sel);
 	free(enc);
 	free(vals);
 	free(dec);
@@ -492,18 +497,22 @@ static void test_fsm(void)
 	/* Malformed machines. */
 	f = (struct nwc_ents_fsm){ .period = 0, .seq = 4 };
 	T_EQ(nwc_ents_decode_fsm((const struct nwc_qdist *const *)d, &f,
-				 NULL, 0, (const uint8_t *)"", 0), -EINVAL);
+				 NULL, NULL, 0, (const uint8_t *)"", 0),
+	     -EINVAL);
 	f = (struct nwc_ents_fsm){ .period = 2, .seq = 0 };
 	T_EQ(nwc_ents_decode_fsm((const struct nwc_qdist *const *)d, &f,
-				 NULL, 0, (const uint8_t *)"", 0), -EINVAL);
+				 NULL, NULL, 0, (const uint8_t *)"", 0),
+	     -EINVAL);
 	f = (struct nwc_ents_fsm){ .period = 2, .seq = 4 };
 	f.sel[3] = 2;
 	T_EQ(nwc_ents_decode_fsm((const struct nwc_qdist *const *)d, &f,
-				 NULL, 0, (const uint8_t *)"", 0), -EINVAL);
+				 NULL, NULL, 0, (const uint8_t *)"", 0),
+	     -EINVAL);
 	f.sel[3] = 1;
 	f.next[5][1] = 8;
 	T_EQ(nwc_ents_decode_fsm((const struct nwc_qdist *const *)d, &f,
-				 NULL, 0, (const uint8_t *)"", 0), -EINVAL);
+				 NULL, NULL, 0, (const uint8_t *)"", 0),
+	     -EINVAL);
 	for (int c = 0; c < 16; c++)
 		nwc_qdist_free(d[c]);
 }
