@@ -2,7 +2,9 @@
 /* codecbench.c - rate/distortion baselines (RTN, ECSQ) for the NWC codec. */
 
 /*
- * codecbench [--bits LIST] [--tensors REGEX] FILE.safetensors...
+ * codecbench [--bits LIST] [--tensors REGEX] [--model M]... [--levels L]
+ *            [--mu LIST] [--threads LIST] [--f32-scales] [--no-baselines]
+ *            FILE.safetensors...
  *
  * Quantizes the selected weight matrices of the files and prints, per
  * method, bits per weight against SQNR = 10 log10(sum w^2 / sum (w - w')^2),
@@ -19,7 +21,11 @@
  *		octaves from 2 down to 2^-7 (about 1 to 10 bits).
  *
  * Then a summary line per method with SQNR interpolated at 3, 4, 5 and 6
- * bits per weight.  Default selection: every 2-D float tensor whose name
+ * bits per weight.  Each --model M is measured first, through the image
+ * codec (side records and band streams, real bytes): every level of
+ * --levels (default all), rounding and TCQ with each mu, encode and decode
+ * MB/s of BF16 for each thread count, and, with the baselines, ECSQ's SQNR
+ * interpolated at the same bits and the difference.  Default selection: every 2-D float tensor whose name
  * contains neither "embed" nor "lm_head" (the linear layers); --tensors
  * selects the 2-D float tensors matching a POSIX extended regex instead.
  * Exit status: 0 ok, 1 usage, 2 input or coding error.
@@ -171,36 +177,50 @@ static void print_table(const struct bench *b, const char *title,
 	}
 }
 
-/* SQNR at 3, 4, 5, 6 bits per weight, linear between neighbouring points. */
+/*
+ * SQNR of a method at @at bits per weight, linear between its two points
+ * around it; false outside its sweep.
+ */
+static bool interp_sqnr(const struct bench *b, const struct point *pts,
+			size_t n, double at, double *out)
+{
+	double x[N_STEPS + MAX_BITS], y[N_STEPS + MAX_BITS];
+	size_t i = 0;
+
+	/* Sorted by rate (insertion sort: a few dozen points). */
+	for (size_t k = 0; k < n; k++) {
+		double xk = (double)pts[k].bits / b->nweights;
+		double yk = sqnr(b, &pts[k]);
+		size_t j = k;
+
+		for (; j > 0 && x[j - 1] > xk; j--) {
+			x[j] = x[j - 1];
+			y[j] = y[j - 1];
+		}
+		x[j] = xk;
+		y[j] = yk;
+	}
+	while (i + 1 < n && !(x[i] <= at && at <= x[i + 1]))
+		i++;
+	if (i + 1 >= n)
+		return false;
+	*out = x[i + 1] > x[i] ? y[i] + (y[i + 1] - y[i]) * (at - x[i]) /
+				 (x[i + 1] - x[i]) : y[i];
+	return true;
+}
+
+/* SQNR at 3, 4, 5, 6 bits per weight. */
 static void print_summary(const struct bench *b, const char *name,
 			  const struct point *pts, size_t n)
 {
 	static const double at[] = { 3.0, 4.0, 5.0, 6.0 };
-	double x[N_STEPS + MAX_BITS], y[N_STEPS + MAX_BITS];
 
-	/* Sorted by rate (insertion sort: a few dozen points). */
-	for (size_t i = 0; i < n; i++) {
-		double xi = (double)pts[i].bits / b->nweights;
-		double yi = sqnr(b, &pts[i]);
-		size_t j = i;
-
-		for (; j > 0 && x[j - 1] > xi; j--) {
-			x[j] = x[j - 1];
-			y[j] = y[j - 1];
-		}
-		x[j] = xi;
-		y[j] = yi;
-	}
 	printf("summary %-9s", name);
 	for (size_t k = 0; k < NWC_ARRAY_SIZE(at); k++) {
-		size_t i = 0;
+		double v;
 
-		while (i + 1 < n && !(x[i] <= at[k] && at[k] <= x[i + 1]))
-			i++;
-		if (i + 1 < n)
-			printf("  @%.1f: %6.2f dB", at[k], x[i + 1] > x[i] ?
-			       y[i] + (y[i + 1] - y[i]) * (at[k] - x[i]) /
-			       (x[i + 1] - x[i]) : y[i]);
+		if (interp_sqnr(b, pts, n, at[k], &v))
+			printf("  @%.1f: %6.2f dB", at[k], v);
 		else
 			printf("  @%.1f:    n/a   ", at[k]);
 	}
@@ -374,7 +394,22 @@ struct nwc_cfg {
 	unsigned int threads[2];	/* thread counts to time */
 	size_t nthreads;
 	bool f32_scales;		/* also measure f32 row scales */
+	uint32_t levels;		/* bit q: measure level q */
+	const struct point *ecsq;	/* ECSQ sweep, or NULL */
 };
+
+/* The columns of one NWC point, with ECSQ at its rate if given. */
+static void print_point(const struct bench *b, const struct point *p,
+			bool f32, const struct point *ecsq)
+{
+	double bpw = (double)p->bits / b->nweights, e;
+
+	printf(" | %s | %.3f | %.2f", f32 ? "f32" : "f16", bpw, sqnr(b, p));
+	if (ecsq && interp_sqnr(b, ecsq, N_STEPS, bpw, &e))
+		printf(" | %.2f | %+.2f", e, sqnr(b, p) - e);
+	else if (ecsq)
+		printf(" | n/a | n/a");
+}
 
 static int run_nwc(const struct bench *b, const struct nwc_run *runs,
 		   size_t nruns, const struct nwc_cfg *cfg)
@@ -383,16 +418,20 @@ static int run_nwc(const struct bench *b, const struct nwc_run *runs,
 		const struct nwc_model *m = runs[r].model;
 
 		printf("\n## NWC %s (H %u, R %u, lambda %g)\n\n"
-		       "| level | quantizer | scales | bits/weight | SQNR dB |",
-		       runs[r].path, m->h, m->r, m->lambda);
+		       "| level | quantizer | scales | bits/weight | SQNR dB |%s",
+		       runs[r].path, m->h, m->r, m->lambda,
+		       cfg->ecsq ? " ECSQ dB | vs ECSQ |" : "");
 		for (size_t t = 0; t < cfg->nthreads; t++)
 			printf(" enc MB/s %ut | dec MB/s %ut |",
 			       cfg->threads[t], cfg->threads[t]);
-		printf("\n|---:|---|---|---:|---:|");
+		printf("\n|---:|---|---|---:|---:|%s",
+		       cfg->ecsq ? "---:|---:|" : "");
 		for (size_t t = 0; t < cfg->nthreads; t++)
 			printf("---:|---:|");
 		printf("\n");
 		for (unsigned int q = 0; q < m->nq; q++) {
+			if (!(cfg->levels >> q & 1))
+				continue;
 			for (size_t k = 0; k <= cfg->nmu; k++) {
 				for (int f32 = 0; f32 <= (int)cfg->f32_scales;
 				     f32++) {
@@ -426,11 +465,8 @@ static int run_nwc(const struct bench *b, const struct nwc_run *runs,
 							return ret;
 						}
 						if (!t)
-							printf(" | %s | %.3f | %.2f",
-							       f32 ? "f32" : "f16",
-							       (double)p.bits /
-							       b->nweights,
-							       sqnr(b, &p));
+							print_point(b, &p, f32,
+								    cfg->ecsq);
 						printf(" | %.1f | %.1f",
 						       mb / es, mb / ds);
 					}
@@ -464,12 +500,17 @@ static int parse_bits(const char *s, unsigned *bits, size_t *n)
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: codecbench [--bits LIST] [--tensors REGEX] "
-		"FILE.safetensors...\n"
-		"  --bits LIST      RTN widths, e.g. 2,3,4 (default 2..8)\n"
-		"  --tensors REGEX  2-D float tensors to use (POSIX ERE); "
-		"default: names\n"
-		"                   without \"embed\" or \"lm_head\"\n");
+	fprintf(f,
+"usage: codecbench [OPTIONS] FILE.safetensors...\n"
+"  --bits LIST      RTN widths, e.g. 2,3,4 (default 2..8)\n"
+"  --tensors REGEX  2-D float tensors to use (POSIX ERE); default: names\n"
+"                   without \"embed\" or \"lm_head\"\n"
+"  --model FILE     an NWC codec model to measure (repeatable)\n"
+"  --levels LIST    its importance levels to measure (default all)\n"
+"  --mu LIST        trellis rate weights mu to measure (default 0)\n"
+"  --threads LIST   one or two thread counts to time (default 1)\n"
+"  --f32-scales     also measure f32 row scales\n"
+"  --no-baselines   no RTN and ECSQ (and no ECSQ column)\n");
 }
 
 int main(int argc, char **argv)
@@ -482,6 +523,7 @@ int main(int argc, char **argv)
 		{ "no-baselines", no_argument, NULL, 'n' },
 		{ "threads", required_argument, NULL, 'T' },
 		{ "f32-scales", no_argument, NULL, 'F' },
+		{ "levels", required_argument, NULL, 'L' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -496,7 +538,7 @@ int main(int argc, char **argv)
 	struct nwc_run runs[MAX_MODELS];
 	float mus[MAX_MU] = { 0.0f };
 	struct nwc_cfg cfg = { .mus = mus, .nmu = 1, .threads = { 1 },
-			       .nthreads = 1 };
+			       .nthreads = 1, .levels = UINT32_MAX };
 	size_t nruns = 0;
 	bool baselines = true;
 	regex_t re;
@@ -555,6 +597,23 @@ int main(int argc, char **argv)
 		case 'F':
 			cfg.f32_scales = true;
 			break;
+		case 'L': {
+			char *end, *p = optarg;
+
+			cfg.levels = 0;
+			while (*p) {
+				unsigned long v = strtoul(p, &end, 10);
+
+				if (end == p || v >= 32) {
+					fprintf(stderr, "codecbench: bad --levels: %s\n",
+						optarg);
+					return 1;
+				}
+				cfg.levels |= 1u << v;
+				p = *end == ',' ? end + 1 : end;
+			}
+			break;
+		}
 		case 'n':
 			baselines = false;
 			break;
@@ -627,6 +686,7 @@ int main(int argc, char **argv)
 		}
 	}
 
+	cfg.ecsq = baselines ? ecsq_pts : NULL;
 	if (run_nwc(&b, runs, nruns, &cfg))
 		goto out_free;
 	if (!baselines)
