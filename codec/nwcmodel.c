@@ -27,13 +27,15 @@ struct nwc_model_scratch {
 
 /* Floats of the parameter blob for a shape, or 0 if the shape is invalid. */
 static size_t model_nparams(unsigned int h, unsigned int r, unsigned int nq,
-			    unsigned int c)
+			    unsigned int c, uint32_t flags)
 {
 	size_t net = nwc_net_nparams(h, r);
+	size_t levels = flags & NWC_MODEL_F_DEC_LEVELS ? 2 : 1;
 
 	if (nwc_net_check(h, r, nq) || c != NWC_MODEL_C || !net)
 		return 0;
-	return 2 * net + (size_t)nq * h + nwc_prior_nparams(c) + 3 * (size_t)c;
+	return 2 * net + levels * nq * h + nwc_prior_nparams(c) +
+	       3 * (size_t)c;
 }
 
 static void free_coding(struct nwc_model *m)
@@ -59,10 +61,11 @@ void nwc_model_free(struct nwc_model *m)
 	free(m);
 }
 
-int nwc_model_create(unsigned int h, unsigned int r, unsigned int nq,
-		     struct nwc_model **out)
+/* nwc_model_create() with the level-table layout of @flags. */
+static int model_alloc(unsigned int h, unsigned int r, unsigned int nq,
+		       uint32_t flags, struct nwc_model **out)
 {
-	size_t n = model_nparams(h, r, nq, NWC_MODEL_C);
+	size_t n = model_nparams(h, r, nq, NWC_MODEL_C, flags);
 	size_t net = nwc_net_nparams(h, r);
 	struct nwc_model *m;
 
@@ -82,13 +85,23 @@ int nwc_model_create(unsigned int h, unsigned int r, unsigned int nq,
 	m->nq = nq;
 	m->c = NWC_MODEL_C;
 	m->nparams = n;
+	m->flags = flags & NWC_MODEL_F_DEC_LEVELS;
 	m->enc = m->params;
 	m->dec = m->enc + net;
 	m->emb = m->dec + net;
-	m->prior = m->emb + (size_t)nq * h;
+	m->emb_dec = m->emb;
+	if (m->flags & NWC_MODEL_F_DEC_LEVELS)
+		m->emb_dec += (size_t)nq * h;
+	m->prior = m->emb_dec + (size_t)nq * h;
 	m->quantiles = m->prior + nwc_prior_nparams(m->c);
 	*out = m;
 	return 0;
+}
+
+int nwc_model_create(unsigned int h, unsigned int r, unsigned int nq,
+		     struct nwc_model **out)
+{
+	return model_alloc(h, r, nq, NWC_MODEL_F_DEC_LEVELS, out);
 }
 
 int nwc_model_finalize(struct nwc_model *m)
@@ -222,8 +235,8 @@ static int parse(const uint8_t *buf, size_t len, const char *what,
 		nwc_err("%s: codec model has unknown flags 0x%x", what, flags);
 		return -NWC_EFEATURE;
 	}
-	if (!model_nparams(h, r, nq, c) || nfl != model_nparams(h, r, nq, c) ||
-	    !isfinite(lambda)) {
+	if (!model_nparams(h, r, nq, c, flags) ||
+	    nfl != model_nparams(h, r, nq, c, flags) || !isfinite(lambda)) {
 		nwc_err("%s: codec model has an invalid shape (H %u, R %u, Q %u, C %u, %llu floats)",
 			what, h, r, nq, c, (unsigned long long)nfl);
 		return -NWC_ECORRUPT;
@@ -232,7 +245,7 @@ static int parse(const uint8_t *buf, size_t len, const char *what,
 		nwc_err("%s: codec model is truncated", what);
 		return -NWC_ECORRUPT;
 	}
-	ret = nwc_model_create(h, r, nq, &m);
+	ret = model_alloc(h, r, nq, flags, &m);
 	if (ret)
 		return ret;
 	m->lambda = lambda;
@@ -442,7 +455,7 @@ int nwc_model_synthesize(const struct nwc_model *m, const float *y,
 		return ret;
 	for (size_t i = 0; i < n * NWC_NET_IO; i++)
 		s->buf[i] = y[i] + m->medians[i % NWC_NET_IO];
-	return nwc_net_forward(&net, m->emb, q, s->buf, n, xhat, s->net);
+	return nwc_net_forward(&net, m->emb_dec, q, s->buf, n, xhat, s->net);
 }
 
 int nwc_model_encode_chunks(const struct nwc_model *m, const float *x,

@@ -22,11 +22,13 @@
  *	24   4     u32 C, latents per chunk = chunk length (16)
  *	28   4     f32 lambda the model was trained for (informational)
  *	32   4     u32 flags: NWC_MODEL_F_TCQ (bit 0) = half-offset tables
- *		   follow the coding tables; any other bit is an unknown
- *		   feature
+ *		   follow the coding tables; NWC_MODEL_F_DEC_LEVELS (bit 1) =
+ *		   the decoder has its own level table; any other bit is an
+ *		   unknown feature
  *	36   8     u64 F, number of floats that follow
- *	44   4 F   f32 enc, dec, emb, prior, quantiles (see struct nwc_model),
- *		   F = 2 nwc_net_nparams(H, R) + Q H + nwc_prior_nparams(C) + 3 C
+ *	44   4 F   f32 enc, dec, emb, [emb_dec,] prior, quantiles (see struct
+ *		   nwc_model), F = 2 nwc_net_nparams(H, R) + Q H (2 Q H with
+ *		   NWC_MODEL_F_DEC_LEVELS) + nwc_prior_nparams(C) + 3 C
  *	...        T = C (2 C with NWC_MODEL_F_TCQ) times: u32 length L, then
  *		   L bytes of an nwc_qdist_save() table; table c < C codes
  *		   channel c on cells centred at median_c + v, table C + c on
@@ -53,7 +55,8 @@
 #define NWC_MODEL_C 16u			/* latents per chunk */
 #define NWC_MODEL_MAX_BYTES (1ull << 32)	/* largest file we load */
 #define NWC_MODEL_F_TCQ 0x1u		/* half-offset tables present */
-#define NWC_MODEL_F_KNOWN NWC_MODEL_F_TCQ
+#define NWC_MODEL_F_DEC_LEVELS 0x2u	/* a level table per network */
+#define NWC_MODEL_F_KNOWN (NWC_MODEL_F_TCQ | NWC_MODEL_F_DEC_LEVELS)
 
 struct nwc_model {
 	unsigned int h;		/* hidden width H */
@@ -68,14 +71,20 @@ struct nwc_model {
 	 * can run one optimizer over a prefix of it:
 	 *	enc		nwc_net_nparams(H, R)	encoder g_a (mlp.h layout)
 	 *	dec		nwc_net_nparams(H, R)	decoder g_s
-	 *	emb		Q x H			level table E, shared
+	 *	emb		Q x H			encoder level table E
+	 *	emb_dec		Q x H			decoder level table,
+	 *						with F_DEC_LEVELS only
 	 *	prior		nwc_prior_nparams(C)	densities (prior.h layout)
 	 *	quantiles	3 x C			lower, median, upper
-	 * The named pointers point into @params.
+	 * The named pointers point into @params; without F_DEC_LEVELS (the
+	 * paper's design, and models of version 1 files before the flag)
+	 * emb_dec is emb.  One table for both networks scales the decoder's
+	 * output by what scales the encoder's latents, so a small decoder
+	 * cannot give the levels different step sizes; its own table can.
 	 */
 	float *params;
 	size_t nparams;		/* floats in @params (F of the file) */
-	float *enc, *dec, *emb, *prior, *quantiles;
+	float *enc, *dec, *emb, *emb_dec, *prior, *quantiles;
 
 	/* Coding state, built by nwc_model_finalize() or loaded. */
 	float *medians;			/* C: yhat = symbol + medians[c] */
@@ -90,9 +99,10 @@ static inline unsigned int nwc_model_ntables(const struct nwc_model *m)
 }
 
 /*
- * nwc_model_create() - a model of the given shape with zeroed parameters
- * and no coding state; C is NWC_MODEL_C.  Returns 0, -EINVAL (shape
- * outside nwc_net_check) or -ENOMEM.
+ * nwc_model_create() - a model of the given shape with zeroed parameters,
+ * a level table per network (NWC_MODEL_F_DEC_LEVELS) and no coding state;
+ * C is NWC_MODEL_C.  Returns 0, -EINVAL (shape outside nwc_net_check) or
+ * -ENOMEM.
  */
 int nwc_model_create(unsigned int h, unsigned int r, unsigned int nq,
 		     struct nwc_model **out);

@@ -501,6 +501,7 @@ static void *worker_run(void *arg)
 	double scale = 1.0 / ((double)t->o->batch * CH);
 	float *genc = w->grad, *gdec = w->grad + (m->dec - m->params);
 	float *gemb = w->grad + (m->emb - m->params);
+	float *gemb_dec = w->grad + (m->emb_dec - m->params);
 	float *gprior = w->grad + (m->prior - m->params);
 	double lam = t->o->lambda;
 
@@ -522,7 +523,7 @@ static void *worker_run(void *arg)
 		return NULL;
 	for (size_t i = 0; i < ne; i++)
 		w->y[i] += t->noise[w->lo * CH + i];
-	w->ret = nwc_net_forward_train(&dec, m->emb, w->q, w->y, b, w->xh,
+	w->ret = nwc_net_forward_train(&dec, m->emb_dec, w->q, w->y, b, w->xh,
 				       w->da);
 	if (w->ret)
 		return NULL;
@@ -532,8 +533,8 @@ static void *worker_run(void *arg)
 		w->sqerr += e * e;
 		w->dx[i] = (float)(2 * lam * e * scale);
 	}
-	w->ret = nwc_net_backward(&dec, m->emb, w->dx, w->da, gdec, gemb,
-				  w->dy);
+	w->ret = nwc_net_backward(&dec, m->emb_dec, w->dx, w->da, gdec,
+				  gemb_dec, w->dy);
 	if (w->ret)
 		return NULL;
 	/* row weights carry coff[q] / (B 16): bits is the rate term itself */
@@ -689,6 +690,24 @@ static void init_gain(struct nwc_model *m, double gain, double branch)
 		m->enc[l.b_out + i] *= (float)gain;
 }
 
+/*
+ * Level q's rate weight coff[q] asks for a quantization step about
+ * sqrt(coff[q]) times level 1's: start the encoder's level table at the
+ * inverse of that and the decoder's at that, so the levels start apart
+ * instead of waiting for Adam to move the tables there.
+ */
+static void init_levels(struct nwc_model *m)
+{
+	for (unsigned int q = 0; q < m->nq; q++) {
+		float g = sqrtf(coff[1] / coff[q]);
+
+		for (size_t i = 0; i < m->h; i++) {
+			m->emb[(size_t)q * m->h + i] = g;
+			m->emb_dec[(size_t)q * m->h + i] = 1 / g;
+		}
+	}
+}
+
 static int trainer_init(struct trainer *t, const struct opts *o,
 			const struct data *d)
 {
@@ -705,7 +724,7 @@ static int trainer_init(struct trainer *t, const struct opts *o,
 	nwc_net_init(t->m->enc, o->h, o->r, o->seed);
 	nwc_net_init(t->m->dec, o->h, o->r, o->seed + 1);
 	init_gain(t->m, o->gain, o->branch);
-	nwc_emb_init(t->m->emb, NWC_NET_Q, o->h);
+	init_levels(t->m);
 	nwc_prior_init(t->m->prior, t->m->quantiles, t->m->c, o->seed + 2);
 	t->nquant = 3 * (size_t)t->m->c;
 	t->nmain = t->m->nparams - t->nquant;

@@ -159,6 +159,7 @@ static struct nwc_model *small_model(uint64_t seed)
 	nwc_net_init(m->enc, 8, 1, seed);
 	nwc_net_init(m->dec, 8, 1, seed + 1);
 	nwc_emb_init(m->emb, NWC_NET_Q, 8);
+	nwc_emb_init(m->emb_dec, NWC_NET_Q, 8);
 	nwc_prior_init(m->prior, m->quantiles, m->c, seed + 2);
 	if (nwc_model_finalize(m)) {
 		nwc_model_free(m);

@@ -1859,8 +1859,10 @@ static struct nwc_model *small_model(unsigned nq, uint64_t seed)
 	nwc_net_init(m->enc, 8, 1, seed);
 	nwc_net_init(m->dec, 8, 1, seed + 1);
 	nwc_emb_init(m->emb, nq, 8);
-	for (unsigned i = 0; i < nq * 8; i++)
+	for (unsigned i = 0; i < nq * 8; i++) {
 		m->emb[i] = 1.0f + 0.05f * (float)(i % 7);
+		m->emb_dec[i] = 1.0f - 0.03f * (float)(i % 5);
+	}
 	nwc_prior_init(m->prior, m->quantiles, m->c, seed + 2);
 	if (nwc_model_finalize(m)) {
 		nwc_model_free(m);

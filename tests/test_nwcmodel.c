@@ -34,8 +34,10 @@ static struct nwc_model *small_model(uint64_t seed)
 	nwc_net_init(m->dec, TH, TR, seed + 1);
 	nwc_emb_init(m->emb, NWC_NET_Q, TH);
 	/* levels differ, so a level mix-up would show */
-	for (unsigned int i = 0; i < NWC_NET_Q * TH; i++)
+	for (unsigned int i = 0; i < NWC_NET_Q * TH; i++) {
 		m->emb[i] = 1.0f + 0.05f * (float)(i % 7);
+		m->emb_dec[i] = 1.0f - 0.04f * (float)(i % 5);
+	}
 	nwc_prior_init(m->prior, m->quantiles, m->c, seed + 2);
 	if (nwc_model_finalize(m)) {
 		nwc_model_free(m);
@@ -86,10 +88,12 @@ static void test_layout(void)
 	T_CHECK(m != NULL);
 	if (!m)
 		return;
-	T_EQ(m->nparams, 2 * net + NWC_NET_Q * TH + 16 * 58 + 48);
+	T_EQ(m->nparams, 2 * net + 2 * NWC_NET_Q * TH + 16 * 58 + 48);
+	T_CHECK(m->flags & NWC_MODEL_F_DEC_LEVELS);
 	T_CHECK(m->dec == m->enc + net);
 	T_CHECK(m->emb == m->dec + net);
-	T_CHECK(m->prior == m->emb + NWC_NET_Q * TH);
+	T_CHECK(m->emb_dec == m->emb + NWC_NET_Q * TH);
+	T_CHECK(m->prior == m->emb_dec + NWC_NET_Q * TH);
 	T_CHECK(m->quantiles + 48 == m->params + m->nparams);
 	/* untrained prior: medians are the middle quantiles */
 	for (unsigned int c = 0; c < m->c; c++)
@@ -190,14 +194,18 @@ static void test_corruption(void)
 	fix_hash(buf, len);
 	T_EQ(nwc_model_from_buf(buf, len, &l), -NWC_EFEATURE);
 	nwc_put_le32(buf + 8, 1);
-	nwc_put_le32(buf + 32, NWC_MODEL_F_TCQ | 2);
+	nwc_put_le32(buf + 32, NWC_MODEL_F_KNOWN | 4);
 	fix_hash(buf, len);
 	T_EQ(nwc_model_from_buf(buf, len, &l), -NWC_EFEATURE);
 	/* without the TCQ flag the half-offset tables are trailing junk */
-	nwc_put_le32(buf + 32, 0);
+	nwc_put_le32(buf + 32, NWC_MODEL_F_DEC_LEVELS);
 	fix_hash(buf, len);
 	T_EQ(nwc_model_from_buf(buf, len, &l), -NWC_ECORRUPT);
+	/* without F_DEC_LEVELS the float count is wrong */
 	nwc_put_le32(buf + 32, NWC_MODEL_F_TCQ);
+	fix_hash(buf, len);
+	T_EQ(nwc_model_from_buf(buf, len, &l), -NWC_ECORRUPT);
+	nwc_put_le32(buf + 32, NWC_MODEL_F_KNOWN);
 	/* a shape that does not match the float count */
 	nwc_put_le32(buf + 12, TH + 1);
 	fix_hash(buf, len);
@@ -213,6 +221,36 @@ static void test_corruption(void)
 	fix_hash(buf, len);
 	T_EQ(nwc_model_from_buf(buf, len, &l), -NWC_ECORRUPT);
 	t_quiet(false);
+	free(buf);
+	nwc_model_free(m);
+}
+
+/* A model without F_DEC_LEVELS (one level table for both networks, as
+ * files before the flag) loads; its decoder uses the encoder's table. */
+static void test_shared_levels(void)
+{
+	struct nwc_model *m = small_model(6), *l = NULL;
+	size_t len, qh = NWC_NET_Q * TH * sizeof(float), at;
+	uint8_t *buf;
+
+	T_CHECK(m != NULL);
+	if (!m)
+		return;
+	T_EQ(nwc_model_to_buf(m, &buf, &len), 0);
+	at = NWC_MODEL_HDR_SIZE + 4 * (size_t)(m->emb_dec - m->params);
+	memmove(buf + at, buf + at + qh, len - at - qh);
+	len -= qh;
+	nwc_put_le32(buf + 32, NWC_MODEL_F_TCQ);
+	nwc_put_le64(buf + 36, m->nparams - NWC_NET_Q * TH);
+	fix_hash(buf, len);
+	T_EQ(nwc_model_from_buf(buf, len, &l), 0);
+	if (l) {
+		T_CHECK(l->emb_dec == l->emb);
+		T_CHECK(!(l->flags & NWC_MODEL_F_DEC_LEVELS));
+		T_MEMEQ(l->emb, m->emb, qh);
+		T_MEMEQ(l->prior, m->prior, 16 * 58 * sizeof(float));
+		nwc_model_free(l);
+	}
 	free(buf);
 	nwc_model_free(m);
 }
@@ -332,7 +370,8 @@ static void test_chunks(void)
 		for (size_t i = 0; i < NCHUNK * 16; i++)
 			y[i] = (float)sym[i] + m->medians[i % 16];
 		T_EQ(nwc_net_scratch_create(&ns), 0);
-		T_EQ(nwc_net_forward(&dec, m->emb, q, y, NCHUNK, xh3, ns), 0);
+		T_EQ(nwc_net_forward(&dec, m->emb_dec, q, y, NCHUNK, xh3, ns),
+		     0);
 		nwc_net_scratch_free(ns);
 	}
 	T_MEMEQ(xh2, xh3, NCHUNK * 16 * sizeof(float));
@@ -383,6 +422,7 @@ int main(void)
 	T_RUN(test_layout);
 	T_RUN(test_roundtrip_file);
 	T_RUN(test_corruption);
+	T_RUN(test_shared_levels);
 	T_RUN(test_file_errors);
 	T_RUN(test_chunks);
 	T_EQ(files_in_dir(), 0);

@@ -43,8 +43,10 @@ static struct nwc_model *small_model(uint64_t seed)
 	nwc_net_init(m->enc, TH, TR, seed);
 	nwc_net_init(m->dec, TH, TR, seed + 1);
 	nwc_emb_init(m->emb, NWC_NET_Q, TH);
-	for (unsigned int i = 0; i < NWC_NET_Q * TH; i++)
+	for (unsigned int i = 0; i < NWC_NET_Q * TH; i++) {
 		m->emb[i] = 1.0f + 0.3f * (float)(i % 5);
+		m->emb_dec[i] = 1.0f / m->emb[i];
+	}
 	nwc_prior_init(m->prior, m->quantiles, m->c, seed + 2);
 	if (nwc_model_finalize(m)) {
 		nwc_model_free(m);
