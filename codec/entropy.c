@@ -576,24 +576,48 @@ static inline void dec_take(const struct nwc_qdist *d, uint32_t s,
 	}
 }
 
+/* Position in an FSM's sequence and its table offset, one value on. */
+static inline void fsm_advance(const struct nwc_ents_fsm *f, size_t *pos,
+			       uint32_t *c)
+{
+	if (++*pos == f->seq) {
+		*pos = 0;
+		*c = 0;
+	} else if (++*c == f->period) {
+		*c = 0;
+	}
+}
+
+/* The table offset of the next value of an FSM that never leaves set 0. */
+static inline uint32_t period_next(const struct nwc_ents_fsm *f, size_t *pos,
+				   uint32_t *c)
+{
+	uint32_t now = *c;
+
+	fsm_advance(f, pos, c);
+	return now;
+}
+
 /*
- * Inlined once per mode (one table, a context array) so the hot loop does
- * not test the mode for every value.
+ * Inlined once per mode (one table, a context array, the periodic
+ * contexts of an FSM without states) so the hot loop does not test the
+ * mode for every value.  DIST() runs exactly once per value, in order.
  */
-enum { MODE_ONE, MODE_CTX };
+enum { MODE_ONE, MODE_CTX, MODE_PERIOD };
 static inline __attribute__((always_inline)) int
 decode_all(const struct nwc_qdist *const *dists, const uint8_t *ctx,
-	   int32_t *vals, size_t n, const uint8_t *src, size_t len,
-	   const int mode)
+	   const struct nwc_ents_fsm *f, int32_t *vals, size_t n,
+	   const uint8_t *src, size_t len, const int mode)
 {
-	uint32_t x[NSTATES];
-	size_t wpos = HDR_LEN, i = 0;
+	uint32_t x[NSTATES], c = 0;
+	size_t wpos = HDR_LEN, i = 0, pos = 0;
 	int ret;
 
 	ret = dec_start(x, src, len);
 	if (ret)
 		return ret;
-#define DIST(j) dists[mode == MODE_CTX ? ctx[j] : 0]
+#define DIST(j) dists[mode == MODE_CTX ? ctx[j] :			\
+		      mode == MODE_PERIOD ? period_next(f, &pos, &c) : 0]
 	/*
 	 * Fast path: a direct symbol reads at most one word, so four values
 	 * need no check while four words remain.  An escape leaves the group
@@ -640,10 +664,9 @@ int nwc_ents_decode(const struct nwc_qdist *const *dists, const uint8_t *ctx,
 		    int32_t *vals, size_t n, const uint8_t *src, size_t len)
 {
 	if (ctx)
-		return decode_all(dists, ctx, vals, n, src, len,
+		return decode_all(dists, ctx, NULL, vals, n, src, len,
 				  MODE_CTX);
-	return decode_all(dists, NULL, vals, n, src, len,
-			  MODE_ONE);
+	return decode_all(dists, NULL, NULL, vals, n, src, len, MODE_ONE);
 }
 
 static int fsm_check(const struct nwc_ents_fsm *f, bool *two)
@@ -659,18 +682,6 @@ static int fsm_check(const struct nwc_ents_fsm *f, bool *two)
 		*two |= f->sel[t];
 	}
 	return 0;
-}
-
-/* Position in the FSM's sequence and its table offset, one value on. */
-static inline void fsm_advance(const struct nwc_ents_fsm *f, size_t *pos,
-			       uint32_t *c)
-{
-	if (++*pos == f->seq) {
-		*pos = 0;
-		*c = 0;
-	} else if (++*c == f->period) {
-		*c = 0;
-	}
 }
 
 int nwc_ents_decode_fsm(const struct nwc_qdist *const *dists,
@@ -689,6 +700,12 @@ int nwc_ents_decode_fsm(const struct nwc_qdist *const *dists,
 	ret = fsm_check(f, &two);
 	if (ret)
 		return ret;
+	if (!two) {
+		if (sel)
+			memset(sel, 0, n);
+		return decode_all(dists, NULL, f, vals, n, src, len,
+				  MODE_PERIOD);
+	}
 	for (unsigned int t = 0; t < NWC_ENTS_FSM_STATES; t++)
 		for (unsigned int p = 0; p < 4; p++)
 			next2[t][p & 1][p >> 1] =
@@ -696,45 +713,40 @@ int nwc_ents_decode_fsm(const struct nwc_qdist *const *dists,
 	ret = dec_start(x, src, len);
 	if (ret)
 		return ret;
-	while (n - i >= NSTATES && len - wpos >= 2 * NSTATES) {
+	/*
+	 * Fast path, for groups of four values that share a sequence and a
+	 * period (so only the first can restart the state, and their table
+	 * offsets are c .. c + 3).  Three passes: the candidates of both
+	 * table sets depend on the rANS states only, so their lookups
+	 * overlap; the state chain then costs one small-table load per value;
+	 * the rANS updates and output follow, knowing every table.
+	 */
+	while (per % NSTATES == 0 && f->seq % NSTATES == 0 &&
+	       n - i >= NSTATES && len - wpos >= 2 * NSTATES) {
 		const struct nwc_qdist *d[NSTATES][2];
-		uint32_t sym[NSTATES][2];
+		uint32_t sym[NSTATES][2], par[NSTATES];
 		unsigned int u[NSTATES], before[NSTATES], k;
-		bool first[NSTATES];
 
-		/*
-		 * Three passes.  The candidates of both table sets depend on
-		 * the rANS states only, so their lookups overlap; the state
-		 * chain then costs one small-table load per value; the rANS
-		 * updates and output follow, knowing every table.
-		 */
+		if (!pos)
+			st = 0;
 #pragma GCC unroll 4
 		for (k = 0; k < NSTATES; k++) {
 			uint32_t slot = x[k] & (M - 1);
 
-			d[k][0] = dists[c];
+			d[k][0] = dists[c + k];
+			d[k][1] = dists[c + k + per];
 			sym[k][0] = slot_sym(d[k][0], slot);
-			if (two) {
-				d[k][1] = dists[c + per];
-				sym[k][1] = slot_sym(d[k][1], slot);
-			} else {
-				d[k][1] = d[k][0];
-				sym[k][1] = sym[k][0];
-			}
-			first[k] = !pos;
-			fsm_advance(f, &pos, &c);
+			sym[k][1] = slot_sym(d[k][1], slot);
+			par[k] = ((uint32_t)(d[k][0]->lo + (int32_t)sym[k][0]) &
+				  1) |
+				 ((uint32_t)(d[k][1]->lo + (int32_t)sym[k][1]) &
+				  1) << 1;
 		}
 #pragma GCC unroll 4
 		for (k = 0; k < NSTATES; k++) {
-			unsigned int p0 = (uint32_t)(d[k][0]->lo +
-						     (int32_t)sym[k][0]) & 1;
-			unsigned int p1 = (uint32_t)(d[k][1]->lo +
-						     (int32_t)sym[k][1]) & 1;
-
-			st = first[k] ? 0 : st;
 			before[k] = st;
 			u[k] = f->sel[st];
-			st = next2[st][p0][p1];
+			st = next2[st][par[k] & 1][par[k] >> 1];
 		}
 #pragma GCC unroll 4
 		for (k = 0; k < NSTATES; k++) {
@@ -749,6 +761,12 @@ int nwc_ents_decode_fsm(const struct nwc_qdist *const *dists,
 				sel[i + k] = (uint8_t)u[k];
 		}
 		i += NSTATES;
+		pos += NSTATES;
+		c += NSTATES;
+		if (pos == f->seq)
+			pos = 0;
+		if (c == per || !pos)
+			c = 0;
 		continue;
 escape:
 		/* The chain guessed past the escape: redo it from here. */
@@ -761,8 +779,6 @@ escape:
 			sel[i + k] = (uint8_t)u[k];
 		st = f->next[st][(uint32_t)vals[i + k] & 1];
 		for (k++; k < NSTATES; k++) {
-			if (first[k])
-				st = 0;
 			ret = dec_value(d[k][f->sel[st]], &x[k], src, &wpos,
 					len, &vals[i + k]);
 			if (ret)
@@ -772,6 +788,12 @@ escape:
 			st = f->next[st][(uint32_t)vals[i + k] & 1];
 		}
 		i += NSTATES;
+		pos += NSTATES;
+		c += NSTATES;
+		if (pos == f->seq)
+			pos = 0;
+		if (c == per || !pos)
+			c = 0;
 	}
 	for (; i < n; i++) {
 		if (!pos)
