@@ -13,15 +13,19 @@ bench: all bench/readbench bench/codecbench tests/gen_model
 		$(SHELL) $(top_srcdir)/bench/run.sh
 .PHONY: bench
 
-# make quality: perplexity of lossy stories260K images against RTN, ECSQ and
-# GPTQ baselines at matched bits (bench/out/quality.md, .tsv, .png).
+# make quality: perplexity of lossy stories260K images, and output
+# similarity of lossy all-MiniLM-L6-v2 images, against RTN, ECSQ and GPTQ
+# baselines at matched bits (bench/out/quality*.md, .tsv, .png).
 EXTRA_PROGRAMS += bench/quantize
 bench_quantize_SOURCES = bench/quantize.c bench/quant.c bench/quant.h \
 	mkfs/lossy.c mkfs/lossy.h
 bench_quantize_LDADD = $(NWC_CODEC_LIB) $(NWC_DEP_LIBS) -lm
 CLEANFILES += bench/quantize
-EXTRA_DIST += bench/quality.sh bench/quality-plot.py
+EXTRA_DIST += bench/quality.sh bench/quality-plot.py \
+	bench/quality-minilm.sh bench/minilm-sim.py
 quality: all bench/quantize
 	top_srcdir='$(top_srcdir)' top_builddir='$(top_builddir)' \
 		$(SHELL) $(top_srcdir)/bench/quality.sh
+	top_srcdir='$(top_srcdir)' top_builddir='$(top_builddir)' \
+		$(SHELL) $(top_srcdir)/bench/quality-minilm.sh
 .PHONY: quality

@@ -3,6 +3,7 @@
 
 /*
  * quantize METHOD PARAM IN_DIR OUT_DIR [--stats STATS.safetensors]
+ *	    [--keep GLOB]...
  *
  * Writes OUT_DIR (created; must not exist), a copy of IN_DIR in which every
  * tensor that mkfs.nwc's default lossy policy selects (nwc_lossy_select:
@@ -423,6 +424,7 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 "Usage: quantize METHOD PARAM IN_DIR OUT_DIR [--stats STATS.safetensors]\n"
+"                [--keep GLOB]...\n"
 "Copy the model directory IN_DIR to OUT_DIR (created) with every weight\n"
 "matrix that mkfs.nwc would code lossily quantized and dequantized.\n"
 "\n"
@@ -431,6 +433,8 @@ static void usage(FILE *f)
 "  ecsq STEP       uniform step STEP x row std, rANS-coded (real bytes)\n"
 "  gptq BITS       GPTQ, min/max grid per row; needs --stats\n"
 "\n"
+"  -k, --keep=GLOB    leave the tensors matching GLOB exact, as\n"
+"                     mkfs.nwc --keep does (repeatable)\n"
 "  -s, --stats=FILE   second moments H (\"<weight>.H\", as nwc calib\n"
 "                     writes them)\n"
 "  -h, --help         show this help\n"
@@ -444,6 +448,7 @@ int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "stats", required_argument, NULL, 's' },
+		{ "keep", required_argument, NULL, 'k' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -452,10 +457,20 @@ int main(int argc, char **argv)
 	int opt, ret;
 
 	nwc_log_set_prefix(PROG);
-	while ((opt = getopt_long(argc, argv, "s:h", opts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "s:k:h", opts, NULL)) != -1) {
 		switch (opt) {
 		case 's':
 			stats = optarg;
+			break;
+		case 'k':
+			if (!*optarg || j.pol.nrules == NWC_LOSSY_MAX_RULES) {
+				nwc_err("--keep: empty pattern or more than %u",
+					NWC_LOSSY_MAX_RULES);
+				return EXIT_USAGE;
+			}
+			j.pol.rule[j.pol.nrules++] =
+				(struct nwc_lossy_rule){ .glob = optarg,
+							 .bits = -1 };
 			break;
 		case 'h':
 			usage(stdout);

