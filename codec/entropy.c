@@ -688,9 +688,9 @@ int nwc_ents_decode_fsm(const struct nwc_qdist *const *dists,
 			const struct nwc_ents_fsm *f, int32_t *vals,
 			uint8_t *sel, size_t n, const uint8_t *src, size_t len)
 {
-	/* next2[t][p0][p1]: the next state when the candidate of table set
-	 * 0 has parity p0 and that of set 1 parity p1. */
-	uint8_t next2[NWC_ENTS_FSM_STATES][2][2];
+	/* next2[t][p0 + 2 p1]: the next state when the candidate of table
+	 * set 0 has parity p0 and that of set 1 parity p1. */
+	uint8_t next2[NWC_ENTS_FSM_STATES][4];
 	uint32_t x[NSTATES], c = 0, per = f->period;
 	unsigned int st = 0;
 	size_t wpos = HDR_LEN, i = 0, pos = 0;
@@ -708,57 +708,47 @@ int nwc_ents_decode_fsm(const struct nwc_qdist *const *dists,
 	}
 	for (unsigned int t = 0; t < NWC_ENTS_FSM_STATES; t++)
 		for (unsigned int p = 0; p < 4; p++)
-			next2[t][p & 1][p >> 1] =
-				f->next[t][f->sel[t] ? p >> 1 : p & 1];
+			next2[t][p] = f->next[t][f->sel[t] ? p >> 1 : p & 1];
 	ret = dec_start(x, src, len);
 	if (ret)
 		return ret;
 	/*
 	 * Fast path, for groups of four values that share a sequence and a
 	 * period (so only the first can restart the state, and their table
-	 * offsets are c .. c + 3).  Three passes: the candidates of both
-	 * table sets depend on the rANS states only, so their lookups
-	 * overlap; the state chain then costs one small-table load per value;
-	 * the rANS updates and output follow, knowing every table.
+	 * offsets are c .. c + 3).  A value's candidates in both table sets
+	 * depend on its rANS state only, so the CPU looks them up ahead of
+	 * the state chain, which costs one small-table load per value; the
+	 * state then picks one candidate without a branch.
 	 */
 	while (per % NSTATES == 0 && f->seq % NSTATES == 0 &&
 	       n - i >= NSTATES && len - wpos >= 2 * NSTATES) {
-		const struct nwc_qdist *d[NSTATES][2];
-		uint32_t sym[NSTATES][2], par[NSTATES];
-		unsigned int u[NSTATES], before[NSTATES], k;
+		unsigned int k, u = 0, before = 0;
+		const struct nwc_qdist *dk = NULL;
 
 		if (!pos)
 			st = 0;
 #pragma GCC unroll 4
 		for (k = 0; k < NSTATES; k++) {
+			const struct nwc_qdist *d0 = dists[c + k];
+			const struct nwc_qdist *d1 = dists[c + k + per];
 			uint32_t slot = x[k] & (M - 1);
+			uint32_t s0 = slot_sym(d0, slot), s1 = slot_sym(d1, slot);
+			unsigned int par = ((uint32_t)(d0->lo + (int32_t)s0) & 1) |
+					   ((uint32_t)(d1->lo + (int32_t)s1) & 1)
+					   << 1;
+			uint32_t sk;
 
-			d[k][0] = dists[c + k];
-			d[k][1] = dists[c + k + per];
-			sym[k][0] = slot_sym(d[k][0], slot);
-			sym[k][1] = slot_sym(d[k][1], slot);
-			par[k] = ((uint32_t)(d[k][0]->lo + (int32_t)sym[k][0]) &
-				  1) |
-				 ((uint32_t)(d[k][1]->lo + (int32_t)sym[k][1]) &
-				  1) << 1;
-		}
-#pragma GCC unroll 4
-		for (k = 0; k < NSTATES; k++) {
-			before[k] = st;
-			u[k] = f->sel[st];
-			st = next2[st][par[k] & 1][par[k] >> 1];
-		}
-#pragma GCC unroll 4
-		for (k = 0; k < NSTATES; k++) {
-			const struct nwc_qdist *dk = d[k][u[k]];
-			uint32_t sk = sym[k][u[k]];
-
+			before = st;
+			u = f->sel[st];
+			st = next2[st][par];
+			dk = u ? d1 : d0;
+			sk = u ? s1 : s0;
 			dec_take(dk, sk, &x[k], src, &wpos);
 			if (__builtin_expect(sk == dk->n, 0))
 				goto escape;
 			vals[i + k] = dk->lo + (int32_t)sk;
 			if (sel)
-				sel[i + k] = (uint8_t)u[k];
+				sel[i + k] = (uint8_t)u;
 		}
 		i += NSTATES;
 		pos += NSTATES;
@@ -770,21 +760,21 @@ int nwc_ents_decode_fsm(const struct nwc_qdist *const *dists,
 		continue;
 escape:
 		/* The chain guessed past the escape: redo it from here. */
-		st = before[k];
-		ret = dec_escape(d[k][u[k]], &x[k], src, &wpos, len,
-				 &vals[i + k]);
+		st = before;
+		ret = dec_escape(dk, &x[k], src, &wpos, len, &vals[i + k]);
 		if (ret)
 			return ret;
 		if (sel)
-			sel[i + k] = (uint8_t)u[k];
+			sel[i + k] = (uint8_t)u;
 		st = f->next[st][(uint32_t)vals[i + k] & 1];
 		for (k++; k < NSTATES; k++) {
-			ret = dec_value(d[k][f->sel[st]], &x[k], src, &wpos,
-					len, &vals[i + k]);
+			u = f->sel[st];
+			ret = dec_value(dists[c + k + per * u], &x[k], src,
+					&wpos, len, &vals[i + k]);
 			if (ret)
 				return ret;
 			if (sel)
-				sel[i + k] = f->sel[st];
+				sel[i + k] = (uint8_t)u;
 			st = f->next[st][(uint32_t)vals[i + k] & 1];
 		}
 		i += NSTATES;
