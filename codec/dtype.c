@@ -4,6 +4,7 @@
 
 #include "codec/convert.h"
 #include "codec/format.h"
+#include "codec/simd.h"
 
 struct dtype_info {
 	const char *name;	/* as written in a safetensors header */
@@ -178,6 +179,33 @@ int nwc_to_f32(unsigned dtype, const void *src, size_t n, float *dst)
 	}
 }
 
+/*
+ * nwc_f32_to_bf16() on @n floats, four at a time where the host is
+ * little-endian (the stored order): the served bytes of every lossy BF16
+ * tensor pass through here.
+ */
+static void f32_to_bf16_n(const float *src, size_t n, uint8_t *p)
+{
+	size_t i = 0;
+
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	for (; i + 4 <= n; i += 4) {
+		v4su u, r, nan;
+		uint16_t h[4];
+
+		memcpy(&u, src + i, sizeof(u));
+		r = (u + 0x7fff + (u >> 16 & 1)) >> 16;
+		nan = (v4su)((u & 0x7fffffff) > 0x7f800000);
+		r = (nan & (u >> 16 | 0x0040)) | (~nan & r);
+		for (int k = 0; k < 4; k++)
+			h[k] = (uint16_t)r[k];
+		memcpy(p + 2 * i, h, sizeof(h));
+	}
+#endif
+	for (; i < n; i++)
+		nwc_put_le16(p + 2 * i, nwc_f32_to_bf16(src[i]));
+}
+
 int nwc_from_f32(unsigned dtype, const float *src, size_t n, void *dst)
 {
 	uint8_t *p = dst;
@@ -192,8 +220,7 @@ int nwc_from_f32(unsigned dtype, const float *src, size_t n, void *dst)
 			nwc_put_le16(p + 2 * i, nwc_f32_to_f16(src[i]));
 		return 0;
 	case NWC_DTYPE_BF16:
-		for (size_t i = 0; i < n; i++)
-			nwc_put_le16(p + 2 * i, nwc_f32_to_bf16(src[i]));
+		f32_to_bf16_n(src, n, p);
 		return 0;
 	case NWC_DTYPE_F64:
 		for (size_t i = 0; i < n; i++) {

@@ -13,7 +13,7 @@ codec_libnwccodec_a_SOURCES = \
 	codec/planes.c codec/planes.h \
 	codec/codec.c codec/codec.h codec/zstd.c codec/zstd.h \
 	codec/rans.c codec/rans.h \
-	codec/entropy.c codec/entropy.h codec/convert.h \
+	codec/entropy.c codec/entropy.h codec/convert.h codec/simd.h \
 	codec/gemm.c codec/gemm.h codec/mlp.c codec/mlp.h \
 	codec/prior.c codec/prior.h \
 	codec/nwcmodel.c codec/nwcmodel.h \

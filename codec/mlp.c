@@ -8,6 +8,7 @@
 
 #include "codec/gemm.h"
 #include "codec/mlp.h"
+#include "codec/simd.h"
 
 #define IO NWC_NET_IO
 
@@ -227,35 +228,6 @@ static void linear(const float *x, const float *w, const float *bias,
 	set_rows(c, bias, rows, n);
 	nwc_sgemm(false, true, (int)rows, (int)n, (int)k, 1.0f, x, (int)k, w,
 		  (int)k, 1.0f, c, (int)n);
-}
-
-/*
- * Four floats as one value: GCC turns the arithmetic into SSE instructions,
- * where -O2 alone would leave these loops scalar.  Each lane does exactly
- * the operations of the scalar code, so results do not depend on it.
- */
-typedef float v4sf __attribute__((vector_size(16)));
-typedef int32_t v4si __attribute__((vector_size(16)));
-
-static inline v4sf v4_load(const float *p)
-{
-	v4sf v;
-
-	memcpy(&v, p, sizeof(v));
-	return v;
-}
-
-static inline void v4_store(float *p, v4sf v)
-{
-	memcpy(p, &v, sizeof(v));
-}
-
-/* max(v, 0) as the scalar u > 0 ? u : 0 (NaN and -0 give +0). */
-static inline v4sf v4_relu(v4sf v)
-{
-	const v4sf zero = { 0 };
-
-	return (v4sf)((v4si)v & (v > zero));
 }
 
 /*

@@ -15,6 +15,7 @@
 #include "codec/log.h"
 #include "codec/mlp.h"
 #include "codec/nwcmodel.h"
+#include "codec/simd.h"
 #include "codec/prior.h"
 
 #define SYM_LIMIT (1 << 30)
@@ -453,8 +454,11 @@ int nwc_model_synthesize(const struct nwc_model *m, const float *y,
 	ret = scratch_reserve(s, n);
 	if (ret)
 		return ret;
-	for (size_t i = 0; i < n * NWC_NET_IO; i++)
-		s->buf[i] = y[i] + m->medians[i % NWC_NET_IO];
+	/* a chunk's latents are C = 16 floats: four vectors */
+	for (size_t i = 0; i < n * NWC_NET_IO; i += NWC_NET_IO)
+		for (size_t c = 0; c < NWC_NET_IO; c += 4)
+			v4_store(s->buf + i + c, v4_load(y + i + c) +
+				 v4_load(m->medians + c));
 	return nwc_net_forward(&net, m->emb_dec, q, s->buf, n, xhat, s->net);
 }
 

@@ -10,6 +10,7 @@
 #include "codec/entropy.h"
 #include "codec/ldlq.h"
 #include "codec/nwctensor.h"
+#include "codec/simd.h"
 
 #define C NWC_MODEL_C
 #define TCQ_STATES 8u
@@ -337,9 +338,16 @@ int nwc_band_decode(const struct nwc_model *model, const struct nwc_tside *ts,
 				  &fsm, s->sym, s->sel, nlat, src, len);
 	if (ret)
 		return ret;
-	/* latents: the symbol, plus 1/2 in half-offset trellis states */
-	for (size_t i = 0; i < nlat; i++)
-		s->y[i] = (float)s->sym[i] + 0.5f * (float)s->sel[i];
+	/* latents: the symbol, plus 1/2 in half-offset trellis states
+	 * (nlat is a multiple of 16) */
+	for (size_t i = 0; i < nlat; i += 4) {
+		v4si u = { s->sel[i], s->sel[i + 1], s->sel[i + 2],
+			   s->sel[i + 3] };
+
+		v4_store(s->y + i,
+			 __builtin_convertvector(v4i_load(s->sym + i), v4sf) +
+			 0.5f * __builtin_convertvector(u, v4sf));
+	}
 	for (uint32_t j = 0; j < ts->n; j++)
 		memset(s->q + (size_t)j * nk, ts->level[j], nk);
 	ret = nwc_model_synthesize(model, s->y, s->q, nchunks, s->xhat, s->ms);

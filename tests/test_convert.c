@@ -275,6 +275,39 @@ static void test_bulk(void)
 	T_EQ(nwc_from_f32(NWC_DTYPE_COUNT, f, 1, out), -EINVAL);
 }
 
+/* The bulk BF16 path (four at a time) gives the scalar bytes: random bit
+ * patterns, NaNs, infinities, ties, at every offset of a 4-group. */
+static void test_bulk_bf16(void)
+{
+	enum { N = 4099 };
+	static const uint32_t edge[] = { 0x7f800000, 0xff800000, 0x7f800001,
+					 0xffc00000, 0x7fffffff, 0x3f808000,
+					 0x3f818000, 0x7f7fffff, 0x00008000,
+					 0x80000000, 0x7f7f8000 };
+	float *f = malloc(N * sizeof(*f));
+	uint8_t *out = malloc(2 * N + 1);
+	uint64_t seed = 31;
+	size_t bad = 0;
+
+	T_CHECK(f && out);
+	if (!f || !out)
+		goto out_free;
+	for (size_t i = 0; i < N; i++)
+		f[i] = bitsf(i < NWC_ARRAY_SIZE(edge) * 4 ?
+			     edge[i / 4] + (uint32_t)(i % 4) :
+			     (uint32_t)t_rand(&seed));
+	for (size_t off = 0; off < 4; off++) {
+		T_EQ(nwc_from_f32(NWC_DTYPE_BF16, f + off, N - off, out), 0);
+		for (size_t i = 0; i < N - off; i++)
+			bad += nwc_get_le16(out + 2 * i) !=
+			       nwc_f32_to_bf16(f[off + i]);
+	}
+	T_EQ(bad, 0);
+out_free:
+	free(f);
+	free(out);
+}
+
 int main(void)
 {
 	T_RUN(test_bf16_exhaustive);
@@ -282,5 +315,6 @@ int main(void)
 	T_RUN(test_rounding);
 	T_RUN(test_f16_random);
 	T_RUN(test_bulk);
+	T_RUN(test_bulk_bf16);
 	T_EXIT();
 }
