@@ -529,16 +529,11 @@ ssize_t nwc_model_code_syms(const struct nwc_model *m, const int32_t *sym,
 int nwc_model_decode_syms(const struct nwc_model *m, const uint8_t *src,
 			  size_t len, int32_t *sym, size_t count)
 {
-	uint8_t *ctx;
-	int ret;
+	/* channel i % C: an FSM that never leaves table set 0 */
+	struct nwc_ents_fsm f = { .period = m->c, .seq = m->c };
 
 	if (!m->finalized)
 		return -EINVAL;
-	ctx = channel_ctx(m, count);
-	if (!ctx)
-		return -ENOMEM;
-	ret = nwc_ents_decode((const struct nwc_qdist *const *)m->tables, ctx,
-			      sym, count, src, len);
-	free(ctx);
-	return ret;
+	return nwc_ents_decode_fsm((const struct nwc_qdist *const *)m->tables,
+				   &f, sym, NULL, count, src, len);
 }
