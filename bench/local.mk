@@ -18,7 +18,8 @@ bench: all bench/readbench bench/codecbench tests/gen_model
 # baselines at matched bits (bench/out/quality*.md, .tsv, .png).
 EXTRA_PROGRAMS += bench/quantize
 bench_quantize_SOURCES = bench/quantize.c bench/quant.c bench/quant.h \
-	mkfs/lossy.c mkfs/lossy.h
+	mkfs/lossy.c mkfs/lossy.h mkfs/calib.c mkfs/calib.h mkfs/llama.c \
+	mkfs/llama.h mkfs/progress.c mkfs/progress.h
 bench_quantize_LDADD = $(NWC_CODEC_LIB) $(NWC_DEP_LIBS) -lm
 CLEANFILES += bench/quantize
 EXTRA_DIST += bench/quality.sh bench/quality-plot.py \

@@ -44,6 +44,7 @@
 #include "codec/ldlq.h"
 #include "codec/log.h"
 #include "codec/safetensors.h"
+#include "mkfs/calib.h"
 #include "mkfs/lossy.h"
 
 #define PROG "quantize"
@@ -58,94 +59,13 @@ struct job {
 	unsigned int bits;		/* RTN, GPTQ */
 	double step;			/* ECSQ */
 	double param;
-	struct stats *stats;		/* GPTQ */
+	struct nwc_calib *stats;	/* GPTQ */
 	struct nwc_lossy_policy pol;
 	/* totals over the selected tensors */
 	size_t tensors;
 	uint64_t weights, total_bits;
 	double energy, err2;
 };
-
-/* A statistics file as `nwc calib` writes it: "<weight>.H", F32 [n, n]. */
-struct stats {
-	const char *path;
-	int fd;
-	struct nwc_st *st;
-};
-
-static int stats_open(const char *path, struct stats **out)
-{
-	struct stats *s;
-	int ret;
-
-	s = calloc(1, sizeof(*s));
-	if (!s)
-		return -ENOMEM;
-	s->path = path;
-	ret = nwc_st_open(path, &s->fd, &s->st);
-	if (ret)
-		goto out_close;
-	*out = s;
-	return 0;
-
-out_close:
-	if (s->fd >= 0)
-		close(s->fd);
-	free(s);
-	return ret;
-}
-
-static void stats_free(struct stats *s)
-{
-	if (!s)
-		return;
-	nwc_st_free(s->st);
-	close(s->fd);
-	free(s);
-}
-
-/* A malloc'd copy of the H (n x n) of weight @name in *h. */
-static int stats_get(const struct stats *s, const char *name, uint32_t n,
-		     float **h)
-{
-	size_t len = strlen(name);
-	size_t nn = (size_t)n * n;
-	uint8_t *raw;
-	int ret;
-
-	for (size_t i = 0; i < s->st->n_tensors; i++) {
-		const struct nwc_st_tensor *t = &s->st->tensors[i];
-
-		if (t->name_len != len + 2 || memcmp(t->name, name, len) ||
-		    strcmp(t->name + len, ".H"))
-			continue;
-		if (t->dtype != NWC_DTYPE_F32 || t->ndim != 2 ||
-		    t->shape[0] != n || t->shape[1] != n) {
-			nwc_err("%s: %s: not an F32 [%u, %u] matrix", s->path,
-				t->name, n, n);
-			return -NWC_EFORMAT;
-		}
-		raw = malloc(nn * 4);
-		*h = malloc(nn * sizeof(**h));
-		if (!raw || !*h) {
-			ret = -ENOMEM;
-			goto out_free;
-		}
-		ret = nwc_pread_full(s->fd, raw, nn * 4,
-				     s->st->data_off + t->begin);
-		if (!ret)
-			ret = nwc_to_f32(NWC_DTYPE_F32, raw, nn, *h);
-out_free:
-		free(raw);
-		if (ret) {
-			free(*h);
-			*h = NULL;
-		}
-		return ret;
-	}
-	nwc_err("%s: no statistics for %s", s->path, name);
-	return -ENOENT;
-}
 
 static int exit_code(int err)
 {
@@ -227,9 +147,14 @@ static int quantize_matrix(struct job *j, const char *name, const float *w,
 		free(scale);
 		return ret;
 	case M_GPTQ:
-		ret = stats_get(j->stats, name, n, &h);
-		if (ret)	/* missing statistics: bad input, not I/O */
-			return ret == -ENOENT ? -EINVAL : ret;
+		ret = nwc_calib_get(j->stats, name, n, &h);
+		if (ret == -ENOENT) {	/* bad input, not I/O */
+			nwc_err("%s: no statistics for %s",
+				nwc_calib_source(j->stats), name);
+			return -EINVAL;
+		}
+		if (ret)
+			return ret;
 		ret = nwc_ldlq_gptq(w, m, n, h, j->bits, what);
 		free(h);
 		j->total_bits += (uint64_t)m * n * j->bits +
@@ -494,12 +419,12 @@ int main(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	if (stats) {
-		ret = stats_open(stats, &j.stats);
+		ret = nwc_calib_open_stats(stats, &j.stats);
 		if (ret)
 			return exit_code(ret);
 	}
 	ret = copy_tree(&j, argv[optind + 2], argv[optind + 3]);
-	stats_free(j.stats);
+	nwc_calib_free(j.stats);
 	if (ret)
 		return exit_code(ret);
 	if (!j.weights) {
