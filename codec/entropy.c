@@ -588,6 +588,18 @@ static inline void fsm_advance(const struct nwc_ents_fsm *f, size_t *pos,
 	}
 }
 
+/* fsm_advance() four times, for a period and sequence of multiples of 4. */
+static inline void fsm_advance_group(const struct nwc_ents_fsm *f,
+				     size_t *pos, uint32_t *c)
+{
+	*pos += NSTATES;
+	*c += NSTATES;
+	if (*pos == f->seq)
+		*pos = 0;
+	if (*c == f->period || !*pos)
+		*c = 0;
+}
+
 /* The table offset of the next value of an FSM that never leaves set 0. */
 static inline uint32_t period_next(const struct nwc_ents_fsm *f, size_t *pos,
 				   uint32_t *c)
@@ -751,12 +763,7 @@ int nwc_ents_decode_fsm(const struct nwc_qdist *const *dists,
 				sel[i + k] = (uint8_t)u;
 		}
 		i += NSTATES;
-		pos += NSTATES;
-		c += NSTATES;
-		if (pos == f->seq)
-			pos = 0;
-		if (c == per || !pos)
-			c = 0;
+		fsm_advance_group(f, &pos, &c);
 		continue;
 escape:
 		/* The chain guessed past the escape: redo it from here. */
@@ -778,12 +785,7 @@ escape:
 			st = f->next[st][(uint32_t)vals[i + k] & 1];
 		}
 		i += NSTATES;
-		pos += NSTATES;
-		c += NSTATES;
-		if (pos == f->seq)
-			pos = 0;
-		if (c == per || !pos)
-			c = 0;
+		fsm_advance_group(f, &pos, &c);
 	}
 	for (; i < n; i++) {
 		if (!pos)
