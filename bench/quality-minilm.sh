@@ -77,12 +77,9 @@ RTN_BITS="2 3 4 5 6"
 GPTQ_BITS="2 3 4 5 6 7"
 ECSQ_STEPS="1 0.5 0.25 0.125 0.0625 0.03125"
 
-note() { echo "== $*" >&2; }
-die() { echo "quality-minilm: $*" >&2; exit 1; }
+PROG=quality-minilm
+. "$top_srcdir/bench/quality-lib.sh"
 skip() { echo "quality-minilm: skipped: $*" >&2; exit 0; }
-calc() { awk "BEGIN { printf \"$1\", ($2) }"; }
-kv() { sed -n "s/.*\\b$1=\\([^ ]*\\).*/\\1/p" <<<"$2"; }
-fsize() { stat -c %s "$1"; }
 dsize() { find "$1" -type f -printf '%s\n' | awk '{ s += $1 } END { print s + 0 }'; }
 
 for p in "$MKFS" "$FSCK" "$QZ"; do
@@ -139,28 +136,12 @@ declare -A IMG_BYTES MODEL_BYTES
 for b in $NWC_BITS; do
 	note "NWC: mkfs.nwc --bits $b --calib-stats"
 	img=$W/b$b.nwc
-	"$MKFS" --models "$MODELS" --bits "$b" -j "$JOBS" --keep "$KEEP" \
-		--calib-stats "$W/stats.safetensors" \
-		"$MODEL" "$img" >"$W/mkfs.out" 2>&1 ||
-		die "mkfs.nwc --bits $b failed: $(cat "$W/mkfs.out")"
-	line=$(grep '^lossy:' "$W/mkfs.out") ||
-		die "no lossy: line in mkfs.nwc's summary: $(cat "$W/mkfs.out")"
-	weights=$(sed -n 's/.* \([0-9][0-9]*\) weights,.*/\1/p' <<<"$line")
-	payload=$(sed -n 's/.*(\([0-9][0-9]*\) payload.*/\1/p' <<<"$line")
-	side=$(sed -n 's/.* \([0-9][0-9]*\) side bytes.*/\1/p' <<<"$line")
-	sqnr=$(sed -n 's/.*, SQNR \([-0-9.]*\) dB.*/\1/p' <<<"$line")
-	"$FSCK" -l -t "$img" >"$W/list" || die "fsck.nwc -l -t $img failed"
-	stored=$(awk '$6 ~ /^nwc\// { s += $4 } END { print s + 0 }' "$W/list")
-	MODEL_BYTES[$b]=$(awk '$1 == "model" && $2 ~ /^m[0-9]+:$/ {
-		for (i = 3; i < NF; i++) if ($(i + 1) ~ /^bytes/) s += $i
-	} END { print s + 0 }' "$W/list")
-	[ "${weights:-0}" -gt 0 ] ||
-		die "cannot parse mkfs.nwc's lossy line: $line"
-	[ "$stored" = $((payload + side)) ] ||
-		die "fsck.nwc lists $stored bytes of nwc tensors, mkfs.nwc's summary $payload + $side"
+	nwc_image "$img" "$MODEL" --bits "$b" -j "$JOBS" --keep "$KEEP" \
+		--calib-stats "$W/stats.safetensors"
+	MODEL_BYTES[$b]=$NWC_MODEL_BYTES
 	NC=$((NC + 1))
 	"$FSCK" -q -x "$W/c$NC" "$img" || die "fsck.nwc -x $img failed"
-	cand NWC "$b" "$(calc '%.4f' "8 * $stored / $weights")" "$sqnr" "$W/c$NC"
+	cand NWC "$b" "$NWC_BPW" "$NWC_SQNR" "$W/c$NC"
 	IMG_BYTES[$b]=$(fsize "$img")
 	rm -f "$img"
 done
@@ -240,30 +221,7 @@ nwc_rows() {
 # Every point, then each NWC point with the baselines interpolated at its
 # bits, then the summary targets.
 report() {
-	awk -F '\t' '
-	function lg(v) { return log(v > 1e-12 ? v : 1e-12) }
-	# 1 - cos (c = 1) or relerr (c = 2) of method m at bits x, log-linear
-	# between the neighbours; -1 if none.  Sets span to their bits.
-	function interp(m, x, c,    i, k, lo, hi, y0, y1, t) {
-		lo = hi = 0
-		for (i = 1; i <= n[m]; i++) {
-			k = m SUBSEP i
-			if (bx[k] <= x && (!lo || bx[k] > bx[m SUBSEP lo]))
-				lo = i
-			if (bx[k] >= x && (!hi || bx[k] < bx[m SUBSEP hi]))
-				hi = i
-		}
-		span = "outside the sweep"
-		if (!lo || !hi)
-			return -1
-		span = sprintf("%.3f .. %.3f", bx[m SUBSEP lo], bx[m SUBSEP hi])
-		y0 = c == 1 ? 1 - cs[m SUBSEP lo] : re[m SUBSEP lo]
-		y1 = c == 1 ? 1 - cs[m SUBSEP hi] : re[m SUBSEP hi]
-		if (bx[m SUBSEP hi] == bx[m SUBSEP lo])
-			return y0
-		t = (x - bx[m SUBSEP lo]) / (bx[m SUBSEP hi] - bx[m SUBSEP lo])
-		return exp(lg(y0) + (lg(y1) - lg(y0)) * t)
-	}
+	awk -F '\t' "$QUALITY_AWK_INTERP"'
 	NR == 1 { next }
 	{
 		m = $1
@@ -274,7 +232,7 @@ report() {
 		n[m]++
 		k = m SUBSEP n[m]
 		par[k] = $2; bx[k] = $3; sq[k] = $4
-		cs[k] = $5; cm[k] = $6; re[k] = $7
+		cs[k] = $5; cm[k] = $6; re[k] = $7; omc[k] = 1 - $5
 	}
 	END {
 		printf "## All points\n\n"
@@ -302,14 +260,14 @@ report() {
 				b = order[q]
 				if (b == "NWC")
 					continue
-				y = interp(b, x, 1)
+				y = interp(b, x, omc)
 				if (y < 0) {
 					printf "| %s | %.3f | n/a | n/a | n/a | %s |\n",
 					       b, x, span
 					continue
 				}
 				printf "| %s | %.3f | %.6f | %.3e | %.4f | %s |\n",
-				       b, x, 1 - y, y, interp(b, x, 2), span
+				       b, x, 1 - y, y, interp(b, x, re), span
 			}
 		}
 		# Targets: NWC at <= 4.25 bits (the most bits there) against
@@ -328,7 +286,7 @@ report() {
 			       par[k], bx[k], d, re[k]
 			split("ECSQ GPTQ", cmp, " ")
 			for (c = 1; c <= 2; c++) {
-				y = interp(cmp[c], bx[k], 1)
+				y = interp(cmp[c], bx[k], omc)
 				if (y > 0 && d > 0)
 					printf " %s at the same bits: 1 - cos = %.3e, ratio NWC / %s = **%.3f** (< 1: NWC better).",
 					       cmp[c], y, cmp[c], d / y

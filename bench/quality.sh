@@ -53,11 +53,8 @@ RTN_BITS="2 3 4 5 6 7"
 GPTQ_BITS="2 3 4 5 6 7"
 ECSQ_STEPS="1 0.7071 0.5 0.3536 0.25 0.1768 0.125 0.08839 0.0625 0.04419 0.03125"
 
-note() { echo "== $*" >&2; }
-die() { echo "quality: $*" >&2; exit 1; }
-calc() { awk "BEGIN { printf \"$1\", ($2) }"; }
-kv() { sed -n "s/.*\\b$1=\\([^ ]*\\).*/\\1/p" <<<"$2"; }
-fsize() { stat -c %s "$1"; }
+PROG=quality
+. "$top_srcdir/bench/quality-lib.sh"
 
 for p in "$MKFS" "$FSCK" "$NWC" "$QZ"; do
 	[ -x "$p" ] || die "$p is not built; run make all bench/quantize"
@@ -99,27 +96,10 @@ for calib in yes no; do
 	for b in $NWC_BITS; do
 		note "NWC: mkfs.nwc --bits $b, calibration: $calib"
 		opt=()
-		[ $calib = yes ] && opt=(--calib "$CALIB" --calib-tokens $CALIB_TOKENS)
+		[ $calib = yes ] && opt=(--calib "$CALIB" --calib-tokens "$CALIB_TOKENS")
 		img=$W/b$b$calib.nwc
-		"$MKFS" --models "$MODELS" --bits "$b" "${opt[@]}" \
-			"$SHARED_MODEL" "$img" >"$W/mkfs.out" 2>&1 ||
-			die "mkfs.nwc --bits $b failed: $(cat "$W/mkfs.out")"
-		line=$(grep '^lossy:' "$W/mkfs.out") ||
-			die "no lossy: line in mkfs.nwc's summary: $(cat "$W/mkfs.out")"
-		weights=$(sed -n 's/.* \([0-9][0-9]*\) weights,.*/\1/p' <<<"$line")
-		payload=$(sed -n 's/.*(\([0-9][0-9]*\) payload.*/\1/p' <<<"$line")
-		side=$(sed -n 's/.* \([0-9][0-9]*\) side bytes.*/\1/p' <<<"$line")
-		sqnr=$(sed -n 's/.*, SQNR \([-0-9.]*\) dB.*/\1/p' <<<"$line")
-		"$FSCK" -l -t "$img" >"$W/list" || die "fsck.nwc -l -t $img failed"
-		stored=$(awk '$6 ~ /^nwc\// { s += $4 } END { print s + 0 }' "$W/list")
-		mbytes=$(awk '$1 == "model" && $2 ~ /^m[0-9]+:$/ {
-			for (i = 3; i < NF; i++) if ($(i + 1) ~ /^bytes/) s += $i
-		} END { print s + 0 }' "$W/list")
-		[ -n "$weights" ] && [ "$weights" -gt 0 ] ||
-			die "cannot parse mkfs.nwc's lossy line: $line"
-		[ "$stored" = $((payload + side)) ] ||
-			die "fsck.nwc lists $stored bytes of nwc tensors, mkfs.nwc's summary $payload + $side"
-		bpw=$(calc '%.4f' "8 * $stored / $weights")
+		nwc_image "$img" "$SHARED_MODEL" --bits "$b" "${opt[@]}"
+		bpw=$NWC_BPW sqnr=$NWC_SQNR mbytes=$NWC_MODEL_BYTES
 		"$FSCK" -q -x "$W/x" "$img" || die "fsck.nwc -x $img failed"
 		p=$(ppl "$W/x")
 		rm -rf "$W/x"
@@ -159,31 +139,9 @@ done
 # The tables from the points: every point, then each NWC point with the
 # baselines interpolated at its bits, then the summary targets.
 report() {
-	awk -F '\t' -v ppl0="$PPL0" '
+	awk -F '\t' -v ppl0="$PPL0" "$QUALITY_AWK_INTERP"'
 	function incr(p) {
 		return sprintf("%+.4f (%+.2f%%)", p - ppl0, 100 * (p - ppl0) / ppl0)
-	}
-	# log-ppl at bits x on method m, linear between neighbours; -1 if
-	# none.  Sets span to the bits of those neighbours.
-	function interp(m, x,    i, k, lo, hi, y0, y1, t) {
-		lo = hi = 0
-		for (i = 1; i <= n[m]; i++) {
-			k = m SUBSEP i
-			if (bx[k] <= x && (!lo || bx[k] > bx[m SUBSEP lo]))
-				lo = i
-			if (bx[k] >= x && (!hi || bx[k] < bx[m SUBSEP hi]))
-				hi = i
-		}
-		span = "outside the sweep"
-		if (!lo || !hi)
-			return -1
-		span = sprintf("%.3f .. %.3f", bx[m SUBSEP lo], bx[m SUBSEP hi])
-		if (bx[m SUBSEP hi] == bx[m SUBSEP lo])
-			return by[m SUBSEP lo]
-		y0 = log(by[m SUBSEP lo])
-		y1 = log(by[m SUBSEP hi])
-		t = (x - bx[m SUBSEP lo]) / (bx[m SUBSEP hi] - bx[m SUBSEP lo])
-		return exp(y0 + (y1 - y0) * t)
 	}
 	NR == 1 { next }
 	{
@@ -226,7 +184,7 @@ report() {
 					b = order[q]
 					if (b ~ /^NWC/)
 						continue
-					y = interp(b, x)
+					y = interp(b, x, by)
 					if (y < 0)
 						printf "| %s | %.3f | n/a | n/a | %s |\n",
 						       b, x, span
@@ -247,7 +205,7 @@ report() {
 		}
 		if (best) {
 			k = "NWC" SUBSEP best
-			y = interp("ECSQ", bx[k])
+			y = interp("ECSQ", bx[k], by)
 			if (y > ppl0 && by[k] >= ppl0)
 				printf "- At <= 4.25 bits: NWC --bits %s (%.3f bits/weight) raises perplexity by %.4f, ECSQ at the same bits by %.4f: ratio NWC / ECSQ = **%.3f** (< 1: NWC better).\n",
 				       par[k], bx[k], by[k] - ppl0, y - ppl0,
