@@ -254,53 +254,78 @@ static inline float sum8_total(const struct sum8 *s)
 }
 
 /*
+ * Eight lanes of one __m256 where the CPU has AVX2 (a clone chosen at load
+ * time), two SSE halves elsewhere.  Lane j % 8 and the fixed order of
+ * sum8_total() keep the sums those of the scalar code, so both clones
+ * give the same bits.
+ */
+typedef float v8sf __attribute__((vector_size(32)));
+typedef int32_t v8si __attribute__((vector_size(32)));
+
+/* Macros, not functions: a function passing v8sf by value would have an
+ * ABI that differs between the two clones (-Wpsabi). */
+#define V8_LOAD(v, p) memcpy(&(v), (p), sizeof(v8sf))
+#define V8_STORE(p, v) memcpy((p), &(v), sizeof(v8sf))
+#define V8_TOTAL(a) ((((a)[0] + (a)[4]) + ((a)[1] + (a)[5])) +	\
+		     (((a)[2] + (a)[6]) + ((a)[3] + (a)[7])))
+
+/*
  * The rest of a residual block for one row, after the Linear: @z holds the
  * pre-activation on entry and its normalized form on return; then
  * hout = (hin + ReLU(gamma * zhat + beta)) * e.  hout may be hin.  Both
  * forward passes use this, so they agree to the bit.  Returns 1/std.
+ * Eight lanes: one AVX register in the clone the loader picks where the
+ * CPU has AVX2, two SSE halves in the other; lane j % 8 and the fixed
+ * order of V8_TOTAL keep the sums those of the scalar code, so both
+ * clones give the same bits.
  */
+__attribute__((target_clones("avx2", "default")))
 static float block_row(float *restrict z, const float *hin, float *hout,
 		       const float *restrict gamma,
 		       const float *restrict beta, const float *restrict e,
 		       size_t n)
 {
-	struct sum8 acc = { { 0 }, { 0 } };
-	v4sf vmean, vrstd;
+	const v8sf zero = { 0 };
+	v8sf acc = zero, vmean, vrstd, a, b, c;
 	float mean, rstd;
-	size_t j, n8 = n & ~(size_t)7, n4 = n & ~(size_t)3;
+	size_t j, n8 = n & ~(size_t)7;
 
 	for (j = 0; j < n8; j += 8) {
-		acc.lo += v4_load(z + j);
-		acc.hi += v4_load(z + j + 4);
+		V8_LOAD(a, z + j);
+		acc += a;
 	}
 	for (; j < n; j++)
-		sum8_add(&acc, j, z[j]);
-	mean = sum8_total(&acc) / (float)n;
+		acc[j & 7] += z[j];
+	mean = V8_TOTAL(acc) / (float)n;
 
-	vmean = (v4sf){ 0 } + mean;
-	acc = (struct sum8){ { 0 }, { 0 } };
+	vmean = zero + mean;
+	acc = zero;
 	for (j = 0; j < n8; j += 8) {
-		v4sf d0 = v4_load(z + j) - vmean, d1 = v4_load(z + j + 4) - vmean;
-
-		v4_store(z + j, d0);
-		v4_store(z + j + 4, d1);
-		acc.lo += d0 * d0;
-		acc.hi += d1 * d1;
+		V8_LOAD(a, z + j);
+		a -= vmean;
+		V8_STORE(z + j, a);
+		acc += a * a;
 	}
 	for (; j < n; j++) {
 		z[j] -= mean;
-		sum8_add(&acc, j, z[j] * z[j]);
+		acc[j & 7] += z[j] * z[j];
 	}
-	rstd = 1.0f / sqrtf(sum8_total(&acc) / (float)n + NWC_NET_LN_EPS);
+	rstd = 1.0f / sqrtf(V8_TOTAL(acc) / (float)n + NWC_NET_LN_EPS);
 
-	vrstd = (v4sf){ 0 } + rstd;
-	for (j = 0; j < n4; j += 4) {
-		v4sf x = v4_load(z + j) * vrstd;
-		v4sf u = v4_load(gamma + j) * x + v4_load(beta + j);
-
-		v4_store(z + j, x);
-		v4_store(hout + j, (v4_load(hin + j) + v4_relu(u)) *
-			 v4_load(e + j));
+	vrstd = zero + rstd;
+	for (j = 0; j < n8; j += 8) {
+		V8_LOAD(a, z + j);
+		a *= vrstd;			/* x */
+		V8_STORE(z + j, a);
+		V8_LOAD(b, gamma + j);
+		V8_LOAD(c, beta + j);
+		b = b * a + c;			/* u */
+		b = (v8sf)((v8si)b & (b > zero));	/* ReLU as v4_relu */
+		V8_LOAD(c, hin + j);
+		b += c;
+		V8_LOAD(c, e + j);
+		b *= c;
+		V8_STORE(hout + j, b);
 	}
 	for (; j < n; j++) {
 		float x = z[j] * rstd, u = gamma[j] * x + beta[j];
