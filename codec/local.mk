@@ -25,17 +25,24 @@ codec_libnwccodec_a_SOURCES = \
 	codec/writer.c codec/writer.h
 
 # Shipped codec models (codec/models/TRAINING.md), installed where mkfs.nwc
-# looks by default; `make codec-models` retrains them (hours on 2 cores).
+# looks by default; `make codec-models` retrains them (about 25 minutes
+# with 2 cores).
 nwcmodelsdir = $(pkgdatadir)/models
 dist_nwcmodels_DATA = \
-	codec/models/nwc-h16r1-l100.nwcm \
 	codec/models/nwc-h32r1-l10.nwcm \
-	codec/models/nwc-h32r1-l100.nwcm \
-	codec/models/nwc-h32r1-l1000.nwcm \
 	codec/models/nwc-h32r1-l30.nwcm \
+	codec/models/nwc-h32r1-l100.nwcm \
 	codec/models/nwc-h32r1-l300.nwcm \
+	codec/models/nwc-h32r1-l1000.nwcm \
 	codec/models/nwc-h32r1-l3000.nwcm \
-	codec/models/nwc-h64r1-l100.nwcm
+	codec/models/nwc-h32r1-l10000.nwcm \
+	codec/models/nwc-h32r1-l30000.nwcm \
+	codec/models/nwc-h32r1-l100000.nwcm
+# Other decoder sizes, for --models .../models/sizes.
+nwcsizesdir = $(pkgdatadir)/models/sizes
+dist_nwcsizes_DATA = \
+	codec/models/sizes/nwc-h32r0-l100.nwcm \
+	codec/models/sizes/nwc-h64r1-l100.nwcm
 EXTRA_DIST += codec/models/train.sh codec/models/trainset.py \
 	codec/models/TRAINING.md codec/models/logs
 codec-models: mkfs/nwc-train

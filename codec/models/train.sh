@@ -45,9 +45,15 @@ CKPT_EVERY=500
 # steps is the same whatever the stopping (checkpoint) points in between.
 STEPS=3000
 
-# name H R lambda init-gain init-branch: the high-rate models start with
-# larger latents (--init-gain) and small residual branches (--init-branch)
-# so that they reach their rate within the steps.
+# name H R lambda init-gain init-branch [lr]: the high-rate models start
+# with larger latents (--init-gain) and small residual branches
+# (--init-branch) so that they reach their rate within the steps.  The
+# small decoder is 32 wide without a residual block (a linear map; width
+# 16 with a block did not train: below 12 dB at learning rates 1e-4 to
+# 1e-3).  A name may have a
+# directory: sizes/ holds the other decoder sizes, which mkfs.nwc uses only
+# when told to (--models DIR/sizes), so that a default image decodes at the
+# speed of one width.
 MODELS=(
 	"nwc-h32r1-l10 32 1 10 1 1"
 	"nwc-h32r1-l30 32 1 30 1 1"
@@ -58,8 +64,8 @@ MODELS=(
 	"nwc-h32r1-l10000 32 1 10000 10 0.1"
 	"nwc-h32r1-l30000 32 1 30000 16 0.1"
 	"nwc-h32r1-l100000 32 1 100000 28 0.1"
-	"nwc-h16r1-l100 16 1 100 1 1"
-	"nwc-h64r1-l100 64 1 100 1 1"
+	"sizes/nwc-h32r0-l100 32 0 100 1 1"
+	"sizes/nwc-h64r1-l100 64 1 100 1 1"
 )
 
 die() { echo "train.sh: $*" >&2; exit 2; }
@@ -107,6 +113,14 @@ CACHE=$(cd "$CACHE" && pwd)
 OUTDIR=$(cd "$OUTDIR" && pwd)
 WORK=$CACHE/nwc-models
 mkdir -p "$WORK" || die "cannot create $WORK"
+# Model names with a directory (sizes/...): that directory everywhere.
+for m in "${MODELS[@]}"; do
+	read -r name _ <<<"$m"
+	d=$(dirname "$name")
+	[ "$d" = . ] ||
+		mkdir -p "$WORK/$d" "$OUTDIR/$d" "$OUTDIR/logs/$d" ||
+		die "cannot create the directories of $name"
+done
 
 SEL=()
 for m in "${MODELS[@]}"; do
@@ -139,20 +153,21 @@ fi
 [ -f "$INPUT" ] || die "$INPUT: no such file"
 
 # --- training ----------------------------------------------------------------
-train_args() {	# H R LAMBDA GAIN BRANCH STEPS
+train_args() {	# H R LAMBDA GAIN BRANCH LR STEPS
 	echo "--threads 1 --hidden $1 --blocks $2 --lambda $3" \
-		"--init-gain $4 --init-branch $5 --steps $6" \
+		"--init-gain $4 --init-branch $5 --lr $6 --steps $7" \
 		"--seed $SEED --batch $BATCH"
 }
 
 # train_one NAME H R LAMBDA GAIN BRANCH: train (or resume) into
 # $OUTDIR/NAME.nwcm; the exit status goes to $WORK/NAME.rc.
 train_one() {
-	local name=$1 h=$2 r=$3 l=$4 g=$5 br=$6 steps=$STEPS log ck args rc
+	local name=$1 h=$2 r=$3 l=$4 g=$5 br=$6 lr=$7 steps=$STEPS log ck args rc
 	log=$WORK/$name.log
 	ck=$WORK/$name.ckpt
 	# shellcheck disable=SC2207
-	args=($(train_args "$h" "$r" "$l" "$g" "$br" "$steps") --checkpoint "$ck"
+	args=($(train_args "$h" "$r" "$l" "$g" "$br" "$lr" "$steps") \
+	      --checkpoint "$ck"
 	      --checkpoint-every "$CKPT_EVERY" --eval-every $((steps / 4)))
 	[ -f "$ck" ] && args+=(--resume "$ck")
 	{
@@ -171,9 +186,11 @@ if [ "$BENCH" -gt 0 ]; then
 	b=$(mktemp -d "${TMPDIR:-/tmp}/nwc-bench.XXXXXX") || die "mktemp"
 	note "running ${#SEL[@]} models for $BENCH steps at once"
 	for m in "${SEL[@]}"; do
-		read -r name h r l g br <<<"$m"
+		read -r name h r l g br lr <<<"$m"
+		mkdir -p "$(dirname "$b/$name")" || die "mkdir in $b"
 		# shellcheck disable=SC2046
-		"$TRAIN" $(train_args "$h" "$r" "$l" "$g" "$br" "$BENCH") \
+		"$TRAIN" $(train_args "$h" "$r" "$l" "$g" "$br" "${lr:-1e-3}" \
+			   "$BENCH") \
 			"$b/$name.nwcm" "$INPUT" >"$b/$name.log" 2>&1 &
 	done
 	wait
@@ -202,9 +219,10 @@ if [ $REPORT = 0 ]; then
 		while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do
 			wait -n
 		done
-		read -r name h r l g br <<<"$m"
-		note "start $name (H $h, R $r, lambda $l, gain $g, branch $br, $STEPS steps)"
-		train_one "$name" "$h" "$r" "$l" "$g" "$br" &
+		read -r name h r l g br lr <<<"$m"
+		lr=${lr:-1e-3}
+		note "start $name (H $h, R $r, lambda $l, gain $g, branch $br, lr $lr, $STEPS steps)"
+		train_one "$name" "$h" "$r" "$l" "$g" "$br" "$lr" &
 	done
 	wait
 	fail=0
@@ -228,7 +246,8 @@ field() {
 
 rows=() notes=() train_host='' train_cmd='' train_run=''
 for m in "${SEL[@]}"; do
-	read -r name h r l g br <<<"$m"
+	read -r name h r l g br lr <<<"$m"
+	lr=${lr:-1e-3}
 	model=$OUTDIR/$name.nwcm
 	log=$OUTDIR/logs/$name.txt
 	[ -f "$model" ] || die "$model is missing"
@@ -262,7 +281,7 @@ for m in "${SEL[@]}"; do
 	else
 		notes+=("$name: no logs/$name.txt: steps and time unknown.")
 	fi
-	row="| $name.nwcm | $h | $r | $l | $g | $br | $steps | $secs | $rate |"
+	row="| $name.nwcm | $h | $r | $l | $g | $br | $lr | $steps | $secs | $rate |"
 	for lv in 0 1 3; do
 		row="$row $(field $lv 1 "$out") | $(field $lv 2 "$out") |"
 	done
@@ -282,9 +301,9 @@ done
 	echo "into chunks of 16.  Layers 3 to 5 and the pooler are left for the"
 	echo "benchmarks, which code only those on MiniLM."
 	echo "2 % of the chunks, ${held:-?} of them, are held out (seed $SEED)."
-	echo "Every model: 1 thread, $STEPS steps, batch $BATCH, learning rate"
-	echo "1e-3 (constant), seed $SEED, \`--init-gain\` and \`--init-branch\` as"
-	echo "in the table (gain, branch), one command line each, like this one:"
+	echo "Every model: 1 thread, $STEPS steps, batch $BATCH, a constant learning"
+	echo "rate, seed $SEED, \`--init-gain\`, \`--init-branch\` and \`--lr\` as in"
+	echo "the table (gain, branch, lr), one command line each, like this one:"
 	echo
 	echo "    ${train_cmd:-unknown}"
 	echo
@@ -302,8 +321,8 @@ done
 	echo "chunks, all coded at importance level 0, 1 or 3 (\`nwc-train\`"
 	echo "evaluates no other level)."
 	echo
-	echo "| model | H | R | λ | gain | branch | steps | time s | steps/s | L0 bpw | L0 dB | L1 bpw | L1 dB | L3 bpw | L3 dB |"
-	echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+	echo "| model | H | R | λ | gain | branch | lr | steps | time s | steps/s | L0 bpw | L0 dB | L1 bpw | L1 dB | L3 bpw | L3 dB |"
+	echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 	printf '%s\n' "${rows[@]}"
 	if [ ${#notes[@]} -gt 0 ]; then
 		echo
