@@ -60,8 +60,8 @@ static int cmp_rank(const void *pa, const void *pb)
 
 int nwc_lossy_levels(const float *h, uint32_t n, uint8_t *level)
 {
-	/* cumulative fractions of columns at level 3, 2 and 1 */
-	static const double top[3] = { 0.001, 0.011, 0.111 };
+	/* cumulative fractions of columns at level 3, 2 and 1 (lossy.h) */
+	static const double top[3] = { 0.0, 0.0, 0.111 };
 	struct col_rank *r;
 
 	memset(level, 0, n);
