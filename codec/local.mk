@@ -25,7 +25,7 @@ codec_libnwccodec_a_SOURCES = \
 	codec/writer.c codec/writer.h
 
 # Shipped codec models (codec/models/TRAINING.md), installed where mkfs.nwc
-# looks by default; `make codec-models` retrains them (about 25 minutes
+# looks by default; `make codec-models` retrains them (about 30 minutes
 # with 2 cores).
 nwcmodelsdir = $(pkgdatadir)/models
 dist_nwcmodels_DATA = \
