@@ -25,8 +25,9 @@
  * codec (side records and band streams, real bytes): every level of
  * --levels (default all), rounding and TCQ with each mu, encode and decode
  * MB/s of BF16 for each thread count, and, with the baselines, ECSQ's SQNR
- * interpolated at the same bits and the difference.  Default selection: every 2-D float tensor whose name
- * contains neither "embed" nor "lm_head" (the linear layers); --tensors
+ * interpolated at the same bits and the difference.  Default selection:
+ * every 2-D float tensor whose name contains neither "embed" nor
+ * "lm_head" (the linear layers); --tensors
  * selects the 2-D float tensors matching a POSIX extended regex instead.
  * Exit status: 0 ok, 1 usage, 2 input or coding error.
  */
