@@ -23,7 +23,7 @@ bench_quantize_SOURCES = bench/quantize.c bench/quant.c bench/quant.h \
 bench_quantize_LDADD = $(NWC_CODEC_LIB) $(NWC_DEP_LIBS) -lm
 CLEANFILES += bench/quantize
 EXTRA_DIST += bench/quality.sh bench/quality-plot.py bench/quality-lib.sh \
-	bench/quality-minilm.sh bench/minilm-sim.py
+	bench/quality-minilm.sh bench/minilm-sim.py bench/results
 quality: all bench/quantize
 	top_srcdir='$(top_srcdir)' top_builddir='$(top_builddir)' \
 		$(SHELL) $(top_srcdir)/bench/quality.sh
