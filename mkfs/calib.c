@@ -131,31 +131,11 @@ out_free:
 	return ret;
 }
 
-struct run_progress {
-	double t0, last;
-};
-
-/* The llama module serialises the calls. */
-static void show_progress(void *arg, uint64_t done, uint64_t total)
-{
-	struct run_progress *p = arg;
-	double t = nwc_now();
-
-	if (done < total && t - p->last < 0.1)
-		return;
-	p->last = t;
-	fprintf(stderr, "\rcalibration: %" PRIu64 "/%" PRIu64
-		" tokens (%.0f%%), %.0f tokens/s ", done, total,
-		total ? 100.0 * (double)done / (double)total : 100.0,
-		t > p->t0 ? (double)done / (t - p->t0) : 0.0);
-	if (done == total)
-		fputc('\n', stderr);
-}
-
 int nwc_calib_run(const char *dir, const char *tokens, uint64_t max_tokens,
 		  unsigned threads, bool progress, struct nwc_calib **out)
 {
-	struct run_progress rp = { .t0 = nwc_now() };
+	struct nwc_token_progress rp = { .what = "calibration",
+					 .t0 = nwc_now() };
 	struct nwc_llama_opts o = {
 		.threads = threads,
 		.max_tokens = max_tokens,
@@ -179,7 +159,7 @@ int nwc_calib_run(const char *dir, const char *tokens, uint64_t max_tokens,
 		goto out_free_tok;
 	}
 	if (progress) {
-		o.progress = show_progress;
+		o.progress = nwc_token_progress;
 		o.progress_arg = &rp;
 	}
 	ret = nwc_llama_calib(m, tok, n, &o, &cb);

@@ -19,6 +19,7 @@ mkfs_nwc_train_LDADD = $(NWC_CODEC_LIB) $(NWC_DEP_LIBS) -lm
 # nwc: model tools on the pack side; `nwc eval` scores a model directory
 # (or a mounted image) by perplexity, `nwc calib` writes calibration stats.
 bin_PROGRAMS += mkfs/nwc
-mkfs_nwc_SOURCES = mkfs/nwc.c mkfs/llama.c mkfs/llama.h
+mkfs_nwc_SOURCES = mkfs/nwc.c mkfs/llama.c mkfs/llama.h \
+	mkfs/progress.c mkfs/progress.h
 mkfs_nwc_LDADD = $(NWC_CODEC_LIB) $(NWC_DEP_LIBS) -lm
 dist_bin_SCRIPTS += mkfs/nwc-calib-stats.py

@@ -13,13 +13,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "codec/cli.h"
 #include "codec/io.h"
 #include "codec/log.h"
 #include "mkfs/llama.h"
+#include "mkfs/progress.h"
 
 #define PROG "nwc"
 #define MAX_THREADS 256u
@@ -67,36 +67,6 @@ static int exit_code(int err)
 {
 	return err == -NWC_EFORMAT || err == -NWC_EFEATURE || err == -EINVAL ?
 	       EXIT_INPUT : EXIT_IO;
-}
-
-static double now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-struct progress {
-	const char *what;
-	double t0, last;
-};
-
-/* Redraws at most ten times a second; the library serialises the calls. */
-static void progress(void *arg, uint64_t done, uint64_t total)
-{
-	struct progress *p = arg;
-	double t = now();
-
-	if (done < total && t - p->last < 0.1)
-		return;
-	p->last = t;
-	fprintf(stderr, "\r" PROG " %s: %" PRIu64 "/%" PRIu64
-		" tokens (%.0f%%), %.0f tokens/s ", p->what, done, total,
-		total ? 100.0 * (double)done / (double)total : 100.0,
-		t > p->t0 ? (double)done / (t - p->t0) : 0.0);
-	if (done == total)
-		fputc('\n', stderr);
 }
 
 /*
@@ -215,7 +185,9 @@ static int do_eval(const struct opts *o, const struct nwc_llama *m,
 
 static int run(struct opts *o)
 {
-	struct progress pr = { .what = o->cmd == CMD_EVAL ? "eval" : "calib" };
+	struct nwc_token_progress pr = {
+		.what = o->cmd == CMD_EVAL ? PROG " eval" : PROG " calib",
+	};
 	struct nwc_llama *m;
 	uint32_t *tok = NULL;
 	size_t n = 0;
@@ -230,8 +202,8 @@ static int run(struct opts *o)
 		return exit_code(ret);
 	}
 	if (!o->quiet && isatty(STDERR_FILENO)) {
-		pr.t0 = now();
-		o->run.progress = progress;
+		pr.t0 = nwc_now();
+		o->run.progress = nwc_token_progress;
 		o->run.progress_arg = &pr;
 	}
 	if (o->cmd == CMD_EVAL)

@@ -2,6 +2,7 @@
 /* progress.c - the mkfs progress bar. */
 #include "codec/nwc.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <time.h>
 
@@ -60,4 +61,20 @@ void nwc_progress_finish(struct nwc_progress *p)
 		return;
 	draw(p);
 	fputc('\n', stderr);
+}
+
+void nwc_token_progress(void *arg, uint64_t done, uint64_t total)
+{
+	struct nwc_token_progress *p = arg;
+	double t = nwc_now();
+
+	if (done < total && t - p->last < 0.1)
+		return;
+	p->last = t;
+	fprintf(stderr, "\r%s: %" PRIu64 "/%" PRIu64
+		" tokens (%.0f%%), %.0f tokens/s ", p->what, done, total,
+		total ? 100.0 * (double)done / (double)total : 100.0,
+		t > p->t0 ? (double)done / (t - p->t0) : 0.0);
+	if (done == total)
+		fputc('\n', stderr);
 }

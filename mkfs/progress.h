@@ -26,4 +26,18 @@ void nwc_progress_update(struct nwc_progress *p, uint64_t done,
 /* Draw the final state and end the line. */
 void nwc_progress_finish(struct nwc_progress *p);
 
+/*
+ * A token counter for the Llama forward pass (nwc_llama_opts.progress,
+ * with a struct nwc_token_progress as its argument): "WHAT: done/total
+ * tokens (P%), R tokens/s", redrawn at most ten times a second, the line
+ * ended at the last token.  The llama module serialises the calls.
+ */
+struct nwc_token_progress {
+	const char *what;
+	double t0;		/* start, seconds (nwc_now) */
+	double last;		/* last redraw */
+};
+
+void nwc_token_progress(void *arg, uint64_t done, uint64_t total);
+
 #endif /* NWC_PROGRESS_H */
