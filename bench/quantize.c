@@ -74,41 +74,6 @@ static int exit_code(int err)
 	       EXIT_INPUT : EXIT_IO;
 }
 
-static int read_file(const char *path, uint8_t **buf, size_t *len)
-{
-	struct stat sb;
-	int fd, ret;
-
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0 || fstat(fd, &sb)) {
-		ret = -errno;
-		nwc_err("%s: %s", path, nwc_strerror(ret));
-		goto out_close;
-	}
-	if ((uint64_t)sb.st_size > SIZE_MAX - 1) {
-		ret = -EFBIG;
-		nwc_err("%s: too large", path);
-		goto out_close;
-	}
-	*len = (size_t)sb.st_size;
-	*buf = malloc(*len + 1);
-	if (!*buf) {
-		ret = -ENOMEM;
-		nwc_err("%s: out of memory", path);
-		goto out_close;
-	}
-	ret = nwc_pread_full(fd, *buf, *len, 0);
-	if (ret) {
-		nwc_err("%s: read failed: %s", path, nwc_strerror(ret));
-		free(*buf);
-		*buf = NULL;
-	}
-out_close:
-	if (fd >= 0)
-		close(fd);
-	return ret;
-}
-
 static bool all_finite(const float *w, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
@@ -241,9 +206,12 @@ static int copy_file(struct job *j, const char *in, const char *out)
 	uint8_t *buf = NULL;
 	int ret;
 
-	ret = read_file(in, &buf, &len);
-	if (ret)
+	ret = nwc_read_file(in, SIZE_MAX, &buf, &len);
+	if (ret) {
+		nwc_err("%s: %s%s", in, ret == -NWC_ECORRUPT ?
+			"read failed: " : "", nwc_strerror(ret));
 		return ret;
+	}
 	if (nl >= 12 && !strcmp(in + nl - 12, ".safetensors"))
 		ret = quantize_st(j, in, buf, len);
 	if (!ret)

@@ -2,6 +2,7 @@
 /* io.c - whole-buffer I/O loops, atomic file replacement, nwc_strerror(). */
 #include "codec/nwc.h"
 
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -128,4 +129,40 @@ const char *nwc_strerror(int err)
 	default:
 		return strerror(err);
 	}
+}
+
+int nwc_read_file(const char *path, size_t max, uint8_t **buf, size_t *len)
+{
+	struct stat sb;
+	int fd, ret;
+
+	*buf = NULL;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &sb)) {
+		ret = -errno;
+		goto out_close;
+	}
+	if (!S_ISREG(sb.st_mode) || sb.st_size < 0 ||
+	    (uint64_t)sb.st_size > max || (uint64_t)sb.st_size > SIZE_MAX - 1) {
+		ret = S_ISREG(sb.st_mode) ? -EFBIG : -EINVAL;
+		goto out_close;
+	}
+	*len = (size_t)sb.st_size;
+	*buf = malloc(*len + 1);
+	if (!*buf) {
+		ret = -ENOMEM;
+		goto out_close;
+	}
+	ret = nwc_pread_full(fd, *buf, *len, 0);
+	if (ret) {
+		free(*buf);
+		*buf = NULL;
+		goto out_close;
+	}
+	(*buf)[*len] = '\0';
+out_close:
+	close(fd);
+	return ret;
 }

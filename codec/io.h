@@ -12,6 +12,14 @@
 /* Read exactly @len bytes at @off; a short file gives -NWC_ECORRUPT. */
 int nwc_pread_full(int fd, void *buf, size_t len, uint64_t off);
 
+/*
+ * nwc_read_file() - the whole regular file @path, of at most @max bytes,
+ * into a malloc'd *buf of *len bytes plus a terminating NUL.  Logs nothing:
+ * -EINVAL (not a regular file), -EFBIG (larger than @max), -NWC_ECORRUPT
+ * (it shrank while read), or another negative errno.
+ */
+int nwc_read_file(const char *path, size_t max, uint8_t **buf, size_t *len);
+
 /* Write exactly @len bytes at @off. */
 int nwc_pwrite_full(int fd, const void *buf, size_t len, uint64_t off);
 

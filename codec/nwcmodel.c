@@ -2,13 +2,10 @@
 /* nwcmodel.c - NWC codec model: file format, coding tables, chunk coding. */
 #include "codec/nwc.h"
 
-#include <fcntl.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "codec/hash.h"
 #include "codec/io.h"
@@ -336,43 +333,24 @@ int nwc_model_save(const struct nwc_model *m, const char *path)
 
 int nwc_model_load(const char *path, struct nwc_model **out)
 {
-	struct stat st;
 	uint8_t *buf;
-	int fd, ret;
+	size_t len;
+	int ret;
 
 	*out = NULL;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		ret = -errno;
-		nwc_err("%s: %s", path, nwc_strerror(ret));
-		return ret;
-	}
-	if (fstat(fd, &st)) {
-		ret = -errno;
-		nwc_err("%s: %s", path, nwc_strerror(ret));
-		goto out_close_fd;
-	}
-	if (!S_ISREG(st.st_mode) || st.st_size < 0 ||
-	    (uint64_t)st.st_size > NWC_MODEL_MAX_BYTES ||
-	    (uint64_t)st.st_size > SIZE_MAX) {
+	ret = nwc_read_file(path, NWC_MODEL_MAX_BYTES, &buf, &len);
+	if (ret == -EINVAL || ret == -EFBIG) {
 		nwc_err("%s: not a codec model file (not a regular file or too large)",
 			path);
-		ret = -NWC_ECORRUPT;
-		goto out_close_fd;
+		return -NWC_ECORRUPT;
 	}
-	buf = malloc(st.st_size ? (size_t)st.st_size : 1);
-	if (!buf) {
-		ret = -ENOMEM;
-		goto out_close_fd;
+	if (ret) {
+		nwc_err("%s: %s%s", path, ret == -NWC_ECORRUPT ?
+			"read failed: " : "", nwc_strerror(ret));
+		return ret;
 	}
-	ret = nwc_pread_full(fd, buf, (size_t)st.st_size, 0);
-	if (ret)
-		nwc_err("%s: read failed: %s", path, nwc_strerror(ret));
-	else
-		ret = parse(buf, (size_t)st.st_size, path, out);
+	ret = parse(buf, len, path, out);
 	free(buf);
-out_close_fd:
-	close(fd);
 	return ret;
 }
 

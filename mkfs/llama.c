@@ -342,52 +342,17 @@ static int parse_config(const struct cfg *c, struct nwc_llama_config *k)
 	return ret;
 }
 
-/* Reads a whole file of at most @max bytes. */
-static int read_small_file(const char *path, size_t max, char **buf,
-			   size_t *len)
-{
-	struct stat sb;
-	int fd, ret;
-
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	if (fstat(fd, &sb)) {
-		ret = -errno;
-		goto out_close;
-	}
-	if (!S_ISREG(sb.st_mode) || (uint64_t)sb.st_size > max) {
-		ret = S_ISREG(sb.st_mode) ? -EFBIG : -EINVAL;
-		goto out_close;
-	}
-	*len = (size_t)sb.st_size;
-	*buf = malloc(*len + 1);
-	if (!*buf) {
-		ret = -ENOMEM;
-		goto out_close;
-	}
-	ret = nwc_pread_full(fd, *buf, *len, 0);
-	if (ret == -NWC_ECORRUPT)
-		ret = -EIO;	/* shrank while we read it */
-	if (ret) {
-		free(*buf);
-		goto out_close;
-	}
-	(*buf)[*len] = '\0';
-out_close:
-	close(fd);
-	return ret;
-}
-
 /* Reads and parses a JSON file; every failure is logged with @path. */
 static int load_json(const char *path, struct nwc_json **out)
 {
 	struct nwc_json_error e;
-	char *buf = NULL;
+	uint8_t *buf = NULL;
 	size_t len = 0;
 	int ret;
 
-	ret = read_small_file(path, CONFIG_MAX, &buf, &len);
+	ret = nwc_read_file(path, CONFIG_MAX, &buf, &len);
+	if (ret == -NWC_ECORRUPT)
+		ret = -EIO;	/* shrank while we read it */
 	if (ret) {
 		nwc_err("%s: %s", path, ret == -EFBIG ? "larger than 16 MiB" :
 			ret == -EINVAL ? "not a regular file" :
