@@ -29,7 +29,7 @@
  *	i32 lo, u32 n (1 .. NWC_QDIST_MAX_SYMS - 1),
  *	u16 freq[n + 1]  (the last is the escape), u64 XXH3-64 of all before.
  *
- * Memory: a table takes 4 KiB (a coarse slot -> symbol lookup) plus 4
+ * Memory: a table takes 768 bytes (a coarse slot -> symbol lookup) plus 4
  * bytes per symbol, so many contexts stay cache-resident.  The encoder
  * allocates nothing.
  *

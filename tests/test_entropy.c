@@ -521,6 +521,48 @@ static void test_fsm(void)
 		nwc_qdist_free(d[c]);
 }
 
+/*
+ * Symbols that start and end at every kind of place in the decoder's
+ * buckets of 256 slots: one symbol filling a bucket, two sharing one,
+ * three or more, a bucket edge exactly on a symbol edge.  Values are drawn
+ * slot by slot (so each symbol as often as its frequency), which puts
+ * decoder states all over each interval.
+ */
+static void test_bucket_edges(void)
+{
+	static const uint32_t pattern[] = { 1, 255, 256, 257, 2, 3, 511,
+					    1, 1, 1, 250, 768, 4, 252, 1000 };
+	uint64_t cnt[256], used = 0, seed = 5;
+	uint32_t n = 0, cum[257];
+	struct nwc_qdist *d;
+	const struct nwc_qdist *const *dd = (const struct nwc_qdist *const *)&d;
+	const size_t nv = 200000;
+	int32_t *v = malloc(nv * sizeof(*v));
+
+	while (used + pattern[n % NWC_ARRAY_SIZE(pattern)] < M - 1 && n < 255) {
+		cnt[n] = pattern[n % NWC_ARRAY_SIZE(pattern)];
+		cum[n] = (uint32_t)used;
+		used += cnt[n++];
+	}
+	cnt[n] = M - 1 - used;	/* the rest, then 1 for the escape */
+	cum[n] = (uint32_t)used;
+	n++;
+	cum[n] = M - 1;
+	T_EQ(nwc_qdist_from_counts(-40, n, cnt, 1, &d), 0);
+	for (uint32_t s = 0; s < n; s++)
+		T_EQ(nwc_qdist_freq(d, s), (uint32_t)cnt[s]);
+	for (size_t i = 0; i < nv; i++) {
+		uint32_t slot = (uint32_t)(t_rand(&seed) % M), s = 0;
+
+		while (s < n && slot >= cum[s + 1])
+			s++;
+		v[i] = s < n ? -40 + (int32_t)s : 1000000;	/* escape */
+	}
+	roundtrip(dd, NULL, v, nv);
+	nwc_qdist_free(d);
+	free(v);
+}
+
 static void test_edge_cases(void)
 {
 	static const int32_t specials[] = { INT32_MIN, INT32_MIN + 1, -9, -8,
@@ -991,6 +1033,7 @@ int main(void)
 	T_RUN(test_contexts);
 	T_RUN(test_fsm);
 	T_RUN(test_edge_cases);
+	T_RUN(test_bucket_edges);
 	T_RUN(test_escape_format);
 	T_RUN(test_hostile_streams);
 	T_RUN(test_save_load);
