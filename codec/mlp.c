@@ -13,7 +13,8 @@
 #define IO NWC_NET_IO
 
 struct nwc_net_scratch {
-	float *buf;		/* h then t, batch x H each */
+	float *buf;		/* h then t, batch x H each; folded:
+				 * batch rows of [h | t] */
 	size_t cap;		/* floats in buf */
 };
 
@@ -211,23 +212,32 @@ static int check_args(const struct nwc_net *net, const uint8_t *q,
 	return 0;
 }
 
-/* Set each of the @rows rows of @c (@n wide) to @bias. */
-static void set_rows(float *c, const float *bias, size_t rows, size_t n)
+/* Set each of the @rows rows of @c (@ldc apart) to @bias (@n floats). */
+static void set_rows(float *c, size_t ldc, const float *bias, size_t rows,
+		     size_t n)
 {
 	for (size_t i = 0; i < rows; i++)
-		memcpy(c + i * n, bias, n * sizeof(*c));
+		memcpy(c + i * ldc, bias, n * sizeof(*c));
 }
 
 /*
- * c (rows x n) = bias + x (rows x k) . w^T, w being (n x k): one Linear
- * layer over the batch.
+ * c (rows x n, rows @ldc apart) = bias + x (rows x k, @ldx apart) . w^T,
+ * w being (n x k): one Linear layer over the batch.
  */
+static void linear_ld(const float *x, size_t ldx, const float *w,
+		      const float *bias, size_t rows, size_t n, size_t k,
+		      float *c, size_t ldc)
+{
+	set_rows(c, ldc, bias, rows, n);
+	nwc_sgemm(false, true, (int)rows, (int)n, (int)k, 1.0f, x, (int)ldx,
+		  w, (int)k, 1.0f, c, (int)ldc);
+}
+
+/* linear_ld() on packed rows. */
 static void linear(const float *x, const float *w, const float *bias,
 		   size_t rows, size_t n, size_t k, float *c)
 {
-	set_rows(c, bias, rows, n);
-	nwc_sgemm(false, true, (int)rows, (int)n, (int)k, 1.0f, x, (int)k, w,
-		  (int)k, 1.0f, c, (int)n);
+	linear_ld(x, k, w, bias, rows, n, k, c, n);
 }
 
 /*
@@ -272,15 +282,14 @@ typedef int32_t v8si __attribute__((vector_size(32)));
 /*
  * The rest of a residual block for one row, after the Linear: @z holds the
  * pre-activation on entry and its normalized form on return; then
- * hout = (hin + ReLU(gamma * zhat + beta)) * e.  hout may be hin.  Both
- * forward passes use this, so they agree to the bit.  Returns 1/std.
- * Eight lanes: one AVX register in the clone the loader picks where the
- * CPU has AVX2, two SSE halves in the other; lane j % 8 and the fixed
- * order of V8_TOTAL keep the sums those of the scalar code, so both
+ * hout = (hin + ReLU(gamma * zhat + beta)) * e.  hout may be hin.  Returns
+ * 1/std.  Eight lanes: one AVX register in the clone the loader picks
+ * where the CPU has AVX2, two SSE halves in the other; lane j % 8 and the
+ * fixed order of V8_TOTAL keep the sums those of the scalar code, so both
  * clones give the same bits.
  */
-__attribute__((target_clones("avx2", "default")))
-static float block_row(float *restrict z, const float *hin, float *hout,
+static inline __attribute__((always_inline)) float
+block_row(float *restrict z, const float *hin, float *hout,
 		       const float *restrict gamma,
 		       const float *restrict beta, const float *restrict e,
 		       size_t n)
@@ -336,6 +345,26 @@ static float block_row(float *restrict z, const float *hin, float *hout,
 	return rstd;
 }
 
+/*
+ * block_row() over @rows rows @ld floats apart in @z, @hin and @hout, row
+ * i modulated by emb + q[i] * n; 1/std to rstd[i] unless rstd is NULL.
+ * Both forward passes use this, so they agree to the bit.  The loop is
+ * inside the clone: one call per batch, not one per row.
+ */
+__attribute__((target_clones("avx2", "default")))
+static void block_rows(float *z, const float *hin, float *hout, size_t ld,
+		       const float *gamma, const float *beta, const float *emb,
+		       const uint8_t *q, size_t rows, size_t n, float *rstd)
+{
+	for (size_t i = 0; i < rows; i++) {
+		float r = block_row(z + i * ld, hin + i * ld, hout + i * ld,
+				    gamma, beta, emb + q[i] * n, n);
+
+		if (rstd)
+			rstd[i] = r;
+	}
+}
+
 int nwc_net_forward(const struct nwc_net *net, const float *emb,
 		    const uint8_t *q, const float *in, size_t batch,
 		    float *out, struct nwc_net_scratch *s)
@@ -365,11 +394,98 @@ int nwc_net_forward(const struct nwc_net *net, const float *emb,
 		const struct nwc_net_block_offs *b = &l.blk[r];
 
 		linear(hid, p + b->w, p + b->b, batch, h, h, t);
-		for (size_t i = 0; i < batch; i++)
-			block_row(t + i * h, hid + i * h, hid + i * h,
-				  p + b->gamma, p + b->beta, emb + q[i] * h, h);
+		block_rows(t, hid, hid, h, p + b->gamma, p + b->beta, emb, q,
+			   batch, h, NULL);
 	}
 	linear(hid, p + l.w_out, p + l.b_out, batch, IO, h, out);
+	return 0;
+}
+
+size_t nwc_net_folded_size(unsigned int h)
+{
+	return (size_t)2 * h * (IO + 1);
+}
+
+int nwc_net_fold(const struct nwc_net *net, const float *shift,
+		 float *folded)
+{
+	struct nwc_net_layout l;
+	const float *p = net->params, *w_in, *w1, *b1;
+	size_t h = net->h;
+	float *wf, *bf;
+	double *b0;
+
+	if (nwc_net_check(net->h, net->r, net->nq) || !net->r)
+		return -EINVAL;
+	b0 = malloc(h * sizeof(*b0));
+	if (!b0)
+		return -ENOMEM;
+	nwc_net_layout(net->h, net->r, &l);
+	w_in = p + l.w_in;
+	w1 = p + l.blk[0].w;
+	b1 = p + l.blk[0].b;
+	wf = folded;			/* 2H x 16 */
+	bf = folded + 2 * h * IO;	/* 2H */
+	/* In double, so that the only rounding is the final one. */
+	for (size_t i = 0; i < h; i++) {
+		b0[i] = p[l.b_in + i];
+		for (size_t k = 0; shift && k < IO; k++)
+			b0[i] += (double)w_in[i * IO + k] * shift[k];
+		memcpy(wf + i * IO, w_in + i * IO, IO * sizeof(*wf));
+		bf[i] = (float)b0[i];
+	}
+	for (size_t i = 0; i < h; i++) {
+		double b = b1[i];
+
+		for (size_t k = 0; k < IO; k++) {
+			double w = 0;
+
+			for (size_t j = 0; j < h; j++)
+				w += (double)w1[i * h + j] * w_in[j * IO + k];
+			wf[(h + i) * IO + k] = (float)w;
+		}
+		for (size_t j = 0; j < h; j++)
+			b += (double)w1[i * h + j] * b0[j];
+		bf[h + i] = (float)b;
+	}
+	free(b0);
+	return 0;
+}
+
+int nwc_net_forward_folded(const struct nwc_net *net, const float *folded,
+			   const float *emb, const uint8_t *q, const float *in,
+			   size_t batch, float *out, struct nwc_net_scratch *s)
+{
+	struct nwc_net_layout l;
+	const float *p = net->params;
+	size_t h = net->h, ld = 2 * h;
+	float *hz;
+	int ret;
+
+	ret = check_args(net, q, batch);
+	if (ret)
+		return ret;
+	if (!net->r)
+		return -EINVAL;
+	if (!batch)
+		return 0;
+	nwc_net_layout(net->h, net->r, &l);
+	hz = grow(s->buf, &s->cap, batch * ld, sizeof(*hz));
+	if (!hz)
+		return -ENOMEM;
+	s->buf = hz;
+	/* Each row is [h | z]: the block input, then its pre-activation. */
+	linear(in, folded, folded + ld * IO, batch, ld, IO, hz);
+	for (unsigned int r = 0; r < net->r; r++) {
+		const struct nwc_net_block_offs *b = &l.blk[r];
+
+		if (r)
+			linear_ld(hz, ld, p + b->w, p + b->b, batch, h, h,
+				  hz + h, ld);
+		block_rows(hz + h, hz, hz, ld, p + b->gamma, p + b->beta, emb,
+			   q, batch, h, NULL);
+	}
+	linear_ld(hz, ld, p + l.w_out, p + l.b_out, batch, IO, h, out, IO);
 	return 0;
 }
 
@@ -446,10 +562,8 @@ int nwc_net_forward_train(const struct nwc_net *net, const float *emb,
 		float *rstd = a->rstd + r * batch;
 
 		linear(hin, p + b->w, p + b->b, batch, h, h, z);
-		for (size_t i = 0; i < batch; i++)
-			rstd[i] = block_row(z + i * h, hin + i * h,
-					    hout + i * h, p + b->gamma,
-					    p + b->beta, emb + q[i] * h, h);
+		block_rows(z, hin, hout, h, p + b->gamma, p + b->beta, emb, q,
+			   batch, h, rstd);
 	}
 	linear(a->hs + net->r * bh, p + l.w_out, p + l.b_out, batch, IO, h,
 	       out);

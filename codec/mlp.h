@@ -117,6 +117,31 @@ int nwc_net_forward(const struct nwc_net *net, const float *emb,
 		    const uint8_t *q, const float *in, size_t batch,
 		    float *out, struct nwc_net_scratch *s);
 
+/*
+ * The decoder's shortcut.  With R >= 1 nothing nonlinear lies between the
+ * input Linear and the first block's Linear, so both are one Linear of the
+ * 16 inputs, stacked: [h | z] = in . [W_in; W_1 W_in]^T + [b_in; W_1 b_in
+ * + b_1].  At H 32 that is 1536 multiply-adds per chunk instead of 2048,
+ * and one sgemm fewer; at H 64, half.
+ *
+ * nwc_net_fold() computes the stacked layer into @folded
+ * (nwc_net_folded_size(H) floats: 2H x 16 weights, then 2H biases), in
+ * double with one final rounding, for inputs shifted by @shift (16
+ * floats, or NULL for none): the net then computes net(in + shift).
+ * 0, -EINVAL (bad dimensions, R = 0) or -ENOMEM.
+ *
+ * nwc_net_forward_folded() is nwc_net_forward() from @folded, with the
+ * same arguments and returns (and -EINVAL for R = 0).  Its results agree
+ * with nwc_net_forward()'s to float rounding, not to the bit, and are
+ * deterministic in the same way.  @folded is only read and may be shared.
+ */
+size_t nwc_net_folded_size(unsigned int h);
+int nwc_net_fold(const struct nwc_net *net, const float *shift,
+		 float *folded);
+int nwc_net_forward_folded(const struct nwc_net *net, const float *folded,
+			   const float *emb, const uint8_t *q, const float *in,
+			   size_t batch, float *out, struct nwc_net_scratch *s);
+
 struct nwc_net_acts;
 
 /*

@@ -44,8 +44,10 @@ static void free_coding(struct nwc_model *m)
 	}
 	free(m->tables);
 	free(m->medians);
+	free(m->dec_folded);
 	m->tables = NULL;
 	m->medians = NULL;
+	m->dec_folded = NULL;
 	m->finalized = false;
 	m->flags &= ~NWC_MODEL_F_TCQ;
 }
@@ -102,6 +104,30 @@ int nwc_model_create(unsigned int h, unsigned int r, unsigned int nq,
 	return model_alloc(h, r, nq, NWC_MODEL_F_DEC_LEVELS, out);
 }
 
+/*
+ * The decoder's input layers folded into one, medians included (mlp.h),
+ * once the medians are known; nothing to fold without a block.
+ */
+static int fold_decoder(struct nwc_model *m)
+{
+	struct nwc_net net = { .h = m->h, .r = m->r, .nq = m->nq,
+			       .params = m->dec };
+	int ret;
+
+	if (!m->r)
+		return 0;
+	m->dec_folded = malloc(nwc_net_folded_size(m->h) *
+			       sizeof(*m->dec_folded));
+	if (!m->dec_folded)
+		return -ENOMEM;
+	ret = nwc_net_fold(&net, m->medians, m->dec_folded);
+	if (ret) {
+		free(m->dec_folded);
+		m->dec_folded = NULL;
+	}
+	return ret;
+}
+
 int nwc_model_finalize(struct nwc_model *m)
 {
 	float *shifted;
@@ -131,8 +157,11 @@ int nwc_model_finalize(struct nwc_model *m)
 			       NULL);
 	if (ret)
 		goto out_free_coding;	/* it left nothing allocated */
+	m->flags |= NWC_MODEL_F_TCQ;	/* so free_coding() frees them too */
+	ret = fold_decoder(m);
+	if (ret)
+		goto out_free_coding;
 	free(shifted);
-	m->flags |= NWC_MODEL_F_TCQ;
 	m->finalized = true;
 	return 0;
 
@@ -297,6 +326,9 @@ static int parse(const uint8_t *buf, size_t len, const char *what,
 		ret = -NWC_ECORRUPT;
 		goto out_free_model;
 	}
+	ret = fold_decoder(m);
+	if (ret)
+		goto out_free_model;
 	m->finalized = true;
 	*out = m;
 	return 0;
@@ -429,6 +461,9 @@ int nwc_model_synthesize(const struct nwc_model *m, const float *y,
 
 	if (!m->finalized)
 		return -EINVAL;
+	if (m->dec_folded)
+		return nwc_net_forward_folded(&net, m->dec_folded, m->emb_dec,
+					      q, y, n, xhat, s->net);
 	ret = scratch_reserve(s, n);
 	if (ret)
 		return ret;

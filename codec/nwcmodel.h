@@ -88,6 +88,8 @@ struct nwc_model {
 
 	/* Coding state, built by nwc_model_finalize() or loaded. */
 	float *medians;			/* C: yhat = symbol + medians[c] */
+	float *dec_folded;		/* R >= 1: the decoder's input layers
+					 * and medians, nwc_net_fold() */
 	struct nwc_qdist **tables;	/* nwc_model_ntables(); see the file */
 	bool finalized;
 };
@@ -183,7 +185,10 @@ int nwc_model_analyze(const struct nwc_model *m, const float *x,
 
 /*
  * nwc_model_synthesize() - xhat = g_s(y + medians, q) for centred latents
- * @y of @n chunks.  Returns as nwc_model_decode_chunks().
+ * @y of @n chunks; @xhat may be @y.  With R >= 1 it runs from the folded
+ * input layers (nwc_net_forward_folded()), so it matches g_s computed
+ * layer by layer to float rounding, not to the bit.  Returns as
+ * nwc_model_decode_chunks().
  */
 int nwc_model_synthesize(const struct nwc_model *m, const float *y,
 			 const uint8_t *q, size_t n, float *xhat,

@@ -353,7 +353,7 @@ int nwc_band_decode(const struct nwc_model *model, const struct nwc_tside *ts,
 	ret = nwc_model_synthesize(model, s->y, s->q, nchunks, s->xhat, s->ms);
 	if (ret)
 		return ret;
-	/* y is free again: synthesize() copied it */
+	/* y is free again: synthesize() is done with it */
 	emit_rows(ts, b * ts->band_rows, rows, s->xhat, dtype, s->y, dst);
 	return 0;
 }

@@ -172,6 +172,24 @@ static void formula(float *p, size_t n, double scale, double freq,
 	}
 }
 
+/* Largest error of @out against @ref, relative to |ref| + its rms. */
+static double golden_error(const float *out, const double *ref, size_t n)
+{
+	double rms = 0, worst = 0;
+
+	for (size_t i = 0; i < n; i++)
+		rms += ref[i] * ref[i];
+	rms = sqrt(rms / (double)n);
+	for (size_t i = 0; i < n; i++)
+		worst = NWC_MAX(worst, fabs(out[i] - ref[i]) /
+				       (fabs(ref[i]) + rms));
+	return worst;
+}
+
+/*
+ * The forward pass against float64 references, layer by layer and
+ * folded (inputs shifted down by a vector that the fold shifts back up).
+ */
 static void check_golden(unsigned int h, unsigned int r, double scale,
 			 const float *in, const uint8_t *q, size_t batch,
 			 const double *ref)
@@ -180,38 +198,45 @@ static void check_golden(unsigned int h, unsigned int r, double scale,
 	float *p = malloc(np * sizeof(float));
 	float *emb = malloc(NWC_NET_Q * h * sizeof(float));
 	float *out = malloc(batch * IO * sizeof(float));
+	float *fold = malloc(nwc_net_folded_size(h) * sizeof(float));
+	float *sin_ = malloc(batch * IO * sizeof(float)), shift[IO];
 	struct nwc_net net = { .h = h, .r = r, .nq = NWC_NET_Q, .params = p };
 	struct nwc_net_scratch *s;
-	double rms = 0, worst = 0;
+	double worst, worst_fold;
 
-	T_CHECK(p && emb && out);
+	T_CHECK(p && emb && out && fold && sin_);
 	formula(p, np, scale, 0.37, 0.5, 0, false);
 	formula(emb, NWC_NET_Q * h, 0.25, 0.53, 0, 1, true);
 	T_EQ(nwc_net_scratch_create(&s), 0);
 	T_EQ(nwc_net_forward(&net, emb, q, in, batch, out, s), 0);
+	worst = golden_error(out, ref, batch * IO);
+	/* a shift of binary fractions, so in - shift is exact */
+	for (size_t k = 0; k < IO; k++)
+		shift[k] = (float)((int)k - 7) / 64.0f;
 	for (size_t i = 0; i < batch * IO; i++)
-		rms += ref[i] * ref[i];
-	rms = sqrt(rms / (double)(batch * IO));
+		sin_[i] = in[i] - shift[i % IO];
+	T_EQ(nwc_net_fold(&net, shift, fold), 0);
+	T_EQ(nwc_net_forward_folded(&net, fold, emb, q, sin_, batch, out, s),
+	     0);
+	worst_fold = golden_error(out, ref, batch * IO);
 	/* float32 against float64: 1e-5 of the output scale. */
-	for (size_t i = 0; i < batch * IO; i++) {
-		double err = fabs(out[i] - ref[i]) / (fabs(ref[i]) + rms);
-
-		worst = NWC_MAX(worst, err);
-	}
-	if (!(worst < 1e-5)) {
-		fprintf(stderr, "golden H=%u R=%u: relative error %.3g > 1e-5; "
-			"if the network changed on purpose, regenerate with "
+	if (!(worst < 1e-5) || !(worst_fold < 1e-5)) {
+		fprintf(stderr, "golden H=%u R=%u: relative error %.3g, "
+			"folded %.3g > 1e-5; if the network changed on "
+			"purpose, regenerate with "
 			"python3 tests/mlp_ref.py > tests/golden_mlp.h\n",
-			h, r, worst);
+			h, r, worst, worst_fold);
 		t_failed++;
 	}
 	if (getenv("NWC_VERBOSE"))
-		printf("golden H=%u R=%u: worst relative error %.3g\n", h, r,
-		       worst);
+		printf("golden H=%u R=%u: worst relative error %.3g, "
+		       "folded %.3g\n", h, r, worst, worst_fold);
 	nwc_net_scratch_free(s);
 	free(p);
 	free(emb);
 	free(out);
+	free(fold);
+	free(sin_);
 }
 
 static void test_golden(void)
