@@ -281,18 +281,18 @@ typedef int32_t v8si __attribute__((vector_size(32)));
 
 /*
  * The rest of a residual block for one row, after the Linear: @z holds the
- * pre-activation on entry and its normalized form on return; then
- * hout = (hin + ReLU(gamma * zhat + beta)) * e.  hout may be hin.  Returns
- * 1/std.  Eight lanes: one AVX register in the clone the loader picks
+ * pre-activation on entry and, if @keep (a constant where it is inlined),
+ * its normalized form on return; then hout = (hin + ReLU(gamma * zhat +
+ * beta)) * e.  hout may be hin.  Returns 1/std.  Without @keep the same
+ * operations run in the same order, so the bits are the same.  Eight lanes: one AVX register in the clone the loader picks
  * where the CPU has AVX2, two SSE halves in the other; lane j % 8 and the
  * fixed order of V8_TOTAL keep the sums those of the scalar code, so both
  * clones give the same bits.
  */
 static inline __attribute__((always_inline)) float
 block_row(float *restrict z, const float *hin, float *hout,
-		       const float *restrict gamma,
-		       const float *restrict beta, const float *restrict e,
-		       size_t n)
+	  const float *restrict gamma, const float *restrict beta,
+	  const float *restrict e, size_t n, const bool keep)
 {
 	const v8sf zero = { 0 };
 	v8sf acc = zero, vmean, vrstd, a, b, c;
@@ -312,20 +312,27 @@ block_row(float *restrict z, const float *hin, float *hout,
 	for (j = 0; j < n8; j += 8) {
 		V8_LOAD(a, z + j);
 		a -= vmean;
-		V8_STORE(z + j, a);
+		if (keep)
+			V8_STORE(z + j, a);
 		acc += a * a;
 	}
 	for (; j < n; j++) {
-		z[j] -= mean;
-		acc[j & 7] += z[j] * z[j];
+		float d = z[j] - mean;
+
+		if (keep)
+			z[j] = d;
+		acc[j & 7] += d * d;
 	}
 	rstd = 1.0f / sqrtf(V8_TOTAL(acc) / (float)n + NWC_NET_LN_EPS);
 
 	vrstd = zero + rstd;
 	for (j = 0; j < n8; j += 8) {
 		V8_LOAD(a, z + j);
+		if (!keep)
+			a -= vmean;		/* as stored above */
 		a *= vrstd;			/* x */
-		V8_STORE(z + j, a);
+		if (keep)
+			V8_STORE(z + j, a);
 		V8_LOAD(b, gamma + j);
 		V8_LOAD(c, beta + j);
 		b = b * a + c;			/* u */
@@ -337,9 +344,11 @@ block_row(float *restrict z, const float *hin, float *hout,
 		V8_STORE(hout + j, b);
 	}
 	for (; j < n; j++) {
-		float x = z[j] * rstd, u = gamma[j] * x + beta[j];
+		float x = (keep ? z[j] : z[j] - mean) * rstd;
+		float u = gamma[j] * x + beta[j];
 
-		z[j] = x;
+		if (keep)
+			z[j] = x;
 		hout[j] = (hin[j] + (u > 0.0f ? u : 0.0f)) * e[j];
 	}
 	return rstd;
@@ -347,21 +356,30 @@ block_row(float *restrict z, const float *hin, float *hout,
 
 /*
  * block_row() over @rows rows @ld floats apart in @z, @hin and @hout, row
- * i modulated by emb + q[i] * n; 1/std to rstd[i] unless rstd is NULL.
+ * i modulated by emb + q[i] * n.  With @rstd (training) z keeps the
+ * normalized rows and rstd[i] gets 1/std; without, z is left as it is.
  * Both forward passes use this, so they agree to the bit.  The loop is
- * inside the clone: one call per batch, not one per row.
+ * inside the clone, one call per batch, and H 32 has a copy of its own
+ * whose rows stay in registers.
  */
 __attribute__((target_clones("avx2", "default")))
 static void block_rows(float *z, const float *hin, float *hout, size_t ld,
 		       const float *gamma, const float *beta, const float *emb,
 		       const uint8_t *q, size_t rows, size_t n, float *rstd)
 {
-	for (size_t i = 0; i < rows; i++) {
-		float r = block_row(z + i * ld, hin + i * ld, hout + i * ld,
-				    gamma, beta, emb + q[i] * n, n);
-
-		if (rstd)
-			rstd[i] = r;
+	if (rstd) {
+		for (size_t i = 0; i < rows; i++)
+			rstd[i] = block_row(z + i * ld, hin + i * ld,
+					    hout + i * ld, gamma, beta,
+					    emb + q[i] * n, n, true);
+	} else if (n == 32) {
+		for (size_t i = 0; i < rows; i++)
+			block_row(z + i * ld, hin + i * ld, hout + i * ld,
+				  gamma, beta, emb + q[i] * 32, 32, false);
+	} else {
+		for (size_t i = 0; i < rows; i++)
+			block_row(z + i * ld, hin + i * ld, hout + i * ld,
+				  gamma, beta, emb + q[i] * n, n, false);
 	}
 }
 
