@@ -277,6 +277,34 @@ static void dequantize(const int32_t *sym, size_t count, size_t seq,
 }
 
 /*
+ * Four whole chunks @ld floats apart in @x (four columns of one chunk row)
+ * into rows 0..15 of @tmp (@n floats apart), row t times sc[t]: the
+ * products of the scalar loop, stored four at a time.
+ */
+static inline void emit_4x16(const float *x, size_t ld, const float *sc,
+			     float *tmp, size_t n)
+{
+	for (unsigned int t = 0; t < NWC_TCHUNK; t += 4) {
+		v4sf a = v4_load(x + t), b = v4_load(x + ld + t);
+		v4sf c = v4_load(x + 2 * ld + t), d = v4_load(x + 3 * ld + t);
+		/* transpose: row i holds element t + i of the four chunks */
+		v4sf ab0 = __builtin_shuffle(a, b, (v4si){ 0, 4, 1, 5 });
+		v4sf ab1 = __builtin_shuffle(a, b, (v4si){ 2, 6, 3, 7 });
+		v4sf cd0 = __builtin_shuffle(c, d, (v4si){ 0, 4, 1, 5 });
+		v4sf cd1 = __builtin_shuffle(c, d, (v4si){ 2, 6, 3, 7 });
+
+		v4_store(tmp + t * n, sc[t] *
+			 __builtin_shuffle(ab0, cd0, (v4si){ 0, 1, 4, 5 }));
+		v4_store(tmp + (t + 1) * n, sc[t + 1] *
+			 __builtin_shuffle(ab0, cd0, (v4si){ 2, 3, 6, 7 }));
+		v4_store(tmp + (t + 2) * n, sc[t + 2] *
+			 __builtin_shuffle(ab1, cd1, (v4si){ 0, 1, 4, 5 }));
+		v4_store(tmp + (t + 3) * n, sc[t + 3] *
+			 __builtin_shuffle(ab1, cd1, (v4si){ 2, 3, 6, 7 }));
+	}
+}
+
+/*
  * Write decoded chunk values of one band as rows of @dtype.  The 16 rows
  * of chunk row k are gathered, times their scales, into @tmp (16 n floats)
  * and converted at once: each chunk is read whole, each row written
@@ -292,8 +320,13 @@ static void emit_rows(const struct nwc_tside *ts, uint32_t r0, uint32_t rows,
 	for (uint32_t k = 0; k < nk; k++) {
 		uint32_t h = NWC_MIN(NWC_TCHUNK, rows - k * NWC_TCHUNK);
 		const float *sc = ts->scale + r0 + (size_t)k * NWC_TCHUNK;
+		size_t j = 0;
 
-		for (size_t j = 0; j < n; j++) {
+		/* whole chunks four columns at a time: 4 x 4 transposes */
+		for (; h == NWC_TCHUNK && j + 4 <= n; j += 4)
+			emit_4x16(xhat + (j * nk + k) * NWC_TCHUNK,
+				  nk * NWC_TCHUNK, sc, tmp + j, n);
+		for (; j < n; j++) {
 			const float *x = xhat + (j * nk + k) * NWC_TCHUNK;
 
 			for (uint32_t t = 0; t < h; t++)
