@@ -115,8 +115,9 @@ void nwc_model_free(struct nwc_model *m);
 /*
  * nwc_model_finalize() - (re)build medians and tables, the half-offset
  * ones included (setting NWC_MODEL_F_TCQ), from the prior and the
- * quantiles (nwc_prior_tables), replacing any previous ones.  Call
- * after the parameters change, before coding or saving.  Returns 0,
+ * quantiles (nwc_prior_tables), and the decoder's folded input layers
+ * (nwc_net_fold), replacing any previous ones.  Call after the
+ * parameters change, before coding or saving.  Returns 0,
  * -EINVAL (a non-finite quantile) or -ENOMEM; on failure the model is left
  * without coding state.
  */
