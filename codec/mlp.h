@@ -12,8 +12,9 @@
  *	out = h . W_out^T + b_out
  *
  * LayerNorm is over the H features, biased variance, eps 1e-5 (as
- * PyTorch).  E (Q x H) is not part of the parameters: encoder and decoder
- * share one table, so it is passed separately.
+ * PyTorch).  E (Q x H) is not part of the parameters but passed
+ * separately: a codec model has one table per network, or one shared by
+ * both (nwcmodel.h).
  *
  * Parameters are one flat float array (so a trainer runs Adam over one
  * array and a model file stores one blob), in this order, row-major:
