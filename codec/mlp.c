@@ -13,8 +13,7 @@
 #define IO NWC_NET_IO
 
 struct nwc_net_scratch {
-	float *buf;		/* h then t, batch x H each; folded:
-				 * batch rows of [h | t] */
+	float *buf;		/* batch rows of [h | z], 2H each */
 	size_t cap;		/* floats in buf */
 };
 
@@ -284,10 +283,11 @@ typedef int32_t v8si __attribute__((vector_size(32)));
  * pre-activation on entry and, if @keep (a constant where it is inlined),
  * its normalized form on return; then hout = (hin + ReLU(gamma * zhat +
  * beta)) * e.  hout may be hin.  Returns 1/std.  Without @keep the same
- * operations run in the same order, so the bits are the same.  Eight lanes: one AVX register in the clone the loader picks
- * where the CPU has AVX2, two SSE halves in the other; lane j % 8 and the
- * fixed order of V8_TOTAL keep the sums those of the scalar code, so both
- * clones give the same bits.
+ * operations run in the same order, so the bits are the same.  Eight
+ * lanes: one AVX register in the clone the loader picks where the CPU has
+ * AVX2, two SSE halves in the other; lane j % 8 and the fixed order of
+ * V8_TOTAL keep the sums those of the scalar code, so both clones give
+ * the same bits.
  */
 static inline __attribute__((always_inline)) float
 block_row(float *restrict z, const float *hin, float *hout,
@@ -383,39 +383,66 @@ static void block_rows(float *z, const float *hin, float *hout, size_t ld,
 	}
 }
 
+/*
+ * What both inference passes share: the scratch as @batch rows of [h | z]
+ * (2H floats: a block's input, then its pre-activation), which *hz gets.
+ * 0 or -ENOMEM.
+ */
+static int hz_rows(struct nwc_net_scratch *s, const struct nwc_net *net,
+		   size_t batch, float **hz)
+{
+	/* batch <= INT_MAX and H <= 4096: no overflow */
+	*hz = grow(s->buf, &s->cap, 2 * batch * net->h, sizeof(**hz));
+	if (!*hz)
+		return -ENOMEM;
+	s->buf = *hz;
+	return 0;
+}
+
+/*
+ * The residual blocks and the output Linear on the rows of @hz, whose h
+ * holds the input of block 0 and, if @z0 (the folded pass), whose z
+ * holds block 0's pre-activation already.
+ */
+static void blocks_out(const struct nwc_net *net, const float *emb,
+		       const uint8_t *q, size_t batch, float *hz, bool z0,
+		       float *out)
+{
+	struct nwc_net_layout l;
+	const float *p = net->params;
+	size_t h = net->h, ld = 2 * h;
+
+	nwc_net_layout(net->h, net->r, &l);
+	for (unsigned int r = 0; r < net->r; r++) {
+		const struct nwc_net_block_offs *b = &l.blk[r];
+
+		if (r || !z0)
+			linear_ld(hz, ld, p + b->w, p + b->b, batch, h, h,
+				  hz + h, ld);
+		block_rows(hz + h, hz, hz, ld, p + b->gamma, p + b->beta, emb,
+			   q, batch, h, NULL);
+	}
+	linear_ld(hz, ld, p + l.w_out, p + l.b_out, batch, IO, h, out, IO);
+}
+
 int nwc_net_forward(const struct nwc_net *net, const float *emb,
 		    const uint8_t *q, const float *in, size_t batch,
 		    float *out, struct nwc_net_scratch *s)
 {
 	struct nwc_net_layout l;
-	const float *p = net->params;
-	size_t h = net->h;
-	float *hid, *t, *buf;
+	float *hz;
 	int ret;
 
 	ret = check_args(net, q, batch);
+	if (ret || !batch)
+		return ret;
+	ret = hz_rows(s, net, batch, &hz);
 	if (ret)
 		return ret;
-	if (!batch)
-		return 0;
 	nwc_net_layout(net->h, net->r, &l);
-	/* batch <= INT_MAX and H <= 4096: no overflow */
-	buf = grow(s->buf, &s->cap, 2 * batch * h, sizeof(*buf));
-	if (!buf)
-		return -ENOMEM;
-	s->buf = buf;
-	hid = buf;
-	t = buf + batch * h;
-
-	linear(in, p + l.w_in, p + l.b_in, batch, h, IO, hid);
-	for (unsigned int r = 0; r < net->r; r++) {
-		const struct nwc_net_block_offs *b = &l.blk[r];
-
-		linear(hid, p + b->w, p + b->b, batch, h, h, t);
-		block_rows(t, hid, hid, h, p + b->gamma, p + b->beta, emb, q,
-			   batch, h, NULL);
-	}
-	linear(hid, p + l.w_out, p + l.b_out, batch, IO, h, out);
+	linear_ld(in, IO, net->params + l.w_in, net->params + l.b_in, batch,
+		  net->h, IO, hz, 2 * (size_t)net->h);
+	blocks_out(net, emb, q, batch, hz, false, out);
 	return 0;
 }
 
@@ -474,9 +501,7 @@ int nwc_net_forward_folded(const struct nwc_net *net, const float *folded,
 			   const float *emb, const uint8_t *q, const float *in,
 			   size_t batch, float *out, struct nwc_net_scratch *s)
 {
-	struct nwc_net_layout l;
-	const float *p = net->params;
-	size_t h = net->h, ld = 2 * h;
+	size_t ld = 2 * (size_t)net->h;
 	float *hz;
 	int ret;
 
@@ -487,23 +512,12 @@ int nwc_net_forward_folded(const struct nwc_net *net, const float *folded,
 		return -EINVAL;
 	if (!batch)
 		return 0;
-	nwc_net_layout(net->h, net->r, &l);
-	hz = grow(s->buf, &s->cap, batch * ld, sizeof(*hz));
-	if (!hz)
-		return -ENOMEM;
-	s->buf = hz;
-	/* Each row is [h | z]: the block input, then its pre-activation. */
+	ret = hz_rows(s, net, batch, &hz);
+	if (ret)
+		return ret;
+	/* h and block 0's z in one Linear */
 	linear(in, folded, folded + ld * IO, batch, ld, IO, hz);
-	for (unsigned int r = 0; r < net->r; r++) {
-		const struct nwc_net_block_offs *b = &l.blk[r];
-
-		if (r)
-			linear_ld(hz, ld, p + b->w, p + b->b, batch, h, h,
-				  hz + h, ld);
-		block_rows(hz + h, hz, hz, ld, p + b->gamma, p + b->beta, emb,
-			   q, batch, h, NULL);
-	}
-	linear_ld(hz, ld, p + l.w_out, p + l.b_out, batch, IO, h, out, IO);
+	blocks_out(net, emb, q, batch, hz, true, out);
 	return 0;
 }
 
