@@ -31,7 +31,7 @@
  * selects the 2-D float tensors matching a POSIX extended regex instead.
  * Exit status: 0 ok, 1 usage, 2 input or coding error.
  */
-#include "codec/nwc.h"
+#include "codec/common/base.h"
 
 #include <fcntl.h>
 #include <getopt.h>
@@ -47,12 +47,12 @@
 #include <unistd.h>
 
 #include "bench/quant.h"
-#include "codec/convert.h"
-#include "codec/io.h"
-#include "codec/log.h"
-#include "codec/nwcmodel.h"
-#include "codec/nwctensor.h"
-#include "codec/safetensors.h"
+#include "codec/common/convert.h"
+#include "codec/common/io.h"
+#include "codec/common/log.h"
+#include "codec/nwc/nwcmodel.h"
+#include "codec/nwc/nwctensor.h"
+#include "codec/input/safetensors.h"
 
 #define MAX_BITS 16
 #define N_STEPS 19		/* D = 2^(1 - k/2), k = 0 .. 18 */

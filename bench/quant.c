@@ -1,14 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 /* quant.c - RTN and ECSQ baselines shared by codecbench and quantize. */
-#include "codec/nwc.h"
+#include "codec/common/base.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "bench/quant.h"
-#include "codec/convert.h"
-#include "codec/entropy.h"
+#include "codec/common/convert.h"
+#include "codec/nwc/entropy.h"
 
 static float f16_round(float x)
 {

@@ -20,7 +20,7 @@
 #ifndef NWC_QUANT_H
 #define NWC_QUANT_H
 
-#include "codec/nwc.h"
+#include "codec/common/base.h"
 
 #define NWC_QUANT_HALF_WINDOW 2047	/* q range of a table: <= 4095 values */
 

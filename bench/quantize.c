@@ -24,7 +24,7 @@
  * (bits per weight) and sqnr_db over them all, measured on the values
  * written.  Exit status: 0 ok, 1 usage, 2 I/O error, 3 bad input.
  */
-#include "codec/nwc.h"
+#include "codec/common/base.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -39,11 +39,11 @@
 #include <unistd.h>
 
 #include "bench/quant.h"
-#include "codec/convert.h"
-#include "codec/io.h"
-#include "codec/ldlq.h"
-#include "codec/log.h"
-#include "codec/safetensors.h"
+#include "codec/common/convert.h"
+#include "codec/common/io.h"
+#include "codec/nwc/ldlq.h"
+#include "codec/common/log.h"
+#include "codec/input/safetensors.h"
 #include "mkfs/calib.h"
 #include "mkfs/lossy.h"
 

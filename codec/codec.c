@@ -1,13 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /* codec.c - block codec dispatch: raw and zstd byte planes (format.h s. 8). */
-#include "codec/nwc.h"
+#include "codec/common/base.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 
 #include "codec/codec.h"
-#include "codec/format.h"
-#include "codec/nwctensor.h"
+#include "codec/image/format.h"
+#include "codec/nwc/nwctensor.h"
 #include "codec/planes.h"
 #include "codec/rans.h"
 #include "codec/zstd.h"

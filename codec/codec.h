@@ -15,7 +15,7 @@
 #ifndef NWC_CODEC_H
 #define NWC_CODEC_H
 
-#include "codec/nwc.h"
+#include "codec/common/base.h"
 
 struct nwc_cctx;
 struct nwc_dctx;
@@ -37,7 +37,7 @@ void *nwc_dctx_scratch(struct nwc_dctx *dctx, size_t len);
 
 /*
  * nwc_dctx_tensor_scratch() - the context's NWC band decoding scratch
- * (codec/nwctensor.h), created on first use and freed with the context.
+ * (codec/nwc/nwctensor.h), created on first use and freed with the context.
  * Returns NULL on allocation failure.
  */
 struct nwc_tensor_scratch *nwc_dctx_tensor_scratch(struct nwc_dctx *dctx);

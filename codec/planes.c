@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* planes.c - byte-plane split and merge, with the optional float rotation. */
-#include "codec/nwc.h"
+#include "codec/common/base.h"
 
 #include "codec/planes.h"
 

@@ -20,7 +20,7 @@
 #ifndef NWC_PLANES_H
 #define NWC_PLANES_H
 
-#include "codec/nwc.h"
+#include "codec/common/base.h"
 
 /*
  * nwc_planes_split() - write byte p of each of the @n elements of @esize

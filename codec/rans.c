@@ -9,7 +9,7 @@
  * encoder runs backwards over the input and the output, so the decoder
  * reads forwards.
  */
-#include "codec/nwc.h"
+#include "codec/common/base.h"
 
 #include <stdlib.h>
 

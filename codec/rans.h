@@ -27,7 +27,7 @@
 #ifndef NWC_RANS_H
 #define NWC_RANS_H
 
-#include "codec/nwc.h"
+#include "codec/common/base.h"
 
 #define NWC_RANS_PREC_MIN 8u
 #define NWC_RANS_PREC_MAX 12u

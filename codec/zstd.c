@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* zstd.c - the only file that includes <zstd.h>: one plane <-> one frame. */
-#include "codec/nwc.h"
+#include "codec/common/base.h"
 
 #include <limits.h>
 #include <zstd.h>

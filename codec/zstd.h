@@ -17,7 +17,7 @@
 #ifndef NWC_ZSTD_H
 #define NWC_ZSTD_H
 
-#include "codec/nwc.h"
+#include "codec/common/base.h"
 
 struct nwc_zstd_cctx;
 struct nwc_zstd_dctx;

@@ -27,7 +27,7 @@
  * The stats counters are relaxed atomics; bytes uses sequentially
  * consistent operations so a trimmer never misses another's insert.
  */
-#include "codec/nwc.h"
+#include "codec/common/base.h"
 
 #include <pthread.h>
 #include <stdatomic.h>

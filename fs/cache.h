@@ -23,7 +23,7 @@
 #ifndef NWC_CACHE_H
 #define NWC_CACHE_H
 
-#include "codec/nwc.h"
+#include "codec/common/base.h"
 
 struct nwc_cache;
 struct nwc_centry;

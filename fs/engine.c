@@ -9,14 +9,14 @@
  * lives in one struct nwc_dctx per thread (FUSE workers and prefetch
  * workers alike), created on first use and freed when the thread exits.
  */
-#include "codec/nwc.h"
+#include "codec/common/base.h"
 
 #include <pthread.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 
 #include "codec/codec.h"
-#include "codec/log.h"
+#include "codec/common/log.h"
 #include "fs/cache.h"
 #include "fs/engine.h"
 #include "fs/workq.h"

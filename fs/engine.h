@@ -19,7 +19,7 @@
 
 #include <stdatomic.h>
 
-#include "codec/image.h"
+#include "codec/image/image.h"
 
 struct nwc_engine;
 

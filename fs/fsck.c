@@ -4,7 +4,7 @@
  * block, report damage per file; optionally list the contents or extract
  * the tree without FUSE (the bytes are exactly those nwcfs serves).
  */
-#include "codec/nwc.h"
+#include "codec/common/base.h"
 
 #include <fcntl.h>
 #include <getopt.h>
@@ -16,11 +16,11 @@
 #include <unistd.h>
 
 #include "codec/codec.h"
-#include "codec/image.h"
-#include "codec/io.h"
-#include "codec/log.h"
-#include "codec/nwcmodel.h"
-#include "codec/nwctensor.h"
+#include "codec/image/image.h"
+#include "codec/common/io.h"
+#include "codec/common/log.h"
+#include "codec/nwc/nwcmodel.h"
+#include "codec/nwc/nwctensor.h"
 
 enum { EXIT_USAGE = 1, EXIT_IO = 2, EXIT_DAMAGE = 3 };
 

@@ -4,7 +4,7 @@
  * the image before mounting (so a bad image fails on the terminal), then
  * hand the read engine to fuse_main().
  */
-#include "codec/nwc.h"
+#include "codec/common/base.h"
 
 #include <fcntl.h>
 #include <stddef.h>
@@ -12,9 +12,9 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#include "codec/cli.h"
-#include "codec/format.h"
-#include "codec/log.h"
+#include "codec/common/cli.h"
+#include "codec/image/format.h"
+#include "codec/common/log.h"
 #include "fs/engine.h"
 #include "fs/ops.h"
 

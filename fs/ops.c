@@ -4,13 +4,13 @@
  * statfs.  The one place where project errors become errnos for the kernel:
  * a damaged block is EIO for that read; everything else passes through.
  */
-#include "codec/nwc.h"
+#include "codec/common/base.h"
 
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 
-#include "codec/log.h"
+#include "codec/common/log.h"
 #include "fs/ops.h"
 
 /* The image never changes: let the kernel cache everything for a year. */

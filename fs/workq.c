@@ -7,7 +7,7 @@
  * detaches the queued jobs under the lock, hands them to discard() and only
  * then joins, so a job still running may overlap the discard calls.
  */
-#include "codec/nwc.h"
+#include "codec/common/base.h"
 
 #include <pthread.h>
 #include <signal.h>

@@ -13,7 +13,7 @@
 #ifndef NWC_WORKQ_H
 #define NWC_WORKQ_H
 
-#include "codec/nwc.h"
+#include "codec/common/base.h"
 
 struct nwc_workq;
 

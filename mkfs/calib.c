@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* calib.c - calibration statistics for mkfs.nwc: from a model run or a file. */
-#include "codec/nwc.h"
+#include "codec/common/base.h"
 
 #include <fcntl.h>
 #include <inttypes.h>
@@ -9,9 +9,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "codec/io.h"
-#include "codec/log.h"
-#include "codec/safetensors.h"
+#include "codec/common/io.h"
+#include "codec/common/log.h"
+#include "codec/input/safetensors.h"
 #include "mkfs/calib.h"
 #include "mkfs/llama.h"
 #include "mkfs/progress.h"

@@ -19,7 +19,7 @@
 #ifndef NWC_CALIB_H
 #define NWC_CALIB_H
 
-#include "codec/nwc.h"
+#include "codec/common/base.h"
 
 struct nwc_calib;
 

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* llama.c - Llama-family models: load a directory, F32 forward, eval, calib. */
-#include "codec/nwc.h"
+#include "codec/common/base.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -13,12 +13,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "codec/convert.h"
-#include "codec/gemm.h"
-#include "codec/io.h"
-#include "codec/json.h"
-#include "codec/log.h"
-#include "codec/safetensors.h"
+#include "codec/common/convert.h"
+#include "codec/nwc/gemm.h"
+#include "codec/common/io.h"
+#include "codec/image/format.h"
+#include "codec/input/json.h"
+#include "codec/common/log.h"
+#include "codec/input/safetensors.h"
 #include "mkfs/llama.h"
 
 #define CONFIG_MAX (16u << 20)		/* config.json and the index */

@@ -32,7 +32,7 @@
 #ifndef NWC_LLAMA_H
 #define NWC_LLAMA_H
 
-#include "codec/nwc.h"
+#include "codec/common/base.h"
 
 #define NWC_LLAMA_BOS 1u		/* token that starts a sequence */
 #define NWC_LLAMA_CTX_MAX 2048u		/* default context cap */

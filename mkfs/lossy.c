@@ -1,13 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /* lossy.c - tensor selection, importance levels and rate allocation. */
-#include "codec/nwc.h"
+#include "codec/common/base.h"
 
 #include <fnmatch.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "codec/format.h"
+#include "codec/image/format.h"
 #include "mkfs/lossy.h"
 
 /* Embeddings and output heads: quality-critical and often tied. */

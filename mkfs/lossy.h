@@ -19,9 +19,9 @@
 #ifndef NWC_LOSSY_H
 #define NWC_LOSSY_H
 
-#include "codec/nwc.h"
-#include "codec/nwcmodel.h"
-#include "codec/nwctensor.h"
+#include "codec/common/base.h"
+#include "codec/nwc/nwcmodel.h"
+#include "codec/nwc/nwctensor.h"
 
 #define NWC_LOSSY_MIN_ELEMS 1024u	/* smaller matrices stay lossless */
 #define NWC_LOSSY_SAMPLE_COLS 96u	/* columns a rate estimate codes */

@@ -3,7 +3,7 @@
  * mkfs.c - main() of mkfs.nwc: options, then walk, codec models and
  * calibration, pack and a summary.
  */
-#include "codec/nwc.h"
+#include "codec/common/base.h"
 
 #include <getopt.h>
 #include <math.h>
@@ -12,9 +12,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "codec/cli.h"
-#include "codec/format.h"
-#include "codec/log.h"
+#include "codec/common/cli.h"
+#include "codec/image/format.h"
+#include "codec/common/log.h"
 #include "mkfs/calib.h"
 #include "mkfs/pack.h"
 #include "mkfs/rate.h"

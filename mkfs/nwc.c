@@ -4,7 +4,7 @@
  * model directory (or a mounted image) on a token file; `nwc calib` writes
  * the calibration statistics that mkfs.nwc uses.
  */
-#include "codec/nwc.h"
+#include "codec/common/base.h"
 
 #include <fcntl.h>
 #include <getopt.h>
@@ -15,9 +15,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "codec/cli.h"
-#include "codec/io.h"
-#include "codec/log.h"
+#include "codec/common/cli.h"
+#include "codec/common/io.h"
+#include "codec/common/log.h"
 #include "mkfs/llama.h"
 #include "mkfs/progress.h"
 

@@ -10,7 +10,7 @@
  * yet written) keep their estimated working memory under a budget, which
  * bounds memory when lossy jobs are large.
  */
-#include "codec/nwc.h"
+#include "codec/common/base.h"
 
 #include <fcntl.h>
 #include <pthread.h>
@@ -20,11 +20,11 @@
 #include <unistd.h>
 
 #include "codec/codec.h"
-#include "codec/gemm.h"
-#include "codec/io.h"
-#include "codec/log.h"
-#include "codec/safetensors.h"
-#include "codec/writer.h"
+#include "codec/nwc/gemm.h"
+#include "codec/common/io.h"
+#include "codec/common/log.h"
+#include "codec/input/safetensors.h"
+#include "codec/image/writer.h"
 #include "mkfs/pack.h"
 #include "mkfs/progress.h"
 

@@ -10,7 +10,7 @@
 #ifndef NWC_PACK_H
 #define NWC_PACK_H
 
-#include "codec/nwc.h"
+#include "codec/common/base.h"
 #include "mkfs/calib.h"
 #include "mkfs/lossy.h"
 #include "mkfs/rate.h"

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* progress.c - the mkfs progress bar. */
-#include "codec/nwc.h"
+#include "codec/common/base.h"
 
 #include <inttypes.h>
 #include <stdio.h>

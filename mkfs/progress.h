@@ -6,7 +6,7 @@
 #ifndef NWC_PROGRESS_H
 #define NWC_PROGRESS_H
 
-#include "codec/nwc.h"
+#include "codec/common/base.h"
 
 struct nwc_progress {
 	bool on;

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* rate.c - codec models, levels, estimates and allocation of lossy tensors. */
-#include "codec/nwc.h"
+#include "codec/common/base.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -11,10 +11,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "codec/convert.h"
-#include "codec/format.h"
-#include "codec/io.h"
-#include "codec/log.h"
+#include "codec/common/convert.h"
+#include "codec/image/format.h"
+#include "codec/common/io.h"
+#include "codec/common/log.h"
 #include "mkfs/lossy.h"
 #include "mkfs/progress.h"
 #include "mkfs/rate.h"

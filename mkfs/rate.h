@@ -18,9 +18,9 @@
 #ifndef NWC_RATE_H
 #define NWC_RATE_H
 
-#include "codec/nwc.h"
-#include "codec/nwcmodel.h"
-#include "codec/nwctensor.h"
+#include "codec/common/base.h"
+#include "codec/nwc/nwcmodel.h"
+#include "codec/nwc/nwctensor.h"
 #include "mkfs/calib.h"
 
 /* One tensor the neural codec takes. */

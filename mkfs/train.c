@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* train.c - nwc-train: train an NWC codec model on the weights of models. */
-#include "codec/nwc.h"
+#include "codec/common/base.h"
 
 #include <fcntl.h>
 #include <getopt.h>
@@ -11,16 +11,16 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "codec/cli.h"
-#include "codec/convert.h"
-#include "codec/format.h"
-#include "codec/hash.h"
-#include "codec/io.h"
-#include "codec/log.h"
-#include "codec/mlp.h"
-#include "codec/nwcmodel.h"
-#include "codec/prior.h"
-#include "codec/safetensors.h"
+#include "codec/common/cli.h"
+#include "codec/common/convert.h"
+#include "codec/image/format.h"
+#include "codec/common/hash.h"
+#include "codec/common/io.h"
+#include "codec/common/log.h"
+#include "codec/nwc/mlp.h"
+#include "codec/nwc/nwcmodel.h"
+#include "codec/nwc/prior.h"
+#include "codec/input/safetensors.h"
 #include "mkfs/progress.h"
 
 #define PROG "nwc-train"

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* walk.c - breadth-first scan of the input directory with sorted names. */
-#include "codec/nwc.h"
+#include "codec/common/base.h"
 
 #include <dirent.h>
 #include <limits.h>
@@ -10,7 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "codec/log.h"
+#include "codec/common/log.h"
 #include "mkfs/walk.h"
 
 static int cmp_str(const void *a, const void *b)

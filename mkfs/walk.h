@@ -8,7 +8,7 @@
 #ifndef NWC_WALK_H
 #define NWC_WALK_H
 
-#include "codec/nwc.h"
+#include "codec/common/base.h"
 
 struct nwc_entry {
 	char *path;		/* relative to the root, e.g. "sub/a.bin" */

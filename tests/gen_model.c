@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* gen_model.c - write a deterministic synthetic Llama-like model directory. */
-#include "codec/nwc.h"
+#include "codec/common/base.h"
 
 #include <dirent.h>
 #include <getopt.h>
@@ -13,7 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "codec/convert.h"
+#include "codec/common/convert.h"
 
 #define PROG "gen_model"
 #define CHUNK_ELEMS (64u << 10)	/* elements generated per write */

@@ -103,7 +103,7 @@ t_gen() {
 }
 
 # Reads the superblock, section directory, INODES, EXTENTS and BLOCKS
-# sections as codec/format.h lays them out; checksums are not verified.
+# sections as codec/image/format.h lays them out; checksums are not verified.
 t_block_of() {
 	python3 - "$1" "$2" <<'EOF' || t_fail "t_block_of $1 $2 failed"
 import struct, sys

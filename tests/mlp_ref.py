@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: MIT
-"""Independent numpy (float64) model of the NWC network in codec/mlp.h.
+"""Independent numpy (float64) model of the NWC network in codec/nwc/mlp.h.
 
 Writes the golden vectors of tests/test_mlp.c:
 

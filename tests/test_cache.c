@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* tests/test_cache.c - unit tests of the block cache and the work queue. */
-#include "codec/nwc.h"
+#include "codec/common/base.h"
 
 #include <pthread.h>
 #include <sched.h>

@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /* test_codec.c - dtypes and block codecs: round trips, ratios, bad input. */
-#include "codec/nwc.h"
+#include "codec/common/base.h"
 
 #include "codec/codec.h"
-#include "codec/convert.h"
-#include "codec/format.h"
+#include "codec/common/convert.h"
+#include "codec/image/format.h"
 #include "tests/t.h"
 
 #define LEVEL 3

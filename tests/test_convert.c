@@ -1,12 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /* test_convert.c - float conversions: exhaustive 16-bit, rounding, bulk. */
-#include "codec/nwc.h"
+#include "codec/common/base.h"
 
 #include <float.h>
 #include <math.h>
 
-#include "codec/convert.h"
-#include "codec/format.h"
+#include "codec/common/convert.h"
+#include "codec/image/format.h"
 #include "tests/t.h"
 
 static uint32_t fbits(float f)

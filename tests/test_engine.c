@@ -4,7 +4,7 @@
  * bytes, sequential, random and concurrent, with prefetch and eviction, and
  * with a damaged block; lossy (NWC) tensors read across their row bands.
  */
-#include "codec/nwc.h"
+#include "codec/common/base.h"
 
 #include <fcntl.h>
 #include <pthread.h>
@@ -14,14 +14,14 @@
 #include <unistd.h>
 
 #include "codec/codec.h"
-#include "codec/convert.h"
-#include "codec/io.h"
-#include "codec/log.h"
-#include "codec/mlp.h"
-#include "codec/nwcmodel.h"
-#include "codec/nwctensor.h"
-#include "codec/prior.h"
-#include "codec/writer.h"
+#include "codec/common/convert.h"
+#include "codec/common/io.h"
+#include "codec/common/log.h"
+#include "codec/nwc/mlp.h"
+#include "codec/nwc/nwcmodel.h"
+#include "codec/nwc/nwctensor.h"
+#include "codec/nwc/prior.h"
+#include "codec/image/writer.h"
 #include "fs/engine.h"
 #include "tests/t.h"
 

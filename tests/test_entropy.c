@@ -1,13 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /* test_entropy.c - 16-bit tables and the context rANS coder: round trips,
  * rates, escapes, hostile streams and tables, golden bytes, decode speed. */
-#include "codec/nwc.h"
+#include "codec/common/base.h"
 
 #include <math.h>
 #include <time.h>
 
-#include "codec/entropy.h"
-#include "codec/hash.h"
+#include "codec/nwc/entropy.h"
+#include "codec/common/hash.h"
 #include "tests/t.h"
 
 #define M 65536u

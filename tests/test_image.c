@@ -7,7 +7,7 @@
  * "test_image --write-corpus DIR" writes NWC seed images for the image
  * fuzz target instead (tests/corpus/make-image-corpus.sh).
  */
-#include "codec/nwc.h"
+#include "codec/common/base.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -16,16 +16,16 @@
 #include <unistd.h>
 
 #include "codec/codec.h"
-#include "codec/convert.h"
-#include "codec/hash.h"
-#include "codec/image.h"
-#include "codec/io.h"
-#include "codec/log.h"
-#include "codec/mlp.h"
-#include "codec/nwcmodel.h"
-#include "codec/nwctensor.h"
-#include "codec/prior.h"
-#include "codec/writer.h"
+#include "codec/common/convert.h"
+#include "codec/common/hash.h"
+#include "codec/image/image.h"
+#include "codec/common/io.h"
+#include "codec/common/log.h"
+#include "codec/nwc/mlp.h"
+#include "codec/nwc/nwcmodel.h"
+#include "codec/nwc/nwctensor.h"
+#include "codec/nwc/prior.h"
+#include "codec/image/writer.h"
 #include "tests/t.h"
 
 #define MTIME0 1700000000

@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /* test_ldlq.c - LDLQ feedback against a plain GPTQ loop, row gains, loss. */
-#include "codec/nwc.h"
+#include "codec/common/base.h"
 
 #include <math.h>
 
-#include "codec/ldlq.h"
+#include "codec/nwc/ldlq.h"
 #include "tests/t.h"
 
 #define STEP 0.25		/* test grid: STEP * {-8..7} */

@@ -1,12 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /* test_llama.c - the Llama forward on tiny generated models vs llama_ref.py. */
-#include "codec/nwc.h"
+#include "codec/common/base.h"
 
 #include <inttypes.h>
 #include <math.h>
 #include <sys/stat.h>
 
-#include "codec/convert.h"
+#include "codec/common/convert.h"
 #include "mkfs/llama.h"
 #include "tests/t.h"
 

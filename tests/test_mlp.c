@@ -1,13 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /* test_mlp.c - sgemm seam and NWC network: golden forward, gradients, speed. */
-#include "codec/nwc.h"
+#include "codec/common/base.h"
 
 #include <math.h>
 #include <pthread.h>
 #include <time.h>
 
-#include "codec/gemm.h"
-#include "codec/mlp.h"
+#include "codec/nwc/gemm.h"
+#include "codec/nwc/mlp.h"
 #include "tests/t.h"
 #include "tests/golden_mlp.h"
 

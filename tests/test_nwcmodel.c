@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* test_nwcmodel.c - codec model file format and the chunk round trip. */
-#include "codec/nwc.h"
+#include "codec/common/base.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -9,11 +9,11 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#include "codec/entropy.h"
-#include "codec/hash.h"
-#include "codec/mlp.h"
-#include "codec/nwcmodel.h"
-#include "codec/prior.h"
+#include "codec/nwc/entropy.h"
+#include "codec/common/hash.h"
+#include "codec/nwc/mlp.h"
+#include "codec/nwc/nwcmodel.h"
+#include "codec/nwc/prior.h"
 #include "tests/t.h"
 
 #define TH 8

@@ -1,17 +1,17 @@
 /* SPDX-License-Identifier: MIT */
 /* test_nwctensor.c - NWC matrix coding: side records, bands, TCQ, LDLQ. */
-#include "codec/nwc.h"
+#include "codec/common/base.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "codec/convert.h"
-#include "codec/ldlq.h"
-#include "codec/mlp.h"
-#include "codec/nwctensor.h"
-#include "codec/prior.h"
+#include "codec/common/convert.h"
+#include "codec/nwc/ldlq.h"
+#include "codec/nwc/mlp.h"
+#include "codec/nwc/nwctensor.h"
+#include "codec/nwc/prior.h"
 #include "tests/t.h"
 
 #define TH 16

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* test_planes.c - byte planes: split/merge vs a reference, special floats. */
-#include "codec/nwc.h"
+#include "codec/common/base.h"
 
 #include "codec/planes.h"
 #include "tests/t.h"

@@ -1,11 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /* test_prior.c - factorized prior: layout, gradients, fitting, tables. */
-#include "codec/nwc.h"
+#include "codec/common/base.h"
 
 #include <math.h>
 
-#include "codec/entropy.h"
-#include "codec/prior.h"
+#include "codec/nwc/entropy.h"
+#include "codec/nwc/prior.h"
 #include "tests/t.h"
 
 #define NP NWC_PRIOR_CH_PARAMS

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* test_rans.c - order-0 rANS: round trips, edge cases, hostile streams. */
-#include "codec/nwc.h"
+#include "codec/common/base.h"
 
 #include <math.h>
 

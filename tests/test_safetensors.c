@@ -1,13 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /* test_safetensors.c - safetensors header parsing: valid files and rejects. */
-#include "codec/nwc.h"
+#include "codec/common/base.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
 
-#include "codec/log.h"
-#include "codec/safetensors.h"
+#include "codec/common/log.h"
+#include "codec/input/safetensors.h"
 #include "tests/t.h"
 
 #define PATH "t.safetensors"

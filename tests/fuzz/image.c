@@ -9,19 +9,19 @@
  * otherwise.  Rejected inputs log one error line; under libFuzzer pass
  * -close_fd_mask=2.
  */
-#include "codec/nwc.h"
+#include "codec/common/base.h"
 
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "codec/codec.h"
-#include "codec/hash.h"
-#include "codec/image.h"
-#include "codec/io.h"
-#include "codec/log.h"
-#include "codec/nwcmodel.h"
-#include "codec/nwctensor.h"
+#include "codec/common/hash.h"
+#include "codec/image/image.h"
+#include "codec/common/io.h"
+#include "codec/common/log.h"
+#include "codec/nwc/nwcmodel.h"
+#include "codec/nwc/nwctensor.h"
 #include "tests/fuzz/fuzz.h"
 
 #define BLOCK_DECODE_MAX (1u << 20)	/* larger blocks are only checked */

@@ -4,9 +4,9 @@
  * Each rejected input logs one error line; under libFuzzer pass
  * -close_fd_mask=2 to keep them out of the way.
  */
-#include "codec/nwc.h"
+#include "codec/common/base.h"
 
-#include "codec/safetensors.h"
+#include "codec/input/safetensors.h"
 #include "tests/fuzz/fuzz.h"
 
 static int cmp_tensors(const struct nwc_st_tensor *a,

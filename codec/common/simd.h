@@ -1,0 +1,47 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * simd.h - four floats (or int32s) as one value, for the codec's hot
+ * loops: GCC turns the arithmetic into SSE (or the target's) instructions,
+ * where -O2 alone leaves such loops scalar.  Each lane does exactly the
+ * operations of the scalar code, so results do not depend on the width.
+ * Header-only; every function is pure.
+ */
+#ifndef NWC_SIMD_H
+#define NWC_SIMD_H
+
+#include "codec/common/base.h"
+
+typedef float v4sf __attribute__((vector_size(16)));
+typedef int32_t v4si __attribute__((vector_size(16)));
+typedef uint32_t v4su __attribute__((vector_size(16)));
+
+static inline v4sf v4_load(const float *p)
+{
+	v4sf v;
+
+	memcpy(&v, p, sizeof(v));
+	return v;
+}
+
+static inline void v4_store(float *p, v4sf v)
+{
+	memcpy(p, &v, sizeof(v));
+}
+
+static inline v4si v4i_load(const int32_t *p)
+{
+	v4si v;
+
+	memcpy(&v, p, sizeof(v));
+	return v;
+}
+
+/* max(v, 0) as the scalar u > 0 ? u : 0 (NaN and -0 give +0). */
+static inline v4sf v4_relu(v4sf v)
+{
+	const v4sf zero = { 0 };
+
+	return (v4sf)((v4si)v & (v > zero));
+}
+
+#endif /* NWC_SIMD_H */

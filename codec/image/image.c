@@ -1,0 +1,1030 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * image.c - open an image, validate every structure (format.h, "Validation")
+ * and serve lookups and verified block reads.
+ *
+ * Open reads the superblock, the section directory and every section into
+ * memory, checking each checksum, then parses the tables into native arrays
+ * and checks each cross reference once.  Codec models and the side records
+ * of NWC tensors are parsed there too, so a band decode only meets
+ * validated metadata.  After that the accessors trust the arrays; only block
+ * payloads are read later, each verified when read.
+ */
+#include "codec/common/base.h"
+
+#include <fcntl.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "codec/codec.h"
+#include "codec/common/hash.h"
+#include "codec/image/image.h"
+#include "codec/common/io.h"
+#include "codec/common/log.h"
+#include "codec/nwc/nwcmodel.h"
+#include "codec/nwc/nwctensor.h"
+
+struct section {
+	uint64_t off;
+	uint64_t len;
+	uint8_t *data;		/* loaded bytes */
+	bool present;
+};
+
+struct nwc_image {
+	char *path;
+	int fd;
+	uint64_t image_size;
+	uint64_t data_off;
+	uint64_t data_len;
+	uint64_t compat;
+	uint64_t incompat;
+	uint32_t block_log2;
+	struct section sect[NWC_SECT_MODELS + 1];	/* by type; [0] unused */
+	uint32_t n_inodes, n_extents, n_blocks, n_tensors, n_models;
+	struct nwc_inode *inodes;
+	struct nwc_extent *extents;
+	struct nwc_block *blocks;
+	struct nwc_tensor *tensors;
+	struct nwc_image_model *models;
+	struct nwc_model **model_own;	/* what models[].model points to */
+	struct nwc_tside **sides;	/* per tensor: side record or NULL */
+	uint32_t *tfirst;		/* per inode: first tensor */
+	uint32_t *tcount;		/* per inode: number of tensors */
+	atomic_uchar *reported;		/* per block: damage already logged */
+	uint64_t total_size;
+};
+
+#define corrupt(...) (nwc_err(__VA_ARGS__), -NWC_ECORRUPT)
+
+static int read_super(struct nwc_image *img, uint64_t *dir_off,
+		      uint32_t *dir_count, uint64_t *dir_xxh)
+{
+	uint8_t sb[NWC_SB_SIZE];
+	uint64_t unknown;
+	int ret;
+
+	if (img->image_size < NWC_SB_SIZE)
+		return corrupt("%s: too small to be an nwc image (%llu bytes)",
+			       img->path, (unsigned long long)img->image_size);
+	ret = nwc_pread_full(img->fd, sb, sizeof(sb), 0);
+	if (ret) {
+		nwc_err("%s: cannot read superblock: %s", img->path,
+			nwc_strerror(ret));
+		return ret;
+	}
+	if (memcmp(sb + NWC_SB_MAGIC, NWC_MAGIC, NWC_MAGIC_LEN))
+		return corrupt("%s: not an nwc image (bad magic)", img->path);
+	if (nwc_get_le64(sb + NWC_SB_XXH) != nwc_hash64(sb, NWC_SB_XXH)) {
+		nwc_err("%s: superblock checksum mismatch", img->path);
+		return -NWC_ECHECKSUM;
+	}
+	if (nwc_get_le32(sb + NWC_SB_VERSION) != NWC_VERSION) {
+		nwc_err("%s: image format version %u, this build reads version %u",
+			img->path, nwc_get_le32(sb + NWC_SB_VERSION), NWC_VERSION);
+		return -NWC_EFEATURE;
+	}
+	if (nwc_get_le32(sb + NWC_SB_SBSIZE) != NWC_SB_SIZE)
+		return corrupt("%s: bad superblock size", img->path);
+	img->compat = nwc_get_le64(sb + NWC_SB_COMPAT);
+	img->incompat = nwc_get_le64(sb + NWC_SB_INCOMPAT);
+	unknown = img->incompat & ~NWC_INCOMPAT_KNOWN;
+	if (unknown) {
+		nwc_err("%s: image needs unknown features (incompat bits 0x%llx)",
+			img->path, (unsigned long long)unknown);
+		return -NWC_EFEATURE;
+	}
+	if (nwc_get_le64(sb + NWC_SB_IMAGE_SIZE) != img->image_size)
+		return corrupt("%s: image is %llu bytes but its superblock says %llu (truncated or extended)",
+			       img->path,
+			       (unsigned long long)img->image_size,
+			       (unsigned long long)nwc_get_le64(sb + NWC_SB_IMAGE_SIZE));
+	img->data_off = nwc_get_le64(sb + NWC_SB_DATA_OFF);
+	img->data_len = nwc_get_le64(sb + NWC_SB_DATA_LEN);
+	if (img->data_off < NWC_SB_SIZE || img->data_off % NWC_DATA_ALIGN ||
+	    !nwc_range_ok(img->data_off, img->data_len, img->image_size))
+		return corrupt("%s: data region out of bounds", img->path);
+	*dir_off = nwc_get_le64(sb + NWC_SB_DIR_OFF);
+	*dir_count = nwc_get_le32(sb + NWC_SB_DIR_COUNT);
+	*dir_xxh = nwc_get_le64(sb + NWC_SB_DIR_XXH);
+	img->block_log2 = nwc_get_le32(sb + NWC_SB_BLOCK_LOG2);
+	for (unsigned i = 88; i < NWC_SB_XXH; i++)
+		if (sb[i])
+			return corrupt("%s: reserved superblock bytes are not zero",
+				       img->path);
+	return 0;
+}
+
+/* True if [a, a+alen) and [b, b+blen) intersect (both non-empty). */
+static bool overlaps(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
+{
+	return alen && blen && a < b + blen && b < a + alen;
+}
+
+static int read_sections(struct nwc_image *img, uint64_t dir_off,
+			 uint32_t dir_count, uint64_t dir_xxh)
+{
+	uint64_t dir_len = (uint64_t)dir_count * NWC_SECT_SIZE;
+	uint8_t *dir;
+	int ret;
+
+	if (dir_count == 0 || dir_count > NWC_SECT_MAX_COUNT ||
+	    !nwc_range_ok(dir_off, dir_len, img->image_size) ||
+	    overlaps(dir_off, dir_len, 0, NWC_SB_SIZE) ||
+	    overlaps(dir_off, dir_len, img->data_off, img->data_len))
+		return corrupt("%s: section directory out of bounds",
+			       img->path);
+	dir = malloc(dir_len);
+	if (!dir)
+		return -ENOMEM;
+	ret = nwc_pread_full(img->fd, dir, dir_len, dir_off);
+	if (ret)
+		goto out_free;
+	if (nwc_hash64(dir, dir_len) != dir_xxh) {
+		nwc_err("%s: section directory checksum mismatch", img->path);
+		ret = -NWC_ECHECKSUM;
+		goto out_free;
+	}
+	for (uint32_t i = 0; i < dir_count; i++) {
+		const uint8_t *e = dir + (size_t)i * NWC_SECT_SIZE;
+		uint32_t type = nwc_get_le32(e);
+		uint64_t off = nwc_get_le64(e + 8), len = nwc_get_le64(e + 16);
+		struct section *s;
+
+		if (type >= NWC_SECT_OPTIONAL) {
+			/* Not used by this version, but must still be in place. */
+			if (!nwc_range_ok(off, len, img->image_size) ||
+			    overlaps(off, len, 0, NWC_SB_SIZE) ||
+			    overlaps(off, len, img->data_off, img->data_len) ||
+			    overlaps(off, len, dir_off, dir_len)) {
+				ret = corrupt("%s: section %u out of bounds",
+					      img->path, type);
+				goto out_free;
+			}
+			continue;
+		}
+		if (type == 0 || type > NWC_SECT_MODELS) {
+			nwc_err("%s: unknown required section type %u",
+				img->path, type);
+			ret = -NWC_EFEATURE;
+			goto out_free;
+		}
+		s = &img->sect[type];
+		if (s->present || nwc_get_le32(e + 4) != 1 || off % 8 ||
+		    !nwc_range_ok(off, len, img->image_size) ||
+		    overlaps(off, len, 0, NWC_SB_SIZE) ||
+		    overlaps(off, len, img->data_off, img->data_len) ||
+		    overlaps(off, len, dir_off, dir_len) ||
+		    len > SIZE_MAX / 2) {
+			ret = corrupt("%s: section %u is duplicated, of an unknown version or out of bounds",
+				      img->path, type);
+			goto out_free;
+		}
+		for (uint32_t t = 1; t <= NWC_SECT_MODELS; t++) {
+			if (img->sect[t].present &&
+			    overlaps(off, len, img->sect[t].off,
+				     img->sect[t].len)) {
+				ret = corrupt("%s: sections %u and %u overlap",
+					      img->path, t, type);
+				goto out_free;
+			}
+		}
+		s->off = off;
+		s->len = len;
+		s->present = true;
+		s->data = malloc(len ? len : 1);
+		if (!s->data) {
+			ret = -ENOMEM;
+			goto out_free;
+		}
+		ret = nwc_pread_full(img->fd, s->data, len, off);
+		if (ret)
+			goto out_free;
+		if (nwc_hash64(s->data, len) != nwc_get_le64(e + 24)) {
+			nwc_err("%s: section %u checksum mismatch", img->path,
+				type);
+			ret = -NWC_ECHECKSUM;
+			goto out_free;
+		}
+	}
+	for (uint32_t t = 1; t <= NWC_SECT_PARAMS; t++) {
+		if (!img->sect[t].present) {
+			ret = corrupt("%s: required section %u missing",
+				      img->path, t);
+			goto out_free;
+		}
+	}
+	if (img->sect[NWC_SECT_MODELS].present !=
+	    !!(img->incompat & NWC_INCOMPAT_NWC))
+		ret = corrupt("%s: the NWC feature bit and the MODELS section go together",
+			      img->path);
+out_free:
+	free(dir);
+	return ret;
+}
+
+/* The embedded codec models: canonical layout (format.h), each parsed. */
+static int parse_models(struct nwc_image *img)
+{
+	struct section *s = &img->sect[NWC_SECT_MODELS];
+	uint64_t pos;
+	uint32_t count;
+	int ret;
+
+	if (!s->present)
+		return 0;
+	if (s->len < NWC_MODELS_HDR)
+		return corrupt("%s: MODELS section too short", img->path);
+	count = nwc_get_le32(s->data);
+	if (!count || count > NWC_MODELS_MAX || nwc_get_le32(s->data + 4) ||
+	    (uint64_t)count * NWC_MODEL_ENT_SIZE > s->len - NWC_MODELS_HDR)
+		return corrupt("%s: bad MODELS header", img->path);
+	img->models = calloc(count, sizeof(*img->models));
+	img->model_own = calloc(count, sizeof(*img->model_own));
+	if (!img->models || !img->model_own)
+		return -ENOMEM;
+	img->n_models = count;
+	pos = NWC_MODELS_HDR + (uint64_t)count * NWC_MODEL_ENT_SIZE;
+	for (uint32_t i = 0; i < count; i++) {
+		const uint8_t *ent = s->data + NWC_MODELS_HDR +
+				     (size_t)i * NWC_MODEL_ENT_SIZE;
+		uint64_t off = nwc_get_le64(ent), len = nwc_get_le64(ent + 8);
+		struct nwc_image_model *im = &img->models[i];
+
+		if (off != ((pos + 7) & ~7ull) || !len ||
+		    !nwc_range_ok(off, len, s->len))
+			return corrupt("%s: codec model %u out of place",
+				       img->path, i);
+		for (; pos < off; pos++)
+			if (s->data[pos])
+				return corrupt("%s: MODELS padding is not zero",
+					       img->path);
+		ret = nwc_model_from_buf(s->data + off, len, &img->model_own[i]);
+		if (ret) {
+			nwc_err("%s: codec model %u: %s", img->path, i,
+				nwc_strerror(ret));
+			return ret;
+		}
+		im->model = img->model_own[i];
+		im->off = s->off + off;
+		im->len = len;
+		im->xxh = nwc_get_le64(s->data + off + len - 8);
+		pos = off + len;
+	}
+	if (pos != s->len)
+		return corrupt("%s: MODELS section has trailing bytes",
+			       img->path);
+	/* The models are parsed copies; the raw bytes are no longer needed. */
+	free(s->data);
+	s->data = NULL;
+	return 0;
+}
+
+/* Resolve a (offset, length) reference into STRINGS. */
+static const char *string_ref(const struct nwc_image *img, uint32_t off,
+			      uint32_t len)
+{
+	const struct section *s = &img->sect[NWC_SECT_STRINGS];
+
+	if (!nwc_range_ok(off, len, s->len))
+		return NULL;
+	return (const char *)s->data + off;
+}
+
+static int parse_inodes(struct nwc_image *img)
+{
+	const struct section *s = &img->sect[NWC_SECT_INODES];
+	uint32_t expect = 1;
+
+	if (s->len % NWC_INODE_SIZE || s->len == 0 ||
+	    s->len / NWC_INODE_SIZE > INT32_MAX)
+		return corrupt("%s: bad inode table size", img->path);
+	img->n_inodes = (uint32_t)(s->len / NWC_INODE_SIZE);
+	img->inodes = calloc(img->n_inodes, sizeof(*img->inodes));
+	if (!img->inodes)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < img->n_inodes; i++) {
+		const uint8_t *r = s->data + (size_t)i * NWC_INODE_SIZE;
+		struct nwc_inode *n = &img->inodes[i];
+		uint32_t name_off = nwc_get_le32(r + 8);
+
+		n->mode = nwc_get_le32(r);
+		n->parent = nwc_get_le32(r + 4);
+		n->name_len = nwc_get_le32(r + 12);
+		n->mtime = (int64_t)nwc_get_le64(r + 16);
+		n->mtime_ns = nwc_get_le32(r + 24);
+		n->flags = nwc_get_le32(r + 28);
+		n->size = nwc_get_le64(r + 32);
+		n->first = nwc_get_le32(r + 40);
+		n->count = nwc_get_le32(r + 44);
+		n->name = string_ref(img, name_off, n->name_len);
+		/* Inode i must lie in the child range of an earlier directory. */
+		if (i && i >= expect)
+			return corrupt("%s: inode %u: not reachable from the root",
+				       img->path, i);
+		if (!n->name || n->mtime_ns >= 1000000000u ||
+		    (n->mode & ~(uint32_t)(S_IFMT | 07777)))
+			return corrupt("%s: inode %u: bad name or attributes",
+				       img->path, i);
+		if (i == 0 ? (n->name_len || n->parent || !S_ISDIR(n->mode))
+			   : !nwc_name_valid(n->name, n->name_len))
+			return corrupt("%s: inode %u: bad name", img->path, i);
+		if (S_ISDIR(n->mode)) {
+			if (n->size || n->flags || n->first != expect ||
+			    n->count > img->n_inodes - expect)
+				return corrupt("%s: inode %u: bad directory",
+					       img->path, i);
+			expect += n->count;
+		} else if (S_ISLNK(n->mode)) {
+			n->target = string_ref(img, n->first, n->count);
+			if (!n->target || n->count == 0 || n->count > 4096 ||
+			    n->size != n->count || n->flags)
+				return corrupt("%s: inode %u: bad symlink",
+					       img->path, i);
+		} else if (S_ISREG(n->mode)) {
+			if (n->flags & ~NWC_INODE_F_SAFETENSORS)
+				return corrupt("%s: inode %u: unknown flags",
+					       img->path, i);
+			img->total_size += n->size;
+		} else {
+			return corrupt("%s: inode %u: bad file type",
+				       img->path, i);
+		}
+	}
+	if (expect != img->n_inodes)
+		return corrupt("%s: directory tree does not cover every inode",
+			       img->path);
+	/* Children: parent link back and strictly sorted names. */
+	for (uint32_t i = 0; i < img->n_inodes; i++) {
+		const struct nwc_inode *d = &img->inodes[i];
+
+		if (!S_ISDIR(d->mode))
+			continue;
+		for (uint32_t k = 0; k < d->count; k++) {
+			const struct nwc_inode *c = &img->inodes[d->first + k];
+
+			if (c->parent != i)
+				return corrupt("%s: inode %u: wrong parent",
+					       img->path, d->first + k);
+			if (k && nwc_name_cmp(c[-1].name, c[-1].name_len, c->name,
+					  c->name_len) >= 0)
+				return corrupt("%s: directory %u: names not sorted",
+					       img->path, i);
+		}
+	}
+	return 0;
+}
+
+static int parse_blocks(struct nwc_image *img)
+{
+	const struct section *s = &img->sect[NWC_SECT_BLOCKS];
+
+	if (s->len % NWC_BLOCK_SIZE || s->len / NWC_BLOCK_SIZE > INT32_MAX)
+		return corrupt("%s: bad block table size", img->path);
+	img->n_blocks = (uint32_t)(s->len / NWC_BLOCK_SIZE);
+	img->blocks = calloc(img->n_blocks ? img->n_blocks : 1,
+			     sizeof(*img->blocks));
+	img->reported = calloc(img->n_blocks ? img->n_blocks : 1, 1);
+	if (!img->blocks || !img->reported)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < img->n_blocks; i++) {
+		const uint8_t *r = s->data + (size_t)i * NWC_BLOCK_SIZE;
+		struct nwc_block *b = &img->blocks[i];
+
+		b->off = nwc_get_le64(r);
+		b->stored_len = nwc_get_le32(r + 8);
+		b->raw_len = nwc_get_le32(r + 12);
+		b->xxh = nwc_get_le64(r + 16);
+		if (b->off < img->data_off ||
+		    !nwc_range_ok(b->off - img->data_off, b->stored_len,
+				  img->data_len) ||
+		    b->raw_len == 0 || b->raw_len > NWC_BLOCK_MAX)
+			return corrupt("%s: block %u out of bounds",
+				       img->path, i);
+	}
+	return 0;
+}
+
+/*
+ * Read, verify and parse the side record of NWC tensor @i (shape already
+ * parsed), and match it to the tensor and the models.
+ */
+static int parse_side(struct nwc_image *img, uint32_t i, uint64_t xxh)
+{
+	struct nwc_tensor *t = &img->tensors[i];
+	uint64_t esize = nwc_dtype_size(t->dtype);
+	struct nwc_tside *ts;
+	uint8_t *buf;
+	int ret;
+
+	if (!(img->incompat & NWC_INCOMPAT_NWC))
+		return corrupt("%s: tensor %u: codec nwc without the NWC feature bit",
+			       img->path, i);
+	if ((t->dtype != NWC_DTYPE_F32 && t->dtype != NWC_DTYPE_F16 &&
+	     t->dtype != NWC_DTYPE_BF16) || t->ndim != 2)
+		return corrupt("%s: tensor %u: codec nwc needs a 2-D F32, F16 or BF16 tensor",
+			       img->path, i);
+	if (!t->side_len || t->side_off < img->data_off ||
+	    !nwc_range_ok(t->side_off - img->data_off, t->side_len,
+			  img->data_len))
+		return corrupt("%s: tensor %u: side data out of bounds",
+			       img->path, i);
+	buf = malloc(t->side_len);
+	if (!buf)
+		return -ENOMEM;
+	ret = nwc_pread_full(img->fd, buf, t->side_len, t->side_off);
+	if (ret) {
+		nwc_err("%s: tensor %u: cannot read side data: %s", img->path,
+			i, nwc_strerror(ret));
+		goto out_free_buf;
+	}
+	if (nwc_hash64(buf, t->side_len) != xxh) {
+		nwc_err("%s: tensor %u: side data checksum mismatch", img->path,
+			i);
+		ret = -NWC_ECHECKSUM;
+		goto out_free_buf;
+	}
+	ret = nwc_tside_parse(buf, t->side_len, &ts);
+	if (ret) {
+		nwc_err("%s: tensor %u: bad side record: %s", img->path, i,
+			nwc_strerror(ret));
+		goto out_free_buf;
+	}
+	img->sides[i] = ts;
+	t->side = ts;
+	if (ts->m != t->shape[0] || ts->n != t->shape[1]) {
+		ret = corrupt("%s: tensor %u: side record is %ux%u, the tensor %llux%llu",
+			      img->path, i, ts->m, ts->n,
+			      (unsigned long long)t->shape[0],
+			      (unsigned long long)t->shape[1]);
+	} else if (ts->model >= img->n_models) {
+		ret = corrupt("%s: tensor %u: side record names codec model %u of %u",
+			      img->path, i, ts->model, img->n_models);
+	} else if ((uint64_t)ts->band_rows * ts->n * esize > NWC_BLOCK_MAX) {
+		ret = corrupt("%s: tensor %u: bands of %u rows are too large",
+			      img->path, i, ts->band_rows);
+	} else {
+		ret = nwc_tside_check_model(ts, img->models[ts->model].model);
+		if (ret)
+			nwc_err("%s: tensor %u: side record does not fit codec model %u: %s",
+				img->path, i, ts->model, nwc_strerror(ret));
+	}
+out_free_buf:
+	free(buf);
+	return ret;
+}
+
+static int parse_tensors(struct nwc_image *img)
+{
+	const struct section *s = &img->sect[NWC_SECT_TENSORS];
+	const struct section *p = &img->sect[NWC_SECT_PARAMS];
+
+	if (s->len % NWC_TENSOR_SIZE || s->len / NWC_TENSOR_SIZE > INT32_MAX)
+		return corrupt("%s: bad tensor table size", img->path);
+	img->n_tensors = (uint32_t)(s->len / NWC_TENSOR_SIZE);
+	img->tensors = calloc(img->n_tensors ? img->n_tensors : 1,
+			      sizeof(*img->tensors));
+	img->sides = calloc(img->n_tensors ? img->n_tensors : 1,
+			    sizeof(*img->sides));
+	if (!img->tensors || !img->sides)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < img->n_tensors; i++) {
+		const uint8_t *r = s->data + (size_t)i * NWC_TENSOR_SIZE;
+		struct nwc_tensor *t = &img->tensors[i];
+		uint32_t shape_off = nwc_get_le32(r + 32);
+		unsigned esize;
+		uint64_t n;
+
+		t->inode = nwc_get_le32(r);
+		t->name_len = nwc_get_le32(r + 8);
+		t->name = string_ref(img, nwc_get_le32(r + 4), t->name_len);
+		t->dtype = nwc_get_le16(r + 12);
+		t->ndim = nwc_get_le16(r + 14);
+		t->data_off = nwc_get_le64(r + 16);
+		t->data_len = nwc_get_le64(r + 24);
+		t->codec = nwc_get_le16(r + 36);
+		t->extent = UINT32_MAX;
+		esize = nwc_dtype_size(t->dtype);
+		t->side_off = nwc_get_le64(r + 40);
+		t->side_len = nwc_get_le32(r + 48);
+		if (t->inode >= img->n_inodes ||
+		    !S_ISREG(img->inodes[t->inode].mode) || !t->name ||
+		    !t->name_len || !esize || t->ndim > NWC_MAX_DIMS ||
+		    nwc_get_le16(r + 38) || nwc_get_le32(r + 52))
+			return corrupt("%s: tensor %u: bad record", img->path, i);
+		if (i && (t[-1].inode > t->inode ||
+			  (t[-1].inode == t->inode && t[-1].data_off > t->data_off)))
+			return corrupt("%s: tensor table not sorted", img->path);
+		if (t->ndim && (shape_off % 8 ||
+				!nwc_range_ok(shape_off, t->ndim * 8ull, p->len)))
+			return corrupt("%s: tensor %u: bad shape reference",
+				       img->path, i);
+		n = esize;
+		for (unsigned d = 0; d < t->ndim; d++) {
+			t->shape[d] = nwc_get_le64(p->data + shape_off + d * 8);
+			if (t->shape[d] && n > UINT64_MAX / t->shape[d])
+				return corrupt("%s: tensor %u: shape overflows",
+					       img->path, i);
+			n *= t->shape[d];
+		}
+		if (n != t->data_len ||
+		    !nwc_range_ok(t->data_off, t->data_len,
+				  img->inodes[t->inode].size))
+			return corrupt("%s: tensor %u: size or offset does not fit its file",
+				       img->path, i);
+		if (t->codec == NWC_CODEC_NWC) {
+			int ret = parse_side(img, i, nwc_get_le64(r + 56));
+
+			if (ret)
+				return ret;
+		} else if (t->side_off || t->side_len || nwc_get_le64(r + 56)) {
+			return corrupt("%s: tensor %u: side data on a tensor of codec %u",
+				       img->path, i, t->codec);
+		}
+	}
+	img->tfirst = calloc(img->n_inodes, sizeof(*img->tfirst));
+	img->tcount = calloc(img->n_inodes, sizeof(*img->tcount));
+	if (!img->tfirst || !img->tcount)
+		return -ENOMEM;
+	for (uint32_t i = img->n_tensors; i-- > 0;) {
+		img->tfirst[img->tensors[i].inode] = i;
+		img->tcount[img->tensors[i].inode]++;
+	}
+	return 0;
+}
+
+/*
+ * An NWC extent belongs to an NWC tensor (parse_side() checked its record)
+ * and its blocks are the tensor's bands: block_len = band rows * n * E.
+ * The generic checks in parse_extents() then tie nblocks and every raw_len
+ * to the bands.  Sets *unit to the element size.
+ */
+static int check_nwc_extent(const struct nwc_image *img, uint32_t idx,
+			    unsigned *unit)
+{
+	const struct nwc_extent *e = &img->extents[idx];
+	const struct nwc_tensor *t;
+	unsigned esize;
+
+	if (e->tensor >= img->n_tensors ||
+	    img->tensors[e->tensor].codec != NWC_CODEC_NWC || e->codec_arg)
+		return corrupt("%s: extent %u: codec nwc outside an nwc tensor",
+			       img->path, idx);
+	t = &img->tensors[e->tensor];
+	esize = nwc_dtype_size(t->dtype);
+	if (e->block_len != (uint64_t)t->side->band_rows * t->side->n * esize ||
+	    e->nblocks != nwc_tside_bands(t->side))
+		return corrupt("%s: extent %u: blocks are not the bands of tensor %u",
+			       img->path, idx, e->tensor);
+	*unit = esize;
+	return 0;
+}
+
+/* Extents of every regular file; also links tensors to their extents. */
+static int parse_extents(struct nwc_image *img)
+{
+	const struct section *s = &img->sect[NWC_SECT_EXTENTS];
+	uint8_t *owned;
+	int ret = 0;
+
+	if (s->len % NWC_EXTENT_SIZE || s->len / NWC_EXTENT_SIZE > INT32_MAX)
+		return corrupt("%s: bad extent table size", img->path);
+	img->n_extents = (uint32_t)(s->len / NWC_EXTENT_SIZE);
+	img->extents = calloc(img->n_extents ? img->n_extents : 1,
+			      sizeof(*img->extents));
+	owned = calloc(img->n_extents ? img->n_extents : 1, 1);
+	if (!img->extents || !owned) {
+		free(owned);
+		return -ENOMEM;
+	}
+	for (uint32_t i = 0; i < img->n_extents; i++) {
+		const uint8_t *r = s->data + (size_t)i * NWC_EXTENT_SIZE;
+		struct nwc_extent *e = &img->extents[i];
+
+		e->file_off = nwc_get_le64(r);
+		e->len = nwc_get_le64(r + 8);
+		e->first_block = nwc_get_le32(r + 16);
+		e->nblocks = nwc_get_le32(r + 20);
+		e->block_len = nwc_get_le32(r + 24);
+		e->codec = nwc_get_le16(r + 28);
+		e->codec_arg = nwc_get_le32(r + 32);
+		e->tensor = nwc_get_le32(r + 36);
+		if (nwc_get_le16(r + 30) || nwc_get_le64(r + 40)) {
+			ret = corrupt("%s: extent %u: reserved fields set",
+				      img->path, i);
+			goto out_free;
+		}
+	}
+	for (uint32_t ino = 0; ino < img->n_inodes; ino++) {
+		const struct nwc_inode *n = &img->inodes[ino];
+		uint64_t pos = 0;
+
+		if (!S_ISREG(n->mode))
+			continue;
+		if (n->first > img->n_extents ||
+		    n->count > img->n_extents - n->first) {
+			ret = corrupt("%s: inode %u: extents out of bounds",
+				      img->path, ino);
+			goto out_free;
+		}
+		for (uint32_t k = 0; k < n->count; k++) {
+			uint32_t idx = n->first + k;
+			const struct nwc_extent *e = &img->extents[idx];
+			uint64_t nb;
+			unsigned unit;
+
+			if (e->codec == NWC_CODEC_NWC) {
+				ret = check_nwc_extent(img, idx, &unit);
+				if (ret)
+					goto out_free;
+			} else {
+				ret = nwc_codec_check(e->codec, e->codec_arg,
+						      e->block_len);
+				if (ret == -NWC_EFEATURE) {
+					nwc_err("%s: extent %u uses codec %u, which this build does not support",
+						img->path, idx, e->codec);
+					goto out_free;
+				}
+				unit = ret ? 0 : nwc_codec_unit(e->codec,
+								e->codec_arg);
+			}
+			nb = e->block_len ? (e->len + e->block_len - 1) /
+						    e->block_len : 0;
+			if (ret || owned[idx] || e->file_off != pos ||
+			    e->len == 0 || e->len > n->size - pos ||
+			    !unit || e->len % unit || nb != e->nblocks ||
+			    e->first_block > img->n_blocks ||
+			    e->nblocks > img->n_blocks - e->first_block) {
+				ret = corrupt("%s: extent %u of inode %u is inconsistent",
+					      img->path, idx, ino);
+				goto out_free;
+			}
+			owned[idx] = 1;
+			pos += e->len;
+			for (uint32_t j = 0; j < e->nblocks; j++) {
+				const struct nwc_block *b =
+					&img->blocks[e->first_block + j];
+
+				if (b->raw_len != nwc_extent_block_len(e, j) ||
+				    (e->codec == NWC_CODEC_RAW &&
+				     b->stored_len != b->raw_len)) {
+					ret = corrupt("%s: block %u: length disagrees with extent %u",
+						      img->path, e->first_block + j, idx);
+					goto out_free;
+				}
+			}
+			if (e->tensor != NWC_NO_TENSOR) {
+				struct nwc_tensor *t;
+
+				if (e->tensor >= img->n_tensors) {
+					ret = corrupt("%s: extent %u: bad tensor index",
+						      img->path, idx);
+					goto out_free;
+				}
+				t = &img->tensors[e->tensor];
+				if (t->extent != UINT32_MAX || t->inode != ino ||
+				    t->data_off != e->file_off ||
+				    t->data_len != e->len || t->codec != e->codec) {
+					ret = corrupt("%s: extent %u does not match tensor %u",
+						      img->path, idx, e->tensor);
+					goto out_free;
+				}
+				t->extent = idx;
+			}
+		}
+		if (pos != n->size) {
+			ret = corrupt("%s: inode %u: extents cover %llu of %llu bytes",
+				      img->path, ino, (unsigned long long)pos,
+				      (unsigned long long)n->size);
+			goto out_free;
+		}
+	}
+	for (uint32_t i = 0; i < img->n_extents; i++) {
+		if (!owned[i]) {
+			ret = corrupt("%s: extent %u belongs to no file",
+				      img->path, i);
+			goto out_free;
+		}
+	}
+	for (uint32_t i = 0; i < img->n_tensors; i++) {
+		const struct nwc_tensor *t = &img->tensors[i];
+
+		if ((t->data_len != 0) != (t->extent != UINT32_MAX)) {
+			ret = corrupt("%s: tensor %u has no extent",
+				      img->path, i);
+			goto out_free;
+		}
+	}
+out_free:
+	free(owned);
+	return ret;
+}
+
+int nwc_image_open_fd(int fd, const char *path, struct nwc_image **out)
+{
+	struct nwc_image *img;
+	uint64_t dir_off, dir_xxh;
+	uint32_t dir_count;
+	struct stat st;
+	int ret;
+
+	img = calloc(1, sizeof(*img));
+	if (!img) {
+		close(fd);
+		return -ENOMEM;
+	}
+	img->fd = fd;
+	img->path = strdup(path);
+	if (!img->path) {
+		ret = -ENOMEM;
+		goto out_close;
+	}
+	if (fstat(fd, &st)) {
+		ret = -errno;
+		nwc_err("%s: %s", path, strerror(errno));
+		goto out_close;
+	}
+	if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
+		nwc_err("%s: not a regular file", path);
+		ret = -EINVAL;
+		goto out_close;
+	}
+	img->image_size = (uint64_t)st.st_size;
+	ret = read_super(img, &dir_off, &dir_count, &dir_xxh);
+	if (!ret)
+		ret = read_sections(img, dir_off, dir_count, dir_xxh);
+	if (!ret)
+		ret = parse_models(img);
+	if (!ret)
+		ret = parse_inodes(img);
+	if (!ret)
+		ret = parse_blocks(img);
+	if (!ret)
+		ret = parse_tensors(img);
+	if (!ret)
+		ret = parse_extents(img);
+	if (ret)
+		goto out_close;
+	*out = img;
+	return 0;
+
+out_close:
+	nwc_image_close(img);
+	return ret;
+}
+
+int nwc_image_open(const char *path, struct nwc_image **out)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0) {
+		int ret = -errno;
+
+		nwc_err("%s: %s", path, strerror(errno));
+		return ret;
+	}
+	return nwc_image_open_fd(fd, path, out);
+}
+
+void nwc_image_close(struct nwc_image *img)
+{
+	if (!img)
+		return;
+	if (img->fd >= 0)
+		close(img->fd);
+	for (unsigned i = 0; i < NWC_ARRAY_SIZE(img->sect); i++)
+		free(img->sect[i].data);
+	free(img->inodes);
+	free(img->extents);
+	free(img->blocks);
+	free(img->tensors);
+	for (uint32_t i = 0; img->sides && i < img->n_tensors; i++)
+		free(img->sides[i]);
+	free(img->sides);
+	for (uint32_t i = 0; img->model_own && i < img->n_models; i++)
+		nwc_model_free(img->model_own[i]);
+	free(img->model_own);
+	free(img->models);
+	free(img->tfirst);
+	free(img->tcount);
+	free(img->reported);
+	free(img->path);
+	free(img);
+}
+
+const char *nwc_image_path(const struct nwc_image *img)
+{
+	return img->path;
+}
+
+void nwc_image_get_info(const struct nwc_image *img,
+			struct nwc_image_info *out)
+{
+	out->image_size = img->image_size;
+	out->data_len = img->data_len;
+	out->compat = img->compat;
+	out->incompat = img->incompat;
+	out->block_log2 = img->block_log2;
+	out->n_inodes = img->n_inodes;
+	out->n_extents = img->n_extents;
+	out->n_blocks = img->n_blocks;
+	out->n_tensors = img->n_tensors;
+	out->n_models = img->n_models;
+	out->total_size = img->total_size;
+}
+
+const struct nwc_inode *nwc_image_inode(const struct nwc_image *img,
+					uint32_t ino)
+{
+	return &img->inodes[ino];
+}
+
+const struct nwc_extent *nwc_image_extent(const struct nwc_image *img,
+					  uint32_t idx)
+{
+	return &img->extents[idx];
+}
+
+const struct nwc_block *nwc_image_block(const struct nwc_image *img,
+					uint32_t idx)
+{
+	return &img->blocks[idx];
+}
+
+const struct nwc_tensor *nwc_image_tensor(const struct nwc_image *img,
+					  uint32_t idx)
+{
+	return &img->tensors[idx];
+}
+
+const struct nwc_image_model *nwc_image_model(const struct nwc_image *img,
+					      uint32_t idx)
+{
+	return &img->models[idx];
+}
+
+void nwc_image_file_tensors(const struct nwc_image *img, uint32_t ino,
+			    uint32_t *first, uint32_t *count)
+{
+	*first = img->tfirst[ino];
+	*count = img->tcount[ino];
+}
+
+int nwc_image_lookup(const struct nwc_image *img, uint32_t dir,
+		     const char *name, size_t len, uint32_t *ino)
+{
+	const struct nwc_inode *d = &img->inodes[dir];
+	uint32_t lo = 0, hi;
+
+	if (!S_ISDIR(d->mode))
+		return -ENOTDIR;
+	if (len > NWC_NAME_MAX)
+		return -ENOENT;
+	hi = d->count;
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		const struct nwc_inode *c = &img->inodes[d->first + mid];
+		int cmp = nwc_name_cmp(name, (uint32_t)len, c->name, c->name_len);
+
+		if (!cmp) {
+			*ino = d->first + mid;
+			return 0;
+		}
+		if (cmp < 0)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	return -ENOENT;
+}
+
+int nwc_image_resolve(const struct nwc_image *img, const char *path,
+		      uint32_t *ino)
+{
+	uint32_t cur = 0;
+
+	while (*path) {
+		const char *end;
+		int ret;
+
+		while (*path == '/')
+			path++;
+		if (!*path)
+			break;
+		end = strchr(path, '/');
+		if (!end)
+			end = path + strlen(path);
+		ret = nwc_image_lookup(img, cur, path, (size_t)(end - path),
+				       &cur);
+		if (ret)
+			return ret;
+		path = end;
+	}
+	*ino = cur;
+	return 0;
+}
+
+uint32_t nwc_image_find_extent(const struct nwc_image *img, uint32_t ino,
+			       uint64_t off)
+{
+	const struct nwc_inode *n = &img->inodes[ino];
+	uint32_t lo = 0, hi = n->count;
+
+	/* Largest extent whose file_off <= off. */
+	while (hi - lo > 1) {
+		uint32_t mid = lo + (hi - lo) / 2;
+
+		if (img->extents[n->first + mid].file_off <= off)
+			lo = mid;
+		else
+			hi = mid;
+	}
+	return n->first + lo;
+}
+
+static int fetch_block(const struct nwc_image *img, struct nwc_dctx *dctx,
+		       uint32_t idx, const uint8_t **payload)
+{
+	const struct nwc_block *b = &img->blocks[idx];
+	uint8_t *buf;
+	int ret;
+
+	buf = nwc_dctx_scratch(dctx, b->stored_len ? b->stored_len : 1);
+	if (!buf)
+		return -ENOMEM;
+	ret = nwc_pread_full(img->fd, buf, b->stored_len, b->off);
+	if (ret) {
+		nwc_err("%s: block %u: read failed: %s", img->path, idx,
+			nwc_strerror(ret));
+		return ret;
+	}
+	if (nwc_hash64(buf, b->stored_len) != b->xxh) {
+		if (!atomic_exchange(&img->reported[idx], 1))
+			nwc_err("%s: block %u (offset %llu, %u bytes): checksum mismatch",
+				img->path, idx, (unsigned long long)b->off,
+				b->stored_len);
+		return -NWC_ECHECKSUM;
+	}
+	*payload = buf;
+	return 0;
+}
+
+int nwc_image_check_block(const struct nwc_image *img, struct nwc_dctx *dctx,
+			  uint32_t idx)
+{
+	const uint8_t *payload;
+
+	return fetch_block(img, dctx, idx, &payload);
+}
+
+/* Band @j of the NWC tensor of extent @e, validated at open. */
+static int decode_band(const struct nwc_image *img, struct nwc_dctx *dctx,
+		       const struct nwc_extent *e, uint32_t j,
+		       const uint8_t *payload, size_t stored_len, void *dst,
+		       size_t len)
+{
+	const struct nwc_tensor *t = &img->tensors[e->tensor];
+	struct nwc_tensor_scratch *s = nwc_dctx_tensor_scratch(dctx);
+
+	if (!s)
+		return -ENOMEM;
+	return nwc_band_decode(img->models[t->side->model].model, t->side, j,
+			       payload, stored_len, t->dtype, dst, len, s);
+}
+
+int nwc_image_load_block(const struct nwc_image *img, struct nwc_dctx *dctx,
+			 uint32_t ext, uint32_t j, void *dst, size_t len)
+{
+	const struct nwc_extent *e = &img->extents[ext];
+	uint32_t idx = e->first_block + j;
+	const uint8_t *payload;
+	int ret;
+
+	if (j >= e->nblocks || len != nwc_extent_block_len(e, j))
+		return -EINVAL;
+	ret = fetch_block(img, dctx, idx, &payload);
+	if (ret)
+		return ret;
+	if (e->codec == NWC_CODEC_NWC)
+		ret = decode_band(img, dctx, e, j, payload,
+				  img->blocks[idx].stored_len, dst, len);
+	else
+		ret = nwc_codec_decode(dctx, e->codec, e->codec_arg, payload,
+				       img->blocks[idx].stored_len, dst, len);
+	if (ret && !atomic_exchange(&img->reported[idx], 1))
+		nwc_err("%s: block %u: payload does not decode: %s", img->path,
+			idx, nwc_strerror(ret));
+	return ret;
+}
+
+uint64_t nwc_image_extent_stored(const struct nwc_image *img, uint32_t ext)
+{
+	const struct nwc_extent *e = &img->extents[ext];
+	uint64_t sum = 0;
+
+	for (uint32_t j = 0; j < e->nblocks; j++)
+		sum += img->blocks[e->first_block + j].stored_len;
+	return sum;
+}

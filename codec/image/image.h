@@ -1,0 +1,181 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * image.h - read side of the nwc image format (format.h gives the layout).
+ *
+ *	struct nwc_image *img;
+ *	ret = nwc_image_open("model.nwc", &img);
+ *	ret = nwc_image_resolve(img, "/model.safetensors", &ino);
+ *	ret = nwc_image_load_block(img, dctx, ext, j, buf, len);
+ *	nwc_image_close(img);
+ *
+ * nwc_image_open() reads all metadata into memory and validates every
+ * structure and cross reference, so the accessors below cannot fail on a
+ * valid index.  That includes the codec models and the side records of NWC
+ * tensors, parsed once at open.  Block payloads stay on disk;
+ * nwc_image_load_block() checks each against its checksum before decoding
+ * it.
+ *
+ * Thread safety: a struct nwc_image is immutable after open; share it
+ * between threads freely.  Reads use pread(2) only.
+ */
+#ifndef NWC_IMAGE_H
+#define NWC_IMAGE_H
+
+#include "codec/image/format.h"
+
+struct nwc_image;
+struct nwc_dctx;
+struct nwc_model;
+struct nwc_tside;
+
+struct nwc_inode {
+	uint32_t mode;		/* file type and permission bits */
+	uint32_t parent;	/* parent inode (root: 0) */
+	const char *name;	/* not NUL-terminated; name_len bytes */
+	uint32_t name_len;
+	uint32_t flags;		/* NWC_INODE_F_* */
+	int64_t mtime;
+	uint32_t mtime_ns;
+	uint64_t size;		/* file bytes, or symlink target length */
+	uint32_t first;		/* first child / extent (see format.h) */
+	uint32_t count;		/* children / extents */
+	const char *target;	/* symlink target (not NUL-terminated) or NULL */
+};
+
+struct nwc_extent {
+	uint64_t file_off;	/* first byte of the extent in its file */
+	uint64_t len;		/* decoded bytes */
+	uint32_t first_block;	/* first block index */
+	uint32_t nblocks;
+	uint32_t block_len;	/* decoded bytes per block but the last */
+	uint16_t codec;		/* NWC_CODEC_* */
+	uint32_t codec_arg;
+	uint32_t tensor;	/* tensor index or NWC_NO_TENSOR */
+};
+
+struct nwc_block {
+	uint64_t off;		/* payload offset in the image */
+	uint32_t stored_len;
+	uint32_t raw_len;
+	uint64_t xxh;
+};
+
+struct nwc_tensor {
+	uint32_t inode;
+	const char *name;	/* not NUL-terminated */
+	uint32_t name_len;
+	uint16_t dtype;
+	uint16_t ndim;
+	uint64_t shape[NWC_MAX_DIMS];
+	uint64_t data_off;	/* in the served file */
+	uint64_t data_len;
+	uint16_t codec;
+	uint32_t extent;	/* the extent holding the data, or UINT32_MAX */
+	uint64_t side_off;	/* side data in the image, or 0 */
+	uint32_t side_len;	/* bytes of side data, or 0 */
+	const struct nwc_tside *side;	/* NWC tensors: the side record */
+};
+
+/* An embedded codec model (format.h, MODELS). */
+struct nwc_image_model {
+	const struct nwc_model *model;	/* parsed and finalized */
+	uint64_t off;		/* its bytes in the image */
+	uint64_t len;
+	uint64_t xxh;		/* the model file's own checksum */
+};
+
+struct nwc_image_info {
+	uint64_t image_size;
+	uint64_t data_len;	/* bytes of stored payloads */
+	uint64_t compat;
+	uint64_t incompat;
+	uint32_t block_log2;
+	uint32_t n_inodes;
+	uint32_t n_extents;
+	uint32_t n_blocks;
+	uint32_t n_tensors;
+	uint32_t n_models;	/* embedded codec models */
+	uint64_t total_size;	/* sum of regular file sizes */
+};
+
+/*
+ * nwc_image_open() - open and validate an image.  Returns 0 and sets *out,
+ * or a negative errno: from open(2)/pread(2); -NWC_ECORRUPT when a structure
+ * is invalid; -NWC_ECHECKSUM when a checksum does not match; -NWC_EFEATURE
+ * when the image needs a feature or codec this build lacks.  Each failure
+ * logs one line naming @path and the problem.
+ */
+int nwc_image_open(const char *path, struct nwc_image **out);
+
+/* As nwc_image_open(), on an open descriptor that the image takes over. */
+int nwc_image_open_fd(int fd, const char *path, struct nwc_image **out);
+
+/* Release everything; accepts NULL. */
+void nwc_image_close(struct nwc_image *img);
+
+const char *nwc_image_path(const struct nwc_image *img);
+void nwc_image_get_info(const struct nwc_image *img,
+			struct nwc_image_info *out);
+
+/* Accessors; the index must be below the count in nwc_image_info. */
+const struct nwc_inode *nwc_image_inode(const struct nwc_image *img,
+					uint32_t ino);
+const struct nwc_extent *nwc_image_extent(const struct nwc_image *img,
+					  uint32_t idx);
+const struct nwc_block *nwc_image_block(const struct nwc_image *img,
+					uint32_t idx);
+const struct nwc_tensor *nwc_image_tensor(const struct nwc_image *img,
+					  uint32_t idx);
+const struct nwc_image_model *nwc_image_model(const struct nwc_image *img,
+					      uint32_t idx);
+
+/* Tensors of file @ino: the range [*first, *first + *count). */
+void nwc_image_file_tensors(const struct nwc_image *img, uint32_t ino,
+			    uint32_t *first, uint32_t *count);
+
+/* Look up @name (@len bytes) in directory @dir: 0 and *ino, or -ENOENT /
+ * -ENOTDIR. */
+int nwc_image_lookup(const struct nwc_image *img, uint32_t dir,
+		     const char *name, size_t len, uint32_t *ino);
+
+/* Resolve an absolute or root-relative path ("/a/b", "a/b", "/"); symlinks
+ * are not followed.  Returns 0 or -ENOENT / -ENOTDIR. */
+int nwc_image_resolve(const struct nwc_image *img, const char *path,
+		      uint32_t *ino);
+
+/*
+ * nwc_image_find_extent() - the extent of regular file @ino that holds byte
+ * @off (< size).  Returns its index.
+ */
+uint32_t nwc_image_find_extent(const struct nwc_image *img, uint32_t ino,
+			       uint64_t off);
+
+/* Decoded length of block @j of extent @e. */
+static inline uint32_t nwc_extent_block_len(const struct nwc_extent *e,
+					    uint32_t j)
+{
+	uint64_t start = (uint64_t)j * e->block_len;
+
+	return (uint32_t)NWC_MIN((uint64_t)e->block_len, e->len - start);
+}
+
+/*
+ * nwc_image_load_block() - read block @j of extent @ext, verify its checksum
+ * and decode it into @dst, which holds exactly nwc_extent_block_len() bytes
+ * (@len).  For an NWC extent block @j is row band @j of the tensor, decoded
+ * with its model and side record.  @dctx is the caller's per-thread decode
+ * context.  Returns 0, -NWC_ECHECKSUM, -NWC_ECORRUPT (payload does not
+ * decode), -ENOMEM or an I/O error; failures are logged once per call with
+ * the image path and block index.
+ */
+int nwc_image_load_block(const struct nwc_image *img, struct nwc_dctx *dctx,
+			 uint32_t ext, uint32_t j, void *dst, size_t len);
+
+/* Verify block @idx's checksum only (no decode).  Returns 0 or -errno. */
+int nwc_image_check_block(const struct nwc_image *img, struct nwc_dctx *dctx,
+			  uint32_t idx);
+
+/* Total stored bytes of the blocks of extent @ext. */
+uint64_t nwc_image_extent_stored(const struct nwc_image *img, uint32_t ext);
+
+#endif /* NWC_IMAGE_H */

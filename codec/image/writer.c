@@ -1,0 +1,1041 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * writer.c - lays out an image: payloads (and NWC side records) stream to
+ * the data region as they arrive; tables, the codec models, the section
+ * directory and finally the superblock are written by nwc_writer_finish(),
+ * which numbers inodes breadth first.
+ */
+#include "codec/common/base.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "codec/common/hash.h"
+#include "codec/common/io.h"
+#include "codec/common/log.h"
+#include "codec/nwc/nwcmodel.h"
+#include "codec/nwc/nwctensor.h"
+#include "codec/image/writer.h"
+
+#define WBUF_SIZE (4u << 20)
+
+struct wnode {
+	uint32_t parent;
+	uint32_t mode;
+	uint32_t flags;
+	int64_t mtime;
+	uint32_t mtime_ns;
+	char *name;
+	uint32_t name_len;
+	char *target;		/* symlink */
+	uint32_t target_len;
+	uint64_t size;		/* file bytes so far */
+	uint32_t first_ext;
+	uint32_t n_ext;
+	uint32_t ino;		/* breadth-first number, set at finish */
+};
+
+struct wext {
+	uint32_t file;
+	uint64_t file_off;
+	uint64_t len;
+	uint32_t block_len;
+	uint16_t codec;
+	uint32_t codec_arg;
+	uint32_t tensor;
+	uint32_t first_block;
+	uint32_t nblocks;	/* expected */
+	uint32_t added;		/* blocks added so far */
+};
+
+struct wblock {
+	uint64_t off;
+	uint32_t stored_len;
+	uint32_t raw_len;
+	uint64_t xxh;
+};
+
+struct wtensor {
+	uint32_t file;
+	char *name;
+	uint32_t name_len;
+	uint16_t dtype;
+	uint16_t ndim;
+	uint64_t shape[NWC_MAX_DIMS];
+	uint64_t data_off;
+	uint64_t data_len;
+	uint16_t codec;
+	uint64_t side_off;	/* side data in the image, if side_len */
+	uint32_t side_len;
+	uint64_t side_xxh;
+	struct nwc_tside *side;	/* the parsed side record, or NULL */
+};
+
+struct wmodel {
+	uint8_t *blob;		/* the .nwcm bytes, as embedded */
+	size_t len;
+	struct nwc_model *model;	/* parsed, to check side records */
+};
+
+/* A growable byte buffer for the tables. */
+struct bytes {
+	uint8_t *p;
+	size_t len;
+	size_t cap;
+};
+
+struct nwc_writer {
+	char *path;
+	char *tmp_path;
+	int fd;
+	unsigned block_log2;
+	uint64_t pos;		/* next payload offset in the image */
+	uint8_t *wbuf;		/* payload bytes not yet written */
+	size_t wlen;
+	struct wnode *nodes;
+	uint32_t n_nodes, cap_nodes;
+	struct wext *exts;
+	uint32_t n_exts, cap_exts;
+	struct wblock *blocks;
+	uint32_t n_blocks, cap_blocks;
+	struct wtensor *tensors;
+	uint32_t n_tensors, cap_tensors;
+	struct wmodel *models;
+	uint32_t n_models, cap_models;
+};
+
+/* Grow *arr (of *cap elements of @size) so that index @n fits. */
+static int grow(void **arr, uint32_t *cap, uint32_t n, size_t size)
+{
+	uint32_t ncap;
+	void *p;
+
+	if (n < *cap)
+		return 0;
+	if (n >= UINT32_MAX / 2)
+		return -EOVERFLOW;
+	ncap = *cap ? *cap * 2 : 64;
+	p = realloc(*arr, (size_t)ncap * size);
+	if (!p)
+		return -ENOMEM;
+	*arr = p;
+	*cap = ncap;
+	return 0;
+}
+
+static int bytes_reserve(struct bytes *b, size_t more)
+{
+	size_t ncap;
+	uint8_t *p;
+
+	if (b->len + more <= b->cap)
+		return 0;
+	ncap = b->cap ? b->cap : 4096;
+	while (ncap < b->len + more)
+		ncap *= 2;
+	p = realloc(b->p, ncap);
+	if (!p)
+		return -ENOMEM;
+	b->p = p;
+	b->cap = ncap;
+	return 0;
+}
+
+/* Append @len bytes (or zeros when @src is NULL); returns the offset. */
+static int bytes_add(struct bytes *b, const void *src, size_t len,
+		     uint32_t *off)
+{
+	int ret = bytes_reserve(b, len);
+
+	if (ret)
+		return ret;
+	if (b->len + len > UINT32_MAX)
+		return -EOVERFLOW;
+	if (off)
+		*off = (uint32_t)b->len;
+	if (!len)
+		return 0;
+	if (src)
+		memcpy(b->p + b->len, src, len);
+	else
+		memset(b->p + b->len, 0, len);
+	b->len += len;
+	return 0;
+}
+
+int nwc_writer_create(const char *path, unsigned block_log2, bool force,
+		      struct nwc_writer **out)
+{
+	struct nwc_writer *w;
+	struct stat st;
+	size_t n;
+	int ret;
+
+	if (block_log2 < NWC_BLOCK_LOG2_MIN || block_log2 > NWC_BLOCK_LOG2_MAX)
+		return -EINVAL;
+	if (!force && lstat(path, &st) == 0) {
+		nwc_err("%s: already exists (use --force to replace it)", path);
+		return -EEXIST;
+	}
+	w = calloc(1, sizeof(*w));
+	if (!w)
+		return -ENOMEM;
+	w->fd = -1;
+	w->block_log2 = block_log2;
+	w->pos = NWC_DATA_ALIGN;
+	n = strlen(path) + 16;
+	w->path = strdup(path);
+	w->tmp_path = malloc(n);
+	w->wbuf = malloc(WBUF_SIZE);
+	if (!w->path || !w->tmp_path || !w->wbuf) {
+		ret = -ENOMEM;
+		goto out_free;
+	}
+	snprintf(w->tmp_path, n, "%s.tmp.XXXXXX", path);
+	w->fd = mkstemp(w->tmp_path);
+	if (w->fd < 0) {
+		ret = -errno;
+		nwc_err("%s: cannot create temporary file: %s", w->tmp_path,
+			strerror(-ret));
+		goto out_free;
+	}
+	/* mkstemp() creates 0600; give the image the usual 0666 & ~umask. */
+	mode_t um = umask(0);
+
+	umask(um);
+	if (fchmod(w->fd, 0666 & ~um)) {
+		ret = -errno;
+		goto out_unlink;
+	}
+	/* Root directory: id 0, its own parent. */
+	ret = grow((void **)&w->nodes, &w->cap_nodes, 0, sizeof(*w->nodes));
+	if (ret)
+		goto out_unlink;
+	memset(&w->nodes[0], 0, sizeof(w->nodes[0]));
+	w->nodes[0].mode = S_IFDIR | 0755;
+	w->n_nodes = 1;
+	*out = w;
+	return 0;
+
+out_unlink:
+	close(w->fd);
+	unlink(w->tmp_path);
+out_free:
+	free(w->wbuf);
+	free(w->tmp_path);
+	free(w->path);
+	free(w);
+	return ret;
+}
+
+int nwc_writer_add_node(struct nwc_writer *w, uint32_t parent, const char *name,
+			size_t len, uint32_t mode, int64_t mtime,
+			uint32_t mtime_ns, uint32_t *id)
+{
+	struct wnode *n;
+	uint32_t type = mode & S_IFMT;
+	int ret;
+
+	if (parent >= w->n_nodes || !S_ISDIR(w->nodes[parent].mode))
+		return -ENOTDIR;
+	if (!nwc_name_valid(name, len))
+		return -EINVAL;
+	if (type != S_IFDIR && type != S_IFREG && type != S_IFLNK)
+		return -EINVAL;
+	if (mtime_ns >= 1000000000u)
+		return -EINVAL;
+	ret = grow((void **)&w->nodes, &w->cap_nodes, w->n_nodes,
+		   sizeof(*w->nodes));
+	if (ret)
+		return ret;
+	n = &w->nodes[w->n_nodes];
+	memset(n, 0, sizeof(*n));
+	n->name = malloc(len);
+	if (!n->name)
+		return -ENOMEM;
+	memcpy(n->name, name, len);
+	n->name_len = (uint32_t)len;
+	n->parent = parent;
+	n->mode = mode & (S_IFMT | 07777);
+	n->mtime = mtime;
+	n->mtime_ns = mtime_ns;
+	*id = w->n_nodes++;
+	return 0;
+}
+
+int nwc_writer_set_root(struct nwc_writer *w, uint32_t mode, int64_t mtime,
+			uint32_t mtime_ns)
+{
+	if (mtime_ns >= 1000000000u)
+		return -EINVAL;
+	w->nodes[0].mode = S_IFDIR | (mode & 07777);
+	w->nodes[0].mtime = mtime;
+	w->nodes[0].mtime_ns = mtime_ns;
+	return 0;
+}
+
+int nwc_writer_set_symlink(struct nwc_writer *w, uint32_t id,
+			   const char *target, size_t len)
+{
+	struct wnode *n;
+
+	if (id >= w->n_nodes || !S_ISLNK(w->nodes[id].mode))
+		return -EINVAL;
+	if (len == 0 || len > 4096)
+		return -EINVAL;
+	n = &w->nodes[id];
+	free(n->target);
+	n->target = malloc(len);
+	if (!n->target)
+		return -ENOMEM;
+	memcpy(n->target, target, len);
+	n->target_len = (uint32_t)len;
+	n->size = len;
+	return 0;
+}
+
+int nwc_writer_set_flags(struct nwc_writer *w, uint32_t id, uint32_t flags)
+{
+	if (id >= w->n_nodes || !S_ISREG(w->nodes[id].mode))
+		return -EINVAL;
+	w->nodes[id].flags = flags;
+	return 0;
+}
+
+int nwc_writer_add_tensor(struct nwc_writer *w, uint32_t id,
+			  const struct nwc_wtensor *t, uint32_t *idx)
+{
+	struct wtensor *wt;
+	int ret;
+
+	if (id >= w->n_nodes || !S_ISREG(w->nodes[id].mode))
+		return -EINVAL;
+	if (t->ndim > NWC_MAX_DIMS || !nwc_dtype_size(t->dtype) ||
+	    t->name_len == 0 || t->name_len > UINT16_MAX)
+		return -EINVAL;
+	ret = grow((void **)&w->tensors, &w->cap_tensors, w->n_tensors,
+		   sizeof(*w->tensors));
+	if (ret)
+		return ret;
+	wt = &w->tensors[w->n_tensors];
+	memset(wt, 0, sizeof(*wt));
+	wt->name = malloc(t->name_len);
+	if (!wt->name)
+		return -ENOMEM;
+	memcpy(wt->name, t->name, t->name_len);
+	wt->name_len = (uint32_t)t->name_len;
+	wt->file = id;
+	wt->dtype = (uint16_t)t->dtype;
+	wt->ndim = (uint16_t)t->ndim;
+	memcpy(wt->shape, t->shape, t->ndim * sizeof(*t->shape));
+	wt->data_off = t->data_off;
+	wt->data_len = t->data_len;
+	wt->codec = t->codec;
+	*idx = w->n_tensors++;
+	return 0;
+}
+
+/* What the reader demands of an NWC extent (format.h, section 8). */
+static int check_nwc_extent(const struct nwc_writer *w, uint32_t id,
+			    const struct nwc_wextent *e)
+{
+	const struct wtensor *t;
+	uint64_t esize;
+
+	if (e->tensor == NWC_NO_TENSOR)
+		return -EINVAL;
+	t = &w->tensors[e->tensor];
+	esize = nwc_dtype_size(t->dtype);
+	if (!t->side || t->file != id || e->codec_arg || t->ndim != 2 ||
+	    (t->dtype != NWC_DTYPE_F32 && t->dtype != NWC_DTYPE_F16 &&
+	     t->dtype != NWC_DTYPE_BF16) ||
+	    t->shape[0] != t->side->m || t->shape[1] != t->side->n ||
+	    t->data_off != w->nodes[id].size ||
+	    t->data_len != (uint64_t)t->side->m * t->side->n * esize ||
+	    e->len != t->data_len ||
+	    e->block_len != (uint64_t)t->side->band_rows * t->side->n * esize) {
+		nwc_err("%s: tensor \"%.*s\": NWC extent does not match the tensor or its side record",
+			w->path, (int)t->name_len, t->name);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static bool last_extent_done(const struct nwc_writer *w)
+{
+	return !w->n_exts ||
+	       w->exts[w->n_exts - 1].added == w->exts[w->n_exts - 1].nblocks;
+}
+
+int nwc_writer_add_extent(struct nwc_writer *w, uint32_t id,
+			  const struct nwc_wextent *e, uint32_t *ext)
+{
+	struct wnode *n;
+	struct wext *x;
+	uint64_t nblocks;
+	int ret;
+
+	if (id >= w->n_nodes || !S_ISREG(w->nodes[id].mode))
+		return -EINVAL;
+	n = &w->nodes[id];
+	if (!last_extent_done(w) || e->len == 0 || e->block_len == 0 ||
+	    e->block_len > NWC_BLOCK_MAX)
+		return -EINVAL;
+	/* A file's extents must be consecutive in the table. */
+	if (n->n_ext && n->first_ext + n->n_ext != w->n_exts)
+		return -EINVAL;
+	if (e->tensor != NWC_NO_TENSOR && e->tensor >= w->n_tensors)
+		return -EINVAL;
+	if (e->codec == NWC_CODEC_NWC) {
+		ret = check_nwc_extent(w, id, e);
+		if (ret)
+			return ret;
+	}
+	nblocks = (e->len + e->block_len - 1) / e->block_len;
+	if (nblocks > UINT32_MAX - w->n_blocks)
+		return -EOVERFLOW;
+	ret = grow((void **)&w->exts, &w->cap_exts, w->n_exts,
+		   sizeof(*w->exts));
+	if (ret)
+		return ret;
+	x = &w->exts[w->n_exts];
+	memset(x, 0, sizeof(*x));
+	x->file = id;
+	x->file_off = n->size;
+	x->len = e->len;
+	x->block_len = e->block_len;
+	x->codec = e->codec;
+	x->codec_arg = e->codec_arg;
+	x->tensor = e->tensor;
+	x->first_block = w->n_blocks;
+	x->nblocks = (uint32_t)nblocks;
+	if (e->tensor != NWC_NO_TENSOR)
+		w->tensors[e->tensor].codec = e->codec;
+	if (!n->n_ext)
+		n->first_ext = w->n_exts;
+	n->n_ext++;
+	n->size += e->len;
+	*ext = w->n_exts++;
+	return 0;
+}
+
+static int flush_wbuf(struct nwc_writer *w)
+{
+	int ret;
+
+	if (!w->wlen)
+		return 0;
+	ret = nwc_pwrite_full(w->fd, w->wbuf, w->wlen, w->pos - w->wlen);
+	if (ret) {
+		nwc_err("%s: write failed: %s", w->tmp_path, strerror(-ret));
+		return ret;
+	}
+	w->wlen = 0;
+	return 0;
+}
+
+/* Append payload bytes to the data region. */
+static int put_data(struct nwc_writer *w, const void *src, size_t len)
+{
+	int ret;
+
+	if (!len)
+		return 0;
+	if (len > WBUF_SIZE - w->wlen) {
+		ret = flush_wbuf(w);
+		if (ret)
+			return ret;
+	}
+	if (len >= WBUF_SIZE) {
+		ret = nwc_pwrite_full(w->fd, src, len, w->pos);
+		if (ret) {
+			nwc_err("%s: write failed: %s", w->tmp_path,
+				strerror(-ret));
+			return ret;
+		}
+	} else {
+		memcpy(w->wbuf + w->wlen, src, len);
+		w->wlen += len;
+	}
+	w->pos += len;
+	return 0;
+}
+
+int nwc_writer_add_block(struct nwc_writer *w, uint32_t ext,
+			 const void *payload, size_t stored_len,
+			 uint32_t raw_len)
+{
+	struct wext *x;
+	struct wblock *b;
+	uint64_t expect;
+	int ret;
+
+	if (ext + 1 != w->n_exts)
+		return -EINVAL;
+	x = &w->exts[ext];
+	if (x->added == x->nblocks || stored_len > UINT32_MAX)
+		return -EINVAL;
+	expect = NWC_MIN((uint64_t)x->block_len,
+			 x->len - (uint64_t)x->added * x->block_len);
+	if (raw_len != expect)
+		return -EINVAL;
+	ret = grow((void **)&w->blocks, &w->cap_blocks, w->n_blocks,
+		   sizeof(*w->blocks));
+	if (ret)
+		return ret;
+	b = &w->blocks[w->n_blocks];
+	b->off = w->pos;
+	b->stored_len = (uint32_t)stored_len;
+	b->raw_len = raw_len;
+	b->xxh = nwc_hash64(payload, stored_len);
+	ret = put_data(w, payload, stored_len);
+	if (ret)
+		return ret;
+	w->n_blocks++;
+	x->added++;
+	return 0;
+}
+
+int nwc_writer_add_model(struct nwc_writer *w, const void *blob, size_t len,
+			 uint32_t *idx)
+{
+	struct wmodel *m;
+	int ret;
+
+	if (w->n_models >= NWC_MODELS_MAX)
+		return -EINVAL;
+	ret = grow((void **)&w->models, &w->cap_models, w->n_models,
+		   sizeof(*w->models));
+	if (ret)
+		return ret;
+	m = &w->models[w->n_models];
+	memset(m, 0, sizeof(*m));
+	ret = nwc_model_from_buf(blob, len, &m->model);
+	if (ret)
+		return ret;
+	m->blob = malloc(len);
+	if (!m->blob) {
+		nwc_model_free(m->model);
+		return -ENOMEM;
+	}
+	memcpy(m->blob, blob, len);
+	m->len = len;
+	*idx = w->n_models++;
+	return 0;
+}
+
+int nwc_writer_set_tensor_side(struct nwc_writer *w, uint32_t idx,
+			       const void *side, size_t len)
+{
+	struct wtensor *t;
+	int ret;
+
+	if (idx >= w->n_tensors || w->tensors[idx].side_len || !len ||
+	    len > UINT32_MAX)
+		return -EINVAL;
+	t = &w->tensors[idx];
+	ret = nwc_tside_parse(side, len, &t->side);
+	if (ret == -ENOMEM)
+		return ret;
+	if (ret) {
+		nwc_err("%s: tensor \"%.*s\": bad side record: %s", w->path,
+			(int)t->name_len, t->name, nwc_strerror(ret));
+		return -EINVAL;
+	}
+	t->side_off = w->pos;
+	ret = put_data(w, side, len);
+	if (ret) {
+		free(t->side);
+		t->side = NULL;
+		return ret;
+	}
+	t->side_len = (uint32_t)len;
+	t->side_xxh = nwc_hash64(side, len);
+	return 0;
+}
+
+int nwc_writer_add_nwc_extent(struct nwc_writer *w, uint32_t id,
+			      uint32_t tensor, uint32_t nbands,
+			      uint8_t *const *payload, const size_t *len,
+			      uint32_t *ext)
+{
+	const struct nwc_tside *ts;
+	struct nwc_wextent e;
+	uint64_t esize, band_len;
+	uint32_t x;
+	int ret;
+
+	if (tensor >= w->n_tensors || !w->tensors[tensor].side)
+		return -EINVAL;
+	ts = w->tensors[tensor].side;
+	esize = nwc_dtype_size(w->tensors[tensor].dtype);
+	band_len = (uint64_t)ts->band_rows * ts->n * esize;
+	if (nbands != nwc_tside_bands(ts) || band_len > NWC_BLOCK_MAX)
+		return -EINVAL;
+	e = (struct nwc_wextent){
+		.len = (uint64_t)ts->m * ts->n * esize,
+		.block_len = (uint32_t)band_len,
+		.codec = NWC_CODEC_NWC,
+		.codec_arg = 0,
+		.tensor = tensor,
+	};
+	ret = nwc_writer_add_extent(w, id, &e, &x);
+	for (uint32_t b = 0; !ret && b < nbands; b++)
+		ret = nwc_writer_add_block(w, x, payload[b], len[b],
+					   (uint32_t)(nwc_tside_band_rows(ts, b) *
+						      (uint64_t)ts->n * esize));
+	if (!ret)
+		*ext = x;
+	return ret;
+}
+
+uint64_t nwc_writer_data_len(const struct nwc_writer *w)
+{
+	return w->pos - NWC_DATA_ALIGN;
+}
+
+/* qsort_r() comparators over node and tensor indices; @arg is the writer. */
+static int cmp_child(const void *pa, const void *pb, void *arg)
+{
+	const struct nwc_writer *w = arg;
+	const struct wnode *a = &w->nodes[*(const uint32_t *)pa];
+	const struct wnode *b = &w->nodes[*(const uint32_t *)pb];
+
+	return nwc_name_cmp(a->name, a->name_len, b->name, b->name_len);
+}
+
+static int cmp_tensor(const void *pa, const void *pb, void *arg)
+{
+	const struct nwc_writer *w = arg;
+	const struct wtensor *a = &w->tensors[*(const uint32_t *)pa];
+	const struct wtensor *b = &w->tensors[*(const uint32_t *)pb];
+	uint32_t ia = w->nodes[a->file].ino;
+	uint32_t ib = w->nodes[b->file].ino;
+
+	if (ia != ib)
+		return ia < ib ? -1 : 1;
+	if (a->data_off != b->data_off)
+		return a->data_off < b->data_off ? -1 : 1;
+	return nwc_name_cmp(a->name, a->name_len, b->name, b->name_len);
+}
+
+/*
+ * Number the nodes breadth first.  order[] receives node ids in inode order;
+ * first_child[]/n_child[] describe each node's (sorted) child range in it.
+ */
+static int number_nodes(struct nwc_writer *w, uint32_t *order,
+			uint32_t *first_child, uint32_t *n_child)
+{
+	uint32_t *cnt, *start, *kids;
+	uint32_t head = 0, tail = 1;
+	int ret = 0;
+
+	cnt = calloc(w->n_nodes, sizeof(*cnt));
+	start = calloc((size_t)w->n_nodes + 1, sizeof(*start));
+	kids = calloc(w->n_nodes, sizeof(*kids));
+	if (!cnt || !start || !kids) {
+		ret = -ENOMEM;
+		goto out_free;
+	}
+	/* Bucket children by parent (counting sort), then sort each bucket. */
+	for (uint32_t i = 1; i < w->n_nodes; i++)
+		cnt[w->nodes[i].parent]++;
+	for (uint32_t i = 0; i < w->n_nodes; i++)
+		start[i + 1] = start[i] + cnt[i];
+	memset(cnt, 0, w->n_nodes * sizeof(*cnt));
+	for (uint32_t i = 1; i < w->n_nodes; i++) {
+		uint32_t p = w->nodes[i].parent;
+
+		kids[start[p] + cnt[p]++] = i;
+	}
+	for (uint32_t i = 0; i < w->n_nodes; i++) {
+		qsort_r(kids + start[i], cnt[i], sizeof(*kids), cmp_child, w);
+		for (uint32_t k = 1; k < cnt[i]; k++) {
+			const struct wnode *a = &w->nodes[kids[start[i] + k - 1]];
+			const struct wnode *b = &w->nodes[kids[start[i] + k]];
+
+			if (!nwc_name_cmp(a->name, a->name_len, b->name,
+				      b->name_len)) {
+				nwc_err("%s: duplicate name \"%.*s\" in one directory",
+					w->path, (int)a->name_len, a->name);
+				ret = -EEXIST;
+				goto out_free;
+			}
+		}
+	}
+	order[0] = 0;
+	w->nodes[0].ino = 0;
+	while (head < tail) {
+		uint32_t id = order[head++];
+
+		first_child[id] = tail;
+		n_child[id] = cnt[id];
+		for (uint32_t k = 0; k < cnt[id]; k++) {
+			uint32_t c = kids[start[id] + k];
+
+			w->nodes[c].ino = tail;
+			order[tail++] = c;
+		}
+	}
+	if (tail != w->n_nodes)
+		ret = -EINVAL;	/* unreachable: every parent precedes its child */
+out_free:
+	free(kids);
+	free(start);
+	free(cnt);
+	return ret;
+}
+
+static int add_section(struct bytes *dir, struct nwc_writer *w, uint32_t type,
+		       const struct bytes *body)
+{
+	uint8_t e[NWC_SECT_SIZE] = { 0 };
+	static const uint8_t zeros[8];
+	uint64_t pad = (8 - (w->pos & 7)) & 7;
+	int ret;
+
+	ret = put_data(w, zeros, pad);
+	if (ret)
+		return ret;
+	nwc_put_le32(e + 0, type);
+	nwc_put_le32(e + 4, 1);
+	nwc_put_le64(e + 8, w->pos);
+	nwc_put_le64(e + 16, body->len);
+	nwc_put_le64(e + 24, nwc_hash64(body->p, body->len));
+	ret = put_data(w, body->p, body->len);
+	if (ret)
+		return ret;
+	return bytes_add(dir, e, sizeof(e), NULL);
+}
+
+/* Build the table sections into @sect (indexed by NWC_SECT_* - 1). */
+static int build_tables(struct nwc_writer *w, struct bytes *sect)
+{
+	struct bytes *strs = &sect[NWC_SECT_STRINGS - 1];
+	struct bytes *inodes = &sect[NWC_SECT_INODES - 1];
+	struct bytes *exts = &sect[NWC_SECT_EXTENTS - 1];
+	struct bytes *blocks = &sect[NWC_SECT_BLOCKS - 1];
+	struct bytes *tens = &sect[NWC_SECT_TENSORS - 1];
+	struct bytes *params = &sect[NWC_SECT_PARAMS - 1];
+	uint32_t *order, *first_child, *n_child, *torder = NULL, *tnew = NULL;
+	uint8_t *r;
+	int ret;
+
+	order = calloc(w->n_nodes, sizeof(*order));
+	first_child = calloc(w->n_nodes, sizeof(*first_child));
+	n_child = calloc(w->n_nodes, sizeof(*n_child));
+	if (w->n_tensors) {
+		torder = calloc(w->n_tensors, sizeof(*torder));
+		tnew = calloc(w->n_tensors, sizeof(*tnew));
+	}
+	if (!order || !first_child || !n_child ||
+	    (w->n_tensors && (!torder || !tnew))) {
+		ret = -ENOMEM;
+		goto out_free;
+	}
+	ret = number_nodes(w, order, first_child, n_child);
+	if (ret)
+		goto out_free;
+
+	/* Tensors sorted by (inode, data offset): contiguous per file. */
+	for (uint32_t i = 0; i < w->n_tensors; i++)
+		torder[i] = i;
+	if (w->n_tensors)
+		qsort_r(torder, w->n_tensors, sizeof(*torder), cmp_tensor, w);
+	for (uint32_t i = 0; i < w->n_tensors; i++)
+		tnew[torder[i]] = i;
+
+	ret = bytes_add(inodes, NULL, (size_t)w->n_nodes * NWC_INODE_SIZE, NULL);
+	if (ret)
+		goto out_free;
+	for (uint32_t ino = 0; ino < w->n_nodes; ino++) {
+		const struct wnode *n = &w->nodes[order[ino]];
+		uint32_t name_off = 0, first = 0, count = 0;
+
+		if (n->name_len) {
+			ret = bytes_add(strs, n->name, n->name_len, &name_off);
+			if (ret)
+				goto out_free;
+		}
+		if (S_ISDIR(n->mode)) {
+			first = first_child[order[ino]];
+			count = n_child[order[ino]];
+		} else if (S_ISREG(n->mode)) {
+			first = n->first_ext;
+			count = n->n_ext;
+		} else {
+			ret = bytes_add(strs, n->target, n->target_len, &first);
+			if (ret)
+				goto out_free;
+			count = n->target_len;
+		}
+		r = inodes->p + (size_t)ino * NWC_INODE_SIZE;
+		nwc_put_le32(r + 0, n->mode);
+		nwc_put_le32(r + 4, w->nodes[n->parent].ino);
+		nwc_put_le32(r + 8, name_off);
+		nwc_put_le32(r + 12, n->name_len);
+		nwc_put_le64(r + 16, (uint64_t)n->mtime);
+		nwc_put_le32(r + 24, n->mtime_ns);
+		nwc_put_le32(r + 28, n->flags);
+		nwc_put_le64(r + 32, S_ISDIR(n->mode) ? 0 : n->size);
+		nwc_put_le32(r + 40, first);
+		nwc_put_le32(r + 44, count);
+	}
+
+	ret = bytes_add(exts, NULL, (size_t)w->n_exts * NWC_EXTENT_SIZE, NULL);
+	if (ret)
+		goto out_free;
+	for (uint32_t i = 0; i < w->n_exts; i++) {
+		const struct wext *x = &w->exts[i];
+
+		r = exts->p + (size_t)i * NWC_EXTENT_SIZE;
+		nwc_put_le64(r + 0, x->file_off);
+		nwc_put_le64(r + 8, x->len);
+		nwc_put_le32(r + 16, x->first_block);
+		nwc_put_le32(r + 20, x->nblocks);
+		nwc_put_le32(r + 24, x->block_len);
+		nwc_put_le16(r + 28, x->codec);
+		nwc_put_le32(r + 32, x->codec_arg);
+		nwc_put_le32(r + 36, x->tensor == NWC_NO_TENSOR ?
+				     NWC_NO_TENSOR : tnew[x->tensor]);
+	}
+
+	ret = bytes_add(blocks, NULL, (size_t)w->n_blocks * NWC_BLOCK_SIZE, NULL);
+	if (ret)
+		goto out_free;
+	for (uint32_t i = 0; i < w->n_blocks; i++) {
+		const struct wblock *b = &w->blocks[i];
+
+		r = blocks->p + (size_t)i * NWC_BLOCK_SIZE;
+		nwc_put_le64(r + 0, b->off);
+		nwc_put_le32(r + 8, b->stored_len);
+		nwc_put_le32(r + 12, b->raw_len);
+		nwc_put_le64(r + 16, b->xxh);
+	}
+
+	ret = bytes_add(tens, NULL, (size_t)w->n_tensors * NWC_TENSOR_SIZE, NULL);
+	if (ret)
+		goto out_free;
+	for (uint32_t i = 0; i < w->n_tensors; i++) {
+		const struct wtensor *t = &w->tensors[torder[i]];
+		uint32_t name_off, shape_off = 0;
+
+		ret = bytes_add(strs, t->name, t->name_len, &name_off);
+		if (ret)
+			goto out_free;
+		if (t->ndim) {
+			uint8_t dims[NWC_MAX_DIMS * 8];
+
+			for (unsigned d = 0; d < t->ndim; d++)
+				nwc_put_le64(dims + d * 8, t->shape[d]);
+			ret = bytes_add(params, dims, t->ndim * 8u, &shape_off);
+			if (ret)
+				goto out_free;
+		}
+		r = tens->p + (size_t)i * NWC_TENSOR_SIZE;
+		nwc_put_le32(r + 0, w->nodes[t->file].ino);
+		nwc_put_le32(r + 4, name_off);
+		nwc_put_le32(r + 8, t->name_len);
+		nwc_put_le16(r + 12, t->dtype);
+		nwc_put_le16(r + 14, t->ndim);
+		nwc_put_le64(r + 16, t->data_off);
+		nwc_put_le64(r + 24, t->data_len);
+		nwc_put_le32(r + 32, shape_off);
+		nwc_put_le16(r + 36, t->codec);
+		nwc_put_le64(r + 40, t->side_off);
+		nwc_put_le32(r + 48, t->side_len);
+		nwc_put_le64(r + 56, t->side_xxh);
+	}
+out_free:
+	free(tnew);
+	free(torder);
+	free(n_child);
+	free(first_child);
+	free(order);
+	return ret;
+}
+
+/*
+ * Side data only on NWC tensors, whose records name an embedded model that
+ * fits them.  (Every NWC tensor has side data: check_nwc_extent().)
+ */
+static int check_sides(const struct nwc_writer *w)
+{
+	for (uint32_t i = 0; i < w->n_tensors; i++) {
+		const struct wtensor *t = &w->tensors[i];
+		int ret;
+
+		if (!t->side)
+			continue;
+		if (t->codec != NWC_CODEC_NWC) {
+			nwc_err("%s: tensor \"%.*s\" has side data but codec %u",
+				w->path, (int)t->name_len, t->name, t->codec);
+			return -EINVAL;
+		}
+		if (t->side->model >= w->n_models) {
+			nwc_err("%s: tensor \"%.*s\" names codec model %u of %u",
+				w->path, (int)t->name_len, t->name,
+				t->side->model, w->n_models);
+			return -EINVAL;
+		}
+		ret = nwc_tside_check_model(t->side,
+					    w->models[t->side->model].model);
+		if (ret) {
+			nwc_err("%s: tensor \"%.*s\" does not fit codec model %u: %s",
+				w->path, (int)t->name_len, t->name,
+				t->side->model, nwc_strerror(ret));
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+/* The MODELS section: header, entries, then the blobs 8-byte aligned. */
+static int build_models(const struct nwc_writer *w, struct bytes *b)
+{
+	size_t ents = NWC_MODELS_HDR + (size_t)w->n_models * NWC_MODEL_ENT_SIZE;
+	int ret;
+
+	ret = bytes_add(b, NULL, ents, NULL);
+	if (ret)
+		return ret;
+	nwc_put_le32(b->p, w->n_models);
+	for (uint32_t i = 0; i < w->n_models; i++) {
+		size_t pad = (8 - (b->len & 7)) & 7;
+		uint8_t *ent;
+		uint32_t off;
+
+		ret = bytes_add(b, NULL, pad, NULL);
+		if (!ret)
+			ret = bytes_add(b, w->models[i].blob, w->models[i].len,
+					&off);
+		if (ret)
+			return ret;
+		ent = b->p + NWC_MODELS_HDR + (size_t)i * NWC_MODEL_ENT_SIZE;
+		nwc_put_le64(ent, off);
+		nwc_put_le64(ent + 8, w->models[i].len);
+	}
+	return 0;
+}
+
+static int write_super(struct nwc_writer *w, uint64_t dir_off,
+		       const struct bytes *dir, uint64_t data_end)
+{
+	uint8_t sb[NWC_SB_SIZE] = { 0 };
+	uint64_t incompat = w->n_models ? NWC_INCOMPAT_NWC : 0;
+
+	memcpy(sb + NWC_SB_MAGIC, NWC_MAGIC, NWC_MAGIC_LEN);
+	nwc_put_le32(sb + NWC_SB_VERSION, NWC_VERSION);
+	nwc_put_le32(sb + NWC_SB_SBSIZE, NWC_SB_SIZE);
+	nwc_put_le64(sb + NWC_SB_COMPAT, 0);
+	nwc_put_le64(sb + NWC_SB_INCOMPAT, incompat);
+	nwc_put_le64(sb + NWC_SB_IMAGE_SIZE, w->pos);
+	nwc_put_le64(sb + NWC_SB_DATA_OFF, NWC_DATA_ALIGN);
+	nwc_put_le64(sb + NWC_SB_DATA_LEN, data_end - NWC_DATA_ALIGN);
+	nwc_put_le64(sb + NWC_SB_DIR_OFF, dir_off);
+	nwc_put_le32(sb + NWC_SB_DIR_COUNT, (uint32_t)(dir->len / NWC_SECT_SIZE));
+	nwc_put_le32(sb + NWC_SB_BLOCK_LOG2, w->block_log2);
+	nwc_put_le64(sb + NWC_SB_DIR_XXH, nwc_hash64(dir->p, dir->len));
+	nwc_put_le64(sb + NWC_SB_CREATED_BY, NWC_VERSION_CODE);
+	nwc_put_le64(sb + NWC_SB_XXH, nwc_hash64(sb, NWC_SB_XXH));
+	return nwc_pwrite_full(w->fd, sb, sizeof(sb), 0);
+}
+
+int nwc_writer_finish(struct nwc_writer *w)
+{
+	struct bytes sect[NWC_SECT_MODELS] = { { 0 } };
+	struct bytes dir = { 0 };
+	uint64_t data_end, dir_off;
+	int ret;
+
+	if (!last_extent_done(w)) {
+		nwc_err("%s: internal error: extent %u is missing blocks",
+			w->path, w->n_exts - 1);
+		ret = -EINVAL;
+		goto out_abort;
+	}
+	ret = check_sides(w);
+	if (!ret)
+		ret = build_tables(w, sect);
+	if (!ret && w->n_models)
+		ret = build_models(w, &sect[NWC_SECT_MODELS - 1]);
+	if (ret)
+		goto out_free;
+	data_end = w->pos;
+	for (unsigned i = 0; i < NWC_ARRAY_SIZE(sect); i++) {
+		if (i + 1 == NWC_SECT_MODELS && !w->n_models)
+			continue;
+		ret = add_section(&dir, w, i + 1, &sect[i]);
+		if (ret)
+			goto out_free;
+	}
+	dir_off = w->pos;
+	ret = put_data(w, dir.p, dir.len);
+	if (!ret)
+		ret = flush_wbuf(w);
+	if (ret)	/* put_data() and flush_wbuf() log their failures */
+		goto out_free;
+	ret = write_super(w, dir_off, &dir, data_end);
+	if (!ret && fsync(w->fd))
+		ret = -errno;
+	if (ret) {
+		nwc_err("%s: write failed: %s", w->tmp_path, strerror(-ret));
+		goto out_free;
+	}
+	if (close(w->fd)) {
+		ret = -errno;
+		w->fd = -1;
+		nwc_err("%s: close failed: %s", w->tmp_path, strerror(-ret));
+		goto out_free;
+	}
+	w->fd = -1;
+	if (rename(w->tmp_path, w->path)) {
+		ret = -errno;
+		nwc_err("%s: cannot rename to %s: %s", w->tmp_path, w->path,
+			strerror(-ret));
+		goto out_free;
+	}
+	free(w->tmp_path);
+	w->tmp_path = NULL;
+out_free:
+	for (unsigned i = 0; i < NWC_ARRAY_SIZE(sect); i++)
+		free(sect[i].p);
+	free(dir.p);
+out_abort:
+	nwc_writer_abort(w);
+	return ret;
+}
+
+void nwc_writer_abort(struct nwc_writer *w)
+{
+	if (!w)
+		return;
+	if (w->fd >= 0)
+		close(w->fd);
+	if (w->tmp_path)
+		unlink(w->tmp_path);
+	for (uint32_t i = 0; i < w->n_nodes; i++) {
+		free(w->nodes[i].name);
+		free(w->nodes[i].target);
+	}
+	for (uint32_t i = 0; i < w->n_tensors; i++) {
+		free(w->tensors[i].name);
+		free(w->tensors[i].side);
+	}
+	for (uint32_t i = 0; i < w->n_models; i++) {
+		free(w->models[i].blob);
+		nwc_model_free(w->models[i].model);
+	}
+	free(w->models);
+	free(w->nodes);
+	free(w->exts);
+	free(w->blocks);
+	free(w->tensors);
+	free(w->wbuf);
+	free(w->tmp_path);
+	free(w->path);
+	free(w);
+}

@@ -1,0 +1,86 @@
+/* SPDX-License-Identifier: MIT */
+/* gemm.c - OpenBLAS sgemm and Cholesky on one thread, plus a reference. */
+#include "codec/common/base.h"
+
+#include <pthread.h>
+#include <cblas.h>
+#include <f77blas.h>
+
+#include "codec/nwc/gemm.h"
+
+static pthread_once_t gemm_once = PTHREAD_ONCE_INIT;
+
+/*
+ * Parallelism comes from our callers (FUSE workers, trainer threads), each
+ * multiplying its own batch.  OpenBLAS's own pool on top of that would
+ * oversubscribe the cores, concurrent callers would contend for that one
+ * pool, and the work split would follow the machine's core count.  One
+ * thread per call scales with our threads and keeps results reproducible.
+ */
+static void gemm_setup(void)
+{
+	openblas_set_num_threads(1);
+}
+
+void nwc_gemm_init(void)
+{
+	pthread_once(&gemm_once, gemm_setup);
+}
+
+void nwc_sgemm(bool ta, bool tb, int m, int n, int k, float alpha,
+	       const float *a, int lda, const float *b, int ldb, float beta,
+	       float *c, int ldc)
+{
+	if (m <= 0 || n <= 0)
+		return;
+	nwc_gemm_init();
+	cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans,
+		    tb ? CblasTrans : CblasNoTrans, m, n, k, alpha, a, lda, b,
+		    ldb, beta, c, ldc);
+}
+
+/*
+ * LAPACK is column-major: the lower triangle of a row-major matrix is the
+ * upper triangle of the same buffer read column-major, and the U with
+ * A = U^T U that dpotrf("U") leaves there is our L = U^T.
+ */
+int nwc_dcholesky(int n, double *a, int lda)
+{
+	char uplo = 'U';
+	blasint bn = n, blda = lda, info = 0;
+
+	if (n < 0 || lda < NWC_MAX(n, 1))
+		return -EINVAL;
+	if (!n)
+		return 0;
+	nwc_gemm_init();
+	BLASFUNC(dpotrf)(&uplo, &bn, a, &blda, &info);
+	if (info > 0)
+		return -EDOM;
+	return info ? -EINVAL : 0;
+}
+
+void nwc_sgemm_ref(bool ta, bool tb, int m, int n, int k, float alpha,
+		   const float *a, int lda, const float *b, int ldb,
+		   float beta, float *c, int ldc)
+{
+	for (int i = 0; i < m; i++) {
+		for (int j = 0; j < n; j++) {
+			float *cij = &c[(size_t)i * ldc + j];
+			double acc = 0;
+
+			for (int l = 0; l < k; l++) {
+				float av = ta ? a[(size_t)l * lda + i] :
+						a[(size_t)i * lda + l];
+				float bv = tb ? b[(size_t)j * ldb + l] :
+						b[(size_t)l * ldb + j];
+
+				acc += (double)av * bv;
+			}
+			acc *= alpha;
+			if (beta != 0.0f)
+				acc += (double)beta * *cij;
+			*cij = (float)acc;
+		}
+	}
+}

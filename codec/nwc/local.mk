@@ -1,0 +1,12 @@
+# codec/nwc/local.mk - the neural weight codec; the only archive that
+# includes OpenBLAS (gemm.c).
+noinst_LIBRARIES += codec/nwc/libnwcnwc.a
+codec_nwc_libnwcnwc_a_CPPFLAGS = $(AM_CPPFLAGS) $(OPENBLAS_CFLAGS)
+codec_nwc_libnwcnwc_a_SOURCES = \
+	codec/nwc/entropy.c codec/nwc/entropy.h \
+	codec/nwc/gemm.c codec/nwc/gemm.h \
+	codec/nwc/mlp.c codec/nwc/mlp.h \
+	codec/nwc/prior.c codec/nwc/prior.h \
+	codec/nwc/nwcmodel.c codec/nwc/nwcmodel.h \
+	codec/nwc/ldlq.c codec/nwc/ldlq.h \
+	codec/nwc/nwctensor.c codec/nwc/nwctensor.h

@@ -1,0 +1,174 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * nwctensor.h - NWC coding of one 2-D weight matrix: per-row scales,
+ * per-column importance levels, chunks of 16 rows of one column through a
+ * codec model, and row bands coded as independent streams so that a read
+ * decodes only the bands it touches.
+ *
+ *	// mkfs
+ *	nwc_tenc_encode(model, 3, w, m, n, level, &opts, &enc);
+ *	write enc->side (enc->side_len bytes) and each band enc->band[b]
+ *	nwc_tenc_free(enc);
+ *
+ *	// reader
+ *	nwc_tside_parse(side, side_len, &ts);
+ *	nwc_tside_check_model(ts, model);
+ *	nwc_band_decode(model, ts, b, payload, len, dtype, dst, raw_len, s);
+ *
+ * A matrix W has m rows (output channels) and n columns (inputs), stored
+ * row-major in the served file.  Row r is divided by its scale s_r; the
+ * chunk (k, j) is rows 16k .. 16k+15 of column j, padded with zeros past
+ * row m (those latents are coded and their outputs dropped).  Band b is
+ * rows [b R, min(m, (b+1) R)) for R = band_rows, a multiple of 16, so a
+ * band is a contiguous byte range of the served tensor.
+ *
+ * Side data (normative), little-endian, NWC_TSIDE_HDR bytes then arrays:
+ *
+ *	off size
+ *	0   4    magic "NWCT"
+ *	4   2    u16 version (2)
+ *	6   2    u16 flags: NWC_TSIDE_F16 = scales are binary16, else f32;
+ *		 any other bit is an unknown feature
+ *	8   4    u32 m, rows (>= 1)
+ *	12  4    u32 n, columns (>= 1)
+ *	16  4    u32 R, band rows (multiple of 16, >= 16)
+ *	20  2    u16 model, index into the image's MODELS section
+ *	22  1    u8 quantizer: NWC_QUANT_ROUND or NWC_QUANT_TCQ
+ *	23  1    u8 B, bits per level: 1, 2, 4 or 8
+ *	24       m scales (f32 or f16, finite), then n levels (each < the
+ *		 model's Q) of B bits, level j at bit B j of the array
+ *		 counted from the least significant bit of its first byte:
+ *		 ceil(n B / 8) bytes, unused high bits 0.  The encoder uses
+ *		 the smallest B that holds its largest level, so the usual
+ *		 4 levels cost a quarter of a byte per column.
+ *
+ * Band payload (normative): one nwc_ents stream (entropy.h) of the band's
+ * latent symbols, in the order column j, then chunk k of the band, then
+ * latent channel c, so that each column's latents in the band are one
+ * contiguous sequence v_0, v_1, ...  With NWC_QUANT_ROUND symbol v of
+ * channel c is coded with table c and means latent v + median_c.  With
+ * NWC_QUANT_TCQ each sequence runs an 8-state trellis from state 0 (see
+ * codec/nwc/nwctensor.c): in state t the symbol is coded with table c if
+ * union(t) = 0, else with the model's half-offset table c, and means latent
+ * v + union(t) / 2 + median_c; the next state follows from t and v.
+ * Decoded latents go through the model's decoder with the column's level,
+ * and are multiplied by the row scale and rounded to the tensor's dtype.
+ *
+ * Decoding is deterministic for a given machine type; the entropy-coded
+ * symbols are bit-exact everywhere.  Thread safety: a parsed side and an
+ * encoder result are immutable; a scratch belongs to one thread.
+ */
+#ifndef NWC_NWCTENSOR_H
+#define NWC_NWCTENSOR_H
+
+#include "codec/common/base.h"
+#include "codec/image/format.h"
+#include "codec/nwc/nwcmodel.h"
+
+#define NWC_TSIDE_MAGIC "NWCT"
+#define NWC_TSIDE_VERSION 2u
+#define NWC_TSIDE_HDR 24u
+#define NWC_TSIDE_F16 0x1u
+#define NWC_TCHUNK 16u			/* rows per chunk */
+
+enum nwc_quant {
+	NWC_QUANT_ROUND = 0,	/* latents rounded around the medians */
+	NWC_QUANT_TCQ = 1,	/* 8-state trellis-coded quantization */
+};
+
+/* A parsed, validated side record; arrays point into the same allocation. */
+struct nwc_tside {
+	uint32_t m, n, band_rows;
+	uint16_t model;
+	uint8_t quant;
+	bool scale_f16;
+	float *scale;		/* m row scales, as the decoder uses them */
+	uint8_t *level;		/* n column levels */
+};
+
+/* The bits per level a side record uses for these @n levels. */
+unsigned int nwc_tside_level_bits(const uint8_t *level, uint32_t n);
+
+/* Bytes of a side record for this shape and bits per level. */
+size_t nwc_tside_size(uint32_t m, uint32_t n, bool scale_f16,
+		      unsigned int level_bits);
+
+/*
+ * nwc_tside_parse() - validate @len bytes (magic, version, flags, shape,
+ * band rows, lengths, finite scales) and return a malloc'd copy in *out
+ * (free with free()).  -NWC_ECORRUPT for malformed data, -NWC_EFEATURE for
+ * an unknown version, flag or quantizer, -ENOMEM.
+ */
+int nwc_tside_parse(const uint8_t *buf, size_t len, struct nwc_tside **out);
+
+/* nwc_tside_check_model() - the levels fit @model (-NWC_ECORRUPT if not)
+ * and the model has what the quantizer needs (-NWC_EFEATURE if not). */
+int nwc_tside_check_model(const struct nwc_tside *ts,
+			  const struct nwc_model *model);
+
+/* Number of bands, and the rows of band @b (0 if out of range). */
+uint32_t nwc_tside_bands(const struct nwc_tside *ts);
+uint32_t nwc_tside_band_rows(const struct nwc_tside *ts, uint32_t b);
+
+/*
+ * nwc_tside_band_rows_for() - the default band height for a block size:
+ * the largest multiple of 16 rows whose bytes (rows * n * elem) fit
+ * @block_size, but at least 16 and at most m rounded up to 16.
+ */
+uint32_t nwc_tside_band_rows_for(uint32_t m, uint32_t n, size_t elem,
+				 size_t block_size);
+
+struct nwc_tensor_scratch;
+int nwc_tensor_scratch_create(struct nwc_tensor_scratch **out);
+void nwc_tensor_scratch_free(struct nwc_tensor_scratch *s);
+
+/*
+ * nwc_band_decode() - decode band @b from its payload into @dst: the band's
+ * rows in the tensor's @dtype (NWC_DTYPE_F32, F16 or BF16), exactly
+ * @dst_len = rows * n * elem bytes.  -NWC_ECORRUPT for a bad stream,
+ * -EINVAL for a bad band, dtype or length, -ENOMEM.
+ */
+int nwc_band_decode(const struct nwc_model *model, const struct nwc_tside *ts,
+		    uint32_t b, const uint8_t *src, size_t len,
+		    enum nwc_dtype dtype, uint8_t *dst, size_t dst_len,
+		    struct nwc_tensor_scratch *s);
+
+struct nwc_tenc_opts {
+	enum nwc_quant quant;	/* default NWC_QUANT_TCQ */
+	bool scale_f16;		/* store row scales as binary16 */
+	uint32_t band_rows;	/* multiple of 16; 0: the whole matrix */
+	float tcq_mu;		/* TCQ rate weight, latent MSE per bit; 0
+				 * (default): rate measured no gain */
+	const float *h;		/* n x n input second moment, or NULL: no LDLQ */
+	float damp;		/* LDLQ damping (relative to mean diag) */
+	bool fit_scales;	/* refit row scales to the outputs (needs @h) */
+	enum nwc_dtype dtype;	/* dtype the decoder writes (rounding) */
+};
+
+/* Defaults: TCQ, f16 scales, one band, mu 0, no H, damp 0.01. */
+void nwc_tenc_opts_init(struct nwc_tenc_opts *o);
+
+struct nwc_tenc {
+	uint8_t *side;		/* side record */
+	size_t side_len;
+	uint32_t nbands;
+	uint8_t **band;		/* nbands payloads */
+	size_t *band_len;
+	float *what;		/* m x n: exactly what the decoder gives */
+	size_t coded_bytes;	/* side + payloads */
+};
+
+/*
+ * nwc_tenc_encode() - code the m x n row-major matrix @w with @model
+ * (finalized) under @opts, with column levels @level (n, each < Q), naming
+ * @model_index in the side record.  Returns 0 and the result in *out, or
+ * -EINVAL (bad arguments, a level out of range, a non-finite weight),
+ * -NWC_EFEATURE (TCQ with a model lacking half-offset tables), -ENOMEM.
+ */
+int nwc_tenc_encode(const struct nwc_model *model, uint16_t model_index,
+		    const float *w, uint32_t m, uint32_t n,
+		    const uint8_t *level, const struct nwc_tenc_opts *opts,
+		    struct nwc_tenc **out);
+void nwc_tenc_free(struct nwc_tenc *e);
+
+#endif /* NWC_NWCTENSOR_H */
