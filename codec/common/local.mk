@@ -10,4 +10,4 @@ codec_common_libnwccommon_a_SOURCES = \
 	codec/common/io.c codec/common/io.h \
 	codec/common/cli.c codec/common/cli.h \
 	codec/common/dtype.c codec/common/dtype.h \
-	codec/common/convert.h codec/common/simd.h
+	codec/common/array.h codec/common/convert.h codec/common/simd.h
