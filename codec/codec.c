@@ -1,388 +1,59 @@
 /* SPDX-License-Identifier: MIT */
-/* codec.c - block codec dispatch: raw and zstd byte planes (format.h s. 8). */
+/*
+ * codec.c - one block at a time through the block decoders of the registry;
+ * codec_enc.c has the encode side.
+ */
 #include "codec/common/base.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 
 #include "codec/codec.h"
-#include "codec/image/format.h"
-#include "codec/nwc/nwctensor.h"
-#include "codec/planes.h"
-#include "codec/rans.h"
-#include "codec/zstd.h"
+#include "codec/registry.h"
 
-#define ZSTD_WORD_SIZE 4u	/* one u32 per plane ahead of the planes */
-
-/* A buffer that grows on demand and is never shrunk. */
-struct scratch {
-	uint8_t *buf;
-	size_t cap;
-};
-
-struct nwc_cctx {
-	struct nwc_zstd_cctx *z;
-	struct scratch planes;	/* planes of the block being encoded */
-	struct scratch rans;	/* rANS candidate for one plane */
-};
-
-struct nwc_dctx {
-	struct nwc_zstd_dctx *z;
-	struct scratch planes;	/* decompressed planes before merging */
-	struct scratch payload;	/* handed out by nwc_dctx_scratch() */
-	struct nwc_tensor_scratch *tensor;	/* NWC bands; made on first use */
-};
-
-/* Old contents are not kept: callers refill the buffer after growing it. */
-static void *scratch_get(struct scratch *s, size_t len)
+/* The decoder of block codec @codec, or NULL (unknown or a tensor codec). */
+static const struct nwc_codec_dec *block_dec(unsigned codec)
 {
-	uint8_t *buf;
+	const struct nwc_codec_dec *dec;
 
-	if (len == 0)
-		len = 1;
-	if (len <= s->cap)
-		return s->buf;
-	buf = malloc(len);
-	if (!buf)
-		return NULL;
-	free(s->buf);
-	s->buf = buf;
-	s->cap = len;
-	return buf;
-}
-
-int nwc_cctx_create(int level, struct nwc_cctx **out)
-{
-	struct nwc_cctx *cctx;
-	int ret;
-
-	cctx = calloc(1, sizeof(*cctx));
-	if (!cctx)
-		return -ENOMEM;
-	ret = nwc_zstd_cctx_create(level, &cctx->z);
-	if (ret)
-		goto out_free_cctx;
-	*out = cctx;
-	return 0;
-
-out_free_cctx:
-	free(cctx);
-	return ret;
-}
-
-void nwc_cctx_free(struct nwc_cctx *cctx)
-{
-	if (!cctx)
-		return;
-	nwc_zstd_cctx_free(cctx->z);
-	free(cctx->planes.buf);
-	free(cctx->rans.buf);
-	free(cctx);
-}
-
-int nwc_dctx_create(struct nwc_dctx **out)
-{
-	struct nwc_dctx *dctx;
-	int ret;
-
-	dctx = calloc(1, sizeof(*dctx));
-	if (!dctx)
-		return -ENOMEM;
-	ret = nwc_zstd_dctx_create(&dctx->z);
-	if (ret)
-		goto out_free_dctx;
-	*out = dctx;
-	return 0;
-
-out_free_dctx:
-	free(dctx);
-	return ret;
-}
-
-void nwc_dctx_free(struct nwc_dctx *dctx)
-{
-	if (!dctx)
-		return;
-	nwc_zstd_dctx_free(dctx->z);
-	free(dctx->planes.buf);
-	free(dctx->payload.buf);
-	nwc_tensor_scratch_free(dctx->tensor);
-	free(dctx);
-}
-
-void *nwc_dctx_scratch(struct nwc_dctx *dctx, size_t len)
-{
-	return scratch_get(&dctx->payload, len);
-}
-
-struct nwc_tensor_scratch *nwc_dctx_tensor_scratch(struct nwc_dctx *dctx)
-{
-	if (!dctx->tensor && nwc_tensor_scratch_create(&dctx->tensor))
-		return NULL;
-	return dctx->tensor;
-}
-
-/* Element size and float flag of a zstd argument; -NWC_ECORRUPT if bad. */
-static int zstd_arg(uint32_t arg, unsigned *esize, bool *rot)
-{
-	unsigned e = arg & NWC_ZSTD_ARG_ESIZE_MASK;
-
-	if (arg & ~(NWC_ZSTD_ARG_ESIZE_MASK | NWC_ZSTD_ARG_FLOAT))
-		return -NWC_ECORRUPT;
-	if (e != 1 && e != 2 && e != 4 && e != 8)
-		return -NWC_ECORRUPT;
-	if ((arg & NWC_ZSTD_ARG_FLOAT) && e == 1)
-		return -NWC_ECORRUPT;
-	*esize = e;
-	*rot = arg & NWC_ZSTD_ARG_FLOAT;
-	return 0;
+	dec = nwc_codec_set_dec(nwc_codecs_read(), codec);
+	return dec && !dec->tensor_codec ? dec : NULL;
 }
 
 int nwc_codec_check(unsigned codec, uint32_t arg, uint32_t block_len)
 {
-	unsigned e = 1;
-	bool rot;
+	const struct nwc_codec_dec *dec = block_dec(codec);
+	unsigned unit;
 
-	switch (codec) {
-	case NWC_CODEC_RAW:
-		if (arg)
-			return -NWC_ECORRUPT;
-		break;
-	case NWC_CODEC_ZSTD:
-		if (zstd_arg(arg, &e, &rot))
-			return -NWC_ECORRUPT;
-		break;
-	default:
+	if (!dec)
 		return -NWC_EFEATURE;
-	}
-	if (block_len == 0 || block_len > NWC_BLOCK_MAX || block_len % e)
-		return -NWC_ECORRUPT;
-	return 0;
+	return dec->check_extent(arg, block_len, 0, NULL, NULL, &unit);
 }
 
 unsigned nwc_codec_unit(unsigned codec, uint32_t arg)
 {
-	unsigned e;
-	bool rot;
+	const struct nwc_codec_dec *dec = block_dec(codec);
+	unsigned unit;
 
-	if (codec == NWC_CODEC_RAW)
-		return arg ? 0 : 1;
-	if (codec == NWC_CODEC_ZSTD && !zstd_arg(arg, &e, &rot))
-		return e;
-	return 0;
-}
-
-size_t nwc_codec_bound(unsigned codec, uint32_t arg, size_t raw_len)
-{
-	unsigned e;
-	bool rot;
-
-	if (codec == NWC_CODEC_RAW)
-		return raw_len;
-	if (codec != NWC_CODEC_ZSTD || zstd_arg(arg, &e, &rot))
+	if (!dec || dec->check_extent(arg, NWC_BLOCK_MAX, 0, NULL, NULL, &unit))
 		return 0;
-	/* Each plane is either stored or a frame smaller than the plane. */
-	if (raw_len > SIZE_MAX - 8 * ZSTD_WORD_SIZE)
-		return SIZE_MAX;
-	return raw_len + e * ZSTD_WORD_SIZE;
-}
-
-/*
- * Code one plane as the smallest of: a zstd frame, an order-0 rANS stream
- * (which beats zstd on exponent bytes, whose matches cost more than they
- * save), or the bytes themselves.  A coded form must save at least 1/64 of
- * the plane: mantissa bytes would shrink by a fraction of a percent and
- * double the decode time.  Returns the payload length and sets *word.
- */
-static ssize_t encode_plane(struct nwc_cctx *cctx, const uint8_t *plane,
-			    size_t plen, uint8_t *dst, size_t room,
-			    uint32_t *word)
-{
-	ssize_t nz = -ENOSPC, nr = -ENOSPC;
-	uint8_t *rbuf = NULL;
-	size_t limit;
-
-	if (plen > 1) {
-		limit = plen - plen / 64 - 1;	/* largest worthwhile size */
-		nz = nwc_zstd_compress(cctx->z, plane, plen, dst,
-				       NWC_MIN(limit, room));
-		if (nz < 0 && nz != -ENOSPC)
-			return nz;
-		rbuf = scratch_get(&cctx->rans, nwc_rans8_bound(plen));
-		if (!rbuf)
-			return -ENOMEM;
-		nr = nwc_rans8_encode(plane, plen, rbuf, nwc_rans8_bound(plen));
-		if (nr < 0)
-			return nr;
-		if ((size_t)nr > limit || (size_t)nr > room ||
-		    (nz >= 0 && nr >= nz))
-			nr = -ENOSPC;
-	}
-	if (nr >= 0) {
-		memcpy(dst, rbuf, (size_t)nr);
-		*word = (uint32_t)nr | NWC_PLANE_RANS;
-		return nr;
-	}
-	if (nz >= 0) {
-		*word = (uint32_t)nz;
-		return nz;
-	}
-	if (plen > room)
-		return -ENOSPC;
-	if (plen)
-		memcpy(dst, plane, plen);
-	*word = (uint32_t)plen | NWC_PLANE_STORED;
-	return (ssize_t)plen;
-}
-
-static ssize_t zstd_encode(struct nwc_cctx *cctx, unsigned e, bool rot,
-			   const uint8_t *src, size_t len, uint8_t *dst,
-			   size_t cap)
-{
-	const size_t plen = len / e;
-	const uint8_t *planes[8];
-	size_t off = e * ZSTD_WORD_SIZE;
-
-	if (cap < off)
-		return -ENOSPC;
-	if (e == 1) {
-		planes[0] = src;
-	} else {
-		uint8_t *buf = scratch_get(&cctx->planes, len);
-		uint8_t *split[8];
-
-		if (!buf)
-			return -ENOMEM;
-		for (unsigned p = 0; p < e; p++)
-			split[p] = buf + p * plen;
-		nwc_planes_split(src, plen, e, rot, split);
-		for (unsigned p = 0; p < e; p++)
-			planes[p] = split[p];
-	}
-
-	for (unsigned p = 0; p < e; p++) {
-		uint32_t word;
-		ssize_t n = encode_plane(cctx, planes[p], plen, dst + off,
-					 cap - off, &word);
-
-		if (n < 0)
-			return n;
-		nwc_put_le32(dst + p * ZSTD_WORD_SIZE, word);
-		off += (size_t)n;
-	}
-	return (ssize_t)off;
-}
-
-ssize_t nwc_codec_encode(struct nwc_cctx *cctx, unsigned codec, uint32_t arg,
-			 const void *src, size_t len, void *dst, size_t cap)
-{
-	unsigned e;
-	bool rot;
-
-	if (codec != NWC_CODEC_RAW && codec != NWC_CODEC_ZSTD)
-		return -NWC_EFEATURE;
-	/* Also keeps every plane length below bit 31 of its word. */
-	if (len > NWC_BLOCK_MAX)
-		return -EINVAL;
-	if (codec == NWC_CODEC_RAW) {
-		if (arg)
-			return -EINVAL;
-		if (cap < len)
-			return -ENOSPC;
-		if (len)
-			memcpy(dst, src, len);
-		return (ssize_t)len;
-	}
-	if (zstd_arg(arg, &e, &rot) || len % e)
-		return -EINVAL;
-	return zstd_encode(cctx, e, rot, src, len, dst, cap);
-}
-
-/*
- * All words are checked against the payload length before any plane is
- * touched; each frame is then bounded by its word and must decode to exactly
- * one plane.
- */
-static int zstd_decode(struct nwc_dctx *dctx, unsigned e, bool rot,
-		       const uint8_t *src, size_t srclen, uint8_t *dst,
-		       size_t raw_len)
-{
-	const size_t plen = raw_len / e;
-	const size_t hdr = e * ZSTD_WORD_SIZE;
-	const uint8_t *planes[8];
-	size_t lens[8];
-	bool stored[8], rans[8];
-	uint64_t total = 0;
-	uint8_t *buf = NULL;
-	size_t off = hdr;
-	int ret;
-
-	if (srclen < hdr)
-		return -NWC_ECORRUPT;
-	for (unsigned p = 0; p < e; p++) {
-		uint32_t word = nwc_get_le32(src + p * ZSTD_WORD_SIZE);
-
-		stored[p] = word & NWC_PLANE_STORED;
-		rans[p] = word & NWC_PLANE_RANS;
-		lens[p] = word & ~(NWC_PLANE_STORED | NWC_PLANE_RANS);
-		if ((stored[p] && (rans[p] || lens[p] != plen)))
-			return -NWC_ECORRUPT;
-		total += lens[p];
-	}
-	if (total != srclen - hdr)
-		return -NWC_ECORRUPT;
-
-	/* Plain zstd decodes straight into the caller's buffer. */
-	if (e == 1 && rans[0])
-		return nwc_rans8_decode(src + hdr, lens[0], dst, plen);
-	if (e == 1 && !stored[0])
-		return nwc_zstd_decompress(dctx->z, src + hdr, lens[0], dst,
-					   plen);
-
-	for (unsigned p = 0; p < e; p++) {
-		if (stored[p]) {
-			planes[p] = src + off;
-		} else {
-			if (!buf) {
-				buf = scratch_get(&dctx->planes, raw_len);
-				if (!buf)
-					return -ENOMEM;
-			}
-			ret = rans[p] ? nwc_rans8_decode(src + off, lens[p],
-							 buf + p * plen, plen)
-				      : nwc_zstd_decompress(dctx->z, src + off,
-							    lens[p], buf + p * plen,
-							    plen);
-			if (ret)
-				return ret;
-			planes[p] = buf + p * plen;
-		}
-		off += lens[p];
-	}
-	nwc_planes_merge(planes, plen, e, rot, dst);
-	return 0;
+	return unit;
 }
 
 int nwc_codec_decode(struct nwc_dctx *dctx, unsigned codec, uint32_t arg,
 		     const void *src, size_t srclen, void *dst, size_t raw_len)
 {
-	unsigned e;
-	bool rot;
+	const struct nwc_codec_dec *dec = block_dec(codec);
+	void *scratch;
+	int ret;
 
-	if (codec != NWC_CODEC_RAW && codec != NWC_CODEC_ZSTD)
+	if (!dec)
 		return -NWC_EFEATURE;
-	if (raw_len > NWC_BLOCK_MAX)
-		return -NWC_ECORRUPT;
-	if (codec == NWC_CODEC_RAW) {
-		if (arg || srclen != raw_len)
-			return -NWC_ECORRUPT;
-		if (raw_len)
-			memcpy(dst, src, raw_len);
-		return 0;
-	}
-	if (zstd_arg(arg, &e, &rot) || raw_len % e)
-		return -NWC_ECORRUPT;
-	return zstd_decode(dctx, e, rot, src, srclen, dst, raw_len);
+	ret = nwc_dctx_codec(dctx, dec, &scratch);
+	if (ret)
+		return ret;
+	return dec->decode(NULL, scratch, arg, NULL, NULL, 0, src, srclen, dst,
+			   raw_len);
 }
 
 uint32_t nwc_codec_arg_for_dtype(unsigned dtype)
@@ -396,22 +67,13 @@ uint32_t nwc_codec_arg_for_dtype(unsigned dtype)
 
 const char *nwc_codec_name(unsigned codec, uint32_t arg, char *buf, size_t len)
 {
-	unsigned e;
-	bool rot;
+	const struct nwc_codec_dec *dec;
 
 	if (!buf || !len)
 		return "";
-	if (codec == NWC_CODEC_RAW && !arg)
-		snprintf(buf, len, "raw");
-	else if (codec == NWC_CODEC_NWC)
-		snprintf(buf, len, "nwc");
-	else if (codec != NWC_CODEC_ZSTD)
-		snprintf(buf, len, "codec%u/0x%x", codec, (unsigned)arg);
-	else if (zstd_arg(arg, &e, &rot))
-		snprintf(buf, len, "zstd/0x%x", (unsigned)arg);
-	else if (e == 1)
-		snprintf(buf, len, "zstd");
-	else
-		snprintf(buf, len, "zstd/planes%u%s", e, rot ? "f" : "");
+	dec = nwc_codec_set_dec(nwc_codecs_read(), codec);
+	if (dec)
+		return dec->describe(arg, NULL, buf, len);
+	snprintf(buf, len, "codec%u/0x%x", codec, (unsigned)arg);
 	return buf;
 }

@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * codec.h - block codecs: turn one block of decoded bytes into a stored
- * payload and back (format.h section 8 defines the payloads).
+ * codec.h - one block at a time through a block codec of the registry
+ * (raw, zstd byte planes): turn decoded bytes into a stored payload and
+ * back (format.h section 8 defines the payloads).  Tensor codecs (nwc) go
+ * through the image writer and reader instead; here they are unknown.
  *
  *	struct nwc_dctx *dctx;
  *	nwc_dctx_create(&dctx);
@@ -9,38 +11,19 @@
  *	nwc_dctx_free(dctx);
  *
  * Thread safety: the functions are reentrant; a struct nwc_cctx or
- * struct nwc_dctx holds per-thread scratch (zstd contexts, plane buffers)
- * and must not be used by two threads at once.
+ * struct nwc_dctx (codec/image/iface.h) holds per-thread scratch (zstd
+ * contexts, plane buffers) and must not be used by two threads at once.
  */
 #ifndef NWC_CODEC_H
 #define NWC_CODEC_H
 
-#include "codec/common/base.h"
+#include "codec/image/iface.h"
 
 struct nwc_cctx;
-struct nwc_dctx;
-struct nwc_tensor_scratch;
 
 /* Compression context; @level is the zstd level (1..22). */
 int nwc_cctx_create(int level, struct nwc_cctx **out);
 void nwc_cctx_free(struct nwc_cctx *cctx);
-
-int nwc_dctx_create(struct nwc_dctx **out);
-void nwc_dctx_free(struct nwc_dctx *dctx);
-
-/*
- * nwc_dctx_scratch() - a per-context buffer of at least @len bytes, valid
- * until the next call on the same context; used by readers to hold a stored
- * payload before decoding.  Returns NULL on allocation failure.
- */
-void *nwc_dctx_scratch(struct nwc_dctx *dctx, size_t len);
-
-/*
- * nwc_dctx_tensor_scratch() - the context's NWC band decoding scratch
- * (codec/nwc/nwctensor.h), created on first use and freed with the context.
- * Returns NULL on allocation failure.
- */
-struct nwc_tensor_scratch *nwc_dctx_tensor_scratch(struct nwc_dctx *dctx);
 
 /*
  * nwc_codec_check() - whether this build decodes @codec with @arg, and

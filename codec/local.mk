@@ -1,10 +1,13 @@
-# codec/local.mk - libnwccodec.a: the block codecs; the only archive that
-# includes <zstd.h> (zstd.c).  The folders below codec/ hold the other
+# codec/local.mk - libnwccodec.a: the registry of every codec, the block
+# codecs (raw, zstd byte planes) and their rANS coder; the only archive
+# that includes <zstd.h> (zstd.c).  The folders below codec/ hold the other
 # layers (common/, image/, nwc/, input/).
 noinst_LIBRARIES += codec/libnwccodec.a
 codec_libnwccodec_a_CPPFLAGS = $(AM_CPPFLAGS) $(ZSTD_CFLAGS)
 codec_libnwccodec_a_SOURCES = \
-	codec/codec.c codec/codec.h \
+	codec/registry.c codec/registry_enc.c codec/registry.h \
+	codec/codec.c codec/codec_enc.c codec/codec.h \
+	codec/raw.c codec/bplanes.c \
 	codec/planes.c codec/planes.h \
 	codec/zstd.c codec/zstd.h \
 	codec/rans.c codec/rans.h

@@ -17,6 +17,7 @@
 
 #include "codec/codec.h"
 #include "codec/common/log.h"
+#include "codec/registry.h"
 #include "fs/cache.h"
 #include "fs/engine.h"
 #include "fs/workq.h"
@@ -93,7 +94,7 @@ int nwc_engine_open(const char *path, const struct nwc_engine_opts *opts,
 	ret = -pthread_key_create(&eng->dctx_key, free_dctx);
 	if (ret)
 		goto out_free;
-	ret = nwc_image_open(path, &eng->img);
+	ret = nwc_image_open(path, nwc_codecs_read(), &eng->img);
 	if (ret)
 		goto out_key;
 	ret = nwc_cache_create(opts->cache_bytes, 0, &eng->cache);

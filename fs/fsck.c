@@ -19,8 +19,7 @@
 #include "codec/image/image.h"
 #include "codec/common/io.h"
 #include "codec/common/log.h"
-#include "codec/nwc/nwcmodel.h"
-#include "codec/nwc/nwctensor.h"
+#include "codec/registry.h"
 
 enum { EXIT_USAGE = 1, EXIT_IO = 2, EXIT_DAMAGE = 3 };
 
@@ -216,7 +215,7 @@ static uint64_t tensor_stored(const struct nwc_image *img,
 	return nwc_image_extent_stored(img, t->extent) + t->side_len;
 }
 
-/* Codec column of a tensor: the extent's codec; NWC adds its model. */
+/* Codec column of a tensor, as its codec names it ("nwc/m3"). */
 static const char *tensor_codec(const struct nwc_image *img,
 				const struct nwc_tensor *t, char *buf,
 				size_t len)
@@ -225,12 +224,9 @@ static const char *tensor_codec(const struct nwc_image *img,
 
 	if (t->extent == UINT32_MAX)
 		return "-";
-	if (t->side) {
-		snprintf(buf, len, "nwc/m%u", t->side->model);
-		return buf;
-	}
 	e = nwc_image_extent(img, t->extent);
-	return nwc_codec_name(e->codec, e->codec_arg, buf, len);
+	return nwc_image_codec_name(img, e->codec, e->codec_arg, t->side, buf,
+				    len);
 }
 
 static void list_tensors(const struct nwc_image *img, uint32_t ino)
@@ -264,20 +260,6 @@ static void list_tensors(const struct nwc_image *img, uint32_t ino)
 	}
 }
 
-static void list_models(const struct nwc_image *img, uint32_t n)
-{
-	for (uint32_t i = 0; i < n; i++) {
-		const struct nwc_image_model *im = nwc_image_model(img, i);
-		const struct nwc_model *m = im->model;
-
-		printf("model m%u: H=%u R=%u Q=%u lambda=%g%s, %llu bytes, xxh %016llx\n",
-		       i, m->h, m->r, m->nq, (double)m->lambda,
-		       m->flags & NWC_MODEL_F_TCQ ? " tcq" : "",
-		       (unsigned long long)im->len,
-		       (unsigned long long)im->xxh);
-	}
-}
-
 static void list_image(const struct nwc_image *img, bool tensors)
 {
 	struct nwc_image_info info;
@@ -306,8 +288,9 @@ static void list_image(const struct nwc_image *img, bool tensors)
 				const struct nwc_extent *e =
 					nwc_image_extent(img, n->first + n->count - 1);
 
-				codec = nwc_codec_name(e->codec, e->codec_arg,
-						       name, sizeof(name));
+				codec = nwc_image_codec_name(img, e->codec,
+							     e->codec_arg, NULL,
+							     name, sizeof(name));
 				if (n->flags & NWC_INODE_F_SAFETENSORS)
 					codec = "tensors";
 			}
@@ -324,7 +307,7 @@ static void list_image(const struct nwc_image *img, bool tensors)
 		if (tensors && (n->flags & NWC_INODE_F_SAFETENSORS))
 			list_tensors(img, ino);
 	}
-	list_models(img, info.n_models);
+	nwc_image_print_codecs(img, stdout);
 	printf("%d inodes, %llu bytes in files, %llu stored (%.1f%%), image %llu bytes\n",
 	       (int)info.n_inodes, (unsigned long long)info.total_size,
 	       (unsigned long long)stored_total,
@@ -400,7 +383,7 @@ int main(int argc, char **argv)
 		nwc_err("--tensors needs --list");
 		return EXIT_USAGE;
 	}
-	ret = nwc_image_open(argv[optind], &f.img);
+	ret = nwc_image_open(argv[optind], nwc_codecs_read(), &f.img);
 	if (ret)
 		return ret == -NWC_ECORRUPT || ret == -NWC_ECHECKSUM ||
 		       ret == -NWC_EFEATURE ? EXIT_DAMAGE : EXIT_IO;

@@ -25,6 +25,7 @@
 #include "codec/common/log.h"
 #include "codec/input/safetensors.h"
 #include "codec/image/writer.h"
+#include "codec/registry.h"
 #include "mkfs/pack.h"
 #include "mkfs/progress.h"
 
@@ -633,7 +634,7 @@ static int add_models(struct nwc_writer *wr, const struct nwc_rate_models *ms)
 			continue;
 		ret = nwc_model_to_buf(rm->model, &buf, &len);
 		if (!ret) {
-			ret = nwc_writer_add_model(wr, buf, len, &idx);
+			ret = nwc_writer_add_codec_item(wr, NWC_CODEC_NWC, buf, len, &idx);
 			free(buf);
 		}
 		if (!ret && idx != rm->index)
@@ -709,9 +710,9 @@ static int put_nwc(struct wstate *ws, uint32_t id, uint32_t tensor,
 	uint32_t ext;
 	int ret;
 
-	ret = nwc_writer_set_tensor_side(ws->wr, tensor, e->side, e->side_len);
+	ret = nwc_writer_set_tensor_side(ws->wr, tensor, NWC_CODEC_NWC, e->side, e->side_len);
 	if (!ret)
-		ret = nwc_writer_add_nwc_extent(ws->wr, id, tensor, e->nbands,
+		ret = nwc_writer_add_tensor_extent(ws->wr, id, tensor, e->nbands,
 						e->band, e->band_len, &ext);
 	if (ret) {
 		nwc_err("%s: %s: cannot add the coded tensor to the image: %s",
@@ -879,7 +880,7 @@ int nwc_pack(const char *root, struct nwc_tree *tree, const char *image,
 	ret = make_jobs(&p, n_files, block_len);
 	if (ret)
 		goto out_plan;
-	ret = nwc_writer_create(image, opts->block_log2, opts->force, &wr);
+	ret = nwc_writer_create(image, opts->block_log2, opts->force, nwc_codecs_write(), &wr);
 	if (ret)
 		goto out_jobs;
 	ret = add_nodes(wr, tree);

@@ -22,6 +22,7 @@
 #include "codec/nwc/nwctensor.h"
 #include "codec/nwc/prior.h"
 #include "codec/image/writer.h"
+#include "codec/registry.h"
 #include "fs/engine.h"
 #include "tests/t.h"
 
@@ -207,10 +208,10 @@ static int write_ltensor(struct nwc_writer *w, const struct nwc_model *model,
 	if (!ret)
 		ret = nwc_writer_add_tensor(w, id, &t, &ti);
 	if (!ret)
-		ret = nwc_writer_set_tensor_side(w, ti, enc->side,
+		ret = nwc_writer_set_tensor_side(w, ti, NWC_CODEC_NWC, enc->side,
 						 enc->side_len);
 	if (!ret)
-		ret = nwc_writer_add_nwc_extent(w, id, ti, enc->nbands,
+		ret = nwc_writer_add_tensor_extent(w, id, ti, enc->nbands,
 						enc->band, enc->band_len, &ext);
 	if (!ret && ext != LEXT(k))
 		ret = -EINVAL;
@@ -235,7 +236,7 @@ static int write_lossy(struct nwc_writer *w, struct nwc_cctx *cc, uint32_t id)
 		return -ENOMEM;
 	ret = nwc_model_to_buf(model, &blob, &len);
 	if (!ret)
-		ret = nwc_writer_add_model(w, blob, len, &mi);
+		ret = nwc_writer_add_codec_item(w, NWC_CODEC_NWC, blob, len, &mi);
 	if (!ret)
 		ret = write_extent(w, cc, id, &hdr, xdata[INO_LOSSY]);
 	for (uint32_t k = 0; !ret && k < NLT; k++)
@@ -258,7 +259,7 @@ static int build_image(const char *path)
 	ret = nwc_cctx_create(1, &cc);
 	if (ret)
 		return ret;
-	ret = nwc_writer_create(path, 12, false, &w);
+	ret = nwc_writer_create(path, 12, false, nwc_codecs_write(), &w);
 	if (ret)
 		goto out_cctx;
 	id[INO_ROOT] = 0;

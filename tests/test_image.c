@@ -26,6 +26,11 @@
 #include "codec/nwc/nwctensor.h"
 #include "codec/nwc/prior.h"
 #include "codec/image/writer.h"
+#include "codec/nwc/nwccodec.h"
+#include "codec/registry.h"
+
+/* The parsed NWC side record of tensor @t. */
+#define NWC_SIDE(t) ((const struct nwc_tside *)(t)->side)
 #include "tests/t.h"
 
 #define MTIME0 1700000000
@@ -336,7 +341,7 @@ static int build_ref(const char *path, bool force)
 	ret = nwc_cctx_create(3, &cc);
 	if (ret)
 		return ret;
-	ret = nwc_writer_create(path, 12, force, &w);
+	ret = nwc_writer_create(path, 12, force, nwc_codecs_write(), &w);
 	if (ret)
 		goto out_cctx;
 	ret = build_ref_nodes(w, id);
@@ -385,7 +390,7 @@ static struct nwc_image *open_ref(void)
 	char path[512];
 
 	tpath(path, sizeof(path), "ref.nwc");
-	T_EQ(nwc_image_open(path, &img), 0);
+	T_EQ(nwc_image_open(path, nwc_codecs_read(), &img), 0);
 	if (!img)
 		exit(1);
 	return img;
@@ -632,8 +637,8 @@ static void test_open_errors(void)
 	char path[512];
 
 	tpath(path, sizeof(path), "does-not-exist.nwc");
-	T_EQ_QUIET(nwc_image_open(path, &img), -ENOENT);
-	T_EQ_QUIET(nwc_image_open(tdir, &img), -EINVAL);
+	T_EQ_QUIET(nwc_image_open(path, nwc_codecs_read(), &img), -ENOENT);
+	T_EQ_QUIET(nwc_image_open(tdir, nwc_codecs_read(), &img), -EINVAL);
 	T_CHECK(!img);
 	nwc_image_close(NULL);
 }
@@ -652,12 +657,12 @@ static void test_writer_misuse(void)
 
 	t.shape = shape;
 	tpath(path, sizeof(path), "misuse.nwc");
-	T_EQ(nwc_writer_create(path, NWC_BLOCK_LOG2_MIN - 1, false, &w),
+	T_EQ(nwc_writer_create(path, NWC_BLOCK_LOG2_MIN - 1, false, nwc_codecs_write(), &w),
 	     -EINVAL);
-	T_EQ(nwc_writer_create(path, NWC_BLOCK_LOG2_MAX + 1, false, &w),
+	T_EQ(nwc_writer_create(path, NWC_BLOCK_LOG2_MAX + 1, false, nwc_codecs_write(), &w),
 	     -EINVAL);
 	T_EQ(tdir_entries(), 1);
-	T_EQ(nwc_writer_create(path, 12, false, &w), 0);
+	T_EQ(nwc_writer_create(path, 12, false, nwc_codecs_write(), &w), 0);
 	T_EQ(tdir_entries(), 2);	/* the temporary file */
 
 	T_EQ(nwc_writer_add_node(w, 0, "", 0, S_IFREG | 0644, 0, 0, &x),
@@ -748,7 +753,7 @@ static void test_writer_misuse(void)
 	nwc_writer_abort(NULL);
 
 	/* finish with a block missing fails and leaves nothing behind. */
-	T_EQ(nwc_writer_create(path, 12, false, &w), 0);
+	T_EQ(nwc_writer_create(path, 12, false, nwc_codecs_write(), &w), 0);
 	T_EQ(nwc_writer_add_node(w, 0, "f", 1, S_IFREG | 0644, 0, 0, &f), 0);
 	T_EQ(nwc_writer_add_extent(w, f, &e, &ext), 0);
 	T_EQ(nwc_writer_add_block(w, ext, data, 64, 64), 0);
@@ -764,7 +769,7 @@ static void test_writer_duplicates(void)
 	struct stat st;
 
 	tpath(path, sizeof(path), "dup.nwc");
-	T_EQ(nwc_writer_create(path, 12, false, &w), 0);
+	T_EQ(nwc_writer_create(path, 12, false, nwc_codecs_write(), &w), 0);
 	T_EQ(nwc_writer_add_node(w, 0, "d", 1, S_IFDIR | 0755, 0, 0, &d), 0);
 	T_EQ(nwc_writer_add_node(w, d, "x", 1, S_IFREG | 0644, 0, 0, &a), 0);
 	T_EQ(nwc_writer_add_node(w, 0, "x", 1, S_IFREG | 0644, 0, 0, &b), 0);
@@ -785,14 +790,14 @@ static void test_writer_exists(void)
 
 	tpath(path, sizeof(path), "exists.nwc");
 	write_file(path, "old", 3);
-	T_EQ_QUIET(nwc_writer_create(path, 12, false, &w), -EEXIST);
+	T_EQ_QUIET(nwc_writer_create(path, 12, false, nwc_codecs_write(), &w), -EEXIST);
 	T_EQ_QUIET(build_ref(path, false), -EEXIST);
 	T_EQ(tdir_entries(), 2);
 	p = read_file(path, &len);
 	T_EQ(len, 3);
 	free(p);
 	/* An aborted replacement keeps the old file. */
-	T_EQ(nwc_writer_create(path, 12, true, &w), 0);
+	T_EQ(nwc_writer_create(path, 12, true, nwc_codecs_write(), &w), 0);
 	nwc_writer_abort(w);
 	p = read_file(path, &len);
 	T_EQ(len, 3);
@@ -832,9 +837,9 @@ static void test_writer_minimal(void)
 	uint32_t d, ino;
 
 	tpath(path, sizeof(path), "min.nwc");
-	T_EQ(nwc_writer_create(path, 20, false, &w), 0);
+	T_EQ(nwc_writer_create(path, 20, false, nwc_codecs_write(), &w), 0);
 	T_EQ(nwc_writer_finish(w), 0);
-	T_EQ(nwc_image_open(path, &img), 0);
+	T_EQ(nwc_image_open(path, nwc_codecs_read(), &img), 0);
 	if (img) {
 		nwc_image_get_info(img, &info);
 		T_EQ(info.n_inodes, 1);
@@ -846,10 +851,10 @@ static void test_writer_minimal(void)
 		T_EQ(nwc_image_resolve(img, "x", &ino), -ENOENT);
 		nwc_image_close(img);
 	}
-	T_EQ(nwc_writer_create(path, 12, true, &w), 0);
+	T_EQ(nwc_writer_create(path, 12, true, nwc_codecs_write(), &w), 0);
 	T_EQ(nwc_writer_add_node(w, 0, "d", 1, S_IFDIR | 0755, 0, 0, &d), 0);
 	T_EQ(nwc_writer_finish(w), 0);
-	T_EQ(nwc_image_open(path, &img), 0);
+	T_EQ(nwc_image_open(path, nwc_codecs_read(), &img), 0);
 	if (img) {
 		T_EQ(nwc_image_resolve(img, "d", &ino), 0);
 		T_EQ(ino, 1);
@@ -1048,7 +1053,7 @@ static int m_open(const struct mimg *m, bool silent)
 	}
 	if (silent)
 		t_quiet(true);
-	ret = nwc_image_open_fd(fd, "damaged", &img);
+	ret = nwc_image_open_fd(fd, "damaged", nwc_codecs_read(), &img);
 	if (silent)
 		t_quiet(false);
 	if (!ret)
@@ -1364,7 +1369,7 @@ static void dirs_image(struct mimg *m, uint32_t n)
 	size_t len;
 
 	tpath(path, sizeof(path), "dirs.nwc");
-	T_EQ(nwc_writer_create(path, 12, false, &w), 0);
+	T_EQ(nwc_writer_create(path, 12, false, nwc_codecs_write(), &w), 0);
 	for (uint32_t i = 0; i < n; i++, name[0]++)
 		T_EQ(nwc_writer_add_node(w, 0, name, 1, S_IFDIR | 0755, 0, 0,
 					 &d),
@@ -1679,7 +1684,7 @@ static void check_damaged_blocks(const struct mimg *m, const uint32_t *bad,
 	fd = memfd_create("nwc-test", MFD_CLOEXEC);
 	if (fd < 0 || nwc_pwrite_full(fd, m->p, m->len, 0))
 		exit(99);
-	T_EQ(nwc_image_open_fd(fd, "payload", &img), 0);
+	T_EQ(nwc_image_open_fd(fd, "payload", nwc_codecs_read(), &img), 0);
 	T_EQ(nwc_dctx_create(&dctx), 0);
 	for (uint32_t k = 0; k < NXE; k++) {
 		const struct nwc_extent *e = nwc_image_extent(img, k);
@@ -1787,7 +1792,7 @@ static void test_damage_shrink_after_open(void)
 
 	tpath(path, sizeof(path), "shrink.nwc");
 	write_file(path, ref_bytes, ref_len);
-	T_EQ(nwc_image_open(path, &img), 0);
+	T_EQ(nwc_image_open(path, nwc_codecs_read(), &img), 0);
 	T_EQ(nwc_dctx_create(&dctx), 0);
 	T_EQ(truncate(path, NWC_DATA_ALIGN), 0);
 	T_EQ_QUIET(nwc_image_load_block(img, dctx, 0, 0, buf, sizeof(buf)),
@@ -1969,7 +1974,7 @@ static int add_ntensor(struct nwc_writer *w, uint32_t id, uint32_t k,
 
 	ret = nwc_writer_add_tensor(w, id, &t, idx);
 	if (!ret)
-		ret = nwc_writer_set_tensor_side(w, *idx, nenc[k]->side,
+		ret = nwc_writer_set_tensor_side(w, *idx, NWC_CODEC_NWC, nenc[k]->side,
 						 nenc[k]->side_len);
 	return ret;
 }
@@ -1992,7 +1997,7 @@ static int build_nwc(const char *path, bool force)
 	ret = nwc_cctx_create(3, &cc);
 	if (ret)
 		return ret;
-	ret = nwc_writer_create(path, 12, force, &w);
+	ret = nwc_writer_create(path, 12, force, nwc_codecs_write(), &w);
 	if (ret)
 		goto out_cctx;
 	ret = nwc_writer_add_node(w, 0, "model.safetensors", 17,
@@ -2000,7 +2005,7 @@ static int build_nwc(const char *path, bool force)
 	if (!ret)
 		ret = nwc_writer_set_flags(w, id, NWC_INODE_F_SAFETENSORS);
 	for (uint32_t i = 0; !ret && i < NM; i++) {
-		ret = nwc_writer_add_model(w, nblob[i], nblob_len[i], &idx);
+		ret = nwc_writer_add_codec_item(w, NWC_CODEC_NWC, nblob[i], nblob_len[i], &idx);
 		if (!ret && idx != i)
 			ret = -EINVAL;
 	}
@@ -2015,7 +2020,7 @@ static int build_nwc(const char *path, bool force)
 							  NT },
 				   nfile);
 	for (uint32_t k = 0; !ret && k < NNT; k++) {
-		ret = nwc_writer_add_nwc_extent(w, id, ti[k], nenc[k]->nbands,
+		ret = nwc_writer_add_tensor_extent(w, id, ti[k], nenc[k]->nbands,
 						nenc[k]->band,
 						nenc[k]->band_len, &ext);
 		if (!ret && k == 0)
@@ -2041,7 +2046,7 @@ static struct nwc_image *n_open_img(const struct mimg *m)
 
 	if (fd < 0 || nwc_pwrite_full(fd, m->p, m->len, 0))
 		exit(99);
-	T_EQ(nwc_image_open_fd(fd, "nwc", &img), 0);
+	T_EQ(nwc_image_open_fd(fd, "nwc", nwc_codecs_read(), &img), 0);
 	if (!img)
 		exit(1);
 	return img;
@@ -2062,13 +2067,13 @@ static void test_nwc_roundtrip(void)
 
 	nwc_image_get_info(img, &info);
 	T_EQ(info.incompat, NWC_INCOMPAT_NWC);
-	T_EQ(info.n_models, NM);
+	T_EQ(nwc_nwc_n_models(nwc_image_codec_state(img, NWC_CODEC_NWC)), NM);
 	T_EQ(info.n_tensors, NNT + 1);
 	T_EQ(info.n_extents, NNT + 2);
 	T_EQ(info.n_blocks, NNB);
 	T_EQ(info.total_size, nfile_len);
 	for (uint32_t i = 0; i < NM; i++) {
-		const struct nwc_image_model *im = nwc_image_model(img, i);
+		const struct nwc_nwc_model *im = nwc_nwc_model(nwc_image_codec_state(img, NWC_CODEC_NWC), i);
 
 		T_EQ(im->len, nblob_len[i]);
 		T_CHECK(im->off + im->len <= nwc_len &&
@@ -2079,9 +2084,9 @@ static void test_nwc_roundtrip(void)
 			nmodel[i]->nparams * sizeof(float));
 	}
 	/* Models 8-byte aligned in a section that follows the tables. */
-	T_EQ(nwc_image_model(img, 0)->off % 8, 0);
-	T_EQ(nwc_image_model(img, 1)->off,
-	     (nwc_image_model(img, 0)->off + nblob_len[0] + 7) & ~7ull);
+	T_EQ(nwc_nwc_model(nwc_image_codec_state(img, NWC_CODEC_NWC), 0)->off % 8, 0);
+	T_EQ(nwc_nwc_model(nwc_image_codec_state(img, NWC_CODEC_NWC), 1)->off,
+	     (nwc_nwc_model(nwc_image_codec_state(img, NWC_CODEC_NWC), 0)->off + nblob_len[0] + 7) & ~7ull);
 
 	T_EQ(nwc_dctx_create(&dctx), 0);
 	T_EQ(nwc_dctx_create(&dctx2), 0);
@@ -2102,11 +2107,11 @@ static void test_nwc_roundtrip(void)
 		T_CHECK(t->side != NULL);
 		if (!t->side)
 			continue;
-		T_EQ(t->side->m, x->m);
-		T_EQ(t->side->n, x->n);
-		T_EQ(t->side->band_rows, x->rows);
-		T_EQ(t->side->model, x->model);
-		T_EQ(t->side->quant, x->quant);
+		T_EQ(NWC_SIDE(t)->m, x->m);
+		T_EQ(NWC_SIDE(t)->n, x->n);
+		T_EQ(NWC_SIDE(t)->band_rows, x->rows);
+		T_EQ(NWC_SIDE(t)->model, x->model);
+		T_EQ(NWC_SIDE(t)->quant, x->quant);
 		T_EQ(t->extent, x->ext);
 		e = nwc_image_extent(img, t->extent);
 		T_EQ(e->codec, NWC_T);
@@ -2185,7 +2190,7 @@ static struct nwc_writer *n_writer(const char *path, uint32_t *f,
 	};
 	struct nwc_writer *w = NULL;
 
-	T_EQ(nwc_writer_create(path, 12, true, &w), 0);
+	T_EQ(nwc_writer_create(path, 12, true, nwc_codecs_write(), &w), 0);
 	if (!w)
 		exit(1);
 	T_EQ(nwc_writer_add_node(w, 0, "f", 1, S_IFREG | 0644, 0, 0, f), 0);
@@ -2213,11 +2218,11 @@ static void test_nwc_writer(void)
 	w = n_writer(path, &f, &t, NWC_DTYPE_BF16, ntens[0].m);
 	/* Models must parse. */
 	t_quiet(true);
-	T_CHECK(nwc_writer_add_model(w, junk, sizeof(junk), &idx) < 0);
-	T_CHECK(nwc_writer_add_model(w, nblob[0], nblob_len[0] - 1, &idx) < 0);
+	T_CHECK(nwc_writer_add_codec_item(w, NWC_CODEC_NWC, junk, sizeof(junk), &idx) < 0);
+	T_CHECK(nwc_writer_add_codec_item(w, NWC_CODEC_NWC, nblob[0], nblob_len[0] - 1, &idx) < 0);
 	t_quiet(false);
 	/* No side data yet. */
-	T_EQ(nwc_writer_add_nwc_extent(w, f, t, a->nbands, a->band,
+	T_EQ(nwc_writer_add_tensor_extent(w, f, t, a->nbands, a->band,
 				       a->band_len, &x), -EINVAL);
 	T_EQ_QUIET(nwc_writer_add_extent(w, f,
 					 &(struct nwc_wextent){ WA_LEN,
@@ -2225,15 +2230,15 @@ static void test_nwc_writer(void)
 								NWC_T, 0, t },
 					 &x), -EINVAL);
 	/* Side records must parse, once per tensor. */
-	T_EQ_QUIET(nwc_writer_set_tensor_side(w, t, junk, sizeof(junk)),
+	T_EQ_QUIET(nwc_writer_set_tensor_side(w, t, NWC_CODEC_NWC, junk, sizeof(junk)),
 		   -EINVAL);
-	T_EQ(nwc_writer_set_tensor_side(w, t, a->side, 0), -EINVAL);
-	T_EQ(nwc_writer_set_tensor_side(w, t + 1, a->side, a->side_len),
+	T_EQ(nwc_writer_set_tensor_side(w, t, NWC_CODEC_NWC, a->side, 0), -EINVAL);
+	T_EQ(nwc_writer_set_tensor_side(w, t + 1, NWC_CODEC_NWC, a->side, a->side_len),
 	     -EINVAL);
-	T_EQ(nwc_writer_set_tensor_side(w, t, a->side, a->side_len), 0);
-	T_EQ(nwc_writer_set_tensor_side(w, t, a->side, a->side_len), -EINVAL);
+	T_EQ(nwc_writer_set_tensor_side(w, t, NWC_CODEC_NWC, a->side, a->side_len), 0);
+	T_EQ(nwc_writer_set_tensor_side(w, t, NWC_CODEC_NWC, a->side, a->side_len), -EINVAL);
 	/* Bands and geometry must be those of the side record. */
-	T_EQ(nwc_writer_add_nwc_extent(w, f, t, a->nbands - 1, a->band,
+	T_EQ(nwc_writer_add_tensor_extent(w, f, t, a->nbands - 1, a->band,
 				       a->band_len, &x), -EINVAL);
 	T_EQ_QUIET(nwc_writer_add_extent(w, f,
 					 &(struct nwc_wextent){ WA_LEN,
@@ -2269,27 +2274,27 @@ static void test_nwc_writer(void)
 
 	/* Model 0 with fewer levels than the side record uses. */
 	w = n_writer(path, &f, &t, NWC_DTYPE_BF16, ntens[0].m);
-	T_EQ(nwc_writer_add_model(w, q2blob, q2len, &idx), 0);
+	T_EQ(nwc_writer_add_codec_item(w, NWC_CODEC_NWC, q2blob, q2len, &idx), 0);
 	T_EQ(idx, 0);
-	T_EQ(nwc_writer_set_tensor_side(w, t, a->side, a->side_len), 0);
-	T_EQ(nwc_writer_add_nwc_extent(w, f, t, a->nbands, a->band,
+	T_EQ(nwc_writer_set_tensor_side(w, t, NWC_CODEC_NWC, a->side, a->side_len), 0);
+	T_EQ(nwc_writer_add_tensor_extent(w, f, t, a->nbands, a->band,
 				       a->band_len, &x), 0);
 	T_EQ_QUIET(nwc_writer_finish(w), -EINVAL);
 
 	/* dtype, shape, and side data on a lossless tensor. */
 	w = n_writer(path, &f, &t, NWC_DTYPE_I16, ntens[0].m);
-	T_EQ(nwc_writer_set_tensor_side(w, t, a->side, a->side_len), 0);
-	T_EQ_QUIET(nwc_writer_add_nwc_extent(w, f, t, a->nbands, a->band,
+	T_EQ(nwc_writer_set_tensor_side(w, t, NWC_CODEC_NWC, a->side, a->side_len), 0);
+	T_EQ_QUIET(nwc_writer_add_tensor_extent(w, f, t, a->nbands, a->band,
 					     a->band_len, &x), -EINVAL);
 	nwc_writer_abort(w);
 	w = n_writer(path, &f, &t, NWC_DTYPE_BF16, ntens[0].m + 1);
-	T_EQ(nwc_writer_set_tensor_side(w, t, a->side, a->side_len), 0);
-	T_EQ_QUIET(nwc_writer_add_nwc_extent(w, f, t, a->nbands, a->band,
+	T_EQ(nwc_writer_set_tensor_side(w, t, NWC_CODEC_NWC, a->side, a->side_len), 0);
+	T_EQ_QUIET(nwc_writer_add_tensor_extent(w, f, t, a->nbands, a->band,
 					     a->band_len, &x), -EINVAL);
 	nwc_writer_abort(w);
 	w = n_writer(path, &f, &t, NWC_DTYPE_BF16, ntens[0].m);
-	T_EQ(nwc_writer_add_model(w, nblob[0], nblob_len[0], &idx), 0);
-	T_EQ(nwc_writer_set_tensor_side(w, t, a->side, a->side_len), 0);
+	T_EQ(nwc_writer_add_codec_item(w, NWC_CODEC_NWC, nblob[0], nblob_len[0], &idx), 0);
+	T_EQ(nwc_writer_set_tensor_side(w, t, NWC_CODEC_NWC, a->side, a->side_len), 0);
 	T_EQ(nwc_writer_add_extent(w, f,
 				   &(struct nwc_wextent){ WA_LEN, 4096,
 							  RAW, 0, t },
@@ -2300,7 +2305,7 @@ static void test_nwc_writer(void)
 
 	/* A model no tensor uses: the image is still an NWC image. */
 	w = n_writer(path, &f, &t, NWC_DTYPE_BF16, ntens[0].m);
-	T_EQ(nwc_writer_add_model(w, q2blob, q2len, &idx), 0);
+	T_EQ(nwc_writer_add_codec_item(w, NWC_CODEC_NWC, q2blob, q2len, &idx), 0);
 	T_EQ(nwc_writer_add_extent(w, f,
 				   &(struct nwc_wextent){ WA_LEN, 4096,
 							  RAW, 0, t },
@@ -2315,8 +2320,8 @@ static void test_nwc_writer(void)
 
 		nwc_image_get_info(img, &info);
 		T_EQ(info.incompat, NWC_INCOMPAT_NWC);
-		T_EQ(info.n_models, 1);
-		T_EQ(nwc_image_model(img, 0)->model->nq, 2);
+		T_EQ(nwc_nwc_n_models(nwc_image_codec_state(img, NWC_CODEC_NWC)), 1);
+		T_EQ(nwc_nwc_model(nwc_image_codec_state(img, NWC_CODEC_NWC), 0)->model->nq, 2);
 		nwc_image_close(img);
 	}
 	free(p);
@@ -2689,7 +2694,7 @@ static void test_nwc_damage_payload(void)
 		const struct nwc_tensor *t =
 			nwc_image_tensor(img, ntens[k].index);
 		const struct nwc_model *model =
-			nwc_image_model(img, t->side->model)->model;
+			nwc_nwc_model(nwc_image_codec_state(img, NWC_CODEC_NWC), NWC_SIDE(t)->model)->model;
 		const struct nwc_extent *e = nwc_image_extent(img, t->extent);
 
 		for (uint32_t j = 0; j < e->nblocks; j++) {

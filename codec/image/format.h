@@ -242,8 +242,6 @@
 
 /* Feature bits. */
 #define NWC_INCOMPAT_NWC (1ull << 0)	/* MODELS section, NWC_CODEC_NWC */
-#define NWC_INCOMPAT_KNOWN NWC_INCOMPAT_NWC
-#define NWC_COMPAT_KNOWN 0ull
 
 /* Section types. */
 enum nwc_sect_type {

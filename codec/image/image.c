@@ -5,26 +5,26 @@
  *
  * Open reads the superblock, the section directory and every section into
  * memory, checking each checksum, then parses the tables into native arrays
- * and checks each cross reference once.  Codec models and the side records
- * of NWC tensors are parsed there too, so a band decode only meets
- * validated metadata.  After that the accessors trust the arrays; only block
- * payloads are read later, each verified when read.
+ * and checks each cross reference once.  What belongs to a codec (its
+ * section, the side records of its tensors, its extents' arguments) is
+ * checked there too, through the codec's decode table (iface.h), so a
+ * decode only meets validated metadata.  After that the accessors trust the
+ * arrays; only block payloads are read later, each verified when read.
  */
 #include "codec/common/base.h"
 
 #include <fcntl.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "codec/codec.h"
 #include "codec/common/hash.h"
+#include "codec/image/iface.h"
 #include "codec/image/image.h"
 #include "codec/common/io.h"
 #include "codec/common/log.h"
-#include "codec/nwc/nwcmodel.h"
-#include "codec/nwc/nwctensor.h"
 
 struct section {
 	uint64_t off;
@@ -43,14 +43,14 @@ struct nwc_image {
 	uint64_t incompat;
 	uint32_t block_log2;
 	struct section sect[NWC_SECT_MODELS + 1];	/* by type; [0] unused */
-	uint32_t n_inodes, n_extents, n_blocks, n_tensors, n_models;
+	uint32_t n_inodes, n_extents, n_blocks, n_tensors;
 	struct nwc_inode *inodes;
 	struct nwc_extent *extents;
 	struct nwc_block *blocks;
 	struct nwc_tensor *tensors;
-	struct nwc_image_model *models;
-	struct nwc_model **model_own;	/* what models[].model points to */
-	struct nwc_tside **sides;	/* per tensor: side record or NULL */
+	const struct nwc_codec_set *codecs;
+	void **cstate;			/* per decoder of @codecs: its state */
+	const struct nwc_codec_dec **edec;	/* per extent: its decoder */
 	uint32_t *tfirst;		/* per inode: first tensor */
 	uint32_t *tcount;		/* per inode: number of tensors */
 	atomic_uchar *reported;		/* per block: damage already logged */
@@ -90,7 +90,7 @@ static int read_super(struct nwc_image *img, uint64_t *dir_off,
 		return corrupt("%s: bad superblock size", img->path);
 	img->compat = nwc_get_le64(sb + NWC_SB_COMPAT);
 	img->incompat = nwc_get_le64(sb + NWC_SB_INCOMPAT);
-	unknown = img->incompat & ~NWC_INCOMPAT_KNOWN;
+	unknown = img->incompat & ~nwc_codec_set_incompat(img->codecs);
 	if (unknown) {
 		nwc_err("%s: image needs unknown features (incompat bits 0x%llx)",
 			img->path, (unsigned long long)unknown);
@@ -121,6 +121,16 @@ static int read_super(struct nwc_image *img, uint64_t *dir_off,
 static bool overlaps(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
 {
 	return alen && blen && a < b + blen && b < a + alen;
+}
+
+/* The decoder of @img's codecs that owns section @type, or NULL. */
+static const struct nwc_codec_dec *section_codec(const struct nwc_image *img,
+						 uint32_t type)
+{
+	for (unsigned i = 0; i < img->codecs->n_dec; i++)
+		if (img->codecs->dec[i]->section == type)
+			return img->codecs->dec[i];
+	return NULL;
 }
 
 static int read_sections(struct nwc_image *img, uint64_t dir_off,
@@ -165,7 +175,8 @@ static int read_sections(struct nwc_image *img, uint64_t dir_off,
 			}
 			continue;
 		}
-		if (type == 0 || type > NWC_SECT_MODELS) {
+		if (type == 0 || type > NWC_SECT_MODELS ||
+		    (type > NWC_SECT_PARAMS && !section_codec(img, type))) {
 			nwc_err("%s: unknown required section type %u",
 				img->path, type);
 			ret = -NWC_EFEATURE;
@@ -216,70 +227,70 @@ static int read_sections(struct nwc_image *img, uint64_t dir_off,
 			goto out_free;
 		}
 	}
-	if (img->sect[NWC_SECT_MODELS].present !=
-	    !!(img->incompat & NWC_INCOMPAT_NWC))
-		ret = corrupt("%s: the NWC feature bit and the MODELS section go together",
-			      img->path);
+	for (unsigned i = 0; i < img->codecs->n_dec; i++) {
+		const struct nwc_codec_dec *dec = img->codecs->dec[i];
+
+		if (dec->section && img->sect[dec->section].present !=
+					    !!(img->incompat & dec->incompat)) {
+			ret = corrupt("%s: the %s feature bit and section %u go together",
+				      img->path, dec->name, dec->section);
+			break;
+		}
+	}
 out_free:
 	free(dir);
 	return ret;
 }
 
-/* The embedded codec models: canonical layout (format.h), each parsed. */
-static int parse_models(struct nwc_image *img)
+/*
+ * Each codec's per-image state, from its section (read_sections() paired
+ * sections and feature bits); section bytes are freed once parsed.
+ */
+static int open_codecs(struct nwc_image *img)
 {
-	struct section *s = &img->sect[NWC_SECT_MODELS];
-	uint64_t pos;
-	uint32_t count;
-	int ret;
-
-	if (!s->present)
-		return 0;
-	if (s->len < NWC_MODELS_HDR)
-		return corrupt("%s: MODELS section too short", img->path);
-	count = nwc_get_le32(s->data);
-	if (!count || count > NWC_MODELS_MAX || nwc_get_le32(s->data + 4) ||
-	    (uint64_t)count * NWC_MODEL_ENT_SIZE > s->len - NWC_MODELS_HDR)
-		return corrupt("%s: bad MODELS header", img->path);
-	img->models = calloc(count, sizeof(*img->models));
-	img->model_own = calloc(count, sizeof(*img->model_own));
-	if (!img->models || !img->model_own)
+	img->cstate = calloc(img->codecs->n_dec ? img->codecs->n_dec : 1,
+			     sizeof(*img->cstate));
+	if (!img->cstate)
 		return -ENOMEM;
-	img->n_models = count;
-	pos = NWC_MODELS_HDR + (uint64_t)count * NWC_MODEL_ENT_SIZE;
-	for (uint32_t i = 0; i < count; i++) {
-		const uint8_t *ent = s->data + NWC_MODELS_HDR +
-				     (size_t)i * NWC_MODEL_ENT_SIZE;
-		uint64_t off = nwc_get_le64(ent), len = nwc_get_le64(ent + 8);
-		struct nwc_image_model *im = &img->models[i];
+	for (unsigned i = 0; i < img->codecs->n_dec; i++) {
+		const struct nwc_codec_dec *dec = img->codecs->dec[i];
+		struct section *s = dec->section ? &img->sect[dec->section]
+						 : NULL;
+		int ret;
 
-		if (off != ((pos + 7) & ~7ull) || !len ||
-		    !nwc_range_ok(off, len, s->len))
-			return corrupt("%s: codec model %u out of place",
-				       img->path, i);
-		for (; pos < off; pos++)
-			if (s->data[pos])
-				return corrupt("%s: MODELS padding is not zero",
-					       img->path);
-		ret = nwc_model_from_buf(s->data + off, len, &img->model_own[i]);
-		if (ret) {
-			nwc_err("%s: codec model %u: %s", img->path, i,
-				nwc_strerror(ret));
+		if (!dec->open)
+			continue;
+		if (s && !s->present)
+			s = NULL;
+		ret = dec->open(img->path, s ? s->data : NULL, s ? s->off : 0,
+				s ? s->len : 0, &img->cstate[i]);
+		if (ret)
 			return ret;
+		if (s) {
+			free(s->data);
+			s->data = NULL;
 		}
-		im->model = img->model_own[i];
-		im->off = s->off + off;
-		im->len = len;
-		im->xxh = nwc_get_le64(s->data + off + len - 8);
-		pos = off + len;
 	}
-	if (pos != s->len)
-		return corrupt("%s: MODELS section has trailing bytes",
-			       img->path);
-	/* The models are parsed copies; the raw bytes are no longer needed. */
-	free(s->data);
-	s->data = NULL;
 	return 0;
+}
+
+/* The per-image state of decoder @dec of @img's set. */
+static const void *codec_state(const struct nwc_image *img,
+			       const struct nwc_codec_dec *dec)
+{
+	for (unsigned i = 0; i < img->codecs->n_dec; i++)
+		if (img->codecs->dec[i] == dec)
+			return img->cstate[i];
+	return NULL;
+}
+
+static void codec_tensor(const struct nwc_tensor *t,
+			 struct nwc_codec_tensor *ct)
+{
+	ct->dtype = t->dtype;
+	ct->ndim = t->ndim;
+	ct->shape = t->shape;
+	ct->data_len = t->data_len;
 }
 
 /* Resolve a (offset, length) reference into STRINGS. */
@@ -408,24 +419,27 @@ static int parse_blocks(struct nwc_image *img)
 }
 
 /*
- * Read, verify and parse the side record of NWC tensor @i (shape already
- * parsed), and match it to the tensor and the models.
+ * Read, verify and parse the side record of tensor @i of tensor codec @dec
+ * (shape already parsed), and check it against the codec's state.
  */
-static int parse_side(struct nwc_image *img, uint32_t i, uint64_t xxh)
+static int parse_side(struct nwc_image *img, uint32_t i,
+		      const struct nwc_codec_dec *dec, uint64_t xxh)
 {
 	struct nwc_tensor *t = &img->tensors[i];
-	uint64_t esize = nwc_dtype_size(t->dtype);
-	struct nwc_tside *ts;
+	struct nwc_codec_tensor ct;
+	uint32_t block_len, nblocks;
 	uint8_t *buf;
+	void *side;
 	int ret;
 
-	if (!(img->incompat & NWC_INCOMPAT_NWC))
-		return corrupt("%s: tensor %u: codec nwc without the NWC feature bit",
-			       img->path, i);
-	if ((t->dtype != NWC_DTYPE_F32 && t->dtype != NWC_DTYPE_F16 &&
-	     t->dtype != NWC_DTYPE_BF16) || t->ndim != 2)
-		return corrupt("%s: tensor %u: codec nwc needs a 2-D F32, F16 or BF16 tensor",
-			       img->path, i);
+	codec_tensor(t, &ct);
+	if (!(img->incompat & dec->incompat))
+		return corrupt("%s: tensor %u: codec %s without its feature bit",
+			       img->path, i, dec->name);
+	if (dec->check_tensor(&ct))
+		return corrupt("%s: tensor %u: codec %s does not code a %s tensor of %u dimensions",
+			       img->path, i, dec->name,
+			       nwc_dtype_name(t->dtype), t->ndim);
 	if (!t->side_len || t->side_off < img->data_off ||
 	    !nwc_range_ok(t->side_off - img->data_off, t->side_len,
 			  img->data_len))
@@ -446,31 +460,21 @@ static int parse_side(struct nwc_image *img, uint32_t i, uint64_t xxh)
 		ret = -NWC_ECHECKSUM;
 		goto out_free_buf;
 	}
-	ret = nwc_tside_parse(buf, t->side_len, &ts);
+	ret = dec->side_parse(&ct, buf, t->side_len, &side);
 	if (ret) {
 		nwc_err("%s: tensor %u: bad side record: %s", img->path, i,
 			nwc_strerror(ret));
 		goto out_free_buf;
 	}
-	img->sides[i] = ts;
-	t->side = ts;
-	if (ts->m != t->shape[0] || ts->n != t->shape[1]) {
-		ret = corrupt("%s: tensor %u: side record is %ux%u, the tensor %llux%llu",
-			      img->path, i, ts->m, ts->n,
-			      (unsigned long long)t->shape[0],
-			      (unsigned long long)t->shape[1]);
-	} else if (ts->model >= img->n_models) {
-		ret = corrupt("%s: tensor %u: side record names codec model %u of %u",
-			      img->path, i, ts->model, img->n_models);
-	} else if ((uint64_t)ts->band_rows * ts->n * esize > NWC_BLOCK_MAX) {
-		ret = corrupt("%s: tensor %u: bands of %u rows are too large",
-			      img->path, i, ts->band_rows);
-	} else {
-		ret = nwc_tside_check_model(ts, img->models[ts->model].model);
-		if (ret)
-			nwc_err("%s: tensor %u: side record does not fit codec model %u: %s",
-				img->path, i, ts->model, nwc_strerror(ret));
-	}
+	t->side = side;
+	if (dec->tensor_geometry(&ct, side, &block_len, &nblocks))
+		ret = corrupt("%s: tensor %u: side record does not match the tensor",
+			      img->path, i);
+	else
+		ret = dec->side_check(codec_state(img, dec), side);
+	if (ret)
+		nwc_err("%s: tensor %u: side record does not fit the image's %s section: %s",
+			img->path, i, dec->name, nwc_strerror(ret));
 out_free_buf:
 	free(buf);
 	return ret;
@@ -486,14 +490,13 @@ static int parse_tensors(struct nwc_image *img)
 	img->n_tensors = (uint32_t)(s->len / NWC_TENSOR_SIZE);
 	img->tensors = calloc(img->n_tensors ? img->n_tensors : 1,
 			      sizeof(*img->tensors));
-	img->sides = calloc(img->n_tensors ? img->n_tensors : 1,
-			    sizeof(*img->sides));
-	if (!img->tensors || !img->sides)
+	if (!img->tensors)
 		return -ENOMEM;
 	for (uint32_t i = 0; i < img->n_tensors; i++) {
 		const uint8_t *r = s->data + (size_t)i * NWC_TENSOR_SIZE;
 		struct nwc_tensor *t = &img->tensors[i];
 		uint32_t shape_off = nwc_get_le32(r + 32);
+		const struct nwc_codec_dec *dec;
 		unsigned esize;
 		uint64_t n;
 
@@ -534,8 +537,9 @@ static int parse_tensors(struct nwc_image *img)
 				  img->inodes[t->inode].size))
 			return corrupt("%s: tensor %u: size or offset does not fit its file",
 				       img->path, i);
-		if (t->codec == NWC_CODEC_NWC) {
-			int ret = parse_side(img, i, nwc_get_le64(r + 56));
+		dec = nwc_codec_set_dec(img->codecs, t->codec);
+		if (dec && dec->tensor_codec) {
+			int ret = parse_side(img, i, dec, nwc_get_le64(r + 56));
 
 			if (ret)
 				return ret;
@@ -556,29 +560,40 @@ static int parse_tensors(struct nwc_image *img)
 }
 
 /*
- * An NWC extent belongs to an NWC tensor (parse_side() checked its record)
- * and its blocks are the tensor's bands: block_len = band rows * n * E.
- * The generic checks in parse_extents() then tie nblocks and every raw_len
- * to the bands.  Sets *unit to the element size.
+ * The codec of extent @idx takes its argument and geometry; an extent of a
+ * tensor codec is the data extent of a tensor of that codec, whose side
+ * record (parse_side() checked it) fixes its blocks.  Sets *unit to the
+ * byte count every decoded length is a multiple of.
  */
-static int check_nwc_extent(const struct nwc_image *img, uint32_t idx,
-			    unsigned *unit)
+static int check_extent(struct nwc_image *img, uint32_t idx, unsigned *unit)
 {
 	const struct nwc_extent *e = &img->extents[idx];
-	const struct nwc_tensor *t;
-	unsigned esize;
+	const struct nwc_codec_dec *dec;
+	const struct nwc_tensor *t = NULL;
+	struct nwc_codec_tensor ct;
 
-	if (e->tensor >= img->n_tensors ||
-	    img->tensors[e->tensor].codec != NWC_CODEC_NWC || e->codec_arg)
-		return corrupt("%s: extent %u: codec nwc outside an nwc tensor",
-			       img->path, idx);
-	t = &img->tensors[e->tensor];
-	esize = nwc_dtype_size(t->dtype);
-	if (e->block_len != (uint64_t)t->side->band_rows * t->side->n * esize ||
-	    e->nblocks != nwc_tside_bands(t->side))
-		return corrupt("%s: extent %u: blocks are not the bands of tensor %u",
-			       img->path, idx, e->tensor);
-	*unit = esize;
+	dec = nwc_codec_set_dec(img->codecs, e->codec);
+	if (!dec) {
+		nwc_err("%s: extent %u uses codec %u, which this build does not support",
+			img->path, idx, e->codec);
+		return -NWC_EFEATURE;
+	}
+	img->edec[idx] = dec;
+	if (dec->tensor_codec) {
+		if (e->tensor >= img->n_tensors ||
+		    img->tensors[e->tensor].codec != e->codec)
+			return corrupt("%s: extent %u: codec %s outside a tensor of that codec",
+				       img->path, idx, dec->name);
+		t = &img->tensors[e->tensor];
+		codec_tensor(t, &ct);
+	}
+	if (dec->check_extent(e->codec_arg, e->block_len, e->nblocks,
+			      t ? &ct : NULL, t ? t->side : NULL, unit)) {
+		if (t)
+			return corrupt("%s: extent %u: blocks are not those tensor %u's side record gives",
+				       img->path, idx, e->tensor);
+		*unit = 0;	/* reported as an inconsistent extent */
+	}
 	return 0;
 }
 
@@ -595,7 +610,9 @@ static int parse_extents(struct nwc_image *img)
 	img->extents = calloc(img->n_extents ? img->n_extents : 1,
 			      sizeof(*img->extents));
 	owned = calloc(img->n_extents ? img->n_extents : 1, 1);
-	if (!img->extents || !owned) {
+	img->edec = calloc(img->n_extents ? img->n_extents : 1,
+			   sizeof(*img->edec));
+	if (!img->extents || !owned || !img->edec) {
 		free(owned);
 		return -ENOMEM;
 	}
@@ -635,21 +652,9 @@ static int parse_extents(struct nwc_image *img)
 			uint64_t nb;
 			unsigned unit;
 
-			if (e->codec == NWC_CODEC_NWC) {
-				ret = check_nwc_extent(img, idx, &unit);
-				if (ret)
-					goto out_free;
-			} else {
-				ret = nwc_codec_check(e->codec, e->codec_arg,
-						      e->block_len);
-				if (ret == -NWC_EFEATURE) {
-					nwc_err("%s: extent %u uses codec %u, which this build does not support",
-						img->path, idx, e->codec);
-					goto out_free;
-				}
-				unit = ret ? 0 : nwc_codec_unit(e->codec,
-								e->codec_arg);
-			}
+			ret = check_extent(img, idx, &unit);
+			if (ret)
+				goto out_free;
 			nb = e->block_len ? (e->len + e->block_len - 1) /
 						    e->block_len : 0;
 			if (ret || owned[idx] || e->file_off != pos ||
@@ -668,8 +673,10 @@ static int parse_extents(struct nwc_image *img)
 					&img->blocks[e->first_block + j];
 
 				if (b->raw_len != nwc_extent_block_len(e, j) ||
-				    (e->codec == NWC_CODEC_RAW &&
-				     b->stored_len != b->raw_len)) {
+				    (img->edec[idx]->block_ok &&
+				     !img->edec[idx]->block_ok(e->codec_arg,
+							       b->stored_len,
+							       b->raw_len))) {
 					ret = corrupt("%s: block %u: length disagrees with extent %u",
 						      img->path, e->first_block + j, idx);
 					goto out_free;
@@ -722,7 +729,8 @@ out_free:
 	return ret;
 }
 
-int nwc_image_open_fd(int fd, const char *path, struct nwc_image **out)
+int nwc_image_open_fd(int fd, const char *path,
+		      const struct nwc_codec_set *codecs, struct nwc_image **out)
 {
 	struct nwc_image *img;
 	uint64_t dir_off, dir_xxh;
@@ -736,6 +744,7 @@ int nwc_image_open_fd(int fd, const char *path, struct nwc_image **out)
 		return -ENOMEM;
 	}
 	img->fd = fd;
+	img->codecs = codecs;
 	img->path = strdup(path);
 	if (!img->path) {
 		ret = -ENOMEM;
@@ -756,7 +765,7 @@ int nwc_image_open_fd(int fd, const char *path, struct nwc_image **out)
 	if (!ret)
 		ret = read_sections(img, dir_off, dir_count, dir_xxh);
 	if (!ret)
-		ret = parse_models(img);
+		ret = open_codecs(img);
 	if (!ret)
 		ret = parse_inodes(img);
 	if (!ret)
@@ -775,7 +784,8 @@ out_close:
 	return ret;
 }
 
-int nwc_image_open(const char *path, struct nwc_image **out)
+int nwc_image_open(const char *path, const struct nwc_codec_set *codecs,
+		   struct nwc_image **out)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 
@@ -785,7 +795,7 @@ int nwc_image_open(const char *path, struct nwc_image **out)
 		nwc_err("%s: %s", path, strerror(errno));
 		return ret;
 	}
-	return nwc_image_open_fd(fd, path, out);
+	return nwc_image_open_fd(fd, path, codecs, out);
 }
 
 void nwc_image_close(struct nwc_image *img)
@@ -799,14 +809,14 @@ void nwc_image_close(struct nwc_image *img)
 	free(img->inodes);
 	free(img->extents);
 	free(img->blocks);
+	for (uint32_t i = 0; img->tensors && i < img->n_tensors; i++)
+		free((void *)img->tensors[i].side);
 	free(img->tensors);
-	for (uint32_t i = 0; img->sides && i < img->n_tensors; i++)
-		free(img->sides[i]);
-	free(img->sides);
-	for (uint32_t i = 0; img->model_own && i < img->n_models; i++)
-		nwc_model_free(img->model_own[i]);
-	free(img->model_own);
-	free(img->models);
+	for (unsigned i = 0; img->cstate && i < img->codecs->n_dec; i++)
+		if (img->cstate[i])
+			img->codecs->dec[i]->close(img->cstate[i]);
+	free(img->cstate);
+	free(img->edec);
 	free(img->tfirst);
 	free(img->tcount);
 	free(img->reported);
@@ -831,7 +841,6 @@ void nwc_image_get_info(const struct nwc_image *img,
 	out->n_extents = img->n_extents;
 	out->n_blocks = img->n_blocks;
 	out->n_tensors = img->n_tensors;
-	out->n_models = img->n_models;
 	out->total_size = img->total_size;
 }
 
@@ -859,10 +868,31 @@ const struct nwc_tensor *nwc_image_tensor(const struct nwc_image *img,
 	return &img->tensors[idx];
 }
 
-const struct nwc_image_model *nwc_image_model(const struct nwc_image *img,
-					      uint32_t idx)
+const void *nwc_image_codec_state(const struct nwc_image *img, unsigned codec)
 {
-	return &img->models[idx];
+	const struct nwc_codec_dec *dec = nwc_codec_set_dec(img->codecs, codec);
+
+	return dec ? codec_state(img, dec) : NULL;
+}
+
+const char *nwc_image_codec_name(const struct nwc_image *img, unsigned codec,
+				 uint32_t arg, const void *side, char *buf,
+				 size_t len)
+{
+	const struct nwc_codec_dec *dec = nwc_codec_set_dec(img->codecs, codec);
+
+	if (!dec) {
+		snprintf(buf, len, "codec%u/0x%x", codec, (unsigned)arg);
+		return buf;
+	}
+	return dec->describe(arg, side, buf, len);
+}
+
+void nwc_image_print_codecs(const struct nwc_image *img, FILE *out)
+{
+	for (unsigned i = 0; i < img->codecs->n_dec; i++)
+		if (img->cstate[i] && img->codecs->dec[i]->print_state)
+			img->codecs->dec[i]->print_state(img->cstate[i], out);
 }
 
 void nwc_image_file_tensors(const struct nwc_image *img, uint32_t ino,
@@ -979,19 +1009,28 @@ int nwc_image_check_block(const struct nwc_image *img, struct nwc_dctx *dctx,
 	return fetch_block(img, dctx, idx, &payload);
 }
 
-/* Band @j of the NWC tensor of extent @e, validated at open. */
-static int decode_band(const struct nwc_image *img, struct nwc_dctx *dctx,
-		       const struct nwc_extent *e, uint32_t j,
-		       const uint8_t *payload, size_t stored_len, void *dst,
-		       size_t len)
+/* Block @j of extent @e through its codec, all validated at open. */
+static int decode_block(const struct nwc_image *img, struct nwc_dctx *dctx,
+			uint32_t ext, uint32_t j, const uint8_t *payload,
+			size_t stored_len, void *dst, size_t len)
 {
-	const struct nwc_tensor *t = &img->tensors[e->tensor];
-	struct nwc_tensor_scratch *s = nwc_dctx_tensor_scratch(dctx);
+	const struct nwc_extent *e = &img->extents[ext];
+	const struct nwc_codec_dec *dec = img->edec[ext];
+	const struct nwc_tensor *t = NULL;
+	struct nwc_codec_tensor ct;
+	void *scratch;
+	int ret;
 
-	if (!s)
-		return -ENOMEM;
-	return nwc_band_decode(img->models[t->side->model].model, t->side, j,
-			       payload, stored_len, t->dtype, dst, len, s);
+	ret = nwc_dctx_codec(dctx, dec, &scratch);
+	if (ret)
+		return ret;
+	if (dec->tensor_codec) {
+		t = &img->tensors[e->tensor];
+		codec_tensor(t, &ct);
+	}
+	return dec->decode(codec_state(img, dec), scratch, e->codec_arg,
+			   t ? &ct : NULL, t ? t->side : NULL, j, payload,
+			   stored_len, dst, len);
 }
 
 int nwc_image_load_block(const struct nwc_image *img, struct nwc_dctx *dctx,
@@ -1007,12 +1046,8 @@ int nwc_image_load_block(const struct nwc_image *img, struct nwc_dctx *dctx,
 	ret = fetch_block(img, dctx, idx, &payload);
 	if (ret)
 		return ret;
-	if (e->codec == NWC_CODEC_NWC)
-		ret = decode_band(img, dctx, e, j, payload,
-				  img->blocks[idx].stored_len, dst, len);
-	else
-		ret = nwc_codec_decode(dctx, e->codec, e->codec_arg, payload,
-				       img->blocks[idx].stored_len, dst, len);
+	ret = decode_block(img, dctx, ext, j, payload,
+			   img->blocks[idx].stored_len, dst, len);
 	if (ret && !atomic_exchange(&img->reported[idx], 1))
 		nwc_err("%s: block %u: payload does not decode: %s", img->path,
 			idx, nwc_strerror(ret));

@@ -3,15 +3,16 @@
  * image.h - read side of the nwc image format (format.h gives the layout).
  *
  *	struct nwc_image *img;
- *	ret = nwc_image_open("model.nwc", &img);
+ *	ret = nwc_image_open("model.nwc", nwc_codecs_read(), &img);
  *	ret = nwc_image_resolve(img, "/model.safetensors", &ino);
  *	ret = nwc_image_load_block(img, dctx, ext, j, buf, len);
  *	nwc_image_close(img);
  *
  * nwc_image_open() reads all metadata into memory and validates every
  * structure and cross reference, so the accessors below cannot fail on a
- * valid index.  That includes the codec models and the side records of NWC
- * tensors, parsed once at open.  Block payloads stay on disk;
+ * valid index.  That includes what belongs to the codecs of @codecs
+ * (iface.h): their sections and the side records of their tensors, parsed
+ * once at open by their decode tables.  Block payloads stay on disk;
  * nwc_image_load_block() checks each against its checksum before decoding
  * it.
  *
@@ -22,11 +23,9 @@
 #define NWC_IMAGE_H
 
 #include "codec/image/format.h"
+#include "codec/image/iface.h"
 
 struct nwc_image;
-struct nwc_dctx;
-struct nwc_model;
-struct nwc_tside;
 
 struct nwc_inode {
 	uint32_t mode;		/* file type and permission bits */
@@ -73,15 +72,7 @@ struct nwc_tensor {
 	uint32_t extent;	/* the extent holding the data, or UINT32_MAX */
 	uint64_t side_off;	/* side data in the image, or 0 */
 	uint32_t side_len;	/* bytes of side data, or 0 */
-	const struct nwc_tside *side;	/* NWC tensors: the side record */
-};
-
-/* An embedded codec model (format.h, MODELS). */
-struct nwc_image_model {
-	const struct nwc_model *model;	/* parsed and finalized */
-	uint64_t off;		/* its bytes in the image */
-	uint64_t len;
-	uint64_t xxh;		/* the model file's own checksum */
+	const void *side;	/* tensor codecs: the parsed side record */
 };
 
 struct nwc_image_info {
@@ -94,7 +85,6 @@ struct nwc_image_info {
 	uint32_t n_extents;
 	uint32_t n_blocks;
 	uint32_t n_tensors;
-	uint32_t n_models;	/* embedded codec models */
 	uint64_t total_size;	/* sum of regular file sizes */
 };
 
@@ -102,13 +92,16 @@ struct nwc_image_info {
  * nwc_image_open() - open and validate an image.  Returns 0 and sets *out,
  * or a negative errno: from open(2)/pread(2); -NWC_ECORRUPT when a structure
  * is invalid; -NWC_ECHECKSUM when a checksum does not match; -NWC_EFEATURE
- * when the image needs a feature or codec this build lacks.  Each failure
+ * when the image needs a feature or codec that @codecs lacks.  @codecs
+ * must outlive the image.  Each failure
  * logs one line naming @path and the problem.
  */
-int nwc_image_open(const char *path, struct nwc_image **out);
+int nwc_image_open(const char *path, const struct nwc_codec_set *codecs,
+		   struct nwc_image **out);
 
 /* As nwc_image_open(), on an open descriptor that the image takes over. */
-int nwc_image_open_fd(int fd, const char *path, struct nwc_image **out);
+int nwc_image_open_fd(int fd, const char *path,
+		      const struct nwc_codec_set *codecs, struct nwc_image **out);
 
 /* Release everything; accepts NULL. */
 void nwc_image_close(struct nwc_image *img);
@@ -126,8 +119,18 @@ const struct nwc_block *nwc_image_block(const struct nwc_image *img,
 					uint32_t idx);
 const struct nwc_tensor *nwc_image_tensor(const struct nwc_image *img,
 					  uint32_t idx);
-const struct nwc_image_model *nwc_image_model(const struct nwc_image *img,
-					      uint32_t idx);
+
+/* The per-image state of codec @codec (iface.h, open()), or NULL. */
+const void *nwc_image_codec_state(const struct nwc_image *img, unsigned codec);
+
+/* Name of @codec with @arg (and a tensor's parsed @side, or NULL) for
+ * listings, written to @buf: "zstd/planes2f", "nwc/m3", "codec9/0x1". */
+const char *nwc_image_codec_name(const struct nwc_image *img, unsigned codec,
+				 uint32_t arg, const void *side, char *buf,
+				 size_t len);
+
+/* What the codecs say of their per-image state ("model m0: ..."). */
+void nwc_image_print_codecs(const struct nwc_image *img, FILE *out);
 
 /* Tensors of file @ino: the range [*first, *first + *count). */
 void nwc_image_file_tensors(const struct nwc_image *img, uint32_t ino,
@@ -162,9 +165,9 @@ static inline uint32_t nwc_extent_block_len(const struct nwc_extent *e,
 /*
  * nwc_image_load_block() - read block @j of extent @ext, verify its checksum
  * and decode it into @dst, which holds exactly nwc_extent_block_len() bytes
- * (@len).  For an NWC extent block @j is row band @j of the tensor, decoded
- * with its model and side record.  @dctx is the caller's per-thread decode
- * context.  Returns 0, -NWC_ECHECKSUM, -NWC_ECORRUPT (payload does not
+ * (@len), through the extent's codec (for a tensor codec, with the
+ * tensor's side record and the codec's per-image state).  @dctx is the
+ * caller's per-thread decode context.  Returns 0, -NWC_ECHECKSUM, -NWC_ECORRUPT (payload does not
  * decode), -ENOMEM or an I/O error; failures are logged once per call with
  * the image path and block index.
  */

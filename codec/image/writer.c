@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * writer.c - lays out an image: payloads (and NWC side records) stream to
- * the data region as they arrive; tables, the codec models, the section
+ * writer.c - lays out an image: payloads (and side records) stream to the
+ * data region as they arrive; tables, the codecs' sections, the section
  * directory and finally the superblock are written by nwc_writer_finish(),
- * which numbers inodes breadth first.
+ * which numbers inodes breadth first.  What belongs to a codec is checked
+ * by its decode table, as the reader will check it (iface.h).
  */
 #include "codec/common/base.h"
 
@@ -16,8 +17,7 @@
 #include "codec/common/hash.h"
 #include "codec/common/io.h"
 #include "codec/common/log.h"
-#include "codec/nwc/nwcmodel.h"
-#include "codec/nwc/nwctensor.h"
+#include "codec/image/iface.h"
 #include "codec/image/writer.h"
 
 #define WBUF_SIZE (4u << 20)
@@ -45,6 +45,7 @@ struct wext {
 	uint32_t block_len;
 	uint16_t codec;
 	uint32_t codec_arg;
+	const struct nwc_codec_dec *dec;	/* of @codec */
 	uint32_t tensor;
 	uint32_t first_block;
 	uint32_t nblocks;	/* expected */
@@ -71,13 +72,8 @@ struct wtensor {
 	uint64_t side_off;	/* side data in the image, if side_len */
 	uint32_t side_len;
 	uint64_t side_xxh;
-	struct nwc_tside *side;	/* the parsed side record, or NULL */
-};
-
-struct wmodel {
-	uint8_t *blob;		/* the .nwcm bytes, as embedded */
-	size_t len;
-	struct nwc_model *model;	/* parsed, to check side records */
+	void *side;		/* the parsed side record, or NULL */
+	const struct nwc_codec_dec *side_dec;	/* the codec that parsed it */
 };
 
 /* A growable byte buffer for the tables. */
@@ -103,8 +99,8 @@ struct nwc_writer {
 	uint32_t n_blocks, cap_blocks;
 	struct wtensor *tensors;
 	uint32_t n_tensors, cap_tensors;
-	struct wmodel *models;
-	uint32_t n_models, cap_models;
+	const struct nwc_codec_set *codecs;
+	void **sstate;		/* per encoder of @codecs: section state */
 };
 
 /* Grow *arr (of *cap elements of @size) so that index @n fits. */
@@ -167,7 +163,7 @@ static int bytes_add(struct bytes *b, const void *src, size_t len,
 }
 
 int nwc_writer_create(const char *path, unsigned block_log2, bool force,
-		      struct nwc_writer **out)
+		      const struct nwc_codec_set *codecs, struct nwc_writer **out)
 {
 	struct nwc_writer *w;
 	struct stat st;
@@ -186,11 +182,14 @@ int nwc_writer_create(const char *path, unsigned block_log2, bool force,
 	w->fd = -1;
 	w->block_log2 = block_log2;
 	w->pos = NWC_DATA_ALIGN;
+	w->codecs = codecs;
 	n = strlen(path) + 16;
 	w->path = strdup(path);
 	w->tmp_path = malloc(n);
 	w->wbuf = malloc(WBUF_SIZE);
-	if (!w->path || !w->tmp_path || !w->wbuf) {
+	w->sstate = calloc(codecs->n_enc ? codecs->n_enc : 1,
+			   sizeof(*w->sstate));
+	if (!w->path || !w->tmp_path || !w->wbuf || !w->sstate) {
 		ret = -ENOMEM;
 		goto out_free;
 	}
@@ -224,6 +223,7 @@ out_unlink:
 	close(w->fd);
 	unlink(w->tmp_path);
 out_free:
+	free(w->sstate);
 	free(w->wbuf);
 	free(w->tmp_path);
 	free(w->path);
@@ -338,30 +338,60 @@ int nwc_writer_add_tensor(struct nwc_writer *w, uint32_t id,
 	return 0;
 }
 
-/* What the reader demands of an NWC extent (format.h, section 8). */
-static int check_nwc_extent(const struct nwc_writer *w, uint32_t id,
-			    const struct nwc_wextent *e)
+static void codec_tensor(const struct wtensor *t, struct nwc_codec_tensor *ct)
 {
-	const struct wtensor *t;
-	uint64_t esize;
+	ct->dtype = t->dtype;
+	ct->ndim = t->ndim;
+	ct->shape = t->shape;
+	ct->data_len = t->data_len;
+}
 
-	if (e->tensor == NWC_NO_TENSOR)
-		return -EINVAL;
-	t = &w->tensors[e->tensor];
-	esize = nwc_dtype_size(t->dtype);
-	if (!t->side || t->file != id || e->codec_arg || t->ndim != 2 ||
-	    (t->dtype != NWC_DTYPE_F32 && t->dtype != NWC_DTYPE_F16 &&
-	     t->dtype != NWC_DTYPE_BF16) ||
-	    t->shape[0] != t->side->m || t->shape[1] != t->side->n ||
-	    t->data_off != w->nodes[id].size ||
-	    t->data_len != (uint64_t)t->side->m * t->side->n * esize ||
-	    e->len != t->data_len ||
-	    e->block_len != (uint64_t)t->side->band_rows * t->side->n * esize) {
-		nwc_err("%s: tensor \"%.*s\": NWC extent does not match the tensor or its side record",
-			w->path, (int)t->name_len, t->name);
+/*
+ * What the reader demands of an extent of file @id (format.h, section 8),
+ * asked of the extent's codec: its argument and geometry, and for a tensor
+ * codec a tensor of that codec whose side record gives the blocks.
+ */
+static int check_extent(const struct nwc_writer *w, uint32_t id,
+			const struct nwc_wextent *e,
+			const struct nwc_codec_dec **out)
+{
+	const struct nwc_codec_dec *dec;
+	const struct wtensor *t = NULL;
+	struct nwc_codec_tensor ct;
+	uint64_t nblocks = (e->len + e->block_len - 1) / e->block_len;
+	unsigned unit;
+
+	dec = nwc_codec_set_dec(w->codecs, e->codec);
+	if (!dec) {
+		nwc_err("%s: extent of codec %u, which this build lacks",
+			w->path, e->codec);
 		return -EINVAL;
 	}
+	if (dec->tensor_codec) {
+		if (e->tensor == NWC_NO_TENSOR)
+			return -EINVAL;
+		t = &w->tensors[e->tensor];
+		codec_tensor(t, &ct);
+		if (t->side_dec != dec || t->file != id ||
+		    t->data_off != w->nodes[id].size || e->len != t->data_len)
+			goto out_mismatch;
+	}
+	if (nblocks > UINT32_MAX ||
+	    dec->check_extent(e->codec_arg, e->block_len, (uint32_t)nblocks,
+			      t ? &ct : NULL, t ? t->side : NULL, &unit) ||
+	    e->len % unit)
+		goto out_mismatch;
+	*out = dec;
 	return 0;
+
+out_mismatch:
+	if (t)
+		nwc_err("%s: tensor \"%.*s\": %s extent does not match the tensor or its side record",
+			w->path, (int)t->name_len, t->name, dec->name);
+	else
+		nwc_err("%s: extent of codec %s: bad argument 0x%x or geometry",
+			w->path, dec->name, (unsigned)e->codec_arg);
+	return -EINVAL;
 }
 
 static bool last_extent_done(const struct nwc_writer *w)
@@ -373,6 +403,7 @@ static bool last_extent_done(const struct nwc_writer *w)
 int nwc_writer_add_extent(struct nwc_writer *w, uint32_t id,
 			  const struct nwc_wextent *e, uint32_t *ext)
 {
+	const struct nwc_codec_dec *dec;
 	struct wnode *n;
 	struct wext *x;
 	uint64_t nblocks;
@@ -389,11 +420,9 @@ int nwc_writer_add_extent(struct nwc_writer *w, uint32_t id,
 		return -EINVAL;
 	if (e->tensor != NWC_NO_TENSOR && e->tensor >= w->n_tensors)
 		return -EINVAL;
-	if (e->codec == NWC_CODEC_NWC) {
-		ret = check_nwc_extent(w, id, e);
-		if (ret)
-			return ret;
-	}
+	ret = check_extent(w, id, e, &dec);
+	if (ret)
+		return ret;
 	nblocks = (e->len + e->block_len - 1) / e->block_len;
 	if (nblocks > UINT32_MAX - w->n_blocks)
 		return -EOVERFLOW;
@@ -409,6 +438,7 @@ int nwc_writer_add_extent(struct nwc_writer *w, uint32_t id,
 	x->block_len = e->block_len;
 	x->codec = e->codec;
 	x->codec_arg = e->codec_arg;
+	x->dec = dec;
 	x->tensor = e->tensor;
 	x->first_block = w->n_blocks;
 	x->nblocks = (uint32_t)nblocks;
@@ -480,7 +510,9 @@ int nwc_writer_add_block(struct nwc_writer *w, uint32_t ext,
 		return -EINVAL;
 	expect = NWC_MIN((uint64_t)x->block_len,
 			 x->len - (uint64_t)x->added * x->block_len);
-	if (raw_len != expect)
+	if (raw_len != expect ||
+	    (x->dec->block_ok &&
+	     !x->dec->block_ok(x->codec_arg, (uint32_t)stored_len, raw_len)))
 		return -EINVAL;
 	ret = grow((void **)&w->blocks, &w->cap_blocks, w->n_blocks,
 		   sizeof(*w->blocks));
@@ -499,45 +531,40 @@ int nwc_writer_add_block(struct nwc_writer *w, uint32_t ext,
 	return 0;
 }
 
-int nwc_writer_add_model(struct nwc_writer *w, const void *blob, size_t len,
-			 uint32_t *idx)
+int nwc_writer_add_codec_item(struct nwc_writer *w, unsigned codec,
+			      const void *item, size_t len, uint32_t *idx)
 {
-	struct wmodel *m;
+	const struct nwc_codec_set *set = w->codecs;
+	unsigned i;
 	int ret;
 
-	if (w->n_models >= NWC_MODELS_MAX)
+	for (i = 0; i < set->n_enc; i++)
+		if (set->enc[i]->id == codec && set->enc[i]->sect_add)
+			break;
+	if (i == set->n_enc)
 		return -EINVAL;
-	ret = grow((void **)&w->models, &w->cap_models, w->n_models,
-		   sizeof(*w->models));
-	if (ret)
-		return ret;
-	m = &w->models[w->n_models];
-	memset(m, 0, sizeof(*m));
-	ret = nwc_model_from_buf(blob, len, &m->model);
-	if (ret)
-		return ret;
-	m->blob = malloc(len);
-	if (!m->blob) {
-		nwc_model_free(m->model);
-		return -ENOMEM;
+	if (!w->sstate[i]) {
+		ret = set->enc[i]->sect_create(&w->sstate[i]);
+		if (ret)
+			return ret;
 	}
-	memcpy(m->blob, blob, len);
-	m->len = len;
-	*idx = w->n_models++;
-	return 0;
+	return set->enc[i]->sect_add(w->sstate[i], item, len, idx);
 }
 
 int nwc_writer_set_tensor_side(struct nwc_writer *w, uint32_t idx,
-			       const void *side, size_t len)
+			       unsigned codec, const void *side, size_t len)
 {
+	const struct nwc_codec_dec *dec = nwc_codec_set_dec(w->codecs, codec);
+	struct nwc_codec_tensor ct;
 	struct wtensor *t;
 	int ret;
 
 	if (idx >= w->n_tensors || w->tensors[idx].side_len || !len ||
-	    len > UINT32_MAX)
+	    len > UINT32_MAX || !dec || !dec->tensor_codec)
 		return -EINVAL;
 	t = &w->tensors[idx];
-	ret = nwc_tside_parse(side, len, &t->side);
+	codec_tensor(t, &ct);
+	ret = dec->side_parse(&ct, side, len, &t->side);
 	if (ret == -ENOMEM)
 		return ret;
 	if (ret) {
@@ -552,41 +579,48 @@ int nwc_writer_set_tensor_side(struct nwc_writer *w, uint32_t idx,
 		t->side = NULL;
 		return ret;
 	}
+	t->side_dec = dec;
 	t->side_len = (uint32_t)len;
 	t->side_xxh = nwc_hash64(side, len);
 	return 0;
 }
 
-int nwc_writer_add_nwc_extent(struct nwc_writer *w, uint32_t id,
-			      uint32_t tensor, uint32_t nbands,
-			      uint8_t *const *payload, const size_t *len,
-			      uint32_t *ext)
+int nwc_writer_add_tensor_extent(struct nwc_writer *w, uint32_t id,
+				 uint32_t tensor, uint32_t nblocks,
+				 uint8_t *const *payload, const size_t *len,
+				 uint32_t *ext)
 {
-	const struct nwc_tside *ts;
+	const struct wtensor *t;
+	struct nwc_codec_tensor ct;
 	struct nwc_wextent e;
-	uint64_t esize, band_len;
-	uint32_t x;
+	uint32_t x, block_len, want;
 	int ret;
 
 	if (tensor >= w->n_tensors || !w->tensors[tensor].side)
 		return -EINVAL;
-	ts = w->tensors[tensor].side;
-	esize = nwc_dtype_size(w->tensors[tensor].dtype);
-	band_len = (uint64_t)ts->band_rows * ts->n * esize;
-	if (nbands != nwc_tside_bands(ts) || band_len > NWC_BLOCK_MAX)
+	t = &w->tensors[tensor];
+	codec_tensor(t, &ct);
+	if (t->side_dec->tensor_geometry(&ct, t->side, &block_len, &want) ||
+	    nblocks != want) {
+		nwc_err("%s: tensor \"%.*s\": %s blocks do not match the tensor or its side record",
+			w->path, (int)t->name_len, t->name, t->side_dec->name);
 		return -EINVAL;
+	}
 	e = (struct nwc_wextent){
-		.len = (uint64_t)ts->m * ts->n * esize,
-		.block_len = (uint32_t)band_len,
-		.codec = NWC_CODEC_NWC,
+		.len = t->data_len,
+		.block_len = block_len,
+		.codec = t->side_dec->id,
 		.codec_arg = 0,
 		.tensor = tensor,
 	};
 	ret = nwc_writer_add_extent(w, id, &e, &x);
-	for (uint32_t b = 0; !ret && b < nbands; b++)
+	for (uint32_t b = 0; !ret && b < nblocks; b++) {
+		uint64_t start = (uint64_t)b * block_len;
+
 		ret = nwc_writer_add_block(w, x, payload[b], len[b],
-					   (uint32_t)(nwc_tside_band_rows(ts, b) *
-						      (uint64_t)ts->n * esize));
+					   (uint32_t)NWC_MIN((uint64_t)block_len,
+							     e.len - start));
+	}
 	if (!ret)
 		*ext = x;
 	return ret;
@@ -859,73 +893,81 @@ out_free:
 }
 
 /*
- * Side data only on NWC tensors, whose records name an embedded model that
- * fits them.  (Every NWC tensor has side data: check_nwc_extent().)
+ * Each codec's section, as its encoder lays it out, and the per-image
+ * state its decoder opens from those bytes, as a reader will.
  */
-static int check_sides(const struct nwc_writer *w)
+static int build_codec_sections(struct nwc_writer *w, struct bytes *sect,
+				void **dstate)
 {
-	for (uint32_t i = 0; i < w->n_tensors; i++) {
-		const struct wtensor *t = &w->tensors[i];
+	const struct nwc_codec_set *set = w->codecs;
+
+	for (unsigned i = 0; i < set->n_dec; i++) {
+		const struct nwc_codec_dec *dec = set->dec[i];
+		struct bytes *b;
 		int ret;
 
-		if (!t->side)
+		if (!dec->section)
 			continue;
-		if (t->codec != NWC_CODEC_NWC) {
-			nwc_err("%s: tensor \"%.*s\" has side data but codec %u",
-				w->path, (int)t->name_len, t->name, t->codec);
-			return -EINVAL;
+		assert(dec->section <= NWC_SECT_MODELS);
+		b = &sect[dec->section - 1];
+		for (unsigned k = 0; k < set->n_enc; k++) {
+			const struct nwc_codec_enc *enc = set->enc[k];
+
+			if (enc->id != dec->id || !w->sstate[k] ||
+			    !enc->sect_count(w->sstate[k]))
+				continue;
+			ret = enc->sect_build(w->sstate[k], &b->p, &b->len);
+			if (ret)
+				return ret;
+			b->cap = b->len;
 		}
-		if (t->side->model >= w->n_models) {
-			nwc_err("%s: tensor \"%.*s\" names codec model %u of %u",
-				w->path, (int)t->name_len, t->name,
-				t->side->model, w->n_models);
-			return -EINVAL;
-		}
-		ret = nwc_tside_check_model(t->side,
-					    w->models[t->side->model].model);
-		if (ret) {
-			nwc_err("%s: tensor \"%.*s\" does not fit codec model %u: %s",
-				w->path, (int)t->name_len, t->name,
-				t->side->model, nwc_strerror(ret));
-			return -EINVAL;
+		if (dec->open) {
+			ret = dec->open(w->path, b->p, 0, b->len, &dstate[i]);
+			if (ret)
+				return ret;
 		}
 	}
 	return 0;
 }
 
-/* The MODELS section: header, entries, then the blobs 8-byte aligned. */
-static int build_models(const struct nwc_writer *w, struct bytes *b)
+/*
+ * Side data only on tensors of the codec that parsed it, each fitting that
+ * codec's section (for NWC: naming an embedded model that fits it).  Every
+ * tensor of a tensor codec has side data: check_extent().
+ */
+static int check_sides(const struct nwc_writer *w, void *const *dstate)
 {
-	size_t ents = NWC_MODELS_HDR + (size_t)w->n_models * NWC_MODEL_ENT_SIZE;
-	int ret;
+	for (uint32_t i = 0; i < w->n_tensors; i++) {
+		const struct wtensor *t = &w->tensors[i];
+		const void *state = NULL;
+		int ret;
 
-	ret = bytes_add(b, NULL, ents, NULL);
-	if (ret)
-		return ret;
-	nwc_put_le32(b->p, w->n_models);
-	for (uint32_t i = 0; i < w->n_models; i++) {
-		size_t pad = (8 - (b->len & 7)) & 7;
-		uint8_t *ent;
-		uint32_t off;
-
-		ret = bytes_add(b, NULL, pad, NULL);
-		if (!ret)
-			ret = bytes_add(b, w->models[i].blob, w->models[i].len,
-					&off);
-		if (ret)
-			return ret;
-		ent = b->p + NWC_MODELS_HDR + (size_t)i * NWC_MODEL_ENT_SIZE;
-		nwc_put_le64(ent, off);
-		nwc_put_le64(ent + 8, w->models[i].len);
+		if (!t->side)
+			continue;
+		if (t->codec != t->side_dec->id) {
+			nwc_err("%s: tensor \"%.*s\" has side data but codec %u",
+				w->path, (int)t->name_len, t->name, t->codec);
+			return -EINVAL;
+		}
+		for (unsigned k = 0; k < w->codecs->n_dec; k++)
+			if (w->codecs->dec[k] == t->side_dec)
+				state = dstate[k];
+		ret = t->side_dec->side_check(state, t->side);
+		if (ret) {
+			nwc_err("%s: tensor \"%.*s\" does not fit the image's %s section: %s",
+				w->path, (int)t->name_len, t->name,
+				t->side_dec->name, nwc_strerror(ret));
+			return -EINVAL;
+		}
 	}
 	return 0;
 }
 
 static int write_super(struct nwc_writer *w, uint64_t dir_off,
-		       const struct bytes *dir, uint64_t data_end)
+		       const struct bytes *dir, uint64_t data_end,
+		       uint64_t incompat)
 {
 	uint8_t sb[NWC_SB_SIZE] = { 0 };
-	uint64_t incompat = w->n_models ? NWC_INCOMPAT_NWC : 0;
 
 	memcpy(sb + NWC_SB_MAGIC, NWC_MAGIC, NWC_MAGIC_LEN);
 	nwc_put_le32(sb + NWC_SB_VERSION, NWC_VERSION);
@@ -948,26 +990,42 @@ int nwc_writer_finish(struct nwc_writer *w)
 {
 	struct bytes sect[NWC_SECT_MODELS] = { { 0 } };
 	struct bytes dir = { 0 };
-	uint64_t data_end, dir_off;
+	uint64_t data_end, dir_off, incompat = 0;
+	void **dstate;
 	int ret;
+
+	dstate = calloc(w->codecs->n_dec ? w->codecs->n_dec : 1,
+			sizeof(*dstate));
+	if (!dstate) {
+		ret = -ENOMEM;
+		goto out_abort;
+	}
 
 	if (!last_extent_done(w)) {
 		nwc_err("%s: internal error: extent %u is missing blocks",
 			w->path, w->n_exts - 1);
 		ret = -EINVAL;
-		goto out_abort;
+		goto out_free;
 	}
-	ret = check_sides(w);
+	ret = build_codec_sections(w, sect, dstate);
+	if (!ret)
+		ret = check_sides(w, dstate);
 	if (!ret)
 		ret = build_tables(w, sect);
-	if (!ret && w->n_models)
-		ret = build_models(w, &sect[NWC_SECT_MODELS - 1]);
 	if (ret)
 		goto out_free;
 	data_end = w->pos;
 	for (unsigned i = 0; i < NWC_ARRAY_SIZE(sect); i++) {
-		if (i + 1 == NWC_SECT_MODELS && !w->n_models)
+		const struct nwc_codec_dec *dec = NULL;
+
+		for (unsigned k = 0; k < w->codecs->n_dec; k++)
+			if (w->codecs->dec[k]->section == i + 1)
+				dec = w->codecs->dec[k];
+		/* A codec's section is written when it has items. */
+		if (i + 1 > NWC_SECT_PARAMS && (!dec || !sect[i].len))
 			continue;
+		if (dec)
+			incompat |= dec->incompat;
 		ret = add_section(&dir, w, i + 1, &sect[i]);
 		if (ret)
 			goto out_free;
@@ -978,7 +1036,7 @@ int nwc_writer_finish(struct nwc_writer *w)
 		ret = flush_wbuf(w);
 	if (ret)	/* put_data() and flush_wbuf() log their failures */
 		goto out_free;
-	ret = write_super(w, dir_off, &dir, data_end);
+	ret = write_super(w, dir_off, &dir, data_end, incompat);
 	if (!ret && fsync(w->fd))
 		ret = -errno;
 	if (ret) {
@@ -1004,6 +1062,10 @@ out_free:
 	for (unsigned i = 0; i < NWC_ARRAY_SIZE(sect); i++)
 		free(sect[i].p);
 	free(dir.p);
+	for (unsigned k = 0; k < w->codecs->n_dec; k++)
+		if (dstate[k])
+			w->codecs->dec[k]->close(dstate[k]);
+	free(dstate);
 out_abort:
 	nwc_writer_abort(w);
 	return ret;
@@ -1025,11 +1087,10 @@ void nwc_writer_abort(struct nwc_writer *w)
 		free(w->tensors[i].name);
 		free(w->tensors[i].side);
 	}
-	for (uint32_t i = 0; i < w->n_models; i++) {
-		free(w->models[i].blob);
-		nwc_model_free(w->models[i].model);
-	}
-	free(w->models);
+	for (unsigned k = 0; w->sstate && k < w->codecs->n_enc; k++)
+		if (w->sstate[k])
+			w->codecs->enc[k]->sect_free(w->sstate[k]);
+	free(w->sstate);
 	free(w->nodes);
 	free(w->exts);
 	free(w->blocks);

@@ -2,7 +2,7 @@
 /*
  * writer.h - write side of the nwc image format, used by mkfs.nwc and tests.
  *
- *	nwc_writer_create("out.nwc", 20, &w);		// 1 MiB nominal blocks
+ *	nwc_writer_create("out.nwc", 20, false, nwc_codecs_write(), &w);
  *	nwc_writer_add_node(w, 0, "a.bin", 5, S_IFREG | 0644, mtime, 0, &id);
  *	nwc_writer_add_extent(w, id, &ext, &e);		// then its blocks:
  *	nwc_writer_add_block(w, e, payload, stored_len, raw_len);
@@ -15,17 +15,21 @@
  * temporary file next to the final path, renamed over it only by a
  * successful nwc_writer_finish(); nwc_writer_abort() removes it.
  *
- * A lossy (NWC) tensor, with enc from nwc_tenc_encode():
+ * A tensor of a tensor codec (iface.h), here a lossy NWC tensor with enc
+ * from nwc_tenc_encode():
  *
- *	nwc_writer_add_model(w, blob, blob_len, &model);  // once per model
+ *	nwc_writer_add_codec_item(w, NWC_CODEC_NWC, blob, blob_len, &model);
  *	nwc_writer_add_tensor(w, id, &t, &ti);	   // 2-D F32/F16/BF16
- *	nwc_writer_set_tensor_side(w, ti, enc->side, enc->side_len);
- *	nwc_writer_add_nwc_extent(w, id, ti, enc->nbands, enc->band,
- *				  enc->band_len, &ext);
+ *	nwc_writer_set_tensor_side(w, ti, NWC_CODEC_NWC, enc->side,
+ *				   enc->side_len);
+ *	nwc_writer_add_tensor_extent(w, id, ti, enc->nbands, enc->band,
+ *				     enc->band_len, &ext);
  *
- * The side record must name the index returned by nwc_writer_add_model()
- * for its model; the writer checks shape, bands and model as the reader
- * will, and sets NWC_INCOMPAT_NWC and writes MODELS when there are models.
+ * For NWC the items are codec models and the side record names the index
+ * nwc_writer_add_codec_item() returned for its model.  The writer asks the
+ * codecs of @codecs to check everything they own (arguments, geometry,
+ * side records, items) as the reader will, writes each codec's section
+ * when it has items and sets that codec's feature bit.
  *
  * Thread safety: none; one thread drives a writer.
  */
@@ -33,6 +37,7 @@
 #define NWC_WRITER_H
 
 #include "codec/image/format.h"
+#include "codec/image/iface.h"
 
 struct nwc_writer;
 
@@ -59,10 +64,11 @@ struct nwc_wtensor {
 /*
  * nwc_writer_create() - start an image that will be named @path.  Fails with
  * -EEXIST if @path exists and @force is false.  @block_log2 is recorded as
- * the nominal block size.
+ * the nominal block size.  @codecs (decoders and encoders; it must outlive
+ * the writer) are the codecs the image may use.
  */
 int nwc_writer_create(const char *path, unsigned block_log2, bool force,
-		      struct nwc_writer **out);
+		      const struct nwc_codec_set *codecs, struct nwc_writer **out);
 
 /*
  * Add a directory, regular file or symlink (by @mode) under directory
@@ -89,9 +95,11 @@ int nwc_writer_add_tensor(struct nwc_writer *w, uint32_t id,
 			  const struct nwc_wtensor *t, uint32_t *idx);
 
 /*
- * Append an extent to file @id; sets *ext for nwc_writer_add_block().  An
- * NWC_CODEC_NWC extent must be the data extent of a tensor with side data,
- * with geometry as format.h says (-EINVAL otherwise).
+ * Append an extent to file @id; sets *ext for nwc_writer_add_block().  Its
+ * codec must be in the writer's set and accept the argument and geometry;
+ * an extent of a tensor codec must be the data extent of a tensor with side
+ * data of that codec, with the geometry its side record gives (-EINVAL
+ * otherwise).
  */
 int nwc_writer_add_extent(struct nwc_writer *w, uint32_t id,
 			  const struct nwc_wextent *e, uint32_t *ext);
@@ -105,37 +113,39 @@ int nwc_writer_add_block(struct nwc_writer *w, uint32_t ext,
 			 uint32_t raw_len);
 
 /*
- * nwc_writer_add_model() - embed a codec model: @len bytes of an .nwcm file
- * (nwc_model_to_buf), checked with nwc_model_from_buf.  Sets *idx, the index
- * side records use.  Returns 0, -EINVAL (too many models), or the parse
- * error (-NWC_ECORRUPT, -NWC_EFEATURE), -ENOMEM.
+ * nwc_writer_add_codec_item() - add an item to the section of @codec: for
+ * NWC_CODEC_NWC an embedded codec model, @len bytes of an .nwcm file
+ * (nwc_model_to_buf), checked as the reader parses it.  Sets *idx, the
+ * index side records use.  Returns 0, -EINVAL (no such codec section, too
+ * many items), the codec's parse error (-NWC_ECORRUPT, -NWC_EFEATURE), or
+ * -ENOMEM.
  */
-int nwc_writer_add_model(struct nwc_writer *w, const void *blob, size_t len,
-			 uint32_t *idx);
+int nwc_writer_add_codec_item(struct nwc_writer *w, unsigned codec,
+			      const void *item, size_t len, uint32_t *idx);
 
 /*
- * nwc_writer_set_tensor_side() - attach side data to tensor @idx: an
- * nwctensor side record (nwc_tside_parse must accept it), written to the
- * data region now.  Only NWC tensors have side data: finish fails if the
- * tensor's extent is not NWC.  -EINVAL if the tensor already has side data
- * or the record does not parse.
+ * nwc_writer_set_tensor_side() - attach side data of tensor codec @codec
+ * to tensor @idx (for NWC an nwctensor side record), written to the data
+ * region now.  Only tensors of that codec have side data: finish fails if
+ * the tensor's extent has another codec.  -EINVAL if the tensor already has
+ * side data, @codec is not a tensor codec or the record does not parse.
  */
 int nwc_writer_set_tensor_side(struct nwc_writer *w, uint32_t idx,
-			       const void *side, size_t len);
+			       unsigned codec, const void *side, size_t len);
 
 /*
- * nwc_writer_add_nwc_extent() - append the NWC extent of tensor @tensor to
- * file @id (the tensor's data must start at the file's current end) and its
- * @nbands blocks: @payload[b] of @len[b] bytes is band b.  The tensor needs
- * its side data first; its dtype, shape and bands must match the record.
- * nwc_writer_add_extent() with codec NWC_CODEC_NWC and block_len = band
- * rows * n * dtype size, then nwc_writer_add_block() per band, does the
- * same.  On failure abort the writer.
+ * nwc_writer_add_tensor_extent() - append the extent of tensor @tensor,
+ * which has side data, to file @id (the tensor's data must start at the
+ * file's current end), and its @nblocks blocks: @payload[b] of @len[b]
+ * bytes is block b.  The codec is the side data's; the side record must
+ * give the tensor's shape and @nblocks blocks.  nwc_writer_add_extent()
+ * with the geometry of the side record, then nwc_writer_add_block() per
+ * block, does the same.  On failure abort the writer.
  */
-int nwc_writer_add_nwc_extent(struct nwc_writer *w, uint32_t id,
-			      uint32_t tensor, uint32_t nbands,
-			      uint8_t *const *payload, const size_t *len,
-			      uint32_t *ext);
+int nwc_writer_add_tensor_extent(struct nwc_writer *w, uint32_t id,
+				 uint32_t tensor, uint32_t nblocks,
+				 uint8_t *const *payload, const size_t *len,
+				 uint32_t *ext);
 
 /* Payload bytes written so far (for progress). */
 uint64_t nwc_writer_data_len(const struct nwc_writer *w);

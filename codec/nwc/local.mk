@@ -9,4 +9,5 @@ codec_nwc_libnwcnwc_a_SOURCES = \
 	codec/nwc/prior.c codec/nwc/prior.h \
 	codec/nwc/nwcmodel.c codec/nwc/nwcmodel.h \
 	codec/nwc/ldlq.c codec/nwc/ldlq.h \
-	codec/nwc/nwctensor.c codec/nwc/nwctensor.h
+	codec/nwc/nwctensor.c codec/nwc/nwctensor.h \
+	codec/nwc/nwccodec.c codec/nwc/nwccodec_enc.c codec/nwc/nwccodec.h

@@ -22,6 +22,11 @@
 #include "codec/common/log.h"
 #include "codec/nwc/nwcmodel.h"
 #include "codec/nwc/nwctensor.h"
+#include "codec/nwc/nwccodec.h"
+#include "codec/registry.h"
+
+/* The parsed NWC side record of tensor @t. */
+#define NWC_SIDE(t) ((const struct nwc_tside *)(t)->side)
 #include "tests/fuzz/fuzz.h"
 
 #define BLOCK_DECODE_MAX (1u << 20)	/* larger blocks are only checked */
@@ -126,7 +131,7 @@ static int open_bytes(const uint8_t *data, size_t size,
 
 	FUZZ_ASSERT(fd >= 0);
 	FUZZ_ASSERT(!size || !nwc_pwrite_full(fd, data, size, 0));
-	return nwc_image_open_fd(fd, "fuzz", img);
+	return nwc_image_open_fd(fd, "fuzz", nwc_codecs_read(), img);
 }
 
 static void check_file(const struct nwc_image *img,
@@ -173,7 +178,7 @@ static void check_nwc_tensor(const struct nwc_image *img,
 			     const struct nwc_image_info *info,
 			     const struct nwc_tensor *t)
 {
-	const struct nwc_tside *ts = t->side;
+	const struct nwc_tside *ts = NWC_SIDE(t);
 	const struct nwc_extent *e = nwc_image_extent(img, t->extent);
 	unsigned esize = nwc_dtype_size(t->dtype);
 	const struct nwc_model *model;
@@ -184,8 +189,8 @@ static void check_nwc_tensor(const struct nwc_image *img,
 		    t->dtype == NWC_DTYPE_BF16);
 	FUZZ_ASSERT(ts->m == t->shape[0] && ts->n == t->shape[1]);
 	FUZZ_ASSERT(ts->band_rows && ts->band_rows % NWC_TCHUNK == 0);
-	FUZZ_ASSERT(ts->model < info->n_models);
-	model = nwc_image_model(img, ts->model)->model;
+	FUZZ_ASSERT(ts->model < nwc_nwc_n_models(nwc_image_codec_state(img, NWC_CODEC_NWC)));
+	model = nwc_nwc_model(nwc_image_codec_state(img, NWC_CODEC_NWC), ts->model)->model;
 	FUZZ_ASSERT(!nwc_tside_check_model(ts, model));
 	FUZZ_ASSERT(e->codec == NWC_CODEC_NWC);
 	FUZZ_ASSERT(e->block_len == (uint64_t)ts->band_rows * ts->n * esize);
@@ -199,9 +204,9 @@ static void check_nwc_tensor(const struct nwc_image *img,
 static void check_tensors(const struct nwc_image *img,
 			  const struct nwc_image_info *info)
 {
-	for (uint32_t i = 0; i < info->n_models; i++)
-		FUZZ_ASSERT(nwc_image_model(img, i)->model &&
-			    nwc_image_model(img, i)->model->finalized);
+	for (uint32_t i = 0; i < nwc_nwc_n_models(nwc_image_codec_state(img, NWC_CODEC_NWC)); i++)
+		FUZZ_ASSERT(nwc_nwc_model(nwc_image_codec_state(img, NWC_CODEC_NWC), i)->model &&
+			    nwc_nwc_model(nwc_image_codec_state(img, NWC_CODEC_NWC), i)->model->finalized);
 	for (uint32_t i = 0; i < info->n_tensors; i++) {
 		const struct nwc_tensor *t = nwc_image_tensor(img, i);
 		const struct nwc_inode *n;
@@ -339,7 +344,8 @@ static bool check_image(const struct nwc_image *img)
 	struct nwc_image_info info;
 
 	nwc_image_get_info(img, &info);
-	FUZZ_ASSERT(info.incompat == (info.incompat & NWC_INCOMPAT_KNOWN));
+	FUZZ_ASSERT(info.incompat ==
+		    (info.incompat & nwc_codec_set_incompat(nwc_codecs_read())));
 	check_tree(img, &info);
 	check_tensors(img, &info);
 	return read_blocks(img, &info);

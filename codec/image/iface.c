@@ -1,0 +1,102 @@
+/* SPDX-License-Identifier: MIT */
+/* iface.c - codec set lookups and the per-thread decode context. */
+#include "codec/common/base.h"
+
+#include <stdlib.h>
+
+#include "codec/image/iface.h"
+
+#define DCTX_SLOTS 8u	/* codecs with per-thread scratch in one context */
+
+struct nwc_dctx {
+	uint8_t *payload;	/* handed out by nwc_dctx_scratch() */
+	size_t cap;
+	const struct nwc_codec_dec *owner[DCTX_SLOTS];
+	void *scratch[DCTX_SLOTS];
+};
+
+const struct nwc_codec_dec *nwc_codec_set_dec(const struct nwc_codec_set *set,
+					      unsigned id)
+{
+	for (unsigned i = 0; i < set->n_dec; i++)
+		if (set->dec[i]->id == id)
+			return set->dec[i];
+	return NULL;
+}
+
+const struct nwc_codec_enc *nwc_codec_set_enc(const struct nwc_codec_set *set,
+					      unsigned id)
+{
+	for (unsigned i = 0; i < set->n_enc; i++)
+		if (set->enc[i]->id == id)
+			return set->enc[i];
+	return NULL;
+}
+
+uint64_t nwc_codec_set_incompat(const struct nwc_codec_set *set)
+{
+	uint64_t bits = 0;
+
+	for (unsigned i = 0; i < set->n_dec; i++)
+		bits |= set->dec[i]->incompat;
+	return bits;
+}
+
+int nwc_dctx_create(struct nwc_dctx **out)
+{
+	*out = calloc(1, sizeof(**out));
+	return *out ? 0 : -ENOMEM;
+}
+
+void nwc_dctx_free(struct nwc_dctx *dctx)
+{
+	if (!dctx)
+		return;
+	for (unsigned i = 0; i < DCTX_SLOTS && dctx->owner[i]; i++)
+		dctx->owner[i]->dctx_free(dctx->scratch[i]);
+	free(dctx->payload);
+	free(dctx);
+}
+
+/* Old contents are not kept: callers refill the buffer after growing it. */
+void *nwc_dctx_scratch(struct nwc_dctx *dctx, size_t len)
+{
+	uint8_t *buf;
+
+	if (len == 0)
+		len = 1;
+	if (len <= dctx->cap)
+		return dctx->payload;
+	buf = malloc(len);
+	if (!buf)
+		return NULL;
+	free(dctx->payload);
+	dctx->payload = buf;
+	dctx->cap = len;
+	return buf;
+}
+
+int nwc_dctx_codec(struct nwc_dctx *dctx, const struct nwc_codec_dec *dec,
+		   void **out)
+{
+	unsigned i;
+	int ret;
+
+	*out = NULL;
+	if (!dec->dctx_create)
+		return 0;
+	for (i = 0; i < DCTX_SLOTS && dctx->owner[i]; i++) {
+		if (dctx->owner[i] == dec) {
+			*out = dctx->scratch[i];
+			return 0;
+		}
+	}
+	/* A codec set holds a handful of codecs; more is a build error. */
+	assert(i < DCTX_SLOTS);
+	ret = dec->dctx_create(&dctx->scratch[i]);
+	if (ret)
+		return ret;
+	dctx->owner[i] = dec;
+	*out = dctx->scratch[i];
+	return 0;
+}
