@@ -3,11 +3,16 @@
 NWC_TEST_LIBS = $(NWC_FS_LIB) $(NWC_CODEC_LIB) $(NWC_DEP_LIBS)
 
 check_PROGRAMS += tests/test_planes tests/test_codec tests/test_rans \
+	tests/test_iface \
 	tests/test_safetensors \
 	tests/test_image tests/test_cache tests/test_engine \
 	tests/test_entropy tests/test_convert tests/test_mlp tests/test_prior \
 	tests/test_nwcmodel tests/test_ldlq tests/test_llama tests/test_nwctensor \
 	tests/gen_model tests/fuzz_image tests/fuzz_safetensors
+# The image format layer with stub codecs, linked without any codec.
+tests_test_iface_SOURCES = tests/test_iface.c tests/t.h
+tests_test_iface_LDADD = codec/image/libnwcimage.a \
+	codec/common/libnwccommon.a $(XXHASH_LIBS) $(LIBS)
 tests_test_planes_SOURCES = tests/test_planes.c tests/t.h
 tests_test_planes_LDADD = $(NWC_TEST_LIBS)
 tests_test_rans_SOURCES = tests/test_rans.c tests/t.h tests/golden_rans.h
@@ -62,7 +67,8 @@ AM_TESTS_ENVIRONMENT = \
 	top_srcdir='$(top_srcdir)'; top_builddir='$(top_builddir)'; \
 	export top_srcdir top_builddir;
 
-TESTS += tests/test_planes tests/test_codec tests/test_rans tests/test_safetensors \
+TESTS += tests/test_iface \
+	tests/test_planes tests/test_codec tests/test_rans tests/test_safetensors \
 	tests/test_image tests/test_cache tests/test_engine \
 	tests/test_entropy tests/test_convert tests/test_mlp tests/test_prior \
 	tests/test_nwcmodel tests/test_ldlq tests/test_llama tests/test_nwctensor \
