@@ -240,6 +240,59 @@
 #define NWC_SB_CREATED_BY 80
 #define NWC_SB_XXH 120
 
+/* Section directory entry field offsets. */
+#define NWC_DIRENT_TYPE 0
+#define NWC_DIRENT_VERSION 4
+#define NWC_DIRENT_OFF 8
+#define NWC_DIRENT_LEN 16
+#define NWC_DIRENT_XXH 24
+
+/* INODES record field offsets. */
+#define NWC_INO_MODE 0
+#define NWC_INO_PARENT 4
+#define NWC_INO_NAME_OFF 8
+#define NWC_INO_NAME_LEN 12
+#define NWC_INO_MTIME 16
+#define NWC_INO_MTIME_NS 24
+#define NWC_INO_FLAGS 28
+#define NWC_INO_BYTES 32	/* the "size" field */
+#define NWC_INO_FIRST 40
+#define NWC_INO_COUNT 44
+
+/* EXTENTS record field offsets. */
+#define NWC_EXT_FILE_OFF 0
+#define NWC_EXT_LEN 8
+#define NWC_EXT_FIRST_BLOCK 16
+#define NWC_EXT_NBLOCKS 20
+#define NWC_EXT_BLOCK_LEN 24
+#define NWC_EXT_CODEC 28
+#define NWC_EXT_FLAGS 30
+#define NWC_EXT_CODEC_ARG 32
+#define NWC_EXT_TENSOR 36
+#define NWC_EXT_RESERVED 40
+
+/* BLOCKS record field offsets. */
+#define NWC_BLK_OFF 0
+#define NWC_BLK_STORED_LEN 8
+#define NWC_BLK_RAW_LEN 12
+#define NWC_BLK_XXH 16
+
+/* TENSORS record field offsets. */
+#define NWC_TNS_INODE 0
+#define NWC_TNS_NAME_OFF 4
+#define NWC_TNS_NAME_LEN 8
+#define NWC_TNS_DTYPE 12
+#define NWC_TNS_NDIM 14
+#define NWC_TNS_DATA_OFF 16
+#define NWC_TNS_DATA_LEN 24
+#define NWC_TNS_SHAPE_OFF 32
+#define NWC_TNS_CODEC 36
+#define NWC_TNS_RESERVED16 38
+#define NWC_TNS_SIDE_OFF 40
+#define NWC_TNS_SIDE_LEN 48
+#define NWC_TNS_RESERVED32 52
+#define NWC_TNS_SIDE_XXH 56
+
 /* Feature bits. */
 #define NWC_INCOMPAT_NWC (1ull << 0)	/* MODELS section, NWC_CODEC_NWC */
 

@@ -23,6 +23,7 @@
 #include "codec/common/hash.h"
 #include "codec/image/iface.h"
 #include "codec/image/image.h"
+#include "codec/image/record.h"
 #include "codec/common/io.h"
 #include "codec/common/log.h"
 
@@ -63,6 +64,7 @@ static int read_super(struct nwc_image *img, uint64_t *dir_off,
 		      uint32_t *dir_count, uint64_t *dir_xxh)
 {
 	uint8_t sb[NWC_SB_SIZE];
+	struct nwc_rec_super r;
 	uint64_t unknown;
 	int ret;
 
@@ -81,39 +83,39 @@ static int read_super(struct nwc_image *img, uint64_t *dir_off,
 		nwc_err("%s: superblock checksum mismatch", img->path);
 		return -NWC_ECHECKSUM;
 	}
-	if (nwc_get_le32(sb + NWC_SB_VERSION) != NWC_VERSION) {
+	nwc_rec_super_decode(sb, &r);
+	if (r.version != NWC_VERSION) {
 		nwc_err("%s: image format version %u, this build reads version %u",
-			img->path, nwc_get_le32(sb + NWC_SB_VERSION), NWC_VERSION);
+			img->path, r.version, NWC_VERSION);
 		return -NWC_EFEATURE;
 	}
-	if (nwc_get_le32(sb + NWC_SB_SBSIZE) != NWC_SB_SIZE)
+	if (r.sb_size != NWC_SB_SIZE)
 		return corrupt("%s: bad superblock size", img->path);
-	img->compat = nwc_get_le64(sb + NWC_SB_COMPAT);
-	img->incompat = nwc_get_le64(sb + NWC_SB_INCOMPAT);
+	img->compat = r.compat;
+	img->incompat = r.incompat;
 	unknown = img->incompat & ~nwc_codec_set_incompat(img->codecs);
 	if (unknown) {
 		nwc_err("%s: image needs unknown features (incompat bits 0x%llx)",
 			img->path, (unsigned long long)unknown);
 		return -NWC_EFEATURE;
 	}
-	if (nwc_get_le64(sb + NWC_SB_IMAGE_SIZE) != img->image_size)
+	if (r.image_size != img->image_size)
 		return corrupt("%s: image is %llu bytes but its superblock says %llu (truncated or extended)",
 			       img->path,
 			       (unsigned long long)img->image_size,
-			       (unsigned long long)nwc_get_le64(sb + NWC_SB_IMAGE_SIZE));
-	img->data_off = nwc_get_le64(sb + NWC_SB_DATA_OFF);
-	img->data_len = nwc_get_le64(sb + NWC_SB_DATA_LEN);
+			       (unsigned long long)r.image_size);
+	img->data_off = r.data_off;
+	img->data_len = r.data_len;
 	if (img->data_off < NWC_SB_SIZE || img->data_off % NWC_DATA_ALIGN ||
 	    !nwc_range_ok(img->data_off, img->data_len, img->image_size))
 		return corrupt("%s: data region out of bounds", img->path);
-	*dir_off = nwc_get_le64(sb + NWC_SB_DIR_OFF);
-	*dir_count = nwc_get_le32(sb + NWC_SB_DIR_COUNT);
-	*dir_xxh = nwc_get_le64(sb + NWC_SB_DIR_XXH);
-	img->block_log2 = nwc_get_le32(sb + NWC_SB_BLOCK_LOG2);
-	for (unsigned i = 88; i < NWC_SB_XXH; i++)
-		if (sb[i])
-			return corrupt("%s: reserved superblock bytes are not zero",
-				       img->path);
+	*dir_off = r.dir_off;
+	*dir_count = r.dir_count;
+	*dir_xxh = r.dir_xxh;
+	img->block_log2 = r.block_log2;
+	if (!r.reserved_zero)
+		return corrupt("%s: reserved superblock bytes are not zero",
+			       img->path);
 	return 0;
 }
 
@@ -158,11 +160,15 @@ static int read_sections(struct nwc_image *img, uint64_t dir_off,
 		goto out_free;
 	}
 	for (uint32_t i = 0; i < dir_count; i++) {
-		const uint8_t *e = dir + (size_t)i * NWC_SECT_SIZE;
-		uint32_t type = nwc_get_le32(e);
-		uint64_t off = nwc_get_le64(e + 8), len = nwc_get_le64(e + 16);
+		struct nwc_rec_dirent de;
+		uint32_t type;
+		uint64_t off, len;
 		struct section *s;
 
+		nwc_rec_dirent_decode(dir + (size_t)i * NWC_SECT_SIZE, &de);
+		type = de.type;
+		off = de.off;
+		len = de.len;
 		if (type >= NWC_SECT_OPTIONAL) {
 			/* Not used by this version, but must still be in place. */
 			if (!nwc_range_ok(off, len, img->image_size) ||
@@ -183,7 +189,7 @@ static int read_sections(struct nwc_image *img, uint64_t dir_off,
 			goto out_free;
 		}
 		s = &img->sect[type];
-		if (s->present || nwc_get_le32(e + 4) != 1 || off % 8 ||
+		if (s->present || de.version != 1 || off % 8 ||
 		    !nwc_range_ok(off, len, img->image_size) ||
 		    overlaps(off, len, 0, NWC_SB_SIZE) ||
 		    overlaps(off, len, img->data_off, img->data_len) ||
@@ -213,7 +219,7 @@ static int read_sections(struct nwc_image *img, uint64_t dir_off,
 		ret = nwc_pread_full(img->fd, s->data, len, off);
 		if (ret)
 			goto out_free;
-		if (nwc_hash64(s->data, len) != nwc_get_le64(e + 24)) {
+		if (nwc_hash64(s->data, len) != de.xxh) {
 			nwc_err("%s: section %u checksum mismatch", img->path,
 				type);
 			ret = -NWC_ECHECKSUM;
@@ -317,20 +323,20 @@ static int parse_inodes(struct nwc_image *img)
 	if (!img->inodes)
 		return -ENOMEM;
 	for (uint32_t i = 0; i < img->n_inodes; i++) {
-		const uint8_t *r = s->data + (size_t)i * NWC_INODE_SIZE;
 		struct nwc_inode *n = &img->inodes[i];
-		uint32_t name_off = nwc_get_le32(r + 8);
+		struct nwc_rec_inode r;
 
-		n->mode = nwc_get_le32(r);
-		n->parent = nwc_get_le32(r + 4);
-		n->name_len = nwc_get_le32(r + 12);
-		n->mtime = (int64_t)nwc_get_le64(r + 16);
-		n->mtime_ns = nwc_get_le32(r + 24);
-		n->flags = nwc_get_le32(r + 28);
-		n->size = nwc_get_le64(r + 32);
-		n->first = nwc_get_le32(r + 40);
-		n->count = nwc_get_le32(r + 44);
-		n->name = string_ref(img, name_off, n->name_len);
+		nwc_rec_inode_decode(s->data + (size_t)i * NWC_INODE_SIZE, &r);
+		n->mode = r.mode;
+		n->parent = r.parent;
+		n->name_len = r.name_len;
+		n->mtime = r.mtime;
+		n->mtime_ns = r.mtime_ns;
+		n->flags = r.flags;
+		n->size = r.size;
+		n->first = r.first;
+		n->count = r.count;
+		n->name = string_ref(img, r.name_off, n->name_len);
 		/* Inode i must lie in the child range of an earlier directory. */
 		if (i && i >= expect)
 			return corrupt("%s: inode %u: not reachable from the root",
@@ -401,13 +407,14 @@ static int parse_blocks(struct nwc_image *img)
 	if (!img->blocks || !img->reported)
 		return -ENOMEM;
 	for (uint32_t i = 0; i < img->n_blocks; i++) {
-		const uint8_t *r = s->data + (size_t)i * NWC_BLOCK_SIZE;
 		struct nwc_block *b = &img->blocks[i];
+		struct nwc_rec_block r;
 
-		b->off = nwc_get_le64(r);
-		b->stored_len = nwc_get_le32(r + 8);
-		b->raw_len = nwc_get_le32(r + 12);
-		b->xxh = nwc_get_le64(r + 16);
+		nwc_rec_block_decode(s->data + (size_t)i * NWC_BLOCK_SIZE, &r);
+		b->off = r.off;
+		b->stored_len = r.stored_len;
+		b->raw_len = r.raw_len;
+		b->xxh = r.xxh;
 		if (b->off < img->data_off ||
 		    !nwc_range_ok(b->off - img->data_off, b->stored_len,
 				  img->data_len) ||
@@ -493,29 +500,31 @@ static int parse_tensors(struct nwc_image *img)
 	if (!img->tensors)
 		return -ENOMEM;
 	for (uint32_t i = 0; i < img->n_tensors; i++) {
-		const uint8_t *r = s->data + (size_t)i * NWC_TENSOR_SIZE;
 		struct nwc_tensor *t = &img->tensors[i];
-		uint32_t shape_off = nwc_get_le32(r + 32);
 		const struct nwc_codec_dec *dec;
+		struct nwc_rec_tensor r;
+		uint32_t shape_off;
 		unsigned esize;
 		uint64_t n;
 
-		t->inode = nwc_get_le32(r);
-		t->name_len = nwc_get_le32(r + 8);
-		t->name = string_ref(img, nwc_get_le32(r + 4), t->name_len);
-		t->dtype = nwc_get_le16(r + 12);
-		t->ndim = nwc_get_le16(r + 14);
-		t->data_off = nwc_get_le64(r + 16);
-		t->data_len = nwc_get_le64(r + 24);
-		t->codec = nwc_get_le16(r + 36);
+		nwc_rec_tensor_decode(s->data + (size_t)i * NWC_TENSOR_SIZE, &r);
+		shape_off = r.shape_off;
+		t->inode = r.inode;
+		t->name_len = r.name_len;
+		t->name = string_ref(img, r.name_off, t->name_len);
+		t->dtype = r.dtype;
+		t->ndim = r.ndim;
+		t->data_off = r.data_off;
+		t->data_len = r.data_len;
+		t->codec = r.codec;
 		t->extent = UINT32_MAX;
 		esize = nwc_dtype_size(t->dtype);
-		t->side_off = nwc_get_le64(r + 40);
-		t->side_len = nwc_get_le32(r + 48);
+		t->side_off = r.side_off;
+		t->side_len = r.side_len;
 		if (t->inode >= img->n_inodes ||
 		    !S_ISREG(img->inodes[t->inode].mode) || !t->name ||
 		    !t->name_len || !esize || t->ndim > NWC_MAX_DIMS ||
-		    nwc_get_le16(r + 38) || nwc_get_le32(r + 52))
+		    r.reserved16 || r.reserved32)
 			return corrupt("%s: tensor %u: bad record", img->path, i);
 		if (i && (t[-1].inode > t->inode ||
 			  (t[-1].inode == t->inode && t[-1].data_off > t->data_off)))
@@ -539,11 +548,11 @@ static int parse_tensors(struct nwc_image *img)
 				       img->path, i);
 		dec = nwc_codec_set_dec(img->codecs, t->codec);
 		if (dec && dec->tensor_codec) {
-			int ret = parse_side(img, i, dec, nwc_get_le64(r + 56));
+			int ret = parse_side(img, i, dec, r.side_xxh);
 
 			if (ret)
 				return ret;
-		} else if (t->side_off || t->side_len || nwc_get_le64(r + 56)) {
+		} else if (t->side_off || t->side_len || r.side_xxh) {
 			return corrupt("%s: tensor %u: side data on a tensor of codec %u",
 				       img->path, i, t->codec);
 		}
@@ -617,18 +626,19 @@ static int parse_extents(struct nwc_image *img)
 		return -ENOMEM;
 	}
 	for (uint32_t i = 0; i < img->n_extents; i++) {
-		const uint8_t *r = s->data + (size_t)i * NWC_EXTENT_SIZE;
 		struct nwc_extent *e = &img->extents[i];
+		struct nwc_rec_extent r;
 
-		e->file_off = nwc_get_le64(r);
-		e->len = nwc_get_le64(r + 8);
-		e->first_block = nwc_get_le32(r + 16);
-		e->nblocks = nwc_get_le32(r + 20);
-		e->block_len = nwc_get_le32(r + 24);
-		e->codec = nwc_get_le16(r + 28);
-		e->codec_arg = nwc_get_le32(r + 32);
-		e->tensor = nwc_get_le32(r + 36);
-		if (nwc_get_le16(r + 30) || nwc_get_le64(r + 40)) {
+		nwc_rec_extent_decode(s->data + (size_t)i * NWC_EXTENT_SIZE, &r);
+		e->file_off = r.file_off;
+		e->len = r.len;
+		e->first_block = r.first_block;
+		e->nblocks = r.nblocks;
+		e->block_len = r.block_len;
+		e->codec = r.codec;
+		e->codec_arg = r.codec_arg;
+		e->tensor = r.tensor;
+		if (r.flags || r.reserved) {
 			ret = corrupt("%s: extent %u: reserved fields set",
 				      img->path, i);
 			goto out_free;

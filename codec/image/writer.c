@@ -18,6 +18,7 @@
 #include "codec/common/io.h"
 #include "codec/common/log.h"
 #include "codec/image/iface.h"
+#include "codec/image/record.h"
 #include "codec/image/writer.h"
 
 #define WBUF_SIZE (4u << 20)
@@ -726,7 +727,7 @@ out_free:
 static int add_section(struct bytes *dir, struct nwc_writer *w, uint32_t type,
 		       const struct bytes *body)
 {
-	uint8_t e[NWC_SECT_SIZE] = { 0 };
+	uint8_t e[NWC_SECT_SIZE];
 	static const uint8_t zeros[8];
 	uint64_t pad = (8 - (w->pos & 7)) & 7;
 	int ret;
@@ -734,11 +735,14 @@ static int add_section(struct bytes *dir, struct nwc_writer *w, uint32_t type,
 	ret = put_data(w, zeros, pad);
 	if (ret)
 		return ret;
-	nwc_put_le32(e + 0, type);
-	nwc_put_le32(e + 4, 1);
-	nwc_put_le64(e + 8, w->pos);
-	nwc_put_le64(e + 16, body->len);
-	nwc_put_le64(e + 24, nwc_hash64(body->p, body->len));
+	nwc_rec_dirent_encode(&(struct nwc_rec_dirent){
+				      .type = type,
+				      .version = 1,
+				      .off = w->pos,
+				      .len = body->len,
+				      .xxh = nwc_hash64(body->p, body->len),
+			      },
+			      e);
 	ret = put_data(w, body->p, body->len);
 	if (ret)
 		return ret;
@@ -755,7 +759,6 @@ static int build_tables(struct nwc_writer *w, struct bytes *sect)
 	struct bytes *tens = &sect[NWC_SECT_TENSORS - 1];
 	struct bytes *params = &sect[NWC_SECT_PARAMS - 1];
 	uint32_t *order, *first_child, *n_child, *torder = NULL, *tnew = NULL;
-	uint8_t *r;
 	int ret;
 
 	order = calloc(w->n_nodes, sizeof(*order));
@@ -806,17 +809,19 @@ static int build_tables(struct nwc_writer *w, struct bytes *sect)
 				goto out_free;
 			count = n->target_len;
 		}
-		r = inodes->p + (size_t)ino * NWC_INODE_SIZE;
-		nwc_put_le32(r + 0, n->mode);
-		nwc_put_le32(r + 4, w->nodes[n->parent].ino);
-		nwc_put_le32(r + 8, name_off);
-		nwc_put_le32(r + 12, n->name_len);
-		nwc_put_le64(r + 16, (uint64_t)n->mtime);
-		nwc_put_le32(r + 24, n->mtime_ns);
-		nwc_put_le32(r + 28, n->flags);
-		nwc_put_le64(r + 32, S_ISDIR(n->mode) ? 0 : n->size);
-		nwc_put_le32(r + 40, first);
-		nwc_put_le32(r + 44, count);
+		nwc_rec_inode_encode(&(struct nwc_rec_inode){
+					     .mode = n->mode,
+					     .parent = w->nodes[n->parent].ino,
+					     .name_off = name_off,
+					     .name_len = n->name_len,
+					     .mtime = n->mtime,
+					     .mtime_ns = n->mtime_ns,
+					     .flags = n->flags,
+					     .size = S_ISDIR(n->mode) ? 0 : n->size,
+					     .first = first,
+					     .count = count,
+				     },
+				     inodes->p + (size_t)ino * NWC_INODE_SIZE);
 	}
 
 	ret = bytes_add(exts, NULL, (size_t)w->n_exts * NWC_EXTENT_SIZE, NULL);
@@ -825,16 +830,19 @@ static int build_tables(struct nwc_writer *w, struct bytes *sect)
 	for (uint32_t i = 0; i < w->n_exts; i++) {
 		const struct wext *x = &w->exts[i];
 
-		r = exts->p + (size_t)i * NWC_EXTENT_SIZE;
-		nwc_put_le64(r + 0, x->file_off);
-		nwc_put_le64(r + 8, x->len);
-		nwc_put_le32(r + 16, x->first_block);
-		nwc_put_le32(r + 20, x->nblocks);
-		nwc_put_le32(r + 24, x->block_len);
-		nwc_put_le16(r + 28, x->codec);
-		nwc_put_le32(r + 32, x->codec_arg);
-		nwc_put_le32(r + 36, x->tensor == NWC_NO_TENSOR ?
-				     NWC_NO_TENSOR : tnew[x->tensor]);
+		nwc_rec_extent_encode(&(struct nwc_rec_extent){
+					      .file_off = x->file_off,
+					      .len = x->len,
+					      .first_block = x->first_block,
+					      .nblocks = x->nblocks,
+					      .block_len = x->block_len,
+					      .codec = x->codec,
+					      .codec_arg = x->codec_arg,
+					      .tensor = x->tensor == NWC_NO_TENSOR ?
+								NWC_NO_TENSOR :
+								tnew[x->tensor],
+				      },
+				      exts->p + (size_t)i * NWC_EXTENT_SIZE);
 	}
 
 	ret = bytes_add(blocks, NULL, (size_t)w->n_blocks * NWC_BLOCK_SIZE, NULL);
@@ -843,11 +851,13 @@ static int build_tables(struct nwc_writer *w, struct bytes *sect)
 	for (uint32_t i = 0; i < w->n_blocks; i++) {
 		const struct wblock *b = &w->blocks[i];
 
-		r = blocks->p + (size_t)i * NWC_BLOCK_SIZE;
-		nwc_put_le64(r + 0, b->off);
-		nwc_put_le32(r + 8, b->stored_len);
-		nwc_put_le32(r + 12, b->raw_len);
-		nwc_put_le64(r + 16, b->xxh);
+		nwc_rec_block_encode(&(struct nwc_rec_block){
+					     .off = b->off,
+					     .stored_len = b->stored_len,
+					     .raw_len = b->raw_len,
+					     .xxh = b->xxh,
+				     },
+				     blocks->p + (size_t)i * NWC_BLOCK_SIZE);
 	}
 
 	ret = bytes_add(tens, NULL, (size_t)w->n_tensors * NWC_TENSOR_SIZE, NULL);
@@ -869,19 +879,21 @@ static int build_tables(struct nwc_writer *w, struct bytes *sect)
 			if (ret)
 				goto out_free;
 		}
-		r = tens->p + (size_t)i * NWC_TENSOR_SIZE;
-		nwc_put_le32(r + 0, w->nodes[t->file].ino);
-		nwc_put_le32(r + 4, name_off);
-		nwc_put_le32(r + 8, t->name_len);
-		nwc_put_le16(r + 12, t->dtype);
-		nwc_put_le16(r + 14, t->ndim);
-		nwc_put_le64(r + 16, t->data_off);
-		nwc_put_le64(r + 24, t->data_len);
-		nwc_put_le32(r + 32, shape_off);
-		nwc_put_le16(r + 36, t->codec);
-		nwc_put_le64(r + 40, t->side_off);
-		nwc_put_le32(r + 48, t->side_len);
-		nwc_put_le64(r + 56, t->side_xxh);
+		nwc_rec_tensor_encode(&(struct nwc_rec_tensor){
+					      .inode = w->nodes[t->file].ino,
+					      .name_off = name_off,
+					      .name_len = t->name_len,
+					      .dtype = t->dtype,
+					      .ndim = t->ndim,
+					      .data_off = t->data_off,
+					      .data_len = t->data_len,
+					      .shape_off = shape_off,
+					      .codec = t->codec,
+					      .side_off = t->side_off,
+					      .side_len = t->side_len,
+					      .side_xxh = t->side_xxh,
+				      },
+				      tens->p + (size_t)i * NWC_TENSOR_SIZE);
 	}
 out_free:
 	free(tnew);
@@ -967,22 +979,24 @@ static int write_super(struct nwc_writer *w, uint64_t dir_off,
 		       const struct bytes *dir, uint64_t data_end,
 		       uint64_t incompat)
 {
-	uint8_t sb[NWC_SB_SIZE] = { 0 };
+	uint8_t sb[NWC_SB_SIZE];
 
-	memcpy(sb + NWC_SB_MAGIC, NWC_MAGIC, NWC_MAGIC_LEN);
-	nwc_put_le32(sb + NWC_SB_VERSION, NWC_VERSION);
-	nwc_put_le32(sb + NWC_SB_SBSIZE, NWC_SB_SIZE);
-	nwc_put_le64(sb + NWC_SB_COMPAT, 0);
-	nwc_put_le64(sb + NWC_SB_INCOMPAT, incompat);
-	nwc_put_le64(sb + NWC_SB_IMAGE_SIZE, w->pos);
-	nwc_put_le64(sb + NWC_SB_DATA_OFF, NWC_DATA_ALIGN);
-	nwc_put_le64(sb + NWC_SB_DATA_LEN, data_end - NWC_DATA_ALIGN);
-	nwc_put_le64(sb + NWC_SB_DIR_OFF, dir_off);
-	nwc_put_le32(sb + NWC_SB_DIR_COUNT, (uint32_t)(dir->len / NWC_SECT_SIZE));
-	nwc_put_le32(sb + NWC_SB_BLOCK_LOG2, w->block_log2);
-	nwc_put_le64(sb + NWC_SB_DIR_XXH, nwc_hash64(dir->p, dir->len));
-	nwc_put_le64(sb + NWC_SB_CREATED_BY, NWC_VERSION_CODE);
-	nwc_put_le64(sb + NWC_SB_XXH, nwc_hash64(sb, NWC_SB_XXH));
+	nwc_rec_super_encode(&(struct nwc_rec_super){
+				     .version = NWC_VERSION,
+				     .sb_size = NWC_SB_SIZE,
+				     .compat = 0,
+				     .incompat = incompat,
+				     .image_size = w->pos,
+				     .data_off = NWC_DATA_ALIGN,
+				     .data_len = data_end - NWC_DATA_ALIGN,
+				     .dir_off = dir_off,
+				     .dir_count = (uint32_t)(dir->len /
+							     NWC_SECT_SIZE),
+				     .block_log2 = w->block_log2,
+				     .dir_xxh = nwc_hash64(dir->p, dir->len),
+				     .created_by = NWC_VERSION_CODE,
+			     },
+			     sb);
 	return nwc_pwrite_full(w->fd, sb, sizeof(sb), 0);
 }
 
