@@ -15,10 +15,10 @@
 #include "codec/common/cli.h"
 #include "codec/image/format.h"
 #include "codec/common/log.h"
-#include "mkfs/calib.h"
-#include "mkfs/pack.h"
-#include "mkfs/rate.h"
-#include "mkfs/walk.h"
+#include "mkfs/pack/calib.h"
+#include "mkfs/pack/pack.h"
+#include "mkfs/pack/rate.h"
+#include "mkfs/pack/walk.h"
 
 /* The installed codec models; the build may set another directory. */
 #ifndef NWC_MODELS_DIR

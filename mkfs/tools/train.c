@@ -21,7 +21,7 @@
 #include "codec/nwc/nwcmodel.h"
 #include "codec/nwc/prior.h"
 #include "codec/input/safetensors.h"
-#include "mkfs/progress.h"
+#include "mkfs/pack/progress.h"
 
 #define PROG "nwc-train"
 #define CH NWC_NET_IO			/* chunk length = latents per chunk */

@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #include "codec/common/log.h"
-#include "mkfs/walk.h"
+#include "mkfs/pack/walk.h"
 
 static int cmp_str(const void *a, const void *b)
 {

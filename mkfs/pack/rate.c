@@ -15,9 +15,9 @@
 #include "codec/image/format.h"
 #include "codec/common/io.h"
 #include "codec/common/log.h"
-#include "mkfs/lossy.h"
-#include "mkfs/progress.h"
-#include "mkfs/rate.h"
+#include "mkfs/pack/lossy.h"
+#include "mkfs/pack/progress.h"
+#include "mkfs/pack/rate.h"
 
 static bool is_model_name(const char *name)
 {

@@ -11,10 +11,10 @@
 #define NWC_PACK_H
 
 #include "codec/common/base.h"
-#include "mkfs/calib.h"
-#include "mkfs/lossy.h"
-#include "mkfs/rate.h"
-#include "mkfs/walk.h"
+#include "mkfs/pack/calib.h"
+#include "mkfs/pack/lossy.h"
+#include "mkfs/pack/rate.h"
+#include "mkfs/pack/walk.h"
 
 /* Lossy packing: the tensors the policy selects go through the codec. */
 struct nwc_pack_lossy {

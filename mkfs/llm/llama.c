@@ -20,7 +20,7 @@
 #include "codec/input/json.h"
 #include "codec/common/log.h"
 #include "codec/input/safetensors.h"
-#include "mkfs/llama.h"
+#include "mkfs/llm/llama.h"
 
 #define CONFIG_MAX (16u << 20)		/* config.json and the index */
 #define CTX_LIMIT (1u << 20)		/* largest window accepted */

@@ -25,8 +25,8 @@
 #include "codec/common/log.h"
 #include "codec/input/safetensors.h"
 #include "codec/image/writer.h"
-#include "mkfs/pack.h"
-#include "mkfs/progress.h"
+#include "mkfs/pack/pack.h"
+#include "mkfs/pack/progress.h"
 
 #define MEM_BUDGET_MIN (1ull << 30)	/* working memory of jobs in flight */
 

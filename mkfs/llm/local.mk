@@ -1,0 +1,6 @@
+# mkfs/llm/local.mk - libnwcllm.a: the F32 runtime of Llama-family models
+# that calibration (mkfs/pack/calib.c) and `nwc eval` run.  Uses the codec
+# archives only.
+noinst_LIBRARIES += mkfs/llm/libnwcllm.a
+mkfs_llm_libnwcllm_a_SOURCES = \
+	mkfs/llm/llama.c mkfs/llm/llama.h
