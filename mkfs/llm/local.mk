@@ -3,4 +3,9 @@
 # archives only.
 noinst_LIBRARIES += mkfs/llm/libnwcllm.a
 mkfs_llm_libnwcllm_a_SOURCES = \
-	mkfs/llm/llama.c mkfs/llm/llama.h
+	mkfs/llm/llama.h mkfs/llm/llm-private.h \
+	mkfs/llm/config.c \
+	mkfs/llm/weights.c \
+	mkfs/llm/forward.c \
+	mkfs/llm/calibrate.c \
+	mkfs/llm/tokens.c
