@@ -65,4 +65,14 @@ int nwc_pack(const char *root, struct nwc_tree *tree, const char *image,
 	     const struct nwc_pack_opts *opts, struct nwc_pack_result *res);
 void nwc_pack_result_free(struct nwc_pack_result *res);
 
+/*
+ * nwc_pack_print_summary() - the table of stored bytes per file, the
+ * totals and the speed; nwc_pack_print_lossy() - what the lossy tensors
+ * came to.  Both print to stdout.
+ */
+void nwc_pack_print_summary(const struct nwc_tree *tree,
+			    const struct nwc_pack_result *res);
+void nwc_pack_print_lossy(const struct nwc_pack_lossy *pl,
+			  const struct nwc_pack_lossy_result *lr);
+
 #endif /* NWC_PACK_H */
