@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "codec/common/array.h"
 #include "codec/common/convert.h"
 #include "codec/common/io.h"
 #include "codec/common/log.h"
@@ -137,17 +138,10 @@ static int dir_files(const char *dir, char ***names, size_t *n)
 	while ((de = readdir(d))) {
 		if (!has_suffix(de->d_name, ".safetensors"))
 			continue;
-		if (*n == cap) {
-			char **p = realloc(*names, (cap * 2 + 8) *
-					   sizeof(**names));
-
-			if (!p) {
-				ret = -ENOMEM;
-				break;
-			}
-			*names = p;
-			cap = cap * 2 + 8;
-		}
+		ret = nwc_array_reserve((void **)names, &cap, *n + 1,
+					sizeof(**names));
+		if (ret)
+			break;
 		(*names)[*n] = strdup(de->d_name);
 		if (!(*names)[*n]) {
 			ret = -ENOMEM;

@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "codec/common/array.h"
 #include "codec/common/log.h"
 #include "mkfs/pack/pack-private.h"
 #include "mkfs/pack/progress.h"
@@ -24,26 +25,24 @@ static bool is_safetensors(const char *name)
 	return n > 12 && !strcmp(name + n - 12, ".safetensors");
 }
 
-static int add_seg(struct fplan *f, uint32_t *cap, uint64_t off, uint64_t len,
+static int add_seg(struct fplan *f, size_t *cap, uint64_t off, uint64_t len,
 		   uint16_t codec, uint32_t arg, int32_t tensor)
 {
+	int ret;
+
 	if (!len)
 		return 0;
-	if (f->n_segs == *cap) {
-		uint32_t ncap = *cap ? *cap * 2 : 8;
-		void *p = realloc(f->segs, ncap * sizeof(*f->segs));
-
-		if (!p)
-			return -ENOMEM;
-		f->segs = p;
-		*cap = ncap;
-	}
+	ret = nwc_array_reserve_max((void **)&f->segs, cap,
+				    (size_t)f->n_segs + 1, sizeof(*f->segs),
+				    UINT32_MAX);
+	if (ret)
+		return ret;
 	f->segs[f->n_segs++] = (struct seg){ off, len, codec, arg, tensor, -1 };
 	return 0;
 }
 
 /* Read and parse a safetensors header; plan header, tensors and gaps. */
-static int plan_safetensors(struct fplan *f, uint64_t size, uint32_t *cap)
+static int plan_safetensors(struct fplan *f, uint64_t size, size_t *cap)
 {
 	uint64_t pos;
 	int fd, ret;
@@ -94,7 +93,7 @@ int pack_plan_files(const char *root, const struct nwc_tree *tree,
 	for (uint32_t i = 0; i < tree->n && !ret; i++) {
 		const struct nwc_entry *e = &tree->e[i];
 		struct fplan *f;
-		uint32_t cap = 0;
+		size_t cap = 0;
 		size_t len;
 
 		if (!S_ISREG(e->mode))
