@@ -2,10 +2,13 @@
 /*
  * pack.h - turn a scanned model directory into an image: plan the extents
  * of every file (safetensors files are split into header, tensors and any
- * gaps), choose a codec model for every lossy tensor (mkfs/rate.h),
+ * gaps), choose a codec model for every lossy tensor (mkfs/pack/rate.h),
  * compress blocks and code lossy tensors on worker threads and hand them
  * to the image writer in a fixed order, so the output does not depend on
- * the number of threads.  Used by mkfs.nwc's main thread.
+ * the number of threads; then print what it came to.
+ *
+ * Thread safety: called from one thread (mkfs.nwc's main thread);
+ * nwc_pack() starts and joins its own workers.
  */
 #ifndef NWC_PACK_H
 #define NWC_PACK_H
