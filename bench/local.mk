@@ -17,10 +17,8 @@ bench: all bench/readbench bench/codecbench tests/gen_model
 # similarity of lossy all-MiniLM-L6-v2 images, against RTN, ECSQ and GPTQ
 # baselines at matched bits (bench/out/quality*.md, .tsv, .png).
 EXTRA_PROGRAMS += bench/quantize
-bench_quantize_SOURCES = bench/quantize.c bench/quant.c bench/quant.h \
-	mkfs/lossy.c mkfs/lossy.h mkfs/calib.c mkfs/calib.h mkfs/llama.c \
-	mkfs/llama.h mkfs/progress.c mkfs/progress.h
-bench_quantize_LDADD = $(NWC_CODEC_LIB) $(NWC_DEP_LIBS) -lm
+bench_quantize_SOURCES = bench/quantize.c bench/quant.c bench/quant.h
+bench_quantize_LDADD = $(NWC_MKFS_LIB) $(NWC_CODEC_LIB) $(NWC_DEP_LIBS) -lm
 CLEANFILES += bench/quantize
 EXTRA_DIST += bench/quality.sh bench/quality-plot.py bench/quality-lib.sh \
 	bench/quality-minilm.sh bench/minilm-sim.py bench/results

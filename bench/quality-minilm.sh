@@ -19,7 +19,7 @@
 #            last hidden states over the attention mask, as
 #            sentence-transformers pools this model) to the original's
 #   relerr   ||H' - H|| / ||H|| over the last hidden states of all tokens
-# Calibration statistics: mkfs/nwc-calib-stats.py --text, used by
+# Calibration statistics: mkfs/tools/nwc-calib-stats.py --text, used by
 # mkfs.nwc --calib-stats and by GPTQ alike.
 #
 #   NWC      mkfs.nwc --bits B --calib-stats, fsck.nwc -x.  bits/weight:
@@ -119,7 +119,7 @@ sed -n "$((CALIB_LINES + 1)),$((CALIB_LINES + EVAL_LINES))p" \
 	die "$TEXT has fewer than $((CALIB_LINES + EVAL_LINES)) non-empty lines"
 
 note "calibration statistics (nwc-calib-stats.py --text, $CALIB_LINES lines)"
-"$PY" "$S/mkfs/nwc-calib-stats.py" -j "$TJOBS" "$MODEL" \
+"$PY" "$S/mkfs/tools/nwc-calib-stats.py" -j "$TJOBS" "$MODEL" \
 	--text "$W/calib.txt" -o "$W/stats.safetensors" >"$W/calib.out" 2>&1 ||
 	die "nwc-calib-stats.py failed: $(tail -n 5 "$W/calib.out")"
 CALIB_TOKENS=$(sed -n 's/.* from \([0-9]*\) tokens$/\1/p' "$W/calib.out")

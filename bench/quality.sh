@@ -5,7 +5,7 @@
 #
 # Run by `make quality` (which sets top_srcdir and top_builddir), or by
 # hand from the build directory.  Needs mkfs/mkfs.nwc, fs/fsck.nwc,
-# mkfs/nwc and bench/quantize.  Scores every model on the whole
+# mkfs/tools/nwc and bench/quantize.  Scores every model on the whole
 # tinystories_tok512_eval.u16 with `nwc eval`; calibration (mkfs.nwc
 # --calib and the H that GPTQ uses) reads the first $CALIB_TOKENS tokens of
 # tinystories_tok512_calib.u16, the same for both.
@@ -36,7 +36,6 @@ top_srcdir=$(cd "${top_srcdir:-.}" && pwd) || exit 1
 top_builddir=$(cd "${top_builddir:-.}" && pwd) || exit 1
 . "$top_srcdir/tests/lib.sh"
 
-NWC=$B/mkfs/nwc
 QZ=$B/bench/quantize
 SHARED=${NWC_SHARED:-$S/../shared}
 CALIB=$SHARED/corpus/tinystories_tok512_calib.u16

@@ -44,8 +44,8 @@
 #include "codec/nwc/ldlq.h"
 #include "codec/common/log.h"
 #include "codec/input/safetensors.h"
-#include "mkfs/calib.h"
-#include "mkfs/lossy.h"
+#include "mkfs/pack/calib.h"
+#include "mkfs/pack/lossy.h"
 
 #define PROG "quantize"
 

@@ -33,6 +33,6 @@ dist_nwcsizes_DATA = \
 	codec/models/sizes/nwc-h64r1-l100.nwcm
 EXTRA_DIST += codec/models/train.sh codec/models/trainset.py \
 	codec/models/TRAINING.md codec/models/logs
-codec-models: mkfs/nwc-train
-	$(top_srcdir)/codec/models/train.sh -t mkfs/nwc-train -c bench/cache
+codec-models: mkfs/tools/nwc-train
+	$(top_srcdir)/codec/models/train.sh -t mkfs/tools/nwc-train -c bench/cache
 .PHONY: codec-models

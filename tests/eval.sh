@@ -5,7 +5,6 @@
 # non-negative diagonal and equal to the reference's; -j does not change a
 # bit; bad input gives a message naming the file and the documented status.
 . "$top_srcdir/tests/lib.sh"
-NWC=$B/mkfs/nwc
 SHARED=${NWC_SHARED:-$S/../shared}
 TOK=$SHARED/corpus/tinystories_tok512_eval.u16
 # 10k tokens keep the numpy reference (most of the time) near 2 s.

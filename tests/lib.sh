@@ -20,6 +20,8 @@ set -u
 B=$top_builddir
 S=$top_srcdir
 MKFS=$B/mkfs/mkfs.nwc
+NWC=$B/mkfs/tools/nwc
+TRAIN=$B/mkfs/tools/nwc-train
 FSCK=$B/fs/fsck.nwc
 NWCFS=$B/fs/nwcfs
 GEN=$B/tests/gen_model

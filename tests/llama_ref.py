@@ -4,7 +4,7 @@
 
 Written from the transformers definitions (LlamaRMSNorm, rotate_half,
 apply_rotary_pos_emb, repeat_kv, eager attention, LlamaMLP, Qwen2's q/k/v
-biases, Mistral's sliding window), not from mkfs/llama.c.  Used by the tests
+biases, Mistral's sliding window), not from mkfs/llm/.  Used by the tests
 of `nwc` and nwc_llama_*:
 
   llama_ref.py eval MODEL_DIR TOKENS.u16 [--max-tokens N] [--ctx N]

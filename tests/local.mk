@@ -39,9 +39,8 @@ tests_test_nwcmodel_SOURCES = tests/test_nwcmodel.c tests/t.h
 tests_test_nwcmodel_LDADD = $(NWC_TEST_LIBS) -lm
 tests_test_ldlq_SOURCES = tests/test_ldlq.c tests/t.h
 tests_test_ldlq_LDADD = $(NWC_TEST_LIBS) -lm
-tests_test_llama_SOURCES = tests/test_llama.c tests/t.h tests/golden_llama.h \
-	mkfs/llama.c mkfs/llama.h
-tests_test_llama_LDADD = $(NWC_TEST_LIBS) -lm
+tests_test_llama_SOURCES = tests/test_llama.c tests/t.h tests/golden_llama.h
+tests_test_llama_LDADD = mkfs/llm/libnwcllm.a $(NWC_TEST_LIBS) -lm
 tests_test_nwctensor_SOURCES = tests/test_nwctensor.c tests/t.h
 tests_test_nwctensor_LDADD = $(NWC_TEST_LIBS) -lm
 tests_gen_model_SOURCES = tests/gen_model.c

@@ -12,7 +12,6 @@ python3 -c 'import numpy' 2>/dev/null || t_skip "python3 has no numpy"
 t_workdir
 LC_ALL=C
 export LC_ALL
-NWC=$B/mkfs/nwc
 CALIB_TOKENS=${NWC_SHARED:-$S/../shared}/corpus/tinystories_tok512_calib.u16
 
 # Codec models: the shipped ones once trained; else two tiny ones made
@@ -23,10 +22,10 @@ if ! ls "$MD"/*.nwcm >/dev/null 2>&1; then
 	REAL=0
 	MD=$W/models
 	mkdir "$MD"
-	[ -x "$B/mkfs/nwc-train" ] || t_skip "no codec models, no nwc-train"
+	[ -x "$TRAIN" ] || t_skip "no codec models, no nwc-train"
 	t_gen --seed 5 --dtype F32 "$W/train"
 	for l in 30 3000; do
-		"$B/mkfs/nwc-train" --hidden 8 --batch 128 --threads 1 \
+		"$TRAIN" --hidden 8 --batch 128 --threads 1 \
 			--seed 7 --steps 100 -q --lambda $l \
 			"$MD/tiny-l$l.nwcm" "$W/train/model.safetensors" ||
 			t_fail "nwc-train --lambda $l failed"

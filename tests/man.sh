@@ -138,7 +138,7 @@ nwcfs --help does not list: $(echo "$extra" | paste -s -d " " -)"
 checked=0
 check_long "$MKFS" "$S/man/mkfs.nwc.1"
 check_long "$FSCK" "$S/man/fsck.nwc.1"
-check_long "$B/mkfs/nwc" "$S/man/nwc.1"
-check_long "$B/mkfs/nwc-train" "$S/man/nwc-train.1"
+check_long "$NWC" "$S/man/nwc.1"
+check_long "$TRAIN" "$S/man/nwc-train.1"
 check_nwcfs
 echo "man.sh: $npages pages lint-clean; $checked of 5 programs' options compared"

@@ -7,7 +7,7 @@
 #include <sys/stat.h>
 
 #include "codec/common/convert.h"
-#include "mkfs/llama.h"
+#include "mkfs/llm/llama.h"
 #include "tests/t.h"
 
 struct golden_case {

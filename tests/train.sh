@@ -3,7 +3,6 @@
 . "$top_srcdir/tests/lib.sh"
 t_workdir
 
-TRAIN=$B/mkfs/nwc-train
 [ -x "$TRAIN" ] || t_skip "nwc-train not built"
 t_gen --dtype F32 "$W/m"
 ST=$W/m/model.safetensors

@@ -17,7 +17,7 @@ evaluate every model with `nwc-train --check` and write TRAINING.md.
 Models that exist already are not trained again (see -f); an interrupted
 training resumes from its checkpoint.
 
-  -t, --train=PATH   nwc-train to run (default: ./mkfs/nwc-train)
+  -t, --train=PATH   nwc-train to run (default: ./mkfs/tools/nwc-train)
   -j, --jobs=K       trainings at once (default: online CPUs)
   -c, --cache=DIR    download, checkpoints and full logs (default:
                      ./bench/cache, shared with `make bench`)
@@ -74,7 +74,7 @@ note() { echo "== $*" >&2; }
 ARGS=$*
 HERE=$(cd "$(dirname "$0")" && pwd) || exit 2
 SRC=$(cd "$HERE/../.." && pwd) || exit 2
-TRAIN=./mkfs/nwc-train
+TRAIN=./mkfs/tools/nwc-train
 JOBS=$(nproc 2>/dev/null || echo 1)
 CACHE=./bench/cache
 OUTDIR=$HERE
@@ -106,7 +106,7 @@ done
 [ $# = 0 ] || { usage >&2; exit 1; }
 [[ $JOBS =~ ^[1-9][0-9]*$ ]] || { echo "train.sh: bad --jobs" >&2; exit 1; }
 [[ $BENCH =~ ^[0-9]+$ ]] || { echo "train.sh: bad --bench" >&2; exit 1; }
-[ -x "$TRAIN" ] || die "$TRAIN is not built (make mkfs/nwc-train, or -t)"
+[ -x "$TRAIN" ] || die "$TRAIN is not built (make mkfs/tools/nwc-train, or -t)"
 TRAIN=$(cd "$(dirname "$TRAIN")" && pwd)/$(basename "$TRAIN")
 mkdir -p "$CACHE" "$OUTDIR/logs" || die "cannot create $CACHE or $OUTDIR"
 CACHE=$(cd "$CACHE" && pwd)

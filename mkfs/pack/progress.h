@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * progress.h - a one-line progress bar on stderr, redrawn at most ten times
- * a second.  Used by one thread (the mkfs writer loop).
+ * a second, for mkfs.nwc, nwc and nwc-train.  Thread safety: a struct
+ * nwc_progress is used by one thread (the mkfs writer loop); the token
+ * counter below expects its calls serialised.
  */
 #ifndef NWC_PROGRESS_H
 #define NWC_PROGRESS_H

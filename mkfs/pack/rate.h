@@ -3,7 +3,7 @@
  * rate.h - mkfs.nwc's rate planning for the lossy tensors: load the codec
  * models of a models directory, give every tensor its column levels, trial
  * encode it with each model on worker threads, and pick one model per
- * tensor for the bit target (mkfs/lossy.h does the arithmetic).
+ * tensor for the bit target (mkfs/pack/lossy.h does the arithmetic).
  *
  *	nwc_rate_load_models(dir, NWC_QUANT_TCQ, &models);
  *	t[i] = { .path, .name, .dtype, .m, .n, .off, .fixed_bits };
@@ -21,7 +21,7 @@
 #include "codec/common/base.h"
 #include "codec/nwc/nwcmodel.h"
 #include "codec/nwc/nwctensor.h"
-#include "mkfs/calib.h"
+#include "mkfs/pack/calib.h"
 
 /* One tensor the neural codec takes. */
 struct nwc_rate_tensor {

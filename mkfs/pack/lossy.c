@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "codec/image/format.h"
-#include "mkfs/lossy.h"
+#include "mkfs/pack/lossy.h"
 
 /* Embeddings and output heads: quality-critical and often tied. */
 static const char *const default_keep[] = {

@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <time.h>
 
-#include "mkfs/progress.h"
+#include "mkfs/pack/progress.h"
 
 double nwc_now(void)
 {

@@ -12,9 +12,9 @@
 #include "codec/common/io.h"
 #include "codec/common/log.h"
 #include "codec/input/safetensors.h"
-#include "mkfs/calib.h"
-#include "mkfs/llama.h"
-#include "mkfs/progress.h"
+#include "mkfs/llm/llama.h"
+#include "mkfs/pack/calib.h"
+#include "mkfs/pack/progress.h"
 
 /* One weight's H: in memory (a model run) or at an offset of the file. */
 struct centry {

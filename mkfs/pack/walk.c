@@ -10,28 +10,25 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "codec/common/array.h"
 #include "codec/common/log.h"
-#include "mkfs/walk.h"
+#include "mkfs/pack/walk.h"
 
 static int cmp_str(const void *a, const void *b)
 {
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-static int add_entry(struct nwc_tree *t, uint32_t *cap, const char *root,
+static int add_entry(struct nwc_tree *t, size_t *cap, const char *root,
 		     const char *rel, uint32_t parent, const struct stat *st)
 {
 	struct nwc_entry *e;
+	int ret;
 
-	if (t->n == *cap) {
-		uint32_t ncap = *cap ? *cap * 2 : 64;
-		void *p = realloc(t->e, ncap * sizeof(*t->e));
-
-		if (!p)
-			return -ENOMEM;
-		t->e = p;
-		*cap = ncap;
-	}
+	ret = nwc_array_reserve_max((void **)&t->e, cap, (size_t)t->n + 1,
+				    sizeof(*t->e), UINT32_MAX);
+	if (ret)
+		return ret;
 	e = &t->e[t->n];
 	memset(e, 0, sizeof(*e));
 	e->path = strdup(rel);
@@ -53,8 +50,7 @@ static int add_entry(struct nwc_tree *t, uint32_t *cap, const char *root,
 		snprintf(full, sizeof(full), "%s/%s", root, rel);
 		n = readlink(full, buf, sizeof(buf) - 1);
 		if (n < 0 || n == 0 || n >= (ssize_t)sizeof(buf) - 1) {
-			int ret = n < 0 ? -errno : -ENAMETOOLONG;
-
+			ret = n < 0 ? -errno : -ENAMETOOLONG;
 			nwc_err("%s: cannot read symlink: %s", full,
 				strerror(-ret));
 			free(e->path);
@@ -73,7 +69,7 @@ static int add_entry(struct nwc_tree *t, uint32_t *cap, const char *root,
 }
 
 /* Append the sorted children of directory entry @idx. */
-static int scan_dir(struct nwc_tree *t, uint32_t *cap, const char *root,
+static int scan_dir(struct nwc_tree *t, size_t *cap, const char *root,
 		    uint32_t idx)
 {
 	char full[PATH_MAX];
@@ -95,17 +91,10 @@ static int scan_dir(struct nwc_tree *t, uint32_t *cap, const char *root,
 	while ((errno = 0, de = readdir(d))) {
 		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
 			continue;
-		if (n == cap_names) {
-			size_t ncap = cap_names ? cap_names * 2 : 32;
-			char **p = realloc(names, ncap * sizeof(*names));
-
-			if (!p) {
-				ret = -ENOMEM;
-				goto out_free;
-			}
-			names = p;
-			cap_names = ncap;
-		}
+		ret = nwc_array_reserve((void **)&names, &cap_names, n + 1,
+					sizeof(*names));
+		if (ret)
+			goto out_free;
 		names[n] = strdup(de->d_name);
 		if (!names[n]) {
 			ret = -ENOMEM;
@@ -160,7 +149,7 @@ out_free:
 int nwc_walk(const char *root, struct nwc_tree *out)
 {
 	struct nwc_tree t = { 0 };
-	uint32_t cap = 0;
+	size_t cap = 0;
 	struct stat st;
 	int ret;
 

@@ -2,19 +2,22 @@
 /*
  * pack.h - turn a scanned model directory into an image: plan the extents
  * of every file (safetensors files are split into header, tensors and any
- * gaps), choose a codec model for every lossy tensor (mkfs/rate.h),
+ * gaps), choose a codec model for every lossy tensor (mkfs/pack/rate.h),
  * compress blocks and code lossy tensors on worker threads and hand them
  * to the image writer in a fixed order, so the output does not depend on
- * the number of threads.  Used by mkfs.nwc's main thread.
+ * the number of threads; then print what it came to.
+ *
+ * Thread safety: called from one thread (mkfs.nwc's main thread);
+ * nwc_pack() starts and joins its own workers.
  */
 #ifndef NWC_PACK_H
 #define NWC_PACK_H
 
 #include "codec/common/base.h"
-#include "mkfs/calib.h"
-#include "mkfs/lossy.h"
-#include "mkfs/rate.h"
-#include "mkfs/walk.h"
+#include "mkfs/pack/calib.h"
+#include "mkfs/pack/lossy.h"
+#include "mkfs/pack/rate.h"
+#include "mkfs/pack/walk.h"
 
 /* Lossy packing: the tensors the policy selects go through the codec. */
 struct nwc_pack_lossy {
@@ -64,5 +67,15 @@ struct nwc_pack_result {
 int nwc_pack(const char *root, struct nwc_tree *tree, const char *image,
 	     const struct nwc_pack_opts *opts, struct nwc_pack_result *res);
 void nwc_pack_result_free(struct nwc_pack_result *res);
+
+/*
+ * nwc_pack_print_summary() - the table of stored bytes per file, the
+ * totals and the speed; nwc_pack_print_lossy() - what the lossy tensors
+ * came to.  Both print to stdout.
+ */
+void nwc_pack_print_summary(const struct nwc_tree *tree,
+			    const struct nwc_pack_result *res);
+void nwc_pack_print_lossy(const struct nwc_pack_lossy *pl,
+			  const struct nwc_pack_lossy_result *lr);
 
 #endif /* NWC_PACK_H */

@@ -4,6 +4,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -11,13 +12,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "codec/common/array.h"
 #include "codec/common/convert.h"
 #include "codec/image/format.h"
 #include "codec/common/io.h"
 #include "codec/common/log.h"
-#include "mkfs/lossy.h"
-#include "mkfs/progress.h"
-#include "mkfs/rate.h"
+#include "mkfs/pack/lossy.h"
+#include "mkfs/pack/progress.h"
+#include "mkfs/pack/rate.h"
 
 static bool is_model_name(const char *name)
 {
@@ -44,7 +46,8 @@ static int cmp_model(const void *pa, const void *pb)
 static int list_models(const char *dir, char ***out, unsigned *n_out)
 {
 	char **names = NULL, path[4096];
-	unsigned n = 0, cap = 0;
+	unsigned n = 0;
+	size_t cap = 0;
 	struct dirent *de;
 	struct stat sb;
 	DIR *d;
@@ -64,17 +67,11 @@ static int list_models(const char *dir, char ***out, unsigned *n_out)
 				     de->d_name) >= sizeof(path) ||
 		    stat(path, &sb) || !S_ISREG(sb.st_mode))
 			continue;
-		if (n == cap) {
-			unsigned ncap = cap ? 2 * cap : 16;
-			char **p = realloc(names, ncap * sizeof(*names));
-
-			if (!p) {
-				ret = -ENOMEM;
-				break;
-			}
-			names = p;
-			cap = ncap;
-		}
+		ret = nwc_array_reserve_max((void **)&names, &cap,
+					    (size_t)n + 1, sizeof(*names),
+					    UINT_MAX);
+		if (ret)
+			break;
 		names[n] = strdup(de->d_name);
 		if (!names[n]) {
 			ret = -ENOMEM;

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "codec/common/array.h"
 #include "codec/common/cli.h"
 #include "codec/common/convert.h"
 #include "codec/image/format.h"
@@ -21,7 +22,7 @@
 #include "codec/nwc/nwcmodel.h"
 #include "codec/nwc/prior.h"
 #include "codec/input/safetensors.h"
-#include "mkfs/progress.h"
+#include "mkfs/pack/progress.h"
 
 #define PROG "nwc-train"
 #define CH NWC_NET_IO			/* chunk length = latents per chunk */
@@ -167,23 +168,12 @@ static bool name_excluded(const char *name)
 
 static int data_grow(struct data *d, size_t add)
 {
-	size_t ncap = d->cap ? d->cap : 4096;
-	float *nx;
-
 	if (add > UINT32_MAX - d->n) {
 		nwc_err("too many chunks (at most %u)", UINT32_MAX);
 		return -E2BIG;
 	}
-	while (ncap < d->n + add)
-		ncap *= 2;
-	if (ncap == d->cap)
-		return 0;
-	nx = realloc(d->x, ncap * CH * sizeof(*nx));
-	if (!nx)
-		return -ENOMEM;
-	d->x = nx;
-	d->cap = ncap;
-	return 0;
+	return nwc_array_reserve((void **)&d->x, &d->cap, d->n + add,
+				 CH * sizeof(*d->x));
 }
 
 /*

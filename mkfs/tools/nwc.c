@@ -18,8 +18,8 @@
 #include "codec/common/cli.h"
 #include "codec/common/io.h"
 #include "codec/common/log.h"
-#include "mkfs/llama.h"
-#include "mkfs/progress.h"
+#include "mkfs/llm/llama.h"
+#include "mkfs/pack/progress.h"
 
 #define PROG "nwc"
 #define MAX_THREADS 256u

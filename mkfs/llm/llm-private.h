@@ -1,0 +1,107 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * llm-private.h - what the files of libnwcllm.a share and nothing else
+ * includes: the loaded model (struct nwc_llama), the parsed config.json,
+ * and one eval or calib run (struct run) that forward.c executes and
+ * calibrate.c turns into statistics.
+ *
+ * Thread safety: as llama.h says; a struct run is read-only while its
+ * workers run, except the fields under its lock.
+ */
+#ifndef NWC_LLM_PRIVATE_H
+#define NWC_LLM_PRIVATE_H
+
+#include "codec/common/base.h"
+
+#include <pthread.h>
+
+#include "codec/input/json.h"
+#include "mkfs/llm/llama.h"
+
+#define NAME_LEN 96u			/* longest tensor name we build */
+
+/* Inputs of the linear layers of one decoder layer, in calib order. */
+enum { IN_ATTN, IN_O, IN_MLP, IN_DOWN, IN_PER_LAYER };
+
+struct layer {
+	float *attn_norm;	/* (hidden,) */
+	float *wqkv;		/* (q_out + 2 kv_out, hidden): q, k, v rows */
+	float *bqkv;		/* (q_out + 2 kv_out,) or NULL */
+	float *wo;		/* (hidden, q_out) */
+	float *bo;		/* (hidden,) or NULL */
+	float *mlp_norm;	/* (hidden,) */
+	float *wgu;		/* (2 inter, hidden): gate rows, then up rows */
+	float *wdown;		/* (hidden, inter) */
+};
+
+struct nwc_llama {
+	struct nwc_llama_config cfg;
+	uint32_t q_out;		/* heads * head_dim */
+	uint32_t kv_out;	/* kv_heads * head_dim */
+	uint32_t qkv_out;	/* q_out + 2 kv_out */
+	float *embed;		/* (vocab, hidden) */
+	float *norm;		/* (hidden,) */
+	float *lm_head;		/* (vocab, hidden); the embedding when tied */
+	struct layer *layer;	/* (layers,) */
+};
+
+/* config.json being parsed, for messages. */
+struct cfg {
+	const struct nwc_json *root;
+	const char *path;
+};
+
+/* ---- one run of eval or calib (forward.c) ----------------------------- */
+
+struct window {
+	size_t off;		/* first token in the stream */
+	uint32_t len;
+};
+
+/* One run of eval or calib: shared, read-only while the workers run. */
+struct run {
+	const struct nwc_llama *m;
+	const uint32_t *tok;
+	struct window *win;
+	size_t nwin;
+	uint32_t maxlen;	/* longest window */
+	float *rcos, *rsin;	/* (maxlen, head_dim / 2) rotary table */
+	const struct nwc_llama_opts *o;
+	uint64_t total;		/* tokens in all windows */
+
+	/* eval */
+	double *nll;		/* (nwin,) per window */
+
+	/* calib: blocks of windows, merged into sum in block order */
+	size_t nin;		/* inputs */
+	uint32_t *in_n;		/* (nin,) widths */
+	size_t *in_off;		/* (nin,) offsets into an accumulator */
+	size_t acc_len;		/* doubles in one accumulator */
+	size_t *block;		/* (nblocks + 1,) first window of each */
+	size_t nblocks;
+	double *sum;		/* (acc_len,) upper triangles */
+
+	bool locks;		/* lock and merged_cv initialised */
+	pthread_mutex_t lock;	/* guards what follows */
+	pthread_cond_t merged_cv;
+	size_t next;		/* next window (eval) or block (calib) */
+	size_t merged;		/* blocks added to sum */
+	uint64_t done;		/* tokens finished, for progress */
+};
+
+/* config.c: read @path as a JSON object; parse config.json into @k. */
+int llm_load_json(const char *path, struct nwc_json **out);
+int llm_parse_config(const struct cfg *c, struct nwc_llama_config *k);
+
+/* weights.c: malloc (@rows x @cols, at least 1) floats, or NULL. */
+float *llm_alloc_f32(uint64_t rows, uint64_t cols);
+
+/* forward.c: set up, run and free a run; threads for @units of work. */
+int llm_run_init(struct run *r, const struct nwc_llama *m,
+		 const uint32_t *tok, size_t n,
+		 const struct nwc_llama_opts *o);
+int llm_run_threads(struct run *r, unsigned nthreads, bool calib);
+void llm_run_free(struct run *r);
+unsigned llm_threads_for(const struct nwc_llama_opts *o, size_t units);
+
+#endif /* NWC_LLM_PRIVATE_H */
