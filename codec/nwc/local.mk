@@ -5,6 +5,7 @@ codec_nwc_libnwcnwc_a_CPPFLAGS = $(AM_CPPFLAGS) $(OPENBLAS_CFLAGS)
 codec_nwc_libnwcnwc_a_SOURCES = \
 	codec/nwc/entropy.c codec/nwc/entropy.h \
 	codec/nwc/gemm.c codec/nwc/gemm.h \
+	codec/nwc/cholesky.c codec/nwc/cholesky.h \
 	codec/nwc/mlp.c codec/nwc/mlp.h \
 	codec/nwc/prior.c codec/nwc/prior.h \
 	codec/nwc/nwcmodel.c codec/nwc/nwcmodel.h \
