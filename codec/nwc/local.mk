@@ -4,6 +4,7 @@ noinst_LIBRARIES += codec/nwc/libnwcnwc.a
 codec_nwc_libnwcnwc_a_CPPFLAGS = $(AM_CPPFLAGS) $(OPENBLAS_CFLAGS)
 codec_nwc_libnwcnwc_a_SOURCES = \
 	codec/nwc/entropy.c codec/nwc/entropy.h \
+	codec/nwc/entropy_enc.c codec/nwc/entropy_impl.h \
 	codec/nwc/gemm.c codec/nwc/gemm.h \
 	codec/nwc/cholesky.c codec/nwc/cholesky.h \
 	codec/nwc/mlp.c codec/nwc/mlp.h \
