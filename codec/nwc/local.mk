@@ -8,6 +8,7 @@ codec_nwc_libnwcnwc_a_SOURCES = \
 	codec/nwc/gemm.c codec/nwc/gemm.h \
 	codec/nwc/cholesky.c codec/nwc/cholesky.h \
 	codec/nwc/mlp.c codec/nwc/mlp.h \
+	codec/nwc/mlp_train.c codec/nwc/mlp_impl.h \
 	codec/nwc/prior.c codec/nwc/prior.h \
 	codec/nwc/nwcmodel.c codec/nwc/nwcmodel.h \
 	codec/nwc/ldlq.c codec/nwc/ldlq.h \
