@@ -10,6 +10,7 @@ codec_nwc_libnwcnwc_a_SOURCES = \
 	codec/nwc/mlp.c codec/nwc/mlp.h \
 	codec/nwc/mlp_train.c codec/nwc/mlp_impl.h \
 	codec/nwc/prior.c codec/nwc/prior.h \
+	codec/nwc/prior_train.c codec/nwc/prior_impl.h \
 	codec/nwc/nwcmodel.c codec/nwc/nwcmodel.h \
 	codec/nwc/ldlq.c codec/nwc/ldlq.h \
 	codec/nwc/nwctensor.c codec/nwc/nwctensor.h
