@@ -12,5 +12,6 @@ codec_nwc_libnwcnwc_a_SOURCES = \
 	codec/nwc/prior.c codec/nwc/prior.h \
 	codec/nwc/prior_train.c codec/nwc/prior_impl.h \
 	codec/nwc/nwcmodel.c codec/nwc/nwcmodel.h \
+	codec/nwc/nwcmodel_enc.c codec/nwc/nwcmodel_impl.h \
 	codec/nwc/ldlq.c codec/nwc/ldlq.h \
 	codec/nwc/nwctensor.c codec/nwc/nwctensor.h
