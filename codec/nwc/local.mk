@@ -14,4 +14,5 @@ codec_nwc_libnwcnwc_a_SOURCES = \
 	codec/nwc/nwcmodel.c codec/nwc/nwcmodel.h \
 	codec/nwc/nwcmodel_enc.c codec/nwc/nwcmodel_impl.h \
 	codec/nwc/ldlq.c codec/nwc/ldlq.h \
-	codec/nwc/nwctensor.c codec/nwc/nwctensor.h
+	codec/nwc/nwctensor.c codec/nwc/nwctensor.h \
+	codec/nwc/tenc.c codec/nwc/tenc.h codec/nwc/nwctensor_impl.h
