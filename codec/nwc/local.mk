@@ -10,6 +10,7 @@ noinst_LIBRARIES += codec/nwc/libnwcdec.a codec/nwc/libnwcenc.a
 
 codec_nwc_libnwcdec_a_CPPFLAGS = $(AM_CPPFLAGS) $(OPENBLAS_CFLAGS)
 codec_nwc_libnwcdec_a_SOURCES = \
+	codec/nwc/chunk.h \
 	codec/nwc/entropy.c codec/nwc/entropy.h codec/nwc/entropy_impl.h \
 	codec/nwc/gemm.c codec/nwc/gemm.h \
 	codec/nwc/mlp.c codec/nwc/mlp.h codec/nwc/mlp_impl.h \

@@ -31,7 +31,7 @@ size_t nwc_net_nparams(unsigned int h, unsigned int r)
 
 	if (nwc_net_check(h, r, 1))
 		return 0;
-	return 2 * IO * hh + hh + r * (hh * hh + 3 * hh) + IO;
+	return 2 * NWC_CHUNK * hh + hh + r * (hh * hh + 3 * hh) + NWC_CHUNK;
 }
 
 int nwc_net_layout(unsigned int h, unsigned int r, struct nwc_net_layout *l)
@@ -42,7 +42,7 @@ int nwc_net_layout(unsigned int h, unsigned int r, struct nwc_net_layout *l)
 		return -EINVAL;
 	memset(l, 0, sizeof(*l));
 	l->w_in = off;
-	off += (size_t)h * IO;
+	off += (size_t)h * NWC_CHUNK;
 	l->b_in = off;
 	off += h;
 	for (unsigned int i = 0; i < r; i++) {
@@ -56,16 +56,16 @@ int nwc_net_layout(unsigned int h, unsigned int r, struct nwc_net_layout *l)
 		off += h;
 	}
 	l->w_out = off;
-	off += (size_t)IO * h;
+	off += (size_t)NWC_CHUNK * h;
 	l->b_out = off;
-	off += IO;
+	off += NWC_CHUNK;
 	l->total = off;
 	return 0;
 }
 
 uint64_t nwc_net_macs(unsigned int h, unsigned int r)
 {
-	return 2 * IO * (uint64_t)h + (uint64_t)r * h * h;
+	return 2 * NWC_CHUNK * (uint64_t)h + (uint64_t)r * h * h;
 }
 
 int nwc_net_scratch_create(struct nwc_net_scratch **out)
@@ -149,7 +149,8 @@ static void blocks_out(const struct nwc_net *net, const float *emb,
 		block_rows(hz + h, hz, hz, ld, p + b->gamma, p + b->beta, emb,
 			   q, batch, h);
 	}
-	linear_ld(hz, ld, p + l.w_out, p + l.b_out, batch, IO, h, out, IO);
+	linear_ld(hz, ld, p + l.w_out, p + l.b_out, batch, NWC_CHUNK, h, out,
+		  NWC_CHUNK);
 }
 
 int nwc_net_forward(const struct nwc_net *net, const float *emb,
@@ -167,15 +168,15 @@ int nwc_net_forward(const struct nwc_net *net, const float *emb,
 	if (ret)
 		return ret;
 	nwc_net_layout(net->h, net->r, &l);
-	linear_ld(in, IO, net->params + l.w_in, net->params + l.b_in, batch,
-		  net->h, IO, hz, 2 * (size_t)net->h);
+	linear_ld(in, NWC_CHUNK, net->params + l.w_in, net->params + l.b_in,
+		  batch, net->h, NWC_CHUNK, hz, 2 * (size_t)net->h);
 	blocks_out(net, emb, q, batch, hz, false, out);
 	return 0;
 }
 
 size_t nwc_net_folded_size(unsigned int h)
 {
-	return (size_t)2 * h * (IO + 1);
+	return (size_t)2 * h * (NWC_CHUNK + 1);
 }
 
 int nwc_net_fold(const struct nwc_net *net, const float *shift,
@@ -197,24 +198,26 @@ int nwc_net_fold(const struct nwc_net *net, const float *shift,
 	w1 = p + l.blk[0].w;
 	b1 = p + l.blk[0].b;
 	wf = folded;			/* 2H x 16 */
-	bf = folded + 2 * h * IO;	/* 2H */
+	bf = folded + 2 * h * NWC_CHUNK;	/* 2H */
 	/* In double, so that the only rounding is the final one. */
 	for (size_t i = 0; i < h; i++) {
 		b0[i] = p[l.b_in + i];
-		for (size_t k = 0; shift && k < IO; k++)
-			b0[i] += (double)w_in[i * IO + k] * shift[k];
-		memcpy(wf + i * IO, w_in + i * IO, IO * sizeof(*wf));
+		for (size_t k = 0; shift && k < NWC_CHUNK; k++)
+			b0[i] += (double)w_in[i * NWC_CHUNK + k] * shift[k];
+		memcpy(wf + i * NWC_CHUNK, w_in + i * NWC_CHUNK,
+		       NWC_CHUNK * sizeof(*wf));
 		bf[i] = (float)b0[i];
 	}
 	for (size_t i = 0; i < h; i++) {
 		double b = b1[i];
 
-		for (size_t k = 0; k < IO; k++) {
+		for (size_t k = 0; k < NWC_CHUNK; k++) {
 			double w = 0;
 
 			for (size_t j = 0; j < h; j++)
-				w += (double)w1[i * h + j] * w_in[j * IO + k];
-			wf[(h + i) * IO + k] = (float)w;
+				w += (double)w1[i * h + j] *
+				     w_in[j * NWC_CHUNK + k];
+			wf[(h + i) * NWC_CHUNK + k] = (float)w;
 		}
 		for (size_t j = 0; j < h; j++)
 			b += (double)w1[i * h + j] * b0[j];
@@ -243,7 +246,7 @@ int nwc_net_forward_folded(const struct nwc_net *net, const float *folded,
 	if (ret)
 		return ret;
 	/* h and block 0's z in one Linear */
-	linear(in, folded, folded + ld * IO, batch, ld, IO, hz);
+	linear(in, folded, folded + ld * NWC_CHUNK, batch, ld, NWC_CHUNK, hz);
 	blocks_out(net, emb, q, batch, hz, true, out);
 	return 0;
 }

@@ -2,8 +2,9 @@
 /*
  * mlp.h - the NWC analysis/synthesis network (encoder g_a, decoder g_s).
  *
- * One network maps a 16-float chunk to 16 floats; rows of a batch are
- * chunks and each row has its own quality level q:
+ * One network maps a chunk of NWC_CHUNK (16, codec/nwc/chunk.h) floats to
+ * 16 floats; rows of a batch are chunks and each row has its own quality
+ * level q:
  *
  *	h = in . W_in^T + b_in				(no activation)
  *	R times:
@@ -55,8 +56,8 @@
 #define NWC_MLP_H
 
 #include "codec/common/base.h"
+#include "codec/nwc/chunk.h"
 
-#define NWC_NET_IO 16		/* chunk length = latents per chunk */
 #define NWC_NET_Q 4		/* quality levels of the standard codec */
 #define NWC_NET_MAX_H 4096u
 #define NWC_NET_MAX_R 16u

@@ -20,8 +20,6 @@
 #include "codec/nwc/gemm.h"
 #include "codec/nwc/mlp.h"
 
-#define IO NWC_NET_IO
-
 /*
  * Make a buffer hold at least @n elements of @size bytes, reallocating
  * (contents lost) when it is smaller.  Returns the buffer or NULL.

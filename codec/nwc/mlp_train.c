@@ -63,11 +63,11 @@ int nwc_net_init(float *params, unsigned int h, unsigned int r,
 {
 	struct nwc_net_layout l;
 	uint64_t s = seed;
-	float bin = 1.0f / sqrtf((float)IO), bh = 1.0f / sqrtf((float)h);
+	float bin = 1.0f / sqrtf((float)NWC_CHUNK), bh = 1.0f / sqrtf((float)h);
 
 	if (nwc_net_layout(h, r, &l))
 		return -EINVAL;
-	fill_rand(params + l.w_in, (size_t)h * IO, bin, &s);
+	fill_rand(params + l.w_in, (size_t)h * NWC_CHUNK, bin, &s);
 	fill_rand(params + l.b_in, h, bin, &s);
 	for (unsigned int i = 0; i < r; i++) {
 		fill_rand(params + l.blk[i].w, (size_t)h * h, bh, &s);
@@ -75,8 +75,8 @@ int nwc_net_init(float *params, unsigned int h, unsigned int r,
 		fill_const(params + l.blk[i].gamma, h, 1.0f);
 		fill_const(params + l.blk[i].beta, h, 0.0f);
 	}
-	fill_rand(params + l.w_out, (size_t)IO * h, bh, &s);
-	fill_rand(params + l.b_out, IO, bh, &s);
+	fill_rand(params + l.w_out, (size_t)NWC_CHUNK * h, bh, &s);
+	fill_rand(params + l.b_out, NWC_CHUNK, bh, &s);
 	return 0;
 }
 
@@ -133,7 +133,7 @@ static int acts_reserve(struct nwc_net_acts *a, const struct nwc_net *net,
 {
 	/* batch <= INT_MAX and H <= 4096 keep these far from overflow. */
 	size_t h = net->h, r = net->r, bh = batch * h;
-	size_t nf = batch * IO + (2 * r + 3) * bh + r * batch +
+	size_t nf = batch * NWC_CHUNK + (2 * r + 3) * bh + r * batch +
 		    (net->nq + 2) * h;
 	float *f;
 	uint8_t *q;
@@ -147,13 +147,14 @@ static int acts_reserve(struct nwc_net_acts *a, const struct nwc_net *net,
 	if (!q)
 		return -ENOMEM;
 	a->q = q;
-	acc = grow(a->acc, &a->cap_acc, (net->nq + 3) * h + IO, sizeof(*acc));
+	acc = grow(a->acc, &a->cap_acc, (net->nq + 3) * h + NWC_CHUNK,
+		   sizeof(*acc));
 	if (!acc)
 		return -ENOMEM;
 	a->acc = acc;
 
 	a->in = f;
-	a->hs = a->in + batch * IO;
+	a->hs = a->in + batch * NWC_CHUNK;
 	a->xhat = a->hs + (r + 1) * bh;
 	a->gh = a->xhat + r * bh;
 	a->gz = a->gh + bh;
@@ -189,10 +190,10 @@ int nwc_net_forward_train(const struct nwc_net *net, const float *emb,
 	if (!batch)
 		return 0;
 	nwc_net_layout(net->h, net->r, &l);
-	memcpy(a->in, in, batch * IO * sizeof(*in));
+	memcpy(a->in, in, batch * NWC_CHUNK * sizeof(*in));
 	memcpy(a->q, q, batch);
 
-	linear(in, p + l.w_in, p + l.b_in, batch, h, IO, a->hs);
+	linear(in, p + l.w_in, p + l.b_in, batch, h, NWC_CHUNK, a->hs);
 	for (unsigned int r = 0; r < net->r; r++) {
 		const struct nwc_net_block_offs *b = &l.blk[r];
 		const float *hin = a->hs + r * bh;
@@ -203,8 +204,8 @@ int nwc_net_forward_train(const struct nwc_net *net, const float *emb,
 		block_rows_keep(z, hin, hout, h, p + b->gamma, p + b->beta,
 				emb, q, batch, h, rstd);
 	}
-	linear(a->hs + net->r * bh, p + l.w_out, p + l.b_out, batch, IO, h,
-	       out);
+	linear(a->hs + net->r * bh, p + l.w_out, p + l.b_out, batch, NWC_CHUNK,
+	       h, out);
 	return 0;
 }
 
@@ -373,11 +374,11 @@ int nwc_net_backward(const struct nwc_net *net, const float *emb,
 	colsum = a->acc + (size_t)net->nq * h;
 
 	/* out = h_R . W_out^T + b_out */
-	nwc_sgemm(true, false, IO, (int)h, (int)batch, 1.0f, dout, IO, hlast,
-		  (int)h, 1.0f, dparams + l.w_out, (int)h);
-	add_colsum(dparams + l.b_out, dout, batch, IO, colsum);
-	nwc_sgemm(false, false, (int)batch, (int)h, IO, 1.0f, dout, IO,
-		  p + l.w_out, (int)h, 0.0f, a->gh, (int)h);
+	nwc_sgemm(true, false, NWC_CHUNK, (int)h, (int)batch, 1.0f, dout,
+		  NWC_CHUNK, hlast, (int)h, 1.0f, dparams + l.w_out, (int)h);
+	add_colsum(dparams + l.b_out, dout, batch, NWC_CHUNK, colsum);
+	nwc_sgemm(false, false, (int)batch, (int)h, NWC_CHUNK, 1.0f, dout,
+		  NWC_CHUNK, p + l.w_out, (int)h, 0.0f, a->gh, (int)h);
 
 	/* E gets one addition per call, so repeated calls add up exactly. */
 	memset(a->acc, 0, (size_t)net->nq * h * sizeof(double));
@@ -387,11 +388,12 @@ int nwc_net_backward(const struct nwc_net *net, const float *emb,
 		demb[j] += (float)a->acc[j];
 
 	/* h_0 = in . W_in^T + b_in */
-	nwc_sgemm(true, false, (int)h, IO, (int)batch, 1.0f, a->gh, (int)h,
-		  a->in, IO, 1.0f, dparams + l.w_in, IO);
+	nwc_sgemm(true, false, (int)h, NWC_CHUNK, (int)batch, 1.0f, a->gh,
+		  (int)h, a->in, NWC_CHUNK, 1.0f, dparams + l.w_in, NWC_CHUNK);
 	add_colsum(dparams + l.b_in, a->gh, batch, h, colsum);
 	if (din)
-		nwc_sgemm(false, false, (int)batch, IO, (int)h, 1.0f, a->gh,
-			  (int)h, p + l.w_in, IO, 0.0f, din, IO);
+		nwc_sgemm(false, false, (int)batch, NWC_CHUNK, (int)h, 1.0f,
+			  a->gh, (int)h, p + l.w_in, NWC_CHUNK, 0.0f, din,
+			  NWC_CHUNK);
 	return 0;
 }

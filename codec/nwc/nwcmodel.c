@@ -25,7 +25,7 @@ static size_t model_nparams(unsigned int h, unsigned int r, unsigned int nq,
 	size_t net = nwc_net_nparams(h, r);
 	size_t levels = flags & NWC_MODEL_F_DEC_LEVELS ? 2 : 1;
 
-	if (nwc_net_check(h, r, nq) || c != NWC_MODEL_C || !net)
+	if (nwc_net_check(h, r, nq) || c != NWC_CHUNK || !net)
 		return 0;
 	return 2 * net + levels * nq * h + nwc_prior_nparams(c) +
 	       3 * (size_t)c;
@@ -59,7 +59,7 @@ void nwc_model_free(struct nwc_model *m)
 int nwc_model_alloc(unsigned int h, unsigned int r, unsigned int nq,
 		    uint32_t flags, struct nwc_model **out)
 {
-	size_t n = model_nparams(h, r, nq, NWC_MODEL_C, flags);
+	size_t n = model_nparams(h, r, nq, NWC_CHUNK, flags);
 	size_t net = nwc_net_nparams(h, r);
 	struct nwc_model *m;
 
@@ -77,7 +77,7 @@ int nwc_model_alloc(unsigned int h, unsigned int r, unsigned int nq,
 	m->h = h;
 	m->r = r;
 	m->nq = nq;
-	m->c = NWC_MODEL_C;
+	m->c = NWC_CHUNK;
 	m->nparams = n;
 	m->flags = flags & NWC_MODEL_F_DEC_LEVELS;
 	m->enc = m->params;
@@ -336,15 +336,15 @@ int nwc_model_scratch_reserve(struct nwc_model_scratch *s, size_t n)
 {
 	float *nb;
 
-	if (n > SIZE_MAX / (NWC_NET_IO * sizeof(float)))
+	if (n > SIZE_MAX / (NWC_CHUNK * sizeof(float)))
 		return -EINVAL;
-	if (n * NWC_NET_IO <= s->cap)
+	if (n * NWC_CHUNK <= s->cap)
 		return 0;
-	nb = realloc(s->buf, n * NWC_NET_IO * sizeof(float));
+	nb = realloc(s->buf, n * NWC_CHUNK * sizeof(float));
 	if (!nb)
 		return -ENOMEM;
 	s->buf = nb;
-	s->cap = n * NWC_NET_IO;
+	s->cap = n * NWC_CHUNK;
 	return 0;
 }
 
@@ -364,9 +364,9 @@ int nwc_model_synthesize(const struct nwc_model *m, const float *y,
 	ret = nwc_model_scratch_reserve(s, n);
 	if (ret)
 		return ret;
-	/* a chunk's latents are C = 16 floats: four vectors */
-	for (size_t i = 0; i < n * NWC_NET_IO; i += NWC_NET_IO)
-		for (size_t c = 0; c < NWC_NET_IO; c += 4)
+	/* a chunk's latents are NWC_CHUNK = 16 floats: four vectors */
+	for (size_t i = 0; i < n * NWC_CHUNK; i += NWC_CHUNK)
+		for (size_t c = 0; c < NWC_CHUNK; c += 4)
 			v4_store(s->buf + i + c, v4_load(y + i + c) +
 				 v4_load(m->medians + c));
 	return nwc_net_forward(&net, m->emb_dec, q, s->buf, n, xhat, s->net);
@@ -377,7 +377,7 @@ int nwc_model_decode_chunks(const struct nwc_model *m, const int32_t *sym,
 			    struct nwc_model_scratch *s)
 {
 	/* synthesize() copies its latents before writing @xhat */
-	for (size_t i = 0; i < n * NWC_NET_IO; i++)
+	for (size_t i = 0; i < n * NWC_CHUNK; i++)
 		xhat[i] = (float)sym[i];
 	return nwc_model_synthesize(m, xhat, q, n, xhat, s);
 }

@@ -19,7 +19,7 @@
  *	12   4     u32 H, hidden width (nwc_net_check limits)
  *	16   4     u32 R, residual blocks
  *	20   4     u32 Q, quality levels
- *	24   4     u32 C, latents per chunk = chunk length (16)
+ *	24   4     u32 C, latents per chunk = chunk length (NWC_CHUNK, 16)
  *	28   4     f32 lambda the model was trained for (informational)
  *	32   4     u32 flags: NWC_MODEL_F_TCQ (bit 0) = half-offset tables
  *		   follow the coding tables; NWC_MODEL_F_DEC_LEVELS (bit 1) =
@@ -52,12 +52,12 @@
 #define NWC_NWCMODEL_H
 
 #include "codec/common/base.h"
+#include "codec/nwc/chunk.h"
 #include "codec/nwc/entropy.h"
 
 #define NWC_MODEL_MAGIC "NWCMODEL"
 #define NWC_MODEL_VERSION 1u
 #define NWC_MODEL_HDR_SIZE 44u
-#define NWC_MODEL_C 16u			/* latents per chunk */
 #define NWC_MODEL_MAX_BYTES (1ull << 32)	/* largest file we load */
 #define NWC_MODEL_F_TCQ 0x1u		/* half-offset tables present */
 #define NWC_MODEL_F_DEC_LEVELS 0x2u	/* a level table per network */
@@ -67,7 +67,7 @@ struct nwc_model {
 	unsigned int h;		/* hidden width H */
 	unsigned int r;		/* residual blocks R */
 	unsigned int nq;	/* quality levels Q */
-	unsigned int c;		/* latents per chunk C (= NWC_MODEL_C) */
+	unsigned int c;		/* latents per chunk C (= NWC_CHUNK) */
 	float lambda;		/* rate point trained for; informational */
 	uint32_t flags;		/* NWC_MODEL_F_*; finalize sets F_TCQ */
 
@@ -108,7 +108,7 @@ static inline unsigned int nwc_model_ntables(const struct nwc_model *m)
 /*
  * nwc_model_create() - encode side: a model of the given shape with zeroed
  * parameters, a level table per network (NWC_MODEL_F_DEC_LEVELS) and no coding
- * state; C is NWC_MODEL_C.  Returns 0, -EINVAL (shape outside nwc_net_check) or
+ * state; C is NWC_CHUNK.  Returns 0, -EINVAL (shape outside nwc_net_check) or
  * -ENOMEM.
  */
 int nwc_model_create(unsigned int h, unsigned int r, unsigned int nq,

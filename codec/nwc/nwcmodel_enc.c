@@ -99,8 +99,8 @@ int nwc_model_analyze(const struct nwc_model *m, const float *x,
 	ret = nwc_net_forward(&net, m->emb, q, x, n, y, s->net);
 	if (ret)
 		return ret;
-	for (size_t i = 0; i < n * NWC_NET_IO; i++) {
-		y[i] -= m->medians[i % NWC_NET_IO];
+	for (size_t i = 0; i < n * NWC_CHUNK; i++) {
+		y[i] -= m->medians[i % NWC_CHUNK];
 		if (!isfinite(y[i]))
 			return -ERANGE;
 	}
@@ -121,7 +121,7 @@ int nwc_model_encode_chunks(const struct nwc_model *m, const float *x,
 	ret = nwc_model_analyze(m, x, q, n, s->buf, s);
 	if (ret)
 		return ret;
-	for (size_t i = 0; i < n * NWC_NET_IO; i++) {
+	for (size_t i = 0; i < n * NWC_CHUNK; i++) {
 		float v = roundf(s->buf[i]);
 
 		if (v > SYM_LIMIT)

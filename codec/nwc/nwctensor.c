@@ -46,7 +46,7 @@ int nwc_tside_parse(const uint8_t *buf, size_t len, struct nwc_tside **out)
 	lb = buf[23];
 	if (!m || !n || m > MAX_DIM || n > MAX_DIM ||
 	    (lb != 1 && lb != 2 && lb != 4 && lb != 8) ||
-	    !band || band % NWC_TCHUNK || band > MAX_DIM)
+	    !band || band % NWC_CHUNK || band > MAX_DIM)
 		return -NWC_ECORRUPT;
 	need = nwc_tside_size(m, n, flags & NWC_TSIDE_F16, lb);
 	if (len != need)
@@ -120,12 +120,12 @@ uint32_t nwc_tside_band_rows(const struct nwc_tside *ts, uint32_t b)
 uint32_t nwc_tside_band_rows_for(uint32_t m, uint32_t n, size_t elem,
 				 size_t block_size)
 {
-	uint64_t top = ((uint64_t)m + NWC_TCHUNK - 1) / NWC_TCHUNK * NWC_TCHUNK;
-	uint64_t rows = block_size / ((uint64_t)n * elem) / NWC_TCHUNK *
-			NWC_TCHUNK;
+	uint64_t top = ((uint64_t)m + NWC_CHUNK - 1) / NWC_CHUNK * NWC_CHUNK;
+	uint64_t rows = block_size / ((uint64_t)n * elem) / NWC_CHUNK *
+			NWC_CHUNK;
 
-	if (rows < NWC_TCHUNK)
-		rows = NWC_TCHUNK;
+	if (rows < NWC_CHUNK)
+		rows = NWC_CHUNK;
 	return (uint32_t)(rows < top ? rows : top);
 }
 
@@ -177,7 +177,7 @@ int nwc_tensor_scratch_reserve(struct nwc_tensor_scratch *s, size_t nlat)
 	xhat = realloc(s->xhat, nlat * sizeof(*xhat));
 	if (xhat)
 		s->xhat = xhat;
-	q = realloc(s->q, nlat / C);
+	q = realloc(s->q, nlat / NWC_CHUNK);
 	if (q)
 		s->q = q;
 	sel = realloc(s->sel, nlat);
@@ -197,7 +197,7 @@ static void dec_fsm(struct nwc_ents_fsm *f, enum nwc_quant quant, size_t seq)
 {
 	_Static_assert(TCQ_STATES <= NWC_ENTS_FSM_STATES, "trellis states");
 	memset(f, 0, sizeof(*f));
-	f->period = C;
+	f->period = NWC_CHUNK;
 	f->seq = seq;
 	if (quant != NWC_QUANT_TCQ)
 		return;
@@ -216,7 +216,7 @@ static void dec_fsm(struct nwc_ents_fsm *f, enum nwc_quant quant, size_t seq)
 static inline void emit_4x16(const float *x, size_t ld, const float *sc,
 			     float *tmp, size_t n)
 {
-	for (unsigned int t = 0; t < NWC_TCHUNK; t += 4) {
+	for (unsigned int t = 0; t < NWC_CHUNK; t += 4) {
 		v4sf a = v4_load(x + t), b = v4_load(x + ld + t);
 		v4sf c = v4_load(x + 2 * ld + t), d = v4_load(x + 3 * ld + t);
 		/* transpose: row i holds element t + i of the four chunks */
@@ -237,36 +237,36 @@ static inline void emit_4x16(const float *x, size_t ld, const float *sc,
 }
 
 /*
- * Write decoded chunk values of one band as rows of @dtype.  The 16 rows
- * of chunk row k are gathered, times their scales, into @tmp (16 n floats)
- * and converted at once: each chunk is read whole, each row written
- * contiguously.
+ * Write decoded chunk values of one band as rows of @dtype.  The NWC_CHUNK
+ * rows of chunk row k are gathered, times their scales, into @tmp
+ * (NWC_CHUNK n floats) and converted at once: each chunk is read whole,
+ * each row written contiguously.
  */
 static void emit_rows(const struct nwc_tside *ts, uint32_t r0, uint32_t rows,
 		      const float *xhat, enum nwc_dtype dtype, float *tmp,
 		      uint8_t *dst)
 {
-	uint32_t nk = (rows + NWC_TCHUNK - 1) / NWC_TCHUNK;
+	uint32_t nk = (rows + NWC_CHUNK - 1) / NWC_CHUNK;
 	size_t elem = dtype == NWC_DTYPE_F32 ? 4 : 2, n = ts->n;
 
 	for (uint32_t k = 0; k < nk; k++) {
-		uint32_t h = NWC_MIN(NWC_TCHUNK, rows - k * NWC_TCHUNK);
-		const float *sc = ts->scale + r0 + (size_t)k * NWC_TCHUNK;
+		uint32_t h = NWC_MIN(NWC_CHUNK, rows - k * NWC_CHUNK);
+		const float *sc = ts->scale + r0 + (size_t)k * NWC_CHUNK;
 		size_t j = 0;
 
 		/* whole chunks four columns at a time: 4 x 4 transposes */
-		for (; h == NWC_TCHUNK && j + 4 <= n; j += 4)
-			emit_4x16(xhat + (j * nk + k) * NWC_TCHUNK,
-				  nk * NWC_TCHUNK, sc, tmp + j, n);
+		for (; h == NWC_CHUNK && j + 4 <= n; j += 4)
+			emit_4x16(xhat + (j * nk + k) * NWC_CHUNK,
+				  nk * NWC_CHUNK, sc, tmp + j, n);
 		for (; j < n; j++) {
-			const float *x = xhat + (j * nk + k) * NWC_TCHUNK;
+			const float *x = xhat + (j * nk + k) * NWC_CHUNK;
 
 			for (uint32_t t = 0; t < h; t++)
 				tmp[t * n + j] = sc[t] * x[t];
 		}
 		/* dtype was checked by the caller */
 		nwc_from_f32(dtype, tmp, (size_t)h * n,
-			     dst + (size_t)k * NWC_TCHUNK * n * elem);
+			     dst + (size_t)k * NWC_CHUNK * n * elem);
 	}
 }
 
@@ -292,19 +292,19 @@ int nwc_band_decode(const struct nwc_model *model, const struct nwc_tside *ts,
 	ret = nwc_tside_check_model(ts, model);
 	if (ret)
 		return ret;
-	nk = (rows + NWC_TCHUNK - 1) / NWC_TCHUNK;
+	nk = (rows + NWC_CHUNK - 1) / NWC_CHUNK;
 	nchunks = (size_t)nk * ts->n;
-	nlat = nchunks * C;
+	nlat = nchunks * NWC_CHUNK;
 	ret = nwc_tensor_scratch_reserve(s, nlat);
 	if (ret)
 		return ret;
-	dec_fsm(&fsm, ts->quant, (size_t)nk * C);
+	dec_fsm(&fsm, ts->quant, (size_t)nk * NWC_CHUNK);
 	ret = nwc_ents_decode_fsm((const struct nwc_qdist *const *)model->tables,
 				  &fsm, s->sym, s->sel, nlat, src, len);
 	if (ret)
 		return ret;
 	/* latents: the symbol, plus 1/2 in half-offset trellis states
-	 * (nlat is a multiple of 16) */
+	 * (nlat is a multiple of NWC_CHUNK, so of 4) */
 	for (size_t i = 0; i < nlat; i += 4) {
 		v4si u = { s->sel[i], s->sel[i + 1], s->sel[i + 2],
 			   s->sel[i + 3] };

@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * nwctensor.h - NWC coding of one 2-D weight matrix: per-row scales,
- * per-column importance levels, chunks of 16 rows of one column through a
- * codec model, and row bands coded as independent streams so that a read
- * decodes only the bands it touches.
+ * per-column importance levels, chunks of NWC_CHUNK (16) rows of one column
+ * through a codec model, and row bands coded as independent streams so that
+ * a read decodes only the bands it touches.
  *
  *	// mkfs: the encoder, codec/nwc/tenc.h
  *	nwc_tenc_encode(model, 3, w, m, n, level, &opts, &enc);
@@ -19,8 +19,8 @@
  * row-major in the served file.  Row r is divided by its scale s_r; the
  * chunk (k, j) is rows 16k .. 16k+15 of column j, padded with zeros past
  * row m (those latents are coded and their outputs dropped).  Band b is
- * rows [b R, min(m, (b+1) R)) for R = band_rows, a multiple of 16, so a
- * band is a contiguous byte range of the served tensor.
+ * rows [b R, min(m, (b+1) R)) for R = band_rows, a multiple of NWC_CHUNK,
+ * so a band is a contiguous byte range of the served tensor.
  *
  * Side data (normative), little-endian, NWC_TSIDE_HDR bytes then arrays:
  *
@@ -75,7 +75,6 @@
 #define NWC_TSIDE_VERSION 2u
 #define NWC_TSIDE_HDR 24u
 #define NWC_TSIDE_F16 0x1u
-#define NWC_TCHUNK 16u			/* rows per chunk */
 
 enum nwc_quant {
 	NWC_QUANT_ROUND = 0,	/* latents rounded around the medians */
@@ -115,7 +114,7 @@ uint32_t nwc_tside_band_rows(const struct nwc_tside *ts, uint32_t b);
 
 /*
  * nwc_tside_band_rows_for() - the default band height for a block size:
- * the largest multiple of 16 rows whose bytes (rows * n * elem) fit
+ * the largest multiple of NWC_CHUNK rows whose bytes (rows * n * elem) fit
  * @block_size, but at least 16 and at most m rounded up to 16.
  */
 uint32_t nwc_tside_band_rows_for(uint32_t m, uint32_t n, size_t elem,

@@ -14,7 +14,6 @@
 #include "codec/nwc/nwcmodel.h"
 #include "codec/nwc/nwctensor.h"
 
-#define C NWC_MODEL_C
 #define TCQ_STATES 8u
 #define MAX_DIM (1u << 24)	/* rows or columns of one matrix */
 

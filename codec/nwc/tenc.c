@@ -79,9 +79,9 @@ struct enc {
 	const uint8_t *level;
 	uint32_t m, n, band_rows, nk;	/* nk: chunks per column */
 	int32_t *sym;		/* all symbols, band-major (see band_sym) */
-	float *cost[2 * C];	/* bits of symbol lo+i with each table */
-	int32_t cost_lo[2 * C];
-	uint32_t cost_n[2 * C];
+	float *cost[2 * NWC_CHUNK];	/* bits of symbol lo+i with each table */
+	int32_t cost_lo[2 * NWC_CHUNK];
+	uint32_t cost_n[2 * NWC_CHUNK];
 	float *esc_cost;	/* 2C: bits of an escape's first symbol */
 	struct nwc_tensor_scratch *s;
 	/* Viterbi working memory, one band's column sequence */
@@ -93,12 +93,12 @@ struct enc {
 static size_t band_sym(const struct enc *e, uint32_t j, uint32_t k,
 		       unsigned int c)
 {
-	uint32_t kb = e->band_rows / NWC_TCHUNK;	/* chunks per band */
+	uint32_t kb = e->band_rows / NWC_CHUNK;	/* chunks per band */
 	uint32_t b = k / kb, k0 = b * kb;
 	uint32_t nkb = e->nk - k0 < kb ? e->nk - k0 : kb;
 
-	return (size_t)k0 * e->n * C +
-	       (((size_t)j * nkb + (k - k0)) * C + c);
+	return (size_t)k0 * e->n * NWC_CHUNK +
+	       (((size_t)j * nkb + (k - k0)) * NWC_CHUNK + c);
 }
 
 static inline float sym_cost(const struct enc *e, unsigned int tab, int32_t v)
@@ -145,14 +145,14 @@ static void tcq_quantize(struct enc *e, const float *y, size_t len,
 	for (unsigned int t = 0; t < TCQ_STATES; t++)
 		cost[t] = t ? INFINITY : 0.0f;
 	for (size_t i = 0; i < len; i++) {
-		unsigned int c = (unsigned int)(i % C);
+		unsigned int c = (unsigned int)(i % NWC_CHUNK);
 		uint8_t *tbs = e->tb_state + i * TCQ_STATES;
 		int32_t *tbv = e->tb_sym + i * TCQ_STATES;
 
 		for (unsigned int t = 0; t < TCQ_STATES; t++)
 			next[t] = INFINITY;
 		for (unsigned int t = 0; t < TCQ_STATES; t++) {
-			unsigned int u = tcq_union(t), tab = c + C * u;
+			unsigned int u = tcq_union(t), tab = c + NWC_CHUNK * u;
 			float z = y[i] - 0.5f * (float)u;
 
 			if (cost[t] == INFINITY)
@@ -197,15 +197,16 @@ static int quant_column(void *arg, uint32_t j, const float *target,
 {
 	struct enc *e = arg;
 	struct nwc_tensor_scratch *s = e->s;
-	uint32_t kb = e->band_rows / NWC_TCHUNK;
-	size_t nlat = (size_t)e->nk * C;
+	uint32_t kb = e->band_rows / NWC_CHUNK;
+	size_t nlat = (size_t)e->nk * NWC_CHUNK;
 	int ret;
 
 	for (uint32_t k = 0; k < e->nk; k++) {
-		for (unsigned int t = 0; t < C; t++) {
-			uint32_t r = k * C + t;
+		for (unsigned int t = 0; t < NWC_CHUNK; t++) {
+			uint32_t r = k * NWC_CHUNK + t;
 
-			s->xhat[(size_t)k * C + t] = r < e->m ? target[r] : 0.0f;
+			s->xhat[(size_t)k * NWC_CHUNK + t] =
+				r < e->m ? target[r] : 0.0f;
 		}
 	}
 	memset(s->q, e->level[j], e->nk);
@@ -215,9 +216,9 @@ static int quant_column(void *arg, uint32_t j, const float *target,
 	/* one trellis sequence per band: the band's chunks of this column */
 	for (uint32_t k0 = 0; k0 < e->nk; k0 += kb) {
 		uint32_t nkb = e->nk - k0 < kb ? e->nk - k0 : kb;
-		const float *y = s->y + (size_t)k0 * C;
-		int32_t *v = s->sym + (size_t)k0 * C;
-		size_t len = (size_t)nkb * C;
+		const float *y = s->y + (size_t)k0 * NWC_CHUNK;
+		int32_t *v = s->sym + (size_t)k0 * NWC_CHUNK;
+		size_t len = (size_t)nkb * NWC_CHUNK;
 
 		if (e->o->quant == NWC_QUANT_TCQ) {
 			tcq_quantize(e, y, len, v);
@@ -225,11 +226,13 @@ static int quant_column(void *arg, uint32_t j, const float *target,
 			for (size_t i = 0; i < len; i++)
 				v[i] = clamp_sym(roundf(y[i]));
 		}
-		dequantize(v, len, len, e->o->quant, s->y + (size_t)k0 * C);
+		dequantize(v, len, len, e->o->quant,
+			   s->y + (size_t)k0 * NWC_CHUNK);
 	}
 	for (uint32_t k = 0; k < e->nk; k++) {
-		for (unsigned int c = 0; c < C; c++)
-			e->sym[band_sym(e, j, k, c)] = s->sym[(size_t)k * C + c];
+		for (unsigned int c = 0; c < NWC_CHUNK; c++)
+			e->sym[band_sym(e, j, k, c)] =
+				s->sym[(size_t)k * NWC_CHUNK + c];
 	}
 	ret = nwc_model_synthesize(e->model, s->y, s->q, e->nk, s->xhat,
 				   s->ms);
@@ -244,7 +247,7 @@ static int build_costs(struct enc *e)
 {
 	unsigned int ntab = nwc_model_ntables(e->model);
 
-	e->esc_cost = malloc(2 * C * sizeof(*e->esc_cost));
+	e->esc_cost = malloc(2 * NWC_CHUNK * sizeof(*e->esc_cost));
 	if (!e->esc_cost)
 		return -ENOMEM;
 	for (unsigned int t = 0; t < ntab; t++) {
@@ -267,7 +270,7 @@ static int build_costs(struct enc *e)
 
 static void free_costs(struct enc *e)
 {
-	for (unsigned int t = 0; t < 2 * C; t++)
+	for (unsigned int t = 0; t < 2 * NWC_CHUNK; t++)
 		free(e->cost[t]);
 	free(e->esc_cost);
 }
@@ -346,28 +349,30 @@ static int write_side(struct nwc_tenc *out, const struct enc *e,
 /* Entropy-code every band's symbols. */
 static int code_bands(struct nwc_tenc *out, const struct enc *e)
 {
-	uint32_t kb = e->band_rows / NWC_TCHUNK;
-	size_t cap = nwc_ents_bound((size_t)kb * e->n * C);
-	uint8_t *ctx = malloc((size_t)kb * e->n * C);
+	uint32_t kb = e->band_rows / NWC_CHUNK;
+	size_t cap = nwc_ents_bound((size_t)kb * e->n * NWC_CHUNK);
+	uint8_t *ctx = malloc((size_t)kb * e->n * NWC_CHUNK);
 	int ret = 0;
 
 	if (!ctx)
 		return -ENOMEM;
 	for (uint32_t b = 0; b < out->nbands; b++) {
 		uint32_t k0 = b * kb, nkb = e->nk - k0 < kb ? e->nk - k0 : kb;
-		size_t count = (size_t)nkb * e->n * C, seq = (size_t)nkb * C;
-		const int32_t *sym = e->sym + (size_t)k0 * e->n * C;
+		size_t count = (size_t)nkb * e->n * NWC_CHUNK;
+		size_t seq = (size_t)nkb * NWC_CHUNK;
+		const int32_t *sym = e->sym + (size_t)k0 * e->n * NWC_CHUNK;
 		unsigned int t = 0;
 		ssize_t len;
 
 		for (size_t i = 0; i < count; i++) {
 			if (e->o->quant != NWC_QUANT_TCQ) {
-				ctx[i] = (uint8_t)(i % C);
+				ctx[i] = (uint8_t)(i % NWC_CHUNK);
 				continue;
 			}
 			if (i % seq == 0)
 				t = 0;
-			ctx[i] = (uint8_t)(i % C + C * tcq_union(t));
+			ctx[i] = (uint8_t)(i % NWC_CHUNK +
+					   NWC_CHUNK * tcq_union(t));
 			t = tcq_next(t, sym[i]);
 		}
 		out->band[b] = malloc(cap);
@@ -438,7 +443,7 @@ int nwc_tenc_encode(const struct nwc_model *model, uint16_t model_index,
 
 	*out = NULL;
 	if (!model->finalized || !m || !n || m > MAX_DIM || n > MAX_DIM ||
-	    opts->band_rows % NWC_TCHUNK || !isfinite(opts->tcq_mu) ||
+	    opts->band_rows % NWC_CHUNK || !isfinite(opts->tcq_mu) ||
 	    opts->tcq_mu < 0 || (opts->fit_scales && !opts->h) ||
 	    (opts->dtype != NWC_DTYPE_F32 && opts->dtype != NWC_DTYPE_F16 &&
 	     opts->dtype != NWC_DTYPE_BF16))
@@ -455,11 +460,11 @@ int nwc_tenc_encode(const struct nwc_model *model, uint16_t model_index,
 		if (!isfinite(w[i]))
 			return -EINVAL;
 	}
-	e.nk = (m + NWC_TCHUNK - 1) / NWC_TCHUNK;
-	e.band_rows = opts->band_rows ? opts->band_rows : e.nk * NWC_TCHUNK;
-	if (e.band_rows > e.nk * NWC_TCHUNK)
-		e.band_rows = e.nk * NWC_TCHUNK;
-	kb = e.band_rows / NWC_TCHUNK;
+	e.nk = (m + NWC_CHUNK - 1) / NWC_CHUNK;
+	e.band_rows = opts->band_rows ? opts->band_rows : e.nk * NWC_CHUNK;
+	if (e.band_rows > e.nk * NWC_CHUNK)
+		e.band_rows = e.nk * NWC_CHUNK;
+	kb = e.band_rows / NWC_CHUNK;
 
 	ret = nwc_tensor_scratch_create(&e.s);
 	if (ret)
@@ -469,9 +474,9 @@ int nwc_tenc_encode(const struct nwc_model *model, uint16_t model_index,
 	scale = malloc(m * sizeof(*scale));
 	xn = malloc(mn * sizeof(*xn));
 	xq = malloc(mn * sizeof(*xq));
-	e.sym = malloc((size_t)e.nk * n * C * sizeof(*e.sym));
-	e.tb_state = malloc(kb * C * TCQ_STATES);
-	e.tb_sym = malloc(kb * C * TCQ_STATES * sizeof(*e.tb_sym));
+	e.sym = malloc((size_t)e.nk * n * NWC_CHUNK * sizeof(*e.sym));
+	e.tb_state = malloc(kb * NWC_CHUNK * TCQ_STATES);
+	e.tb_sym = malloc(kb * NWC_CHUNK * TCQ_STATES * sizeof(*e.tb_sym));
 	if (!res || !scale || !xn || !xq || !e.sym || !e.tb_state || !e.tb_sym)
 		goto out_free;
 	res->nbands = (uint32_t)((e.nk + kb - 1) / kb);
@@ -480,7 +485,7 @@ int nwc_tenc_encode(const struct nwc_model *model, uint16_t model_index,
 	res->what = malloc(mn * sizeof(*res->what));
 	if (!res->band || !res->band_len || !res->what)
 		goto out_free;
-	ret = nwc_tensor_scratch_reserve(e.s, (size_t)e.nk * C);
+	ret = nwc_tensor_scratch_reserve(e.s, (size_t)e.nk * NWC_CHUNK);
 	if (ret)
 		goto out_free;
 	ret = build_costs(&e);

@@ -30,7 +30,7 @@ unsigned int nwc_tside_level_bits(const uint8_t *level, uint32_t n);
 struct nwc_tenc_opts {
 	enum nwc_quant quant;	/* default NWC_QUANT_TCQ */
 	bool scale_f16;		/* store row scales as binary16 */
-	uint32_t band_rows;	/* multiple of 16; 0: the whole matrix */
+	uint32_t band_rows;	/* multiple of NWC_CHUNK; 0: whole matrix */
 	float tcq_mu;		/* TCQ rate weight, latent MSE per bit; 0
 				 * (default): rate measured no gain */
 	const float *h;		/* n x n input second moment, or NULL: no LDLQ */
