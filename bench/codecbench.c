@@ -52,6 +52,7 @@
 #include "codec/common/log.h"
 #include "codec/nwc/nwcmodel.h"
 #include "codec/nwc/nwctensor.h"
+#include "codec/nwc/tenc.h"
 #include "codec/input/safetensors.h"
 
 #define MAX_BITS 16

@@ -20,6 +20,7 @@
 #include "codec/nwc/mlp.h"
 #include "codec/nwc/nwcmodel.h"
 #include "codec/nwc/nwctensor.h"
+#include "codec/nwc/tenc.h"
 #include "codec/nwc/prior.h"
 #include "codec/image/writer.h"
 #include "codec/registry.h"

@@ -11,7 +11,6 @@
 #include "tests/t.h"
 #include "tests/golden_mlp.h"
 
-#define IO NWC_NET_IO
 
 /* Uniform in [-1, 1). */
 static float frand(uint64_t *s)
@@ -111,7 +110,7 @@ static void test_sgemm(void)
 static void test_layout(void)
 {
 	struct nwc_net_layout l;
-	float p[8 * IO + 8 + 2 * (64 + 24) + IO * 8 + IO];
+	float p[8 * NWC_CHUNK + 8 + 2 * (64 + 24) + NWC_CHUNK * 8 + NWC_CHUNK];
 	float bound = 1.0f / sqrtf(8), before;
 
 	/* The paper's codec: H 512, R 4. */
@@ -150,7 +149,7 @@ static void test_layout(void)
 	}
 	for (size_t i = 0; i < 64; i++)
 		T_CHECK(fabsf(p[l.blk[0].w + i]) <= bound);
-	for (size_t i = 0; i < IO * 8; i++)
+	for (size_t i = 0; i < NWC_CHUNK * 8; i++)
 		T_CHECK(fabsf(p[l.w_in + i]) <= 0.25f);
 	before = p[l.w_out];
 	T_EQ(nwc_net_init(p, 8, 2, 2), 0);
@@ -197,9 +196,10 @@ static void check_golden(unsigned int h, unsigned int r, double scale,
 	size_t np = nwc_net_nparams(h, r);
 	float *p = malloc(np * sizeof(float));
 	float *emb = malloc(NWC_NET_Q * h * sizeof(float));
-	float *out = malloc(batch * IO * sizeof(float));
+	float *out = malloc(batch * NWC_CHUNK * sizeof(float));
 	float *fold = malloc(nwc_net_folded_size(h) * sizeof(float));
-	float *sin_ = malloc(batch * IO * sizeof(float)), shift[IO];
+	float *sin_ = malloc(batch * NWC_CHUNK * sizeof(float));
+	float shift[NWC_CHUNK];
 	struct nwc_net net = { .h = h, .r = r, .nq = NWC_NET_Q, .params = p };
 	struct nwc_net_scratch *s;
 	double worst, worst_fold;
@@ -209,16 +209,16 @@ static void check_golden(unsigned int h, unsigned int r, double scale,
 	formula(emb, NWC_NET_Q * h, 0.25, 0.53, 0, 1, true);
 	T_EQ(nwc_net_scratch_create(&s), 0);
 	T_EQ(nwc_net_forward(&net, emb, q, in, batch, out, s), 0);
-	worst = golden_error(out, ref, batch * IO);
+	worst = golden_error(out, ref, batch * NWC_CHUNK);
 	/* a shift of binary fractions, so in - shift is exact */
-	for (size_t k = 0; k < IO; k++)
+	for (size_t k = 0; k < NWC_CHUNK; k++)
 		shift[k] = (float)((int)k - 7) / 64.0f;
-	for (size_t i = 0; i < batch * IO; i++)
-		sin_[i] = in[i] - shift[i % IO];
+	for (size_t i = 0; i < batch * NWC_CHUNK; i++)
+		sin_[i] = in[i] - shift[i % NWC_CHUNK];
 	T_EQ(nwc_net_fold(&net, shift, fold), 0);
 	T_EQ(nwc_net_forward_folded(&net, fold, emb, q, sin_, batch, out, s),
 	     0);
-	worst_fold = golden_error(out, ref, batch * IO);
+	worst_fold = golden_error(out, ref, batch * NWC_CHUNK);
 	/* float32 against float64: 1e-5 of the output scale. */
 	if (!(worst < 1e-5) || !(worst_fold < 1e-5)) {
 		fprintf(stderr, "golden H=%u R=%u: relative error %.3g, "
@@ -263,12 +263,12 @@ static void forward_f64(unsigned int h, unsigned int r, const double *p,
 
 	nwc_net_layout(h, r, &l);
 	for (size_t n = 0; n < batch; n++) {
-		const double *x = in + n * IO, *e = emb + q[n] * h;
+		const double *x = in + n * NWC_CHUNK, *e = emb + q[n] * h;
 
 		for (size_t i = 0; i < h; i++) {
 			hid[i] = p[l.b_in + i];
-			for (size_t j = 0; j < IO; j++)
-				hid[i] += p[l.w_in + i * IO + j] * x[j];
+			for (size_t j = 0; j < NWC_CHUNK; j++)
+				hid[i] += p[l.w_in + i * NWC_CHUNK + j] * x[j];
 		}
 		for (unsigned int b = 0; b < r; b++) {
 			const struct nwc_net_block_offs *o = &l.blk[b];
@@ -289,11 +289,11 @@ static void forward_f64(unsigned int h, unsigned int r, const double *p,
 				hid[i] = (hid[i] + (u > 0 ? u : 0)) * e[i];
 			}
 		}
-		for (size_t i = 0; i < IO; i++) {
-			out[n * IO + i] = p[l.b_out + i];
+		for (size_t i = 0; i < NWC_CHUNK; i++) {
+			out[n * NWC_CHUNK + i] = p[l.b_out + i];
 			for (size_t j = 0; j < h; j++)
-				out[n * IO + i] += p[l.w_out + i * h + j] *
-						   hid[j];
+				out[n * NWC_CHUNK + i] +=
+					p[l.w_out + i * h + j] * hid[j];
 		}
 	}
 }
@@ -304,16 +304,16 @@ static void forward_f64(unsigned int h, unsigned int r, const double *p,
 
 struct gcheck {
 	unsigned int h, r;
-	double p[GP], emb[NWC_NET_Q * 8], in[GB * IO], w[GB * IO];
+	double p[GP], emb[NWC_NET_Q * 8], in[GB * NWC_CHUNK], w[GB * NWC_CHUNK];
 	uint8_t q[GB];
 };
 
 static double loss_f64(const struct gcheck *g)
 {
-	double out[GB * IO], sum = 0;
+	double out[GB * NWC_CHUNK], sum = 0;
 
 	forward_f64(g->h, g->r, g->p, g->emb, g->q, g->in, GB, out);
-	for (size_t i = 0; i < GB * IO; i++)
+	for (size_t i = 0; i < GB * NWC_CHUNK; i++)
 		sum += out[i] * g->w[i];
 	return sum;
 }
@@ -347,9 +347,10 @@ static void check_backward(unsigned int h, unsigned int r)
 {
 	static struct gcheck g;
 	size_t np = nwc_net_nparams(h, r), ne = NWC_NET_Q * h;
-	float p[GP], emb[NWC_NET_Q * 8], in[GB * IO], w[GB * IO];
-	float out[GB * IO], out2[GB * IO], dp[GP], de[NWC_NET_Q * 8];
-	float din[GB * IO], dp2[GP], de2[NWC_NET_Q * 8];
+	float p[GP], emb[NWC_NET_Q * 8], in[GB * NWC_CHUNK], w[GB * NWC_CHUNK];
+	float out[GB * NWC_CHUNK], out2[GB * NWC_CHUNK], dp[GP];
+	float de[NWC_NET_Q * 8];
+	float din[GB * NWC_CHUNK], dp2[GP], de2[NWC_NET_Q * 8];
 	struct nwc_net net = { .h = h, .r = r, .nq = NWC_NET_Q, .params = p };
 	struct nwc_net other = net;
 	struct nwc_net_layout l;
@@ -397,10 +398,10 @@ static void check_backward(unsigned int h, unsigned int r)
 
 	/* The float forward agrees with the double one it is checked by. */
 	{
-		double ref[GB * IO];
+		double ref[GB * NWC_CHUNK];
 
 		forward_f64(h, r, g.p, g.emb, g.q, g.in, GB, ref);
-		for (size_t i = 0; i < GB * IO; i++)
+		for (size_t i = 0; i < GB * NWC_CHUNK; i++)
 			T_CHECK(fabs(out[i] - ref[i]) < 1e-5 * (1 + fabs(ref[i])));
 	}
 
@@ -449,10 +450,10 @@ static void check_split(void)
 	float *p = malloc(np * sizeof(float)), *emb = malloc(ne * sizeof(float));
 	float *g1 = calloc(np + ne, sizeof(float));
 	float *g2 = calloc(np + ne, sizeof(float));
-	float *in = malloc(N * IO * sizeof(float));
-	float *w = malloc(N * IO * sizeof(float));
-	float *out = malloc(N * IO * sizeof(float));
-	float din1[N * IO], din2[N * IO];
+	float *in = malloc(N * NWC_CHUNK * sizeof(float));
+	float *w = malloc(N * NWC_CHUNK * sizeof(float));
+	float *out = malloc(N * NWC_CHUNK * sizeof(float));
+	float din1[N * NWC_CHUNK], din2[N * NWC_CHUNK];
 	struct nwc_net net = { .h = H, .r = R, .nq = NWC_NET_Q, .params = p };
 	struct nwc_net_acts *a;
 	uint8_t q[N];
@@ -462,8 +463,8 @@ static void check_split(void)
 	T_CHECK(p && emb && g1 && g2 && in && w && out);
 	nwc_net_init(p, H, R, 9);
 	fill(emb, ne, 1, &seed);
-	fill(in, N * IO, 1, &seed);
-	fill(w, N * IO, 1, &seed);
+	fill(in, N * NWC_CHUNK, 1, &seed);
+	fill(w, N * NWC_CHUNK, 1, &seed);
 	for (size_t i = 0; i < N; i++)
 		q[i] = (uint8_t)(t_rand(&seed) % NWC_NET_Q);
 	T_EQ(nwc_net_acts_create(&a), 0);
@@ -471,10 +472,10 @@ static void check_split(void)
 	T_EQ(nwc_net_backward(&net, emb, w, a, g1, g1 + np, din1), 0);
 	T_EQ(nwc_net_forward_train(&net, emb, q, in, CUT, out, a), 0);
 	T_EQ(nwc_net_backward(&net, emb, w, a, g2, g2 + np, din2), 0);
-	T_EQ(nwc_net_forward_train(&net, emb, q + CUT, in + CUT * IO,
+	T_EQ(nwc_net_forward_train(&net, emb, q + CUT, in + CUT * NWC_CHUNK,
 				   N - CUT, out, a), 0);
-	T_EQ(nwc_net_backward(&net, emb, w + CUT * IO, a, g2, g2 + np,
-			      din2 + CUT * IO), 0);
+	T_EQ(nwc_net_backward(&net, emb, w + CUT * NWC_CHUNK, a, g2, g2 + np,
+			      din2 + CUT * NWC_CHUNK), 0);
 	for (size_t i = 0; i < np + ne; i++)
 		scale = NWC_MAX(scale, fabs(g1[i]));
 	for (size_t i = 0; i < np + ne; i++)
@@ -482,9 +483,9 @@ static void check_split(void)
 	T_CHECK(worst < 1e-5);
 	/* Per row, but BLAS blocking follows the batch size: not bit-exact. */
 	scale = 0;
-	for (size_t i = 0; i < N * IO; i++)
+	for (size_t i = 0; i < N * NWC_CHUNK; i++)
 		scale = NWC_MAX(scale, fabsf(din1[i]));
-	for (size_t i = 0; i < N * IO; i++)
+	for (size_t i = 0; i < N * NWC_CHUNK; i++)
 		T_CHECK(fabsf(din1[i] - din2[i]) <= 1e-5 * scale);
 	nwc_net_acts_free(a);
 	free(p);
@@ -532,7 +533,7 @@ static void *det_thread(void *arg)
 
 static void test_determinism(void)
 {
-	size_t np = nwc_net_nparams(DH, DR), no = DB * IO;
+	size_t np = nwc_net_nparams(DH, DR), no = DB * NWC_CHUNK;
 	float *p = malloc(np * sizeof(float));
 	float *emb = malloc(NWC_NET_Q * DH * sizeof(float));
 	float *in = malloc(no * sizeof(float));
@@ -601,8 +602,8 @@ static void bench(void)
 	bool train = env && !strcmp(env, "train");
 	const size_t batch = 4096;
 	float *emb = malloc(NWC_NET_Q * NWC_NET_MAX_H * sizeof(float));
-	float *in = malloc(batch * IO * sizeof(float));
-	float *out = malloc(batch * IO * sizeof(float));
+	float *in = malloc(batch * NWC_CHUNK * sizeof(float));
+	float *out = malloc(batch * NWC_CHUNK * sizeof(float));
 	uint8_t *q = malloc(batch);
 	struct nwc_net_scratch *s;
 	struct nwc_net_acts *a;
@@ -613,7 +614,7 @@ static void bench(void)
 	T_CHECK(emb && in && out && q);
 	T_EQ(nwc_net_scratch_create(&s), 0);
 	T_EQ(nwc_net_acts_create(&a), 0);
-	fill(in, batch * IO, 2, &seed);
+	fill(in, batch * NWC_CHUNK, 2, &seed);
 	for (size_t i = 0; i < batch; i++)
 		q[i] = (uint8_t)(t_rand(&seed) % NWC_NET_Q);
 	printf("#   H  R  MAC/chunk   chunks/s  BF16 MB/s  GFLOP/s%s\n",
@@ -640,7 +641,7 @@ static void bench(void)
 		}
 		rate = (double)(it * batch) / t;
 		printf("# %4u %2u %10.0f %10.0f %10.1f %8.1f", h, r, macs,
-		       rate, rate * IO * 2 / 1e6, rate * macs * 2 / 1e9);
+		       rate, rate * NWC_CHUNK * 2 / 1e6, rate * macs * 2 / 1e9);
 		if (train) {
 			t0 = now();
 			it = 0;

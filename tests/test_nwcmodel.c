@@ -287,7 +287,7 @@ static void test_file_errors(void)
 /* Deterministic chunks of scale ~1 (like row-normalized weights). */
 static void make_chunks(float *x, uint8_t *q, size_t n, uint64_t seed)
 {
-	for (size_t i = 0; i < n * 16; i++)
+	for (size_t i = 0; i < n * NWC_CHUNK; i++)
 		x[i] = (float)((double)(t_rand(&seed) >> 11) / 9007199254740992.0 *
 			       4.0 - 2.0);
 	for (size_t i = 0; i < n; i++)
@@ -301,21 +301,21 @@ static void test_chunks(void)
 	struct nwc_net enc;
 	float *x, *y, *xh, *xh2, *xh3;
 	int32_t *sym, *sym2, *dsym;
-	size_t cap = nwc_ents_bound(NCHUNK * 16), mism = 0, nonzero = 0;
+	size_t cap = nwc_ents_bound(NCHUNK * NWC_CHUNK), mism = 0, nonzero = 0;
 	uint8_t q[NCHUNK], *stream;
 	ssize_t len;
 
 	T_CHECK(m != NULL);
 	if (!m)
 		return;
-	x = malloc(NCHUNK * 16 * sizeof(*x));
-	y = malloc(NCHUNK * 16 * sizeof(*y));
-	xh = malloc(NCHUNK * 16 * sizeof(*xh));
-	xh2 = malloc(NCHUNK * 16 * sizeof(*xh2));
-	xh3 = malloc(NCHUNK * 16 * sizeof(*xh3));
-	sym = malloc(NCHUNK * 16 * sizeof(*sym));
-	sym2 = malloc(NCHUNK * 16 * sizeof(*sym2));
-	dsym = malloc(NCHUNK * 16 * sizeof(*dsym));
+	x = malloc(NCHUNK * NWC_CHUNK * sizeof(*x));
+	y = malloc(NCHUNK * NWC_CHUNK * sizeof(*y));
+	xh = malloc(NCHUNK * NWC_CHUNK * sizeof(*xh));
+	xh2 = malloc(NCHUNK * NWC_CHUNK * sizeof(*xh2));
+	xh3 = malloc(NCHUNK * NWC_CHUNK * sizeof(*xh3));
+	sym = malloc(NCHUNK * NWC_CHUNK * sizeof(*sym));
+	sym2 = malloc(NCHUNK * NWC_CHUNK * sizeof(*sym2));
+	dsym = malloc(NCHUNK * NWC_CHUNK * sizeof(*dsym));
 	stream = malloc(cap);
 	T_EQ(nwc_model_scratch_create(&s), 0);
 	make_chunks(x, q, NCHUNK, 42);
@@ -331,7 +331,7 @@ static void test_chunks(void)
 		T_EQ(nwc_net_forward(&enc, m->emb, q, x, NCHUNK, y, ns), 0);
 		nwc_net_scratch_free(ns);
 	}
-	for (size_t i = 0; i < NCHUNK * 16; i++) {
+	for (size_t i = 0; i < NCHUNK * NWC_CHUNK; i++) {
 		double v = (double)y[i] - (double)m->medians[i % 16];
 		/* half away from zero */
 		double r = v < 0 ? -floor(-v + 0.5) : floor(v + 0.5);
@@ -343,20 +343,22 @@ static void test_chunks(void)
 	T_CHECK(nonzero > NCHUNK);
 
 	/* entropy coding is exact */
-	len = nwc_model_code_syms(m, sym, NCHUNK * 16, stream, cap);
+	len = nwc_model_code_syms(m, sym, NCHUNK * NWC_CHUNK, stream, cap);
 	T_CHECK(len > 0);
-	T_EQ(nwc_model_code_syms(m, sym, NCHUNK * 16, stream, 8), -ENOBUFS);
-	len = nwc_model_code_syms(m, sym, NCHUNK * 16, stream, cap);
-	T_EQ(nwc_model_decode_syms(m, stream, (size_t)len, dsym, NCHUNK * 16), 0);
-	T_MEMEQ(sym, dsym, NCHUNK * 16 * sizeof(*sym));
+	T_EQ(nwc_model_code_syms(m, sym, NCHUNK * NWC_CHUNK, stream, 8),
+	     -ENOBUFS);
+	len = nwc_model_code_syms(m, sym, NCHUNK * NWC_CHUNK, stream, cap);
+	T_EQ(nwc_model_decode_syms(m, stream, (size_t)len, dsym,
+				   NCHUNK * NWC_CHUNK), 0);
+	T_MEMEQ(sym, dsym, NCHUNK * NWC_CHUNK * sizeof(*sym));
 	stream[len / 2] ^= 0x40;
 	{
 		int r = nwc_model_decode_syms(m, stream, (size_t)len, dsym,
-					      NCHUNK * 16);
+					      NCHUNK * NWC_CHUNK);
 
 		/* a flip either fails or decodes other values */
 		T_CHECK(r == -NWC_ECORRUPT ||
-			memcmp(sym, dsym, NCHUNK * 16 * sizeof(*sym)));
+			memcmp(sym, dsym, NCHUNK * NWC_CHUNK * sizeof(*sym)));
 	}
 
 	/*
@@ -376,20 +378,20 @@ static void test_chunks(void)
 
 		T_EQ(nwc_net_scratch_create(&ns), 0);
 		T_EQ(nwc_net_fold(&dec, m->medians, fold), 0);
-		for (size_t i = 0; i < NCHUNK * 16; i++)
+		for (size_t i = 0; i < NCHUNK * NWC_CHUNK; i++)
 			y[i] = (float)sym[i];
 		T_EQ(nwc_net_forward_folded(&dec, fold, m->emb_dec, q, y,
 					    NCHUNK, xh3, ns), 0);
-		T_MEMEQ(xh2, xh3, NCHUNK * 16 * sizeof(float));
-		for (size_t i = 0; i < NCHUNK * 16; i++)
+		T_MEMEQ(xh2, xh3, NCHUNK * NWC_CHUNK * sizeof(float));
+		for (size_t i = 0; i < NCHUNK * NWC_CHUNK; i++)
 			y[i] = (float)sym[i] + m->medians[i % 16];
 		T_EQ(nwc_net_forward(&dec, m->emb_dec, q, y, NCHUNK, xh3, ns),
 		     0);
-		for (size_t i = 0; i < NCHUNK * 16; i++) {
+		for (size_t i = 0; i < NCHUNK * NWC_CHUNK; i++) {
 			err = fmax(err, fabs(xh2[i] - xh3[i]));
 			rms += (double)xh3[i] * xh3[i];
 		}
-		rms = sqrt(rms / (NCHUNK * 16));
+		rms = sqrt(rms / (NCHUNK * NWC_CHUNK));
 		T_CHECK(err <= 1e-5 * rms);
 		nwc_net_scratch_free(ns);
 		free(fold);
@@ -404,9 +406,9 @@ static void test_chunks(void)
 		T_EQ(nwc_model_to_buf(m, &buf, &blen), 0);
 		T_EQ(nwc_model_from_buf(buf, blen, &l), 0);
 		T_EQ(nwc_model_encode_chunks(l, x, q, NCHUNK, sym2, s), 0);
-		T_MEMEQ(sym, sym2, NCHUNK * 16 * sizeof(*sym));
+		T_MEMEQ(sym, sym2, NCHUNK * NWC_CHUNK * sizeof(*sym));
 		T_EQ(nwc_model_decode_chunks(l, sym2, q, NCHUNK, xh, s), 0);
-		T_MEMEQ(xh, xh2, NCHUNK * 16 * sizeof(float));
+		T_MEMEQ(xh, xh2, NCHUNK * NWC_CHUNK * sizeof(float));
 		free(buf);
 		nwc_model_free(l);
 	}

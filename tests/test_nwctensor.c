@@ -11,6 +11,7 @@
 #include "codec/nwc/ldlq.h"
 #include "codec/nwc/mlp.h"
 #include "codec/nwc/nwctensor.h"
+#include "codec/nwc/tenc.h"
 #include "codec/nwc/prior.h"
 #include "tests/t.h"
 

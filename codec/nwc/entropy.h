@@ -33,6 +33,10 @@
  * bytes per symbol, so many contexts stay cache-resident.  The encoder
  * allocates nothing.
  *
+ * Sides: the functions marked "encode side" are in entropy_enc.c, part of
+ * libnwcenc.a, which the read-only daemon does not link; the rest (table
+ * construction and loading, the decoders) are in entropy.c, libnwcdec.a.
+ *
  * Thread safety: a struct nwc_qdist is immutable after construction and
  * may be shared; the coder functions are reentrant.
  */
@@ -71,24 +75,26 @@ int32_t nwc_qdist_lo(const struct nwc_qdist *d);
 uint32_t nwc_qdist_n(const struct nwc_qdist *d);
 /* Frequency of symbol @sym (0 .. n; n is the escape), out of 2^16. */
 uint32_t nwc_qdist_freq(const struct nwc_qdist *d, uint32_t sym);
-/* Exact cost in bits of coding @v with @d (escapes included). */
+/* Exact cost in bits of coding @v with @d (escapes included); encode side. */
 double nwc_qdist_cost(const struct nwc_qdist *d, int32_t v);
 
-/* Serialized size, save into @buf (>= that size), and load with checks. */
+/* Serialized size, save into @buf (>= that size): encode side. */
 size_t nwc_qdist_saved_size(const struct nwc_qdist *d);
 void nwc_qdist_save(const struct nwc_qdist *d, uint8_t *buf);
-/* Parse @len bytes; on success *used is the bytes consumed.  Any malformed
- * table (bad magic, version, checksum, n, or frequencies) -> -NWC_ECORRUPT. */
+/* Load with checks: parse @len bytes; on success *used is the bytes
+ * consumed.  Any malformed table (bad magic, version, checksum, n, or
+ * frequencies) -> -NWC_ECORRUPT. */
 int nwc_qdist_load(const uint8_t *buf, size_t len, size_t *used,
 		   struct nwc_qdist **out);
 
-/* Upper bound of the stream length for @n values (escapes included). */
+/* Upper bound of the stream length for @n values (escapes included);
+ * encode side. */
 size_t nwc_ents_bound(size_t n);
 
 /*
- * nwc_ents_encode() - code @n values; value i uses table dists[ctx[i]], or
- * dists[0] when @ctx is NULL.  Returns the stream length, or -ENOBUFS when
- * @cap is too small, -ENOMEM.
+ * nwc_ents_encode() - encode side: code @n values; value i uses table
+ * dists[ctx[i]], or dists[0] when @ctx is NULL.  Returns the stream length,
+ * or -ENOBUFS when @cap is too small, -ENOMEM.
  */
 ssize_t nwc_ents_encode(const struct nwc_qdist *const *dists,
 			const uint8_t *ctx, const int32_t *vals, size_t n,

@@ -1,10 +1,9 @@
 /* SPDX-License-Identifier: MIT */
-/* gemm.c - OpenBLAS sgemm and Cholesky on one thread, plus a reference. */
+/* gemm.c - OpenBLAS sgemm on one thread, plus a reference. */
 #include "codec/common/base.h"
 
 #include <pthread.h>
 #include <cblas.h>
-#include <f77blas.h>
 
 #include "codec/nwc/gemm.h"
 
@@ -37,27 +36,6 @@ void nwc_sgemm(bool ta, bool tb, int m, int n, int k, float alpha,
 	cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans,
 		    tb ? CblasTrans : CblasNoTrans, m, n, k, alpha, a, lda, b,
 		    ldb, beta, c, ldc);
-}
-
-/*
- * LAPACK is column-major: the lower triangle of a row-major matrix is the
- * upper triangle of the same buffer read column-major, and the U with
- * A = U^T U that dpotrf("U") leaves there is our L = U^T.
- */
-int nwc_dcholesky(int n, double *a, int lda)
-{
-	char uplo = 'U';
-	blasint bn = n, blda = lda, info = 0;
-
-	if (n < 0 || lda < NWC_MAX(n, 1))
-		return -EINVAL;
-	if (!n)
-		return 0;
-	nwc_gemm_init();
-	BLASFUNC(dpotrf)(&uplo, &bn, a, &blda, &info);
-	if (info > 0)
-		return -EDOM;
-	return info ? -EINVAL : 0;
 }
 
 void nwc_sgemm_ref(bool ta, bool tb, int m, int n, int k, float alpha,

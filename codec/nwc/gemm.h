@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * gemm.h - the matrix-multiply seam: the only way into OpenBLAS.
+ * gemm.h - the matrix-multiply seam: gemm.c is the only file including
+ * <cblas.h>.  Decode side (libnwcdec.a); LAPACK's Cholesky, which only the
+ * encoder needs, is codec/nwc/cholesky.h.
  *
  *	nwc_gemm_init();
  *	nwc_sgemm(false, true, m, n, k, 1.0f, a, k, w, k, 1.0f, c, n);
@@ -39,16 +41,5 @@ void nwc_sgemm(bool ta, bool tb, int m, int n, int k, float alpha,
 void nwc_sgemm_ref(bool ta, bool tb, int m, int n, int k, float alpha,
 		   const float *a, int lda, const float *b, int ldb,
 		   float beta, float *c, int ldc);
-
-/*
- * nwc_dcholesky() - Cholesky factor of a symmetric positive definite n x n
- * row-major double matrix, in place: on return the lower triangle of @a
- * (row stride @lda) holds L with A = L L^T.  Only the lower triangle is
- * read; the strict upper triangle is left as it was.  LAPACK dpotrf, run in
- * the calling thread like nwc_sgemm().
- * Returns 0, -EDOM if A is not positive definite (a pivot <= 0), -EINVAL
- * if n < 0 or lda < n.  NaNs are not detected: check the input first.
- */
-int nwc_dcholesky(int n, double *a, int lda);
 
 #endif /* NWC_GEMM_H */

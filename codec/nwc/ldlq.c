@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+#include "codec/nwc/cholesky.h"
 #include "codec/nwc/gemm.h"
 #include "codec/nwc/ldlq.h"
 

@@ -2,8 +2,9 @@
 /*
  * mlp.h - the NWC analysis/synthesis network (encoder g_a, decoder g_s).
  *
- * One network maps a 16-float chunk to 16 floats; rows of a batch are
- * chunks and each row has its own quality level q:
+ * One network maps a chunk of NWC_CHUNK (16, codec/nwc/chunk.h) floats to
+ * 16 floats; rows of a batch are chunks and each row has its own quality
+ * level q:
  *
  *	h = in . W_in^T + b_in				(no activation)
  *	R times:
@@ -42,6 +43,12 @@
  * type and OpenBLAS build.  A row's result may differ in the last bits if
  * it is computed in a batch of another size.
  *
+ * Sides: inference (shapes, nwc_net_forward, the folded decoder) is
+ * mlp.c in libnwcdec.a; the functions marked "training side" below
+ * (initialization, nwc_net_forward_train, nwc_net_backward, activation
+ * stores) are mlp_train.c in libnwcenc.a, which the read-only daemon does
+ * not link.
+ *
  * Thread safety: a scratch or activation store belongs to one thread at a
  * time; the parameters and E are only read and may be shared.
  */
@@ -49,8 +56,8 @@
 #define NWC_MLP_H
 
 #include "codec/common/base.h"
+#include "codec/nwc/chunk.h"
 
-#define NWC_NET_IO 16		/* chunk length = latents per chunk */
 #define NWC_NET_Q 4		/* quality levels of the standard codec */
 #define NWC_NET_MAX_H 4096u
 #define NWC_NET_MAX_R 16u
@@ -87,19 +94,20 @@ int nwc_net_layout(unsigned int h, unsigned int r, struct nwc_net_layout *l);
 uint64_t nwc_net_macs(unsigned int h, unsigned int r);
 
 /*
- * nwc_net_init() - deterministic initialization for @seed: weights and
- * biases uniform in +-1/sqrt(fan_in) (PyTorch's nn.Linear default),
- * gamma 1, beta 0.  Tensors are filled in layout order from one splitmix64
- * stream.  0 or -EINVAL.
+ * nwc_net_init() - training side: deterministic initialization for
+ * @seed: weights and biases uniform in +-1/sqrt(fan_in) (PyTorch's
+ * nn.Linear default), gamma 1, beta 0.  Tensors are filled in layout
+ * order from one splitmix64 stream.  0 or -EINVAL.
  */
 int nwc_net_init(float *params, unsigned int h, unsigned int r,
 		 uint64_t seed);
 
 /*
- * nwc_emb_init() - E = all ones.  PyTorch's nn.Embedding default, N(0, 1),
- * would flip signs and rescale features at random in each of the R
- * multiplicative steps; starting at 1 makes the untrained net level-blind
- * and leaves training to learn each level's modulation.  0 or -EINVAL.
+ * nwc_emb_init() - training side: E = all ones.  PyTorch's nn.Embedding
+ * default, N(0, 1), would flip signs and rescale features at random in
+ * each of the R multiplicative steps; starting at 1 makes the untrained
+ * net level-blind and leaves training to learn each level's modulation.
+ * 0 or -EINVAL.
  */
 int nwc_emb_init(float *emb, unsigned int nq, unsigned int h);
 
@@ -146,25 +154,26 @@ int nwc_net_forward_folded(const struct nwc_net *net, const float *folded,
 struct nwc_net_acts;
 
 /*
- * Activations that nwc_net_forward_train() keeps for nwc_net_backward(),
- * with the backward pass's working memory; per thread, grows as needed
- * (about (2 R + 3) x batch x H floats).
+ * Training side: activations that nwc_net_forward_train() keeps for
+ * nwc_net_backward(), with the backward pass's working memory; per
+ * thread, grows as needed (about (2 R + 3) x batch x H floats).
  */
 int nwc_net_acts_create(struct nwc_net_acts **out);
 void nwc_net_acts_free(struct nwc_net_acts *a);
 
 /*
- * nwc_net_forward_train() - nwc_net_forward() that records in @a what the
- * backward pass needs (copies of @in and @q included).  Its @out is
- * bit-identical to nwc_net_forward()'s.  Same returns.
+ * nwc_net_forward_train() - training side: nwc_net_forward() that records
+ * in @a what the backward pass needs (copies of @in and @q included).
+ * Its @out is bit-identical to nwc_net_forward()'s.  Same returns.
  */
 int nwc_net_forward_train(const struct nwc_net *net, const float *emb,
 			  const uint8_t *q, const float *in, size_t batch,
 			  float *out, struct nwc_net_acts *a);
 
 /*
- * nwc_net_backward() - given dL/d(out) (@dout, batch x 16) for the last
- * nwc_net_forward_train() on @a, with the same @net and @emb:
+ * nwc_net_backward() - training side: given dL/d(out) (@dout, batch x
+ * 16) for the last nwc_net_forward_train() on @a, with the same @net and
+ * @emb:
  *	adds dL/d(params) to @dparams (nwc_net_nparams() floats, same layout),
  *	adds dL/d(E) to @demb (nq x H),
  *	stores dL/d(in) in @din (batch x 16) unless it is NULL.

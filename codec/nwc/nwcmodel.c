@@ -1,27 +1,22 @@
 /* SPDX-License-Identifier: MIT */
-/* nwcmodel.c - NWC codec model: file format, coding tables, chunk coding. */
+/*
+ * nwcmodel.c - NWC codec model: loading and parsing the file, finalizing
+ * the coding tables, chunk decoding.  Decode side (libnwcdec.a); creating,
+ * serializing and encoding are nwcmodel_enc.c (libnwcenc.a).
+ */
 #include "codec/common/base.h"
 
-#include <limits.h>
 #include <math.h>
-#include <stdio.h>
 #include <stdlib.h>
 
 #include "codec/common/hash.h"
 #include "codec/common/io.h"
 #include "codec/common/log.h"
+#include "codec/common/simd.h"
 #include "codec/nwc/mlp.h"
 #include "codec/nwc/nwcmodel.h"
-#include "codec/common/simd.h"
+#include "codec/nwc/nwcmodel_impl.h"
 #include "codec/nwc/prior.h"
-
-#define SYM_LIMIT (1 << 30)
-
-struct nwc_model_scratch {
-	struct nwc_net_scratch *net;
-	float *buf;
-	size_t cap;		/* floats in @buf */
-};
 
 /* Floats of the parameter blob for a shape, or 0 if the shape is invalid. */
 static size_t model_nparams(unsigned int h, unsigned int r, unsigned int nq,
@@ -30,7 +25,7 @@ static size_t model_nparams(unsigned int h, unsigned int r, unsigned int nq,
 	size_t net = nwc_net_nparams(h, r);
 	size_t levels = flags & NWC_MODEL_F_DEC_LEVELS ? 2 : 1;
 
-	if (nwc_net_check(h, r, nq) || c != NWC_MODEL_C || !net)
+	if (nwc_net_check(h, r, nq) || c != NWC_CHUNK || !net)
 		return 0;
 	return 2 * net + levels * nq * h + nwc_prior_nparams(c) +
 	       3 * (size_t)c;
@@ -61,11 +56,10 @@ void nwc_model_free(struct nwc_model *m)
 	free(m);
 }
 
-/* nwc_model_create() with the level-table layout of @flags. */
-static int model_alloc(unsigned int h, unsigned int r, unsigned int nq,
-		       uint32_t flags, struct nwc_model **out)
+int nwc_model_alloc(unsigned int h, unsigned int r, unsigned int nq,
+		    uint32_t flags, struct nwc_model **out)
 {
-	size_t n = model_nparams(h, r, nq, NWC_MODEL_C, flags);
+	size_t n = model_nparams(h, r, nq, NWC_CHUNK, flags);
 	size_t net = nwc_net_nparams(h, r);
 	struct nwc_model *m;
 
@@ -83,7 +77,7 @@ static int model_alloc(unsigned int h, unsigned int r, unsigned int nq,
 	m->h = h;
 	m->r = r;
 	m->nq = nq;
-	m->c = NWC_MODEL_C;
+	m->c = NWC_CHUNK;
 	m->nparams = n;
 	m->flags = flags & NWC_MODEL_F_DEC_LEVELS;
 	m->enc = m->params;
@@ -96,12 +90,6 @@ static int model_alloc(unsigned int h, unsigned int r, unsigned int nq,
 	m->quantiles = m->prior + nwc_prior_nparams(m->c);
 	*out = m;
 	return 0;
-}
-
-int nwc_model_create(unsigned int h, unsigned int r, unsigned int nq,
-		     struct nwc_model **out)
-{
-	return model_alloc(h, r, nq, NWC_MODEL_F_DEC_LEVELS, out);
 }
 
 /*
@@ -171,58 +159,6 @@ out_free_coding:
 	return ret;
 }
 
-static bool all_finite(const float *v, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		if (!isfinite(v[i]))
-			return false;
-	}
-	return true;
-}
-
-int nwc_model_to_buf(const struct nwc_model *m, uint8_t **buf, size_t *len)
-{
-	size_t size = NWC_MODEL_HDR_SIZE + 4 * m->nparams + 4 * (size_t)m->c +
-		      8;
-	uint8_t *b, *p;
-
-	*buf = NULL;
-	*len = 0;
-	if (!m->finalized || !all_finite(m->params, m->nparams) ||
-	    !all_finite(m->medians, m->c) || !isfinite(m->lambda))
-		return -EINVAL;
-	for (unsigned int i = 0; i < nwc_model_ntables(m); i++)
-		size += 4 + nwc_qdist_saved_size(m->tables[i]);
-	b = malloc(size);
-	if (!b)
-		return -ENOMEM;
-	memcpy(b, NWC_MODEL_MAGIC, 8);
-	nwc_put_le32(b + 8, NWC_MODEL_VERSION);
-	nwc_put_le32(b + 12, m->h);
-	nwc_put_le32(b + 16, m->r);
-	nwc_put_le32(b + 20, m->nq);
-	nwc_put_le32(b + 24, m->c);
-	nwc_put_lef32(b + 28, m->lambda);
-	nwc_put_le32(b + 32, m->flags);
-	nwc_put_le64(b + 36, m->nparams);
-	p = b + NWC_MODEL_HDR_SIZE;
-	for (size_t i = 0; i < m->nparams; i++, p += 4)
-		nwc_put_lef32(p, m->params[i]);
-	for (unsigned int i = 0; i < nwc_model_ntables(m); i++) {
-		size_t tl = nwc_qdist_saved_size(m->tables[i]);
-
-		nwc_put_le32(p, (uint32_t)tl);
-		nwc_qdist_save(m->tables[i], p + 4);
-		p += 4 + tl;
-	}
-	for (unsigned int i = 0; i < m->c; i++, p += 4)
-		nwc_put_lef32(p, m->medians[i]);
-	nwc_put_le64(p, nwc_hash64(b, (size_t)(p - b)));
-	*buf = b;
-	*len = size;
-	return 0;
-}
-
 static int parse(const uint8_t *buf, size_t len, const char *what,
 		 struct nwc_model **out)
 {
@@ -272,7 +208,7 @@ static int parse(const uint8_t *buf, size_t len, const char *what,
 		nwc_err("%s: codec model is truncated", what);
 		return -NWC_ECORRUPT;
 	}
-	ret = model_alloc(h, r, nq, flags, &m);
+	ret = nwc_model_alloc(h, r, nq, flags, &m);
 	if (ret)
 		return ret;
 	m->lambda = lambda;
@@ -346,23 +282,6 @@ int nwc_model_from_buf(const uint8_t *buf, size_t len, struct nwc_model **out)
 	return parse(buf, len, "codec model buffer", out);
 }
 
-int nwc_model_save(const struct nwc_model *m, const char *path)
-{
-	uint8_t *buf;
-	size_t len;
-	int ret;
-
-	ret = nwc_model_to_buf(m, &buf, &len);
-	if (ret) {
-		nwc_err("%s: cannot serialize the codec model: %s", path,
-			nwc_strerror(ret));
-		return ret;
-	}
-	ret = nwc_write_file_atomic(path, buf, len);
-	free(buf);
-	return ret;
-}
-
 int nwc_model_load(const char *path, struct nwc_model **out)
 {
 	uint8_t *buf;
@@ -413,41 +332,19 @@ void nwc_model_scratch_free(struct nwc_model_scratch *s)
 	free(s);
 }
 
-/* Make room for @n chunks of latents in s->buf. */
-static int scratch_reserve(struct nwc_model_scratch *s, size_t n)
+int nwc_model_scratch_reserve(struct nwc_model_scratch *s, size_t n)
 {
 	float *nb;
 
-	if (n > SIZE_MAX / (NWC_NET_IO * sizeof(float)))
+	if (n > SIZE_MAX / (NWC_CHUNK * sizeof(float)))
 		return -EINVAL;
-	if (n * NWC_NET_IO <= s->cap)
+	if (n * NWC_CHUNK <= s->cap)
 		return 0;
-	nb = realloc(s->buf, n * NWC_NET_IO * sizeof(float));
+	nb = realloc(s->buf, n * NWC_CHUNK * sizeof(float));
 	if (!nb)
 		return -ENOMEM;
 	s->buf = nb;
-	s->cap = n * NWC_NET_IO;
-	return 0;
-}
-
-int nwc_model_analyze(const struct nwc_model *m, const float *x,
-		      const uint8_t *q, size_t n, float *y,
-		      struct nwc_model_scratch *s)
-{
-	struct nwc_net net = { .h = m->h, .r = m->r, .nq = m->nq,
-			       .params = m->enc };
-	int ret;
-
-	if (!m->finalized)
-		return -EINVAL;
-	ret = nwc_net_forward(&net, m->emb, q, x, n, y, s->net);
-	if (ret)
-		return ret;
-	for (size_t i = 0; i < n * NWC_NET_IO; i++) {
-		y[i] -= m->medians[i % NWC_NET_IO];
-		if (!isfinite(y[i]))
-			return -ERANGE;
-	}
+	s->cap = n * NWC_CHUNK;
 	return 0;
 }
 
@@ -464,41 +361,15 @@ int nwc_model_synthesize(const struct nwc_model *m, const float *y,
 	if (m->dec_folded)
 		return nwc_net_forward_folded(&net, m->dec_folded, m->emb_dec,
 					      q, y, n, xhat, s->net);
-	ret = scratch_reserve(s, n);
+	ret = nwc_model_scratch_reserve(s, n);
 	if (ret)
 		return ret;
-	/* a chunk's latents are C = 16 floats: four vectors */
-	for (size_t i = 0; i < n * NWC_NET_IO; i += NWC_NET_IO)
-		for (size_t c = 0; c < NWC_NET_IO; c += 4)
+	/* a chunk's latents are NWC_CHUNK = 16 floats: four vectors */
+	for (size_t i = 0; i < n * NWC_CHUNK; i += NWC_CHUNK)
+		for (size_t c = 0; c < NWC_CHUNK; c += 4)
 			v4_store(s->buf + i + c, v4_load(y + i + c) +
 				 v4_load(m->medians + c));
 	return nwc_net_forward(&net, m->emb_dec, q, s->buf, n, xhat, s->net);
-}
-
-int nwc_model_encode_chunks(const struct nwc_model *m, const float *x,
-			    const uint8_t *q, size_t n, int32_t *sym,
-			    struct nwc_model_scratch *s)
-{
-	int ret;
-
-	if (!m->finalized)
-		return -EINVAL;
-	ret = scratch_reserve(s, n);
-	if (ret)
-		return ret;
-	ret = nwc_model_analyze(m, x, q, n, s->buf, s);
-	if (ret)
-		return ret;
-	for (size_t i = 0; i < n * NWC_NET_IO; i++) {
-		float v = roundf(s->buf[i]);
-
-		if (v > SYM_LIMIT)
-			v = SYM_LIMIT;
-		else if (v < -SYM_LIMIT)
-			v = -SYM_LIMIT;
-		sym[i] = (int32_t)v;
-	}
-	return 0;
 }
 
 int nwc_model_decode_chunks(const struct nwc_model *m, const int32_t *sym,
@@ -506,37 +377,9 @@ int nwc_model_decode_chunks(const struct nwc_model *m, const int32_t *sym,
 			    struct nwc_model_scratch *s)
 {
 	/* synthesize() copies its latents before writing @xhat */
-	for (size_t i = 0; i < n * NWC_NET_IO; i++)
+	for (size_t i = 0; i < n * NWC_CHUNK; i++)
 		xhat[i] = (float)sym[i];
 	return nwc_model_synthesize(m, xhat, q, n, xhat, s);
-}
-
-static uint8_t *channel_ctx(const struct nwc_model *m, size_t count)
-{
-	uint8_t *ctx = malloc(count ? count : 1);
-
-	if (!ctx)
-		return NULL;
-	for (size_t i = 0; i < count; i++)
-		ctx[i] = (uint8_t)(i % m->c);
-	return ctx;
-}
-
-ssize_t nwc_model_code_syms(const struct nwc_model *m, const int32_t *sym,
-			    size_t count, uint8_t *dst, size_t cap)
-{
-	uint8_t *ctx;
-	ssize_t ret;
-
-	if (!m->finalized)
-		return -EINVAL;
-	ctx = channel_ctx(m, count);
-	if (!ctx)
-		return -ENOMEM;
-	ret = nwc_ents_encode((const struct nwc_qdist *const *)m->tables, ctx,
-			      sym, count, dst, cap);
-	free(ctx);
-	return ret;
 }
 
 int nwc_model_decode_syms(const struct nwc_model *m, const uint8_t *src,

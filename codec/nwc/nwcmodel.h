@@ -19,7 +19,7 @@
  *	12   4     u32 H, hidden width (nwc_net_check limits)
  *	16   4     u32 R, residual blocks
  *	20   4     u32 Q, quality levels
- *	24   4     u32 C, latents per chunk = chunk length (16)
+ *	24   4     u32 C, latents per chunk = chunk length (NWC_CHUNK, 16)
  *	28   4     f32 lambda the model was trained for (informational)
  *	32   4     u32 flags: NWC_MODEL_F_TCQ (bit 0) = half-offset tables
  *		   follow the coding tables; NWC_MODEL_F_DEC_LEVELS (bit 1) =
@@ -40,6 +40,11 @@
  * Every float must be finite.  The stored tables, not ones rebuilt from the
  * prior, are what a decoder uses: they are exactly what the encoder used.
  *
+ * Sides: loading, finalizing and decoding are nwcmodel.c in libnwcdec.a;
+ * the functions marked "encode side" (create, serialize, save, analyze,
+ * encode, code) are nwcmodel_enc.c in libnwcenc.a, which the read-only
+ * daemon does not link.
+ *
  * Thread safety: a loaded or finalized model is immutable and may be
  * shared; a scratch belongs to one thread at a time.
  */
@@ -47,12 +52,12 @@
 #define NWC_NWCMODEL_H
 
 #include "codec/common/base.h"
+#include "codec/nwc/chunk.h"
 #include "codec/nwc/entropy.h"
 
 #define NWC_MODEL_MAGIC "NWCMODEL"
 #define NWC_MODEL_VERSION 1u
 #define NWC_MODEL_HDR_SIZE 44u
-#define NWC_MODEL_C 16u			/* latents per chunk */
 #define NWC_MODEL_MAX_BYTES (1ull << 32)	/* largest file we load */
 #define NWC_MODEL_F_TCQ 0x1u		/* half-offset tables present */
 #define NWC_MODEL_F_DEC_LEVELS 0x2u	/* a level table per network */
@@ -62,7 +67,7 @@ struct nwc_model {
 	unsigned int h;		/* hidden width H */
 	unsigned int r;		/* residual blocks R */
 	unsigned int nq;	/* quality levels Q */
-	unsigned int c;		/* latents per chunk C (= NWC_MODEL_C) */
+	unsigned int c;		/* latents per chunk C (= NWC_CHUNK) */
 	float lambda;		/* rate point trained for; informational */
 	uint32_t flags;		/* NWC_MODEL_F_*; finalize sets F_TCQ */
 
@@ -101,9 +106,9 @@ static inline unsigned int nwc_model_ntables(const struct nwc_model *m)
 }
 
 /*
- * nwc_model_create() - a model of the given shape with zeroed parameters,
- * a level table per network (NWC_MODEL_F_DEC_LEVELS) and no coding state;
- * C is NWC_MODEL_C.  Returns 0, -EINVAL (shape outside nwc_net_check) or
+ * nwc_model_create() - encode side: a model of the given shape with zeroed
+ * parameters, a level table per network (NWC_MODEL_F_DEC_LEVELS) and no coding
+ * state; C is NWC_CHUNK.  Returns 0, -EINVAL (shape outside nwc_net_check) or
  * -ENOMEM.
  */
 int nwc_model_create(unsigned int h, unsigned int r, unsigned int nq,
@@ -124,8 +129,8 @@ void nwc_model_free(struct nwc_model *m);
 int nwc_model_finalize(struct nwc_model *m);
 
 /*
- * nwc_model_to_buf() - serialize a finalized model into a malloc'd buffer
- * (*buf, *len).  Returns 0, -EINVAL (not finalized, non-finite float) or
+ * nwc_model_to_buf() - encode side: serialize a finalized model into a malloc'd
+ * buffer (*buf, *len).  Returns 0, -EINVAL (not finalized, non-finite float) or
  * -ENOMEM.
  */
 int nwc_model_to_buf(const struct nwc_model *m, uint8_t **buf, size_t *len);
@@ -140,9 +145,9 @@ int nwc_model_to_buf(const struct nwc_model *m, uint8_t **buf, size_t *len);
 int nwc_model_from_buf(const uint8_t *buf, size_t len, struct nwc_model **out);
 
 /*
- * nwc_model_save() - write @m (finalized) to @path: a temporary file in the
- * same directory, fsync, rename over @path.  No temporary file is left
- * behind on failure.  Errors are logged with the path; returns 0 or a
+ * nwc_model_save() - encode side: write @m (finalized) to @path: a temporary
+ * file in the same directory, fsync, rename over @path.  No temporary file is
+ * left behind on failure.  Errors are logged with the path; returns 0 or a
  * negative errno.
  */
 int nwc_model_save(const struct nwc_model *m, const char *path);
@@ -158,11 +163,11 @@ int nwc_model_scratch_create(struct nwc_model_scratch **out);
 void nwc_model_scratch_free(struct nwc_model_scratch *s);
 
 /*
- * nwc_model_encode_chunks() - symbols of @n chunks: y = g_a(x, q), then
- * sym[i, c] = round(y[i, c] - medians[c]), halves away from zero, clamped
+ * nwc_model_encode_chunks() - encode side: symbols of @n chunks: y = g_a(x, q),
+ * then sym[i, c] = round(y[i, c] - medians[c]), halves away from zero, clamped
  * to +-2^30.  @x and @sym are n x 16, @q has n levels.  The model must be
- * finalized.  Returns 0, -EINVAL (not finalized, bad q), -ERANGE (a latent
- * is not finite) or -ENOMEM.
+ * finalized.  Returns 0, -EINVAL (not finalized, bad q), -ERANGE (a latent is
+ * not finite) or -ENOMEM.
  */
 int nwc_model_encode_chunks(const struct nwc_model *m, const float *x,
 			    const uint8_t *q, size_t n, int32_t *sym,
@@ -177,8 +182,8 @@ int nwc_model_decode_chunks(const struct nwc_model *m, const int32_t *sym,
 			    struct nwc_model_scratch *s);
 
 /*
- * nwc_model_analyze() - centred latents of @n chunks: y = g_a(x, q) -
- * medians (n x 16 each way).  Returns as nwc_model_encode_chunks().
+ * nwc_model_analyze() - encode side: centred latents of @n chunks: y = g_a(x,
+ * q) - medians (n x 16 each way).  Returns as nwc_model_encode_chunks().
  */
 int nwc_model_analyze(const struct nwc_model *m, const float *x,
 		      const uint8_t *q, size_t n, float *y,
@@ -196,9 +201,9 @@ int nwc_model_synthesize(const struct nwc_model *m, const float *y,
 			 struct nwc_model_scratch *s);
 
 /*
- * nwc_model_code_syms() - entropy-code @count symbols, symbol i with table
- * i % C (its latent channel).  Returns the stream length, -ENOBUFS if
- * @cap (size it with nwc_ents_bound) is too small, -EINVAL, -ENOMEM.
+ * nwc_model_code_syms() - encode side: entropy-code @count symbols, symbol i
+ * with table i % C (its latent channel).  Returns the stream length, -ENOBUFS
+ * if @cap (size it with nwc_ents_bound) is too small, -EINVAL, -ENOMEM.
  */
 ssize_t nwc_model_code_syms(const struct nwc_model *m, const int32_t *sym,
 			    size_t count, uint8_t *dst, size_t cap);

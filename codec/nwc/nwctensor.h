@@ -1,16 +1,16 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * nwctensor.h - NWC coding of one 2-D weight matrix: per-row scales,
- * per-column importance levels, chunks of 16 rows of one column through a
- * codec model, and row bands coded as independent streams so that a read
- * decodes only the bands it touches.
+ * per-column importance levels, chunks of NWC_CHUNK (16) rows of one column
+ * through a codec model, and row bands coded as independent streams so that
+ * a read decodes only the bands it touches.
  *
- *	// mkfs
+ *	// mkfs: the encoder, codec/nwc/tenc.h
  *	nwc_tenc_encode(model, 3, w, m, n, level, &opts, &enc);
  *	write enc->side (enc->side_len bytes) and each band enc->band[b]
  *	nwc_tenc_free(enc);
  *
- *	// reader
+ *	// reader: this header
  *	nwc_tside_parse(side, side_len, &ts);
  *	nwc_tside_check_model(ts, model);
  *	nwc_band_decode(model, ts, b, payload, len, dtype, dst, raw_len, s);
@@ -19,8 +19,8 @@
  * row-major in the served file.  Row r is divided by its scale s_r; the
  * chunk (k, j) is rows 16k .. 16k+15 of column j, padded with zeros past
  * row m (those latents are coded and their outputs dropped).  Band b is
- * rows [b R, min(m, (b+1) R)) for R = band_rows, a multiple of 16, so a
- * band is a contiguous byte range of the served tensor.
+ * rows [b R, min(m, (b+1) R)) for R = band_rows, a multiple of NWC_CHUNK,
+ * so a band is a contiguous byte range of the served tensor.
  *
  * Side data (normative), little-endian, NWC_TSIDE_HDR bytes then arrays:
  *
@@ -55,8 +55,14 @@
  * and are multiplied by the row scale and rounded to the tensor's dtype.
  *
  * Decoding is deterministic for a given machine type; the entropy-coded
- * symbols are bit-exact everywhere.  Thread safety: a parsed side and an
- * encoder result are immutable; a scratch belongs to one thread.
+ * symbols are bit-exact everywhere.
+ *
+ * This header is the reader's: the side record and band decoding,
+ * nwctensor.c in libnwcdec.a.  The encoder (nwc_tenc_*) is tenc.h, tenc.c
+ * in libnwcenc.a, which the read-only daemon does not link.
+ *
+ * Thread safety: a parsed side is immutable; a scratch belongs to one
+ * thread.
  */
 #ifndef NWC_NWCTENSOR_H
 #define NWC_NWCTENSOR_H
@@ -69,7 +75,6 @@
 #define NWC_TSIDE_VERSION 2u
 #define NWC_TSIDE_HDR 24u
 #define NWC_TSIDE_F16 0x1u
-#define NWC_TCHUNK 16u			/* rows per chunk */
 
 enum nwc_quant {
 	NWC_QUANT_ROUND = 0,	/* latents rounded around the medians */
@@ -85,9 +90,6 @@ struct nwc_tside {
 	float *scale;		/* m row scales, as the decoder uses them */
 	uint8_t *level;		/* n column levels */
 };
-
-/* The bits per level a side record uses for these @n levels. */
-unsigned int nwc_tside_level_bits(const uint8_t *level, uint32_t n);
 
 /* Bytes of a side record for this shape and bits per level. */
 size_t nwc_tside_size(uint32_t m, uint32_t n, bool scale_f16,
@@ -112,7 +114,7 @@ uint32_t nwc_tside_band_rows(const struct nwc_tside *ts, uint32_t b);
 
 /*
  * nwc_tside_band_rows_for() - the default band height for a block size:
- * the largest multiple of 16 rows whose bytes (rows * n * elem) fit
+ * the largest multiple of NWC_CHUNK rows whose bytes (rows * n * elem) fit
  * @block_size, but at least 16 and at most m rounded up to 16.
  */
 uint32_t nwc_tside_band_rows_for(uint32_t m, uint32_t n, size_t elem,
@@ -132,43 +134,5 @@ int nwc_band_decode(const struct nwc_model *model, const struct nwc_tside *ts,
 		    uint32_t b, const uint8_t *src, size_t len,
 		    enum nwc_dtype dtype, uint8_t *dst, size_t dst_len,
 		    struct nwc_tensor_scratch *s);
-
-struct nwc_tenc_opts {
-	enum nwc_quant quant;	/* default NWC_QUANT_TCQ */
-	bool scale_f16;		/* store row scales as binary16 */
-	uint32_t band_rows;	/* multiple of 16; 0: the whole matrix */
-	float tcq_mu;		/* TCQ rate weight, latent MSE per bit; 0
-				 * (default): rate measured no gain */
-	const float *h;		/* n x n input second moment, or NULL: no LDLQ */
-	float damp;		/* LDLQ damping (relative to mean diag) */
-	bool fit_scales;	/* refit row scales to the outputs (needs @h) */
-	enum nwc_dtype dtype;	/* dtype the decoder writes (rounding) */
-};
-
-/* Defaults: TCQ, f16 scales, one band, mu 0, no H, damp 0.01. */
-void nwc_tenc_opts_init(struct nwc_tenc_opts *o);
-
-struct nwc_tenc {
-	uint8_t *side;		/* side record */
-	size_t side_len;
-	uint32_t nbands;
-	uint8_t **band;		/* nbands payloads */
-	size_t *band_len;
-	float *what;		/* m x n: exactly what the decoder gives */
-	size_t coded_bytes;	/* side + payloads */
-};
-
-/*
- * nwc_tenc_encode() - code the m x n row-major matrix @w with @model
- * (finalized) under @opts, with column levels @level (n, each < Q), naming
- * @model_index in the side record.  Returns 0 and the result in *out, or
- * -EINVAL (bad arguments, a level out of range, a non-finite weight),
- * -NWC_EFEATURE (TCQ with a model lacking half-offset tables), -ENOMEM.
- */
-int nwc_tenc_encode(const struct nwc_model *model, uint16_t model_index,
-		    const float *w, uint32_t m, uint32_t n,
-		    const uint8_t *level, const struct nwc_tenc_opts *opts,
-		    struct nwc_tenc **out);
-void nwc_tenc_free(struct nwc_tenc *e);
 
 #endif /* NWC_NWCTENSOR_H */

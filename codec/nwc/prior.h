@@ -42,6 +42,10 @@
  * Gradients are accumulated (+=) into caller arrays, so a trainer can split
  * a batch over threads, give each its own gradient buffers and add them.
  *
+ * Sides: nwc_prior_tables() (what finalizing a model needs) is prior.c in
+ * libnwcdec.a; the functions marked "training side" are prior_train.c in
+ * libnwcenc.a, which the read-only daemon does not link.
+ *
  * Thread safety: every function is pure over caller arrays and reentrant.
  */
 #ifndef NWC_PRIOR_H
@@ -62,7 +66,8 @@ static inline size_t nwc_prior_nparams(unsigned int C)
 }
 
 /*
- * nwc_prior_init() - initial parameters and quantiles from @seed.
+ * nwc_prior_init() - training side: initial parameters and quantiles from
+ * @seed.
  *
  * softplus(H_k) = 1 / (s * out_k) with s = INIT_SCALE^(1/5) (out_k the
  * layer's output width), a_k = 0 and b_k uniform in [-1/2, 1/2) from a
@@ -76,7 +81,8 @@ int nwc_prior_init(float *params, float *quantiles, unsigned int C,
 		   uint64_t seed);
 
 /*
- * nwc_prior_bits() - rate of a batch of latents under the prior.
+ * nwc_prior_bits() - training side: rate of a batch of latents under the
+ * prior.
  * @y:		n rows (chunks) of C latents, row-major (y[i * C + c])
  * @row_w:	n per-row weights (the level's rate coefficient), or NULL
  *		for weight 1
@@ -95,7 +101,7 @@ int nwc_prior_bits(const float *params, unsigned int C, const float *y,
 		   float *dparams, float *dy);
 
 /*
- * nwc_prior_aux() - the auxiliary quantile loss
+ * nwc_prior_aux() - training side: the auxiliary quantile loss
  *	sum_c sum_i | f_c(quantiles[3c + i]) - target_i |,
  * targets (-t, 0, t) with t = log(2 / NWC_PRIOR_TAIL_MASS - 1), so that at
  * its minimum the lower and upper quantiles leave TAIL_MASS / 2 of the
@@ -108,9 +114,9 @@ int nwc_prior_aux(const float *params, const float *quantiles, unsigned int C,
 		  double *loss, float *dquant);
 
 /*
- * nwc_prior_solve_quantiles() - the quantiles at which the aux loss is
- * zero, found by bisection on each channel's f (increasing) to full
- * double precision, starting from the current ones.  The aux optimizer
+ * nwc_prior_solve_quantiles() - training side: the quantiles at which the
+ * aux loss is zero, found by bisection on each channel's f (increasing)
+ * to full double precision, starting from the current ones.  The aux optimizer
  * moves quantiles slowly, too slowly to follow latents that grow during
  * training; a trainer calls this before it builds tables or saves.
  * Returns 0, -EINVAL, or -EDOM (no finite solution, or a density so

@@ -22,6 +22,7 @@
 #include "codec/common/base.h"
 #include "codec/nwc/nwcmodel.h"
 #include "codec/nwc/nwctensor.h"
+#include "codec/nwc/tenc.h"
 
 #define NWC_LOSSY_MIN_ELEMS 1024u	/* smaller matrices stay lossless */
 #define NWC_LOSSY_SAMPLE_COLS 96u	/* columns a rate estimate codes */

@@ -130,7 +130,7 @@ void pack_free_plan(struct fplan *files, uint32_t n)
 /* Whether the writer can hold the bands of a matrix of @n columns. */
 static bool bands_fit(uint64_t n, unsigned dtype)
 {
-	return (uint64_t)NWC_TCHUNK * n * nwc_dtype_size(dtype) <=
+	return (uint64_t)NWC_CHUNK * n * nwc_dtype_size(dtype) <=
 	       NWC_BLOCK_MAX;
 }
 

@@ -25,7 +25,6 @@
 #include "mkfs/pack/progress.h"
 
 #define PROG "nwc-train"
-#define CH NWC_NET_IO			/* chunk length = latents per chunk */
 #define QGROUP 64			/* chunks sharing one random level */
 #define MAX_THREADS 256u
 #define MAX_ELEMS (1ull << 31)		/* largest tensor we read */
@@ -58,7 +57,8 @@ struct opts {
 	bool quiet;
 };
 
-/* All training chunks: row-normalized weights, 16 rows of one column each. */
+/* All training chunks: row-normalized weights, NWC_CHUNK rows of one
+ * column each. */
 struct data {
 	float *x;		/* n x 16 */
 	uint8_t *q;		/* n levels, one random level per QGROUP */
@@ -173,7 +173,7 @@ static int data_grow(struct data *d, size_t add)
 		return -E2BIG;
 	}
 	return nwc_array_reserve((void **)&d->x, &d->cap, d->n + add,
-				 CH * sizeof(*d->x));
+				 NWC_CHUNK * sizeof(*d->x));
 }
 
 /*
@@ -184,7 +184,7 @@ static int data_grow(struct data *d, size_t add)
 static int add_matrix(struct data *d, float *w, uint64_t m, uint64_t n,
 		      const char *path, const char *name)
 {
-	uint64_t mk = m / CH;
+	uint64_t mk = m / NWC_CHUNK;
 	int ret;
 
 	for (uint64_t i = 0; i < m * n; i++) {
@@ -212,10 +212,10 @@ static int add_matrix(struct data *d, float *w, uint64_t m, uint64_t n,
 		return ret;
 	for (uint64_t j = 0; j < n; j++) {
 		for (uint64_t k = 0; k < mk; k++) {
-			float *c = d->x + d->n * CH;
+			float *c = d->x + d->n * NWC_CHUNK;
 
-			for (unsigned int i = 0; i < CH; i++)
-				c[i] = w[(k * CH + i) * n + j];
+			for (unsigned int i = 0; i < NWC_CHUNK; i++)
+				c[i] = w[(k * NWC_CHUNK + i) * n + j];
 			d->n++;
 		}
 	}
@@ -236,7 +236,8 @@ static int load_file(struct data *d, const char *path, size_t *used)
 		const struct nwc_st_tensor *t = &st->tensors[i];
 		uint64_t m = t->shape[0], n = t->shape[1];
 
-		if (t->ndim != 2 || name_excluded(t->name) || m < CH || n < 2 ||
+		if (t->ndim != 2 || name_excluded(t->name) || m < NWC_CHUNK ||
+		    n < 2 ||
 		    (t->dtype != NWC_DTYPE_F32 && t->dtype != NWC_DTYPE_F16 &&
 		     t->dtype != NWC_DTYPE_BF16))
 			continue;
@@ -324,7 +325,7 @@ static int split_data(struct data *d, uint64_t seed)
 	ret = nwc_hash_create(&hs);
 	if (ret)
 		return ret;
-	nwc_hash_update(hs, d->x, d->n * CH * sizeof(*d->x));
+	nwc_hash_update(hs, d->x, d->n * NWC_CHUNK * sizeof(*d->x));
 	nwc_hash_update(hs, d->q, d->n);
 	nwc_hash_update(hs, perm, d->n * sizeof(*perm));
 	d->hash = nwc_hash_digest(hs);
@@ -357,7 +358,8 @@ static int load_data(struct data *d, char **files, int nfiles, uint64_t seed)
 			return EXIT_IO;
 	}
 	if (d->n < 2) {
-		nwc_err("no usable tensors: need 2-D F32/F16/BF16 weights with at least 16 rows (embed and lm_head are left out)");
+		nwc_err("no usable tensors: need 2-D F32/F16/BF16 weights with at least %d rows (embed and lm_head are left out)",
+			NWC_CHUNK);
 		return EXIT_INPUT;
 	}
 	if (split_data(d, seed)) {
@@ -375,7 +377,7 @@ struct eval_result {
 static int evaluate(struct nwc_model *m, const struct data *d, unsigned level,
 		    struct eval_result *res)
 {
-	size_t n = d->neval, cap = nwc_ents_bound(n * CH);
+	size_t n = d->neval, cap = nwc_ents_bound(n * NWC_CHUNK);
 	struct nwc_model_scratch *s;
 	float *x, *xh;
 	int32_t *sym, *sym2;
@@ -387,10 +389,10 @@ static int evaluate(struct nwc_model *m, const struct data *d, unsigned level,
 	ret = nwc_model_scratch_create(&s);
 	if (ret)
 		return ret;
-	x = malloc(n * CH * sizeof(*x));
-	xh = malloc(n * CH * sizeof(*xh));
-	sym = malloc(n * CH * sizeof(*sym));
-	sym2 = malloc(n * CH * sizeof(*sym2));
+	x = malloc(n * NWC_CHUNK * sizeof(*x));
+	xh = malloc(n * NWC_CHUNK * sizeof(*xh));
+	sym = malloc(n * NWC_CHUNK * sizeof(*sym));
+	sym2 = malloc(n * NWC_CHUNK * sizeof(*sym2));
 	q = malloc(n);
 	buf = malloc(cap);
 	if (!x || !xh || !sym || !sym2 || !q || !buf) {
@@ -398,19 +400,19 @@ static int evaluate(struct nwc_model *m, const struct data *d, unsigned level,
 		goto out_free;
 	}
 	for (size_t i = 0; i < n; i++)
-		memcpy(x + i * CH, d->x + (size_t)d->eval[i] * CH,
-		       CH * sizeof(*x));
+		memcpy(x + i * NWC_CHUNK, d->x + (size_t)d->eval[i] * NWC_CHUNK,
+		       NWC_CHUNK * sizeof(*x));
 	memset(q, (int)level, n);
 	ret = nwc_model_encode_chunks(m, x, q, n, sym, s);
 	if (ret)
 		goto out_free;
-	len = nwc_model_code_syms(m, sym, n * CH, buf, cap);
+	len = nwc_model_code_syms(m, sym, n * NWC_CHUNK, buf, cap);
 	if (len < 0) {
 		ret = (int)len;
 		goto out_free;
 	}
-	ret = nwc_model_decode_syms(m, buf, (size_t)len, sym2, n * CH);
-	if (!ret && memcmp(sym, sym2, n * CH * sizeof(*sym)))
+	ret = nwc_model_decode_syms(m, buf, (size_t)len, sym2, n * NWC_CHUNK);
+	if (!ret && memcmp(sym, sym2, n * NWC_CHUNK * sizeof(*sym)))
 		ret = -NWC_ECORRUPT;
 	if (ret) {
 		nwc_err("evaluation: entropy decoding did not give the symbols back");
@@ -419,13 +421,13 @@ static int evaluate(struct nwc_model *m, const struct data *d, unsigned level,
 	ret = nwc_model_decode_chunks(m, sym2, q, n, xh, s);
 	if (ret)
 		goto out_free;
-	for (size_t i = 0; i < n * CH; i++) {
+	for (size_t i = 0; i < n * NWC_CHUNK; i++) {
 		double e = (double)x[i] - xh[i];
 
 		sx += (double)x[i] * x[i];
 		se += e * e;
 	}
-	res->bpw = (double)len * 8 / (double)(n * CH);
+	res->bpw = (double)len * 8 / (double)(n * NWC_CHUNK);
 	res->sqnr = se > 0 ? 10 * log10(sx / se) : INFINITY;
 out_free:
 	free(buf);
@@ -487,8 +489,8 @@ static void *worker_run(void *arg)
 	struct nwc_net enc = { .h = m->h, .r = m->r, .nq = m->nq,
 			       .params = m->enc };
 	struct nwc_net dec = enc;
-	size_t b = w->hi - w->lo, ne = b * CH;
-	double scale = 1.0 / ((double)t->o->batch * CH);
+	size_t b = w->hi - w->lo, ne = b * NWC_CHUNK;
+	double scale = 1.0 / ((double)t->o->batch * NWC_CHUNK);
 	float *genc = w->grad, *gdec = w->grad + (m->dec - m->params);
 	float *gemb = w->grad + (m->emb - m->params);
 	float *gemb_dec = w->grad + (m->emb_dec - m->params);
@@ -502,8 +504,8 @@ static void *worker_run(void *arg)
 	for (size_t i = 0; i < b; i++) {
 		uint32_t c = t->idx[w->lo + i];
 
-		memcpy(w->x + i * CH, d->x + (size_t)c * CH,
-		       CH * sizeof(float));
+		memcpy(w->x + i * NWC_CHUNK, d->x + (size_t)c * NWC_CHUNK,
+		       NWC_CHUNK * sizeof(float));
 		w->q[i] = d->q[c];
 		w->roww[i] = (float)(coff[d->q[c]] * scale);
 	}
@@ -512,7 +514,7 @@ static void *worker_run(void *arg)
 	if (w->ret)
 		return NULL;
 	for (size_t i = 0; i < ne; i++)
-		w->y[i] += t->noise[w->lo * CH + i];
+		w->y[i] += t->noise[w->lo * NWC_CHUNK + i];
 	w->ret = nwc_net_forward_train(&dec, m->emb_dec, w->q, w->y, b, w->xh,
 				       w->da);
 	if (w->ret)
@@ -528,7 +530,7 @@ static void *worker_run(void *arg)
 	if (w->ret)
 		return NULL;
 	/* row weights carry coff[q] / (B 16): bits is the rate term itself */
-	w->ret = nwc_prior_bits(m->prior, CH, w->y, b, w->roww, &w->rate,
+	w->ret = nwc_prior_bits(m->prior, NWC_CHUNK, w->y, b, w->roww, &w->rate,
 				w->rowbits, gprior, w->dy);
 	if (w->ret)
 		return NULL;
@@ -566,7 +568,7 @@ static int train_step(struct trainer *t, struct step_stats *st)
 
 	for (size_t i = 0; i < B; i++)
 		t->idx[i] = t->d->train[rand_below(&t->rng, t->d->ntrain)];
-	for (size_t i = 0; i < B * CH; i++)
+	for (size_t i = 0; i < B * NWC_CHUNK; i++)
 		t->noise[i] = (float)((double)(splitmix(&t->rng) >> 40) *
 				      0x1p-24 - 0.5);
 	for (unsigned int k = 1; k < t->nw; k++) {
@@ -598,8 +600,8 @@ static int train_step(struct trainer *t, struct step_stats *st)
 		nwc_err("training step failed: %s", nwc_strerror(ret));
 		return ret;
 	}
-	st->mse = sqerr / ((double)B * CH);
-	st->bpw = bits / ((double)B * CH);
+	st->mse = sqerr / ((double)B * NWC_CHUNK);
+	st->bpw = bits / ((double)B * NWC_CHUNK);
 	st->loss = o->lambda * st->mse + rate;
 	for (size_t i = 0; i < t->nmain; i++)
 		norm += (double)t->grad[i] * t->grad[i];
@@ -672,11 +674,11 @@ static void init_gain(struct nwc_model *m, double gain, double branch)
 			m->dec[l.blk[b].gamma + i] = (float)branch;
 		}
 	}
-	for (size_t i = 0; i < (size_t)CH * m->h; i++) {
+	for (size_t i = 0; i < (size_t)NWC_CHUNK * m->h; i++) {
 		m->enc[l.w_out + i] *= (float)gain;
 		m->dec[l.w_in + i] /= (float)gain;
 	}
-	for (size_t i = 0; i < CH; i++)
+	for (size_t i = 0; i < NWC_CHUNK; i++)
 		m->enc[l.b_out + i] *= (float)gain;
 }
 
@@ -726,7 +728,7 @@ static int trainer_init(struct trainer *t, const struct opts *o,
 	t->qv = calloc(t->nquant, sizeof(float));
 	t->dq = calloc(t->nquant, sizeof(float));
 	t->idx = calloc(B, sizeof(*t->idx));
-	t->noise = calloc(B * CH, sizeof(float));
+	t->noise = calloc(B * NWC_CHUNK, sizeof(float));
 	t->nw = NWC_MIN(o->threads, o->batch);
 	t->w = calloc(t->nw, sizeof(*t->w));
 	if (!t->am || !t->av || !t->grad || !t->qm || !t->qv || !t->dq ||
@@ -742,11 +744,11 @@ static int trainer_init(struct trainer *t, const struct opts *o,
 		b = w->hi - w->lo;
 		if (nwc_net_acts_create(&w->ea) || nwc_net_acts_create(&w->da))
 			return -ENOMEM;
-		w->x = malloc(b * CH * sizeof(float));
-		w->y = malloc(b * CH * sizeof(float));
-		w->xh = malloc(b * CH * sizeof(float));
-		w->dx = malloc(b * CH * sizeof(float));
-		w->dy = malloc(b * CH * sizeof(float));
+		w->x = malloc(b * NWC_CHUNK * sizeof(float));
+		w->y = malloc(b * NWC_CHUNK * sizeof(float));
+		w->xh = malloc(b * NWC_CHUNK * sizeof(float));
+		w->dx = malloc(b * NWC_CHUNK * sizeof(float));
+		w->dy = malloc(b * NWC_CHUNK * sizeof(float));
 		w->roww = malloc(b * sizeof(float));
 		w->q = malloc(b);
 		w->rowbits = malloc(b * sizeof(double));
@@ -924,7 +926,7 @@ static int do_train(const struct opts *o, const char *out, char **files,
 		goto out_free_data;
 	if (!o->quiet)
 		printf("%zu chunks (%zu weights): %zu training, %zu held out\n",
-		       d.n, d.n * CH, d.ntrain, d.neval);
+		       d.n, d.n * NWC_CHUNK, d.ntrain, d.neval);
 	ret = trainer_init(&t, o, &d) ? EXIT_IO : 0;
 	if (ret) {
 		nwc_err("out of memory");

@@ -188,7 +188,7 @@ static void check_nwc_tensor(const struct nwc_image *img,
 	FUZZ_ASSERT(t->dtype == NWC_DTYPE_F32 || t->dtype == NWC_DTYPE_F16 ||
 		    t->dtype == NWC_DTYPE_BF16);
 	FUZZ_ASSERT(ts->m == t->shape[0] && ts->n == t->shape[1]);
-	FUZZ_ASSERT(ts->band_rows && ts->band_rows % NWC_TCHUNK == 0);
+	FUZZ_ASSERT(ts->band_rows && ts->band_rows % NWC_CHUNK == 0);
 	FUZZ_ASSERT(ts->model < nwc_nwc_n_models(nwc_image_codec_state(img, NWC_CODEC_NWC)));
 	model = nwc_nwc_model(nwc_image_codec_state(img, NWC_CODEC_NWC), ts->model)->model;
 	FUZZ_ASSERT(!nwc_tside_check_model(ts, model));
