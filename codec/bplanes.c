@@ -10,7 +10,7 @@
 
 #include "codec/planes.h"
 #include "codec/rans.h"
-#include "codec/registry.h"
+#include "codec/lossless.h"
 #include "codec/zstd.h"
 
 #define ZSTD_WORD_SIZE 4u	/* one u32 per plane ahead of the planes */

@@ -1,13 +1,12 @@
-# codec/local.mk - libnwccodec.a: the registry of every codec, the block
-# codecs (raw, zstd byte planes) and their rANS coder; the only archive
+# codec/local.mk - libnwccodec.a: the block codecs (raw, zstd byte planes)
+# and the rANS core both entropy coders use (ranscore.h); the only archive
 # that includes <zstd.h> (zstd.c).  The folders below codec/ hold the other
-# layers (common/, image/, nwc/, input/).
+# layers: common/, image/, nwc/ (the neural codec), registry/ (every codec
+# by id), input/.
 noinst_LIBRARIES += codec/libnwccodec.a
 codec_libnwccodec_a_CPPFLAGS = $(AM_CPPFLAGS) $(ZSTD_CFLAGS)
 codec_libnwccodec_a_SOURCES = \
-	codec/registry.c codec/registry_enc.c codec/registry.h \
-	codec/codec.c codec/codec_enc.c codec/codec.h \
-	codec/raw.c codec/bplanes.c \
+	codec/lossless.h codec/raw.c codec/bplanes.c \
 	codec/planes.c codec/planes.h \
 	codec/zstd.c codec/zstd.h \
 	codec/rans.c codec/rans.h

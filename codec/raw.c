@@ -4,7 +4,7 @@
 
 #include <stdio.h>
 
-#include "codec/registry.h"
+#include "codec/lossless.h"
 
 static int raw_check(uint32_t arg, uint32_t block_len,
 		     uint32_t nblocks NWC_UNUSED,

@@ -15,9 +15,9 @@
 #include <stdlib.h>
 #include <sys/stat.h>
 
-#include "codec/codec.h"
+#include "codec/registry/codec.h"
 #include "codec/common/log.h"
-#include "codec/registry.h"
+#include "codec/registry/registry.h"
 #include "fs/cache.h"
 #include "fs/engine.h"
 #include "fs/workq.h"

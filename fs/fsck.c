@@ -15,11 +15,11 @@
 #include <sys/time.h>
 #include <unistd.h>
 
-#include "codec/codec.h"
+#include "codec/registry/codec.h"
 #include "codec/image/image.h"
 #include "codec/common/io.h"
 #include "codec/common/log.h"
-#include "codec/registry.h"
+#include "codec/registry/registry.h"
 
 enum { EXIT_USAGE = 1, EXIT_IO = 2, EXIT_DAMAGE = 3 };
 

@@ -2,8 +2,9 @@
 # They read images and never encode: their codec list leaves out the NWC
 # encode archive (codec/nwc/libnwcenc.a), and tests/layers.sh checks that
 # they define none of its symbols.
-NWC_READ_CODEC_LIB = codec/libnwccodec.a codec/nwc/libnwcdec.a \
-	codec/image/libnwcimage.a codec/common/libnwccommon.a
+NWC_READ_CODEC_LIB = codec/registry/libnwcregistry.a codec/nwc/libnwcdec.a \
+	codec/libnwccodec.a codec/image/libnwcimage.a \
+	codec/common/libnwccommon.a
 
 noinst_LIBRARIES += fs/libnwcfscore.a
 fs_libnwcfscore_a_SOURCES = \

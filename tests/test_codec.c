@@ -2,7 +2,7 @@
 /* test_codec.c - dtypes and block codecs: round trips, ratios, bad input. */
 #include "codec/common/base.h"
 
-#include "codec/codec.h"
+#include "codec/registry/codec.h"
 #include "codec/common/convert.h"
 #include "codec/image/format.h"
 #include "tests/t.h"

@@ -13,7 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "codec/codec.h"
+#include "codec/registry/codec.h"
 #include "codec/common/convert.h"
 #include "codec/common/io.h"
 #include "codec/common/log.h"
@@ -23,7 +23,7 @@
 #include "codec/nwc/tenc.h"
 #include "codec/nwc/prior.h"
 #include "codec/image/writer.h"
-#include "codec/registry.h"
+#include "codec/registry/registry.h"
 #include "fs/engine.h"
 #include "tests/t.h"
 

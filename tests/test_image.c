@@ -15,7 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "codec/codec.h"
+#include "codec/registry/codec.h"
 #include "codec/common/convert.h"
 #include "codec/common/hash.h"
 #include "codec/image/image.h"
@@ -28,7 +28,7 @@
 #include "codec/nwc/prior.h"
 #include "codec/image/writer.h"
 #include "codec/nwc/nwccodec.h"
-#include "codec/registry.h"
+#include "codec/registry/registry.h"
 
 /* The parsed NWC side record of tensor @t. */
 #define NWC_SIDE(t) ((const struct nwc_tside *)(t)->side)

@@ -16,7 +16,7 @@
  * check side records, decode a block, name the codec.  An encode table
  * (struct nwc_codec_enc) is what a writer needs besides: bound and encode a
  * block, and hold the items of the codec's section (the MODELS of the neural
- * codec) until the writer lays them out.  codec/registry.h lists the
+ * codec) until the writer lays them out.  codec/registry/registry.h lists the
  * project's codecs; tests use stub tables.
  *
  * Validation boundary: the check hooks run once, at open (reader) or as the

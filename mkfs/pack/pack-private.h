@@ -17,7 +17,7 @@
 
 #include <pthread.h>
 
-#include "codec/codec.h"
+#include "codec/registry/codec.h"
 #include "codec/image/writer.h"
 #include "codec/input/safetensors.h"
 #include "mkfs/pack/pack.h"

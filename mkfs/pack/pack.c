@@ -19,7 +19,7 @@
 #include <unistd.h>
 
 #include "codec/nwc/gemm.h"
-#include "codec/registry.h"
+#include "codec/registry/registry.h"
 #include "mkfs/pack/pack-private.h"
 #include "mkfs/pack/progress.h"
 

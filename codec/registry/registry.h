@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * registry.h - the codecs this project builds, as codec sets for the image
- * reader and writer (codec/image/iface.h), and the lossless codecs' tables.
+ * reader and writer (codec/image/iface.h).
  *
  *	ret = nwc_image_open(path, nwc_codecs_read(), &img);	// fs, fsck
  *	ret = nwc_writer_create(path, 18, false, nwc_codecs_write(), &w);
@@ -17,11 +17,6 @@
 #define NWC_REGISTRY_H
 
 #include "codec/image/iface.h"
-
-extern const struct nwc_codec_dec nwc_codec_raw_dec;
-extern const struct nwc_codec_enc nwc_codec_raw_enc;
-extern const struct nwc_codec_dec nwc_codec_zstd_dec;
-extern const struct nwc_codec_enc nwc_codec_zstd_enc;
 
 /* The decoders of every codec, in id order (registry.c). */
 #define NWC_N_DECODERS 3u

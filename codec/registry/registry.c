@@ -2,8 +2,9 @@
 /* registry.c - the decode set: the one place that lists the decoders. */
 #include "codec/common/base.h"
 
+#include "codec/lossless.h"
 #include "codec/nwc/nwccodec.h"
-#include "codec/registry.h"
+#include "codec/registry/registry.h"
 
 const struct nwc_codec_dec *const nwc_decoders[NWC_N_DECODERS] = {
 	&nwc_codec_raw_dec,

@@ -7,8 +7,8 @@
 
 #include <stdlib.h>
 
-#include "codec/codec.h"
-#include "codec/registry.h"
+#include "codec/registry/codec.h"
+#include "codec/registry/registry.h"
 
 struct nwc_cctx {
 	const struct nwc_codec_enc *owner[NWC_N_DECODERS];

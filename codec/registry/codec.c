@@ -8,8 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "codec/codec.h"
-#include "codec/registry.h"
+#include "codec/registry/codec.h"
+#include "codec/registry/registry.h"
 
 /* The decoder of block codec @codec, or NULL (unknown or a tensor codec). */
 static const struct nwc_codec_dec *block_dec(unsigned codec)

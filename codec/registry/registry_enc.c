@@ -5,8 +5,9 @@
  */
 #include "codec/common/base.h"
 
+#include "codec/lossless.h"
 #include "codec/nwc/nwccodec.h"
-#include "codec/registry.h"
+#include "codec/registry/registry.h"
 
 static const struct nwc_codec_enc *const encoders[] = {
 	&nwc_codec_raw_enc,
