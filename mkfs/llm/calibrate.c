@@ -10,7 +10,7 @@
 #include <stdlib.h>
 
 #include "codec/common/log.h"
-#include "mkfs/llm/llm-private.h"
+#include "mkfs/llm/llm_impl.h"
 
 #define CALIB_BLOCKS 64u		/* calibration blocks to aim for */
 

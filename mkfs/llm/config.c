@@ -9,7 +9,7 @@
 #include "codec/common/io.h"
 #include "codec/common/log.h"
 #include "codec/input/json.h"
-#include "mkfs/llm/llm-private.h"
+#include "mkfs/llm/llm_impl.h"
 
 #define CONFIG_MAX (16u << 20)		/* config.json and the index */
 

@@ -12,7 +12,7 @@
 
 #include "codec/common/log.h"
 #include "codec/nwc/gemm.h"
-#include "mkfs/llm/llm-private.h"
+#include "mkfs/llm/llm_impl.h"
 
 #define CTX_LIMIT (1u << 20)		/* largest window accepted */
 #define QROWS 64u			/* query rows per attention block */

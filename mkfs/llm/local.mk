@@ -3,7 +3,7 @@
 # archives only.
 noinst_LIBRARIES += mkfs/llm/libnwcllm.a
 mkfs_llm_libnwcllm_a_SOURCES = \
-	mkfs/llm/llama.h mkfs/llm/llm-private.h \
+	mkfs/llm/llama.h mkfs/llm/llm_impl.h \
 	mkfs/llm/config.c \
 	mkfs/llm/weights.c \
 	mkfs/llm/forward.c \

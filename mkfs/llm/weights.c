@@ -19,7 +19,7 @@
 #include "codec/image/format.h"
 #include "codec/input/json.h"
 #include "codec/input/safetensors.h"
-#include "mkfs/llm/llm-private.h"
+#include "mkfs/llm/llm_impl.h"
 
 static int join_path(char *buf, const char *dir, const char *name)
 {

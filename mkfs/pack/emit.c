@@ -11,7 +11,7 @@
 #include <sys/stat.h>
 
 #include "codec/common/log.h"
-#include "mkfs/pack/pack-private.h"
+#include "mkfs/pack/pack_impl.h"
 #include "mkfs/pack/progress.h"
 
 int pack_add_nodes(struct nwc_writer *wr, struct nwc_tree *tree)

@@ -5,7 +5,7 @@
 noinst_LIBRARIES += mkfs/pack/libnwcpack.a
 mkfs_pack_libnwcpack_a_SOURCES = \
 	mkfs/pack/walk.c mkfs/pack/walk.h \
-	mkfs/pack/pack.c mkfs/pack/pack.h mkfs/pack/pack-private.h \
+	mkfs/pack/pack.c mkfs/pack/pack.h mkfs/pack/pack_impl.h \
 	mkfs/pack/plan.c mkfs/pack/pipeline.c mkfs/pack/emit.c \
 	mkfs/pack/report.c \
 	mkfs/pack/rate.c mkfs/pack/rate.h \

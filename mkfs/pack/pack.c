@@ -20,7 +20,7 @@
 
 #include "codec/nwc/gemm.h"
 #include "codec/registry/registry.h"
-#include "mkfs/pack/pack-private.h"
+#include "mkfs/pack/pack_impl.h"
 #include "mkfs/pack/progress.h"
 
 #define MEM_BUDGET_MIN (1ull << 30)	/* working memory of jobs in flight */

@@ -16,7 +16,7 @@
 #include "codec/common/io.h"
 #include "codec/common/log.h"
 #include "codec/nwc/gemm.h"
-#include "mkfs/pack/pack-private.h"
+#include "mkfs/pack/pack_impl.h"
 
 /* Free what a job holds; its sub-jobs hold only payloads. */
 void pack_free_job(struct job *j)

@@ -15,7 +15,7 @@
 
 #include "codec/common/array.h"
 #include "codec/common/log.h"
-#include "mkfs/pack/pack-private.h"
+#include "mkfs/pack/pack_impl.h"
 #include "mkfs/pack/progress.h"
 
 static bool is_safetensors(const char *name)

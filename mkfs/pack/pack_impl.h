@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * pack-private.h - what the three stages of nwc_pack() share and nothing
+ * pack_impl.h - what the three stages of nwc_pack() share and nothing
  * else includes: the plan (plan.c: every file's extents and the jobs, in
  * image order), the workers that run the jobs (pipeline.c) and the writer
  * loop that takes them in plan order (emit.c).
@@ -10,8 +10,8 @@
  * lock, and a job belongs to the worker that claimed it until it is done,
  * then to the writer.
  */
-#ifndef NWC_PACK_PRIVATE_H
-#define NWC_PACK_PRIVATE_H
+#ifndef NWC_PACK_IMPL_H
+#define NWC_PACK_IMPL_H
 
 #include "codec/common/base.h"
 
@@ -112,4 +112,4 @@ int pack_write_files(struct pipe *p, struct nwc_writer *wr,
 		     struct nwc_tree *tree, uint32_t n_files,
 		     struct nwc_pack_result *res);
 
-#endif /* NWC_PACK_PRIVATE_H */
+#endif /* NWC_PACK_IMPL_H */

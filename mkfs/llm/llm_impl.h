@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * llm-private.h - what the files of libnwcllm.a share and nothing else
+ * llm_impl.h - what the files of libnwcllm.a share and nothing else
  * includes: the loaded model (struct nwc_llama), the parsed config.json,
  * and one eval or calib run (struct run) that forward.c executes and
  * calibrate.c turns into statistics.
@@ -8,8 +8,8 @@
  * Thread safety: as llama.h says; a struct run is read-only while its
  * workers run, except the fields under its lock.
  */
-#ifndef NWC_LLM_PRIVATE_H
-#define NWC_LLM_PRIVATE_H
+#ifndef NWC_LLM_IMPL_H
+#define NWC_LLM_IMPL_H
 
 #include "codec/common/base.h"
 
@@ -104,4 +104,4 @@ int llm_run_threads(struct run *r, unsigned nthreads, bool calib);
 void llm_run_free(struct run *r);
 unsigned llm_threads_for(const struct nwc_llama_opts *o, size_t units);
 
-#endif /* NWC_LLM_PRIVATE_H */
+#endif /* NWC_LLM_IMPL_H */
