@@ -48,8 +48,8 @@ tests_gen_model_LDADD = $(NWC_TEST_LIBS)
 
 # Fuzz targets: linked with a replay driver for make check, and with
 # libFuzzer under --enable-fuzzing (CC=clang).
-tests_fuzz_image_SOURCES = tests/fuzz/image.c tests/fuzz/fuzz.h
-tests_fuzz_safetensors_SOURCES = tests/fuzz/safetensors.c tests/fuzz/fuzz.h
+tests_fuzz_image_SOURCES = tests/fuzz/fuzz_image.c tests/fuzz/fuzz.h
+tests_fuzz_safetensors_SOURCES = tests/fuzz/fuzz_safetensors.c tests/fuzz/fuzz.h
 if WITH_FUZZING
 tests_fuzz_image_CFLAGS = $(AM_CFLAGS) -fsanitize=fuzzer,address,undefined
 tests_fuzz_safetensors_CFLAGS = $(AM_CFLAGS) -fsanitize=fuzzer,address,undefined
@@ -71,13 +71,13 @@ TESTS += tests/test_iface \
 	tests/test_image tests/test_cache tests/test_engine \
 	tests/test_entropy tests/test_convert tests/test_mlp tests/test_prior \
 	tests/test_nwcmodel tests/test_ldlq tests/test_llama tests/test_nwctensor \
-	tests/eval.sh tests/framework.sh tests/train.sh tests/fuzz-replay.sh tests/man.sh tests/roundtrip.sh tests/errors.sh \
+	tests/eval.sh tests/framework.sh tests/nwctrain.sh tests/fuzz-replay.sh tests/man.sh tests/roundtrip.sh tests/errors.sh \
 	tests/mount.sh tests/mount-corrupt.sh tests/mount-real.sh tests/lossy.sh \
 	tests/layers.sh tests/deps.sh
 EXTRA_DIST += tests/lib.sh tests/fuzz-replay.sh tests/man.sh \
 	tests/roundtrip.sh tests/errors.sh tests/mount.sh \
 	tests/mount-corrupt.sh tests/mount-real.sh tests/readcheck.py \
-	tests/demo.sh tests/corpus tests/mlp_ref.py tests/train.sh \
+	tests/demo.sh tests/corpus tests/mlp_ref.py tests/nwctrain.sh \
 	tests/eval.sh tests/framework.sh tests/llama_ref.py tests/framework.py \
 	tests/lossy.sh tests/layers.sh tests/deps.sh
 

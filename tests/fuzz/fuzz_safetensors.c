@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * fuzz/safetensors.c - fuzz target: a whole .safetensors file to the parser.
+ * fuzz_safetensors.c - fuzz target: a whole .safetensors file to the parser.
  * Each rejected input logs one error line; under libFuzzer pass
  * -close_fd_mask=2 to keep them out of the way.
  */

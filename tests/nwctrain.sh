@@ -1,5 +1,5 @@
 #!/bin/sh
-# train.sh - nwc-train: a short run, --check, resume determinism, bad inputs.
+# nwctrain.sh - nwc-train: a short run, --check, resume determinism, bad inputs.
 . "$top_srcdir/tests/lib.sh"
 t_workdir
 

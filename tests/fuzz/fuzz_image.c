@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * fuzz/image.c - fuzz target: a whole image to nwc_image_open_fd(); for an
+ * fuzz_image.c - fuzz target: a whole image to nwc_image_open_fd(); for an
  * image that opens, the promises of validation are checked and every block
  * is read (NWC bands decoded with their models).  An input failing on a
  * checksum is opened a second time with every checksum recomputed (side
