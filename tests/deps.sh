@@ -66,5 +66,13 @@ lib 'cblas|openblas_config' codec/nwc/gemm.c
 lib 'f77blas|lapack|lapacke' codec/nwc/cholesky.c
 lib 'fuse|fuse_lowlevel|fuse_opt' fs/ops.h fs/nwcfs.c
 
-[ "$bad" = 0 ] || t_fail "includes cross the layers"
+# File names are unique across the tree (zstd's rule), local.mk aside.
+dups=$(find codec fs mkfs tests bench \( -name '*.[ch]' -o -name '*.sh' \
+	-o -name '*.py' \) -type f | sed 's#.*/##' | sort | uniq -d)
+if [ -n "$dups" ]; then
+	echo "FAIL: file names used twice: $dups" >&2
+	bad=1
+fi
+
+[ "$bad" = 0 ] || t_fail "includes cross the layers, or names repeat"
 echo "ok: $n files include only their own and lower layers; each library has its one file"
