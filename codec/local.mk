@@ -7,6 +7,7 @@ noinst_LIBRARIES += codec/libnwccodec.a
 codec_libnwccodec_a_CPPFLAGS = $(AM_CPPFLAGS) $(ZSTD_CFLAGS)
 codec_libnwccodec_a_SOURCES = \
 	codec/lossless.h codec/raw.c codec/bplanes.c \
+	codec/ranscore.h \
 	codec/planes.c codec/planes.h \
 	codec/zstd.c codec/zstd.h \
 	codec/rans.c codec/rans.h

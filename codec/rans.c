@@ -1,24 +1,18 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * rans.c - order-0 rANS over bytes: 32-bit states, 16-bit renormalization,
- * four interleaved states so the decoder's dependency chains overlap.
- *
- * A state x lives in [L, L << 16) with L = 2^16.  Coding symbol s (frequency
- * f, cumulative c, total M = 2^P) maps x to (x / f) * M + c + x % f after
- * pushing 16-bit words until x < f << (32 - P); decoding inverts it.  The
- * encoder runs backwards over the input and the output, so the decoder
- * reads forwards.
+ * rans.c - order-0 rANS over bytes on the shared core (ranscore.h): a
+ * header of byte frequencies, then the core's states and words.
  */
 #include "codec/common/base.h"
 
 #include <stdlib.h>
 
 #include "codec/rans.h"
+#include "codec/ranscore.h"
 
-#define RANS_L (1u << 16)
 #define NSYM 256u
-#define NSTATES 4u
-#define HDR_MAX (2 + 32 + NSYM * 3 + NSTATES * 4)
+#define NSTATES NWC_RANS_WAYS
+#define HDR_MAX (2 + 32 + NSYM * 3 + NWC_RANS_STATES_LEN)
 
 size_t nwc_rans8_bound(size_t len)
 {
@@ -141,22 +135,19 @@ ssize_t nwc_rans8_encode(const uint8_t *src, size_t len, uint8_t *dst,
 		return -ENOMEM;
 	w = words + len + NSTATES;
 	for (unsigned k = 0; k < NSTATES; k++)
-		x[k] = RANS_L;
+		x[k] = NWC_RANS_L;
 	for (size_t i = len; i-- > 0;) {
 		uint32_t *st = &x[i % NSTATES];
 		uint32_t f = freq[src[i]];
-		uint64_t xmax = (uint64_t)f << (32 - prec);	/* 2^32 when f = M */
+		uint16_t word;
 
-		if (*st >= xmax) {	/* one word always suffices: P <= 16 */
-			*--w = (uint16_t)*st;
-			*st >>= 16;
-		}
-		*st = ((*st / f) << prec) + *st % f + cum[src[i]];
+		if (nwc_rans_enc_renorm(st, f, prec, &word))
+			*--w = word;
+		*st = nwc_rans_enc_step(*st, f, cum[src[i]], prec);
 	}
 	nwords = (size_t)(words + len + NSTATES - w);
-	for (unsigned k = 0; k < NSTATES; k++)
-		nwc_put_le32(dst + pos + 4 * k, x[k]);
-	pos += 4 * NSTATES;
+	nwc_rans_states_put(dst + pos, x);
+	pos += NWC_RANS_STATES_LEN;
 	for (size_t i = 0; i < nwords; i++)
 		nwc_put_le16(dst + pos + 2 * i, w[i]);
 	pos += 2 * nwords;
@@ -183,7 +174,7 @@ int nwc_rans8_decode(const uint8_t *src, size_t srclen, uint8_t *dst,
 	size_t pos = 33, wpos, wend, i = 0;
 	unsigned prec;
 
-	if (srclen < 33 + 4 * NSTATES)
+	if (srclen < 33 + NWC_RANS_STATES_LEN)
 		return -NWC_ECORRUPT;
 	prec = src[0];
 	if (prec < NWC_RANS_PREC_MIN || prec > NWC_RANS_PREC_MAX)
@@ -197,7 +188,7 @@ int nwc_rans8_decode(const uint8_t *src, size_t srclen, uint8_t *dst,
 			return -NWC_ECORRUPT;
 		c += freq[s];
 	}
-	if (c != m || srclen - pos < 4 * NSTATES)
+	if (c != m || srclen - pos < NWC_RANS_STATES_LEN)
 		return -NWC_ECORRUPT;
 	c = 0;
 	for (unsigned s = 0; s < NSYM; s++) {
@@ -208,12 +199,9 @@ int nwc_rans8_decode(const uint8_t *src, size_t srclen, uint8_t *dst,
 		}
 		c += freq[s];
 	}
-	for (unsigned k = 0; k < NSTATES; k++) {
-		x[k] = nwc_get_le32(src + pos + 4 * k);
-		if (x[k] < RANS_L)
-			return -NWC_ECORRUPT;
-	}
-	wpos = pos + 4 * NSTATES;
+	if (nwc_rans_states_get(src + pos, x))
+		return -NWC_ECORRUPT;
+	wpos = pos + NWC_RANS_STATES_LEN;
 	wend = srclen;
 	if ((wend - wpos) % 2)
 		return -NWC_ECORRUPT;
@@ -222,8 +210,8 @@ int nwc_rans8_decode(const uint8_t *src, size_t srclen, uint8_t *dst,
 		uint32_t s_ = x[k] & (m - 1);				\
 		const struct dslot d_ = slots[s_];			\
 		(out) = sym[s_];					\
-		x[k] = d_.freq * (x[k] >> prec) + d_.bias;		\
-		if (x[k] < RANS_L) {					\
+		x[k] = nwc_rans_dec_step(x[k], d_.freq, d_.bias, prec);	\
+		if (nwc_rans_dec_low(x[k])) {				\
 			x[k] = x[k] << 16 | nwc_get_le16(src + wpos);	\
 			wpos += 2;					\
 		}							\
@@ -242,8 +230,9 @@ int nwc_rans8_decode(const uint8_t *src, size_t srclen, uint8_t *dst,
 		uint32_t slot = *st & (m - 1);
 
 		dst[i] = sym[slot];
-		*st = slots[slot].freq * (*st >> prec) + slots[slot].bias;
-		if (*st < RANS_L) {
+		*st = nwc_rans_dec_step(*st, slots[slot].freq,
+					slots[slot].bias, prec);
+		if (nwc_rans_dec_low(*st)) {
 			if (wend - wpos < 2)
 				return -NWC_ECORRUPT;
 			*st = *st << 16 | nwc_get_le16(src + wpos);
@@ -252,10 +241,7 @@ int nwc_rans8_decode(const uint8_t *src, size_t srclen, uint8_t *dst,
 	}
 #undef DECODE_ONE
 	/* The encoder started every state at L and used every word. */
-	if (wpos != wend)
+	if (wpos != wend || !nwc_rans_states_done(x))
 		return -NWC_ECORRUPT;
-	for (unsigned k = 0; k < NSTATES; k++)
-		if (x[k] != RANS_L)
-			return -NWC_ECORRUPT;
 	return 0;
 }

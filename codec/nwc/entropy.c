@@ -1,15 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * entropy.c - 16-bit integer probability tables with an escape, and an
- * interleaved rANS coder that picks one table per value.
- *
- * A state x lives in [L, L << 16) with L = M = 2^16.  Coding a symbol of
- * frequency f and cumulative c maps x to (x / f) * M + c + x % f after
- * pushing one 16-bit word if x >= f << 16; decoding inverts it and pulls a
- * word whenever x drops below L.  The encoder runs backwards over values and
- * output so the decoder reads forwards.  An escaped value costs the escape
- * symbol, its nibble count g (uniform over 1..8) and g nibbles (uniform,
- * lowest first), all on the value's own state.
+ * interleaved rANS coder (on the core of codec/ranscore.h, M = 2^16) that
+ * picks one table per value.  An escaped value costs the escape symbol,
+ * its nibble count g (uniform over 1..8) and g nibbles (uniform, lowest
+ * first), all on the value's own state.
  *
  * This file is the decode side (libnwcdec.a): tables from counts, a pmf or
  * a saved table, and the decoders.  The encoder, table serialization and
@@ -330,7 +325,7 @@ int nwc_qdist_load(const uint8_t *buf, size_t len, size_t *used,
 static inline int dec_renorm(uint32_t *x, const uint8_t *src, size_t *wpos,
 			     size_t wend)
 {
-	if (*x < RANS_L) {
+	if (nwc_rans_dec_low(*x)) {
 		if (wend - *wpos < 2)
 			return -NWC_ECORRUPT;
 		*x = *x << 16 | nwc_get_le16(src + *wpos);
@@ -352,7 +347,7 @@ static int dec_escape(const struct nwc_qdist *d, uint32_t *x,
 	int ret;
 
 	g = slot / G_FREQ + 1;
-	*x = G_FREQ * (*x >> PREC) + slot % G_FREQ;
+	*x = nwc_rans_dec_step(*x, G_FREQ, slot % G_FREQ, PREC);
 	ret = dec_renorm(x, src, wpos, wend);
 	if (ret)
 		return ret;
@@ -360,7 +355,7 @@ static int dec_escape(const struct nwc_qdist *d, uint32_t *x,
 		slot = *x & (M - 1);
 		nib = slot / NIB_FREQ;
 		u |= nib << 4 * j;
-		*x = NIB_FREQ * (*x >> PREC) + slot % NIB_FREQ;
+		*x = nwc_rans_dec_step(*x, NIB_FREQ, slot % NIB_FREQ, PREC);
 		ret = dec_renorm(x, src, wpos, wend);
 		if (ret)
 			return ret;
@@ -381,7 +376,7 @@ static int dec_value(const struct nwc_qdist *d, uint32_t *x,
 	uint32_t slot = *x & (M - 1), s = slot_sym(d, slot), fc = d->fc[s];
 	int ret;
 
-	*x = fc_freq(fc) * (*x >> PREC) + slot - fc_cum(fc);
+	*x = nwc_rans_dec_step(*x, fc_freq(fc), slot - fc_cum(fc), PREC);
 	ret = dec_renorm(x, src, wpos, wend);
 	if (ret)
 		return ret;
@@ -396,22 +391,14 @@ static int dec_start(uint32_t *x, const uint8_t *src, size_t len)
 {
 	if (len < HDR_LEN || (len - HDR_LEN) % 2)
 		return -NWC_ECORRUPT;
-	for (unsigned k = 0; k < NSTATES; k++) {
-		x[k] = nwc_get_le32(src + 4 * k);
-		if (x[k] < RANS_L)
-			return -NWC_ECORRUPT;
-	}
-	return 0;
+	return nwc_rans_states_get(src, x);
 }
 
 /* The encoder started every state at L and used every word. */
 static int dec_finish(const uint32_t *x, size_t wpos, size_t len)
 {
-	if (wpos != len)
+	if (wpos != len || !nwc_rans_states_done(x))
 		return -NWC_ECORRUPT;
-	for (unsigned k = 0; k < NSTATES; k++)
-		if (x[k] != RANS_L)
-			return -NWC_ECORRUPT;
 	return 0;
 }
 
@@ -424,19 +411,16 @@ static int dec_finish(const uint32_t *x, size_t wpos, size_t len)
 static inline uint32_t dec_take(const struct nwc_qdist *d, uint32_t s,
 				uint32_t x, const uint8_t *src, size_t *wpos)
 {
-	uint32_t fc = d->fc[s], w = nwc_get_le16(src + *wpos), pull;
+	uint32_t fc = d->fc[s];
 
-	x = fc_freq(fc) * (x >> PREC) + (x & (M - 1)) - fc_cum(fc);
+	x = nwc_rans_dec_step(x, fc_freq(fc), (x & (M - 1)) - fc_cum(fc),
+			      PREC);
 	/*
-	 * No branch: whether a word is pulled is a coin toss to the CPU.
-	 * With the compare of slot_sym(), this took the trellis decoder
-	 * from 0.40 to 0.06 mispredicted branches per value (cachegrind)
-	 * and from 84-105 to 103-126 MB/s.  Shift and mask, not a select,
-	 * which GCC 12 compiles to a branch here (0.31 per value again).
+	 * No branch: with the compare of slot_sym(), this took the trellis
+	 * decoder from 0.40 to 0.06 mispredicted branches per value
+	 * (cachegrind) and from 84-105 to 103-126 MB/s.
 	 */
-	pull = x < RANS_L;
-	*wpos += 2 * pull;
-	return (x << (16 * pull)) | (w & -pull);
+	return nwc_rans_dec_pull(x, src + *wpos, wpos);
 }
 
 /* Position in an FSM's sequence and its table offset, one value on. */

@@ -65,14 +65,15 @@ size_t nwc_ents_bound(size_t n)
 static inline int enc_put(uint32_t *x, uint32_t f, uint32_t c, uint8_t **w,
 			  const uint8_t *wmin)
 {
-	if (*x >= (uint64_t)f << 16) {
+	uint16_t word;
+
+	if (nwc_rans_enc_renorm(x, f, PREC, &word)) {
 		if (*w - wmin < 2)
 			return -ENOBUFS;
 		*w -= 2;
-		nwc_put_le16(*w, (uint16_t)*x);
-		*x >>= 16;
+		nwc_put_le16(*w, word);
 	}
-	*x = ((*x / f) << PREC) + *x % f + c;
+	*x = nwc_rans_enc_step(*x, f, c, PREC);
 	return 0;
 }
 
@@ -91,7 +92,7 @@ ssize_t nwc_ents_encode(const struct nwc_qdist *const *dists,
 	end = dst + cap;
 	w = end;
 	for (unsigned k = 0; k < NSTATES; k++)
-		x[k] = RANS_L;
+		x[k] = NWC_RANS_L;
 	for (size_t i = n; i-- > 0;) {
 		const struct nwc_qdist *d = dists[ctx ? ctx[i] : 0];
 		uint32_t *st = &x[i % NSTATES];
@@ -122,7 +123,6 @@ ssize_t nwc_ents_encode(const struct nwc_qdist *const *dists,
 	}
 	nwords = (size_t)(end - w) / 2;
 	memmove(dst + HDR_LEN, w, 2 * nwords);
-	for (unsigned k = 0; k < NSTATES; k++)
-		nwc_put_le32(dst + 4 * k, x[k]);
+	nwc_rans_states_put(dst, x);
 	return (ssize_t)(HDR_LEN + 2 * nwords);
 }

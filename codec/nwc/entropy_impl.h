@@ -12,12 +12,12 @@
 
 #include "codec/common/base.h"
 #include "codec/nwc/entropy.h"
+#include "codec/ranscore.h"
 
 #define PREC NWC_QDIST_PREC
 #define M (1u << PREC)
-#define RANS_L (1u << 16)
-#define NSTATES 4u
-#define HDR_LEN (4 * NSTATES)
+#define NSTATES NWC_RANS_WAYS
+#define HDR_LEN NWC_RANS_STATES_LEN	/* the streams start with the states */
 
 #define QD_MAGIC "NWQD"
 #define QD_VERSION 1u
