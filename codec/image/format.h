@@ -240,58 +240,51 @@
 #define NWC_SB_CREATED_BY 80
 #define NWC_SB_XXH 120
 
-/* Section directory entry field offsets. */
-#define NWC_DIRENT_TYPE 0
-#define NWC_DIRENT_VERSION 4
-#define NWC_DIRENT_OFF 8
-#define NWC_DIRENT_LEN 16
-#define NWC_DIRENT_XXH 24
+/*
+ * The fields of each fixed-size record, in record order, as X(bits, field,
+ * offset): the one place their offsets are written.  codec/image/record.c
+ * expands them into the encode and decode functions of record.h.
+ */
+#define NWC_SB_FIELDS(X)						\
+	X(32, version, NWC_SB_VERSION)					\
+	X(32, sb_size, NWC_SB_SBSIZE)					\
+	X(64, compat, NWC_SB_COMPAT)					\
+	X(64, incompat, NWC_SB_INCOMPAT)				\
+	X(64, image_size, NWC_SB_IMAGE_SIZE)				\
+	X(64, data_off, NWC_SB_DATA_OFF)				\
+	X(64, data_len, NWC_SB_DATA_LEN)				\
+	X(64, dir_off, NWC_SB_DIR_OFF)					\
+	X(32, dir_count, NWC_SB_DIR_COUNT)				\
+	X(32, block_log2, NWC_SB_BLOCK_LOG2)				\
+	X(64, dir_xxh, NWC_SB_DIR_XXH)					\
+	X(64, created_by, NWC_SB_CREATED_BY)
 
-/* INODES record field offsets. */
-#define NWC_INO_MODE 0
-#define NWC_INO_PARENT 4
-#define NWC_INO_NAME_OFF 8
-#define NWC_INO_NAME_LEN 12
-#define NWC_INO_MTIME 16
-#define NWC_INO_MTIME_NS 24
-#define NWC_INO_FLAGS 28
-#define NWC_INO_BYTES 32	/* the "size" field */
-#define NWC_INO_FIRST 40
-#define NWC_INO_COUNT 44
+#define NWC_DIRENT_FIELDS(X)						\
+	X(32, type, 0) X(32, version, 4) X(64, off, 8) X(64, len, 16)	\
+	X(64, xxh, 24)
 
-/* EXTENTS record field offsets. */
-#define NWC_EXT_FILE_OFF 0
-#define NWC_EXT_LEN 8
-#define NWC_EXT_FIRST_BLOCK 16
-#define NWC_EXT_NBLOCKS 20
-#define NWC_EXT_BLOCK_LEN 24
-#define NWC_EXT_CODEC 28
-#define NWC_EXT_FLAGS 30
-#define NWC_EXT_CODEC_ARG 32
-#define NWC_EXT_TENSOR 36
-#define NWC_EXT_RESERVED 40
+#define NWC_INODE_FIELDS(X)						\
+	X(32, mode, 0) X(32, parent, 4) X(32, name_off, 8)		\
+	X(32, name_len, 12) X(64, mtime, 16) X(32, mtime_ns, 24)	\
+	X(32, flags, 28) X(64, size, 32) X(32, first, 40)		\
+	X(32, count, 44)
 
-/* BLOCKS record field offsets. */
-#define NWC_BLK_OFF 0
-#define NWC_BLK_STORED_LEN 8
-#define NWC_BLK_RAW_LEN 12
-#define NWC_BLK_XXH 16
+#define NWC_EXTENT_FIELDS(X)						\
+	X(64, file_off, 0) X(64, len, 8) X(32, first_block, 16)	\
+	X(32, nblocks, 20) X(32, block_len, 24) X(16, codec, 28)	\
+	X(16, flags, 30) X(32, codec_arg, 32) X(32, tensor, 36)	\
+	X(64, reserved, 40)
 
-/* TENSORS record field offsets. */
-#define NWC_TNS_INODE 0
-#define NWC_TNS_NAME_OFF 4
-#define NWC_TNS_NAME_LEN 8
-#define NWC_TNS_DTYPE 12
-#define NWC_TNS_NDIM 14
-#define NWC_TNS_DATA_OFF 16
-#define NWC_TNS_DATA_LEN 24
-#define NWC_TNS_SHAPE_OFF 32
-#define NWC_TNS_CODEC 36
-#define NWC_TNS_RESERVED16 38
-#define NWC_TNS_SIDE_OFF 40
-#define NWC_TNS_SIDE_LEN 48
-#define NWC_TNS_RESERVED32 52
-#define NWC_TNS_SIDE_XXH 56
+#define NWC_BLOCK_FIELDS(X)						\
+	X(64, off, 0) X(32, stored_len, 8) X(32, raw_len, 12)		\
+	X(64, xxh, 16)
+
+#define NWC_TENSOR_FIELDS(X)						\
+	X(32, inode, 0) X(32, name_off, 4) X(32, name_len, 8)		\
+	X(16, dtype, 12) X(16, ndim, 14) X(64, data_off, 16)		\
+	X(64, data_len, 24) X(32, shape_off, 32) X(16, codec, 36)	\
+	X(16, reserved16, 38) X(64, side_off, 40) X(32, side_len, 48)	\
+	X(32, reserved32, 52) X(64, side_xxh, 56)
 
 /* Feature bits. */
 #define NWC_INCOMPAT_NWC (1ull << 0)	/* MODELS section, NWC_CODEC_NWC */

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * record.h - one encode and one decode function per fixed-size record of
- * the image format (format.h, sections 1-7): the only code that knows the
- * field offsets, used by the reader, the writer and the tests.
+ * the image format (format.h, sections 1-7), expanded from the field lists
+ * of format.h (the one place the offsets are written); used by the reader
+ * and the writer.
  *
  *	struct nwc_rec_block b;
  *	nwc_rec_block_decode(table + i * NWC_BLOCK_SIZE, &b);
@@ -97,18 +98,24 @@ struct nwc_rec_tensor {
 	uint64_t side_xxh;
 };
 
-void nwc_rec_super_encode(const struct nwc_rec_super *r, uint8_t *p);
-/* The magic is not checked here; @p holds NWC_SB_SIZE bytes. */
-void nwc_rec_super_decode(const uint8_t *p, struct nwc_rec_super *r);
-void nwc_rec_dirent_encode(const struct nwc_rec_dirent *r, uint8_t *p);
-void nwc_rec_dirent_decode(const uint8_t *p, struct nwc_rec_dirent *r);
-void nwc_rec_inode_encode(const struct nwc_rec_inode *r, uint8_t *p);
-void nwc_rec_inode_decode(const uint8_t *p, struct nwc_rec_inode *r);
-void nwc_rec_extent_encode(const struct nwc_rec_extent *r, uint8_t *p);
-void nwc_rec_extent_decode(const uint8_t *p, struct nwc_rec_extent *r);
-void nwc_rec_block_encode(const struct nwc_rec_block *r, uint8_t *p);
-void nwc_rec_block_decode(const uint8_t *p, struct nwc_rec_block *r);
-void nwc_rec_tensor_encode(const struct nwc_rec_tensor *r, uint8_t *p);
-void nwc_rec_tensor_decode(const uint8_t *p, struct nwc_rec_tensor *r);
+#define NWC_REC_FUNCS(kind)						\
+	void nwc_rec_##kind##_encode(const struct nwc_rec_##kind *r,	\
+				     uint8_t *p);			\
+	void nwc_rec_##kind##_decode(const uint8_t *p,			\
+				     struct nwc_rec_##kind *r);
+
+/*
+ * nwc_rec_KIND_encode() writes the NWC_KIND_SIZE bytes of a record at @p,
+ * reserved bytes as zero; nwc_rec_KIND_decode() reads them.  For the
+ * superblock encode also writes the magic and the checksum, and decode
+ * checks neither (the reader does) but says whether the reserved bytes are
+ * zero.
+ */
+NWC_REC_FUNCS(super)
+NWC_REC_FUNCS(dirent)
+NWC_REC_FUNCS(inode)
+NWC_REC_FUNCS(extent)
+NWC_REC_FUNCS(block)
+NWC_REC_FUNCS(tensor)
 
 #endif /* NWC_RECORD_H */
