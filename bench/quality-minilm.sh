@@ -49,12 +49,8 @@
 # python3 and /usr/bin/python3 that imports torch and transformers).
 [ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"
 set -u
-LC_ALL=C
-export LC_ALL
 
-top_srcdir=$(cd "${top_srcdir:-.}" && pwd) || exit 1
-top_builddir=$(cd "${top_builddir:-.}" && pwd) || exit 1
-. "$top_srcdir/tests/lib.sh"
+. "${top_srcdir:-.}/tests/lib.sh"
 
 QZ=$B/bench/quantize
 SHARED=${NWC_SHARED:-$S/../shared}

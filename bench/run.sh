@@ -14,12 +14,8 @@
 #   NWC_BENCH_SKIP   datasets to leave out, e.g. "B32 C"
 [ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"
 set -u
-LC_ALL=C
-export LC_ALL
 
-top_srcdir=$(cd "${top_srcdir:-.}" && pwd) || exit 1
-top_builddir=$(cd "${top_builddir:-.}" && pwd) || exit 1
-. "$top_srcdir/tests/lib.sh"
+. "${top_srcdir:-.}/tests/lib.sh"
 
 RB=$B/bench/readbench
 CACHE=$B/bench/cache

@@ -10,47 +10,24 @@
 
 #include "codec/planes.h"
 #include "codec/rans.h"
+#include "codec/common/array.h"
 #include "codec/lossless.h"
 #include "codec/zstd.h"
 
 #define ZSTD_WORD_SIZE 4u	/* one u32 per plane ahead of the planes */
 
-/* A buffer that grows on demand and is never shrunk. */
-struct scratch {
-	uint8_t *buf;
-	size_t cap;
-};
-
 /* Per-thread compression state. */
 struct zcctx {
 	struct nwc_zstd_cctx *z;
-	struct scratch planes;	/* planes of the block being encoded */
-	struct scratch rans;	/* rANS candidate for one plane */
+	struct nwc_scratch planes;	/* planes of the block being encoded */
+	struct nwc_scratch rans;	/* rANS candidate for one plane */
 };
 
 /* Per-thread decompression state. */
 struct zdctx {
 	struct nwc_zstd_dctx *z;
-	struct scratch planes;	/* decompressed planes before merging */
+	struct nwc_scratch planes;	/* decompressed planes before merging */
 };
-
-/* Old contents are not kept: callers refill the buffer after growing it. */
-static void *scratch_get(struct scratch *s, size_t len)
-{
-	uint8_t *buf;
-
-	if (len == 0)
-		len = 1;
-	if (len <= s->cap)
-		return s->buf;
-	buf = malloc(len);
-	if (!buf)
-		return NULL;
-	free(s->buf);
-	s->buf = buf;
-	s->cap = len;
-	return buf;
-}
 
 /* Element size and float flag of a zstd argument; -NWC_ECORRUPT if bad. */
 static int zstd_arg(uint32_t arg, unsigned *esize, bool *rot)
@@ -179,7 +156,7 @@ static ssize_t encode_plane(struct zcctx *cctx, const uint8_t *plane,
 				       NWC_MIN(limit, room));
 		if (nz < 0 && nz != -ENOSPC)
 			return nz;
-		rbuf = scratch_get(&cctx->rans, nwc_rans8_bound(plen));
+		rbuf = nwc_scratch_get(&cctx->rans, nwc_rans8_bound(plen));
 		if (!rbuf)
 			return -ENOMEM;
 		nr = nwc_rans8_encode(plane, plen, rbuf, nwc_rans8_bound(plen));
@@ -219,7 +196,7 @@ static ssize_t zstd_encode(struct zcctx *cctx, unsigned e, bool rot,
 	if (e == 1) {
 		planes[0] = src;
 	} else {
-		uint8_t *buf = scratch_get(&cctx->planes, len);
+		uint8_t *buf = nwc_scratch_get(&cctx->planes, len);
 		uint8_t *split[8];
 
 		if (!buf)
@@ -304,7 +281,7 @@ static int zstd_decode(struct zdctx *dctx, unsigned e, bool rot,
 			planes[p] = src + off;
 		} else {
 			if (!buf) {
-				buf = scratch_get(&dctx->planes, raw_len);
+				buf = nwc_scratch_get(&dctx->planes, raw_len);
 				if (!buf)
 					return -ENOMEM;
 			}

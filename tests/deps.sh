@@ -5,8 +5,6 @@
 # file and the include.
 . "$top_srcdir/tests/lib.sh"
 
-LC_ALL=C
-export LC_ALL
 cd "$top_srcdir" || t_fail "cannot enter $top_srcdir"
 
 # allowed FOLDER: the folders whose headers FOLDER's files may include.

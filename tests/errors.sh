@@ -6,8 +6,6 @@
 . "$top_srcdir/tests/lib.sh"
 t_require_python
 t_workdir
-LC_ALL=C
-export LC_ALL
 
 # run WANT CMD...: run CMD, stdout and stderr to $W/out; fail unless it
 # exits with WANT.

@@ -10,8 +10,6 @@ command -v nm >/dev/null 2>&1 || t_skip "nm not on PATH"
 ENC=$B/codec/nwc/libnwcenc.a
 [ -f "$ENC" ] || t_fail "$ENC not built"
 [ -x "$FSCK" ] || t_fail "$FSCK not built"
-LC_ALL=C
-export LC_ALL
 t_workdir
 
 # Global text, data, bss and read-only symbols, one name a line, sorted.

@@ -1,4 +1,5 @@
-# lib.sh - helpers for the shell tests; source it first.
+# lib.sh - helpers for the shell tests and benchmarks; source it first.
+# It sets LC_ALL=C and makes $top_srcdir and $top_builddir absolute.
 #
 #   t_skip REASON       print "SKIP: REASON" and exit 77
 #   t_fail MESSAGE      print "FAIL: MESSAGE" and exit 1
@@ -14,9 +15,11 @@
 #                       payload lies in IMG, and which bytes of PATH it holds
 #   t_flip_byte FILE OFF  invert every bit of the byte at offset OFF of FILE
 set -u
+LC_ALL=C
+export LC_ALL
 
-: "${top_srcdir:=.}"
-: "${top_builddir:=.}"
+top_srcdir=$(cd "${top_srcdir:-.}" && pwd) || exit 1
+top_builddir=$(cd "${top_builddir:-.}" && pwd) || exit 1
 B=$top_builddir
 S=$top_srcdir
 MKFS=$B/mkfs/mkfs.nwc

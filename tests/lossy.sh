@@ -10,8 +10,6 @@
 t_require_python
 python3 -c 'import numpy' 2>/dev/null || t_skip "python3 has no numpy"
 t_workdir
-LC_ALL=C
-export LC_ALL
 CALIB_TOKENS=${NWC_SHARED:-$S/../shared}/corpus/tinystories_tok512_calib.u16
 
 # Codec models: the shipped ones once trained; else two tiny ones made

@@ -4,8 +4,6 @@
 . "$top_srcdir/tests/lib.sh"
 
 command -v groff >/dev/null 2>&1 || t_skip "groff not installed"
-LC_ALL=C
-export LC_ALL
 t_workdir
 
 # Plain text of a page: no overstriking, no line breaks inside paragraphs,

@@ -7,8 +7,6 @@
 t_require_fuse
 t_require_python
 t_workdir
-LC_ALL=C
-export LC_ALL
 
 t_gen --seed 5 --dtype F16 --size tiny "$W/model"
 m=$W/model

@@ -7,8 +7,6 @@
 t_require_fuse
 t_require_python
 t_workdir
-LC_ALL=C
-export LC_ALL
 RC=$S/tests/readcheck.py
 
 t_gen --seed 3 --dtype BF16 --size tiny "$W/model"

@@ -7,8 +7,6 @@
 . "$top_srcdir/tests/lib.sh"
 t_require_python
 t_workdir
-LC_ALL=C
-export LC_ALL
 
 # meta DIR: one line per entry of DIR: path, type, size (not for
 # directories), mode, mtime with nanoseconds, link target.

@@ -55,6 +55,23 @@ static int t_failed;
 
 #define T_EXIT() return t_failed ? 1 : 0
 
+/*
+ * t_tmpdir() - create a fresh directory $TMPDIR/nwc-@name.XXXXXX (/tmp
+ * without TMPDIR) into @dir; 0, or -1 after perror().
+ */
+static inline int t_tmpdir(char *dir, size_t len, const char *name)
+{
+	const char *tmp = getenv("TMPDIR");
+
+	snprintf(dir, len, "%s/nwc-%s.XXXXXX", tmp && *tmp ? tmp : "/tmp",
+		 name);
+	if (!mkdtemp(dir)) {
+		perror(dir);
+		return -1;
+	}
+	return 0;
+}
+
 static inline void t_skip(const char *why)
 {
 	printf("SKIP: %s\n", why);

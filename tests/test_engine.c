@@ -901,16 +901,11 @@ static void test_open_errors(void)
 
 int main(void)
 {
-	const char *tmp = getenv("TMPDIR");
 	struct nwc_engine *eng;
 	int ret;
 
-	snprintf(tdir, sizeof(tdir), "%s/nwc-test-engine.XXXXXX",
-		 tmp && *tmp ? tmp : "/tmp");
-	if (!mkdtemp(tdir)) {
-		perror(tdir);
+	if (t_tmpdir(tdir, sizeof(tdir), "test-engine"))
 		return 99;
-	}
 	snprintf(good_path, sizeof(good_path), "%s/good.nwc", tdir);
 	snprintf(bad_path, sizeof(bad_path), "%s/bad.nwc", tdir);
 	setup_expected();

@@ -505,15 +505,10 @@ static void test_section_pairing(void)
 
 int main(void)
 {
-	const char *tmp = getenv("TMPDIR");
 	char cmd[300];
 
-	snprintf(tdir, sizeof(tdir), "%s/nwc-test-iface.XXXXXX",
-		 tmp && *tmp ? tmp : "/tmp");
-	if (!mkdtemp(tdir)) {
-		perror(tdir);
+	if (t_tmpdir(tdir, sizeof(tdir), "test-iface"))
 		return 99;
-	}
 	T_RUN(test_block_codec);
 	T_RUN(test_tensor_codec);
 	T_RUN(test_section_pairing);

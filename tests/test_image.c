@@ -2769,16 +2769,11 @@ static int write_corpus(const char *dir)
 
 int main(int argc, char **argv)
 {
-	const char *tmp = getenv("TMPDIR");
 	const char *corpus = NULL;
 	char path[512];
 
-	snprintf(tdir, sizeof(tdir), "%s/nwc-test-image.XXXXXX",
-		 tmp && *tmp ? tmp : "/tmp");
-	if (!mkdtemp(tdir)) {
-		perror(tdir);
+	if (t_tmpdir(tdir, sizeof(tdir), "test-image"))
 		return 99;
-	}
 	if (argc == 3 && !strcmp(argv[1], "--write-corpus")) {
 		corpus = argv[2];
 	} else if (argc != 1) {

@@ -449,14 +449,8 @@ static void test_errors(void)
 
 int main(void)
 {
-	const char *tmp = getenv("TMPDIR");
-
-	snprintf(tmpdir, sizeof(tmpdir), "%s/test_llama.XXXXXX",
-		 tmp ? tmp : "/tmp");
-	if (!mkdtemp(tmpdir)) {
-		perror("mkdtemp");
+	if (t_tmpdir(tmpdir, sizeof(tmpdir), "test-llama"))
 		return 99;
-	}
 	T_RUN(test_eval);
 	T_RUN(test_calib);
 	T_RUN(test_threads);

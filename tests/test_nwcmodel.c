@@ -20,7 +20,7 @@
 #define TR 1
 #define NCHUNK 300
 
-static char dir[] = "/tmp/test_nwcmodel.XXXXXX";
+static char dir[200];
 /* Hide the error lines of expected failures (NWC_TEST_VERBOSE shows them). */
 /* A small untrained model, finalized. */
 static struct nwc_model *small_model(uint64_t seed)
@@ -436,10 +436,8 @@ static void test_chunks(void)
 
 int main(void)
 {
-	if (!mkdtemp(dir)) {
-		perror("mkdtemp");
+	if (t_tmpdir(dir, sizeof(dir), "test-nwcmodel"))
 		return 99;
-	}
 	T_RUN(test_layout);
 	T_RUN(test_roundtrip_file);
 	T_RUN(test_corruption);

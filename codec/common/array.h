@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * array.h - the project's one growable-array helper: make room for one more
- * (or @n) elements of a realloc'd array by doubling its capacity.
+ * (or @n) elements of a realloc'd array by doubling its capacity; and a
+ * scratch buffer whose contents need not survive growing.
  *
  *	struct item *v = NULL;
  *	size_t n = 0, cap = 0;
@@ -53,6 +54,34 @@ static inline int nwc_array_reserve(void **arr, size_t *cap, size_t n,
 				    size_t size)
 {
 	return nwc_array_reserve_max(arr, cap, n, size, SIZE_MAX);
+}
+
+/* A scratch buffer that grows on demand and is never shrunk. */
+struct nwc_scratch {
+	void *buf;
+	size_t cap;
+};
+
+/*
+ * nwc_scratch_get() - @s's buffer, grown to at least @len bytes (1 for 0).
+ * Old contents are not kept: callers refill the buffer after growing it.
+ * Returns NULL, the buffer unchanged, when allocation fails.
+ */
+static inline void *nwc_scratch_get(struct nwc_scratch *s, size_t len)
+{
+	void *buf;
+
+	if (len == 0)
+		len = 1;
+	if (len <= s->cap)
+		return s->buf;
+	buf = malloc(len);
+	if (!buf)
+		return NULL;
+	free(s->buf);
+	s->buf = buf;
+	s->cap = len;
+	return buf;
 }
 
 #endif /* NWC_ARRAY_H */

@@ -4,13 +4,13 @@
 
 #include <stdlib.h>
 
+#include "codec/common/array.h"
 #include "codec/image/iface.h"
 
 #define DCTX_SLOTS 8u	/* codecs with per-thread scratch in one context */
 
 struct nwc_dctx {
-	uint8_t *payload;	/* handed out by nwc_dctx_scratch() */
-	size_t cap;
+	struct nwc_scratch payload;	/* handed out by nwc_dctx_scratch() */
 	const struct nwc_codec_dec *owner[DCTX_SLOTS];
 	void *scratch[DCTX_SLOTS];
 };
@@ -54,26 +54,13 @@ void nwc_dctx_free(struct nwc_dctx *dctx)
 		return;
 	for (unsigned i = 0; i < DCTX_SLOTS && dctx->owner[i]; i++)
 		dctx->owner[i]->dctx_free(dctx->scratch[i]);
-	free(dctx->payload);
+	free(dctx->payload.buf);
 	free(dctx);
 }
 
-/* Old contents are not kept: callers refill the buffer after growing it. */
 void *nwc_dctx_scratch(struct nwc_dctx *dctx, size_t len)
 {
-	uint8_t *buf;
-
-	if (len == 0)
-		len = 1;
-	if (len <= dctx->cap)
-		return dctx->payload;
-	buf = malloc(len);
-	if (!buf)
-		return NULL;
-	free(dctx->payload);
-	dctx->payload = buf;
-	dctx->cap = len;
-	return buf;
+	return nwc_scratch_get(&dctx->payload, len);
 }
 
 int nwc_dctx_codec(struct nwc_dctx *dctx, const struct nwc_codec_dec *dec,

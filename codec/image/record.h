@@ -18,85 +18,24 @@
 
 #include "codec/image/format.h"
 
-/* Superblock (NWC_SB_SIZE bytes); sb_xxh is computed by the encoder. */
+/*
+ * One member per field of format.h's lists, named and sized as there
+ * (signed fields such as an inode's mtime travel as their unsigned bits).
+ */
+#define NWC_REC_MEMBER(bits, field, off) uint##bits##_t field;
+
+/* Superblock (NWC_SB_SIZE bytes); the encoder adds magic and sb_xxh. */
 struct nwc_rec_super {
-	uint32_t version;
-	uint32_t sb_size;
-	uint64_t compat;
-	uint64_t incompat;
-	uint64_t image_size;
-	uint64_t data_off;
-	uint64_t data_len;
-	uint64_t dir_off;
-	uint32_t dir_count;
-	uint32_t block_log2;
-	uint64_t dir_xxh;
-	uint64_t created_by;
+	NWC_SB_FIELDS(NWC_REC_MEMBER)
 	bool reserved_zero;	/* decode: the reserved bytes are zero */
 };
 
-/* Section directory entry (NWC_SECT_SIZE bytes). */
-struct nwc_rec_dirent {
-	uint32_t type;
-	uint32_t version;
-	uint64_t off;
-	uint64_t len;
-	uint64_t xxh;
-};
-
-/* INODES record (NWC_INODE_SIZE bytes). */
-struct nwc_rec_inode {
-	uint32_t mode;
-	uint32_t parent;
-	uint32_t name_off;
-	uint32_t name_len;
-	int64_t mtime;
-	uint32_t mtime_ns;
-	uint32_t flags;
-	uint64_t size;
-	uint32_t first;
-	uint32_t count;
-};
-
-/* EXTENTS record (NWC_EXTENT_SIZE bytes). */
-struct nwc_rec_extent {
-	uint64_t file_off;
-	uint64_t len;
-	uint32_t first_block;
-	uint32_t nblocks;
-	uint32_t block_len;
-	uint16_t codec;
-	uint16_t flags;		/* zero */
-	uint32_t codec_arg;
-	uint32_t tensor;
-	uint64_t reserved;	/* zero */
-};
-
-/* BLOCKS record (NWC_BLOCK_SIZE bytes). */
-struct nwc_rec_block {
-	uint64_t off;
-	uint32_t stored_len;
-	uint32_t raw_len;
-	uint64_t xxh;
-};
-
-/* TENSORS record (NWC_TENSOR_SIZE bytes). */
-struct nwc_rec_tensor {
-	uint32_t inode;
-	uint32_t name_off;
-	uint32_t name_len;
-	uint16_t dtype;
-	uint16_t ndim;
-	uint64_t data_off;
-	uint64_t data_len;
-	uint32_t shape_off;
-	uint16_t codec;
-	uint16_t reserved16;	/* zero */
-	uint64_t side_off;
-	uint32_t side_len;
-	uint32_t reserved32;	/* zero */
-	uint64_t side_xxh;
-};
+/* Directory entries, inodes, extents, blocks, tensors. */
+struct nwc_rec_dirent { NWC_DIRENT_FIELDS(NWC_REC_MEMBER) };
+struct nwc_rec_inode { NWC_INODE_FIELDS(NWC_REC_MEMBER) };
+struct nwc_rec_extent { NWC_EXTENT_FIELDS(NWC_REC_MEMBER) };
+struct nwc_rec_block { NWC_BLOCK_FIELDS(NWC_REC_MEMBER) };
+struct nwc_rec_tensor { NWC_TENSOR_FIELDS(NWC_REC_MEMBER) };
 
 #define NWC_REC_FUNCS(kind)						\
 	void nwc_rec_##kind##_encode(const struct nwc_rec_##kind *r,	\
