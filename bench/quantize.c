@@ -40,6 +40,7 @@
 
 #include "bench/quant.h"
 #include "codec/common/convert.h"
+#include "codec/common/cli.h"
 #include "codec/common/io.h"
 #include "codec/nwc/ldlq.h"
 #include "codec/common/log.h"
@@ -49,7 +50,6 @@
 
 #define PROG "quantize"
 
-enum { EXIT_USAGE = 1, EXIT_IO = 2, EXIT_INPUT = 3 };
 
 enum method { M_RTN32, M_RTN128, M_ECSQ, M_GPTQ };
 
@@ -71,7 +71,7 @@ static int exit_code(int err)
 {
 	return err == -NWC_EFORMAT || err == -NWC_EFEATURE ||
 	       err == -EINVAL || err == -EDOM ?
-	       EXIT_INPUT : EXIT_IO;
+	       NWC_EXIT_DATA : NWC_EXIT_IO;
 }
 
 static bool all_finite(const float *w, size_t n)
@@ -359,7 +359,7 @@ int main(int argc, char **argv)
 			if (!*optarg || j.pol.nrules == NWC_LOSSY_MAX_RULES) {
 				nwc_err("--keep: empty pattern or more than %u",
 					NWC_LOSSY_MAX_RULES);
-				return EXIT_USAGE;
+				return NWC_EXIT_USAGE;
 			}
 			j.pol.rule[j.pol.nrules++] =
 				(struct nwc_lossy_rule){ .glob = optarg,
@@ -370,21 +370,21 @@ int main(int argc, char **argv)
 			return 0;
 		default:
 			usage(stderr);
-			return EXIT_USAGE;
+			return NWC_EXIT_USAGE;
 		}
 	}
 	if (argc - optind != 4) {
 		usage(stderr);
-		return EXIT_USAGE;
+		return NWC_EXIT_USAGE;
 	}
 	if (parse_method(&j, argv[optind], argv[optind + 1])) {
 		nwc_err("bad method or parameter: %s %s", argv[optind],
 			argv[optind + 1]);
-		return EXIT_USAGE;
+		return NWC_EXIT_USAGE;
 	}
 	if (j.method == M_GPTQ && !stats) {
 		nwc_err("gptq needs --stats");
-		return EXIT_USAGE;
+		return NWC_EXIT_USAGE;
 	}
 	if (stats) {
 		ret = nwc_calib_open_stats(stats, &j.stats);
@@ -397,7 +397,7 @@ int main(int argc, char **argv)
 		return exit_code(ret);
 	if (!j.weights) {
 		nwc_err("%s: no tensor to quantize", argv[optind + 2]);
-		return EXIT_INPUT;
+		return NWC_EXIT_DATA;
 	}
 	printf("method=%s param=%g tensors=%zu weights=%" PRIu64
 	       " bits=%" PRIu64 " bpw=%.4f sqnr_db=%.2f\n", j.method_name,

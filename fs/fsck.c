@@ -17,11 +17,11 @@
 
 #include "codec/registry/codec.h"
 #include "codec/image/image.h"
+#include "codec/common/cli.h"
 #include "codec/common/io.h"
 #include "codec/common/log.h"
 #include "codec/registry/registry.h"
 
-enum { EXIT_USAGE = 1, EXIT_IO = 2, EXIT_DAMAGE = 3 };
 
 struct fsck {
 	struct nwc_image *img;
@@ -368,25 +368,25 @@ int main(int argc, char **argv)
 			return 0;
 		default:
 			usage(stderr);
-			return EXIT_USAGE;
+			return NWC_EXIT_USAGE;
 		}
 	}
 	if (argc - optind != 1) {
 		nwc_err("expected one IMAGE (see --help)");
-		return EXIT_USAGE;
+		return NWC_EXIT_USAGE;
 	}
 	if (list && f.extract) {
 		nwc_err("--list and --extract do not go together");
-		return EXIT_USAGE;
+		return NWC_EXIT_USAGE;
 	}
 	if (tensors && !list) {
 		nwc_err("--tensors needs --list");
-		return EXIT_USAGE;
+		return NWC_EXIT_USAGE;
 	}
 	ret = nwc_image_open(argv[optind], nwc_codecs_read(), &f.img);
 	if (ret)
 		return ret == -NWC_ECORRUPT || ret == -NWC_ECHECKSUM ||
-		       ret == -NWC_EFEATURE ? EXIT_DAMAGE : EXIT_IO;
+		       ret == -NWC_EFEATURE ? NWC_EXIT_DATA : NWC_EXIT_IO;
 	if (list) {
 		list_image(f.img, tensors);
 		nwc_image_close(f.img);
@@ -394,13 +394,13 @@ int main(int argc, char **argv)
 	}
 	if (f.extract && prepare_extract_dir(f.extract)) {
 		nwc_image_close(f.img);
-		return EXIT_IO;
+		return NWC_EXIT_IO;
 	}
 	f.buf = malloc(NWC_BLOCK_MAX);
 	if (!f.buf || nwc_dctx_create(&f.dctx)) {
 		nwc_err("out of memory");
 		nwc_image_close(f.img);
-		return EXIT_IO;
+		return NWC_EXIT_IO;
 	}
 	walk_dir(&f, 0, f.extract);
 	if (f.extract && !f.io_error) {
@@ -417,6 +417,6 @@ int main(int argc, char **argv)
 	free(f.buf);
 	nwc_image_close(f.img);
 	if (f.io_error)
-		return EXIT_IO;
-	return f.damaged_files ? EXIT_DAMAGE : 0;
+		return NWC_EXIT_IO;
+	return f.damaged_files ? NWC_EXIT_DATA : 0;
 }

@@ -20,7 +20,6 @@
 
 #include <fuse_lowlevel.h>	/* fuse_parse_cmdline(), to learn -f */
 
-enum { EXIT_USAGE = 1, EXIT_IO = 2, EXIT_CORRUPT = 3 };
 
 struct nwcfs_opts {
 	char *image;
@@ -109,7 +108,7 @@ int main(int argc, char **argv)
 	reserve_std_fds();
 	nwc_log_set_prefix("nwcfs");
 	if (fuse_opt_parse(&args, &o, opt_spec, opt_proc)) {
-		ret = EXIT_USAGE;
+		ret = NWC_EXIT_USAGE;
 		goto out_args;
 	}
 	if (o.help) {
@@ -128,7 +127,7 @@ int main(int argc, char **argv)
 		if (nwc_log_parse_level(o.loglevel, &level)) {
 			nwc_err("loglevel: '%s' is not err, warn, info or debug",
 				o.loglevel);
-			ret = EXIT_USAGE;
+			ret = NWC_EXIT_USAGE;
 			goto out_args;
 		}
 		nwc_log_set_level(level);
@@ -139,45 +138,45 @@ int main(int argc, char **argv)
 		if (nwc_parse_size(o.cache_size, &bytes) || bytes > SIZE_MAX / 2) {
 			nwc_err("cache_size: '%s' is not a size (e.g. 512M, 2G)",
 				o.cache_size);
-			ret = EXIT_USAGE;
+			ret = NWC_EXIT_USAGE;
 			goto out_args;
 		}
 		eopts.cache_bytes = (size_t)bytes;
 	}
 	if (o.threads > 64) {
 		nwc_err("threads: at most 64");
-		ret = EXIT_USAGE;
+		ret = NWC_EXIT_USAGE;
 		goto out_args;
 	}
 	eopts.threads = o.threads;
 	eopts.readahead = o.readahead;
 	if (!o.image) {
 		nwc_err("expected IMAGE and MOUNTPOINT (see --help)");
-		ret = EXIT_USAGE;
+		ret = NWC_EXIT_USAGE;
 		goto out_args;
 	}
 	/* Learn whether we stay in the foreground, on a copy of the args. */
 	for (int i = 0; i < args.argc; i++)
 		fuse_opt_add_arg(&probe, args.argv[i]);
 	if (fuse_parse_cmdline(&probe, &cl)) {
-		ret = EXIT_USAGE;
+		ret = NWC_EXIT_USAGE;
 		goto out_args;
 	}
 	if (!cl.mountpoint) {
 		nwc_err("expected a MOUNTPOINT after %s", o.image);
-		ret = EXIT_USAGE;
+		ret = NWC_EXIT_USAGE;
 		goto out_args;
 	}
 
 	ret = nwc_engine_open(o.image, &eopts, &eng);
 	if (ret) {
 		ret = ret == -NWC_ECORRUPT || ret == -NWC_ECHECKSUM ||
-		      ret == -NWC_EFEATURE ? EXIT_CORRUPT : EXIT_IO;
+		      ret == -NWC_EFEATURE ? NWC_EXIT_DATA : NWC_EXIT_IO;
 		goto out_args;
 	}
 	if (nwcfs_ctx_create(eng, getuid(), getgid(), &ctx)) {
 		nwc_err("out of memory");
-		ret = EXIT_IO;
+		ret = NWC_EXIT_IO;
 		goto out_engine;
 	}
 	if (o.syslog || !cl.foreground)
@@ -192,7 +191,7 @@ int main(int argc, char **argv)
 	 * 3 when fuse_new() rejects an option, higher for mount failures.
 	 */
 	ret = fuse_main(args.argc, args.argv, &nwcfs_ops, ctx);
-	ret = ret == 0 ? 0 : ret <= 3 ? EXIT_USAGE : EXIT_IO;
+	ret = ret == 0 ? 0 : ret <= 3 ? NWC_EXIT_USAGE : NWC_EXIT_IO;
 	nwcfs_ctx_free(ctx);
 out_engine:
 	nwc_engine_close(eng);

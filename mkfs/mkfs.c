@@ -28,7 +28,6 @@
 #define DEFAULT_BITS 5.0
 #define DEFAULT_CALIB_TOKENS 65536u
 
-enum { EXIT_USAGE = 1, EXIT_IO = 2, EXIT_INPUT = 3 };
 
 enum {
 	OPT_LOSSLESS = 256, OPT_PROGRESS, OPT_NO_PROGRESS, OPT_BITS, OPT_KEEP,
@@ -181,21 +180,21 @@ static int prepare_lossy(struct lossy_args *la, const char *model_dir,
 
 	ret = nwc_rate_load_models(la->models_dir, la->pl.quant, models);
 	if (ret)
-		return ret == -ENOENT ? EXIT_USAGE :
-		       ret == -NWC_EFORMAT ? EXIT_INPUT : EXIT_IO;
+		return ret == -ENOENT ? NWC_EXIT_USAGE :
+		       ret == -NWC_EFORMAT ? NWC_EXIT_DATA : NWC_EXIT_IO;
 	la->pl.models = models;
 	*calib = NULL;
 	if (la->calib) {
 		ret = nwc_calib_run(model_dir, la->calib, la->calib_tokens,
 				    opts->jobs, opts->progress, calib);
 		if (ret)
-			return ret == -NWC_EFEATURE ? EXIT_USAGE :
+			return ret == -NWC_EFEATURE ? NWC_EXIT_USAGE :
 			       ret == -EINVAL || ret == -NWC_EFORMAT ?
-			       EXIT_INPUT : EXIT_IO;
+			       NWC_EXIT_DATA : NWC_EXIT_IO;
 	} else if (la->calib_stats) {
 		ret = nwc_calib_open_stats(la->calib_stats, calib);
 		if (ret)
-			return ret == -NWC_EFORMAT ? EXIT_INPUT : EXIT_IO;
+			return ret == -NWC_EFORMAT ? NWC_EXIT_DATA : NWC_EXIT_IO;
 	}
 	la->pl.calib = *calib;
 	return 0;
@@ -257,16 +256,16 @@ int main(int argc, char **argv)
 		case OPT_BITS:
 			la.any = true;
 			if (opt_bits(&la, optarg))
-				return EXIT_USAGE;
+				return NWC_EXIT_USAGE;
 			break;
 		case OPT_KEEP:
 			la.any = true;
 			if (!*optarg) {
 				nwc_err("--keep: empty pattern");
-				return EXIT_USAGE;
+				return NWC_EXIT_USAGE;
 			}
 			if (add_rule(&la, optarg, -1))
-				return EXIT_USAGE;
+				return NWC_EXIT_USAGE;
 			break;
 		case OPT_MODELS:
 			la.any = true;
@@ -283,7 +282,7 @@ int main(int argc, char **argv)
 					   &la.calib_tokens)) {
 				nwc_err("--calib-tokens: '%s' is not a number of at least 2",
 					optarg);
-				return EXIT_USAGE;
+				return NWC_EXIT_USAGE;
 			}
 			break;
 		case OPT_CALIB_STATS:
@@ -293,14 +292,14 @@ int main(int argc, char **argv)
 		case OPT_QUANT:
 			la.any = true;
 			if (opt_quant(&la, optarg))
-				return EXIT_USAGE;
+				return NWC_EXIT_USAGE;
 			break;
 		case 'b':
 			if (nwc_parse_size(optarg, &size) || size < 4096 ||
 			    size > (64u << 20) || (size & (size - 1))) {
 				nwc_err("--block-size: '%s' is not a power of two from 4K to 64M",
 					optarg);
-				return EXIT_USAGE;
+				return NWC_EXIT_USAGE;
 			}
 			opts.block_log2 = (unsigned)__builtin_ctzll(size);
 			break;
@@ -308,7 +307,7 @@ int main(int argc, char **argv)
 			if (nwc_parse_uint(optarg, 1, 19, &v)) {
 				nwc_err("--level: '%s' is not a number from 1 to 19",
 					optarg);
-				return EXIT_USAGE;
+				return NWC_EXIT_USAGE;
 			}
 			opts.level = (int)v;
 			break;
@@ -316,7 +315,7 @@ int main(int argc, char **argv)
 			if (nwc_parse_uint(optarg, 1, 1024, &v)) {
 				nwc_err("--jobs: '%s' is not a number from 1 to 1024",
 					optarg);
-				return EXIT_USAGE;
+				return NWC_EXIT_USAGE;
 			}
 			opts.jobs = v;
 			break;
@@ -344,15 +343,15 @@ int main(int argc, char **argv)
 			return 0;
 		default:
 			usage(stderr);
-			return EXIT_USAGE;
+			return NWC_EXIT_USAGE;
 		}
 	}
 	if (argc - optind != 2) {
 		nwc_err("expected MODEL_DIR and IMAGE (see --help)");
-		return EXIT_USAGE;
+		return NWC_EXIT_USAGE;
 	}
 	if (check_lossy_args(&la))
-		return EXIT_USAGE;
+		return NWC_EXIT_USAGE;
 	if (!opts.jobs) {
 		ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 		opts.jobs = ncpu > 0 ? (unsigned)NWC_MIN(ncpu, 64L) : 1;
@@ -362,13 +361,13 @@ int main(int argc, char **argv)
 
 	ret = nwc_walk(argv[optind], &tree);
 	if (ret)
-		return EXIT_IO;
+		return NWC_EXIT_IO;
 	/* Before a calibration run that may take minutes; the writer
 	 * checks again. */
 	if (!opts.force && !lstat(argv[optind + 1], &sb)) {
 		nwc_err("%s: already exists (use --force to replace it)",
 			argv[optind + 1]);
-		status = EXIT_USAGE;
+		status = NWC_EXIT_USAGE;
 		goto out_free;
 	}
 	if (!la.lossless) {
@@ -383,8 +382,8 @@ int main(int argc, char **argv)
 	ret = nwc_pack(argv[optind], &tree, argv[optind + 1], &opts, &res);
 	if (ret) {
 		nwc_err("%s: not written", argv[optind + 1]);
-		status = ret == -NWC_EFORMAT ? EXIT_INPUT :
-			 ret == -EEXIST ? EXIT_USAGE : EXIT_IO;
+		status = ret == -NWC_EFORMAT ? NWC_EXIT_DATA :
+			 ret == -EEXIST ? NWC_EXIT_USAGE : NWC_EXIT_IO;
 		goto out_free;
 	}
 	if (!quiet) {

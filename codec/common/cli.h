@@ -1,13 +1,22 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * cli.h - parsing of command-line values shared by the front ends, so that
- * "-b 256K" and "-o cache_size=2G" mean the same thing everywhere.
+ * cli.h - what the front ends share on their command lines: the exit
+ * statuses, and parsing of values, so that "-b 256K" and "-o
+ * cache_size=2G" mean the same thing everywhere.
  * Pure functions; thread-safe.
  */
 #ifndef NWC_CLI_H
 #define NWC_CLI_H
 
 #include "codec/common/base.h"
+
+/* Exit statuses of every program (each man page's EXIT STATUS). */
+enum nwc_exit {
+	NWC_EXIT_USAGE = 1,	/* bad command line or unusable options */
+	NWC_EXIT_IO = 2,	/* a file could not be read, written or made */
+	NWC_EXIT_DATA = 3,	/* malformed input, or a damaged image */
+	NWC_EXIT_TRAIN = 4,	/* nwc-train: the run diverged */
+};
 
 /*
  * nwc_parse_size() - a byte count: digits, optionally followed by K, M or G

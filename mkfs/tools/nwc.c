@@ -24,7 +24,6 @@
 #define PROG "nwc"
 #define MAX_THREADS 256u
 
-enum { EXIT_USAGE = 1, EXIT_IO = 2, EXIT_INPUT = 3 };
 
 enum { OPT_MAX_TOKENS = 256, OPT_CTX };
 
@@ -66,7 +65,7 @@ static void usage(FILE *f)
 static int exit_code(int err)
 {
 	return err == -NWC_EFORMAT || err == -NWC_EFEATURE || err == -EINVAL ?
-	       EXIT_INPUT : EXIT_IO;
+	       NWC_EXIT_DATA : NWC_EXIT_IO;
 }
 
 /*
@@ -154,7 +153,7 @@ static int do_calib(const struct opts *o, const struct nwc_llama *m,
 		       o->output, cb->n, cb->tokens);
 out_free_calib:
 	nwc_llama_calib_free(cb);
-	return ret ? EXIT_IO : 0;
+	return ret ? NWC_EXIT_IO : 0;
 }
 
 static int do_eval(const struct opts *o, const struct nwc_llama *m,
@@ -173,7 +172,7 @@ static int do_eval(const struct opts *o, const struct nwc_llama *m,
 	if (!ev.count) {
 		nwc_err("%s: no token to predict (every window is one token long)",
 			o->tokens);
-		return EXIT_INPUT;
+		return NWC_EXIT_DATA;
 	}
 	mean = ev.nll / (double)ev.count;
 	printf("perplexity: %.6f\n", exp(mean));
@@ -281,26 +280,26 @@ int main(int argc, char **argv)
 			return 0;
 		default:
 			usage(stderr);
-			return EXIT_USAGE;
+			return NWC_EXIT_USAGE;
 		}
 		if (bad) {
 			nwc_err("invalid value for %s: %s", argv[optind - 1],
 				optarg);
-			return EXIT_USAGE;
+			return NWC_EXIT_USAGE;
 		}
 	}
 	if (!have_cmd) {
 		nwc_err("expected a command, eval or calib (see --help)");
-		return EXIT_USAGE;
+		return NWC_EXIT_USAGE;
 	}
 	if (argc - optind != 2) {
 		nwc_err("expected MODEL_DIR and TOKENS.u16 (see --help)");
-		return EXIT_USAGE;
+		return NWC_EXIT_USAGE;
 	}
 	if ((o.cmd == CMD_CALIB) != !!o.output) {
 		nwc_err(o.output ? "--output is an option of calib only" :
 			"calib needs -o STATS.safetensors");
-		return EXIT_USAGE;
+		return NWC_EXIT_USAGE;
 	}
 	o.model = argv[optind];
 	o.tokens = argv[optind + 1];

@@ -38,7 +38,6 @@
 #define CKPT_VERSION 1u
 #define CKPT_HDR 72u
 
-enum { EXIT_USAGE = 1, EXIT_IO = 2, EXIT_INPUT = 3, EXIT_TRAIN = 4 };
 
 enum {
 	OPT_HIDDEN = 256, OPT_BLOCKS, OPT_LAMBDA, OPT_STEPS, OPT_BATCH,
@@ -350,21 +349,21 @@ static int load_data(struct data *d, char **files, int nfiles, uint64_t seed)
 		ret = load_file(d, files[i], &used);
 		if (ret == -ENOMEM) {
 			nwc_err("out of memory loading %s", files[i]);
-			return EXIT_IO;
+			return NWC_EXIT_IO;
 		}
 		if (ret == -NWC_EFORMAT)
-			return EXIT_INPUT;
+			return NWC_EXIT_DATA;
 		if (ret)
-			return EXIT_IO;
+			return NWC_EXIT_IO;
 	}
 	if (d->n < 2) {
 		nwc_err("no usable tensors: need 2-D F32/F16/BF16 weights with at least %d rows (embed and lm_head are left out)",
 			NWC_CHUNK);
-		return EXIT_INPUT;
+		return NWC_EXIT_DATA;
 	}
 	if (split_data(d, seed)) {
 		nwc_err("out of memory");
-		return EXIT_IO;
+		return NWC_EXIT_IO;
 	}
 	return 0;
 }
@@ -898,13 +897,13 @@ static int do_check(const struct opts *o, char **files, int nfiles)
 	int ret;
 
 	if (nwc_model_load(o->check, &m))
-		return EXIT_INPUT;
+		return NWC_EXIT_DATA;
 	printf("%s: H %u, R %u, Q %u, C %u, lambda %g, %zu parameters\n",
 	       o->check, m->h, m->r, m->nq, m->c, (double)m->lambda,
 	       m->nparams);
 	ret = nfiles ? load_data(&d, files, nfiles, o->seed) : 0;
 	if (!ret && nfiles && eval_print(m, &d, "eval", false))
-		ret = EXIT_TRAIN;
+		ret = NWC_EXIT_TRAIN;
 	data_free(&d);
 	nwc_model_free(m);
 	return ret;
@@ -927,14 +926,14 @@ static int do_train(const struct opts *o, const char *out, char **files,
 	if (!o->quiet)
 		printf("%zu chunks (%zu weights): %zu training, %zu held out\n",
 		       d.n, d.n * NWC_CHUNK, d.ntrain, d.neval);
-	ret = trainer_init(&t, o, &d) ? EXIT_IO : 0;
+	ret = trainer_init(&t, o, &d) ? NWC_EXIT_IO : 0;
 	if (ret) {
 		nwc_err("out of memory");
 		goto out_free_trainer;
 	}
 	if (o->resume) {
 		if (ckpt_load(&t, o->resume)) {
-			ret = EXIT_INPUT;
+			ret = NWC_EXIT_DATA;
 			goto out_free_trainer;
 		}
 		if (!o->quiet)
@@ -945,7 +944,7 @@ static int do_train(const struct opts *o, const char *out, char **files,
 	t0 = nwc_now();
 	while (t.step < o->steps) {
 		if (train_step(&t, &st)) {
-			ret = EXIT_TRAIN;
+			ret = NWC_EXIT_TRAIN;
 			goto out_free_trainer;
 		}
 		acc.loss += st.loss;
@@ -965,7 +964,7 @@ static int do_train(const struct opts *o, const char *out, char **files,
 		}
 		if (o->ckpt && (t.step % o->ckpt_every == 0 ||
 				t.step == o->steps) && ckpt_save(&t, o->ckpt)) {
-			ret = EXIT_IO;
+			ret = NWC_EXIT_IO;
 			goto out_free_trainer;
 		}
 		if (o->eval_every && t.step % o->eval_every == 0 &&
@@ -977,7 +976,7 @@ static int do_train(const struct opts *o, const char *out, char **files,
 			snprintf(tag, sizeof(tag), "eval step %llu",
 				 (unsigned long long)t.step);
 			if (eval_print(t.m, &d, tag, true)) {
-				ret = EXIT_TRAIN;
+				ret = NWC_EXIT_TRAIN;
 				goto out_free_trainer;
 			}
 		}
@@ -986,7 +985,7 @@ static int do_train(const struct opts *o, const char *out, char **files,
 		fputc('\n', stderr);
 	if (finalize(t.m) || nwc_model_save(t.m, out)) {
 		nwc_err("%s: the model was not saved", out);
-		ret = EXIT_IO;
+		ret = NWC_EXIT_IO;
 		goto out_free_trainer;
 	}
 	if (!o->quiet) {
@@ -1000,7 +999,7 @@ static int do_train(const struct opts *o, const char *out, char **files,
 			printf("last step: loss %.4f, %.4f bits/weight, MSE %.6f\n",
 			       st.loss, st.bpw, st.mse);
 		if (eval_print(t.m, &d, "final", true)) {
-			ret = EXIT_TRAIN;
+			ret = NWC_EXIT_TRAIN;
 			goto out_free_trainer;
 		}
 		printf("wrote %s\n", out);
@@ -1105,7 +1104,7 @@ int main(int argc, char **argv)
 			return 0;
 		default:
 			usage(stderr);
-			return EXIT_USAGE;
+			return NWC_EXIT_USAGE;
 		}
 		if (bad) {
 			const char *name = "?";
@@ -1114,14 +1113,14 @@ int main(int argc, char **argv)
 				if (longopts[k].val == c)
 					name = longopts[k].name;
 			nwc_err("invalid value for --%s: %s", name, optarg);
-			return EXIT_USAGE;
+			return NWC_EXIT_USAGE;
 		}
 	}
 	if (o.check)
 		return do_check(&o, argv + optind, argc - optind);
 	if (argc - optind < 2) {
 		usage(stderr);
-		return EXIT_USAGE;
+		return NWC_EXIT_USAGE;
 	}
 	return do_train(&o, argv[optind], argv + optind + 1,
 			argc - optind - 1);
