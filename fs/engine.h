@@ -9,6 +9,10 @@
  *	n = nwc_engine_read(eng, ino, buf, len, off, &stream);
  *	nwc_engine_close(eng);
  *
+ * Validation: nwc_engine_open() validates the image once (nwc_image_open);
+ * reads trust its tables and check only the blocks they fetch, each a
+ * -NWC_ECHECKSUM or -NWC_ECORRUPT of its own.
+ *
  * Thread safety: an engine is internally synchronized; call
  * nwc_engine_read() from any number of threads.  A struct nwc_stream
  * belongs to one open file; concurrent reads through it are allowed (its

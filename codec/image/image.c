@@ -857,24 +857,28 @@ void nwc_image_get_info(const struct nwc_image *img,
 const struct nwc_inode *nwc_image_inode(const struct nwc_image *img,
 					uint32_t ino)
 {
+	assert(ino < img->n_inodes);
 	return &img->inodes[ino];
 }
 
 const struct nwc_extent *nwc_image_extent(const struct nwc_image *img,
 					  uint32_t idx)
 {
+	assert(idx < img->n_extents);
 	return &img->extents[idx];
 }
 
 const struct nwc_block *nwc_image_block(const struct nwc_image *img,
 					uint32_t idx)
 {
+	assert(idx < img->n_blocks);
 	return &img->blocks[idx];
 }
 
 const struct nwc_tensor *nwc_image_tensor(const struct nwc_image *img,
 					  uint32_t idx)
 {
+	assert(idx < img->n_tensors);
 	return &img->tensors[idx];
 }
 
@@ -908,6 +912,7 @@ void nwc_image_print_codecs(const struct nwc_image *img, FILE *out)
 void nwc_image_file_tensors(const struct nwc_image *img, uint32_t ino,
 			    uint32_t *first, uint32_t *count)
 {
+	assert(ino < img->n_inodes);
 	*first = img->tfirst[ino];
 	*count = img->tcount[ino];
 }
@@ -918,6 +923,7 @@ int nwc_image_lookup(const struct nwc_image *img, uint32_t dir,
 	const struct nwc_inode *d = &img->inodes[dir];
 	uint32_t lo = 0, hi;
 
+	assert(dir < img->n_inodes);
 	if (!S_ISDIR(d->mode))
 		return -ENOTDIR;
 	if (len > NWC_NAME_MAX)
@@ -970,8 +976,11 @@ uint32_t nwc_image_find_extent(const struct nwc_image *img, uint32_t ino,
 			       uint64_t off)
 {
 	const struct nwc_inode *n = &img->inodes[ino];
-	uint32_t lo = 0, hi = n->count;
+	uint32_t lo = 0, hi;
 
+	/* open gave every regular file extents that cover its bytes */
+	assert(ino < img->n_inodes && S_ISREG(n->mode) && off < n->size);
+	hi = n->count;
 	/* Largest extent whose file_off <= off. */
 	while (hi - lo > 1) {
 		uint32_t mid = lo + (hi - lo) / 2;
@@ -991,6 +1000,7 @@ static int fetch_block(const struct nwc_image *img, struct nwc_dctx *dctx,
 	uint8_t *buf;
 	int ret;
 
+	assert(idx < img->n_blocks);
 	buf = nwc_dctx_scratch(dctx, b->stored_len ? b->stored_len : 1);
 	if (!buf)
 		return -ENOMEM;
@@ -1035,6 +1045,8 @@ static int decode_block(const struct nwc_image *img, struct nwc_dctx *dctx,
 	if (ret)
 		return ret;
 	if (dec->tensor_codec) {
+		/* check_extent(): a tensor of this codec, with its side */
+		assert(e->tensor < img->n_tensors && img->tensors[e->tensor].side);
 		t = &img->tensors[e->tensor];
 		codec_tensor(t, &ct);
 	}
@@ -1069,6 +1081,7 @@ uint64_t nwc_image_extent_stored(const struct nwc_image *img, uint32_t ext)
 	const struct nwc_extent *e = &img->extents[ext];
 	uint64_t sum = 0;
 
+	assert(ext < img->n_extents);
 	for (uint32_t j = 0; j < e->nblocks; j++)
 		sum += img->blocks[e->first_block + j].stored_len;
 	return sum;

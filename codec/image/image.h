@@ -16,6 +16,11 @@
  * nwc_image_load_block() checks each against its checksum before decoding
  * it.
  *
+ * Validation boundary: nwc_image_open() and nwc_image_open_fd() are the
+ * only functions here that check; every accessor after them trusts the
+ * validated tables and assert()s its index, and nwc_image_load_block()
+ * checks only the payload it reads.
+ *
  * Thread safety: a struct nwc_image is immutable after open; share it
  * between threads freely.  Reads use pread(2) only.
  */

@@ -37,6 +37,10 @@
  * libnwcenc.a, which the read-only daemon does not link; the rest (table
  * construction and loading, the decoders) are in entropy.c, libnwcdec.a.
  *
+ * Validation: tables are checked when built or loaded
+ * (nwc_qdist_load()); the decoders trust them and check every stream
+ * byte, giving -NWC_ECORRUPT for anything an encoder cannot write.
+ *
  * Thread safety: a struct nwc_qdist is immutable after construction and
  * may be shared; the coder functions are reentrant.
  */

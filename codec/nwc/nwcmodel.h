@@ -45,6 +45,11 @@
  * encode, code) are nwcmodel_enc.c in libnwcenc.a, which the read-only
  * daemon does not link.
  *
+ * Validation: nwc_model_from_buf() and nwc_model_load() check a file
+ * whole (sizes, checksum, finite values, table sums) and finalize it; the
+ * analysis and synthesis functions then trust the model and check only
+ * their own arguments.
+ *
  * Thread safety: a loaded or finalized model is immutable and may be
  * shared; a scratch belongs to one thread at a time.
  */

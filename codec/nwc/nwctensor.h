@@ -61,6 +61,12 @@
  * nwctensor.c in libnwcdec.a.  The encoder (nwc_tenc_*) is tenc.h, tenc.c
  * in libnwcenc.a, which the read-only daemon does not link.
  *
+ * Validation: nwc_tside_parse() checks a record whole and
+ * nwc_tside_check_model() checks it against its model, once, when an
+ * image is opened; nwc_band_decode() trusts the parsed record, repeats
+ * only the cheap checks of its arguments (band, lengths, model fit) and
+ * checks every payload byte.
+ *
  * Thread safety: a parsed side is immutable; a scratch belongs to one
  * thread.
  */
