@@ -47,6 +47,7 @@
 #include <unistd.h>
 
 #include "bench/quant.h"
+#include "codec/common/array.h"
 #include "codec/common/convert.h"
 #include "codec/common/io.h"
 #include "codec/common/log.h"
@@ -72,7 +73,7 @@ struct point {
 
 struct bench {
 	struct tensor *t;
-	size_t nt;
+	size_t nt, cap;
 	uint64_t nweights;
 	double energy;		/* sum of w^2 */
 };
@@ -109,17 +110,15 @@ static int load_file(struct bench *b, const char *path, const regex_t *re)
 		return ret;
 	for (size_t i = 0; i < st->n_tensors; i++) {
 		const struct nwc_st_tensor *s = &st->tensors[i];
-		struct tensor *t, *grown;
+		struct tensor *t;
 		size_t n;
 
 		if (!selected(s, re))
 			continue;
-		grown = realloc(b->t, (b->nt + 1) * sizeof(*b->t));
-		if (!grown) {
-			ret = -ENOMEM;
+		ret = nwc_array_reserve((void **)&b->t, &b->cap, b->nt + 1,
+					sizeof(*b->t));
+		if (ret)
 			goto out_free_st;
-		}
-		b->t = grown;
 		t = &b->t[b->nt];
 		t->rows = s->shape[0];
 		t->cols = s->shape[1];

@@ -298,6 +298,7 @@ enum nwc_sect_type {
 	NWC_SECT_TENSORS = 5,
 	NWC_SECT_PARAMS = 6,
 	NWC_SECT_MODELS = 7,		/* embedded codec models (lossy images) */
+	NWC_SECT_LAST = NWC_SECT_MODELS,	/* highest type of this version */
 	NWC_SECT_OPTIONAL = 0x8000,	/* types from here on may be skipped */
 };
 #define NWC_SECT_MAX_COUNT 64u

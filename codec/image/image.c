@@ -43,7 +43,7 @@ struct nwc_image {
 	uint64_t compat;
 	uint64_t incompat;
 	uint32_t block_log2;
-	struct section sect[NWC_SECT_MODELS + 1];	/* by type; [0] unused */
+	struct section sect[NWC_SECT_LAST + 1];	/* by type; [0] unused */
 	uint32_t n_inodes, n_extents, n_blocks, n_tensors;
 	struct nwc_inode *inodes;
 	struct nwc_extent *extents;
@@ -181,7 +181,7 @@ static int read_sections(struct nwc_image *img, uint64_t dir_off,
 			}
 			continue;
 		}
-		if (type == 0 || type > NWC_SECT_MODELS ||
+		if (type == 0 || type > NWC_SECT_LAST ||
 		    (type > NWC_SECT_PARAMS && !section_codec(img, type))) {
 			nwc_err("%s: unknown required section type %u",
 				img->path, type);
@@ -199,7 +199,7 @@ static int read_sections(struct nwc_image *img, uint64_t dir_off,
 				      img->path, type);
 			goto out_free;
 		}
-		for (uint32_t t = 1; t <= NWC_SECT_MODELS; t++) {
+		for (uint32_t t = 1; t <= NWC_SECT_LAST; t++) {
 			if (img->sect[t].present &&
 			    overlaps(off, len, img->sect[t].off,
 				     img->sect[t].len)) {

@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "codec/common/array.h"
 #include "codec/common/hash.h"
 #include "codec/common/io.h"
 #include "codec/common/log.h"
@@ -93,52 +94,34 @@ struct nwc_writer {
 	uint8_t *wbuf;		/* payload bytes not yet written */
 	size_t wlen;
 	struct wnode *nodes;
-	uint32_t n_nodes, cap_nodes;
+	uint32_t n_nodes;
+	size_t cap_nodes;
 	struct wext *exts;
-	uint32_t n_exts, cap_exts;
+	uint32_t n_exts;
+	size_t cap_exts;
 	struct wblock *blocks;
-	uint32_t n_blocks, cap_blocks;
+	uint32_t n_blocks;
+	size_t cap_blocks;
 	struct wtensor *tensors;
-	uint32_t n_tensors, cap_tensors;
+	uint32_t n_tensors;
+	size_t cap_tensors;
 	const struct nwc_codec_set *codecs;
 	void **sstate;		/* per encoder of @codecs: section state */
 };
 
 /* Grow *arr (of *cap elements of @size) so that index @n fits. */
-static int grow(void **arr, uint32_t *cap, uint32_t n, size_t size)
+static int grow(void **arr, size_t *cap, uint32_t n, size_t size)
 {
-	uint32_t ncap;
-	void *p;
-
-	if (n < *cap)
-		return 0;
-	if (n >= UINT32_MAX / 2)
-		return -EOVERFLOW;
-	ncap = *cap ? *cap * 2 : 64;
-	p = realloc(*arr, (size_t)ncap * size);
-	if (!p)
-		return -ENOMEM;
-	*arr = p;
-	*cap = ncap;
-	return 0;
+	/* Counts are u32 on disk; the last index stays free as a marker. */
+	return nwc_array_reserve_max(arr, cap, (size_t)n + 1, size,
+				     UINT32_MAX / 2);
 }
 
 static int bytes_reserve(struct bytes *b, size_t more)
 {
-	size_t ncap;
-	uint8_t *p;
-
-	if (b->len + more <= b->cap)
-		return 0;
-	ncap = b->cap ? b->cap : 4096;
-	while (ncap < b->len + more)
-		ncap *= 2;
-	p = realloc(b->p, ncap);
-	if (!p)
-		return -ENOMEM;
-	b->p = p;
-	b->cap = ncap;
-	return 0;
+	if (more > SIZE_MAX - b->len)
+		return -EOVERFLOW;
+	return nwc_array_reserve((void **)&b->p, &b->cap, b->len + more, 1);
 }
 
 /* Append @len bytes (or zeros when @src is NULL); returns the offset. */
@@ -920,7 +903,7 @@ static int build_codec_sections(struct nwc_writer *w, struct bytes *sect,
 
 		if (!dec->section)
 			continue;
-		assert(dec->section <= NWC_SECT_MODELS);
+		assert(dec->section <= NWC_SECT_LAST);
 		b = &sect[dec->section - 1];
 		for (unsigned k = 0; k < set->n_enc; k++) {
 			const struct nwc_codec_enc *enc = set->enc[k];
@@ -1002,7 +985,7 @@ static int write_super(struct nwc_writer *w, uint64_t dir_off,
 
 int nwc_writer_finish(struct nwc_writer *w)
 {
-	struct bytes sect[NWC_SECT_MODELS] = { { 0 } };
+	struct bytes sect[NWC_SECT_LAST] = { { 0 } };
 	struct bytes dir = { 0 };
 	uint64_t data_end, dir_off, incompat = 0;
 	void **dstate;
