@@ -135,7 +135,9 @@
  *    8); for every other tensor the three side fields are zero.
  *
  * 8. Codecs (extent field codec, argument codec_arg).  The stored payload of
- *    one block is decoded on its own.
+ *    one block is decoded on its own.  The reader and the writer reach a
+ *    codec only through its tables (codec/image/iface.h), which check what
+ *    this section says of it; codec/registry/ lists the codecs below.
  *
  *    NWC_CODEC_RAW (0): payload is the decoded bytes; stored_len = raw_len.
  *      codec_arg is 0.

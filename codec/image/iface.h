@@ -68,8 +68,9 @@ struct nwc_codec_dec {
 	 * Tensor codecs only.  check_tensor() - whether the codec codes such
 	 * a tensor at all (dtype, rank), before its side data is read.
 	 * side_parse() - parse side data into a malloc'd record (freed with
-	 * free()), checked against @t.  side_check() - check a parsed record
-	 * against the per-image state (the models it names).
+	 * free()); whether it fits @t is tensor_geometry()'s question.
+	 * side_check() - check a parsed record against the per-image state
+	 * (the models it names).
 	 */
 	int (*check_tensor)(const struct nwc_codec_tensor *t);
 	int (*side_parse)(const struct nwc_codec_tensor *t, const void *buf,
@@ -86,7 +87,8 @@ struct nwc_codec_dec {
 	int (*check_extent)(uint32_t arg, uint32_t block_len, uint32_t nblocks,
 			    const struct nwc_codec_tensor *t, const void *side,
 			    unsigned *unit);
-	/* Tensor codecs: the block length their side record gives @t. */
+	/* Tensor codecs: the blocks their side record gives @t, or
+	 * -NWC_ECORRUPT when the record does not fit @t (shape, dtype). */
 	int (*tensor_geometry)(const struct nwc_codec_tensor *t,
 			       const void *side, uint32_t *block_len,
 			       uint32_t *nblocks);
