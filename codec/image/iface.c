@@ -33,6 +33,22 @@ const struct nwc_codec_enc *nwc_codec_set_enc(const struct nwc_codec_set *set,
 	return NULL;
 }
 
+int nwc_codec_check_extent(const struct nwc_codec_dec *dec, uint32_t arg,
+			   uint32_t block_len, uint32_t nblocks,
+			   const struct nwc_codec_tensor *t, const void *side,
+			   unsigned *unit)
+{
+	if (dec->tensor_codec) {
+		uint32_t want_len, want_n;
+
+		if (!t || !side ||
+		    dec->tensor_geometry(t, side, &want_len, &want_n) ||
+		    block_len != want_len || nblocks != want_n)
+			return -NWC_ECORRUPT;
+	}
+	return dec->check_extent(arg, block_len, nblocks, t, side, unit);
+}
+
 uint64_t nwc_codec_set_incompat(const struct nwc_codec_set *set)
 {
 	uint64_t bits = 0;

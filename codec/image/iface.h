@@ -81,8 +81,9 @@ struct nwc_codec_dec {
 	 * check_extent() - whether this build decodes the codec with @arg
 	 * and @block_len, and whether @nblocks blocks suit it; @t and @side
 	 * are the tensor and its parsed side record for a tensor codec, NULL
-	 * otherwise.  Sets *unit, the byte count every decoded length is a
-	 * multiple of.  Returns 0 or -NWC_ECORRUPT.
+	 * otherwise (nwc_codec_check_extent() has already matched their
+	 * blocks with tensor_geometry()).  Sets *unit, the byte count every
+	 * decoded length is a multiple of.  Returns 0 or -NWC_ECORRUPT.
 	 */
 	int (*check_extent)(uint32_t arg, uint32_t block_len, uint32_t nblocks,
 			    const struct nwc_codec_tensor *t, const void *side,
@@ -157,6 +158,17 @@ const struct nwc_codec_dec *nwc_codec_set_dec(const struct nwc_codec_set *set,
 					      unsigned id);
 const struct nwc_codec_enc *nwc_codec_set_enc(const struct nwc_codec_set *set,
 					      unsigned id);
+/*
+ * nwc_codec_check_extent() - the one extent check of the reader and the
+ * writer: for a tensor codec the blocks must be those the side record
+ * gives tensor @t (tensor_geometry), then the codec checks @arg and
+ * geometry (check_extent) and sets *unit.  Returns 0 or -NWC_ECORRUPT.
+ */
+int nwc_codec_check_extent(const struct nwc_codec_dec *dec, uint32_t arg,
+			   uint32_t block_len, uint32_t nblocks,
+			   const struct nwc_codec_tensor *t, const void *side,
+			   unsigned *unit);
+
 /* The incompat bits the decoders of @set know. */
 uint64_t nwc_codec_set_incompat(const struct nwc_codec_set *set);
 

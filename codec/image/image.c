@@ -596,8 +596,9 @@ static int check_extent(struct nwc_image *img, uint32_t idx, unsigned *unit)
 		t = &img->tensors[e->tensor];
 		codec_tensor(t, &ct);
 	}
-	if (dec->check_extent(e->codec_arg, e->block_len, e->nblocks,
-			      t ? &ct : NULL, t ? t->side : NULL, unit)) {
+	if (nwc_codec_check_extent(dec, e->codec_arg, e->block_len,
+				   e->nblocks, t ? &ct : NULL,
+				   t ? t->side : NULL, unit)) {
 		if (t)
 			return corrupt("%s: extent %u: blocks are not those tensor %u's side record gives",
 				       img->path, idx, e->tensor);

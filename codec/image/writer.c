@@ -361,8 +361,9 @@ static int check_extent(const struct nwc_writer *w, uint32_t id,
 			goto out_mismatch;
 	}
 	if (nblocks > UINT32_MAX ||
-	    dec->check_extent(e->codec_arg, e->block_len, (uint32_t)nblocks,
-			      t ? &ct : NULL, t ? t->side : NULL, &unit) ||
+	    nwc_codec_check_extent(dec, e->codec_arg, e->block_len,
+				   (uint32_t)nblocks, t ? &ct : NULL,
+				   t ? t->side : NULL, &unit) ||
 	    e->len % unit)
 		goto out_mismatch;
 	*out = dec;
