@@ -374,6 +374,103 @@ static void test_threads(void)
 	nwc_llama_free(m);
 }
 
+/* The inputs a stream hands over, copied for comparison. */
+struct sunk {
+	struct nwc_llama_h in[64];
+	size_t n;
+};
+
+static int sink_copy(void *arg, const struct nwc_llama_h *h)
+{
+	struct sunk *s = arg;
+	struct nwc_llama_h *c;
+	size_t nn = (size_t)h->n_in * h->n_in;
+
+	if (s->n == NWC_ARRAY_SIZE(s->in))
+		return -E2BIG;
+	c = &s->in[s->n++];
+	*c = *h;
+	c->h = t_xmalloc(nn * sizeof(float));
+	memcpy(c->h, h->h, nn * sizeof(float));
+	for (unsigned w = 0; w < h->n_weights; w++)
+		c->weights[w] = strdup(h->weights[w]);
+	return 0;
+}
+
+static void sunk_free(struct sunk *s)
+{
+	for (size_t k = 0; k < s->n; k++) {
+		free(s->in[k].h);
+		for (unsigned w = 0; w < s->in[k].n_weights; w++)
+			free(s->in[k].weights[w]);
+	}
+	s->n = 0;
+}
+
+static int sink_fail(void *arg, const struct nwc_llama_h *h)
+{
+	(void)h;
+	return --*(int *)arg ? 0 : -EIO;
+}
+
+/*
+ * The layer-by-layer stream gives what the whole-model run gives, bit for
+ * bit and in the same order, for every case (one file and sharded), on 1
+ * and 3 threads over many windows; a sink's error stops it.
+ */
+static void test_stream(void)
+{
+	uint32_t tok[6 * GOLDEN_NTOK];
+
+	for (size_t c = 0; c < NWC_ARRAY_SIZE(golden_cases); c++) {
+		const struct golden_case *g = &golden_cases[c];
+		struct nwc_llama_calib *cb = NULL;
+		struct nwc_llama *m;
+
+		for (size_t i = 0; i < NWC_ARRAY_SIZE(tok); i++)
+			tok[i] = g->tok[(i * 5) % GOLDEN_NTOK];
+		m = open_case(g, NULL, c % 2);
+		if (!m)
+			continue;
+		for (unsigned th = 1; th <= 3; th += 2) {
+			struct nwc_llama_opts o = { .threads = th,
+						    .ctx = GOLDEN_CTX };
+			struct sunk s = { .n = 0 };
+			uint64_t tokens = 0;
+
+			T_EQ(nwc_llama_calib(m, tok, NWC_ARRAY_SIZE(tok), &o,
+					     &cb), 0);
+			T_EQ(nwc_llama_calib_stream(tmpdir, tok,
+						    NWC_ARRAY_SIZE(tok), &o,
+						    sink_copy, &s, &tokens), 0);
+			T_EQ(tokens, NWC_ARRAY_SIZE(tok));
+			T_EQ(s.n, cb ? cb->n : 0);
+			for (size_t k = 0; cb && k < s.n && k < cb->n; k++) {
+				T_EQ(s.in[k].n_in, cb->in[k].n_in);
+				T_EQ(s.in[k].n_weights, cb->in[k].n_weights);
+				T_CHECK(!strcmp(s.in[k].weights[0],
+						cb->in[k].weights[0]));
+				T_MEMEQ(s.in[k].h, cb->in[k].h,
+					(size_t)s.in[k].n_in * s.in[k].n_in *
+					sizeof(float));
+			}
+			sunk_free(&s);
+			nwc_llama_calib_free(cb);
+			cb = NULL;
+		}
+		nwc_llama_free(m);
+	}
+	{
+		struct nwc_llama_opts o = { .threads = 2 };
+		uint64_t tokens = 0;
+		int left = 3;
+
+		T_EQ(nwc_llama_calib_stream(tmpdir, tok, GOLDEN_NTOK, &o,
+					    sink_fail, &left, &tokens), -EIO);
+		T_EQ(left, 0);
+	}
+}
+
 /* Opens case 0 with "@from" in its config replaced by "@to". */
 static int open_edited(const char *from, const char *to)
 {
@@ -453,6 +550,7 @@ int main(void)
 		return 99;
 	T_RUN(test_eval);
 	T_RUN(test_calib);
+	T_RUN(test_stream);
 	T_RUN(test_threads);
 	T_RUN(test_errors);
 	clean_dir();

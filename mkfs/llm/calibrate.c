@@ -14,12 +14,17 @@
 
 #define CALIB_BLOCKS 64u		/* calibration blocks to aim for */
 
-/* The inputs of the linear layers, and blocks of about equal size. */
-static int calib_layout(struct run *r)
+/*
+ * The inputs of the linear layers, and blocks of about equal size.  A
+ * whole run sums every input at once; a stream (@stream) one stage at a
+ * time, so the inputs of each stage share the offsets of one accumulator.
+ */
+static int calib_layout(struct run *r, bool stream)
 {
 	const struct nwc_llama *m = r->m;
 	const struct nwc_llama_config *c = &m->cfg;
 	uint64_t per_block, tokens = 0;
+	size_t stage_len = 0;
 
 	r->nin = (size_t)c->layers * IN_PER_LAYER + !c->tied;
 	r->in_n = calloc(r->nin, sizeof(*r->in_n));
@@ -37,8 +42,13 @@ static int calib_layout(struct run *r)
 		    i % IN_PER_LAYER == IN_DOWN)
 			n = c->intermediate;
 		r->in_n[i] = n;
-		r->in_off[i] = r->acc_len;
-		r->acc_len += (size_t)n * n;
+		if (stream && (i % IN_PER_LAYER == 0 ||
+			       i == (size_t)c->layers * IN_PER_LAYER))
+			stage_len = 0;	/* a new stage */
+		r->in_off[i] = stream ? stage_len : r->acc_len;
+		stage_len += (size_t)n * n;
+		r->acc_len = stream ? NWC_MAX(r->acc_len, stage_len) :
+				      r->acc_len + (size_t)n * n;
 	}
 	r->sum = calloc(r->acc_len, sizeof(*r->sum));
 	if (!r->sum)
@@ -69,19 +79,59 @@ static int calib_name(char **dst, uint32_t l, const char *part)
 	return *dst ? 0 : -ENOMEM;
 }
 
-/* Mirrors the upper triangles into symmetric float H, divided by T. */
+static const char *const in_names[IN_PER_LAYER + 1][3] = {
+	[IN_ATTN] = { "self_attn.q_proj.weight", "self_attn.k_proj.weight",
+		      "self_attn.v_proj.weight" },
+	[IN_O] = { "self_attn.o_proj.weight" },
+	[IN_MLP] = { "mlp.gate_proj.weight", "mlp.up_proj.weight" },
+	[IN_DOWN] = { "mlp.down_proj.weight" },
+	[IN_PER_LAYER] = { "lm_head.weight" },
+};
+
+/*
+ * Input @k's H from its sum at @s: the upper triangle mirrored into a
+ * symmetric float matrix, divided by T; and the names of its weights.
+ */
+static int calib_h(const struct run *r, size_t k, const double *s,
+		   struct nwc_llama_h *in)
+{
+	const size_t nlayer = (size_t)r->m->cfg.layers * IN_PER_LAYER;
+	uint32_t n = r->in_n[k], l = (uint32_t)(k / IN_PER_LAYER);
+	const char *const *kind = k < nlayer ? in_names[k % IN_PER_LAYER] :
+					       in_names[IN_PER_LAYER];
+	int ret = 0;
+
+	memset(in, 0, sizeof(*in));
+	in->n_in = n;
+	in->h = llm_alloc_f32(n, n);
+	if (!in->h)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < n; i++) {
+		for (uint32_t j = i; j < n; j++) {
+			float v = (float)(s[(size_t)i * n + j] /
+					  (double)r->total);
+
+			in->h[(size_t)i * n + j] = v;
+			in->h[(size_t)j * n + i] = v;
+		}
+	}
+	for (unsigned w = 0; w < 3 && kind[w] && !ret; w++) {
+		ret = calib_name(&in->weights[w], l, kind[w]);
+		in->n_weights += !ret;
+	}
+	return ret;
+}
+
+static void calib_h_free(struct nwc_llama_h *in)
+{
+	free(in->h);
+	for (unsigned w = 0; w < 3; w++)
+		free(in->weights[w]);
+}
+
+/* Every input's H, from the sums of a whole run. */
 static int calib_result(const struct run *r, struct nwc_llama_calib **out)
 {
-	static const char *const names[IN_PER_LAYER + 1][3] = {
-		[IN_ATTN] = { "self_attn.q_proj.weight",
-			      "self_attn.k_proj.weight",
-			      "self_attn.v_proj.weight" },
-		[IN_O] = { "self_attn.o_proj.weight" },
-		[IN_MLP] = { "mlp.gate_proj.weight", "mlp.up_proj.weight" },
-		[IN_DOWN] = { "mlp.down_proj.weight" },
-		[IN_PER_LAYER] = { "lm_head.weight" },
-	};
-	const size_t nlayer = (size_t)r->m->cfg.layers * IN_PER_LAYER;
 	struct nwc_llama_calib *cb;
 	int ret = 0;
 
@@ -95,34 +145,8 @@ static int calib_result(const struct run *r, struct nwc_llama_calib **out)
 		return -ENOMEM;
 	}
 	cb->n = r->nin;
-	for (size_t k = 0; k < r->nin && !ret; k++) {
-		struct nwc_llama_h *in = &cb->in[k];
-		const double *s = r->sum + r->in_off[k];
-		uint32_t n = r->in_n[k], l = (uint32_t)(k / IN_PER_LAYER);
-		const char *const *kind;
-
-		in->n_in = n;
-		in->h = llm_alloc_f32(n, n);
-		if (!in->h) {
-			ret = -ENOMEM;
-			break;
-		}
-		for (uint32_t i = 0; i < n; i++) {
-			for (uint32_t j = i; j < n; j++) {
-				float v = (float)(s[(size_t)i * n + j] /
-						  (double)r->total);
-
-				in->h[(size_t)i * n + j] = v;
-				in->h[(size_t)j * n + i] = v;
-			}
-		}
-		kind = k < nlayer ? names[k % IN_PER_LAYER] :
-				    names[IN_PER_LAYER];
-		for (unsigned w = 0; w < 3 && kind[w] && !ret; w++) {
-			ret = calib_name(&in->weights[w], l, kind[w]);
-			in->n_weights += !ret;
-		}
-	}
+	for (size_t k = 0; k < r->nin && !ret; k++)
+		ret = calib_h(r, k, r->sum + r->in_off[k], &cb->in[k]);
 	if (ret) {
 		nwc_llama_calib_free(cb);
 		return ret;
@@ -144,24 +168,138 @@ int nwc_llama_calib(const struct nwc_llama *m, const uint32_t *tok, size_t n,
 		ret = -EINVAL;
 	}
 	if (!ret)
-		ret = calib_layout(&r);
+		ret = calib_layout(&r, false);
 	if (!ret)
-		ret = llm_run_threads(&r, llm_threads_for(o, r.nblocks), true);
+		ret = llm_run_threads(&r, llm_threads_for(o, r.nblocks),
+				      RUN_CALIB);
 	if (!ret)
 		ret = calib_result(&r, out);
 	llm_run_free(&r);
 	return ret;
 }
 
+/* The residual stream of every token at the start: its embedding row. */
+static int stream_embed(struct run *r, struct nwc_llama *m)
+{
+	const struct nwc_llama_config *c = &m->cfg;
+	float *embed;
+	int ret;
+
+	r->act = llm_alloc_f32(r->total, c->hidden);
+	embed = llm_alloc_f32(c->vocab, c->hidden);
+	if (!r->act || !embed) {
+		free(embed);
+		return -ENOMEM;
+	}
+	ret = llm_load_f32(m, "model.embed_tokens.weight", c->vocab,
+			   c->hidden, embed);
+	for (uint64_t t = 0; !ret && t < r->total; t++)
+		memcpy(r->act + t * c->hidden,
+		       embed + (size_t)r->tok[t] * c->hidden,
+		       c->hidden * sizeof(float));
+	free(embed);
+	if (ret || c->tied)
+		return ret;
+	m->norm = llm_alloc_f32(c->hidden, 1);
+	if (!m->norm)
+		return -ENOMEM;
+	return llm_load_f32(m, "model.norm.weight", c->hidden, 0, m->norm);
+}
+
+/* Stage @s of a stream: its layer over every window, then its H. */
+static int stream_stage(struct run *r, struct nwc_llama *m, uint32_t s,
+			unsigned threads, nwc_llama_sink *sink, void *arg)
+{
+	const struct nwc_llama_config *c = &m->cfg;
+	size_t first = (size_t)s * IN_PER_LAYER;
+	size_t end = s < c->layers ? first + IN_PER_LAYER : r->nin;
+	struct layer ly = { 0 };
+	int ret = 0;
+
+	if (s < c->layers)
+		ret = llm_load_layer(m, s, &ly);
+	if (ret)
+		return ret;
+	r->cur = &ly;
+	r->stage = s;
+	r->next = 0;
+	r->merged = 0;
+	memset(r->sum, 0, r->acc_len * sizeof(*r->sum));
+	ret = llm_run_threads(r, threads, RUN_STREAM);
+	llm_free_layer(&ly);
+	for (size_t k = first; k < end && !ret; k++) {
+		struct nwc_llama_h h;
+
+		ret = calib_h(r, k, r->sum + r->in_off[k], &h);
+		if (!ret)
+			ret = sink(arg, &h);
+		calib_h_free(&h);
+	}
+	return ret;
+}
+
+int nwc_llama_calib_stream(const char *dir, const uint32_t *tok, size_t n,
+			   const struct nwc_llama_opts *o,
+			   nwc_llama_sink *sink, void *arg, uint64_t *tokens)
+{
+	struct nwc_llama *m;
+	unsigned threads;
+	uint32_t stages;
+	struct run r;
+	int ret;
+
+	ret = llm_open(dir, false, &m);
+	if (ret)
+		return ret;
+	ret = llm_run_init(&r, m, tok, n, o);
+	if (!ret && !r.total) {
+		nwc_err("no tokens to collect statistics from");
+		ret = -EINVAL;
+	}
+	if (!ret)
+		ret = calib_layout(&r, true);
+	if (!ret)
+		ret = stream_embed(&r, m);
+	if (ret == -ENOMEM)
+		nwc_err("%s: out of memory for the calibration", dir);
+	stages = m->cfg.layers + !m->cfg.tied;
+	r.work = r.total * stages;
+	threads = llm_threads_for(o, r.nblocks);
+	for (uint32_t s = 0; !ret && s < stages; s++)
+		ret = stream_stage(&r, m, s, threads, sink, arg);
+	if (!ret)
+		*tokens = r.total;
+	free(r.act);
+	llm_run_free(&r);
+	nwc_llama_free(m);
+	return ret;
+}
+
+uint64_t nwc_llama_stream_bytes(const struct nwc_llama_config *c,
+				uint64_t tokens, uint32_t ctx, unsigned threads)
+{
+	const uint64_t h = c->hidden, in = c->intermediate;
+	const uint64_t q = (uint64_t)c->heads * c->head_dim;
+	const uint64_t kv = (uint64_t)c->kv_heads * c->head_dim;
+	const uint64_t L = NWC_MIN(tokens, (uint64_t)ctx);
+	uint64_t layer = (q + 2 * kv) * h + h * q + 3 * in * h + 2 * h;
+	uint64_t acc = 2 * h * h + q * q + in * in;
+	uint64_t maxin = NWC_MAX(NWC_MAX(h, q), in);
+	uint64_t window = L * (2 * h + (q + 2 * kv) + q + 2 * in) +
+			  64 * L + maxin * maxin;
+
+	/* stream + one layer + a sum and one accumulator a thread (double),
+	 * + a thread's window buffers; the embedding while the stream starts */
+	return 4 * tokens * h + NWC_MAX(4 * layer, 4 * (uint64_t)c->vocab * h) +
+	       8 * acc * (threads + 1) + 4 * window * threads;
+}
+
 void nwc_llama_calib_free(struct nwc_llama_calib *c)
 {
 	if (!c)
 		return;
-	for (size_t i = 0; i < c->n; i++) {
-		free(c->in[i].h);
-		for (unsigned w = 0; w < 3; w++)
-			free(c->in[i].weights[w]);
-	}
+	for (size_t i = 0; i < c->n; i++)
+		calib_h_free(&c->in[i]);
 	free(c->in);
 	free(c);
 }

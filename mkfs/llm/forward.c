@@ -258,6 +258,30 @@ static double window_nll(const struct run *r, struct scratch *sc,
 	return nll;
 }
 
+/*
+ * Stage r->stage of one window, on its rows of the residual stream: a
+ * decoder layer (statistics of its inputs, then the stream updated), or
+ * after the last layer the statistics of the final norm (lm_head's input).
+ * The rows go through the thread's own buffer, as in forward(), so each
+ * stage computes exactly what a whole forward pass computes.
+ */
+static void stage(const struct run *r, struct scratch *sc,
+		  const struct window *w)
+{
+	const struct nwc_llama_config *c = &r->m->cfg;
+	const uint32_t h = c->hidden, L = w->len;
+	float *rows = r->act + w->off * h;
+
+	memcpy(sc->x, rows, (size_t)L * h * sizeof(float));
+	if (r->stage < c->layers) {
+		decoder_layer(r, sc, r->cur, r->stage, L);
+		memcpy(rows, sc->x, (size_t)L * h * sizeof(float));
+		return;
+	}
+	rmsnorm(sc->xn, sc->x, r->m->norm, L, h, (float)c->rms_eps);
+	calib_add(r, sc, r->nin - 1, sc->xn, L, h);
+}
+
 /* One window from position 0: its NLL (eval) or its statistics (calib). */
 static double forward(const struct run *r, struct scratch *sc,
 		      const struct window *w)
@@ -331,7 +355,8 @@ static void report(struct run *r, uint64_t tokens)
 {
 	r->done += tokens;
 	if (r->o->progress)
-		r->o->progress(r->o->progress_arg, r->done, r->total);
+		r->o->progress(r->o->progress_arg, r->done,
+			       r->work ? r->work : r->total);
 }
 
 /* Takes the next unit of work, or returns false when none is left. */
@@ -360,7 +385,7 @@ static void eval_work(struct run *r, struct scratch *sc)
  * order: the blocks do not depend on the thread count, so neither does
  * any rounding.
  */
-static void calib_work(struct run *r, struct scratch *sc)
+static void calib_work(struct run *r, struct scratch *sc, bool stream)
 {
 	size_t b;
 
@@ -369,7 +394,10 @@ static void calib_work(struct run *r, struct scratch *sc)
 
 		memset(sc->acc, 0, r->acc_len * sizeof(*sc->acc));
 		for (size_t i = r->block[b]; i < r->block[b + 1]; i++) {
-			forward(r, sc, &r->win[i]);
+			if (stream)
+				stage(r, sc, &r->win[i]);
+			else
+				forward(r, sc, &r->win[i]);
 			tokens += r->win[i].len;
 		}
 		pthread_mutex_lock(&r->lock);
@@ -387,7 +415,7 @@ static void calib_work(struct run *r, struct scratch *sc)
 struct worker {
 	struct run *r;
 	struct scratch sc;
-	bool calib;
+	enum run_mode mode;
 	pthread_t tid;
 };
 
@@ -395,10 +423,10 @@ static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
 
-	if (w->calib)
-		calib_work(w->r, &w->sc);
-	else
+	if (w->mode == RUN_EVAL)
 		eval_work(w->r, &w->sc);
+	else
+		calib_work(w->r, &w->sc, w->mode == RUN_STREAM);
 	return NULL;
 }
 
@@ -407,7 +435,7 @@ static void *worker_main(void *arg)
  * cannot get its buffers or be started leaves its share to the others,
  * which changes the speed but not the result.
  */
-int llm_run_threads(struct run *r, unsigned nthreads, bool calib)
+int llm_run_threads(struct run *r, unsigned nthreads, enum run_mode mode)
 {
 	struct worker *w;
 	unsigned started = 1;
@@ -417,8 +445,8 @@ int llm_run_threads(struct run *r, unsigned nthreads, bool calib)
 		return -ENOMEM;
 	for (unsigned i = 0; i < nthreads; i++) {
 		w[i].r = r;
-		w[i].calib = calib;
-		if (scratch_alloc(r, &w[i].sc, calib)) {
+		w[i].mode = mode;
+		if (scratch_alloc(r, &w[i].sc, mode != RUN_EVAL)) {
 			nthreads = i;
 			break;
 		}
@@ -530,7 +558,7 @@ int nwc_llama_eval(const struct nwc_llama *m, const uint32_t *tok, size_t n,
 		ret = r.nll ? 0 : -ENOMEM;
 	}
 	if (!ret && r.nwin)
-		ret = llm_run_threads(&r, llm_threads_for(o, r.nwin), false);
+		ret = llm_run_threads(&r, llm_threads_for(o, r.nwin), RUN_EVAL);
 	if (!ret) {
 		memset(out, 0, sizeof(*out));
 		for (size_t i = 0; i < r.nwin; i++) {

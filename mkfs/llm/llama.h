@@ -141,6 +141,35 @@ int nwc_llama_calib(const struct nwc_llama *m, const uint32_t *tok, size_t n,
 /* nwc_llama_calib_free() - accepts NULL. */
 void nwc_llama_calib_free(struct nwc_llama_calib *c);
 
+/* Takes one input's H, valid during the call; 0 or a negative errno. */
+typedef int nwc_llama_sink(void *arg, const struct nwc_llama_h *h);
+
+/*
+ * nwc_llama_calib_stream() - nwc_llama_calib() on the model of @dir without
+ * holding it: only the residual stream of the @n tokens (T x hidden
+ * floats) stays in memory between layers, with one decoder layer's weights
+ * at a time, read from @dir's weight files as it is reached.  @sink gets
+ * each input's H in nwc_llama_calib()'s order, as soon as its layer is
+ * done; the values are those of nwc_llama_calib(), bit for bit (same
+ * windows, blocks and sums).  Sets *@tokens to T.  Memory: at most about
+ * nwc_llama_stream_bytes().  Returns the errors of nwc_llama_open() and
+ * nwc_llama_calib(), or the sink's.
+ */
+int nwc_llama_calib_stream(const char *dir, const uint32_t *tok, size_t n,
+			   const struct nwc_llama_opts *o,
+			   nwc_llama_sink *sink, void *arg, uint64_t *tokens);
+
+/*
+ * nwc_llama_stream_bytes() - the memory bound of nwc_llama_calib_stream()
+ * for a model of config @c, @tokens tokens in windows of at most @ctx and
+ * @threads threads: 4 T h (the stream) + 4 max(layer weights, vocab h)
+ * + 8 (threads + 1) (2 h^2 + q^2 + inter^2) (sums of one layer's inputs,
+ * q = heads * head_dim) + 4 threads W (a window's buffers).
+ */
+uint64_t nwc_llama_stream_bytes(const struct nwc_llama_config *c,
+				uint64_t tokens, uint32_t ctx,
+				unsigned threads);
+
 /*
  * nwc_llama_read_tokens() - read a token file (uint16 little-endian ids),
  * at most @max tokens (0: all), into a malloc'd array *tok of *n ids.

@@ -34,8 +34,12 @@ struct layer {
 	float *wdown;		/* (hidden, inter) */
 };
 
+struct wset;
+
 struct nwc_llama {
 	struct nwc_llama_config cfg;
+	struct wset *ws;	/* streaming: the open weight files, or NULL */
+	char *dir;		/* streaming: the model directory */
 	uint32_t q_out;		/* heads * head_dim */
 	uint32_t kv_out;	/* kv_heads * head_dim */
 	uint32_t qkv_out;	/* q_out + 2 kv_out */
@@ -58,6 +62,13 @@ struct window {
 	uint32_t len;
 };
 
+/* What the workers of a run compute. */
+enum run_mode {
+	RUN_EVAL,		/* whole windows: log-likelihoods */
+	RUN_CALIB,		/* whole windows: every layer's statistics */
+	RUN_STREAM,		/* one stage of every window (stream.c) */
+};
+
 /* One run of eval or calib: shared, read-only while the workers run. */
 struct run {
 	const struct nwc_llama *m;
@@ -68,6 +79,8 @@ struct run {
 	float *rcos, *rsin;	/* (maxlen, head_dim / 2) rotary table */
 	const struct nwc_llama_opts *o;
 	uint64_t total;		/* tokens in all windows */
+	uint64_t work;		/* tokens times stages, for progress; 0:
+				 * total */
 
 	/* eval */
 	double *nll;		/* (nwin,) per window */
@@ -80,6 +93,11 @@ struct run {
 	size_t *block;		/* (nblocks + 1,) first window of each */
 	size_t nblocks;
 	double *sum;		/* (acc_len,) upper triangles */
+
+	/* stream: one stage over the residual stream of every window */
+	float *act;		/* (total, hidden) the stream, token by token */
+	const struct layer *cur;	/* the stage's decoder layer */
+	uint32_t stage;		/* layer index; layers: the final norm */
 
 	bool locks;		/* lock and merged_cv initialised */
 	pthread_mutex_t lock;	/* guards what follows */
@@ -96,11 +114,23 @@ int llm_parse_config(const struct cfg *c, struct nwc_llama_config *k);
 /* weights.c: malloc (@rows x @cols, at least 1) floats, or NULL. */
 float *llm_alloc_f32(uint64_t rows, uint64_t cols);
 
+/*
+ * weights.c: llm_open() - read @dir's config and open its weight files;
+ * with @weights load every weight (nwc_llama_open), else keep the files
+ * open for llm_load_layer() and llm_load_f32(), which read one layer or
+ * tensor as F32 (the streaming mode of nwc_llama_calib_stream()).
+ */
+int llm_open(const char *dir, bool weights, struct nwc_llama **out);
+int llm_load_layer(const struct nwc_llama *m, uint32_t l, struct layer *ly);
+int llm_load_f32(const struct nwc_llama *m, const char *name, uint32_t rows,
+		 uint32_t cols, float *dst);
+void llm_free_layer(struct layer *ly);
+
 /* forward.c: set up, run and free a run; threads for @units of work. */
 int llm_run_init(struct run *r, const struct nwc_llama *m,
 		 const uint32_t *tok, size_t n,
 		 const struct nwc_llama_opts *o);
-int llm_run_threads(struct run *r, unsigned nthreads, bool calib);
+int llm_run_threads(struct run *r, unsigned nthreads, enum run_mode mode);
 void llm_run_free(struct run *r);
 unsigned llm_threads_for(const struct nwc_llama_opts *o, size_t units);
 

@@ -320,6 +320,7 @@ static int load_part(const struct wset *ws, uint32_t l, const char *part,
 static int load_layer(const struct nwc_llama *m, const struct wset *ws,
 		      uint32_t l, struct layer *ly)
 {
+	memset(ly, 0, sizeof(*ly));
 	const struct nwc_llama_config *c = &m->cfg;
 	const uint32_t h = c->hidden, in = c->intermediate;
 	const uint32_t q = m->q_out, kv = m->kv_out;
@@ -407,6 +408,32 @@ static int load_weights(struct nwc_llama *m, const struct wset *ws)
 
 int nwc_llama_open(const char *dir, struct nwc_llama **out)
 {
+	return llm_open(dir, true, out);
+}
+
+int llm_load_layer(const struct nwc_llama *m, uint32_t l, struct layer *ly)
+{
+	int ret;
+
+	assert(m->ws && l < m->cfg.layers);
+	ret = load_layer(m, m->ws, l, ly);
+	if (ret == -ENOMEM)
+		nwc_err("%s: out of memory loading layer %" PRIu32,
+			m->ws->dir, l);
+	if (ret)
+		llm_free_layer(ly);
+	return ret;
+}
+
+int llm_load_f32(const struct nwc_llama *m, const char *name, uint32_t rows,
+		 uint32_t cols, float *dst)
+{
+	assert(m->ws);
+	return load_tensor(m->ws, name, rows, cols, dst);
+}
+
+int llm_open(const char *dir, bool weights, struct nwc_llama **out)
+{
 	char path[PATH_MAX];
 	struct wset ws = { 0 };
 	struct nwc_json *doc;
@@ -432,8 +459,19 @@ int nwc_llama_open(const char *dir, struct nwc_llama **out)
 	m->kv_out = m->cfg.kv_heads * m->cfg.head_dim;
 	m->qkv_out = m->q_out + 2 * m->kv_out;
 	ret = wset_open(&ws, dir);
-	if (!ret)
+	if (!ret && weights)
 		ret = load_weights(m, &ws);
+	if (!ret && !weights) {
+		/* Streaming: keep the files open, load layers on demand. */
+		m->ws = malloc(sizeof(*m->ws));
+		if (m->ws) {
+			m->dir = strdup(dir);
+			*m->ws = ws;
+			m->ws->dir = m->dir;
+			ws = (struct wset){ 0 };
+		}
+		ret = m->ws && m->dir ? 0 : -ENOMEM;
+	}
 	wset_close(&ws);
 	if (ret == -ENOMEM)
 		nwc_err("%s: out of memory loading the weights", dir);
@@ -450,23 +488,31 @@ out_free_doc:
 	return ret;
 }
 
+void llm_free_layer(struct layer *ly)
+{
+	free(ly->attn_norm);
+	free(ly->wqkv);
+	free(ly->bqkv);
+	free(ly->wo);
+	free(ly->bo);
+	free(ly->mlp_norm);
+	free(ly->wgu);
+	free(ly->wdown);
+	memset(ly, 0, sizeof(*ly));
+}
+
 void nwc_llama_free(struct nwc_llama *m)
 {
 	if (!m)
 		return;
-	for (uint32_t l = 0; m->layer && l < m->cfg.layers; l++) {
-		struct layer *ly = &m->layer[l];
-
-		free(ly->attn_norm);
-		free(ly->wqkv);
-		free(ly->bqkv);
-		free(ly->wo);
-		free(ly->bo);
-		free(ly->mlp_norm);
-		free(ly->wgu);
-		free(ly->wdown);
-	}
+	for (uint32_t l = 0; m->layer && l < m->cfg.layers; l++)
+		llm_free_layer(&m->layer[l]);
 	free(m->layer);
+	if (m->ws) {
+		wset_close(m->ws);
+		free(m->ws);
+	}
+	free(m->dir);
 	if (m->lm_head != m->embed)
 		free(m->lm_head);
 	free(m->embed);
