@@ -6,6 +6,7 @@
 #include "codec/common/base.h"
 
 #include <getopt.h>
+#include <libgen.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -172,7 +173,7 @@ static int check_lossy_args(struct lossy_args *la)
 
 /* Load the codec models and the calibration; returns an exit status. */
 static int prepare_lossy(struct lossy_args *la, const char *model_dir,
-			 const struct nwc_pack_opts *opts,
+			 const char *image, const struct nwc_pack_opts *opts,
 			 struct nwc_rate_models *models,
 			 struct nwc_calib **calib)
 {
@@ -185,8 +186,15 @@ static int prepare_lossy(struct lossy_args *la, const char *model_dir,
 	la->pl.models = models;
 	*calib = NULL;
 	if (la->calib) {
+		/* Statistics spill beside the image, where there is room. */
+		char *copy = strdup(image);
+
+		if (!copy)
+			return NWC_EXIT_IO;
 		ret = nwc_calib_run(model_dir, la->calib, la->calib_tokens,
-				    opts->jobs, opts->progress, calib);
+				    opts->jobs, opts->progress, dirname(copy),
+				    calib);
+		free(copy);
 		if (ret)
 			return ret == -NWC_EFEATURE ? NWC_EXIT_USAGE :
 			       ret == -EINVAL || ret == -NWC_EFORMAT ?
@@ -371,8 +379,8 @@ int main(int argc, char **argv)
 		goto out_free;
 	}
 	if (!la.lossless) {
-		status = prepare_lossy(&la, argv[optind], &opts, &models,
-				       &calib);
+		status = prepare_lossy(&la, argv[optind], argv[optind + 1],
+				       &opts, &models, &calib);
 		if (status) {
 			nwc_err("%s: not written", argv[optind + 1]);
 			goto out_free;

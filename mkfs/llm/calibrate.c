@@ -285,11 +285,11 @@ uint64_t nwc_llama_stream_bytes(const struct nwc_llama_config *c,
 	uint64_t layer = (q + 2 * kv) * h + h * q + 3 * in * h + 2 * h;
 	uint64_t acc = 2 * h * h + q * q + in * in;
 	uint64_t maxin = NWC_MAX(NWC_MAX(h, q), in);
-	uint64_t window = L * (2 * h + (q + 2 * kv) + q + 2 * in) +
-			  64 * L + maxin * maxin;
+	uint64_t window = L * (2 * h + 2 * q + 2 * kv + 2 * in + 64) +
+			  maxin * maxin;
 
-	/* stream + one layer + a sum and one accumulator a thread (double),
-	 * + a thread's window buffers; the embedding while the stream starts */
+	/* the stream, one layer or the embedding, a sum and one accumulator
+	 * a thread (double), a thread's window buffers (scratch_alloc) */
 	return 4 * tokens * h + NWC_MAX(4 * layer, 4 * (uint64_t)c->vocab * h) +
 	       8 * acc * (threads + 1) + 4 * window * threads;
 }

@@ -110,6 +110,10 @@ struct nwc_llama_calib {
  */
 int nwc_llama_open(const char *dir, struct nwc_llama **out);
 
+/* nwc_llama_read_config() - @dir/config.json only; nwc_llama_open()'s
+ * errors for it. */
+int nwc_llama_read_config(const char *dir, struct nwc_llama_config *cfg);
+
 /* nwc_llama_free() - release a model; accepts NULL. */
 void nwc_llama_free(struct nwc_llama *m);
 
@@ -162,9 +166,10 @@ int nwc_llama_calib_stream(const char *dir, const uint32_t *tok, size_t n,
 /*
  * nwc_llama_stream_bytes() - the memory bound of nwc_llama_calib_stream()
  * for a model of config @c, @tokens tokens in windows of at most @ctx and
- * @threads threads: 4 T h (the stream) + 4 max(layer weights, vocab h)
- * + 8 (threads + 1) (2 h^2 + q^2 + inter^2) (sums of one layer's inputs,
- * q = heads * head_dim) + 4 threads W (a window's buffers).
+ * @threads threads (man mkfs.nwc, --calib): 4 T h (the stream) + 4 max(one
+ * layer's weights, vocab h) + 8 (threads + 1) (2 h^2 + q^2 + inter^2)
+ * (sums of one layer's inputs, q = heads * head_dim) + 4 threads (C (2 h
+ * + 2 q + 2 kv + 2 inter + 64) + max(h, q, inter)^2) (a window's buffers).
  */
 uint64_t nwc_llama_stream_bytes(const struct nwc_llama_config *c,
 				uint64_t tokens, uint32_t ctx,

@@ -432,6 +432,23 @@ int llm_load_f32(const struct nwc_llama *m, const char *name, uint32_t rows,
 	return load_tensor(m->ws, name, rows, cols, dst);
 }
 
+int nwc_llama_read_config(const char *dir, struct nwc_llama_config *cfg)
+{
+	char path[PATH_MAX];
+	struct nwc_json *doc;
+	int ret;
+
+	ret = join_path(path, dir, "config.json");
+	if (ret)
+		return ret;
+	ret = llm_load_json(path, &doc);
+	if (ret)
+		return ret;
+	ret = llm_parse_config(&(struct cfg){ .root = doc, .path = path }, cfg);
+	nwc_json_free(doc);
+	return ret;
+}
+
 int llm_open(const char *dir, bool weights, struct nwc_llama **out)
 {
 	char path[PATH_MAX];

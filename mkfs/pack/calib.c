@@ -4,11 +4,13 @@
 
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "codec/common/array.h"
 #include "codec/common/io.h"
 #include "codec/common/log.h"
 #include "codec/input/safetensors.h"
@@ -16,23 +18,23 @@
 #include "mkfs/pack/calib.h"
 #include "mkfs/pack/progress.h"
 
-/* One weight's H: in memory (a model run) or at an offset of the file. */
+/* One weight's H, at an offset of the statistics or spill file. */
 struct centry {
 	const char *name;	/* weight name, without ".H" */
 	size_t name_len;
 	uint32_t n;
-	const float *h;		/* model run */
-	uint64_t off;		/* statistics file */
+	uint64_t off;
 };
 
 struct nwc_calib {
 	char *source;
 	uint64_t tokens;
-	int fd;				/* statistics file, or -1 */
-	struct nwc_st *st;
-	struct nwc_llama_calib *run;
+	int fd;				/* statistics or spill file, or -1 */
+	struct nwc_st *st;		/* statistics file: its header */
+	bool own_names;			/* model run: names are malloc'd */
+	uint64_t spill_len;		/* model run: bytes in the spill file */
 	struct centry *e;		/* sorted by name */
-	size_t n;
+	size_t n, cap;
 };
 
 static int cmp_entry(const void *pa, const void *pb)
@@ -54,6 +56,7 @@ static int calib_alloc(const char *source, size_t n, struct nwc_calib **out)
 	c->fd = -1;
 	c->source = strdup(source);
 	c->e = calloc(NWC_MAX(n, 1), sizeof(*c->e));
+	c->cap = NWC_MAX(n, 1);
 	if (!c->source || !c->e) {
 		nwc_calib_free(c);
 		return -ENOMEM;
@@ -131,8 +134,70 @@ out_free:
 	return ret;
 }
 
+/*
+ * A model run's sink: each H goes to the spill file as little-endian
+ * floats (the layout of a statistics file's data), once for all the
+ * weights that read its input.
+ */
+static int spill_h(void *arg, const struct nwc_llama_h *h)
+{
+	struct nwc_calib *c = arg;
+	size_t nn = (size_t)h->n_in * h->n_in;
+	uint8_t *buf;
+	int ret;
+
+	ret = nwc_array_reserve((void **)&c->e, &c->cap,
+				c->n + h->n_weights, sizeof(*c->e));
+	if (ret)
+		return ret;
+	buf = malloc(nn * sizeof(float));
+	if (!buf)
+		return -ENOMEM;
+	for (size_t i = 0; i < nn; i++)
+		nwc_put_lef32(buf + 4 * i, h->h[i]);
+	ret = nwc_pwrite_full(c->fd, buf, nn * sizeof(float), c->spill_len);
+	free(buf);
+	if (ret) {
+		nwc_err("%s: cannot write calibration statistics: %s",
+			c->source, nwc_strerror(ret));
+		return ret;
+	}
+	for (unsigned w = 0; w < h->n_weights; w++) {
+		struct centry *e = &c->e[c->n];
+
+		e->name = strdup(h->weights[w]);
+		if (!e->name)
+			return -ENOMEM;
+		e->name_len = strlen(e->name);
+		e->n = h->n_in;
+		e->off = c->spill_len;
+		c->n++;
+	}
+	c->spill_len += nn * sizeof(float);
+	return 0;
+}
+
+/* An unlinked file in @dir: nothing is left behind, whatever happens. */
+static int spill_open(const char *dir, int *fd)
+{
+	char path[PATH_MAX];
+
+	snprintf(path, sizeof(path), "%s/.nwc-calib.XXXXXX", dir);
+	*fd = mkstemp(path);
+	if (*fd < 0) {
+		int ret = -errno;
+
+		nwc_err("%s: cannot create a file for the calibration statistics: %s",
+			dir, strerror(errno));
+		return ret;
+	}
+	unlink(path);
+	return 0;
+}
+
 int nwc_calib_run(const char *dir, const char *tokens, uint64_t max_tokens,
-		  unsigned threads, bool progress, struct nwc_calib **out)
+		  unsigned threads, bool progress, const char *spill_dir,
+		  struct nwc_calib **out)
 {
 	struct nwc_token_progress rp = { .what = "calibration",
 					 .t0 = nwc_now() };
@@ -140,63 +205,60 @@ int nwc_calib_run(const char *dir, const char *tokens, uint64_t max_tokens,
 		.threads = threads,
 		.max_tokens = max_tokens,
 	};
-	struct nwc_llama_calib *cb;
+	struct nwc_llama_config cfg;
 	struct nwc_calib *c;
-	struct nwc_llama *m;
 	uint32_t *tok;
-	size_t n = 0, k = 0;
+	size_t n = 0;
 	int ret;
 
 	ret = nwc_llama_read_tokens(tokens, max_tokens, &tok, &n);
 	if (ret)
 		return ret;
-	ret = nwc_llama_open(dir, &m);
-	if (ret) {
-		if (ret != -ENOMEM && ret != -EIO)
-			ret = -NWC_EFEATURE;
-		nwc_err("%s: --calib runs the model, which needs a Llama-family model directory (llama, mistral, qwen2); for other models pass statistics with --calib-stats",
-			dir);
+	ret = nwc_llama_read_config(dir, &cfg);
+	if (ret)
+		goto out_not_llama;
+	ret = calib_alloc(tokens, 0, &c);
+	if (ret)
 		goto out_free_tok;
-	}
+	c->own_names = true;
+	ret = spill_open(spill_dir, &c->fd);
+	if (ret)
+		goto out_free_calib;
 	if (progress) {
+		uint64_t bound = nwc_llama_stream_bytes(
+			&cfg, n, NWC_MIN(cfg.max_pos, NWC_LLAMA_CTX_MAX),
+			NWC_MAX(threads, 1));
+
+		fprintf(stderr, "calibration: %zu tokens through %" PRIu32
+			" layers, one at a time: at most about %.2f GiB of memory\n",
+			n, cfg.layers, (double)bound / (1u << 30));
 		o.progress = nwc_token_progress;
 		o.progress_arg = &rp;
 	}
-	ret = nwc_llama_calib(m, tok, n, &o, &cb);
-	nwc_llama_free(m);
-	if (ret) {
-		if (ret == -ENOMEM)
-			nwc_err("%s: out of memory for the calibration", dir);
-		goto out_free_tok;
+	ret = nwc_llama_calib_stream(dir, tok, n, &o, spill_h, c, &c->tokens);
+	if (ret == -NWC_EFORMAT || ret == -NWC_EFEATURE || ret == -ENOENT) {
+		nwc_calib_free(c);
+		goto out_not_llama;
 	}
-	for (size_t i = 0; i < cb->n; i++)
-		k += cb->in[i].n_weights;
-	ret = calib_alloc(tokens, k, &c);
-	if (ret) {
-		nwc_llama_calib_free(cb);
-		goto out_free_tok;
-	}
-	c->run = cb;
-	c->tokens = cb->tokens;
-	for (size_t i = 0; i < cb->n; i++) {
-		for (unsigned w = 0; w < cb->in[i].n_weights; w++) {
-			struct centry *e = &c->e[c->n++];
-
-			e->name = cb->in[i].weights[w];
-			e->name_len = strlen(e->name);
-			e->n = cb->in[i].n_in;
-			e->h = cb->in[i].h;
-		}
-	}
+	if (ret)
+		goto out_free_calib;
 	qsort(c->e, c->n, sizeof(*c->e), cmp_entry);
 	ret = check_unique(c);
-	if (ret) {
-		nwc_calib_free(c);
-		goto out_free_tok;
-	}
-	nwc_dbg("%s: calibrated %zu weights on %" PRIu64 " tokens of %s",
-		dir, c->n, c->tokens, tokens);
+	if (ret)
+		goto out_free_calib;
+	nwc_dbg("%s: calibrated %zu weights on %" PRIu64 " tokens of %s (%" PRIu64 " bytes of statistics)",
+		dir, c->n, c->tokens, tokens, c->spill_len);
 	*out = c;
+	goto out_free_tok;
+
+out_not_llama:
+	if (ret != -ENOMEM && ret != -EIO)
+		ret = -NWC_EFEATURE;
+	nwc_err("%s: --calib runs the model, which needs a Llama-family model directory (llama, mistral, qwen2); for other models pass statistics with --calib-stats",
+		dir);
+	goto out_free_tok;
+out_free_calib:
+	nwc_calib_free(c);
 out_free_tok:
 	free(tok);
 	return ret;
@@ -224,10 +286,6 @@ int nwc_calib_get(const struct nwc_calib *c, const char *name, uint32_t n,
 	*h = malloc(nn * sizeof(**h));
 	if (!*h)
 		return -ENOMEM;
-	if (e->h) {
-		memcpy(*h, e->h, nn * sizeof(**h));
-		return 0;
-	}
 	/* Read in place, then convert from little-endian. */
 	raw = (uint8_t *)*h;
 	ret = nwc_pread_full(c->fd, raw, nn * sizeof(float), e->off);
@@ -262,7 +320,8 @@ void nwc_calib_free(struct nwc_calib *c)
 	if (c->fd >= 0)
 		close(c->fd);
 	nwc_st_free(c->st);
-	nwc_llama_calib_free(c->run);
+	for (size_t i = 0; c->own_names && i < c->n; i++)
+		free((char *)c->e[i].name);
 	free(c->e);
 	free(c->source);
 	free(c);

@@ -11,8 +11,9 @@
  *	... use h (n x n), free(h) ...
  *	nwc_calib_free(c);
  *
- * A statistics file is read lazily, one matrix per nwc_calib_get(), so
- * that its size does not count against memory.  Thread safety: a struct
+ * Statistics are read lazily, one matrix per nwc_calib_get(), from the
+ * statistics file or from the file a model run spilled them to, so that
+ * their size does not count against memory.  Thread safety: a struct
  * nwc_calib is immutable after it is made; nwc_calib_get() may be called
  * from any number of threads at once (pread only).
  */
@@ -32,15 +33,20 @@ struct nwc_calib;
 int nwc_calib_open_stats(const char *path, struct nwc_calib **out);
 
 /*
- * nwc_calib_run() - open the model of @dir (nwc_llama_open), run it over
- * at most @max_tokens tokens of the file @tokens (little-endian u16) with
- * @threads threads, and keep the H of every linear weight.  @progress
- * draws a progress line on stderr.  Returns 0, -NWC_EFEATURE when @dir is
- * not a Llama-family model directory (logged, suggesting --calib-stats),
- * -EINVAL for a bad token file, an I/O error or -ENOMEM.
+ * nwc_calib_run() - run the Llama-family model of @dir layer by layer
+ * (nwc_llama_calib_stream) over at most @max_tokens tokens of the file
+ * @tokens (little-endian u16) with @threads threads, and keep the H of
+ * every linear weight in an unlinked file in @spill_dir (beside the image:
+ * 4 n^2 bytes per distinct input), read back by nwc_calib_get().  Memory
+ * stays within nwc_llama_stream_bytes(), whatever the depth.  @progress
+ * prints that bound first and draws a progress line on stderr.  Returns 0,
+ * -NWC_EFEATURE when @dir is not a Llama-family model directory (logged,
+ * suggesting --calib-stats), -EINVAL for a bad token file, an I/O error or
+ * -ENOMEM.
  */
 int nwc_calib_run(const char *dir, const char *tokens, uint64_t max_tokens,
-		  unsigned threads, bool progress, struct nwc_calib **out);
+		  unsigned threads, bool progress, const char *spill_dir,
+		  struct nwc_calib **out);
 
 /*
  * nwc_calib_get() - a malloc'd copy of H (n x n row-major floats) of the
