@@ -191,9 +191,14 @@ static int prepare_lossy(struct lossy_args *la, const char *model_dir,
 
 		if (!copy)
 			return NWC_EXIT_IO;
-		ret = nwc_calib_run(model_dir, la->calib, la->calib_tokens,
-				    opts->jobs, opts->progress, dirname(copy),
-				    calib);
+		struct nwc_calib_opts co = {
+			.max_tokens = la->calib_tokens,
+			.threads = opts->jobs,
+			.progress = opts->progress,
+			.spill_dir = dirname(copy),
+		};
+
+		ret = nwc_calib_run(model_dir, la->calib, &co, calib);
 		free(copy);
 		if (ret)
 			return ret == -NWC_EFEATURE ? NWC_EXIT_USAGE :

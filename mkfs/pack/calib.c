@@ -195,15 +195,15 @@ static int spill_open(const char *dir, int *fd)
 	return 0;
 }
 
-int nwc_calib_run(const char *dir, const char *tokens, uint64_t max_tokens,
-		  unsigned threads, bool progress, const char *spill_dir,
-		  struct nwc_calib **out)
+int nwc_calib_run(const char *dir, const char *tokens,
+		  const struct nwc_calib_opts *co, struct nwc_calib **out)
 {
 	struct nwc_token_progress rp = { .what = "calibration",
 					 .t0 = nwc_now() };
 	struct nwc_llama_opts o = {
-		.threads = threads,
-		.max_tokens = max_tokens,
+		.threads = co->threads,
+		.max_tokens = co->max_tokens,
+		.ctx = co->ctx,
 	};
 	struct nwc_llama_config cfg;
 	struct nwc_calib *c;
@@ -211,7 +211,7 @@ int nwc_calib_run(const char *dir, const char *tokens, uint64_t max_tokens,
 	size_t n = 0;
 	int ret;
 
-	ret = nwc_llama_read_tokens(tokens, max_tokens, &tok, &n);
+	ret = nwc_llama_read_tokens(tokens, co->max_tokens, &tok, &n);
 	if (ret)
 		return ret;
 	ret = nwc_llama_read_config(dir, &cfg);
@@ -221,13 +221,15 @@ int nwc_calib_run(const char *dir, const char *tokens, uint64_t max_tokens,
 	if (ret)
 		goto out_free_tok;
 	c->own_names = true;
-	ret = spill_open(spill_dir, &c->fd);
+	ret = spill_open(co->spill_dir, &c->fd);
 	if (ret)
 		goto out_free_calib;
-	if (progress) {
+	if (co->progress) {
 		uint64_t bound = nwc_llama_stream_bytes(
-			&cfg, n, NWC_MIN(cfg.max_pos, NWC_LLAMA_CTX_MAX),
-			NWC_MAX(threads, 1));
+			&cfg, n,
+			co->ctx ? co->ctx :
+				  NWC_MIN(cfg.max_pos, NWC_LLAMA_CTX_MAX),
+			NWC_MAX(co->threads, 1));
 
 		fprintf(stderr, "calibration: %zu tokens through %" PRIu32
 			" layers, one at a time: at most about %.2f GiB of memory\n",
@@ -301,6 +303,20 @@ int nwc_calib_get(const struct nwc_calib *c, const char *name, uint32_t n,
 	for (size_t i = 0; i < nn; i++)
 		(*h)[i] = nwc_get_lef32(raw + 4 * i);
 	return 0;
+}
+
+size_t nwc_calib_count(const struct nwc_calib *c)
+{
+	return c->n;
+}
+
+const char *nwc_calib_entry(const struct nwc_calib *c, size_t i, size_t *len,
+			    uint32_t *n)
+{
+	assert(i < c->n);
+	*len = c->e[i].name_len;
+	*n = c->e[i].n;
+	return c->e[i].name;
 }
 
 const char *nwc_calib_source(const struct nwc_calib *c)

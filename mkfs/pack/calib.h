@@ -32,21 +32,33 @@ struct nwc_calib;
  */
 int nwc_calib_open_stats(const char *path, struct nwc_calib **out);
 
+/* How nwc_calib_run() runs the model. */
+struct nwc_calib_opts {
+	uint64_t max_tokens;	/* the first N tokens; 0: all */
+	uint32_t ctx;		/* window length; 0: the model's default */
+	unsigned threads;	/* >= 1 */
+	bool progress;		/* the memory bound, then a progress line */
+	const char *spill_dir;	/* where the statistics spill */
+};
+
 /*
  * nwc_calib_run() - run the Llama-family model of @dir layer by layer
- * (nwc_llama_calib_stream) over at most @max_tokens tokens of the file
- * @tokens (little-endian u16) with @threads threads, and keep the H of
- * every linear weight in an unlinked file in @spill_dir (beside the image:
- * 4 n^2 bytes per distinct input), read back by nwc_calib_get().  Memory
- * stays within nwc_llama_stream_bytes(), whatever the depth.  @progress
- * prints that bound first and draws a progress line on stderr.  Returns 0,
- * -NWC_EFEATURE when @dir is not a Llama-family model directory (logged,
- * suggesting --calib-stats), -EINVAL for a bad token file, an I/O error or
- * -ENOMEM.
+ * (nwc_llama_calib_stream) over the tokens of the file @tokens
+ * (little-endian u16), and keep the H of every linear weight in an
+ * unlinked file in @o->spill_dir (beside the image: 4 n^2 bytes per
+ * distinct input), read back by nwc_calib_get().  Memory stays within
+ * nwc_llama_stream_bytes(), whatever the depth.  Returns 0, -NWC_EFEATURE
+ * when @dir is not a Llama-family model directory (logged, suggesting
+ * --calib-stats), -EINVAL for a bad token file, an I/O error or -ENOMEM.
  */
-int nwc_calib_run(const char *dir, const char *tokens, uint64_t max_tokens,
-		  unsigned threads, bool progress, const char *spill_dir,
-		  struct nwc_calib **out);
+int nwc_calib_run(const char *dir, const char *tokens,
+		  const struct nwc_calib_opts *o, struct nwc_calib **out);
+
+/* Weights with statistics, and the name (@len bytes, not terminated) and
+ * width of weight @i (sorted by name; @i < nwc_calib_count()). */
+size_t nwc_calib_count(const struct nwc_calib *c);
+const char *nwc_calib_entry(const struct nwc_calib *c, size_t i, size_t *len,
+			    uint32_t *n);
 
 /*
  * nwc_calib_get() - a malloc'd copy of H (n x n row-major floats) of the

@@ -8,6 +8,7 @@
 
 #include <fcntl.h>
 #include <getopt.h>
+#include <libgen.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
@@ -19,6 +20,7 @@
 #include "codec/common/io.h"
 #include "codec/common/log.h"
 #include "mkfs/llm/llama.h"
+#include "mkfs/pack/calib.h"
 #include "mkfs/pack/progress.h"
 
 #define PROG "nwc"
@@ -69,90 +71,131 @@ static int exit_code(int err)
 }
 
 /*
- * safetensors layout of the statistics: the JSON header (padded with
- * spaces to 8 bytes so the data is aligned), then every H once per weight
- * that reads it, in model order.
+ * The statistics file header: safetensors JSON (padded with spaces to 8
+ * bytes so the data is aligned) naming every weight's H in name order.
  */
-static int stats_encode(const struct nwc_llama_calib *cb, uint8_t **out,
-			size_t *len)
+static int stats_header(const struct nwc_calib *c, char **out, size_t *len)
 {
-	size_t hcap = 64, hlen, data = 0, pos;
+	size_t hcap = 64, hlen, data = 0;
 	char *hdr;
-	uint8_t *buf;
 
-	for (size_t i = 0; i < cb->n; i++)
-		for (unsigned w = 0; w < cb->in[i].n_weights; w++)
-			hcap += strlen(cb->in[i].weights[w]) + 128;
+	for (size_t i = 0; i < nwc_calib_count(c); i++) {
+		size_t nl;
+		uint32_t n;
+
+		nwc_calib_entry(c, i, &nl, &n);
+		hcap += nl + 128;
+	}
 	hdr = malloc(hcap);
 	if (!hdr)
 		return -ENOMEM;
 	hlen = (size_t)snprintf(hdr, hcap,
 				"{\"__metadata__\":{\"tokens\":\"%" PRIu64
-				"\"}", cb->tokens);
-	for (size_t i = 0; i < cb->n; i++) {
-		const struct nwc_llama_h *in = &cb->in[i];
-		size_t bytes = (size_t)in->n_in * in->n_in * sizeof(float);
+				"\"}", nwc_calib_tokens(c));
+	for (size_t i = 0; i < nwc_calib_count(c); i++) {
+		size_t nl, bytes;
+		uint32_t n;
+		const char *name = nwc_calib_entry(c, i, &nl, &n);
 
-		for (unsigned w = 0; w < in->n_weights; w++) {
-			hlen += (size_t)snprintf(hdr + hlen, hcap - hlen,
-				",\"%s.H\":{\"dtype\":\"F32\",\"shape\":[%" PRIu32
-				",%" PRIu32 "],\"data_offsets\":[%zu,%zu]}",
-				in->weights[w], in->n_in, in->n_in, data,
-				data + bytes);
-			data += bytes;
-		}
+		bytes = (size_t)n * n * sizeof(float);
+		hlen += (size_t)snprintf(hdr + hlen, hcap - hlen,
+			",\"%.*s.H\":{\"dtype\":\"F32\",\"shape\":[%" PRIu32
+			",%" PRIu32 "],\"data_offsets\":[%zu,%zu]}",
+			(int)nl, name, n, n, data, data + bytes);
+		data += bytes;
 	}
 	hdr[hlen++] = '}';
 	while (hlen % 8)
 		hdr[hlen++] = ' ';
-	*len = 8 + hlen + data;
-	buf = malloc(*len);
-	if (!buf) {
-		free(hdr);
-		return -ENOMEM;
-	}
-	nwc_put_le64(buf, hlen);
-	memcpy(buf + 8, hdr, hlen);
-	free(hdr);
-	pos = 8 + hlen;
-	for (size_t i = 0; i < cb->n; i++) {
-		const struct nwc_llama_h *in = &cb->in[i];
-		size_t n = (size_t)in->n_in * in->n_in;
-
-		for (unsigned w = 0; w < in->n_weights; w++)
-			for (size_t k = 0; k < n; k++, pos += 4)
-				nwc_put_lef32(buf + pos, in->h[k]);
-	}
-	*out = buf;
+	*out = hdr;
+	*len = hlen;
 	return 0;
 }
 
-static int do_calib(const struct opts *o, const struct nwc_llama *m,
-		    const uint32_t *tok, size_t n)
+/* The header, then every H in turn: one matrix in memory at a time. */
+static int stats_write(const struct nwc_calib *c, int fd)
 {
-	struct nwc_llama_calib *cb;
-	uint8_t *buf;
-	size_t len;
+	uint8_t len8[8];
+	uint64_t pos;
+	size_t hlen;
+	char *hdr;
 	int ret;
 
-	ret = nwc_llama_calib(m, tok, n, &o->run, &cb);
+	ret = stats_header(c, &hdr, &hlen);
+	if (ret)
+		return ret;
+	nwc_put_le64(len8, hlen);
+	ret = nwc_pwrite_full(fd, len8, 8, 0);
+	if (!ret)
+		ret = nwc_pwrite_full(fd, hdr, hlen, 8);
+	free(hdr);
+	pos = 8 + hlen;
+	for (size_t i = 0; !ret && i < nwc_calib_count(c); i++) {
+		char name[512];
+		size_t nl, nn;
+		uint32_t n;
+		const char *e = nwc_calib_entry(c, i, &nl, &n);
+		float *h;
+
+		snprintf(name, sizeof(name), "%.*s", (int)nl, e);
+		ret = nwc_calib_get(c, name, n, &h);
+		if (ret)
+			break;
+		nn = (size_t)n * n;
+		for (size_t k = 0; k < nn; k++)	/* in place, little-endian */
+			nwc_put_lef32((uint8_t *)&h[k], h[k]);
+		ret = nwc_pwrite_full(fd, h, nn * sizeof(float), pos);
+		pos += nn * sizeof(float);
+		free(h);
+	}
+	return ret;
+}
+
+static int do_calib(const struct opts *o)
+{
+	char *dir = strdup(o->output), *tmp = NULL;
+	struct nwc_calib_opts co = {
+		.max_tokens = o->run.max_tokens,
+		.ctx = o->run.ctx,
+		.threads = o->run.threads ? o->run.threads : 1,
+		.progress = !o->quiet && isatty(STDERR_FILENO),
+	};
+	struct nwc_calib *c = NULL;
+	int fd = -1, ret;
+
+	if (!dir)
+		return NWC_EXIT_IO;
+	co.spill_dir = dirname(dir);
+	ret = nwc_calib_run(o->model, o->tokens, &co, &c);
 	if (ret) {
-		if (ret == -ENOMEM)
-			nwc_err("out of memory");
+		free(dir);
 		return exit_code(ret);
 	}
-	ret = stats_encode(cb, &buf, &len);
-	if (ret) {
-		nwc_err("%s: out of memory", o->output);
-		goto out_free_calib;
+	/* Written beside @o->output, renamed over it when whole. */
+	ret = asprintf(&tmp, "%s.tmp.XXXXXX", o->output) < 0 ? -ENOMEM : 0;
+	if (!ret) {
+		fd = mkstemp(tmp);
+		ret = fd < 0 ? -errno : 0;
 	}
-	ret = nwc_write_file_atomic(o->output, buf, len);
-	free(buf);
-	if (!ret && !o->quiet)
-		printf("%s: H of %zu inputs from %" PRIu64 " tokens\n",
-		       o->output, cb->n, cb->tokens);
-out_free_calib:
-	nwc_llama_calib_free(cb);
+	if (!ret)
+		ret = stats_write(c, fd);
+	if (!ret && fsync(fd))
+		ret = -errno;
+	if (fd >= 0 && close(fd) && !ret)
+		ret = -errno;
+	if (!ret && (chmod(tmp, 0644) || rename(tmp, o->output)))
+		ret = -errno;
+	if (ret) {
+		nwc_err("%s: cannot write: %s", o->output, nwc_strerror(ret));
+		if (fd >= 0)
+			unlink(tmp);
+	} else if (!o->quiet) {
+		printf("%s: H of %zu weights from %" PRIu64 " tokens\n",
+		       o->output, nwc_calib_count(c), nwc_calib_tokens(c));
+	}
+	free(tmp);
+	free(dir);
+	nwc_calib_free(c);
 	return ret ? NWC_EXIT_IO : 0;
 }
 
@@ -192,6 +235,8 @@ static int run(struct opts *o)
 	size_t n = 0;
 	int ret;
 
+	if (o->cmd == CMD_CALIB)
+		return do_calib(o);
 	ret = nwc_llama_read_tokens(o->tokens, o->run.max_tokens, &tok, &n);
 	if (ret)
 		return exit_code(ret);
@@ -205,10 +250,7 @@ static int run(struct opts *o)
 		o->run.progress = nwc_token_progress;
 		o->run.progress_arg = &pr;
 	}
-	if (o->cmd == CMD_EVAL)
-		ret = do_eval(o, m, tok, n);
-	else
-		ret = do_calib(o, m, tok, n);
+	ret = do_eval(o, m, tok, n);
 	nwc_llama_free(m);
 	free(tok);
 	return ret;
