@@ -18,6 +18,7 @@
 #include "codec/common/log.h"
 #include "mkfs/pack/calib.h"
 #include "mkfs/pack/pack.h"
+#include "mkfs/pack/progress.h"
 #include "mkfs/pack/rate.h"
 #include "mkfs/pack/walk.h"
 
@@ -173,7 +174,8 @@ static int check_lossy_args(struct lossy_args *la)
 
 /* Load the codec models and the calibration; returns an exit status. */
 static int prepare_lossy(struct lossy_args *la, const char *model_dir,
-			 const char *image, const struct nwc_pack_opts *opts,
+			 const char *image, bool quiet,
+			 const struct nwc_pack_opts *opts,
 			 struct nwc_rate_models *models,
 			 struct nwc_calib **calib)
 {
@@ -188,17 +190,19 @@ static int prepare_lossy(struct lossy_args *la, const char *model_dir,
 	if (la->calib) {
 		/* Statistics spill beside the image, where there is room. */
 		char *copy = strdup(image);
-
-		if (!copy)
-			return NWC_EXIT_IO;
 		struct nwc_calib_opts co = {
 			.max_tokens = la->calib_tokens,
 			.threads = opts->jobs,
 			.progress = opts->progress,
-			.spill_dir = dirname(copy),
+			.lines = !quiet && !opts->progress,
+			.spill_dir = copy ? dirname(copy) : NULL,
 		};
+		double t0 = nwc_now();
 
+		if (!copy)
+			return NWC_EXIT_IO;
 		ret = nwc_calib_run(model_dir, la->calib, &co, calib);
+		la->pl.calib_seconds = nwc_now() - t0;
 		free(copy);
 		if (ret)
 			return ret == -NWC_EFEATURE ? NWC_EXIT_USAGE :
@@ -385,7 +389,7 @@ int main(int argc, char **argv)
 	}
 	if (!la.lossless) {
 		status = prepare_lossy(&la, argv[optind], argv[optind + 1],
-				       &opts, &models, &calib);
+				       quiet, &opts, &models, &calib);
 		if (status) {
 			nwc_err("%s: not written", argv[optind + 1]);
 			goto out_free;

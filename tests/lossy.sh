@@ -296,6 +296,18 @@ else
 			"$m" "$W/calib.nwc"
 		grep -q '^lossy: .*H-weighted SQNR [0-9.]* dB' "$W/mk.out" ||
 			t_fail "--calib: no H-weighted SQNR: $(cat "$W/mk.out")"
+		# Not a terminal: the memory bound, then a line per layer,
+		# nothing left of the statistics, and the time in the summary.
+		layers=$(sed -n 's/.*"num_hidden_layers": *\([0-9]*\).*/\1/p' \
+			"$m/config.json")
+		grep -q "^calibration: 4096 tokens through $layers layers, one at a time: at most about [0-9.]* GiB of memory" \
+			"$W/mk.out" || t_fail "--calib: no memory bound"
+		[ "$(grep -c "^calibration: layer [0-9]*/$layers (" "$W/mk.out")" = "$layers" ] ||
+			t_fail "--calib: not one line per layer: $(cat "$W/mk.out")"
+		grep -q '^lossy: calibrated on 4096 tokens in [0-9.]* s' "$W/mk.out" ||
+			t_fail "--calib: no calibration time in the summary"
+		ls -a "$W" | grep -q '^\.nwc-calib' &&
+			t_fail "--calib left its statistics file behind"
 		mk -q -j1 --bits 4 --calib-stats "$W/stats.safetensors" "$m" \
 			"$W/stats.nwc"
 		cmp -s "$W/calib.nwc" "$W/stats.nwc" ||

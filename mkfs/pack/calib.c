@@ -224,7 +224,7 @@ int nwc_calib_run(const char *dir, const char *tokens,
 	ret = spill_open(co->spill_dir, &c->fd);
 	if (ret)
 		goto out_free_calib;
-	if (co->progress) {
+	if (co->progress || co->lines) {
 		uint64_t bound = nwc_llama_stream_bytes(
 			&cfg, n,
 			co->ctx ? co->ctx :
@@ -234,6 +234,8 @@ int nwc_calib_run(const char *dir, const char *tokens,
 		fprintf(stderr, "calibration: %zu tokens through %" PRIu32
 			" layers, one at a time: at most about %.2f GiB of memory\n",
 			n, cfg.layers, (double)bound / (1u << 30));
+		rp.stages = cfg.layers + !cfg.tied;
+		rp.lines = !co->progress;
 		o.progress = nwc_token_progress;
 		o.progress_arg = &rp;
 	}

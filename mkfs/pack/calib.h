@@ -38,6 +38,8 @@ struct nwc_calib_opts {
 	uint32_t ctx;		/* window length; 0: the model's default */
 	unsigned threads;	/* >= 1 */
 	bool progress;		/* the memory bound, then a progress line */
+	bool lines;		/* without @progress: the bound, then a line
+				 * per layer (for logs) */
 	const char *spill_dir;	/* where the statistics spill */
 };
 

@@ -26,6 +26,7 @@ struct nwc_pack_lossy {
 	enum nwc_quant quant;
 	struct nwc_rate_models *models;	/* loaded; marked used by the plan */
 	const struct nwc_calib *calib;	/* or NULL: no LDLQ, levels 0 */
+	double calib_seconds;		/* what computing @calib took */
 };
 
 struct nwc_pack_opts {

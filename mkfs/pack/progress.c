@@ -66,15 +66,29 @@ void nwc_progress_finish(struct nwc_progress *p)
 void nwc_token_progress(void *arg, uint64_t done, uint64_t total)
 {
 	struct nwc_token_progress *p = arg;
-	double t = nwc_now();
+	uint32_t stages = NWC_MAX(p->stages, 1);
+	uint64_t per = NWC_MAX(total / stages, 1);
+	double t = nwc_now(), secs = t - p->t0;
+	double rate = secs > 0 ? (double)done / secs : 0;
+	double eta = rate > 0 ? (double)(total - done) / rate : 0;
+	char what[64];
 
-	if (done < total && t - p->last < 0.1)
+	if (p->lines ? done % per || !done : done < total && t - p->last < 0.1)
 		return;
 	p->last = t;
-	fprintf(stderr, "\r%s: %" PRIu64 "/%" PRIu64
-		" tokens (%.0f%%), %.0f tokens/s ", p->what, done, total,
+	if (stages > 1)
+		snprintf(what, sizeof(what), "layer %" PRIu64 "/%" PRIu32,
+			 NWC_MIN((done + per - 1) / per, (uint64_t)stages),
+			 stages);
+	else
+		snprintf(what, sizeof(what), "%" PRIu64 "/%" PRIu64 " tokens",
+			 done, total);
+	fprintf(stderr, "%s%s: %s (%.0f%%), %.0f tokens/s, %s %d:%02d ",
+		p->lines ? "" : "\r", p->what, what,
 		total ? 100.0 * (double)done / (double)total : 100.0,
-		t > p->t0 ? (double)done / (t - p->t0) : 0.0);
-	if (done == total)
+		rate / stages, done < total ? "ETA" : "took",
+		(int)((done < total ? eta : secs) / 60),
+		(int)(done < total ? eta : secs) % 60);
+	if (p->lines || done == total)
 		fputc('\n', stderr);
 }

@@ -31,13 +31,19 @@ void nwc_progress_finish(struct nwc_progress *p);
 /*
  * A token counter for the Llama forward pass (nwc_llama_opts.progress,
  * with a struct nwc_token_progress as its argument): "WHAT: done/total
- * tokens (P%), R tokens/s", redrawn at most ten times a second, the line
- * ended at the last token.  The llama module serialises the calls.
+ * tokens (P%), R tokens/s, ETA m:ss", redrawn at most ten times a second,
+ * the line ended at the last token.  A run in @stages stages (a layer by
+ * layer calibration: total = tokens x stages) names the stage instead:
+ * "WHAT: layer k/L (P%), R tokens/s, ETA m:ss".  With @lines it prints
+ * nothing but one such line as each stage ends (for logs, not terminals).
+ * The llama module serialises the calls.
  */
 struct nwc_token_progress {
 	const char *what;
 	double t0;		/* start, seconds (nwc_now) */
 	double last;		/* last redraw */
+	uint32_t stages;	/* 0 or 1: one pass over the tokens */
+	bool lines;		/* a line per finished stage, no redraws */
 };
 
 void nwc_token_progress(void *arg, uint64_t done, uint64_t total);

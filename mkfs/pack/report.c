@@ -33,6 +33,11 @@ void nwc_pack_print_lossy(const struct nwc_pack_lossy *pl,
 	if (pl->calib && lr->hsig > 0)
 		printf(", H-weighted SQNR %.2f dB", db(lr->hsig, lr->herr));
 	printf(", planned in %.2f s\n", lr->plan_seconds);
+	if (pl->calib && pl->calib_seconds > 0)
+		printf("lossy: calibrated on %llu tokens in %.2f s (%.0f tokens/s)\n",
+		       (unsigned long long)nwc_calib_tokens(pl->calib),
+		       pl->calib_seconds,
+		       (double)nwc_calib_tokens(pl->calib) / pl->calib_seconds);
 	if (lr->fallbacks)
 		printf("lossy: %u tensors stored losslessly instead (see the messages above)\n",
 		       lr->fallbacks);

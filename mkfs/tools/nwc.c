@@ -159,6 +159,7 @@ static int do_calib(const struct opts *o)
 		.ctx = o->run.ctx,
 		.threads = o->run.threads ? o->run.threads : 1,
 		.progress = !o->quiet && isatty(STDERR_FILENO),
+		.lines = !o->quiet && !isatty(STDERR_FILENO),
 	};
 	struct nwc_calib *c = NULL;
 	int fd = -1, ret;
