@@ -4,7 +4,8 @@
 
 Written from the transformers definitions (LlamaRMSNorm, rotate_half,
 apply_rotary_pos_emb, repeat_kv, eager attention, LlamaMLP, Qwen2's q/k/v
-biases, Mistral's sliding window), not from mkfs/llm/.  Used by the tests
+biases, Qwen3's per-head q/k RMSNorm, Mistral's sliding window), not from
+mkfs/llm/.  Used by the tests
 of `nwc` and nwc_llama_*:
 
   llama_ref.py eval MODEL_DIR TOKENS.u16 [--max-tokens N] [--ctx N]
@@ -79,6 +80,7 @@ class Model:
         self.theta = cfg.get("rope_theta", 10000.0)
         self.layers = cfg["num_hidden_layers"]
         self.tied = cfg.get("tie_word_embeddings", False)
+        self.qk_norm = cfg["model_type"] == "qwen3"
         self.window = (cfg.get("sliding_window")
                        if cfg["model_type"] == "mistral" else None)
         self.lm = w["model.embed_tokens.weight"] if self.tied else w["lm_head.weight"]
@@ -117,6 +119,9 @@ class Model:
             q = self.linear(h, p + "self_attn.q_proj").reshape(n, self.nh, self.hd)
             k = self.linear(h, p + "self_attn.k_proj").reshape(n, self.nkv, self.hd)
             v = self.linear(h, p + "self_attn.v_proj").reshape(n, self.nkv, self.hd)
+            if self.qk_norm:                # Qwen3Attention: per head
+                q = self.rms(q, p + "self_attn.q_norm.weight")
+                k = self.rms(k, p + "self_attn.k_norm.weight")
             q, k, v = (t.transpose(1, 0, 2) for t in (q, k, v))
             q = q * cos + rotate_half(q) * sin
             k = k * cos + rotate_half(k) * sin
@@ -282,8 +287,9 @@ CASES = [
     ("attn_bias", 8, 12, 1, 2, 2, 0, 20, "llama", False, True, 0, "F32", 13),
     ("mistral_window", 8, 12, 2, 2, 1, 0, 20, "mistral", True, False, 3, "F32",
      14),
+    ("qwen3_qknorm", 8, 12, 2, 4, 2, 6, 24, "qwen3", True, False, 0, "BF16", 15),
 ]
-CALIB_CASES = ("gqa_tied", "qwen2_bias")      # the ones whose H are stored
+CALIB_CASES = ("gqa_tied", "qwen2_bias", "qwen3_qknorm")   # H stored
 NTOK = 40
 BOS_AT = (0, 17, 30)
 CTX = 6                 # the short context of the windowed evaluation
@@ -304,6 +310,9 @@ def tensor_list(c):
             t.append((p + f"self_attn.{x}_proj.weight", (n * hd, h), 0.5, 0.0))
             if qkv_bias:
                 t.append((p + f"self_attn.{x}_proj.bias", (n * hd,), 0.25, 0.0))
+        if mt == "qwen3":
+            t.append((p + "self_attn.q_norm.weight", (hd,), 0.25, 1.0))
+            t.append((p + "self_attn.k_norm.weight", (hd,), 0.25, 1.0))
         t.append((p + "self_attn.o_proj.weight", (h, nh * hd), 0.5, 0.0))
         if bias:
             t.append((p + "self_attn.o_proj.bias", (h,), 0.25, 0.0))
@@ -334,7 +343,7 @@ def case_config(c):
            "rope_scaling": None}
     if hd:
         cfg["head_dim"] = hd
-    if mt == "llama":
+    if mt in ("llama", "qwen3"):
         cfg["attention_bias"] = bias
     if mt == "mistral":
         cfg["sliding_window"] = win
@@ -403,6 +412,7 @@ def cmd_golden(_):
         print(f"\t\t.tied = {str(tied).lower()}, "
               f".qkv_bias = {str(mt == 'qwen2' or bias).lower()}, "
               f".o_bias = {str(bias).lower()}, .bf16 = {str(dt == 'BF16').lower()},")
+        print(f"\t\t.qk_norm = {str(mt == 'qwen3').lower()},")
         print(f"\t\t.seed = {seed},\n\t\t.tok = golden_{name}_tok,")
         for tag, r in (("full", full), ("ctx", short), ("max", limited)):
             print(f"\t\t.nll_{tag} = {f64(r[0])}, .count_{tag} = {r[1]},")

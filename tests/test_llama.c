@@ -14,7 +14,7 @@ struct golden_case {
 	const char *name;
 	const char *config;		/* config.json */
 	uint32_t hidden, inter, layers, heads, kv_heads, head_dim, vocab;
-	bool tied, qkv_bias, o_bias, bf16;
+	bool tied, qkv_bias, o_bias, bf16, qk_norm;
 	uint64_t seed;			/* weights; seed + 1000: tokens */
 	const uint32_t *tok;		/* GOLDEN_NTOK tokens */
 	double nll_full, nll_ctx, nll_max;	/* default ctx, GOLDEN_CTX,
@@ -68,6 +68,12 @@ static size_t tensor_list(const struct golden_case *g, struct tensor *t)
 				ADD(0.25f, 0, rows, 0,
 				    "model.layers.%u.self_attn.%c_proj.bias", l,
 				    xs[i]);
+		}
+		if (g->qk_norm) {
+			ADD(0.25f, 1, g->head_dim, 0,
+			    "model.layers.%u.self_attn.q_norm.weight", l);
+			ADD(0.25f, 1, g->head_dim, 0,
+			    "model.layers.%u.self_attn.k_norm.weight", l);
 		}
 		ADD(0.5f, 0, h, q, "model.layers.%u.self_attn.o_proj.weight", l);
 		if (g->o_bias)

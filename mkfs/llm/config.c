@@ -167,7 +167,7 @@ static int cfg_reject(const struct cfg *c, const struct nwc_llama_config *k)
 	if (ret || prf != 1)
 		return ret ? ret : cfg_unsupported(c, "partial_rotary_factor",
 						   "a value other than 1");
-	if (!strcmp(k->model_type, "qwen2")) {
+	if (!strcmp(k->model_type, "qwen2") || !strcmp(k->model_type, "qwen3")) {
 		ret = cfg_bool(c, "use_sliding_window", false, &b);
 		if (ret || b)
 			return ret ? ret : cfg_unsupported(c,
@@ -257,8 +257,8 @@ int llm_parse_config(const struct cfg *c, struct nwc_llama_config *k)
 	if (ret)
 		return ret;
 	if (strcmp(type, "llama") && strcmp(type, "mistral") &&
-	    strcmp(type, "qwen2")) {
-		nwc_err("%s: \"model_type\": \"%s\" is not supported (llama, mistral and qwen2 are)",
+	    strcmp(type, "qwen2") && strcmp(type, "qwen3")) {
+		nwc_err("%s: \"model_type\": \"%s\" is not supported (llama, mistral, qwen2 and qwen3 are)",
 			c->path, type);
 		return -NWC_EFEATURE;
 	}
@@ -282,7 +282,9 @@ int llm_parse_config(const struct cfg *c, struct nwc_llama_config *k)
 		ret = cfg_reject(c, k);
 	if (ret)
 		return ret;
-	if (!strcmp(type, "llama")) {
+	if (!strcmp(type, "llama") || !strcmp(type, "qwen3")) {
+		/* Qwen3: RMSNorm of every q and k head before the rotation. */
+		k->qk_norm = !strcmp(type, "qwen3");
 		ret = cfg_bool(c, "attention_bias", false, &bias);
 		k->qkv_bias = k->o_bias = bias;
 	} else if (!strcmp(type, "qwen2")) {

@@ -201,6 +201,12 @@ static void decoder_layer(const struct run *r, struct scratch *sc,
 	for (uint32_t t = 0; t < L; t++) {
 		float *row = sc->qkv + (size_t)t * m->qkv_out;
 
+		if (ly->q_norm) {	/* qwen3: each head normed alone */
+			rmsnorm(row, row, ly->q_norm, c->heads, c->head_dim,
+				(float)c->rms_eps);
+			rmsnorm(row + m->q_out, row + m->q_out, ly->k_norm,
+				c->kv_heads, c->head_dim, (float)c->rms_eps);
+		}
 		rope(r, row, c->heads, t);
 		rope(r, row + m->q_out, c->kv_heads, t);
 	}

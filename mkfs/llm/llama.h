@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * llama.h - F32 forward pass of Llama-family causal LMs (Hugging Face
- * model_type llama, mistral, qwen2) for perplexity and calibration.
+ * model_type llama, mistral, qwen2, qwen3) for perplexity and calibration.
  *
  *	struct nwc_llama *m;
  *	struct nwc_llama_opts o = { .threads = 4 };
@@ -41,7 +41,7 @@ struct nwc_llama;
 
 /* The model as config.json describes it (defaults filled in). */
 struct nwc_llama_config {
-	char model_type[8];		/* "llama", "mistral" or "qwen2" */
+	char model_type[8];		/* "llama", "mistral", "qwen2", "qwen3" */
 	uint32_t hidden;		/* hidden_size */
 	uint32_t intermediate;		/* intermediate_size */
 	uint32_t layers;		/* num_hidden_layers */
@@ -56,6 +56,7 @@ struct nwc_llama_config {
 	bool tied;			/* tie_word_embeddings: no lm_head */
 	bool qkv_bias;			/* q, k and v projections have biases */
 	bool o_bias;			/* o_proj has a bias */
+	bool qk_norm;			/* q_norm and k_norm over each head */
 };
 
 /* Options of one run; zero-initialised fields take the defaults. */

@@ -27,6 +27,8 @@ struct layer {
 	float *attn_norm;	/* (hidden,) */
 	float *wqkv;		/* (q_out + 2 kv_out, hidden): q, k, v rows */
 	float *bqkv;		/* (q_out + 2 kv_out,) or NULL */
+	float *q_norm;		/* (head_dim,) or NULL: qwen3's q_norm */
+	float *k_norm;		/* (head_dim,) or NULL */
 	float *wo;		/* (hidden, q_out) */
 	float *bo;		/* (hidden,) or NULL */
 	float *mlp_norm;	/* (hidden,) */

@@ -334,9 +334,12 @@ static int load_layer(const struct nwc_llama *m, const struct wset *ws,
 	ly->wdown = llm_alloc_f32(h, in);
 	ly->bqkv = c->qkv_bias ? llm_alloc_f32(m->qkv_out, 1) : NULL;
 	ly->bo = c->o_bias ? llm_alloc_f32(h, 1) : NULL;
+	ly->q_norm = c->qk_norm ? llm_alloc_f32(c->head_dim, 1) : NULL;
+	ly->k_norm = c->qk_norm ? llm_alloc_f32(c->head_dim, 1) : NULL;
 	if (!ly->attn_norm || !ly->mlp_norm || !ly->wqkv || !ly->wo ||
 	    !ly->wgu || !ly->wdown || (c->qkv_bias && !ly->bqkv) ||
-	    (c->o_bias && !ly->bo))
+	    (c->o_bias && !ly->bo) ||
+	    (c->qk_norm && (!ly->q_norm || !ly->k_norm)))
 		return -ENOMEM;
 
 	/* q, k, v stacked into one matrix, gate and up into another. */
@@ -358,6 +361,12 @@ static int load_layer(const struct nwc_llama *m, const struct wset *ws,
 	if (!ret && c->qkv_bias)
 		ret = load_part(ws, l, "self_attn.v_proj.bias", kv, 0,
 				ly->bqkv + q + kv);
+	if (!ret && c->qk_norm)
+		ret = load_part(ws, l, "self_attn.q_norm.weight", c->head_dim,
+				0, ly->q_norm);
+	if (!ret && c->qk_norm)
+		ret = load_part(ws, l, "self_attn.k_norm.weight", c->head_dim,
+				0, ly->k_norm);
 	if (!ret)
 		ret = load_part(ws, l, "self_attn.o_proj.weight", h, q, ly->wo);
 	if (!ret && c->o_bias)
@@ -510,6 +519,8 @@ void llm_free_layer(struct layer *ly)
 	free(ly->attn_norm);
 	free(ly->wqkv);
 	free(ly->bqkv);
+	free(ly->q_norm);
+	free(ly->k_norm);
 	free(ly->wo);
 	free(ly->bo);
 	free(ly->mlp_norm);

@@ -258,7 +258,7 @@ int nwc_calib_run(const char *dir, const char *tokens,
 out_not_llama:
 	if (ret != -ENOMEM && ret != -EIO)
 		ret = -NWC_EFEATURE;
-	nwc_err("%s: --calib runs the model, which needs a Llama-family model directory (llama, mistral, qwen2); for other models pass statistics with --calib-stats",
+	nwc_err("%s: --calib runs the model, which needs a Llama-family model directory (llama, mistral, qwen2, qwen3); for other models pass statistics with --calib-stats",
 		dir);
 	goto out_free_tok;
 out_free_calib:

@@ -43,9 +43,9 @@ static void usage(FILE *f)
 	fprintf(f,
 "Usage: nwc eval [OPTIONS] MODEL_DIR TOKENS.u16\n"
 "       nwc calib [OPTIONS] MODEL_DIR TOKENS.u16 -o STATS.safetensors\n"
-"Run a Llama-family model (llama, mistral, qwen2) of a model directory or\n"
-"a mounted image on a token file: little-endian 16-bit token ids, a new\n"
-"sequence at every BOS (id 1).\n"
+"Run a Llama-family model (llama, mistral, qwen2, qwen3) of a model\n"
+"directory or a mounted image on a token file: little-endian 16-bit token\n"
+"ids, a new sequence at every BOS (id 1).\n"
 "\n"
 "  eval     print perplexity, mean negative log-likelihood and token count\n"
 "  calib    write the input second-moment matrix of every linear layer to\n"
