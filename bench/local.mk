@@ -6,7 +6,8 @@ CLEANFILES += bench/codecbench
 bench_readbench_SOURCES = bench/readbench.c
 bench_readbench_LDADD = $(LIBS)
 CLEANFILES += bench/readbench
-EXTRA_DIST += bench/run.sh bench/get-minilm.py bench/context-gain.py
+EXTRA_DIST += bench/run.sh bench/get-minilm.py bench/context-gain.py \
+	bench/scale.sh
 
 bench: all bench/readbench bench/codecbench tests/gen_model
 	top_srcdir='$(top_srcdir)' top_builddir='$(top_builddir)' \
@@ -28,3 +29,10 @@ quality: all bench/quantize
 	top_srcdir='$(top_srcdir)' top_builddir='$(top_builddir)' \
 		$(SHELL) $(top_srcdir)/bench/quality-minilm.sh
 .PHONY: quality
+
+# make bench-scale: pack generated models of 0.1, 0.5 and 2 GB lossless,
+# lossy and calibrated; time, MB/s and peak RSS (bench/out/scale.md).
+bench-scale: all tests/gen_model
+	top_srcdir='$(top_srcdir)' top_builddir='$(top_builddir)' \
+		$(SHELL) $(top_srcdir)/bench/scale.sh
+.PHONY: bench-scale

@@ -53,6 +53,15 @@ static const struct model_cfg model_cfgs[] = {
 	{ "tiny", 97, 36, 100, 2, 3, 1, 1, true, false },
 	/* About 527M parameters: 0.98 GiB in BF16. */
 	{ "1g", 32000, 2048, 5632, 9, 32, 4, 4, false, true },
+	/*
+	 * The scaling benchmark's (bench/scale.sh), in real shapes: SmolLM2's
+	 * width (576, x2.7, 9 heads over 3), Qwen2-1.5B's (1536, x3, 12 over
+	 * 2) and TinyLlama's (2048, x2.75, 32 over 4).  51M, 258M and 1011M
+	 * parameters: 0.10, 0.52 and 2.02 GB in BF16.
+	 */
+	{ "100m", 32000, 576, 1536, 4, 9, 3, 1, false, true },
+	{ "500m", 32000, 1536, 4608, 6, 12, 2, 2, false, true },
+	{ "2g", 32000, 2048, 5632, 20, 32, 4, 8, false, true },
 };
 
 struct tensor {
@@ -772,7 +781,7 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"Usage: " PROG " [--seed N] [--dtype F32|BF16|F16] "
-		"[--size tiny|1g] OUTDIR\n"
+		"[--size tiny|1g|100m|500m|2g] OUTDIR\n"
 		"Write a synthetic Llama-like model directory to OUTDIR\n"
 		"(created; if it exists it must be empty).\n"
 		"Same options, same bytes.\n"
@@ -780,7 +789,9 @@ static void usage(FILE *f)
 		"  --dtype T    dtype of the weight matrices (default BF16);\n"
 		"               norms stay F32\n"
 		"  --size S     tiny: one small model.safetensors (default);\n"
-		"               1g: about 1 GiB of BF16 weights in 4 shards\n");
+		"               1g: about 1 GiB of BF16 weights in 4 shards;\n"
+		"               100m, 500m, 2g: 0.1, 0.5 and 2 GB in real\n"
+		"               shapes, in 1, 2 and 8 shards\n");
 }
 
 static int parse_args(int argc, char **argv, struct gen *g)
@@ -827,7 +838,7 @@ static int parse_args(int argc, char **argv, struct gen *g)
 				if (!strcmp(optarg, model_cfgs[i].size))
 					break;
 			if (i == NWC_ARRAY_SIZE(model_cfgs)) {
-				gen_err("--size: unknown size '%s' (use tiny or 1g)",
+				gen_err("--size: unknown size '%s' (use tiny, 1g, 100m, 500m or 2g)",
 					optarg);
 				return -EINVAL;
 			}
