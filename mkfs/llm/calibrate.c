@@ -46,9 +46,9 @@ static int calib_layout(struct run *r, bool stream)
 			       i == (size_t)c->layers * IN_PER_LAYER))
 			stage_len = 0;	/* a new stage */
 		r->in_off[i] = stream ? stage_len : r->acc_len;
-		stage_len += (size_t)n * n;
+		stage_len += llm_tri_len(n);
 		r->acc_len = stream ? NWC_MAX(r->acc_len, stage_len) :
-				      r->acc_len + (size_t)n * n;
+				      r->acc_len + llm_tri_len(n);
 	}
 	r->sum = calloc(r->acc_len, sizeof(*r->sum));
 	if (!r->sum)
@@ -107,9 +107,10 @@ static int calib_h(const struct run *r, size_t k, const double *s,
 	if (!in->h)
 		return -ENOMEM;
 	for (uint32_t i = 0; i < n; i++) {
+		const double *row = s + llm_tri(n, i);
+
 		for (uint32_t j = i; j < n; j++) {
-			float v = (float)(s[(size_t)i * n + j] /
-					  (double)r->total);
+			float v = (float)(row[j] / (double)r->total);
 
 			in->h[(size_t)i * n + j] = v;
 			in->h[(size_t)j * n + i] = v;
@@ -283,7 +284,7 @@ uint64_t nwc_llama_stream_bytes(const struct nwc_llama_config *c,
 	const uint64_t kv = (uint64_t)c->kv_heads * c->head_dim;
 	const uint64_t L = NWC_MIN(tokens, (uint64_t)ctx);
 	uint64_t layer = (q + 2 * kv) * h + h * q + 3 * in * h + 2 * h;
-	uint64_t acc = 2 * h * h + q * q + in * in;
+	uint64_t acc = (2 * h * h + q * q + in * in + 2 * h + q + in) / 2;
 	uint64_t maxin = NWC_MAX(NWC_MAX(h, q), in);
 	uint64_t window = L * (2 * h + 2 * q + 2 * kv + 2 * in + 64) +
 			  maxin * maxin;

@@ -163,7 +163,7 @@ static void attention(const struct run *r, struct scratch *sc, uint32_t L)
 	}
 }
 
-/* acc's upper triangle += X^T X, X (rows, n) with row stride ld. */
+/* acc (an upper triangle, llm_tri) += X^T X, X (rows, n), row stride ld. */
 static void gram_add(double *acc, float *tmp, const float *x, uint32_t rows,
 		     uint32_t n, uint32_t ld)
 {
@@ -173,9 +173,12 @@ static void gram_add(double *acc, float *tmp, const float *x, uint32_t rows,
 
 		nwc_sgemm(true, false, (int)n, (int)n, (int)nr, 1.0f, xr,
 			  (int)ld, xr, (int)ld, 0.0f, tmp, (int)n);
-		for (size_t i = 0; i < n; i++)
+		for (size_t i = 0; i < n; i++) {
+			double *a = acc + llm_tri(n, i);
+
 			for (size_t j = i; j < n; j++)
-				acc[i * n + j] += tmp[i * n + j];
+				a[j] += tmp[i * n + j];
+		}
 	}
 }
 

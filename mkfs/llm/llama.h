@@ -168,8 +168,8 @@ int nwc_llama_calib_stream(const char *dir, const uint32_t *tok, size_t n,
  * nwc_llama_stream_bytes() - the memory bound of nwc_llama_calib_stream()
  * for a model of config @c, @tokens tokens in windows of at most @ctx and
  * @threads threads (man mkfs.nwc, --calib): 4 T h (the stream) + 4 max(one
- * layer's weights, vocab h) + 8 (threads + 1) (2 h^2 + q^2 + inter^2)
- * (sums of one layer's inputs, q = heads * head_dim) + 4 threads (C (2 h
+ * layer's weights, vocab h) + 4 (threads + 1) (2 h^2 + q^2 + inter^2)
+ * (sums of one layer's inputs as upper triangles, q = heads * head_dim) + 4 threads (C (2 h
  * + 2 q + 2 kv + 2 inter + 64) + max(h, q, inter)^2) (a window's buffers).
  */
 uint64_t nwc_llama_stream_bytes(const struct nwc_llama_config *c,

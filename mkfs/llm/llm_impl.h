@@ -94,7 +94,7 @@ struct run {
 	size_t acc_len;		/* doubles in one accumulator */
 	size_t *block;		/* (nblocks + 1,) first window of each */
 	size_t nblocks;
-	double *sum;		/* (acc_len,) upper triangles */
+	double *sum;		/* (acc_len,) upper triangles (llm_tri) */
 
 	/* stream: one stage over the residual stream of every window */
 	float *act;		/* (total, hidden) the stream, token by token */
@@ -112,6 +112,20 @@ struct run {
 /* config.c: read @path as a JSON object; parse config.json into @k. */
 int llm_load_json(const char *path, struct nwc_json **out);
 int llm_parse_config(const struct cfg *c, struct nwc_llama_config *k);
+
+/*
+ * The sums of an n x n symmetric matrix keep its upper triangle only, row
+ * by row: element (i, j), j >= i, at llm_tri(n, i) + j.
+ */
+static inline size_t llm_tri_len(size_t n)
+{
+	return n * (n + 1) / 2;
+}
+
+static inline size_t llm_tri(size_t n, size_t i)
+{
+	return i * n - i * (i + 1) / 2;
+}
 
 /* weights.c: malloc (@rows x @cols, at least 1) floats, or NULL. */
 float *llm_alloc_f32(uint64_t rows, uint64_t cols);
