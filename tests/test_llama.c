@@ -448,7 +448,8 @@ static void test_stream(void)
 					     &cb), 0);
 			T_EQ(nwc_llama_calib_stream(tmpdir, tok,
 						    NWC_ARRAY_SIZE(tok), &o,
-						    sink_copy, &s, &tokens), 0);
+						    sink_copy, NULL, &s,
+						    &tokens), 0);
 			T_EQ(tokens, NWC_ARRAY_SIZE(tok));
 			T_EQ(s.n, cb ? cb->n : 0);
 			for (size_t k = 0; cb && k < s.n && k < cb->n; k++) {
@@ -472,9 +473,82 @@ static void test_stream(void)
 		int left = 3;
 
 		T_EQ(nwc_llama_calib_stream(tmpdir, tok, GOLDEN_NTOK, &o,
-					    sink_fail, &left, &tokens), -EIO);
+					    sink_fail, NULL, &left, &tokens),
+		     -EIO);
 		T_EQ(left, 0);
 	}
+}
+
+/* Counts the weights it sees; zeroes them when asked. */
+struct hooked {
+	unsigned calls;
+	bool zero;
+	char first[96];
+};
+
+static int hook_count(void *arg, const char *name, float *w, uint32_t rows,
+		      uint32_t cols)
+{
+	struct hooked *k = arg;
+
+	if (!k->calls++)
+		snprintf(k->first, sizeof(k->first), "%s", name);
+	if (k->zero)
+		memset(w, 0, (size_t)rows * cols * sizeof(*w));
+	return 0;
+}
+
+static struct sunk *hook_sunk;
+
+static int sink_hooked(void *arg, const struct nwc_llama_h *h)
+{
+	(void)arg;
+	return sink_copy(hook_sunk, h);
+}
+
+/*
+ * Sequential streams: the hook sees the 7 linear weights of every layer
+ * in order; a hook that changes nothing gives the one-pass statistics bit
+ * for bit; one that zeroes the weights leaves layer 0's statistics alone
+ * and changes every later layer's.
+ */
+static void test_stream_hook(void)
+{
+	const struct golden_case *g = &golden_cases[1];	/* 2 layers */
+	struct nwc_llama_opts o = { .threads = 2, .ctx = GOLDEN_CTX };
+	struct sunk plain = { .n = 0 }, same = { .n = 0 }, zero = { .n = 0 };
+	struct hooked k0 = { 0 }, kz = { .zero = true };
+	struct nwc_llama *m = open_case(g, NULL, true);
+	uint64_t tokens;
+
+	if (!m)
+		return;
+	nwc_llama_free(m);
+	T_EQ(nwc_llama_calib_stream(tmpdir, g->tok, GOLDEN_NTOK, &o,
+				    sink_copy, NULL, &plain, &tokens), 0);
+	hook_sunk = &same;
+	T_EQ(nwc_llama_calib_stream(tmpdir, g->tok, GOLDEN_NTOK, &o,
+				    sink_hooked, hook_count, &k0, &tokens), 0);
+	hook_sunk = &zero;
+	T_EQ(nwc_llama_calib_stream(tmpdir, g->tok, GOLDEN_NTOK, &o,
+				    sink_hooked, hook_count, &kz, &tokens), 0);
+	T_EQ(k0.calls, 7 * g->layers);
+	T_CHECK(!strcmp(k0.first, "model.layers.0.self_attn.q_proj.weight"));
+	T_EQ(same.n, plain.n);
+	T_EQ(zero.n, plain.n);
+	for (size_t i = 0; i < plain.n && i < same.n && i < zero.n; i++) {
+		size_t bytes = (size_t)plain.in[i].n_in * plain.in[i].n_in *
+			       sizeof(float);
+
+		T_MEMEQ(same.in[i].h, plain.in[i].h, bytes);
+		if (i < 4)	/* layer 0: summed before its hook */
+			T_MEMEQ(zero.in[i].h, plain.in[i].h, bytes);
+		else if (i == 5)	/* layer 1's o_proj input: v was zeroed */
+			T_CHECK(memcmp(zero.in[i].h, plain.in[i].h, bytes));
+	}
+	sunk_free(&plain);
+	sunk_free(&same);
+	sunk_free(&zero);
 }
 
 /* Opens case 0 with "@from" in its config replaced by "@to". */
@@ -557,6 +631,7 @@ int main(void)
 	T_RUN(test_eval);
 	T_RUN(test_calib);
 	T_RUN(test_stream);
+	T_RUN(test_stream_hook);
 	T_RUN(test_threads);
 	T_RUN(test_errors);
 	clean_dir();

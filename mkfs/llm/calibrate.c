@@ -207,13 +207,67 @@ static int stream_embed(struct run *r, struct nwc_llama *m)
 	return llm_load_f32(m, "model.norm.weight", c->hidden, 0, m->norm);
 }
 
-/* Stage @s of a stream: its layer over every window, then its H. */
+/* Runs the workers over every window for stage r->stage. */
+static int stream_pass(struct run *r, unsigned threads, bool stats,
+		       bool write)
+{
+	r->no_stats = !stats;
+	r->no_write = !write;
+	r->next = 0;
+	r->merged = 0;
+	if (stats)
+		memset(r->sum, 0, r->acc_len * sizeof(*r->sum));
+	return llm_run_threads(r, threads, RUN_STREAM);
+}
+
+/* Hands each linear weight of decoder layer @l to @hook, in model order. */
+static int stream_hook(const struct nwc_llama *m, uint32_t l,
+		       struct layer *ly, nwc_llama_layer_hook *hook, void *arg)
+{
+	const struct nwc_llama_config *c = &m->cfg;
+	const uint32_t h = c->hidden, in = c->intermediate;
+	const struct {
+		const char *part;
+		float *w;
+		uint32_t rows, cols;
+	} lin[] = {
+		{ "self_attn.q_proj.weight", ly->wqkv, m->q_out, h },
+		{ "self_attn.k_proj.weight", ly->wqkv + (size_t)m->q_out * h,
+		  m->kv_out, h },
+		{ "self_attn.v_proj.weight",
+		  ly->wqkv + (size_t)(m->q_out + m->kv_out) * h, m->kv_out, h },
+		{ "self_attn.o_proj.weight", ly->wo, h, m->q_out },
+		{ "mlp.gate_proj.weight", ly->wgu, in, h },
+		{ "mlp.up_proj.weight", ly->wgu + (size_t)in * h, in, h },
+		{ "mlp.down_proj.weight", ly->wdown, h, in },
+	};
+	int ret = 0;
+
+	for (size_t i = 0; i < NWC_ARRAY_SIZE(lin) && !ret; i++) {
+		char *name;
+
+		ret = calib_name(&name, l, lin[i].part);
+		if (!ret)
+			ret = hook(arg, name, lin[i].w, lin[i].rows,
+				   lin[i].cols);
+		free(name);
+	}
+	return ret;
+}
+
+/*
+ * Stage @s of a stream: its layer over every window, then its H.  With
+ * @hook, the statistics are summed first, the hook may replace the
+ * layer's weights, and a second pass moves the stream on with them.
+ */
 static int stream_stage(struct run *r, struct nwc_llama *m, uint32_t s,
-			unsigned threads, nwc_llama_sink *sink, void *arg)
+			unsigned threads, nwc_llama_sink *sink,
+			nwc_llama_layer_hook *hook, void *arg)
 {
 	const struct nwc_llama_config *c = &m->cfg;
 	size_t first = (size_t)s * IN_PER_LAYER;
 	size_t end = s < c->layers ? first + IN_PER_LAYER : r->nin;
+	bool two = hook && s < c->layers;
 	struct layer ly = { 0 };
 	int ret = 0;
 
@@ -223,11 +277,7 @@ static int stream_stage(struct run *r, struct nwc_llama *m, uint32_t s,
 		return ret;
 	r->cur = &ly;
 	r->stage = s;
-	r->next = 0;
-	r->merged = 0;
-	memset(r->sum, 0, r->acc_len * sizeof(*r->sum));
-	ret = llm_run_threads(r, threads, RUN_STREAM);
-	llm_free_layer(&ly);
+	ret = stream_pass(r, threads, true, !two);
 	for (size_t k = first; k < end && !ret; k++) {
 		struct nwc_llama_h h;
 
@@ -236,12 +286,18 @@ static int stream_stage(struct run *r, struct nwc_llama *m, uint32_t s,
 			ret = sink(arg, &h);
 		calib_h_free(&h);
 	}
+	if (!ret && two)
+		ret = stream_hook(m, s, &ly, hook, arg);
+	if (!ret && two)
+		ret = stream_pass(r, threads, false, true);
+	llm_free_layer(&ly);
 	return ret;
 }
 
 int nwc_llama_calib_stream(const char *dir, const uint32_t *tok, size_t n,
 			   const struct nwc_llama_opts *o,
-			   nwc_llama_sink *sink, void *arg, uint64_t *tokens)
+			   nwc_llama_sink *sink, nwc_llama_layer_hook *hook,
+			   void *arg, uint64_t *tokens)
 {
 	struct nwc_llama *m;
 	unsigned threads;
@@ -264,10 +320,10 @@ int nwc_llama_calib_stream(const char *dir, const uint32_t *tok, size_t n,
 	if (ret == -ENOMEM)
 		nwc_err("%s: out of memory for the calibration", dir);
 	stages = m->cfg.layers + !m->cfg.tied;
-	r.work = r.total * stages;
+	r.work = r.total * (stages + (hook ? m->cfg.layers : 0));
 	threads = llm_threads_for(o, r.nblocks);
 	for (uint32_t s = 0; !ret && s < stages; s++)
-		ret = stream_stage(&r, m, s, threads, sink, arg);
+		ret = stream_stage(&r, m, s, threads, sink, hook, arg);
 	if (!ret)
 		*tokens = r.total;
 	free(r.act);

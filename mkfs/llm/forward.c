@@ -195,7 +195,7 @@ static void decoder_layer(const struct run *r, struct scratch *sc,
 	const struct nwc_llama_config *c = &m->cfg;
 	const uint32_t h = c->hidden, in = c->intermediate;
 	const size_t nx = (size_t)L * h;
-	const bool calib = sc->acc;
+	const bool calib = sc->acc && !r->no_stats;
 
 	rmsnorm(sc->xn, sc->x, ly->attn_norm, L, h, (float)c->rms_eps);
 	if (calib)
@@ -284,7 +284,8 @@ static void stage(const struct run *r, struct scratch *sc,
 	memcpy(sc->x, rows, (size_t)L * h * sizeof(float));
 	if (r->stage < c->layers) {
 		decoder_layer(r, sc, r->cur, r->stage, L);
-		memcpy(rows, sc->x, (size_t)L * h * sizeof(float));
+		if (!r->no_write)
+			memcpy(rows, sc->x, (size_t)L * h * sizeof(float));
 		return;
 	}
 	rmsnorm(sc->xn, sc->x, r->m->norm, L, h, (float)c->rms_eps);

@@ -150,19 +150,33 @@ void nwc_llama_calib_free(struct nwc_llama_calib *c);
 typedef int nwc_llama_sink(void *arg, const struct nwc_llama_h *h);
 
 /*
+ * Gets weight @name of the layer just summed, as @rows x @cols floats it
+ * may overwrite (with what a lossy image will serve, say); 0 or a negative
+ * errno.
+ */
+typedef int nwc_llama_layer_hook(void *arg, const char *name, float *w,
+				 uint32_t rows, uint32_t cols);
+
+/*
  * nwc_llama_calib_stream() - nwc_llama_calib() on the model of @dir without
  * holding it: only the residual stream of the @n tokens (T x hidden
  * floats) stays in memory between layers, with one decoder layer's weights
  * at a time, read from @dir's weight files as it is reached.  @sink gets
  * each input's H in nwc_llama_calib()'s order, as soon as its layer is
  * done; the values are those of nwc_llama_calib(), bit for bit (same
- * windows, blocks and sums).  Sets *@tokens to T.  Memory: at most about
+ * windows, blocks and sums).  With @hook (or NULL), each decoder layer
+ * runs twice: the first pass sums its statistics and hands them to @sink,
+ * then @hook gets each of the layer's seven linear weights and may change
+ * them, and the second pass moves the stream on with the changed weights,
+ * so that later layers are measured on what the changed model computes
+ * (sequential calibration).  Sets *@tokens to T.  Memory: at most about
  * nwc_llama_stream_bytes().  Returns the errors of nwc_llama_open() and
  * nwc_llama_calib(), or the sink's.
  */
 int nwc_llama_calib_stream(const char *dir, const uint32_t *tok, size_t n,
 			   const struct nwc_llama_opts *o,
-			   nwc_llama_sink *sink, void *arg, uint64_t *tokens);
+			   nwc_llama_sink *sink, nwc_llama_layer_hook *hook,
+			   void *arg, uint64_t *tokens);
 
 /*
  * nwc_llama_stream_bytes() - the memory bound of nwc_llama_calib_stream()

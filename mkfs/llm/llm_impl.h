@@ -100,6 +100,8 @@ struct run {
 	float *act;		/* (total, hidden) the stream, token by token */
 	const struct layer *cur;	/* the stage's decoder layer */
 	uint32_t stage;		/* layer index; layers: the final norm */
+	bool no_stats;		/* this pass only moves the stream on */
+	bool no_write;		/* this pass only sums statistics */
 
 	bool locks;		/* lock and merged_cv initialised */
 	pthread_mutex_t lock;	/* guards what follows */

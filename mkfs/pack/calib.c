@@ -239,7 +239,8 @@ int nwc_calib_run(const char *dir, const char *tokens,
 		o.progress = nwc_token_progress;
 		o.progress_arg = &rp;
 	}
-	ret = nwc_llama_calib_stream(dir, tok, n, &o, spill_h, c, &c->tokens);
+	ret = nwc_llama_calib_stream(dir, tok, n, &o, spill_h, NULL, c,
+				     &c->tokens);
 	if (ret == -NWC_EFORMAT || ret == -NWC_EFEATURE || ret == -ENOENT) {
 		nwc_calib_free(c);
 		goto out_not_llama;
