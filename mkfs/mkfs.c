@@ -34,6 +34,7 @@
 enum {
 	OPT_LOSSLESS = 256, OPT_PROGRESS, OPT_NO_PROGRESS, OPT_BITS, OPT_KEEP,
 	OPT_MODELS, OPT_CALIB, OPT_CALIB_TOKENS, OPT_CALIB_STATS, OPT_QUANT,
+	OPT_CALIB_MODE,
 };
 
 /* Options of the lossy mode, as given. */
@@ -46,6 +47,8 @@ struct lossy_args {
 	const char *calib_stats;
 	unsigned calib_tokens;
 	bool calib_tokens_set;
+	bool sequential;	/* --calib-mode=sequential */
+	bool calib_mode_set;
 };
 
 static void usage(FILE *f)
@@ -68,6 +71,9 @@ static void usage(FILE *f)
 "      --calib=TOKENS.u16  run the model (Llama family) on these tokens to\n"
 "                          weigh the columns and correct the errors (LDLQ)\n"
 "      --calib-tokens=N    use the first N tokens (default 65536)\n"
+"      --calib-mode=MODE   one-pass: statistics of the original model\n"
+"                          (default); sequential: each layer's statistics\n"
+"                          on the outputs of the layers coded before it\n"
 "      --calib-stats=FILE  calibration statistics from `nwc calib` instead\n"
 "      --quant=tcq|round   latent quantizer (default tcq)\n"
 "  -b, --block-size=SIZE   decoded block size, a power of two from 4K to 64M\n"
@@ -164,6 +170,10 @@ static int check_lossy_args(struct lossy_args *la)
 		nwc_err("--calib-tokens needs --calib");
 		return -EINVAL;
 	}
+	if (la->calib_mode_set && !la->calib) {
+		nwc_err("--calib-mode needs --calib");
+		return -EINVAL;
+	}
 	if (!la->models_dir) {
 		la->models_dir = getenv("NWC_MODELS_DIR");
 		if (!la->models_dir || !*la->models_dir)
@@ -203,6 +213,8 @@ static int prepare_lossy(struct lossy_args *la, const char *model_dir,
 			return NWC_EXIT_IO;
 		ret = nwc_calib_run(model_dir, la->calib, &co, calib);
 		la->pl.calib_seconds = nwc_now() - t0;
+		if (!ret && la->sequential)
+			la->pl.sequential = *calib;
 		free(copy);
 		if (ret)
 			return ret == -NWC_EFEATURE ? NWC_EXIT_USAGE :
@@ -228,6 +240,7 @@ int main(int argc, char **argv)
 		{ "calib-tokens", required_argument, NULL, OPT_CALIB_TOKENS },
 		{ "calib-stats", required_argument, NULL, OPT_CALIB_STATS },
 		{ "quant", required_argument, NULL, OPT_QUANT },
+		{ "calib-mode", required_argument, NULL, OPT_CALIB_MODE },
 		{ "block-size", required_argument, NULL, 'b' },
 		{ "level", required_argument, NULL, 'l' },
 		{ "jobs", required_argument, NULL, 'j' },
@@ -291,6 +304,17 @@ int main(int argc, char **argv)
 		case OPT_CALIB:
 			la.any = true;
 			la.calib = optarg;
+			break;
+		case OPT_CALIB_MODE:
+			la.any = true;
+			la.calib_mode_set = true;
+			if (!strcmp(optarg, "sequential")) {
+				la.sequential = true;
+			} else if (strcmp(optarg, "one-pass")) {
+				nwc_err("--calib-mode: '%s' is neither one-pass nor sequential",
+					optarg);
+				return NWC_EXIT_USAGE;
+			}
 			break;
 		case OPT_CALIB_TOKENS:
 			la.any = true;

@@ -262,6 +262,8 @@ bad 1 "--bits: '17' is not" --bits 17 "$g"
 bad 1 "--quant: 'x' is not" --quant x "$g"
 bad 1 "--lossless excludes" --lossless --bits 4 "$g"
 bad 1 "--calib-tokens needs --calib" --calib-tokens 100 "$g"
+bad 1 "--calib-mode needs --calib" --calib-mode sequential "$g"
+bad 1 "--calib-mode: 'twice' is neither" --calib-mode twice "$g"
 bad 1 "$W/none: cannot open the codec models directory.*--models" \
 	--models "$W/none" "$g"
 mkdir "$W/empty"
@@ -321,6 +323,21 @@ else
 		# measured: 27.3 and 30.9 dB with the l10 to l300 models
 		awk -v a="$plain" -v b="$cal" 'BEGIN { exit !(b > a + 1) }' ||
 			t_fail "calibration: output SQNR $plain -> $cal dB"
+		# Sequential: the same plan, each layer's statistics on the
+		# coded layers before it; a valid image as good as one-pass.
+		mk -j2 --bits 4 --calib "$CALIB_TOKENS" --calib-tokens 4096 \
+			--calib-mode sequential "$m" "$W/seq.nwc"
+		grep -q '^lossy: sequential calibration (each layer on the coded layers.* outputs) in [0-9.]* s' \
+			"$W/mk.out" || t_fail "sequential: no summary line"
+		[ "$(grep -c "^sequential calibration: layer [0-9]*/" "$W/mk.out")" = "$((2 * layers))" ] ||
+			t_fail "sequential: not two lines per layer: $(cat "$W/mk.out")"
+		"$FSCK" -q "$W/seq.nwc" || t_fail "sequential: fsck.nwc found damage"
+		cmp -s "$W/seq.nwc" "$W/calib.nwc" &&
+			t_fail "sequential: the same image as one-pass"
+		check "$m" "$W/seq.nwc" $MIN_DB "$W/stats.safetensors"
+		seq=$(sed 's/.*output SQNR \([0-9.]*\) dB/\1/' "$W/cmp.out")
+		echo "lossy: output SQNR at --bits 4, sequential: $seq dB"
+		img=$W/real.nwc
 	else
 		echo "lossy: note: $CALIB_TOKENS absent," \
 			"calibration not checked"

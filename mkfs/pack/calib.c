@@ -35,6 +35,14 @@ struct nwc_calib {
 	uint64_t spill_len;		/* model run: bytes in the spill file */
 	struct centry *e;		/* sorted by name */
 	size_t n, cap;
+
+	/* model run: what nwc_calib_sequential() runs again */
+	char *dir;
+	struct nwc_calib_opts opts;
+	struct centry *pend;		/* a sequential run's, in run order */
+	size_t n_pend, cap_pend;
+	nwc_llama_layer_hook *hook;	/* the caller's, and its argument */
+	void *hook_arg;
 };
 
 static int cmp_entry(const void *pa, const void *pb)
@@ -139,15 +147,15 @@ out_free:
  * floats (the layout of a statistics file's data), once for all the
  * weights that read its input.
  */
-static int spill_h(void *arg, const struct nwc_llama_h *h)
+static int spill_to(struct nwc_calib *c, const struct nwc_llama_h *h,
+		    struct centry **tab, size_t *n_tab, size_t *cap)
 {
-	struct nwc_calib *c = arg;
 	size_t nn = (size_t)h->n_in * h->n_in;
 	uint8_t *buf;
 	int ret;
 
-	ret = nwc_array_reserve((void **)&c->e, &c->cap,
-				c->n + h->n_weights, sizeof(*c->e));
+	ret = nwc_array_reserve((void **)tab, cap, *n_tab + h->n_weights,
+				sizeof(**tab));
 	if (ret)
 		return ret;
 	buf = malloc(nn * sizeof(float));
@@ -163,7 +171,7 @@ static int spill_h(void *arg, const struct nwc_llama_h *h)
 		return ret;
 	}
 	for (unsigned w = 0; w < h->n_weights; w++) {
-		struct centry *e = &c->e[c->n];
+		struct centry *e = &(*tab)[*n_tab];
 
 		e->name = strdup(h->weights[w]);
 		if (!e->name)
@@ -171,10 +179,32 @@ static int spill_h(void *arg, const struct nwc_llama_h *h)
 		e->name_len = strlen(e->name);
 		e->n = h->n_in;
 		e->off = c->spill_len;
-		c->n++;
+		(*n_tab)++;
 	}
 	c->spill_len += nn * sizeof(float);
 	return 0;
+}
+
+static int spill_h(void *arg, const struct nwc_llama_h *h)
+{
+	struct nwc_calib *c = arg;
+
+	return spill_to(c, h, &c->e, &c->n, &c->cap);
+}
+
+static int spill_pending(void *arg, const struct nwc_llama_h *h)
+{
+	struct nwc_calib *c = arg;
+
+	return spill_to(c, h, &c->pend, &c->n_pend, &c->cap_pend);
+}
+
+static int pass_hook(void *arg, const char *name, float *w, uint32_t rows,
+		     uint32_t cols)
+{
+	struct nwc_calib *c = arg;
+
+	return c->hook(c->hook_arg, name, w, rows, cols);
 }
 
 /* An unlinked file in @dir: nothing is left behind, whatever happens. */
@@ -249,6 +279,12 @@ int nwc_calib_run(const char *dir, const char *tokens,
 		goto out_free_calib;
 	qsort(c->e, c->n, sizeof(*c->e), cmp_entry);
 	ret = check_unique(c);
+	if (!ret) {
+		c->dir = strdup(dir);
+		c->opts = *co;
+		c->opts.spill_dir = NULL;	/* the spill file is open */
+		ret = c->dir ? 0 : -ENOMEM;
+	}
 	if (ret)
 		goto out_free_calib;
 	nwc_dbg("%s: calibrated %zu weights on %" PRIu64 " tokens of %s (%" PRIu64 " bytes of statistics)",
@@ -269,19 +305,40 @@ out_free_tok:
 	return ret;
 }
 
+static int entry_get(const struct nwc_calib *c, const struct centry *e,
+		     const char *name, uint32_t n, float **h);
+
 int nwc_calib_get(const struct nwc_calib *c, const char *name, uint32_t n,
 		  float **h)
 {
 	struct centry key = { .name = name, .name_len = strlen(name) };
 	const struct centry *e;
-	size_t nn = (size_t)n * n;
-	uint8_t *raw;
-	int ret;
 
 	*h = NULL;
 	e = bsearch(&key, c->e, c->n, sizeof(*c->e), cmp_entry);
 	if (!e)
 		return -ENOENT;
+	return entry_get(c, e, name, n, h);
+}
+
+int nwc_calib_get_pending(const struct nwc_calib *c, const char *name,
+			  uint32_t n, float **h)
+{
+	*h = NULL;
+	for (size_t i = c->n_pend; i-- > 0;)
+		if (!strcmp(c->pend[i].name, name))
+			return entry_get(c, &c->pend[i], name, n, h);
+	return -ENOENT;
+}
+
+/* Entry @e's matrix, for weight @name of @n inputs. */
+static int entry_get(const struct nwc_calib *c, const struct centry *e,
+		     const char *name, uint32_t n, float **h)
+{
+	size_t nn = (size_t)n * n;
+	uint8_t *raw;
+	int ret;
+
 	if (e->n != n) {
 		nwc_err("%s: statistics of %s are %" PRIu32 " x %" PRIu32
 			", the weight has %" PRIu32 " inputs", c->source, name,
@@ -306,6 +363,57 @@ int nwc_calib_get(const struct nwc_calib *c, const char *name, uint32_t n,
 	for (size_t i = 0; i < nn; i++)
 		(*h)[i] = nwc_get_lef32(raw + 4 * i);
 	return 0;
+}
+
+int nwc_calib_sequential(struct nwc_calib *c, nwc_llama_layer_hook *hook,
+			 void *arg)
+{
+	struct nwc_token_progress rp = { .what = "sequential calibration",
+					 .t0 = nwc_now() };
+	struct nwc_llama_opts o = {
+		.threads = c->opts.threads,
+		.max_tokens = c->opts.max_tokens,
+		.ctx = c->opts.ctx,
+	};
+	struct nwc_llama_config cfg;
+	uint64_t tokens = 0;
+	uint32_t *tok;
+	size_t n = 0;
+	int ret;
+
+	if (!c->dir)
+		return -EINVAL;		/* statistics from a file */
+	ret = nwc_llama_read_tokens(c->source, o.max_tokens, &tok, &n);
+	if (!ret)
+		ret = nwc_llama_read_config(c->dir, &cfg);
+	if (ret)
+		goto out_free_tok;
+	if (c->opts.progress || c->opts.lines) {
+		rp.stages = 2 * cfg.layers + !cfg.tied;
+		rp.lines = !c->opts.progress;
+		o.progress = nwc_token_progress;
+		o.progress_arg = &rp;
+	}
+	c->hook = hook;
+	c->hook_arg = arg;
+	ret = nwc_llama_calib_stream(c->dir, tok, n, &o, spill_pending,
+				     pass_hook, c, &tokens);
+	if (ret)
+		goto out_free_tok;
+	/* The new statistics replace the first run's from now on. */
+	for (size_t i = 0; i < c->n; i++)
+		free((char *)c->e[i].name);
+	free(c->e);
+	c->e = c->pend;
+	c->n = c->n_pend;
+	c->cap = c->cap_pend;
+	c->pend = NULL;
+	c->n_pend = c->cap_pend = 0;
+	qsort(c->e, c->n, sizeof(*c->e), cmp_entry);
+	ret = check_unique(c);
+out_free_tok:
+	free(tok);
+	return ret;
 }
 
 size_t nwc_calib_count(const struct nwc_calib *c)
@@ -342,6 +450,10 @@ void nwc_calib_free(struct nwc_calib *c)
 	for (size_t i = 0; c->own_names && i < c->n; i++)
 		free((char *)c->e[i].name);
 	free(c->e);
+	for (size_t i = 0; i < c->n_pend; i++)
+		free((char *)c->pend[i].name);
+	free(c->pend);
+	free(c->dir);
 	free(c->source);
 	free(c);
 }

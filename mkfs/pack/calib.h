@@ -21,6 +21,7 @@
 #define NWC_CALIB_H
 
 #include "codec/common/base.h"
+#include "mkfs/llm/llama.h"
 
 struct nwc_calib;
 
@@ -55,6 +56,25 @@ struct nwc_calib_opts {
  */
 int nwc_calib_run(const char *dir, const char *tokens,
 		  const struct nwc_calib_opts *o, struct nwc_calib **out);
+
+/*
+ * nwc_calib_sequential() - run the model of a nwc_calib_run() again, layer
+ * by layer, with each layer's weights handed to @hook (with @arg) after
+ * its statistics are summed (nwc_llama_calib_stream): the hook replaces
+ * them with what the image will serve, so later layers are measured on
+ * the compressed model's own activations.  While it runs, the hook finds
+ * the new statistics of the layer with nwc_calib_get_pending(); when it
+ * returns they replace the first run's for nwc_calib_get().  Memory as for
+ * nwc_calib_run(); the spill file grows by the same amount again.
+ * Returns 0, -EINVAL for statistics read from a file, or the errors of
+ * nwc_calib_run() and of @hook.
+ */
+int nwc_calib_sequential(struct nwc_calib *c, nwc_llama_layer_hook *hook,
+			 void *arg);
+
+/* nwc_calib_get() over the statistics a sequential run has made so far. */
+int nwc_calib_get_pending(const struct nwc_calib *c, const char *name,
+			  uint32_t n, float **h);
 
 /* Weights with statistics, and the name (@len bytes, not terminated) and
  * width of weight @i (sorted by name; @i < nwc_calib_count()). */

@@ -54,6 +54,14 @@ int nwc_pack(const char *root, struct nwc_tree *tree, const char *image,
 	ret = pack_plan_files(root, tree, &p.files, &n_files);
 	if (!ret && opts->lossy)
 		ret = pack_plan_lossy(&p, n_files, res);
+	if (!ret && opts->lossy && opts->lossy->sequential && p.n_lt) {
+		double t1 = nwc_now();
+
+		/* The plan stands; its tensors are coded with the new H. */
+		ret = nwc_calib_sequential(opts->lossy->sequential,
+					   pack_seq_hook, &p);
+		res->lossy.seq_seconds = nwc_now() - t1;
+	}
 	if (ret)
 		goto out_plan;
 	ret = pack_make_jobs(&p, n_files, block_len);

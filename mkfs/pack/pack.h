@@ -27,6 +27,9 @@ struct nwc_pack_lossy {
 	struct nwc_rate_models *models;	/* loaded; marked used by the plan */
 	const struct nwc_calib *calib;	/* or NULL: no LDLQ, levels 0 */
 	double calib_seconds;		/* what computing @calib took */
+	/* Sequential calibration: @calib's model run, run again after the
+	 * plan with each layer coded as it is reached; NULL: one pass. */
+	struct nwc_calib *sequential;
 };
 
 struct nwc_pack_opts {
@@ -49,6 +52,7 @@ struct nwc_pack_lossy_result {
 	double hsig, herr;	/* tr(W H W^T), tr(E H E^T) where H exists */
 	uint32_t *per_model;	/* tensors per model (models order) */
 	double plan_seconds;	/* calibration excluded */
+	double seq_seconds;	/* the sequential calibration */
 };
 
 struct nwc_pack_result {

@@ -99,6 +99,10 @@ int pack_plan_lossy(struct pipe *p, uint32_t n_files,
 		    struct nwc_pack_result *res);
 int pack_make_jobs(struct pipe *p, uint32_t n_files, uint32_t block_len);
 
+/* pipeline.c: the hook of a sequential calibration (@arg the pipe). */
+int pack_seq_hook(void *arg, const char *name, float *w, uint32_t rows,
+		  uint32_t cols);
+
 /* pipeline.c: a worker thread; the writer's side of the job hand-off. */
 void *pack_worker_main(void *arg);
 struct job *pack_wait_job(struct pipe *p, struct job *j);

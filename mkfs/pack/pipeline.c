@@ -153,6 +153,63 @@ static int measure(struct job *j, float *x, const float *what,
 	return 0;
 }
 
+/* The coding options of lossy tensor @t, with statistics @h or NULL. */
+static void tenc_opts(const struct pipe *p, const struct nwc_rate_tensor *t,
+		      const float *h, struct nwc_tenc_opts *o)
+{
+	nwc_tenc_opts_init(o);
+	o->quant = p->opts->lossy->quant;
+	o->dtype = t->dtype;
+	o->band_rows = nwc_tside_band_rows_for(t->m, t->n,
+					       nwc_dtype_size(t->dtype),
+					       p->block_len);
+	o->h = h;
+	o->fit_scales = h != NULL;
+}
+
+/*
+ * A sequential calibration's hook (nwc_calib_sequential): a weight the
+ * plan codes is coded now with the statistics just summed, as run_lossy()
+ * will code it (same weights, statistics, model and options give the same
+ * bits), and replaced by what the image will serve.  Weights stored
+ * losslessly stay as they are.
+ */
+int pack_seq_hook(void *arg, const char *name, float *w, uint32_t rows,
+		  uint32_t cols)
+{
+	struct pipe *p = arg;
+	const struct nwc_pack_lossy *lo = p->opts->lossy;
+	const struct nwc_rate_tensor *t = NULL;
+	const struct nwc_rate_model *rm;
+	struct nwc_tenc *enc = NULL;
+	struct nwc_tenc_opts o;
+	float *h = NULL;
+	int ret;
+
+	for (size_t i = 0; i < p->n_lt && !t; i++)
+		if (!strcmp(p->lt[i].name, name))
+			t = &p->lt[i];
+	if (!t || t->lossless || t->m != rows || t->n != cols ||
+	    !nwc_rate_finite(w, (size_t)rows * cols))
+		return 0;
+	if (t->have_h) {
+		ret = nwc_calib_get_pending(lo->calib, name, cols, &h);
+		if (ret)
+			return ret;
+	}
+	rm = &lo->models->m[t->model];
+	tenc_opts(p, t, h, &o);
+	ret = nwc_tenc_encode(rm->model, rm->index, w, rows, cols, t->level,
+			      &o, &enc);
+	if (!ret)
+		memcpy(w, enc->what, (size_t)rows * cols * sizeof(*w));
+	else if (ret != -ENOMEM)
+		ret = 0;	/* run_lossy() will store it losslessly */
+	nwc_tenc_free(enc);
+	free(h);
+	return ret;
+}
+
 /* Code a whole tensor with its model; fall back to lossless on failure. */
 static int run_lossy(struct worker *w, struct job *j)
 {
@@ -179,14 +236,7 @@ static int run_lossy(struct worker *w, struct job *j)
 		if (ret)
 			goto out_free;
 	}
-	nwc_tenc_opts_init(&o);
-	o.quant = lo->quant;
-	o.dtype = t->dtype;
-	o.band_rows = nwc_tside_band_rows_for(t->m, t->n,
-					      nwc_dtype_size(t->dtype),
-					      w->p->block_len);
-	o.h = h;
-	o.fit_scales = h != NULL;
+	tenc_opts(w->p, t, h, &o);
 	ret = nwc_tenc_encode(rm->model, rm->index, x, t->m, t->n, t->level,
 			      &o, &j->enc);
 	if (ret && ret != -ENOMEM) {

@@ -38,6 +38,9 @@ void nwc_pack_print_lossy(const struct nwc_pack_lossy *pl,
 		       (unsigned long long)nwc_calib_tokens(pl->calib),
 		       pl->calib_seconds,
 		       (double)nwc_calib_tokens(pl->calib) / pl->calib_seconds);
+	if (pl->sequential)
+		printf("lossy: sequential calibration (each layer on the coded layers' outputs) in %.2f s\n",
+		       lr->seq_seconds);
 	if (lr->fallbacks)
 		printf("lossy: %u tensors stored losslessly instead (see the messages above)\n",
 		       lr->fallbacks);
