@@ -1047,7 +1047,8 @@ static int decode_block(const struct nwc_image *img, struct nwc_dctx *dctx,
 		return ret;
 	if (dec->tensor_codec) {
 		/* check_extent(): a tensor of this codec, with its side */
-		assert(e->tensor < img->n_tensors && img->tensors[e->tensor].side);
+		assert(e->tensor < img->n_tensors &&
+		       img->tensors[e->tensor].side);
 		t = &img->tensors[e->tensor];
 		codec_tensor(t, &ct);
 	}

@@ -172,9 +172,9 @@ static inline uint32_t nwc_extent_block_len(const struct nwc_extent *e,
  * and decode it into @dst, which holds exactly nwc_extent_block_len() bytes
  * (@len), through the extent's codec (for a tensor codec, with the
  * tensor's side record and the codec's per-image state).  @dctx is the
- * caller's per-thread decode context.  Returns 0, -NWC_ECHECKSUM, -NWC_ECORRUPT (payload does not
- * decode), -ENOMEM or an I/O error; failures are logged once per call with
- * the image path and block index.
+ * caller's per-thread decode context.  Returns 0, -NWC_ECHECKSUM,
+ * -NWC_ECORRUPT (payload does not decode), -ENOMEM or an I/O error;
+ * failures are logged once per call with the image path and block index.
  */
 int nwc_image_load_block(const struct nwc_image *img, struct nwc_dctx *dctx,
 			 uint32_t ext, uint32_t j, void *dst, size_t len);

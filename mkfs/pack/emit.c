@@ -50,7 +50,8 @@ int pack_add_models(struct nwc_writer *wr, const struct nwc_rate_models *ms)
 			continue;
 		ret = nwc_model_to_buf(rm->model, &buf, &len);
 		if (!ret) {
-			ret = nwc_writer_add_codec_item(wr, NWC_CODEC_NWC, buf, len, &idx);
+			ret = nwc_writer_add_codec_item(wr, NWC_CODEC_NWC, buf,
+							len, &idx);
 			free(buf);
 		}
 		if (!ret && idx != rm->index)
@@ -127,7 +128,8 @@ static int put_nwc(struct wstate *ws, uint32_t id, uint32_t tensor,
 	uint32_t ext;
 	int ret;
 
-	ret = nwc_writer_set_tensor_side(ws->wr, tensor, NWC_CODEC_NWC, e->side, e->side_len);
+	ret = nwc_writer_set_tensor_side(ws->wr, tensor, NWC_CODEC_NWC, e->side,
+					 e->side_len);
 	if (!ret)
 		ret = nwc_writer_add_tensor_extent(ws->wr, id, tensor, e->nbands,
 						e->band, e->band_len, &ext);

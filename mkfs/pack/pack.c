@@ -67,7 +67,8 @@ int nwc_pack(const char *root, struct nwc_tree *tree, const char *image,
 	ret = pack_make_jobs(&p, n_files, block_len);
 	if (ret)
 		goto out_plan;
-	ret = nwc_writer_create(image, opts->block_log2, opts->force, nwc_codecs_write(), &wr);
+	ret = nwc_writer_create(image, opts->block_log2, opts->force,
+				nwc_codecs_write(), &wr);
 	if (ret)
 		goto out_jobs;
 	ret = pack_add_nodes(wr, tree);
