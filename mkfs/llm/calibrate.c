@@ -65,6 +65,20 @@ static int calib_layout(struct run *r, bool stream)
 	return 0;
 }
 
+/* A run over at least one token, with its inputs laid out. */
+static int calib_init(struct run *r, const struct nwc_llama *m,
+		      const uint32_t *tok, size_t n,
+		      const struct nwc_llama_opts *o, bool stream)
+{
+	int ret = llm_run_init(r, m, tok, n, o);
+
+	if (!ret && !r->total) {
+		nwc_err("no tokens to collect statistics from");
+		ret = -EINVAL;
+	}
+	return ret ? ret : calib_layout(r, stream);
+}
+
 /* "model.layers.@l.@part", or @part alone for the lm_head. */
 static int calib_name(char **dst, uint32_t l, const char *part)
 {
@@ -163,13 +177,7 @@ int nwc_llama_calib(const struct nwc_llama *m, const uint32_t *tok, size_t n,
 	struct run r;
 	int ret;
 
-	ret = llm_run_init(&r, m, tok, n, o);
-	if (!ret && !r.total) {
-		nwc_err("no tokens to collect statistics from");
-		ret = -EINVAL;
-	}
-	if (!ret)
-		ret = calib_layout(&r, false);
+	ret = calib_init(&r, m, tok, n, o, false);
 	if (!ret)
 		ret = llm_run_threads(&r, llm_threads_for(o, r.nblocks),
 				      RUN_CALIB);
@@ -308,13 +316,7 @@ int nwc_llama_calib_stream(const char *dir, const uint32_t *tok, size_t n,
 	ret = llm_open(dir, false, &m);
 	if (ret)
 		return ret;
-	ret = llm_run_init(&r, m, tok, n, o);
-	if (!ret && !r.total) {
-		nwc_err("no tokens to collect statistics from");
-		ret = -EINVAL;
-	}
-	if (!ret)
-		ret = calib_layout(&r, true);
+	ret = calib_init(&r, m, tok, n, o, true);
 	if (!ret)
 		ret = stream_embed(&r, m);
 	if (ret == -ENOMEM)

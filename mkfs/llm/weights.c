@@ -460,25 +460,14 @@ int nwc_llama_read_config(const char *dir, struct nwc_llama_config *cfg)
 
 int llm_open(const char *dir, bool weights, struct nwc_llama **out)
 {
-	char path[PATH_MAX];
 	struct wset ws = { 0 };
-	struct nwc_json *doc;
 	struct nwc_llama *m;
 	int ret;
 
-	ret = join_path(path, dir, "config.json");
-	if (ret)
-		return ret;
-	ret = llm_load_json(path, &doc);
-	if (ret)
-		return ret;
 	m = calloc(1, sizeof(*m));
-	if (!m) {
-		ret = -ENOMEM;
-		goto out_free_doc;
-	}
-	ret = llm_parse_config(&(struct cfg){ .root = doc, .path = path },
-			       &m->cfg);
+	if (!m)
+		return -ENOMEM;
+	ret = nwc_llama_read_config(dir, &m->cfg);
 	if (ret)
 		goto out_free_model;
 	m->q_out = m->cfg.heads * m->cfg.head_dim;
@@ -503,14 +492,11 @@ int llm_open(const char *dir, bool weights, struct nwc_llama **out)
 		nwc_err("%s: out of memory loading the weights", dir);
 	if (ret)
 		goto out_free_model;
-	nwc_json_free(doc);
 	*out = m;
 	return 0;
 
 out_free_model:
 	nwc_llama_free(m);
-out_free_doc:
-	nwc_json_free(doc);
 	return ret;
 }
 
