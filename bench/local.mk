@@ -7,7 +7,7 @@ bench_readbench_SOURCES = bench/readbench.c
 bench_readbench_LDADD = $(LIBS)
 CLEANFILES += bench/readbench
 EXTRA_DIST += bench/run.sh bench/get-minilm.py bench/context-gain.py \
-	bench/scale.sh
+	bench/scale.sh bench/get-smollm2.py
 
 bench: all bench/readbench bench/codecbench tests/gen_model
 	top_srcdir='$(top_srcdir)' top_builddir='$(top_builddir)' \
