@@ -15,12 +15,13 @@ The weights are dequantized 4-bit values (Q4_1: 32-weight groups), which
 flatters quantizers aligned with that grid; say so next to any result.
 Nothing is downloaded when OUTDIR/model already exists.
 
-Needs transformers, torch and the packages gguf and accelerate.  Install
-those two in a virtual environment, never into the Python the tests use:
-pip resolves accelerate with a newer torch, which replaces Debian's torch
-1.13 that tests/framework.sh runs (python3 -m venv --system-site-packages
-ENV && ENV/bin/pip install gguf accelerate 'torch==1.13.*' fails; use
---no-deps: ENV/bin/pip install --no-deps gguf accelerate).
+Needs transformers, torch, gguf and accelerate, which want a newer torch
+than Debian's 1.13 that tests/framework.sh runs: use an isolated virtual
+environment, never the system Python (checked: the same bytes come out):
+
+    python3 -m venv ENV
+    ENV/bin/pip install torch transformers==4.47.1 gguf accelerate
+    ENV/bin/python bench/get-smollm2.py OUTDIR --text T --tokens T.u16
 """
 import argparse
 import glob
