@@ -84,6 +84,54 @@ static int sgemm_case(int m, int n, int k, bool ta, bool tb, float alpha,
 	return bad;
 }
 
+/*
+ * nwc_ssyrk_t(): the upper triangle of X^T X against the reference
+ * product, the lower triangle and the padding of C untouched, for square
+ * and tall X and a row stride wider than n.
+ */
+static void test_ssyrk(void)
+{
+	static const int dims[][3] = { { 1, 1, 1 }, { 7, 3, 9 }, { 33, 70, 40 },
+				       { 64, 5, 64 } };	/* n, k, ldx */
+	uint64_t seed = 5;
+
+	for (size_t d = 0; d < NWC_ARRAY_SIZE(dims); d++) {
+		int n = dims[d][0], k = dims[d][1], ldx = dims[d][2];
+		int ldc = n + 3;
+		float *x = t_xmalloc((size_t)k * ldx * sizeof(float));
+		float *c = t_xmalloc((size_t)n * ldc * sizeof(float));
+		float *ref = t_xmalloc((size_t)n * n * sizeof(float));
+		int bad = 0;
+
+		for (size_t i = 0; i < (size_t)k * ldx; i++)
+			x[i] = (float)((double)(t_rand(&seed) >> 11) /
+				       9007199254740992.0 * 2 - 1);
+		for (size_t i = 0; i < (size_t)n * ldc; i++)
+			c[i] = NAN;
+		nwc_ssyrk_t(n, k, x, ldx, c, ldc);
+		nwc_sgemm_ref(true, false, n, n, k, 1.0f, x, ldx, x, ldx, 0.0f,
+			      ref, n);
+		for (int i = 0; i < n; i++) {
+			for (int j = 0; j < ldc; j++) {
+				float got = c[(size_t)i * ldc + j];
+
+				if (j < i || j >= n)
+					bad += !isnan(got);
+				else
+					bad += !(fabsf(got - ref[i * n + j]) <=
+						 1e-5f * (float)(k + 1));
+			}
+		}
+		if (bad)
+			fprintf(stderr, "ssyrk n%d k%d ldx%d: %d wrong\n", n, k,
+				ldx, bad);
+		t_failed += bad != 0;
+		free(x);
+		free(c);
+		free(ref);
+	}
+}
+
 static void test_sgemm(void)
 {
 	static const int dims[][3] = {
@@ -674,6 +722,7 @@ int main(void)
 {
 	nwc_gemm_init();
 	T_RUN(test_sgemm);
+	T_RUN(test_ssyrk);
 	T_RUN(test_layout);
 	T_RUN(test_golden);
 	T_RUN(test_backward);

@@ -26,6 +26,15 @@ void nwc_gemm_init(void)
 	pthread_once(&gemm_once, gemm_setup);
 }
 
+void nwc_ssyrk_t(int n, int k, const float *x, int ldx, float *c, int ldc)
+{
+	if (n <= 0)
+		return;
+	nwc_gemm_init();
+	cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, n, k, 1.0f, x, ldx,
+		    0.0f, c, ldc);
+}
+
 void nwc_sgemm(bool ta, bool tb, int m, int n, int k, float alpha,
 	       const float *a, int lda, const float *b, int ldb, float beta,
 	       float *c, int ldc)

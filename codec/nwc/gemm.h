@@ -35,6 +35,14 @@ void nwc_sgemm(bool ta, bool tb, int m, int n, int k, float alpha,
 	       float *c, int ldc);
 
 /*
+ * nwc_ssyrk_t() - the upper triangle (j >= i) of the n x n product
+ * C = X^T X for X of @k rows of n floats with row stride @ldx (OpenBLAS
+ * ssyrk: half the multiply-adds of nwc_sgemm() for the same triangle);
+ * the lower triangle of C (row stride @ldc) is left alone.
+ */
+void nwc_ssyrk_t(int n, int k, const float *x, int ldx, float *c, int ldc);
+
+/*
  * nwc_sgemm_ref() - the same product with plain loops and double
  * accumulation: slow, obviously correct, the oracle for tests.
  */

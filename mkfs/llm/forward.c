@@ -171,8 +171,7 @@ static void gram_add(double *acc, float *tmp, const float *x, uint32_t rows,
 		uint32_t nr = NWC_MIN(GRAM_ROWS, rows - r0);
 		const float *xr = x + (size_t)r0 * ld;
 
-		nwc_sgemm(true, false, (int)n, (int)n, (int)nr, 1.0f, xr,
-			  (int)ld, xr, (int)ld, 0.0f, tmp, (int)n);
+		nwc_ssyrk_t((int)n, (int)nr, xr, (int)ld, tmp, (int)n);
 		for (size_t i = 0; i < n; i++) {
 			double *a = acc + llm_tri(n, i);
 
