@@ -3,13 +3,14 @@
 # that includes <zstd.h> (zstd.c).  The folders below codec/ hold the other
 # layers: common/, image/, nwc/ (the neural codec), registry/ (every codec
 # by id), input/.
-noinst_LIBRARIES += codec/libnwccodec.a
-codec_libnwccodec_a_CPPFLAGS = $(AM_CPPFLAGS) $(ZSTD_CFLAGS)
+noinst_LIBRARIES += codec/libnwczstd.a codec/libnwccodec.a
+codec_libnwczstd_a_CPPFLAGS = $(AM_CPPFLAGS) $(ZSTD_CFLAGS)
+codec_libnwczstd_a_SOURCES = codec/zstd.c codec/zstd.h
+codec_libnwccodec_a_LIBADD = $(codec_libnwczstd_a_OBJECTS)
 codec_libnwccodec_a_SOURCES = \
 	codec/lossless.h codec/raw.c codec/bplanes.c \
 	codec/ranscore.h \
 	codec/planes.c codec/planes.h \
-	codec/zstd.c codec/zstd.h \
 	codec/rans.c codec/rans.h
 
 # Shipped codec models (codec/models/TRAINING.md), installed where mkfs.nwc

@@ -6,13 +6,17 @@
 #                network training, model create and save, Cholesky
 # Encoders link both, encode archive first (it calls into the decode one).
 # gemm.c (<cblas.h>) and cholesky.c (LAPACK) are the only OpenBLAS users.
-noinst_LIBRARIES += codec/nwc/libnwcdec.a codec/nwc/libnwcenc.a
+noinst_LIBRARIES += codec/nwc/libnwcblas.a codec/nwc/libnwclapack.a \
+	codec/nwc/libnwcdec.a codec/nwc/libnwcenc.a
+codec_nwc_libnwcblas_a_CPPFLAGS = $(AM_CPPFLAGS) $(OPENBLAS_CFLAGS)
+codec_nwc_libnwcblas_a_SOURCES = codec/nwc/gemm.c codec/nwc/gemm.h
+codec_nwc_libnwclapack_a_CPPFLAGS = $(AM_CPPFLAGS) $(OPENBLAS_CFLAGS)
+codec_nwc_libnwclapack_a_SOURCES = codec/nwc/cholesky.c codec/nwc/cholesky.h
 
-codec_nwc_libnwcdec_a_CPPFLAGS = $(AM_CPPFLAGS) $(OPENBLAS_CFLAGS)
+codec_nwc_libnwcdec_a_LIBADD = $(codec_nwc_libnwcblas_a_OBJECTS)
 codec_nwc_libnwcdec_a_SOURCES = \
 	codec/nwc/chunk.h \
 	codec/nwc/entropy.c codec/nwc/entropy.h codec/nwc/entropy_impl.h \
-	codec/nwc/gemm.c codec/nwc/gemm.h \
 	codec/nwc/mlp.c codec/nwc/mlp.h codec/nwc/mlp_impl.h \
 	codec/nwc/prior.c codec/nwc/prior.h codec/nwc/prior_impl.h \
 	codec/nwc/nwcmodel.c codec/nwc/nwcmodel.h codec/nwc/nwcmodel_impl.h \
@@ -20,10 +24,9 @@ codec_nwc_libnwcdec_a_SOURCES = \
 	codec/nwc/nwctensor_impl.h \
 	codec/nwc/nwccodec.c codec/nwc/nwccodec.h
 
-codec_nwc_libnwcenc_a_CPPFLAGS = $(AM_CPPFLAGS) $(OPENBLAS_CFLAGS)
+codec_nwc_libnwcenc_a_LIBADD = $(codec_nwc_libnwclapack_a_OBJECTS)
 codec_nwc_libnwcenc_a_SOURCES = \
 	codec/nwc/entropy_enc.c \
-	codec/nwc/cholesky.c codec/nwc/cholesky.h \
 	codec/nwc/ldlq.c codec/nwc/ldlq.h \
 	codec/nwc/mlp_train.c \
 	codec/nwc/prior_train.c \
