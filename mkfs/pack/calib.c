@@ -225,35 +225,42 @@ static int spill_open(const char *dir, int *fd)
 	return 0;
 }
 
-int nwc_calib_run(const char *dir, const char *tokens,
-		  const struct nwc_calib_opts *co, struct nwc_calib **out)
+/*
+ * One model run of @c over its token file (@c->source) with @sink, and
+ * @hook for a sequential run (two passes a layer): the tokens and the
+ * config read, the memory bound printed (first runs) and the progress set
+ * up as @co asks.  *@stage says where an error came from: RUN_TOKENS,
+ * RUN_CONFIG or RUN_STREAM.
+ */
+enum { RUN_TOKENS, RUN_CONFIG, RUN_STREAM };
+
+static int run_model(struct nwc_calib *c, const char *dir,
+		     const struct nwc_calib_opts *co, nwc_llama_sink *sink,
+		     nwc_llama_layer_hook *hook, uint64_t *tokens, int *stage)
 {
-	struct nwc_token_progress rp = { .what = "calibration",
-					 .t0 = nwc_now() };
+	struct nwc_token_progress rp = {
+		.what = hook ? "sequential calibration" : "calibration",
+		.t0 = nwc_now(),
+	};
 	struct nwc_llama_opts o = {
 		.threads = co->threads,
 		.max_tokens = co->max_tokens,
 		.ctx = co->ctx,
 	};
 	struct nwc_llama_config cfg;
-	struct nwc_calib *c;
 	uint32_t *tok;
 	size_t n = 0;
 	int ret;
 
-	ret = nwc_llama_read_tokens(tokens, co->max_tokens, &tok, &n);
+	*stage = RUN_TOKENS;
+	ret = nwc_llama_read_tokens(c->source, co->max_tokens, &tok, &n);
 	if (ret)
 		return ret;
+	*stage = RUN_CONFIG;
 	ret = nwc_llama_read_config(dir, &cfg);
 	if (ret)
-		goto out_not_llama;
-	ret = calib_alloc(tokens, 0, &c);
-	if (ret)
 		goto out_free_tok;
-	c->own_names = true;
-	ret = spill_open(co->spill_dir, &c->fd);
-	if (ret)
-		goto out_free_calib;
+	*stage = RUN_STREAM;
 	if (co->progress || co->lines) {
 		uint64_t bound = nwc_llama_stream_bytes(
 			&cfg, n,
@@ -261,24 +268,44 @@ int nwc_calib_run(const char *dir, const char *tokens,
 				  NWC_MIN(cfg.max_pos, NWC_LLAMA_CTX_MAX),
 			NWC_MAX(co->threads, 1));
 
-		fprintf(stderr, "calibration: %zu tokens through %" PRIu32
-			" layers, one at a time: at most about %.2f GiB of memory\n",
-			n, cfg.layers, (double)bound / (1u << 30));
-		rp.stages = cfg.layers + !cfg.tied;
+		if (!hook)
+			fprintf(stderr, "calibration: %zu tokens through %" PRIu32
+				" layers, one at a time: at most about %.2f GiB of memory\n",
+				n, cfg.layers, (double)bound / (1u << 30));
+		rp.stages = (hook ? 2 : 1) * cfg.layers + !cfg.tied;
 		rp.lines = !co->progress;
 		o.progress = nwc_token_progress;
 		o.progress_arg = &rp;
 	}
-	ret = nwc_llama_calib_stream(dir, tok, n, &o, spill_h, NULL, c,
-				     &c->tokens);
-	if (ret == -NWC_EFORMAT || ret == -NWC_EFEATURE || ret == -ENOENT) {
-		nwc_calib_free(c);
-		goto out_not_llama;
-	}
+	ret = nwc_llama_calib_stream(dir, tok, n, &o, sink, hook, c, tokens);
+out_free_tok:
+	free(tok);
+	return ret;
+}
+
+int nwc_calib_run(const char *dir, const char *tokens,
+		  const struct nwc_calib_opts *co, struct nwc_calib **out)
+{
+	struct nwc_calib *c;
+	int ret, stage = RUN_TOKENS;
+
+	ret = calib_alloc(tokens, 0, &c);
 	if (ret)
-		goto out_free_calib;
-	qsort(c->e, c->n, sizeof(*c->e), cmp_entry);
-	ret = check_unique(c);
+		return ret;
+	c->own_names = true;
+	ret = spill_open(co->spill_dir, &c->fd);
+	if (!ret)
+		ret = run_model(c, dir, co, spill_h, NULL, &c->tokens, &stage);
+	/* A config or weights this runtime cannot run: say what to do. */
+	if (ret && (stage == RUN_CONFIG ||
+		    (stage == RUN_STREAM && (ret == -NWC_EFORMAT ||
+					     ret == -NWC_EFEATURE ||
+					     ret == -ENOENT))))
+		goto out_not_llama;
+	if (!ret) {
+		qsort(c->e, c->n, sizeof(*c->e), cmp_entry);
+		ret = check_unique(c);
+	}
 	if (!ret) {
 		c->dir = strdup(dir);
 		c->opts = *co;
@@ -290,18 +317,15 @@ int nwc_calib_run(const char *dir, const char *tokens,
 	nwc_dbg("%s: calibrated %zu weights on %" PRIu64 " tokens of %s (%" PRIu64 " bytes of statistics)",
 		dir, c->n, c->tokens, tokens, c->spill_len);
 	*out = c;
-	goto out_free_tok;
+	return 0;
 
 out_not_llama:
 	if (ret != -ENOMEM && ret != -EIO)
 		ret = -NWC_EFEATURE;
 	nwc_err("%s: --calib runs the model, which needs a Llama-family model directory (llama, mistral, qwen2, qwen3); for other models pass statistics with --calib-stats",
 		dir);
-	goto out_free_tok;
 out_free_calib:
 	nwc_calib_free(c);
-out_free_tok:
-	free(tok);
 	return ret;
 }
 
@@ -368,38 +392,17 @@ static int entry_get(const struct nwc_calib *c, const struct centry *e,
 int nwc_calib_sequential(struct nwc_calib *c, nwc_llama_layer_hook *hook,
 			 void *arg)
 {
-	struct nwc_token_progress rp = { .what = "sequential calibration",
-					 .t0 = nwc_now() };
-	struct nwc_llama_opts o = {
-		.threads = c->opts.threads,
-		.max_tokens = c->opts.max_tokens,
-		.ctx = c->opts.ctx,
-	};
-	struct nwc_llama_config cfg;
 	uint64_t tokens = 0;
-	uint32_t *tok;
-	size_t n = 0;
-	int ret;
+	int ret, stage;
 
 	if (!c->dir)
 		return -EINVAL;		/* statistics from a file */
-	ret = nwc_llama_read_tokens(c->source, o.max_tokens, &tok, &n);
-	if (!ret)
-		ret = nwc_llama_read_config(c->dir, &cfg);
-	if (ret)
-		goto out_free_tok;
-	if (c->opts.progress || c->opts.lines) {
-		rp.stages = 2 * cfg.layers + !cfg.tied;
-		rp.lines = !c->opts.progress;
-		o.progress = nwc_token_progress;
-		o.progress_arg = &rp;
-	}
 	c->hook = hook;
 	c->hook_arg = arg;
-	ret = nwc_llama_calib_stream(c->dir, tok, n, &o, spill_pending,
-				     pass_hook, c, &tokens);
+	ret = run_model(c, c->dir, &c->opts, spill_pending, pass_hook,
+			&tokens, &stage);
 	if (ret)
-		goto out_free_tok;
+		return ret;
 	/* The new statistics replace the first run's from now on. */
 	for (size_t i = 0; i < c->n; i++)
 		free((char *)c->e[i].name);
@@ -410,10 +413,7 @@ int nwc_calib_sequential(struct nwc_calib *c, nwc_llama_layer_hook *hook,
 	c->pend = NULL;
 	c->n_pend = c->cap_pend = 0;
 	qsort(c->e, c->n, sizeof(*c->e), cmp_entry);
-	ret = check_unique(c);
-out_free_tok:
-	free(tok);
-	return ret;
+	return check_unique(c);
 }
 
 size_t nwc_calib_count(const struct nwc_calib *c)
