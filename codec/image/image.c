@@ -51,7 +51,7 @@ struct nwc_image {
 	struct nwc_tensor *tensors;
 	const struct nwc_codec_set *codecs;
 	void **cstate;			/* per decoder of @codecs: its state */
-	const struct nwc_codec_dec **edec;	/* per extent: its decoder */
+	uint8_t *eslot;		/* per extent: its decoder's index in @codecs */
 	uint32_t *tfirst;		/* per inode: first tensor */
 	uint32_t *tcount;		/* per inode: number of tensors */
 	atomic_uchar *reported;		/* per block: damage already logged */
@@ -280,14 +280,22 @@ static int open_codecs(struct nwc_image *img)
 	return 0;
 }
 
+/* The index in @img's set of the decoder of codec @id, or -1. */
+static int codec_slot(const struct nwc_image *img, unsigned id)
+{
+	for (unsigned i = 0; i < img->codecs->n_dec; i++)
+		if (img->codecs->dec[i]->id == id)
+			return (int)i;
+	return -1;
+}
+
 /* The per-image state of decoder @dec of @img's set. */
 static const void *codec_state(const struct nwc_image *img,
 			       const struct nwc_codec_dec *dec)
 {
-	for (unsigned i = 0; i < img->codecs->n_dec; i++)
-		if (img->codecs->dec[i] == dec)
-			return img->cstate[i];
-	return NULL;
+	int i = codec_slot(img, dec->id);
+
+	return i < 0 ? NULL : img->cstate[i];
 }
 
 static void codec_tensor(const struct nwc_tensor *t,
@@ -580,14 +588,15 @@ static int check_extent(struct nwc_image *img, uint32_t idx, unsigned *unit)
 	const struct nwc_codec_dec *dec;
 	const struct nwc_tensor *t = NULL;
 	struct nwc_codec_tensor ct;
+	int slot = codec_slot(img, e->codec);
 
-	dec = nwc_codec_set_dec(img->codecs, e->codec);
-	if (!dec) {
+	if (slot < 0) {
 		nwc_err("%s: extent %u uses codec %u, which this build does not support",
 			img->path, idx, e->codec);
 		return -NWC_EFEATURE;
 	}
-	img->edec[idx] = dec;
+	dec = img->codecs->dec[slot];
+	img->eslot[idx] = (uint8_t)slot;
 	if (dec->tensor_codec) {
 		if (e->tensor >= img->n_tensors ||
 		    img->tensors[e->tensor].codec != e->codec)
@@ -611,18 +620,21 @@ static int check_extent(struct nwc_image *img, uint32_t idx, unsigned *unit)
 static int parse_extents(struct nwc_image *img)
 {
 	const struct section *s = &img->sect[NWC_SECT_EXTENTS];
+	const struct nwc_codec_dec *dec;
 	uint8_t *owned;
 	int ret = 0;
 
+	/* eslot[] holds decoder indices in a byte */
+	assert(img->codecs->n_dec <= UINT8_MAX + 1u);
 	if (s->len % NWC_EXTENT_SIZE || s->len / NWC_EXTENT_SIZE > INT32_MAX)
 		return corrupt("%s: bad extent table size", img->path);
 	img->n_extents = (uint32_t)(s->len / NWC_EXTENT_SIZE);
 	img->extents = calloc(img->n_extents ? img->n_extents : 1,
 			      sizeof(*img->extents));
 	owned = calloc(img->n_extents ? img->n_extents : 1, 1);
-	img->edec = calloc(img->n_extents ? img->n_extents : 1,
-			   sizeof(*img->edec));
-	if (!img->extents || !owned || !img->edec) {
+	img->eslot = calloc(img->n_extents ? img->n_extents : 1,
+			    sizeof(*img->eslot));
+	if (!img->extents || !owned || !img->eslot) {
 		free(owned);
 		return -ENOMEM;
 	}
@@ -679,15 +691,16 @@ static int parse_extents(struct nwc_image *img)
 			}
 			owned[idx] = 1;
 			pos += e->len;
+			dec = img->codecs->dec[img->eslot[idx]];
 			for (uint32_t j = 0; j < e->nblocks; j++) {
 				const struct nwc_block *b =
 					&img->blocks[e->first_block + j];
 
 				if (b->raw_len != nwc_extent_block_len(e, j) ||
-				    (img->edec[idx]->block_ok &&
-				     !img->edec[idx]->block_ok(e->codec_arg,
-							       b->stored_len,
-							       b->raw_len))) {
+				    (dec->block_ok &&
+				     !dec->block_ok(e->codec_arg,
+						    b->stored_len,
+						    b->raw_len))) {
 					ret = corrupt("%s: block %u: length disagrees with extent %u",
 						      img->path, e->first_block + j, idx);
 					goto out_free;
@@ -827,7 +840,7 @@ void nwc_image_close(struct nwc_image *img)
 		if (img->cstate[i])
 			img->codecs->dec[i]->close(img->cstate[i]);
 	free(img->cstate);
-	free(img->edec);
+	free(img->eslot);
 	free(img->tfirst);
 	free(img->tcount);
 	free(img->reported);
@@ -885,9 +898,9 @@ const struct nwc_tensor *nwc_image_tensor(const struct nwc_image *img,
 
 const void *nwc_image_codec_state(const struct nwc_image *img, unsigned codec)
 {
-	const struct nwc_codec_dec *dec = nwc_codec_set_dec(img->codecs, codec);
+	int i = codec_slot(img, codec);
 
-	return dec ? codec_state(img, dec) : NULL;
+	return i < 0 ? NULL : img->cstate[i];
 }
 
 const char *nwc_image_codec_name(const struct nwc_image *img, unsigned codec,
@@ -1036,7 +1049,8 @@ static int decode_block(const struct nwc_image *img, struct nwc_dctx *dctx,
 			size_t stored_len, void *dst, size_t len)
 {
 	const struct nwc_extent *e = &img->extents[ext];
-	const struct nwc_codec_dec *dec = img->edec[ext];
+	const unsigned slot = img->eslot[ext];
+	const struct nwc_codec_dec *dec = img->codecs->dec[slot];
 	const struct nwc_tensor *t = NULL;
 	struct nwc_codec_tensor ct;
 	void *scratch;
@@ -1052,7 +1066,7 @@ static int decode_block(const struct nwc_image *img, struct nwc_dctx *dctx,
 		t = &img->tensors[e->tensor];
 		codec_tensor(t, &ct);
 	}
-	return dec->decode(codec_state(img, dec), scratch, e->codec_arg,
+	return dec->decode(img->cstate[slot], scratch, e->codec_arg,
 			   t ? &ct : NULL, t ? t->side : NULL, j, payload,
 			   stored_len, dst, len);
 }
