@@ -10,37 +10,37 @@
 #include "codec/registry/codec.h"
 #include "codec/registry/registry.h"
 
+/* Per-thread state of each encoder of the write set, by its index there. */
 struct nwc_cctx {
-	const struct nwc_codec_enc *owner[NWC_N_DECODERS];
-	void *state[NWC_N_DECODERS];	/* per codec, from cctx_create */
+	const struct nwc_codec_set *set;
+	void *state[];		/* set->n_enc entries, NULL without cctx_create */
 };
 
-static const struct nwc_codec_enc *block_enc(unsigned codec)
+/* The index of block codec @codec's encoder in @set, or -1. */
+static int block_enc(const struct nwc_codec_set *set, unsigned codec)
 {
-	const struct nwc_codec_enc *enc;
-
-	enc = nwc_codec_set_enc(nwc_codecs_write(), codec);
-	return enc && enc->encode ? enc : NULL;
+	for (unsigned i = 0; i < set->n_enc; i++)
+		if (set->enc[i]->id == codec && set->enc[i]->encode)
+			return (int)i;
+	return -1;
 }
 
 int nwc_cctx_create(int level, struct nwc_cctx **out)
 {
 	const struct nwc_codec_set *set = nwc_codecs_write();
 	struct nwc_cctx *cctx;
-	unsigned n = 0;
 	int ret;
 
-	cctx = calloc(1, sizeof(*cctx));
+	cctx = calloc(1, sizeof(*cctx) + set->n_enc * sizeof(cctx->state[0]));
 	if (!cctx)
 		return -ENOMEM;
+	cctx->set = set;
 	for (unsigned i = 0; i < set->n_enc; i++) {
 		if (!set->enc[i]->cctx_create)
 			continue;
-		assert(n < NWC_N_DECODERS);
-		ret = set->enc[i]->cctx_create(level, &cctx->state[n]);
+		ret = set->enc[i]->cctx_create(level, &cctx->state[i]);
 		if (ret)
 			goto out_free_cctx;
-		cctx->owner[n++] = set->enc[i];
 	}
 	*out = cctx;
 	return 0;
@@ -54,29 +54,27 @@ void nwc_cctx_free(struct nwc_cctx *cctx)
 {
 	if (!cctx)
 		return;
-	for (unsigned i = 0; i < NWC_N_DECODERS && cctx->owner[i]; i++)
-		cctx->owner[i]->cctx_free(cctx->state[i]);
+	for (unsigned i = 0; i < cctx->set->n_enc; i++)
+		if (cctx->state[i])
+			cctx->set->enc[i]->cctx_free(cctx->state[i]);
 	free(cctx);
 }
 
 size_t nwc_codec_bound(unsigned codec, uint32_t arg, size_t raw_len)
 {
-	const struct nwc_codec_enc *enc = block_enc(codec);
+	const struct nwc_codec_set *set = nwc_codecs_write();
+	int i = block_enc(set, codec);
 
-	return enc ? enc->bound(arg, raw_len) : 0;
+	return i < 0 ? 0 : set->enc[i]->bound(arg, raw_len);
 }
 
 ssize_t nwc_codec_encode(struct nwc_cctx *cctx, unsigned codec, uint32_t arg,
 			 const void *src, size_t len, void *dst, size_t cap)
 {
-	const struct nwc_codec_enc *enc = block_enc(codec);
-	void *state = NULL;
+	int i = block_enc(cctx->set, codec);
 
-	if (!enc)
+	if (i < 0)
 		return -NWC_EFEATURE;
-	for (unsigned i = 0; i < NWC_N_DECODERS && cctx->owner[i]; i++)
-		if (cctx->owner[i] == enc)
-			state = cctx->state[i];
-	return enc->encode(state, arg, src, len, dst, cap);
+	return cctx->set->enc[i]->encode(cctx->state[i], arg, src, len, dst,
+					 cap);
 }
-
