@@ -33,6 +33,15 @@ const struct nwc_codec_enc *nwc_codec_set_enc(const struct nwc_codec_set *set,
 	return NULL;
 }
 
+const struct nwc_codec_dec *
+nwc_codec_set_section(const struct nwc_codec_set *set, uint32_t type)
+{
+	for (unsigned i = 0; i < set->n_dec; i++)
+		if (set->dec[i]->section == type)
+			return set->dec[i];
+	return NULL;
+}
+
 int nwc_codec_check_extent(const struct nwc_codec_dec *dec, uint32_t arg,
 			   uint32_t block_len, uint32_t nblocks,
 			   const struct nwc_codec_tensor *t, const void *side,

@@ -169,6 +169,10 @@ int nwc_codec_check_extent(const struct nwc_codec_dec *dec, uint32_t arg,
 			   const struct nwc_codec_tensor *t, const void *side,
 			   unsigned *unit);
 
+/* The decoder of @set that owns section @type, or NULL. */
+const struct nwc_codec_dec *
+nwc_codec_set_section(const struct nwc_codec_set *set, uint32_t type);
+
 /* The incompat bits the decoders of @set know. */
 uint64_t nwc_codec_set_incompat(const struct nwc_codec_set *set);
 

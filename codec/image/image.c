@@ -125,16 +125,6 @@ static bool overlaps(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
 	return alen && blen && a < b + blen && b < a + alen;
 }
 
-/* The decoder of @img's codecs that owns section @type, or NULL. */
-static const struct nwc_codec_dec *section_codec(const struct nwc_image *img,
-						 uint32_t type)
-{
-	for (unsigned i = 0; i < img->codecs->n_dec; i++)
-		if (img->codecs->dec[i]->section == type)
-			return img->codecs->dec[i];
-	return NULL;
-}
-
 static int read_sections(struct nwc_image *img, uint64_t dir_off,
 			 uint32_t dir_count, uint64_t dir_xxh)
 {
@@ -182,7 +172,8 @@ static int read_sections(struct nwc_image *img, uint64_t dir_off,
 			continue;
 		}
 		if (type == 0 || type > NWC_SECT_LAST ||
-		    (type > NWC_SECT_PARAMS && !section_codec(img, type))) {
+		    (type > NWC_SECT_PARAMS &&
+		     !nwc_codec_set_section(img->codecs, type))) {
 			nwc_err("%s: unknown required section type %u",
 				img->path, type);
 			ret = -NWC_EFEATURE;

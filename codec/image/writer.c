@@ -1014,11 +1014,9 @@ int nwc_writer_finish(struct nwc_writer *w)
 		goto out_free;
 	data_end = w->pos;
 	for (unsigned i = 0; i < NWC_ARRAY_SIZE(sect); i++) {
-		const struct nwc_codec_dec *dec = NULL;
+		const struct nwc_codec_dec *dec =
+			nwc_codec_set_section(w->codecs, i + 1);
 
-		for (unsigned k = 0; k < w->codecs->n_dec; k++)
-			if (w->codecs->dec[k]->section == i + 1)
-				dec = w->codecs->dec[k];
 		/* A codec's section is written when it has items. */
 		if (i + 1 > NWC_SECT_PARAMS && (!dec || !sect[i].len))
 			continue;
