@@ -416,6 +416,18 @@ int nwc_calib_sequential(struct nwc_calib *c, nwc_llama_layer_hook *hook,
 	return check_unique(c);
 }
 
+int nwc_calib_get_at(const struct nwc_calib *c, size_t i, float **h)
+{
+	const struct centry *e = &c->e[i];
+	char name[NAME_MAX + 1];
+
+	assert(i < c->n);
+	*h = NULL;
+	/* For messages: a statistics file's names are not terminated. */
+	snprintf(name, sizeof(name), "%.*s", (int)e->name_len, e->name);
+	return entry_get(c, e, name, e->n, h);
+}
+
 size_t nwc_calib_count(const struct nwc_calib *c)
 {
 	return c->n;

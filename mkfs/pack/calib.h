@@ -79,6 +79,8 @@ int nwc_calib_get_pending(const struct nwc_calib *c, const char *name,
 /* Weights with statistics, and the name (@len bytes, not terminated) and
  * width of weight @i (sorted by name; @i < nwc_calib_count()). */
 size_t nwc_calib_count(const struct nwc_calib *c);
+/* nwc_calib_get() of weight @i (< nwc_calib_count()), at its own width. */
+int nwc_calib_get_at(const struct nwc_calib *c, size_t i, float **h);
 const char *nwc_calib_entry(const struct nwc_calib *c, size_t i, size_t *len,
 			    uint32_t *n);
 

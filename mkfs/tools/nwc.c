@@ -131,14 +131,12 @@ static int stats_write(const struct nwc_calib *c, int fd)
 	free(hdr);
 	pos = 8 + hlen;
 	for (size_t i = 0; !ret && i < nwc_calib_count(c); i++) {
-		char name[512];
 		size_t nl, nn;
 		uint32_t n;
-		const char *e = nwc_calib_entry(c, i, &nl, &n);
 		float *h;
 
-		snprintf(name, sizeof(name), "%.*s", (int)nl, e);
-		ret = nwc_calib_get(c, name, n, &h);
+		nwc_calib_entry(c, i, &nl, &n);
+		ret = nwc_calib_get_at(c, i, &h);
 		if (ret)
 			break;
 		nn = (size_t)n * n;
