@@ -8,7 +8,8 @@ cd "$(dirname "$0")"
 
 DEBS="build-essential autoconf automake pkg-config libfuse3-dev fuse3
 libzstd-dev libxxhash-dev libopenblas-dev libjansson-dev zstd groff-base
-python3 python3-pip python3-numpy python3-torch"
+python3 python3-pip python3-numpy python3-torch
+libopenmpi-dev openmpi-bin"
 
 missing=
 for p in $DEBS; do
@@ -71,5 +72,5 @@ fi
 
 [ -x configure ] && [ configure -nt configure.ac ] && [ configure -nt Makefile.am ] ||
 	./autogen.sh
-[ -f Makefile ] || ./configure --enable-werror
+[ -f Makefile ] || ./configure --enable-werror --with-mpi
 make -j"$(nproc)"

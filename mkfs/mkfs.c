@@ -16,6 +16,7 @@
 #include "codec/common/cli.h"
 #include "codec/image/format.h"
 #include "codec/common/log.h"
+#include "mkfs/group/group.h"
 #include "mkfs/pack/calib.h"
 #include "mkfs/pack/pack.h"
 #include "mkfs/pack/progress.h"
@@ -229,7 +230,7 @@ static int prepare_lossy(struct lossy_args *la, const char *model_dir,
 	return 0;
 }
 
-int main(int argc, char **argv)
+static int mkfs_main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{ "lossless", no_argument, NULL, OPT_LOSSLESS },
@@ -274,7 +275,6 @@ int main(int argc, char **argv)
 	int progress = -1, quiet = 0, c, ret, status;
 	long ncpu;
 
-	nwc_log_set_prefix("mkfs.nwc");
 	while ((c = getopt_long(argc, argv, "b:l:j:fqvhV", longopts, NULL)) != -1) {
 		uint64_t size;
 		unsigned v;
@@ -379,8 +379,9 @@ int main(int argc, char **argv)
 			usage(stdout);
 			return 0;
 		case 'V':
-			printf("mkfs.nwc (nwcfs) %s, image format %u\n",
-			       PACKAGE_VERSION, NWC_VERSION);
+			printf("mkfs.nwc (nwcfs) %s, image format %u%s\n",
+			       PACKAGE_VERSION, NWC_VERSION,
+			       nwc_group_have_mpi() ? ", MPI" : "");
 			return 0;
 		default:
 			usage(stderr);
@@ -397,6 +398,9 @@ int main(int argc, char **argv)
 		ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 		opts.jobs = ncpu > 0 ? (unsigned)NWC_MIN(ncpu, 64L) : 1;
 	}
+	/* Rank 0 of a group speaks for all: the others only log problems. */
+	if (nwc_group_rank())
+		quiet = 1, progress = 0;
 	opts.progress = progress < 0 ? (!quiet && isatty(STDERR_FILENO))
 				     : progress;
 
@@ -438,5 +442,26 @@ out_free:
 	nwc_calib_free(calib);
 	nwc_rate_models_free(&models);
 	nwc_tree_free(&tree);
+	return status;
+}
+
+int main(int argc, char **argv)
+{
+	static char prefix[32];
+	int status;
+
+	nwc_log_set_prefix("mkfs.nwc");
+	if (nwc_group_init(&argc, &argv))
+		return NWC_EXIT_USAGE;
+	if (nwc_group_rank()) {
+		snprintf(prefix, sizeof(prefix), "mkfs.nwc[rank %u]",
+			 nwc_group_rank());
+		nwc_log_set_prefix(prefix);
+	}
+	status = mkfs_main(argc, argv);
+	/* A rank that failed cannot leave the others waiting for it. */
+	if (status && nwc_group_size() > 1)
+		nwc_group_abort(status);
+	nwc_group_finish();
 	return status;
 }

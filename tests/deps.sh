@@ -18,11 +18,13 @@ allowed() {
 		echo "codec/common codec/image codec codec/nwc codec/registry" ;;
 	codec/input) echo "codec/common codec/input" ;;
 	fs) echo "codec/common codec/image codec/registry fs" ;;
+	mkfs/group) echo "codec/common mkfs/group" ;;
 	mkfs/llm)
-		echo "codec/common codec/image codec/input codec/nwc mkfs/llm" ;;
+		echo "codec/common codec/image codec/input codec/nwc" \
+		     "mkfs/group mkfs/llm" ;;
 	mkfs/pack | mkfs | mkfs/tools)
 		echo "codec/common codec/image codec codec/nwc codec/registry" \
-		     "codec/input mkfs/llm mkfs/pack" ;;
+		     "codec/input mkfs/group mkfs/llm mkfs/pack" ;;
 	*) return 1 ;;
 	esac
 }
@@ -62,6 +64,7 @@ lib 'xxhash' codec/common/hash.c
 lib 'jansson' codec/input/json.c
 lib 'cblas|openblas_config' codec/nwc/gemm.c
 lib 'f77blas|lapack|lapacke' codec/nwc/cholesky.c
+lib 'mpi' mkfs/group/group.c
 lib 'fuse|fuse_lowlevel|fuse_opt' fs/ops.h fs/nwcfs.c
 
 # File names are unique across the tree (zstd's rule), local.mk aside.

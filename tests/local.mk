@@ -40,7 +40,8 @@ tests_test_nwcmodel_LDADD = $(NWC_TEST_LIBS) -lm
 tests_test_ldlq_SOURCES = tests/test_ldlq.c tests/t.h
 tests_test_ldlq_LDADD = $(NWC_TEST_LIBS) -lm
 tests_test_llama_SOURCES = tests/test_llama.c tests/t.h tests/golden_llama.h
-tests_test_llama_LDADD = mkfs/llm/libnwcllm.a $(NWC_TEST_LIBS) -lm
+tests_test_llama_LDADD = mkfs/llm/libnwcllm.a mkfs/group/libnwcgroup.a \
+	$(NWC_TEST_LIBS) -lm
 tests_test_nwctensor_SOURCES = tests/test_nwctensor.c tests/t.h
 tests_test_nwctensor_LDADD = $(NWC_TEST_LIBS) -lm
 tests_gen_model_SOURCES = tests/gen_model.c
@@ -73,13 +74,14 @@ TESTS += tests/test_iface \
 	tests/test_nwcmodel tests/test_ldlq tests/test_llama tests/test_nwctensor \
 	tests/eval.sh tests/framework.sh tests/nwctrain.sh tests/fuzz-replay.sh tests/man.sh tests/roundtrip.sh tests/errors.sh \
 	tests/mount.sh tests/mount-corrupt.sh tests/mount-real.sh tests/lossy.sh \
-	tests/layers.sh tests/deps.sh tests/golden.sh
+	tests/layers.sh tests/deps.sh tests/golden.sh tests/mpi.sh
 EXTRA_DIST += tests/lib.sh tests/fuzz-replay.sh tests/man.sh \
 	tests/roundtrip.sh tests/errors.sh tests/mount.sh \
 	tests/mount-corrupt.sh tests/mount-real.sh tests/readcheck.py \
 	tests/demo.sh tests/corpus tests/mlp_ref.py tests/nwctrain.sh \
 	tests/eval.sh tests/framework.sh tests/llama_ref.py tests/framework.py \
-	tests/lossy.sh tests/layers.sh tests/deps.sh tests/golden.sh
+	tests/lossy.sh tests/layers.sh tests/deps.sh tests/golden.sh \
+	tests/mpi.sh
 
 # make demo: pack a generated model, mount it, read a tensor back, unmount.
 demo: all tests/gen_model

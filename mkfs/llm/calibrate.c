@@ -10,6 +10,7 @@
 #include <stdlib.h>
 
 #include "codec/common/log.h"
+#include "mkfs/group/group.h"
 #include "mkfs/llm/llm_impl.h"
 
 #define CALIB_BLOCKS 64u		/* calibration blocks to aim for */
@@ -62,10 +63,24 @@ static int calib_layout(struct run *r, bool stream)
 			tokens = 0;
 	}
 	r->block[r->nblocks] = r->nwin;
+	/* This rank's blocks, and the rows of their windows in the stream. */
+	r->nmine = r->nblocks > r->rank ?
+		   (r->nblocks - r->rank - 1) / r->ranks + 1 : 0;
+	for (size_t j = 0; j < r->nmine; j++) {
+		size_t b = llm_block_of(r, j);
+
+		for (size_t i = r->block[b]; i < r->block[b + 1]; i++) {
+			r->win[i].row = r->mine_total;
+			r->mine_total += r->win[i].len;
+		}
+	}
 	return 0;
 }
 
-/* A run over at least one token, with its inputs laid out. */
+/*
+ * A run over at least one token, with its inputs laid out.  A stream is
+ * spread over the ranks of the group.
+ */
 static int calib_init(struct run *r, const struct nwc_llama *m,
 		      const uint32_t *tok, size_t n,
 		      const struct nwc_llama_opts *o, bool stream)
@@ -75,6 +90,10 @@ static int calib_init(struct run *r, const struct nwc_llama *m,
 	if (!ret && !r->total) {
 		nwc_err("no tokens to collect statistics from");
 		ret = -EINVAL;
+	}
+	if (!ret && stream) {
+		r->rank = nwc_group_rank();
+		r->ranks = nwc_group_size();
 	}
 	return ret ? ret : calib_layout(r, stream);
 }
@@ -194,7 +213,7 @@ static int stream_embed(struct run *r, struct nwc_llama *m)
 	float *embed;
 	int ret;
 
-	r->act = llm_alloc_f32(r->total, c->hidden);
+	r->act = llm_alloc_f32(r->mine_total, c->hidden);
 	embed = llm_alloc_f32(c->vocab, c->hidden);
 	if (!r->act || !embed) {
 		free(embed);
@@ -202,10 +221,19 @@ static int stream_embed(struct run *r, struct nwc_llama *m)
 	}
 	ret = llm_load_f32(m, "model.embed_tokens.weight", c->vocab,
 			   c->hidden, embed);
-	for (uint64_t t = 0; !ret && t < r->total; t++)
-		memcpy(r->act + t * c->hidden,
-		       embed + (size_t)r->tok[t] * c->hidden,
-		       c->hidden * sizeof(float));
+	for (size_t j = 0; !ret && j < r->nmine; j++) {
+		size_t b = llm_block_of(r, j);
+
+		for (size_t i = r->block[b]; i < r->block[b + 1]; i++) {
+			const struct window *w = &r->win[i];
+
+			for (uint32_t t = 0; t < w->len; t++)
+				memcpy(r->act + (w->row + t) * c->hidden,
+				       embed + (size_t)r->tok[w->off + t] *
+						       c->hidden,
+				       c->hidden * sizeof(float));
+		}
+	}
 	free(embed);
 	if (ret || c->tied)
 		return ret;
@@ -215,17 +243,29 @@ static int stream_embed(struct run *r, struct nwc_llama *m)
 	return llm_load_f32(m, "model.norm.weight", c->hidden, 0, m->norm);
 }
 
-/* Runs the workers over every window for stage r->stage. */
+/*
+ * Runs the workers over this rank's windows for stage r->stage; with
+ * @stats, every rank ends with the sums, which the rank of the last
+ * block holds when they are done.
+ */
 static int stream_pass(struct run *r, unsigned threads, bool stats,
 		       bool write)
 {
+	int ret;
+
 	r->no_stats = !stats;
 	r->no_write = !write;
 	r->next = 0;
 	r->merged = 0;
 	if (stats)
 		memset(r->sum, 0, r->acc_len * sizeof(*r->sum));
-	return llm_run_threads(r, threads, RUN_STREAM);
+	ret = r->nmine ? llm_run_threads(r, threads, RUN_STREAM) : 0;
+	/* Every rank has run its part: agree on whether all went well. */
+	ret = nwc_group_min(ret);
+	if (!ret && stats)
+		nwc_group_bcast((unsigned)((r->nblocks - 1) % r->ranks),
+				r->sum, r->acc_len * sizeof(*r->sum));
+	return ret;
 }
 
 /* Hands each linear weight of decoder layer @l to @hook, in model order. */
@@ -321,9 +361,12 @@ int nwc_llama_calib_stream(const char *dir, const uint32_t *tok, size_t n,
 		ret = stream_embed(&r, m);
 	if (ret == -ENOMEM)
 		nwc_err("%s: out of memory for the calibration", dir);
+	if (!ret && r.ranks > 1)
+		nwc_dbg("rank %u: %zu of the %zu calibration blocks, %" PRIu64 " of %" PRIu64 " tokens",
+			r.rank, r.nmine, r.nblocks, r.mine_total, r.total);
 	stages = m->cfg.layers + !m->cfg.tied;
-	r.work = r.total * (stages + (hook ? m->cfg.layers : 0));
-	threads = llm_threads_for(o, r.nblocks);
+	r.work = r.mine_total * (stages + (hook ? m->cfg.layers : 0));
+	threads = llm_threads_for(o, r.nmine);
 	for (uint32_t s = 0; !ret && s < stages; s++)
 		ret = stream_stage(&r, m, s, threads, sink, hook, arg);
 	if (!ret)
@@ -335,7 +378,8 @@ int nwc_llama_calib_stream(const char *dir, const uint32_t *tok, size_t n,
 }
 
 uint64_t nwc_llama_stream_bytes(const struct nwc_llama_config *c,
-				uint64_t tokens, uint32_t ctx, unsigned threads)
+				uint64_t tokens, uint32_t ctx, unsigned threads,
+				unsigned ranks)
 {
 	const uint64_t h = c->hidden, in = c->intermediate;
 	const uint64_t q = (uint64_t)c->heads * c->head_dim;
@@ -349,6 +393,9 @@ uint64_t nwc_llama_stream_bytes(const struct nwc_llama_config *c,
 
 	/* the stream, one layer or the embedding, a sum and one accumulator
 	 * a thread (double), a thread's window buffers (scratch_alloc) */
+	/* the blocks are about equal: a rank's share, and one block more */
+	if (ranks > 1)
+		tokens = NWC_MIN(tokens, tokens / ranks + tokens / CALIB_BLOCKS + 1);
 	return 4 * tokens * h + NWC_MAX(4 * layer, 4 * (uint64_t)c->vocab * h) +
 	       8 * acc * (threads + 1) + 4 * window * threads;
 }

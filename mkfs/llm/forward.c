@@ -12,6 +12,7 @@
 
 #include "codec/common/log.h"
 #include "codec/nwc/gemm.h"
+#include "mkfs/group/group.h"
 #include "mkfs/llm/llm_impl.h"
 
 #define CTX_LIMIT (1u << 20)		/* largest window accepted */
@@ -278,7 +279,7 @@ static void stage(const struct run *r, struct scratch *sc,
 {
 	const struct nwc_llama_config *c = &r->m->cfg;
 	const uint32_t h = c->hidden, L = w->len;
-	float *rows = r->act + w->off * h;
+	float *rows = r->act + w->row * h;
 
 	memcpy(sc->x, rows, (size_t)L * h * sizeof(float));
 	if (r->stage < c->layers) {
@@ -394,14 +395,27 @@ static void eval_work(struct run *r, struct scratch *sc)
  * order: the blocks do not depend on the thread count, so neither does
  * any rounding.
  */
+/*
+ * A block is summed alone from zero, then added to the total in block
+ * order: the blocks do not depend on the thread count, so neither does
+ * any rounding.  In a group, block b is rank b % ranks's, and the total
+ * goes from rank to rank: each rank's merger thread receives the sum of
+ * the blocks before its next one, adds that block when a worker has it,
+ * and sends the sum on, so every rank count adds the same numbers in the
+ * same order as one process does.  The merger alone talks to the other
+ * ranks, and always waits in a receive before the sender gets there, so
+ * sends finish at once and the ranks keep computing.
+ */
 static void calib_work(struct run *r, struct scratch *sc, bool stream)
 {
-	size_t b;
+	size_t j;
 
-	while (take(r, r->nblocks, &b)) {
+	while (take(r, r->nmine, &j)) {
+		size_t b = llm_block_of(r, j);
 		uint64_t tokens = 0;
 
-		memset(sc->acc, 0, r->acc_len * sizeof(*sc->acc));
+		if (!r->no_stats)
+			memset(sc->acc, 0, r->acc_len * sizeof(*sc->acc));
 		for (size_t i = r->block[b]; i < r->block[b + 1]; i++) {
 			if (stream)
 				stage(r, sc, &r->win[i]);
@@ -410,15 +424,55 @@ static void calib_work(struct run *r, struct scratch *sc, bool stream)
 			tokens += r->win[i].len;
 		}
 		pthread_mutex_lock(&r->lock);
-		while (r->merged != b)
+		while (!r->no_stats && r->merged != j)
 			pthread_cond_wait(&r->merged_cv, &r->lock);
-		for (size_t i = 0; i < r->acc_len; i++)
-			r->sum[i] += sc->acc[i];
-		r->merged++;
+		if (r->no_stats) {
+			/* nothing to add */
+		} else if (r->ranks == 1) {
+			for (size_t i = 0; i < r->acc_len; i++)
+				r->sum[i] += sc->acc[i];
+			r->merged++;
+		} else {
+			r->ready = sc->acc;
+			pthread_cond_broadcast(&r->merged_cv);
+			while (r->merged == j)
+				pthread_cond_wait(&r->merged_cv, &r->lock);
+		}
 		pthread_cond_broadcast(&r->merged_cv);
 		report(r, tokens);
 		pthread_mutex_unlock(&r->lock);
 	}
+}
+
+static void *merger_main(void *arg)
+{
+	struct run *r = arg;
+	size_t bytes = r->acc_len * sizeof(*r->sum);
+
+	for (size_t j = 0; j < r->nmine; j++) {
+		size_t b = llm_block_of(r, j);
+		const double *acc;
+
+		if (b > 0)
+			nwc_group_recv((r->rank + r->ranks - 1) % r->ranks,
+				       NWC_GROUP_TAG_SUM, r->sum, bytes);
+		pthread_mutex_lock(&r->lock);
+		while (!r->ready)
+			pthread_cond_wait(&r->merged_cv, &r->lock);
+		acc = r->ready;
+		r->ready = NULL;
+		pthread_mutex_unlock(&r->lock);
+		for (size_t i = 0; i < r->acc_len; i++)
+			r->sum[i] += acc[i];
+		pthread_mutex_lock(&r->lock);
+		r->merged++;
+		pthread_cond_broadcast(&r->merged_cv);
+		pthread_mutex_unlock(&r->lock);
+		if (b + 1 < r->nblocks)
+			nwc_group_send((r->rank + 1) % r->ranks,
+				       NWC_GROUP_TAG_SUM, r->sum, bytes);
+	}
+	return NULL;
 }
 
 struct worker {
@@ -448,6 +502,8 @@ int llm_run_threads(struct run *r, unsigned nthreads, enum run_mode mode)
 {
 	struct worker *w;
 	unsigned started = 1;
+	pthread_t mtid;
+	bool merger;
 
 	w = calloc(nthreads, sizeof(*w));
 	if (!w)
@@ -465,6 +521,14 @@ int llm_run_threads(struct run *r, unsigned nthreads, enum run_mode mode)
 		return -ENOMEM;
 	}
 	nwc_gemm_init();
+	/* Without its merger, the ranks could not add their sums. */
+	merger = mode == RUN_STREAM && r->ranks > 1 && !r->no_stats;
+	if (merger && pthread_create(&mtid, NULL, merger_main, r)) {
+		for (unsigned i = 0; i < nthreads; i++)
+			scratch_free(&w[i].sc);
+		free(w);
+		return -EAGAIN;
+	}
 	for (unsigned i = 1; i < nthreads; i++) {
 		if (pthread_create(&w[i].tid, NULL, worker_main, &w[i]))
 			break;
@@ -473,6 +537,8 @@ int llm_run_threads(struct run *r, unsigned nthreads, enum run_mode mode)
 	worker_main(&w[0]);
 	for (unsigned i = 1; i < started; i++)
 		pthread_join(w[i].tid, NULL);
+	if (merger)
+		pthread_join(mtid, NULL);
 	for (unsigned i = 0; i < nthreads; i++)
 		scratch_free(&w[i].sc);
 	free(w);
@@ -488,6 +554,7 @@ int llm_run_init(struct run *r, const struct nwc_llama *m,
 	uint32_t ctx = o->ctx ? o->ctx : NWC_MIN(c->max_pos, NWC_LLAMA_CTX_MAX);
 
 	memset(r, 0, sizeof(*r));
+	r->ranks = 1;
 	r->m = m;
 	r->tok = tok;
 	r->o = o;

@@ -23,7 +23,11 @@
  *
  * Threads: work is spread over @threads threads by window.  Results do not
  * depend on the thread count, bit for bit: each window is computed alone
- * and the partial sums are combined in stream order.
+ * and the partial sums are combined in stream order.  Ranks: the layer
+ * stream of nwc_llama_calib_stream() is spread over the ranks of the
+ * process group (mkfs/group/group.h), block by block in turn, and the
+ * sums pass from rank to rank in block order, so that they do not depend
+ * on the rank count either.
  *
  * Thread safety: a struct nwc_llama is immutable after nwc_llama_open(),
  * so several threads may run nwc_llama_eval() and nwc_llama_calib() on one
@@ -180,15 +184,16 @@ int nwc_llama_calib_stream(const char *dir, const uint32_t *tok, size_t n,
 
 /*
  * nwc_llama_stream_bytes() - the memory bound of nwc_llama_calib_stream()
- * for a model of config @c, @tokens tokens in windows of at most @ctx and
- * @threads threads (man mkfs.nwc, --calib): 4 T h (the stream) + 4 max(one
+ * for a model of config @c, @tokens tokens in windows of at most @ctx,
+ * @threads threads and @ranks ranks of a group, each holding the stream of
+ * its share T of the tokens (man mkfs.nwc, --calib): 4 T h (the stream) + 4 max(one
  * layer's weights, vocab h) + 4 (threads + 1) (2 h^2 + q^2 + inter^2)
  * (sums of one layer's inputs as upper triangles, q = heads * head_dim) + 4 threads (C (2 h
  * + 2 q + 2 kv + 2 inter + 64) + max(h, q, inter)^2) (a window's buffers).
  */
 uint64_t nwc_llama_stream_bytes(const struct nwc_llama_config *c,
 				uint64_t tokens, uint32_t ctx,
-				unsigned threads);
+				unsigned threads, unsigned ranks);
 
 /*
  * nwc_llama_read_tokens() - read a token file (uint16 little-endian ids),

@@ -62,6 +62,7 @@ struct cfg {
 struct window {
 	size_t off;		/* first token in the stream */
 	uint32_t len;
+	uint64_t row;		/* stream: its first row of run.act */
 };
 
 /* What the workers of a run compute. */
@@ -95,9 +96,18 @@ struct run {
 	size_t *block;		/* (nblocks + 1,) first window of each */
 	size_t nblocks;
 	double *sum;		/* (acc_len,) upper triangles (llm_tri) */
+	/*
+	 * A stream across the ranks of a group (mkfs/group/group.h): block
+	 * b is rank b % ranks's, and the running sum goes from rank to rank
+	 * as the blocks are added in order.  Elsewhere rank 0 of 1.
+	 */
+	unsigned rank, ranks;
+	size_t nmine;		/* this rank's blocks */
+	uint64_t mine_total;	/* tokens in them */
 
 	/* stream: one stage over the residual stream of every window */
-	float *act;		/* (total, hidden) the stream, token by token */
+	float *act;		/* (mine_total, hidden) the stream of this
+				 * rank's windows, token by token */
 	const struct layer *cur;	/* the stage's decoder layer */
 	uint32_t stage;		/* layer index; layers: the final norm */
 	bool no_stats;		/* this pass only moves the stream on */
@@ -106,8 +116,11 @@ struct run {
 	bool locks;		/* lock and merged_cv initialised */
 	pthread_mutex_t lock;	/* guards what follows */
 	pthread_cond_t merged_cv;
-	size_t next;		/* next window (eval) or block (calib) */
-	size_t merged;		/* blocks added to sum */
+	size_t next;		/* next window (eval), or next of this
+				 * rank's blocks (calib) */
+	size_t merged;		/* this rank's blocks added to sum */
+	const double *ready;	/* across ranks: the sums of this rank's
+				 * block number merged, for the merger */
 	uint64_t done;		/* tokens finished, for progress */
 };
 
@@ -151,5 +164,11 @@ int llm_run_init(struct run *r, const struct nwc_llama *m,
 int llm_run_threads(struct run *r, unsigned nthreads, enum run_mode mode);
 void llm_run_free(struct run *r);
 unsigned llm_threads_for(const struct nwc_llama_opts *o, size_t units);
+
+/* The @j-th block of this rank (j < r->nmine). */
+static inline size_t llm_block_of(const struct run *r, size_t j)
+{
+	return r->rank + j * r->ranks;
+}
 
 #endif /* NWC_LLM_IMPL_H */

@@ -14,6 +14,7 @@
 #include "codec/common/io.h"
 #include "codec/common/log.h"
 #include "codec/input/safetensors.h"
+#include "mkfs/group/group.h"
 #include "mkfs/llm/llama.h"
 #include "mkfs/pack/calib.h"
 #include "mkfs/pack/progress.h"
@@ -266,9 +267,14 @@ static int run_model(struct nwc_calib *c, const char *dir,
 			&cfg, n,
 			co->ctx ? co->ctx :
 				  NWC_MIN(cfg.max_pos, NWC_LLAMA_CTX_MAX),
-			NWC_MAX(co->threads, 1));
+			NWC_MAX(co->threads, 1), nwc_group_size());
 
-		if (!hook)
+		if (!hook && nwc_group_size() > 1)
+			fprintf(stderr, "calibration: %zu tokens through %" PRIu32
+				" layers, one at a time, on %u ranks: at most about %.2f GiB of memory a rank\n",
+				n, cfg.layers, nwc_group_size(),
+				(double)bound / (1u << 30));
+		else if (!hook)
 			fprintf(stderr, "calibration: %zu tokens through %" PRIu32
 				" layers, one at a time: at most about %.2f GiB of memory\n",
 				n, cfg.layers, (double)bound / (1u << 30));

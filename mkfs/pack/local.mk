@@ -7,7 +7,7 @@ mkfs_pack_libnwcpack_a_SOURCES = \
 	mkfs/pack/walk.c mkfs/pack/walk.h \
 	mkfs/pack/pack.c mkfs/pack/pack.h mkfs/pack/pack_impl.h \
 	mkfs/pack/plan.c mkfs/pack/pipeline.c mkfs/pack/emit.c \
-	mkfs/pack/report.c \
+	mkfs/pack/report.c mkfs/pack/spread.c \
 	mkfs/pack/rate.c mkfs/pack/rate.h \
 	mkfs/pack/lossy.c mkfs/pack/lossy.h \
 	mkfs/pack/calib.c mkfs/pack/calib.h \

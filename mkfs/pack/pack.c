@@ -9,7 +9,8 @@
  * for each job in turn and passes it to the writer.  Workers stay at most
  * WINDOW jobs ahead of the writer, and the jobs in flight (claimed, not
  * yet written) keep their estimated working memory under a budget, which
- * bounds memory when lossy jobs are large.
+ * bounds memory when lossy jobs are large.  In a group of ranks, each
+ * rank runs its share of the jobs and rank 0 writes (spread.c).
  */
 #include "codec/common/base.h"
 
@@ -20,6 +21,7 @@
 
 #include "codec/nwc/gemm.h"
 #include "codec/registry/registry.h"
+#include "mkfs/group/group.h"
 #include "mkfs/pack/pack_impl.h"
 #include "mkfs/pack/progress.h"
 
@@ -38,7 +40,9 @@ int nwc_pack(const char *root, struct nwc_tree *tree, const char *image,
 	     const struct nwc_pack_opts *opts, struct nwc_pack_result *res)
 {
 	uint32_t block_len = 1u << opts->block_log2, n_files = 0;
-	struct pipe p = { .opts = opts, .block_len = block_len };
+	struct pipe p = {
+		.opts = opts, .block_len = block_len, .rank = nwc_group_rank(),
+	};
 	struct worker *workers = NULL;
 	struct nwc_writer *wr = NULL;
 	unsigned started = 0;
@@ -65,14 +69,19 @@ int nwc_pack(const char *root, struct nwc_tree *tree, const char *image,
 	if (ret)
 		goto out_plan;
 	ret = pack_make_jobs(&p, n_files, block_len);
+	if (!ret)
+		ret = pack_own_jobs(&p);
 	if (ret)
 		goto out_plan;
-	ret = nwc_writer_create(image, opts->block_log2, opts->force,
-				nwc_codecs_write(), &wr);
+	/* Rank 0 writes the image; the other ranks send it their jobs. */
+	if (!p.rank)
+		ret = nwc_writer_create(image, opts->block_log2, opts->force,
+					nwc_codecs_write(), &wr);
 	if (ret)
 		goto out_jobs;
-	ret = pack_add_nodes(wr, tree);
-	if (!ret && opts->lossy)
+	if (!p.rank)
+		ret = pack_add_nodes(wr, tree);
+	if (!ret && !p.rank && opts->lossy)
 		ret = pack_add_models(wr, opts->lossy->models);
 	if (ret)
 		goto out_writer;
@@ -104,7 +113,8 @@ int nwc_pack(const char *root, struct nwc_tree *tree, const char *image,
 		started++;
 	}
 	if (!ret)
-		ret = pack_write_files(&p, wr, tree, n_files, res);
+		ret = p.rank ? pack_send_jobs(&p) :
+			       pack_write_files(&p, wr, tree, n_files, res);
 
 	pthread_mutex_lock(&p.lock);
 	p.stop = true;
@@ -112,12 +122,12 @@ int nwc_pack(const char *root, struct nwc_tree *tree, const char *image,
 	pthread_mutex_unlock(&p.lock);
 	for (unsigned i = 0; i < started; i++)
 		pthread_join(workers[i].tid, NULL);
-	if (!ret)
+	if (!ret && wr)
 		ret = nwc_writer_finish(wr);
 	else
 		nwc_writer_abort(wr);
 	wr = NULL;
-	if (!ret && !stat(image, &st))
+	if (!ret && !p.rank && !stat(image, &st))
 		res->image_size = (uint64_t)st.st_size;
 	res->seconds = nwc_now() - t0;
 out_sync:
@@ -135,6 +145,7 @@ out_jobs:
 	for (size_t i = 0; p.jobs && i < p.n_jobs; i++)
 		pack_free_job(&p.jobs[i]);
 	free(p.jobs);
+	free(p.order);
 out_plan:
 	nwc_rate_tensors_free(p.lt, p.n_lt);
 	free(p.lt);

@@ -8,7 +8,7 @@
  * Thread safety: the plan is built and freed by the main thread; while
  * the workers run, a struct pipe's fields after "next" are guarded by its
  * lock, and a job belongs to the worker that claimed it until it is done,
- * then to the writer.
+ * then to the writer (or the sender, spread.c).
  */
 #ifndef NWC_PACK_IMPL_H
 #define NWC_PACK_IMPL_H
@@ -69,8 +69,12 @@ struct pipe {
 	size_t n_lt;
 	struct job *jobs;
 	size_t n_jobs;
-	size_t next;		/* next job to claim */
-	size_t consumed;	/* jobs handed to the writer */
+	unsigned rank;		/* in the group (mkfs/group/group.h) */
+	size_t *order;		/* the jobs this rank runs, in plan order */
+	size_t n_order;
+	size_t next;		/* next of @order to claim */
+	size_t consumed;	/* of @order, handed to the writer (rank 0)
+				 * or sent to rank 0 */
 	size_t window;
 	uint64_t inflight;	/* cost of claimed jobs not yet consumed */
 	uint64_t budget;
@@ -108,6 +112,17 @@ void *pack_worker_main(void *arg);
 struct job *pack_wait_job(struct pipe *p, struct job *j);
 void pack_consumed_job(struct pipe *p, struct job *j);
 void pack_free_job(struct job *j);
+
+/*
+ * spread.c: the rank that runs job @j (the lossy tensor's, else 0); the
+ * jobs of this rank, in p->order; on ranks other than 0, send every job
+ * of this rank to rank 0 as it finishes (in order; stops after a failed
+ * one); on rank 0, receive the finished job @j from its rank.
+ */
+unsigned pack_job_rank(const struct pipe *p, const struct job *j);
+int pack_own_jobs(struct pipe *p);
+int pack_send_jobs(struct pipe *p);
+void pack_recv_job(struct pipe *p, struct job *j);
 
 /* emit.c: the tree and the codec models, then every file in plan order. */
 int pack_add_nodes(struct nwc_writer *wr, struct nwc_tree *tree);

@@ -16,6 +16,7 @@
 #include "codec/common/io.h"
 #include "codec/common/log.h"
 #include "codec/nwc/gemm.h"
+#include "mkfs/group/group.h"
 #include "mkfs/pack/pack_impl.h"
 
 /* Free what a job holds; its sub-jobs hold only payloads. */
@@ -183,6 +184,7 @@ int pack_seq_hook(void *arg, const char *name, float *w, uint32_t rows,
 	const struct nwc_rate_model *rm;
 	struct nwc_tenc *enc = NULL;
 	struct nwc_tenc_opts o;
+	int32_t state = 0;	/* 1: replaced, 0: kept, < 0: an error */
 	float *h = NULL;
 	int ret;
 
@@ -192,22 +194,31 @@ int pack_seq_hook(void *arg, const char *name, float *w, uint32_t rows,
 	if (!t || t->lossless || t->m != rows || t->n != cols ||
 	    !nwc_rate_finite(w, (size_t)rows * cols))
 		return 0;
-	if (t->have_h) {
-		ret = nwc_calib_get_pending(lo->calib, name, cols, &h);
-		if (ret)
-			return ret;
+	/* The tensor's rank codes it, and tells the others what it serves. */
+	if (t->rank == p->rank) {
+		rm = &lo->models->m[t->model];
+		ret = t->have_h ? nwc_calib_get_pending(lo->calib, name, cols,
+							&h) : 0;
+		state = ret;
+		if (!ret) {
+			tenc_opts(p, t, h, &o);
+			ret = nwc_tenc_encode(rm->model, rm->index, w, rows,
+					      cols, t->level, &o, &enc);
+			/* Another failure: run_lossy() stores it losslessly. */
+			state = !ret ? 1 : ret == -ENOMEM ? ret : 0;
+		}
+		if (state == 1)
+			memcpy(w, enc->what, (size_t)rows * cols * sizeof(*w));
+		nwc_tenc_free(enc);
+		free(h);
 	}
-	rm = &lo->models->m[t->model];
-	tenc_opts(p, t, h, &o);
-	ret = nwc_tenc_encode(rm->model, rm->index, w, rows, cols, t->level,
-			      &o, &enc);
-	if (!ret)
-		memcpy(w, enc->what, (size_t)rows * cols * sizeof(*w));
-	else if (ret != -ENOMEM)
-		ret = 0;	/* run_lossy() will store it losslessly */
-	nwc_tenc_free(enc);
-	free(h);
-	return ret;
+	if (nwc_group_size() > 1) {
+		nwc_group_bcast(t->rank, &state, sizeof(state));
+		if (state == 1)
+			nwc_group_bcast(t->rank, w,
+					(size_t)rows * cols * sizeof(*w));
+	}
+	return state < 0 ? state : 0;
 }
 
 /* Code a whole tensor with its model; fall back to lossless on failure. */
@@ -257,10 +268,10 @@ out_free:
 	return ret;
 }
 
-/* Whether job @i may start now (called with the lock held). */
+/* Whether the next job may start now (called with the lock held). */
 static bool may_claim(const struct pipe *p)
 {
-	const struct job *j = &p->jobs[p->next];
+	const struct job *j = &p->jobs[p->order[p->next]];
 
 	if (p->next >= p->consumed + p->window)
 		return false;
@@ -278,13 +289,13 @@ void *pack_worker_main(void *arg)
 		size_t i;
 
 		pthread_mutex_lock(&p->lock);
-		while (!p->stop && p->next < p->n_jobs && !may_claim(p))
+		while (!p->stop && p->next < p->n_order && !may_claim(p))
 			pthread_cond_wait(&p->space_cond, &p->lock);
-		if (p->stop || p->next >= p->n_jobs) {
+		if (p->stop || p->next >= p->n_order) {
 			pthread_mutex_unlock(&p->lock);
 			break;
 		}
-		i = p->next++;
+		i = p->order[p->next++];
 		p->inflight += p->jobs[i].cost;
 		pthread_mutex_unlock(&p->lock);
 
@@ -301,9 +312,13 @@ void *pack_worker_main(void *arg)
 	return NULL;
 }
 
-/* Wait for job @j of the plan. */
+/* Wait for job @j of the plan; another rank's comes from that rank. */
 struct job *pack_wait_job(struct pipe *p, struct job *j)
 {
+	if (pack_job_rank(p, j) != p->rank) {
+		pack_recv_job(p, j);
+		return j;
+	}
 	pthread_mutex_lock(&p->lock);
 	while (!j->done)
 		pthread_cond_wait(&p->done_cond, &p->lock);
@@ -315,6 +330,8 @@ struct job *pack_wait_job(struct pipe *p, struct job *j)
 void pack_consumed_job(struct pipe *p, struct job *j)
 {
 	pack_free_job(j);
+	if (pack_job_rank(p, j) != p->rank)
+		return;
 	pthread_mutex_lock(&p->lock);
 	p->consumed++;
 	p->inflight -= j->cost;

@@ -19,6 +19,7 @@
 #include "codec/common/log.h"
 #include "mkfs/pack/lossy.h"
 #include "mkfs/pack/progress.h"
+#include "mkfs/group/group.h"
 #include "mkfs/pack/rate.h"
 
 static bool is_model_name(const char *name)
@@ -341,7 +342,7 @@ static void *est_main(void *arg)
 		i = e->next++;
 		pthread_mutex_unlock(&e->lock);
 
-		ret = est_one(e, i);
+		ret = e->t[i].rank == nwc_group_rank() ? est_one(e, i) : 0;
 
 		pthread_mutex_lock(&e->lock);
 		if (ret && !e->err)
@@ -459,6 +460,64 @@ out_free:
 	return ret;
 }
 
+/*
+ * Spreads the tensors over the ranks of the group: each in turn goes to
+ * the rank with the fewest weights so far (the lowest of equals), so the
+ * ranks share the coding work and agree on who does what.
+ */
+static int assign_ranks(struct nwc_rate_tensor *t, size_t nt)
+{
+	unsigned n = nwc_group_size();
+	uint64_t *load;
+
+	load = calloc(n, sizeof(*load));
+	if (!load)
+		return -ENOMEM;
+	for (size_t i = 0; i < nt; i++) {
+		unsigned best = 0;
+
+		for (unsigned k = 1; k < n; k++)
+			if (load[k] < load[best])
+				best = k;
+		t[i].rank = best;
+		load[best] += (uint64_t)t[i].m * t[i].n;
+	}
+	free(load);
+	return 0;
+}
+
+/* Every rank learns the estimates and flags of the tensors it did not
+ * estimate, from the rank that did. */
+static int share_estimates(struct est *e)
+{
+	size_t len = 2 * e->nm * sizeof(double) + 2;
+	uint8_t *buf;
+
+	if (nwc_group_size() == 1)
+		return 0;
+	buf = malloc(len);
+	if (!buf)
+		return -ENOMEM;
+	for (size_t i = 0; i < e->nt; i++) {
+		struct nwc_rate_tensor *t = &e->t[i];
+		double *bits = e->bits + i * e->nm, *dist = e->dist + i * e->nm;
+
+		memcpy(buf, bits, e->nm * sizeof(double));
+		memcpy(buf + e->nm * sizeof(double), dist,
+		       e->nm * sizeof(double));
+		buf[len - 2] = t->lossless;
+		buf[len - 1] = t->have_h;
+		nwc_group_bcast(t->rank, buf, len);
+		memcpy(bits, buf, e->nm * sizeof(double));
+		memcpy(dist, buf + e->nm * sizeof(double),
+		       e->nm * sizeof(double));
+		t->lossless = buf[len - 2];
+		t->have_h = buf[len - 1];
+	}
+	free(buf);
+	return 0;
+}
+
 /* One line for all the tensors coded without statistics. */
 static void warn_missing_h(const struct nwc_rate_tensor *t, size_t nt,
 			   const struct nwc_calib *calib)
@@ -489,7 +548,12 @@ int nwc_rate_plan(struct nwc_rate_tensor *t, size_t nt,
 		goto out_free;
 	for (unsigned k = 0; k < ms->n; k++)
 		e.models[k] = ms->m[k].model;
-	ret = run_estimates(&e, o->jobs, o->progress && ms->n > 1);
+	ret = assign_ranks(t, nt);
+	if (!ret)
+		ret = run_estimates(&e, o->jobs, o->progress && ms->n > 1);
+	ret = nwc_group_min(ret);
+	if (!ret)
+		ret = share_estimates(&e);
 	if (!ret)
 		ret = allocate(&e, ms);
 	if (!ret && o->calib)

@@ -36,7 +36,8 @@ struct nwc_rate_tensor {
 	bool lossless;		/* cannot be coded: store it losslessly */
 	bool have_h;		/* calibration statistics exist for it */
 	unsigned model;		/* index into the models */
-	uint8_t *level;		/* n column levels */
+	unsigned rank;		/* the rank of the group that codes it */
+	uint8_t *level;		/* n column levels; on that rank only */
 };
 
 struct nwc_rate_model {
@@ -78,8 +79,11 @@ void nwc_rate_models_free(struct nwc_rate_models *ms);
  * (when there is more than one model) and the allocation of @ms to the
  * @nt tensors at @t; marks the used models and numbers them in order.  A
  * tensor that the codec cannot take (non-finite values) is logged and
- * marked lossless.  Returns 0, -NWC_EFORMAT (statistics of the wrong
- * shape), an I/O error or -ENOMEM.
+ * marked lossless.  In a group of ranks (mkfs/group/group.h) each
+ * tensor is given to one rank, which estimates it (and codes it later),
+ * and all ranks learn the estimates, so that every rank makes the same
+ * plan.  Returns 0, -NWC_EFORMAT (statistics of the wrong shape), an I/O
+ * error or -ENOMEM; in a group, every rank returns the smallest.
  */
 int nwc_rate_plan(struct nwc_rate_tensor *t, size_t nt,
 		  const struct nwc_rate_opts *o, struct nwc_rate_models *ms);
