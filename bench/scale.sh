@@ -9,17 +9,21 @@
 # Run by `make bench-scale`, which sets top_srcdir and top_builddir.
 # Prints a Markdown table on stdout and writes it to bench/out/scale.md in
 # the build tree; progress lines go to stderr.  Environment:
-#   NWC_SCALE_SIZES   sizes to run (default "100m 500m 2g")
+#   NWC_SCALE_SIZES   sizes to run (default "100m 500m 2g"; empty: none)
 #   NWC_SCALE_TOKENS  calibration tokens (default 2048; the issue's
 #                     128 x 512 = 65536 takes hours on 2 cores at 2 GB)
 #   NWC_SCALE_DIR     where models and images go (default
 #                     bench/cache/scale in the build tree; 2 GB needs ~5 GB)
+#   NWC_SCALE_RANKS   size packed calibrated with 1 rank x 1 thread,
+#                     2 ranks x 1 thread and 1 rank x 2 threads, when
+#                     mkfs.nwc has MPI and mpirun exists (default 500m;
+#                     "none" skips it)
 [ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"
 set -u
 
 . "${top_srcdir:-.}/tests/lib.sh"
 
-SIZES=${NWC_SCALE_SIZES:-100m 500m 2g}
+SIZES=${NWC_SCALE_SIZES-100m 500m 2g}
 TOKENS=${NWC_SCALE_TOKENS:-2048}
 DIR=${NWC_SCALE_DIR:-$B/bench/cache/scale}
 OUT=$B/bench/out
@@ -43,13 +47,15 @@ for i in range(n):
 open(sys.argv[1], "wb").write(struct.pack("<%dH" % n, *out))
 EOF
 
-# run NAME ARGS...: mkfs.nwc ARGS, setting WALL (s), RSS (MB) and LOG.
+# run NAME ARGS...: mkfs.nwc ARGS, setting WALL (s), RSS (MB) and LOG;
+# with $LAUNCH set (mpirun -np N), under it: RSS is the largest rank's.
+LAUNCH=
 run() {
 	name=$1
 	shift
 	LOG=$DIR/$name.log
-	echo "scale: $name: mkfs.nwc $*" >&2
-	"$TIME" -f "%e %M" -o "$DIR/$name.time" "$MKFS" --no-progress -f \
+	echo "scale: $name: $LAUNCH mkfs.nwc $*" >&2
+	"$TIME" -f "%e %M" -o "$DIR/$name.time" $LAUNCH "$MKFS" --no-progress -f \
 		"$@" >"$LOG" 2>&1 ||
 		t_fail "mkfs.nwc $* failed: $(tail -5 "$LOG")"
 	read -r WALL RSS <"$DIR/$name.time"
@@ -99,7 +105,7 @@ EOF
 	rows+=("| $size | $params | $layers | $mb | $ll | $ly | $cal |")
 done
 
-{
+[ ${#rows[@]} = 0 ] || {
 	echo "## Packing against model size ($(nproc) cores, $TOKENS calibration tokens)"
 	echo
 	echo "Each cell: wall time, then MB/s of the source (model bytes / wall), then peak RSS."
@@ -108,3 +114,33 @@ done
 	echo "|---|---:|---:|---:|---|---|---|"
 	printf '%s\n' "${rows[@]}"
 } | tee "$OUT/scale.md"
+
+# Ranks against threads, on one machine: the image must not change.
+RSIZE=${NWC_SCALE_RANKS:-500m}
+m=$DIR/model-$RSIZE
+if [ "$RSIZE" != none ] && [ -f "$m/config.json" ] &&
+   "$MKFS" --version | grep -q ', MPI$' && command -v mpirun >/dev/null; then
+	export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+	export OMPI_MCA_rmaps_base_oversubscribe=1
+	rrows=()
+	for cfg in "1 1" "2 1" "1 2"; do
+		read -r np j <<<"$cfg"
+		LAUNCH=
+		[ "$np" = 1 ] || LAUNCH="mpirun -np $np"
+		run "$RSIZE-r$np-j$j" -j "$j" --models "$MODELS" --bits 4 \
+			--calib "$TOK" --calib-tokens "$TOKENS" "$m" \
+			"$DIR/$RSIZE-r$np-j$j.nwc"
+		csec=$(sed -n 's/^lossy: calibrated on [0-9]* tokens in \([0-9.]*\) s.*/\1/p' "$LOG")
+		same=yes
+		cmp -s "$DIR/$RSIZE-r1-j1.nwc" "$DIR/$RSIZE-r$np-j$j.nwc" || same=NO
+		rrows+=("| $np | $j | $WALL | $csec | $RSS | $same |")
+	done
+	{
+		echo
+		echo "## Ranks and threads ($RSIZE model, calibrated 4 bits, $TOKENS tokens, $(nproc) cores)"
+		echo
+		echo "| ranks | threads each | wall s | calibration s | peak RSS of a rank, MB | image = 1 rank x 1 thread |"
+		echo "|---:|---:|---:|---:|---:|---|"
+		printf '%s\n' "${rrows[@]}"
+	} | tee -a "$OUT/scale.md"
+fi

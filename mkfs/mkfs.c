@@ -7,6 +7,7 @@
 
 #include <getopt.h>
 #include <libgen.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +28,13 @@
 #ifndef NWC_MODELS_DIR
 #define NWC_MODELS_DIR "/usr/local/share/nwcfs/models"
 #endif
+/* The build tree, and the models of the source tree it was built from. */
+#ifndef NWC_BUILD_DIR
+#define NWC_BUILD_DIR "/nonexistent"
+#endif
+#ifndef NWC_SOURCE_MODELS_DIR
+#define NWC_SOURCE_MODELS_DIR "/nonexistent"
+#endif
 
 #define DEFAULT_BITS 5.0
 #define DEFAULT_CALIB_TOKENS 65536u
@@ -35,8 +43,26 @@
 enum {
 	OPT_LOSSLESS = 256, OPT_PROGRESS, OPT_NO_PROGRESS, OPT_BITS, OPT_KEEP,
 	OPT_MODELS, OPT_CALIB, OPT_CALIB_TOKENS, OPT_CALIB_STATS, OPT_QUANT,
-	OPT_CALIB_MODE,
+	OPT_CALIB_MODE, OPT_EXCLUDE, OPT_NO_DEREFERENCE,
 };
+
+#define MAX_EXCLUDES 64u
+
+/*
+ * Whether this program runs from the build tree it was built in (not
+ * installed): then the codec models are those beside the sources.
+ */
+static bool in_build_tree(void)
+{
+	char exe[PATH_MAX];
+	size_t n = strlen(NWC_BUILD_DIR);
+	ssize_t len = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+
+	if (len <= 0)
+		return false;
+	exe[len] = '\0';
+	return !strncmp(exe, NWC_BUILD_DIR, n) && exe[n] == '/';
+}
 
 /* Options of the lossy mode, as given. */
 struct lossy_args {
@@ -67,7 +93,8 @@ static void usage(FILE *f)
 "      --keep=GLOB         store the tensors matching GLOB losslessly\n"
 "                          (repeatable)\n"
 "      --models=DIR        codec models (*.nwcm), one per rate point\n"
-"                          (default: $NWC_MODELS_DIR, else\n"
+"                          (default: $NWC_MODELS_DIR, else the source\n"
+"                          tree's when run from the build tree, else\n"
 "                          " NWC_MODELS_DIR ")\n"
 "      --calib=TOKENS.u16  run the model (Llama family) on these tokens to\n"
 "                          weigh the columns and correct the errors (LDLQ)\n"
@@ -77,6 +104,11 @@ static void usage(FILE *f)
 "                          on the outputs of the layers coded before it\n"
 "      --calib-stats=FILE  calibration statistics from `nwc calib` instead\n"
 "      --quant=tcq|round   latent quantizer (default tcq)\n"
+"      --exclude=GLOB      leave out the files and directories whose path\n"
+"                          or name matches GLOB; a trailing / matches\n"
+"                          directories only (repeatable)\n"
+"      --no-dereference    store symlinks that lead out of MODEL_DIR as\n"
+"                          links (by default, as the files they point to)\n"
 "  -b, --block-size=SIZE   decoded block size, a power of two from 4K to 64M\n"
 "                          (default 256K)\n"
 "  -l, --level=N           zstd level, 1..19 (default 3)\n"
@@ -178,7 +210,8 @@ static int check_lossy_args(struct lossy_args *la)
 	if (!la->models_dir) {
 		la->models_dir = getenv("NWC_MODELS_DIR");
 		if (!la->models_dir || !*la->models_dir)
-			la->models_dir = NWC_MODELS_DIR;
+			la->models_dir = in_build_tree() ? NWC_SOURCE_MODELS_DIR :
+							   NWC_MODELS_DIR;
 	}
 	return 0;
 }
@@ -230,6 +263,48 @@ static int prepare_lossy(struct lossy_args *la, const char *model_dir,
 	return 0;
 }
 
+/*
+ * What the walk found, against what the options expect: exclusions that
+ * matched nothing and lossy options without a safetensors file are
+ * warnings (with a real path to compare), a source without a single file
+ * or symlink an error.  Returns an exit status.
+ */
+static int check_tree(const struct nwc_tree *tree,
+		      const struct nwc_walk_opts *wo,
+		      const struct lossy_args *la, const char *root)
+{
+	const char *example = NULL;
+	bool safetensors = false;
+	uint32_t links = 0;
+
+	for (uint32_t i = 1; i < tree->n; i++) {
+		const struct nwc_entry *e = &tree->e[i];
+		size_t n = strlen(e->path);
+
+		links += S_ISLNK(e->mode);
+		if (!S_ISREG(e->mode))
+			continue;
+		if (!example)
+			example = e->path;
+		if (n > 12 && !strcmp(e->path + n - 12, ".safetensors"))
+			safetensors = true;
+	}
+	for (size_t i = 0; i < wo->n_exclude; i++)
+		if (!wo->exclude_hits[i])
+			nwc_warn("--exclude '%s' matches nothing in %s (paths look like '%s')",
+				 wo->exclude[i], root,
+				 example ? example : "(no file)");
+	if (!tree->n_files && !links) {
+		nwc_err("%s: no files to pack%s", root,
+			tree->n_excluded ? " (all of them excluded)" : "");
+		return NWC_EXIT_USAGE;
+	}
+	if (la->any && !la->lossless && !safetensors)
+		nwc_warn("%s: no .safetensors file: the lossy options do not apply, every file is stored losslessly",
+			 root);
+	return 0;
+}
+
 static int mkfs_main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -242,6 +317,8 @@ static int mkfs_main(int argc, char **argv)
 		{ "calib-stats", required_argument, NULL, OPT_CALIB_STATS },
 		{ "quant", required_argument, NULL, OPT_QUANT },
 		{ "calib-mode", required_argument, NULL, OPT_CALIB_MODE },
+		{ "exclude", required_argument, NULL, OPT_EXCLUDE },
+		{ "no-dereference", no_argument, NULL, OPT_NO_DEREFERENCE },
 		{ "block-size", required_argument, NULL, 'b' },
 		{ "level", required_argument, NULL, 'l' },
 		{ "jobs", required_argument, NULL, 'j' },
@@ -266,6 +343,11 @@ static int mkfs_main(int argc, char **argv)
 			.quant = NWC_QUANT_TCQ,
 		},
 		.calib_tokens = DEFAULT_CALIB_TOKENS,
+	};
+	const char *exclude[MAX_EXCLUDES];
+	uint32_t exclude_hits[MAX_EXCLUDES] = { 0 };
+	struct nwc_walk_opts wo = {
+		.exclude = exclude, .exclude_hits = exclude_hits,
 	};
 	struct nwc_rate_models models = { 0 };
 	struct nwc_calib *calib = NULL;
@@ -334,6 +416,17 @@ static int mkfs_main(int argc, char **argv)
 			la.any = true;
 			if (opt_quant(&la, optarg))
 				return NWC_EXIT_USAGE;
+			break;
+		case OPT_EXCLUDE:
+			if (!*optarg || wo.n_exclude == MAX_EXCLUDES) {
+				nwc_err("--exclude: %s", *optarg ? "more than 64 patterns" :
+					"empty pattern");
+				return NWC_EXIT_USAGE;
+			}
+			exclude[wo.n_exclude++] = optarg;
+			break;
+		case OPT_NO_DEREFERENCE:
+			wo.no_dereference = true;
 			break;
 		case 'b':
 			if (nwc_parse_size(optarg, &size) || size < 4096 ||
@@ -404,13 +497,22 @@ static int mkfs_main(int argc, char **argv)
 	opts.progress = progress < 0 ? (!quiet && isatty(STDERR_FILENO))
 				     : progress;
 
-	ret = nwc_walk(argv[optind], &tree);
+	ret = nwc_walk(argv[optind], &wo, &tree);
 	if (ret)
 		return NWC_EXIT_IO;
+	status = check_tree(&tree, &wo, &la, argv[optind]);
+	if (status)
+		goto out_free;
 	/* Before a calibration run that may take minutes; the writer
 	 * checks again. */
 	if (!opts.force && !lstat(argv[optind + 1], &sb)) {
 		nwc_err("%s: already exists (use --force to replace it)",
+			argv[optind + 1]);
+		status = NWC_EXIT_USAGE;
+		goto out_free;
+	}
+	if (!lstat(argv[optind + 1], &sb) && !S_ISREG(sb.st_mode)) {
+		nwc_err("%s: exists and is not a regular file: not replaced",
 			argv[optind + 1]);
 		status = NWC_EXIT_USAGE;
 		goto out_free;

@@ -151,6 +151,37 @@ else
 	echo "errors: note: cannot mount a tmpfs (not root?); full disk not tested"
 fi
 
+# --- mkfs.nwc killed while it writes: nothing is left -------------------
+# 48 MiB of random bytes at zstd level 19 take seconds; the image has no
+# name until it is complete, so neither SIGINT, SIGTERM nor SIGKILL (an MPI
+# job's end) leaves a partial image or a temporary file.
+python3 -c 'import os, random, sys
+os.makedirs(sys.argv[1])
+with open(sys.argv[1] + "/blob.bin", "wb") as f:
+    f.write(random.Random(6).randbytes(48 << 20))' "$W/slow" ||
+	t_fail "cannot write $W/slow"
+for sig in INT TERM KILL; do
+	mkdir "$W/killed"
+	# A background job of sh ignores SIGINT: restore it, as a terminal's
+	# foreground job has it.
+	python3 -c 'import os, signal, sys
+signal.signal(signal.SIGINT, signal.SIG_DFL)
+os.execv(sys.argv[1], sys.argv[1:])' "$MKFS" -q --lossless -l 19 -j 1 \
+		"$W/slow" "$W/killed/img.nwc" >/dev/null 2>&1 &
+	pid=$!
+	sleep 1
+	kill -0 "$pid" 2>/dev/null || t_fail "mkfs.nwc ended before SIG$sig"
+	[ -z "$(ls -A "$W/killed")" ] ||
+		t_fail "a half-written image is visible: $(ls -A "$W/killed")"
+	kill -"$sig" "$pid"
+	wait "$pid" 2>/dev/null
+	[ -z "$(ls -A "$W/killed")" ] ||
+		t_fail "SIG$sig left $(ls -A "$W/killed")"
+	rm -rf "$W/killed"
+done
+rm -rf "$W/slow"
+echo "errors: SIGINT, SIGTERM and SIGKILL while writing leave nothing ok"
+
 # --- fsck.nwc ----------------------------------------------------------
 run 1 "$FSCK"
 run 1 "$FSCK" --no-such-option "$W/good.nwc"

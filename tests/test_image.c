@@ -664,7 +664,7 @@ static void test_writer_misuse(void)
 	     -EINVAL);
 	T_EQ(tdir_entries(), 1);
 	T_EQ(nwc_writer_create(path, 12, false, nwc_codecs_write(), &w), 0);
-	T_EQ(tdir_entries(), 2);	/* the temporary file */
+	T_EQ(tdir_entries(), 1);	/* written unnamed: nothing to see */
 
 	T_EQ(nwc_writer_add_node(w, 0, "", 0, S_IFREG | 0644, 0, 0, &x),
 	     -EINVAL);
@@ -808,6 +808,17 @@ static void test_writer_exists(void)
 	p = read_file(path, &len);
 	T_EQ(len, ref_len);
 	T_CHECK(len == ref_len && !memcmp(p, ref_bytes, len));
+	free(p);
+	unlink(path);
+	T_EQ(tdir_entries(), 1);
+
+	/* A file that appears while the image is written is not replaced
+	 * without force. */
+	T_EQ(nwc_writer_create(path, 12, false, nwc_codecs_write(), &w), 0);
+	write_file(path, "new", 3);
+	T_EQ_QUIET(nwc_writer_finish(w), -EEXIST);
+	p = read_file(path, &len);
+	T_CHECK(len == 3 && !memcmp(p, "new", 3));
 	free(p);
 	unlink(path);
 	T_EQ(tdir_entries(), 1);

@@ -9,6 +9,7 @@
 #include "codec/common/base.h"
 
 #include <fcntl.h>
+#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -87,7 +88,10 @@ struct bytes {
 
 struct nwc_writer {
 	char *path;
-	char *tmp_path;
+	char *tmp_path;		/* named temporary file, or NULL: the image
+				 * is written unnamed (O_TMPFILE) */
+	const char *name;	/* for messages: tmp_path, else path */
+	bool force;		/* may replace an existing image */
 	int fd;
 	unsigned block_log2;
 	uint64_t pos;		/* next payload offset in the image */
@@ -146,6 +150,111 @@ static int bytes_add(struct bytes *b, const void *src, size_t len,
 	return 0;
 }
 
+/*
+ * The image is written to a file without a name in the image's directory
+ * (O_TMPFILE), given its name only when it is complete: a run that is
+ * killed, even by SIGKILL or an MPI job's end, leaves nothing behind.
+ * Returns 0, -EOPNOTSUPP when the file system cannot (the caller falls
+ * back to a named temporary file), or another error (logged).
+ */
+static int open_unnamed(struct nwc_writer *w)
+{
+	char *dir = strdup(w->path);
+	int ret = 0;
+
+	if (!dir)
+		return -ENOMEM;
+	w->fd = open(dirname(dir), O_TMPFILE | O_RDWR | O_CLOEXEC, 0666);
+	if (w->fd < 0) {
+		ret = -errno;
+		if (ret == -EOPNOTSUPP || ret == -EISDIR || ret == -EINVAL)
+			ret = -EOPNOTSUPP;
+		else
+			nwc_err("%s: cannot create the image in %s: %s",
+				w->path, dir, strerror(-ret));
+	}
+	free(dir);
+	return ret;
+}
+
+/* A named temporary file beside the image, renamed over it at the end. */
+static int open_named(struct nwc_writer *w, size_t n)
+{
+	mode_t um;
+	int ret;
+
+	w->tmp_path = malloc(n);
+	if (!w->tmp_path)
+		return -ENOMEM;
+	snprintf(w->tmp_path, n, "%s.tmp.XXXXXX", w->path);
+	w->name = w->tmp_path;
+	w->fd = mkstemp(w->tmp_path);
+	if (w->fd < 0) {
+		ret = -errno;
+		nwc_err("%s: cannot create temporary file: %s", w->tmp_path,
+			strerror(-ret));
+		return ret;
+	}
+	/* mkstemp() creates 0600; give the image the usual 0666 & ~umask. */
+	um = umask(0);
+	umask(um);
+	if (fchmod(w->fd, 0666 & ~um)) {
+		ret = -errno;
+		close(w->fd);
+		w->fd = -1;
+		unlink(w->tmp_path);
+		return ret;
+	}
+	return 0;
+}
+
+/*
+ * Gives the finished unnamed file its name: linked straight to the path
+ * when it may not replace anything (so that an image that appeared
+ * meanwhile is not lost), else under a temporary name renamed over it.
+ */
+static int name_unnamed(struct nwc_writer *w)
+{
+	char proc[64], *tmp;
+	size_t n = strlen(w->path) + 32;
+	int ret = 0;
+
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", w->fd);
+	if (!w->force) {
+		if (!linkat(AT_FDCWD, proc, AT_FDCWD, w->path,
+			    AT_SYMLINK_FOLLOW))
+			return 0;
+		ret = -errno;
+		nwc_err("%s: cannot name the finished image: %s%s", w->path,
+			strerror(-ret),
+			ret == -EEXIST ? " (it appeared while packing)" : "");
+		return ret;
+	}
+	tmp = malloc(n);
+	if (!tmp)
+		return -ENOMEM;
+	for (unsigned i = 0;; i++) {
+		snprintf(tmp, n, "%s.tmp.%ld.%u", w->path, (long)getpid(), i);
+		if (!linkat(AT_FDCWD, proc, AT_FDCWD, tmp, AT_SYMLINK_FOLLOW))
+			break;
+		if (errno != EEXIST || i == 99) {
+			ret = -errno;
+			nwc_err("%s: cannot name the finished image: %s",
+				tmp, strerror(-ret));
+			free(tmp);
+			return ret;
+		}
+	}
+	if (rename(tmp, w->path)) {
+		ret = -errno;
+		nwc_err("%s: cannot rename to %s: %s", tmp, w->path,
+			strerror(-ret));
+		unlink(tmp);
+	}
+	free(tmp);
+	return ret;
+}
+
 int nwc_writer_create(const char *path, unsigned block_log2, bool force,
 		      const struct nwc_codec_set *codecs, struct nwc_writer **out)
 {
@@ -169,29 +278,22 @@ int nwc_writer_create(const char *path, unsigned block_log2, bool force,
 	w->codecs = codecs;
 	n = strlen(path) + 16;
 	w->path = strdup(path);
-	w->tmp_path = malloc(n);
+	w->name = w->path;
 	w->wbuf = malloc(WBUF_SIZE);
 	w->sstate = calloc(codecs->n_enc ? codecs->n_enc : 1,
 			   sizeof(*w->sstate));
-	if (!w->path || !w->tmp_path || !w->wbuf || !w->sstate) {
+	if (!w->path || !w->wbuf || !w->sstate) {
 		ret = -ENOMEM;
 		goto out_free;
 	}
-	snprintf(w->tmp_path, n, "%s.tmp.XXXXXX", path);
-	w->fd = mkstemp(w->tmp_path);
-	if (w->fd < 0) {
-		ret = -errno;
-		nwc_err("%s: cannot create temporary file: %s", w->tmp_path,
-			strerror(-ret));
+	w->force = force;
+	ret = open_unnamed(w);
+	if (ret == -EOPNOTSUPP) {
+		ret = open_named(w, n);
+		if (ret)
+			goto out_free;
+	} else if (ret) {
 		goto out_free;
-	}
-	/* mkstemp() creates 0600; give the image the usual 0666 & ~umask. */
-	mode_t um = umask(0);
-
-	umask(um);
-	if (fchmod(w->fd, 0666 & ~um)) {
-		ret = -errno;
-		goto out_unlink;
 	}
 	/* Root directory: id 0, its own parent. */
 	ret = grow((void **)&w->nodes, &w->cap_nodes, 0, sizeof(*w->nodes));
@@ -205,7 +307,8 @@ int nwc_writer_create(const char *path, unsigned block_log2, bool force,
 
 out_unlink:
 	close(w->fd);
-	unlink(w->tmp_path);
+	if (w->tmp_path)
+		unlink(w->tmp_path);
 out_free:
 	free(w->sstate);
 	free(w->wbuf);
@@ -445,7 +548,7 @@ static int flush_wbuf(struct nwc_writer *w)
 		return 0;
 	ret = nwc_pwrite_full(w->fd, w->wbuf, w->wlen, w->pos - w->wlen);
 	if (ret) {
-		nwc_err("%s: write failed: %s", w->tmp_path, strerror(-ret));
+		nwc_err("%s: write failed: %s", w->name, strerror(-ret));
 		return ret;
 	}
 	w->wlen = 0;
@@ -467,7 +570,7 @@ static int put_data(struct nwc_writer *w, const void *src, size_t len)
 	if (len >= WBUF_SIZE) {
 		ret = nwc_pwrite_full(w->fd, src, len, w->pos);
 		if (ret) {
-			nwc_err("%s: write failed: %s", w->tmp_path,
+			nwc_err("%s: write failed: %s", w->name,
 				strerror(-ret));
 			return ret;
 		}
@@ -1036,17 +1139,22 @@ int nwc_writer_finish(struct nwc_writer *w)
 	if (!ret && fsync(w->fd))
 		ret = -errno;
 	if (ret) {
-		nwc_err("%s: write failed: %s", w->tmp_path, strerror(-ret));
+		nwc_err("%s: write failed: %s", w->name, strerror(-ret));
 		goto out_free;
+	}
+	if (!w->tmp_path) {
+		ret = name_unnamed(w);
+		if (ret)
+			goto out_free;
 	}
 	if (close(w->fd)) {
 		ret = -errno;
 		w->fd = -1;
-		nwc_err("%s: close failed: %s", w->tmp_path, strerror(-ret));
+		nwc_err("%s: close failed: %s", w->name, strerror(-ret));
 		goto out_free;
 	}
 	w->fd = -1;
-	if (rename(w->tmp_path, w->path)) {
+	if (w->tmp_path && rename(w->tmp_path, w->path)) {
 		ret = -errno;
 		nwc_err("%s: cannot rename to %s: %s", w->tmp_path, w->path,
 			strerror(-ret));

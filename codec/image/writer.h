@@ -11,9 +11,12 @@
  * Nodes may be added in any order (each names its parent's id; the root is
  * id 0); the writer numbers inodes breadth first at finish.  A file's
  * extents must be added in file order, each followed by all its blocks in
- * order, before the next extent of any file starts.  Output goes to a
- * temporary file next to the final path, renamed over it only by a
- * successful nwc_writer_finish(); nwc_writer_abort() removes it.
+ * order, before the next extent of any file starts.  Output goes to an
+ * unnamed file (O_TMPFILE) in the final path's directory, named only by a
+ * successful nwc_writer_finish(), so that nothing is left if the process
+ * dies; where the file system cannot, to a temporary file beside the
+ * final path, renamed over it at the end, which nwc_writer_abort()
+ * removes.
  *
  * A tensor of a tensor codec (iface.h), here a lossy NWC tensor with enc
  * from nwc_tenc_encode():
@@ -153,7 +156,7 @@ uint64_t nwc_writer_data_len(const struct nwc_writer *w);
 /* Write the tables and the superblock, fsync, rename.  Frees @w. */
 int nwc_writer_finish(struct nwc_writer *w);
 
-/* Discard everything written; removes the temporary file.  Accepts NULL. */
+/* Discard everything written (and any temporary file).  Accepts NULL. */
 void nwc_writer_abort(struct nwc_writer *w);
 
 #endif /* NWC_WRITER_H */

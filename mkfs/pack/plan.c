@@ -8,6 +8,7 @@
 #include "codec/common/base.h"
 
 #include <fcntl.h>
+#include <fnmatch.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -260,6 +261,42 @@ int pack_make_jobs(struct pipe *p, uint32_t n_files, uint32_t block_len)
 	return 0;
 }
 
+/*
+ * A --keep or --bits GLOB=B rule that names no tensor of any file is most
+ * likely a typo: say so, with a real name to compare it with.
+ */
+static void warn_unmatched_rules(const struct pipe *p, uint32_t n_files)
+{
+	const struct nwc_lossy_policy *pol = &p->opts->lossy->policy;
+	const struct nwc_st_tensor *example = NULL;
+
+	/* A matrix's name, else any tensor's. */
+	for (uint32_t fi = 0; fi < n_files; fi++) {
+		const struct nwc_st *st = p->files[fi].st;
+
+		for (size_t t = 0; st && t < st->n_tensors; t++)
+			if (!example || (example->ndim != 2 &&
+					 st->tensors[t].ndim == 2))
+				example = &st->tensors[t];
+	}
+	for (unsigned r = 0; r < pol->nrules; r++) {
+		bool hit = false;
+
+		for (uint32_t fi = 0; fi < n_files && !hit; fi++) {
+			const struct nwc_st *st = p->files[fi].st;
+
+			for (size_t t = 0; st && t < st->n_tensors && !hit; t++)
+				hit = !fnmatch(pol->rule[r].glob,
+					       st->tensors[t].name, 0);
+		}
+		if (!hit)
+			nwc_warn("--%s '%s' matches no tensor (tensor names look like '%s')",
+				 pol->rule[r].bits < 0 ? "keep" : "bits",
+				 pol->rule[r].glob,
+				 example ? example->name : "(no safetensors file)");
+	}
+}
+
 /* The lossy part of the plan: select, estimate and allocate. */
 int pack_plan_lossy(struct pipe *p, uint32_t n_files,
 		    struct nwc_pack_result *res)
@@ -275,6 +312,8 @@ int pack_plan_lossy(struct pipe *p, uint32_t n_files,
 	double t0 = nwc_now();
 	int ret;
 
+	if (!p->rank)
+		warn_unmatched_rules(p, n_files);
 	ret = select_lossy(p, n_files);
 	if (ret)
 		return ret;

@@ -81,4 +81,11 @@ void nwc_pack_print_summary(const struct nwc_tree *tree,
 				     (double)tree->total : 100.0,
 	       res->seconds,
 	       res->seconds > 0 ? (double)tree->total / res->seconds / 1e6 : 0);
+	if (tree->n_deref)
+		printf("%u symlink%s leading out of the model directory stored as the file%s they point to (--no-dereference keeps links)\n",
+		       tree->n_deref, tree->n_deref > 1 ? "s" : "",
+		       tree->n_deref > 1 ? "s" : "");
+	if (tree->n_excluded)
+		printf("%u entr%s left out by --exclude\n", tree->n_excluded,
+		       tree->n_excluded > 1 ? "ies" : "y");
 }

@@ -5,6 +5,7 @@
 #include <dirent.h>
 #include <limits.h>
 #include <fcntl.h>
+#include <fnmatch.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -68,10 +69,134 @@ static int add_entry(struct nwc_tree *t, size_t *cap, const char *root,
 	return 0;
 }
 
-/* Append the sorted children of directory entry @idx. */
-static int scan_dir(struct nwc_tree *t, size_t *cap, const char *root,
-		    uint32_t idx)
+/* The state of one scan. */
+struct scan {
+	struct nwc_tree *t;
+	size_t cap;
+	const char *root;
+	char *root_real;		/* realpath of the root */
+	struct nwc_walk_opts *o;
+};
+
+/* Whether an exclusion pattern matches @rel (name @name); counts it. */
+static bool excluded(struct scan *sc, const char *rel, const char *name,
+		     bool dir)
 {
+	const struct nwc_walk_opts *o = sc->o;
+	bool hit = false;
+
+	for (size_t i = 0; o && i < o->n_exclude; i++) {
+		const char *g = o->exclude[i];
+		size_t len = strlen(g);
+		char pat[PATH_MAX];
+
+		if (len && g[len - 1] == '/') {
+			if (!dir || len >= sizeof(pat))
+				continue;
+			memcpy(pat, g, len - 1);
+			pat[len - 1] = '\0';
+			g = pat;
+		}
+		if (!fnmatch(g, rel, 0) || !fnmatch(g, name, 0)) {
+			if (o->exclude_hits)
+				o->exclude_hits[i]++;
+			hit = true;
+		}
+	}
+	return hit;
+}
+
+/* Whether the absolute, resolved path @real lies inside the root. */
+static bool inside(const struct scan *sc, const char *real)
+{
+	size_t n = strlen(sc->root_real);
+
+	if (n == 1)	/* the root is "/" */
+		return true;
+	return !strncmp(real, sc->root_real, n) &&
+	       (real[n] == '/' || real[n] == '\0');
+}
+
+/*
+ * Where the link at @path points, its own target's directories resolved
+ * but not its last component (a link to a link inside the tree stays
+ * inside, wherever that one leads): malloc'd, or NULL if missing.
+ */
+static char *link_place(const char *path)
+{
+	char tgt[PATH_MAX], full[2 * PATH_MAX], *slash, *dir, *out = NULL;
+	ssize_t n = readlink(path, tgt, sizeof(tgt) - 1);
+
+	if (n <= 0)
+		return NULL;
+	tgt[n] = '\0';
+	if (tgt[0] == '/') {
+		snprintf(full, sizeof(full), "%s", tgt);
+	} else {
+		snprintf(full, sizeof(full), "%s", path);
+		slash = strrchr(full, '/');
+		snprintf(slash ? slash + 1 : full,
+			 sizeof(full) - (size_t)(slash ? slash + 1 - full : 0),
+			 "%s", tgt);
+	}
+	while (strlen(full) > 1 && full[strlen(full) - 1] == '/')
+		full[strlen(full) - 1] = '\0';
+	slash = strrchr(full, '/');
+	if (!slash)
+		return realpath(".", NULL);
+	*slash = '\0';
+	dir = realpath(*full ? full : "/", NULL);
+	if (dir && (!strcmp(slash + 1, ".") || !strcmp(slash + 1, ".."))) {
+		snprintf(full, sizeof(full), "%s/%s", dir, slash + 1);
+		free(dir);
+		return realpath(full, NULL);
+	}
+	if (dir && asprintf(&out, "%s/%s", dir, slash + 1) < 0)
+		out = NULL;
+	free(dir);
+	return out;
+}
+
+/*
+ * A symlink at @path: when it leads out of the tree to a regular file,
+ * *@st becomes that file's, so that the file is stored in its place.
+ */
+static void resolve_link(struct scan *sc, const char *path, struct stat *st)
+{
+	char *place = link_place(path), *real;
+	struct stat ts;
+
+	if (place && inside(sc, place)) {
+		free(place);
+		return;		/* the target is in the image */
+	}
+	free(place);
+	real = realpath(path, NULL);
+	if (!real) {
+		nwc_warn("%s: symlink to a missing file (%s): kept as a link",
+			 path, strerror(errno));
+		return;
+	}
+	if (!inside(sc, real)) {
+		if (stat(real, &ts)) {
+			nwc_warn("%s: %s: %s: kept as a link", path, real,
+				 strerror(errno));
+		} else if (S_ISREG(ts.st_mode)) {
+			*st = ts;
+			sc->t->n_deref++;
+		} else {
+			nwc_warn("%s: symlink to %s outside the tree, not a regular file: kept as a link",
+				 path, real);
+		}
+	}
+	free(real);
+}
+
+/* Append the sorted children of directory entry @idx. */
+static int scan_dir(struct scan *sc, uint32_t idx)
+{
+	struct nwc_tree *t = sc->t;
+	const char *root = sc->root;
 	char full[PATH_MAX];
 	char **names = NULL;
 	size_t n = 0, cap_names = 0;
@@ -131,12 +256,19 @@ static int scan_dir(struct nwc_tree *t, size_t *cap, const char *root,
 			nwc_err("%s: %s", path, strerror(errno));
 			break;
 		}
+		if (excluded(sc, rel, names[i], S_ISDIR(st.st_mode))) {
+			t->n_excluded++;
+			continue;
+		}
+		if (S_ISLNK(st.st_mode) &&
+		    !(sc->o && sc->o->no_dereference))
+			resolve_link(sc, path, &st);
 		if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode) &&
 		    !S_ISLNK(st.st_mode)) {
 			nwc_warn("%s: skipping special file", path);
 			continue;
 		}
-		ret = add_entry(t, cap, root, rel, idx, &st);
+		ret = add_entry(t, &sc->cap, root, rel, idx, &st);
 	}
 out_free:
 	for (size_t i = 0; i < n; i++)
@@ -146,10 +278,10 @@ out_free:
 	return ret;
 }
 
-int nwc_walk(const char *root, struct nwc_tree *out)
+int nwc_walk(const char *root, struct nwc_walk_opts *o, struct nwc_tree *out)
 {
 	struct nwc_tree t = { 0 };
-	size_t cap = 0;
+	struct scan sc = { .t = &t, .root = root, .o = o };
 	struct stat st;
 	int ret;
 
@@ -162,11 +294,18 @@ int nwc_walk(const char *root, struct nwc_tree *out)
 		nwc_err("%s: not a directory", root);
 		return -ENOTDIR;
 	}
-	ret = add_entry(&t, &cap, root, "", 0, &st);
+	sc.root_real = realpath(root, NULL);
+	if (!sc.root_real) {
+		ret = -errno;
+		nwc_err("%s: %s", root, strerror(errno));
+		return ret;
+	}
+	ret = add_entry(&t, &sc.cap, root, "", 0, &st);
 	/* Breadth first: entries appended while scanning are scanned later. */
 	for (uint32_t i = 0; !ret && i < t.n; i++)
 		if (S_ISDIR(t.e[i].mode))
-			ret = scan_dir(&t, &cap, root, i);
+			ret = scan_dir(&sc, i);
+	free(sc.root_real);
 	if (ret) {
 		nwc_tree_free(&t);
 		return ret;

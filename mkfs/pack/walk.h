@@ -3,7 +3,14 @@
  * walk.h - scan a model directory into a flat list of entries, parents
  * before children and names sorted, so mkfs output does not depend on
  * readdir order.  Regular files, directories and symlinks are kept; other
- * types are skipped with a warning.  Not thread-safe; used by main only.
+ * types are skipped with a warning.
+ *
+ * A symlink whose target lies outside the tree (a Hugging Face cache
+ * snapshot links every file into ../../blobs/) is taken as the regular
+ * file it points to, unless @no_dereference; links that stay inside the
+ * tree, dangling ones and links to directories outside stay links.
+ * Entries that an exclusion pattern matches are left out, directories
+ * with everything under them.  Not thread-safe; used by main only.
  */
 #ifndef NWC_WALK_H
 #define NWC_WALK_H
@@ -27,10 +34,28 @@ struct nwc_tree {
 	uint32_t n;
 	uint64_t total;		/* bytes of regular files */
 	uint32_t n_files;
+	uint32_t n_deref;	/* symlinks taken as the files they name */
+	uint32_t n_excluded;	/* entries left out (directories count 1) */
 };
 
-/* Scan @root.  Returns 0, or -errno after logging what failed. */
-int nwc_walk(const char *root, struct nwc_tree *out);
+struct nwc_walk_opts {
+	bool no_dereference;	/* keep every symlink as a link */
+	/*
+	 * Shell patterns (fnmatch) of entries to leave out, matched against
+	 * the path relative to the root and against the name alone; one
+	 * ending in '/' matches directories only.  @exclude_hits counts the
+	 * entries each one matched (for the warnings of unmatched ones).
+	 */
+	const char *const *exclude;
+	size_t n_exclude;
+	uint32_t *exclude_hits;		/* n_exclude counters, or NULL */
+};
+
+/*
+ * Scan @root as @o says (NULL: defaults).  Returns 0, or -errno after
+ * logging what failed.
+ */
+int nwc_walk(const char *root, struct nwc_walk_opts *o, struct nwc_tree *out);
 void nwc_tree_free(struct nwc_tree *t);
 
 #endif /* NWC_WALK_H */
