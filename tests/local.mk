@@ -8,7 +8,7 @@ check_PROGRAMS += tests/test_planes tests/test_codec tests/test_rans \
 	tests/test_image tests/test_cache tests/test_engine \
 	tests/test_entropy tests/test_convert tests/test_mlp tests/test_prior \
 	tests/test_nwcmodel tests/test_ldlq tests/test_llama tests/test_nwctensor \
-	tests/gen_model tests/fuzz_image tests/fuzz_safetensors
+	tests/gen_model tests/gen_deep tests/fuzz_image tests/fuzz_safetensors
 # The image format layer with stub codecs, linked without any codec.
 tests_test_iface_SOURCES = tests/test_iface.c tests/t.h
 tests_test_iface_LDADD = codec/image/libnwcimage.a \
@@ -46,6 +46,8 @@ tests_test_nwctensor_SOURCES = tests/test_nwctensor.c tests/t.h
 tests_test_nwctensor_LDADD = $(NWC_TEST_LIBS) -lm
 tests_gen_model_SOURCES = tests/gen_model.c
 tests_gen_model_LDADD = $(NWC_TEST_LIBS)
+tests_gen_deep_SOURCES = tests/gen_deep.c
+tests_gen_deep_LDADD = $(NWC_TEST_LIBS)
 
 # Fuzz targets: linked with a replay driver for make check, and with
 # libFuzzer under --enable-fuzzing (CC=clang).
@@ -75,14 +77,14 @@ TESTS += tests/test_iface \
 	tests/eval.sh tests/framework.sh tests/nwctrain.sh tests/fuzz-replay.sh tests/man.sh tests/roundtrip.sh tests/errors.sh \
 	tests/mount.sh tests/mount-corrupt.sh tests/mount-real.sh tests/lossy.sh \
 	tests/layers.sh tests/deps.sh tests/golden.sh tests/mpi.sh \
-	tests/folders.sh
+	tests/folders.sh tests/extract.sh
 EXTRA_DIST += tests/lib.sh tests/fuzz-replay.sh tests/man.sh \
 	tests/roundtrip.sh tests/errors.sh tests/mount.sh \
 	tests/mount-corrupt.sh tests/mount-real.sh tests/readcheck.py \
 	tests/demo.sh tests/corpus tests/mlp_ref.py tests/nwctrain.sh \
 	tests/eval.sh tests/framework.sh tests/llama_ref.py tests/framework.py \
 	tests/lossy.sh tests/layers.sh tests/deps.sh tests/golden.sh \
-	tests/mpi.sh tests/folders.sh
+	tests/mpi.sh tests/folders.sh tests/extract.sh
 
 # make demo: pack a generated model, mount it, read a tensor back, unmount.
 demo: all tests/gen_model

@@ -172,6 +172,8 @@ re="$re"'\([0-9]+ payload \+ 1538 side bytes\), SQNR [0-9.]+ dB'
 grep -Eq "$re" "$W/mk.out" || t_fail "no lossy summary line: $(cat "$W/mk.out")"
 grep -Eq '^ +[0-9]+ tensors  model [^ ]+\.nwcm \(lambda [0-9.e+]+\)$' \
 	"$W/mk.out" || t_fail "no per-model line: $(cat "$W/mk.out")"
+tail -n 1 "$W/mk.out" | grep -Eq '^10 tensors lossy at [0-9]+\.[0-9]{2} bits/weight; use --lossless for bit-exact files$' ||
+	t_fail "the summary does not end with the lossy line: $(tail -n 2 "$W/mk.out")"
 cmp -s "$W/g1.nwc" "$W/g3.nwc" || t_fail "summary run gave another image"
 mk -q -f "$g" "$W/g3.nwc"
 [ -s "$W/mk.out" ] && t_fail "mkfs.nwc -q printed: $(cat "$W/mk.out")"

@@ -48,3 +48,32 @@ int nwc_parse_uint(const char *s, unsigned lo, unsigned hi, unsigned *out)
 	*out = (unsigned)v;
 	return 0;
 }
+
+char *nwc_escape(const char *s, size_t len)
+{
+	static const char hex[] = "0123456789abcdef";
+	char *out, *q;
+
+	if (len > (SIZE_MAX - 1) / 4)
+		return NULL;
+	q = out = malloc(4 * len + 1);
+	if (!out)
+		return NULL;
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (c < 0x20 || c == 0x7f) {
+			*q++ = '\\';
+			*q++ = 'x';
+			*q++ = hex[c >> 4];
+			*q++ = hex[c & 15];
+		} else if (c == '\\') {
+			*q++ = '\\';
+			*q++ = '\\';
+		} else {
+			*q++ = (char)c;
+		}
+	}
+	*q = '\0';
+	return out;
+}

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * cli.h - what the front ends share on their command lines: the exit
- * statuses, and parsing of values, so that "-b 256K" and "-o
- * cache_size=2G" mean the same thing everywhere.
+ * statuses, parsing of values, so that "-b 256K" and "-o cache_size=2G"
+ * mean the same thing everywhere, and names printed safely.
  * Pure functions; thread-safe.
  */
 #ifndef NWC_CLI_H
@@ -27,5 +27,13 @@ int nwc_parse_size(const char *s, uint64_t *out);
 
 /* nwc_parse_uint() - a decimal number in [lo, hi]; 0 or -EINVAL. */
 int nwc_parse_uint(const char *s, unsigned lo, unsigned hi, unsigned *out);
+
+/*
+ * nwc_escape() - @len bytes of a file name or path as they may be printed
+ * to a terminal or a log: control characters (below 0x20, and 0x7f) as
+ * \xHH, a backslash as \\, everything else as it is.  Returns a malloc'd
+ * string, or NULL when out of memory.
+ */
+char *nwc_escape(const char *s, size_t len);
 
 #endif /* NWC_CLI_H */

@@ -4,8 +4,10 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <sys/stat.h>
 
+#include "codec/common/cli.h"
 #include "mkfs/pack/pack.h"
 
 static double db(double sig, double err)
@@ -50,6 +52,10 @@ void nwc_pack_print_lossy(const struct nwc_pack_lossy *pl,
 			       lr->per_model[k], ms->m[k].name,
 			       (double)ms->m[k].model->lambda);
 	}
+	/* Last, plainly: the files are not the originals. */
+	printf("%u tensor%s lossy at %.2f bits/weight; use --lossless for bit-exact files\n",
+	       lr->tensors, lr->tensors > 1 ? "s" : "",
+	       8.0 * (double)(lr->payload + lr->side) / w);
 }
 
 void nwc_pack_print_summary(const struct nwc_tree *tree,
@@ -64,12 +70,15 @@ void nwc_pack_print_summary(const struct nwc_tree *tree,
 		if (!S_ISREG(e->mode))
 			continue;
 		stored += res->stored[i];
+		char *name = nwc_escape(e->path, strlen(e->path));
+
 		printf("%14llu %14llu %6.1f%%  %s\n",
 		       (unsigned long long)e->size,
 		       (unsigned long long)res->stored[i],
 		       e->size ? 100.0 * (double)res->stored[i] / (double)e->size
 			       : 100.0,
-		       e->path);
+		       name ? name : "?");
+		free(name);
 	}
 	printf("%14llu %14llu %6.1f%%  total payload, %u files\n",
 	       (unsigned long long)tree->total, (unsigned long long)stored,
