@@ -33,6 +33,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 
+#include "codec/common/log.h"
 #include "fs/cache.h"
 
 #define CACHE_DEFAULT_SHARDS 16
@@ -203,13 +204,18 @@ static void centry_free(struct nwc_centry *e)
 	free(e);
 }
 
-/* Free a list chained through hnext; called with no lock held. */
-static void centry_free_list(struct nwc_centry *e)
+/*
+ * Frees the entries shard_trim() evicted (chained through hnext), naming
+ * them at debug level; called with no lock held.
+ */
+static void evicted_free_list(struct nwc_centry *e)
 {
 	struct nwc_centry *next;
 
 	for (; e; e = next) {
 		next = e->hnext;
+		nwc_dbg("cache: evicted key %#llx (%zu bytes)",
+			(unsigned long long)e->key, e->len);
 		centry_free(e);
 	}
 }
@@ -251,7 +257,7 @@ static void cache_trim_others(struct nwc_cache *cache,
 		pthread_mutex_lock(&s->lock);
 		shard_trim(cache, s, &dead);
 		pthread_mutex_unlock(&s->lock);
-		centry_free_list(dead);
+		evicted_free_list(dead);
 	}
 }
 
@@ -406,7 +412,7 @@ static int cache_fill(struct nwc_cache *cache, struct cache_shard *s,
 	pthread_cond_broadcast(&s->filled);
 	shard_trim(cache, s, &dead);
 	pthread_mutex_unlock(&s->lock);
-	centry_free_list(dead);
+	evicted_free_list(dead);
 	if (over_budget(cache))
 		cache_trim_others(cache, s);
 	*out = e;
@@ -483,7 +489,7 @@ void nwc_cache_put(struct nwc_cache *cache, struct nwc_centry *e)
 	lru_add_tail(s, e);
 	shard_trim(cache, s, &dead);
 	pthread_mutex_unlock(&s->lock);
-	centry_free_list(dead);
+	evicted_free_list(dead);
 	if (over_budget(cache))
 		cache_trim_others(cache, s);
 }

@@ -13,6 +13,7 @@
 
 #include <pthread.h>
 #include <stdlib.h>
+#include <time.h>
 #include <sys/stat.h>
 
 #include "codec/registry/codec.h"
@@ -30,7 +31,21 @@ struct nwc_engine {
 	unsigned readahead;
 	pthread_key_t dctx_key;
 	_Atomic uint64_t prefetched;
+	_Atomic uint64_t bytes_served;
+	_Atomic uint64_t decoded;	/* blocks decoded without error */
+	_Atomic uint64_t decode_ns;	/* thread CPU time of the fills */
+	_Atomic uint64_t read_errors;	/* reads that failed */
 };
+
+/* This thread's CPU time, in nanoseconds. */
+static uint64_t thread_cpu_ns(void)
+{
+	struct timespec ts;
+
+	if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts))
+		return 0;
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
 
 struct prefetch_job {
 	struct nwc_engine *eng;
@@ -64,6 +79,7 @@ static int fill_block(void *arg, uint64_t key, void **data, size_t *len)
 	const struct nwc_extent *e = nwc_image_extent(eng->img, ext);
 	struct nwc_dctx *dctx = thread_dctx(eng);
 	size_t n = nwc_extent_block_len(e, j);
+	uint64_t t0 = thread_cpu_ns();
 	void *buf;
 	int ret;
 
@@ -73,10 +89,14 @@ static int fill_block(void *arg, uint64_t key, void **data, size_t *len)
 	if (!buf)
 		return -ENOMEM;
 	ret = nwc_image_load_block(eng->img, dctx, ext, j, buf, n);
+	atomic_fetch_add_explicit(&eng->decode_ns, thread_cpu_ns() - t0,
+				  memory_order_relaxed);
 	if (ret) {
 		free(buf);
 		return ret;
 	}
+	atomic_fetch_add_explicit(&eng->decoded, 1, memory_order_relaxed);
+	nwc_dbg("decoded block %u of extent %u (%zu bytes)", j, ext, n);
 	*data = buf;
 	*len = n;
 	return 0;
@@ -223,8 +243,11 @@ ssize_t nwc_engine_read(struct nwc_engine *eng, uint32_t ino, void *buf,
 		ret = nwc_cache_get(eng->cache, (uint64_t)ext << 32 | j,
 				    fill_block, eng, &ce);
 		/* Never a short count: FUSE would take it for end of file. */
-		if (ret)
+		if (ret) {
+			atomic_fetch_add_explicit(&eng->read_errors, 1,
+						  memory_order_relaxed);
 			return ret;
+		}
 		k = NWC_MIN(len - done, nwc_centry_len(ce) - in);
 		memcpy(dst + done, nwc_centry_data(ce) + in, k);
 		nwc_cache_put(eng->cache, ce);
@@ -240,6 +263,8 @@ ssize_t nwc_engine_read(struct nwc_engine *eng, uint32_t ino, void *buf,
 		if (eng->wq && run >= 1)
 			prefetch_after(eng, ino, off + done - 1);
 	}
+	atomic_fetch_add_explicit(&eng->bytes_served, done,
+				  memory_order_relaxed);
 	return (ssize_t)done;
 }
 
@@ -256,4 +281,8 @@ void nwc_engine_get_stats(struct nwc_engine *eng, struct nwc_engine_stats *out)
 	out->cache_bytes = cs.bytes;
 	out->cache_entries = cs.entries;
 	out->prefetched = atomic_load(&eng->prefetched);
+	out->bytes_served = atomic_load(&eng->bytes_served);
+	out->decoded = atomic_load(&eng->decoded);
+	out->decode_ns = atomic_load(&eng->decode_ns);
+	out->read_errors = atomic_load(&eng->read_errors);
 }

@@ -45,6 +45,10 @@ struct nwc_engine_stats {
 	uint64_t hits, misses, waits, evictions, fill_errors;
 	uint64_t cache_bytes, cache_entries;
 	uint64_t prefetched;		/* blocks queued for prefetch */
+	uint64_t bytes_served;		/* by nwc_engine_read() */
+	uint64_t decoded;		/* blocks read, checked and decoded */
+	uint64_t decode_ns;		/* CPU time of that, all threads */
+	uint64_t read_errors;		/* nwc_engine_read() calls that failed */
 };
 
 /*

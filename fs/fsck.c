@@ -441,6 +441,9 @@ static void list_image(const struct nwc_image *img, bool tensors)
 							     name, sizeof(name));
 				if (n->flags & NWC_INODE_F_SAFETENSORS)
 					codec = "tensors";
+				/* Lossy files say so, whatever else. */
+				if (nwc_image_file_lossy(img, ino))
+					codec = "LOSSY";
 			}
 		}
 		printf("%c%04o      %14llu %14llu %6.1f%% %-10s %s%s%s\n",

@@ -28,6 +28,7 @@ struct nwcfs_opts {
 	unsigned readahead;
 	char *loglevel;
 	int syslog;
+	int nonempty;
 	int help;
 	int version;
 };
@@ -39,6 +40,7 @@ static const struct fuse_opt opt_spec[] = {
 	OPT("readahead=%u", readahead),
 	OPT("loglevel=%s", loglevel),
 	OPT("syslog", syslog),
+	OPT("nonempty", nonempty),
 	OPT("-h", help),
 	OPT("--help", help),
 	OPT("-V", version),
@@ -58,6 +60,8 @@ static void usage(const char *prog)
 	       "                           reader (default 4)\n"
 	       "    -o loglevel=LEVEL      err, warn, info or debug (default warn)\n"
 	       "    -o syslog              log to syslog (default in the background)\n"
+	       "    -o nonempty            mount even where something is mounted\n"
+	       "                           already (hiding it)\n"
 	       "    -h, --help             show this help\n"
 	       "    -V, --version          show the version\n"
 	       "\n"
@@ -81,6 +85,99 @@ static int opt_proc(void *data, const char *arg, int key,
 	return 1;
 }
 
+
+/* Undo the octal escapes (\040) of a /proc/self/mountinfo field. */
+static void unescape_field(char *s)
+{
+	char *d = s;
+
+	while (*s) {
+		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' &&
+		    s[2] >= '0' && s[2] <= '7' && s[3] >= '0' && s[3] <= '7') {
+			*d++ = (char)((s[1] - '0') * 64 + (s[2] - '0') * 8 +
+				      (s[3] - '0'));
+			s += 4;
+		} else {
+			*d++ = *s++;
+		}
+	}
+	*d = '\0';
+}
+
+/*
+ * What is mounted at @mnt already, from /proc/self/mountinfo (the last,
+ * topmost mount): a malloc'd "SOURCE (TYPE)", or NULL if nothing is.
+ */
+static char *mounted_at(const char *mnt)
+{
+	char *real = realpath(mnt, NULL), *line = NULL, *found = NULL;
+	size_t cap = 0;
+	FILE *f;
+
+	if (!real)
+		return NULL;
+	f = fopen("/proc/self/mountinfo", "re");
+	while (f && getline(&line, &cap, f) > 0) {
+		char *field[10] = { 0 }, *save = NULL, *tok = line;
+		int n = 0, dash = -1;
+
+		while (n < 10 && (tok = strtok_r(tok, " \n", &save))) {
+			field[n] = tok;
+			if (!strcmp(tok, "-") && dash < 0)
+				dash = n;
+			n++;
+			tok = NULL;
+			/* optional fields end at "-": keep only what follows */
+			if (dash >= 0 && n >= dash + 3)
+				break;
+		}
+		if (n < 5 || dash < 0 || n < dash + 3)
+			continue;
+		unescape_field(field[4]);
+		if (strcmp(field[4], real))
+			continue;
+		unescape_field(field[dash + 2]);
+		free(found);
+		if (asprintf(&found, "%s (%s)", field[dash + 2],
+			     field[dash + 1]) < 0)
+			found = NULL;
+	}
+	if (f)
+		fclose(f);
+	free(line);
+	free(real);
+	return found;
+}
+
+/* "-ofsname=PATH" with the commas of PATH escaped for FUSE's parser. */
+static char *fsname_arg(const char *image)
+{
+	char *real = realpath(image, NULL), *out, *q;
+
+	if (!real)
+		return NULL;
+	out = malloc(strlen(real) * 2 + sizeof("-ofsname="));
+	if (out) {
+		q = out + sprintf(out, "-ofsname=");
+		for (const char *p = real; *p; p++) {
+			if (*p == ',' || *p == '\\')
+				*q++ = '\\';
+			*q++ = *p;
+		}
+		*q = '\0';
+	}
+	free(real);
+	return out;
+}
+
+/* Whether the FUSE arguments already name option @name ("fsname="). */
+static bool has_option(const struct fuse_args *args, const char *name)
+{
+	for (int i = 0; i < args->argc; i++)
+		if (strstr(args->argv[i], name))
+			return true;
+	return false;
+}
 
 /* fuse_daemonize() points fds 0-2 at /dev/null: never let the image be one. */
 static void reserve_std_fds(void)
@@ -168,11 +265,33 @@ int main(int argc, char **argv)
 		goto out_args;
 	}
 
+	/* Mounting over a mount hides it: only when asked. */
+	if (!o.nonempty) {
+		char *what = mounted_at(cl.mountpoint);
+
+		if (what) {
+			nwc_err("%s: %s is mounted there already; unmount it first, or pass -o nonempty to mount over it",
+				cl.mountpoint, what);
+			free(what);
+			ret = NWC_EXIT_USAGE;
+			goto out_args;
+		}
+	}
+
 	ret = nwc_engine_open(o.image, &eopts, &eng);
 	if (ret) {
 		ret = ret == -NWC_ECORRUPT || ret == -NWC_ECHECKSUM ||
 		      ret == -NWC_EFEATURE ? NWC_EXIT_DATA : NWC_EXIT_IO;
 		goto out_args;
+	}
+	{
+		struct nwc_image_info ii;
+
+		nwc_image_get_info(nwc_engine_image(eng), &ii);
+		nwc_info("%s: %u inodes, %u blocks of up to %u bytes, %llu bytes in files; cache %zu MiB, %u prefetch threads",
+			 o.image, ii.n_inodes, ii.n_blocks, 1u << ii.block_log2,
+			 (unsigned long long)ii.total_size,
+			 eopts.cache_bytes >> 20, eopts.threads);
 	}
 	if (nwcfs_ctx_create(eng, getuid(), getgid(), &ctx)) {
 		nwc_err("out of memory");
@@ -185,6 +304,14 @@ int main(int argc, char **argv)
 	fuse_opt_insert_arg(&args, 1, "-omax_idle_threads=8");
 	fuse_opt_add_arg(&args, "-oro");
 	fuse_opt_add_arg(&args, "-osubtype=nwcfs");
+	/* mount(8) and df(1) then name the image rather than "nwcfs". */
+	if (!has_option(&args, "fsname=")) {
+		char *fsname = fsname_arg(o.image);
+
+		if (fsname)
+			fuse_opt_add_arg(&args, fsname);
+		free(fsname);
+	}
 	fuse_opt_add_arg(&args, "-odefault_permissions");
 	/*
 	 * fuse_main() returns 1 for bad arguments, 2 for a missing mountpoint,

@@ -1,14 +1,16 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * ops.c - FUSE callbacks: getattr, readlink, readdir, open, read, release,
- * statfs.  The one place where project errors become errnos for the kernel:
+ * statfs, and the read-only extended attributes.  The one place where project errors become errnos for the kernel:
  * a damaged block is EIO for that read; everything else passes through.
  */
 #include "codec/common/base.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <time.h>
 
 #include "codec/common/log.h"
 #include "fs/ops.h"
@@ -219,6 +221,7 @@ static int nwcfs_open(const char *path, struct fuse_file_info *fi)
 		return ret;
 	if (!S_ISREG(nwc_image_inode(ctx->img, ino)->mode))
 		return -EISDIR;
+	nwc_dbg("open %s", path);
 	f = calloc(1, sizeof(*f));
 	if (!f)
 		return -ENOMEM;
@@ -251,6 +254,217 @@ static int nwcfs_release(const char *path, struct fuse_file_info *fi)
 	return 0;
 }
 
+/*
+ * Extended attributes, read-only: what a file is (user.nwc.codec, and for
+ * a lossy one its bits per weight and SQNR), how the image was made (on
+ * the root), and the daemon's counters (user.nwcfs.stats on the root).
+ * Each is printed text without a trailing newline, except stats (lines).
+ */
+enum xattr {
+	XA_CODEC, XA_LOSSY, XA_BITS, XA_SQNR,		/* regular files */
+	XA_CREATED, XA_TOOL, XA_COMMAND, XA_STATS,	/* the root */
+	XA_N,
+};
+
+static const char *const xattr_names[XA_N] = {
+	[XA_CODEC] = "user.nwc.codec",
+	[XA_LOSSY] = "user.nwc.lossy",
+	[XA_BITS] = "user.nwc.bits_per_weight",
+	[XA_SQNR] = "user.nwc.sqnr_db",
+	[XA_CREATED] = "user.nwc.created",
+	[XA_TOOL] = "user.nwc.tool",
+	[XA_COMMAND] = "user.nwc.command",
+	[XA_STATS] = "user.nwcfs.stats",
+};
+
+/* The value of "key=" in the INFO text, or NULL (sets *len). */
+static const char *info_value(const struct nwc_image *img, const char *key,
+			      size_t *len)
+{
+	size_t klen = strlen(key), tlen;
+	const char *text, *p, *end;
+	int64_t created;
+
+	if (nwc_image_made(img, &created, &text, &tlen))
+		return NULL;
+	for (p = text, end = text + tlen; p < end;) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		const char *eol = nl ? nl : end;
+
+		if ((size_t)(eol - p) > klen && !memcmp(p, key, klen) &&
+		    p[klen] == '=') {
+			*len = (size_t)(eol - p - (ptrdiff_t)klen - 1);
+			return p + klen + 1;
+		}
+		p = eol + 1;
+	}
+	return NULL;
+}
+
+/* Writes attribute @a of @ino to @buf (@cap bytes); its length, or
+ * -ENODATA when @ino has no such attribute. */
+static int xattr_value(struct nwcfs_ctx *ctx, uint32_t ino, enum xattr a,
+		       char *buf, size_t cap)
+{
+	const struct nwc_inode *n = nwc_image_inode(ctx->img, ino);
+	struct nwc_engine_stats es;
+	struct nwc_fidelity fd;
+	const char *v;
+	int64_t created;
+	size_t len;
+	int w = -ENODATA;
+
+	if (a <= XA_SQNR) {
+		if (!S_ISREG(n->mode))
+			return -ENODATA;
+		nwc_image_file_fidelity(ctx->img, ino, &fd);
+	}
+	switch (a) {
+	case XA_CODEC:
+		w = 0;
+		for (uint32_t k = 0; k < n->count; k++) {
+			const char *c = nwc_image_extent_codec(ctx->img,
+							       n->first + k);
+			bool seen = false;
+
+			for (uint32_t i = 0; i < k && !seen; i++)
+				seen = !strcmp(c, nwc_image_extent_codec(
+						       ctx->img, n->first + i));
+			if (!seen)
+				w += snprintf(buf + w, cap - (size_t)w, "%s%s",
+					      w ? "+" : "", c);
+		}
+		if (!n->count)
+			w = snprintf(buf, cap, "none");
+		break;
+	case XA_LOSSY:
+		w = snprintf(buf, cap, "%s", fd.lossy ? "yes" : "no");
+		break;
+	case XA_BITS:
+		if (fd.weights)
+			w = snprintf(buf, cap, "%.3f",
+				     8.0 * (double)fd.stored /
+					     (double)fd.weights);
+		break;
+	case XA_SQNR:
+		if (fd.with_err && fd.with_err == fd.tensors)
+			w = fd.err > 0 ? snprintf(buf, cap, "%.2f",
+						  10 * log10(fd.sig / fd.err)) :
+					 snprintf(buf, cap, "inf");
+		break;
+	case XA_CREATED:
+		if (ino || nwc_image_made(ctx->img, &created, &v, &len))
+			break;
+		{
+			time_t t = (time_t)created;
+			struct tm tm;
+
+			if (gmtime_r(&t, &tm))
+				w = (int)strftime(buf, cap, "%Y-%m-%dT%H:%M:%SZ",
+						  &tm);
+		}
+		break;
+	case XA_TOOL:
+	case XA_COMMAND:
+		if (!ino && (v = info_value(ctx->img, a == XA_TOOL ? "tool" :
+								    "command",
+					    &len)))
+			w = snprintf(buf, cap, "%.*s", (int)len, v);
+		break;
+	case XA_STATS:
+		if (ino)
+			break;
+		nwc_engine_get_stats(ctx->eng, &es);
+		w = snprintf(buf, cap,
+			     "bytes_served=%llu\nblocks_decoded=%llu\n"
+			     "cache_hits=%llu\ncache_misses=%llu\n"
+			     "cache_waits=%llu\ncache_evictions=%llu\n"
+			     "cache_bytes=%llu\nprefetched=%llu\n"
+			     "decode_cpu_seconds=%.3f\nerrors=%llu\n",
+			     (unsigned long long)es.bytes_served,
+			     (unsigned long long)es.decoded,
+			     (unsigned long long)es.hits,
+			     (unsigned long long)es.misses,
+			     (unsigned long long)es.waits,
+			     (unsigned long long)es.evictions,
+			     (unsigned long long)es.cache_bytes,
+			     (unsigned long long)es.prefetched,
+			     (double)es.decode_ns / 1e9,
+			     (unsigned long long)es.read_errors);
+		break;
+	case XA_N:
+		break;
+	}
+	return w;
+}
+
+#define XATTR_MAX 8192u		/* longer than any value above */
+
+static int nwcfs_getxattr(const char *path, const char *name, char *value,
+			  size_t size)
+{
+	struct nwcfs_ctx *ctx = ctx_get();
+	char buf[XATTR_MAX];
+	uint32_t ino;
+	int ret, a;
+
+	ret = nwc_image_resolve(ctx->img, path, &ino);
+	if (ret)
+		return ret;
+	for (a = 0; a < XA_N && strcmp(name, xattr_names[a]); a++)
+		;
+	if (a == XA_N)
+		return -ENODATA;
+	ret = xattr_value(ctx, ino, (enum xattr)a, buf, sizeof(buf));
+	if (ret < 0)
+		return ret;
+	ret = NWC_MIN(ret, (int)sizeof(buf) - 1);
+	if (!size)
+		return ret;
+	if ((size_t)ret > size)
+		return -ERANGE;
+	memcpy(value, buf, (size_t)ret);
+	return ret;
+}
+
+static int nwcfs_listxattr(const char *path, char *list, size_t size)
+{
+	struct nwcfs_ctx *ctx = ctx_get();
+	char buf[XATTR_MAX];
+	size_t len = 0;
+	uint32_t ino;
+	int ret;
+
+	ret = nwc_image_resolve(ctx->img, path, &ino);
+	if (ret)
+		return ret;
+	for (int a = 0; a < XA_N; a++) {
+		size_t n = strlen(xattr_names[a]) + 1;
+
+		if (xattr_value(ctx, ino, (enum xattr)a, buf, sizeof(buf)) < 0)
+			continue;
+		if (size && len + n > size)
+			return -ERANGE;
+		if (size)
+			memcpy(list + len, xattr_names[a], n);
+		len += n;
+	}
+	return (int)len;
+}
+
+static int nwcfs_setxattr(const char *path, const char *name,
+			  const char *value, size_t size, int flags)
+{
+	(void)path, (void)name, (void)value, (void)size, (void)flags;
+	return -EROFS;
+}
+
+static int nwcfs_removexattr(const char *path, const char *name)
+{
+	(void)path, (void)name;
+	return -EROFS;
+}
+
 static int nwcfs_statfs(const char *path, struct statvfs *sv)
 {
 	struct nwcfs_ctx *ctx = ctx_get();
@@ -277,4 +491,8 @@ const struct fuse_operations nwcfs_ops = {
 	.read = nwcfs_read,
 	.release = nwcfs_release,
 	.statfs = nwcfs_statfs,
+	.getxattr = nwcfs_getxattr,
+	.listxattr = nwcfs_listxattr,
+	.setxattr = nwcfs_setxattr,
+	.removexattr = nwcfs_removexattr,
 };

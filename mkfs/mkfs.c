@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "codec/common/cli.h"
@@ -305,6 +306,127 @@ static int check_tree(const struct nwc_tree *tree,
 	return 0;
 }
 
+/* The last component of @path, for the stored command (no local dirs). */
+static const char *last_part(const char *path)
+{
+	const char *end = path + strlen(path), *p;
+
+	while (end > path + 1 && end[-1] == '/')
+		end--;
+	for (p = end; p > path && p[-1] != '/'; p--)
+		;
+	return p;
+}
+
+/* "ARG", quoted for a shell when it needs it. */
+static void put_arg(FILE *f, const char *opt, const char *val, size_t len)
+{
+	bool plain = len > 0;
+
+	for (size_t i = 0; i < len; i++)
+		if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-/=+,:@%", val[i]))
+			plain = false;
+	fprintf(f, " %s", opt);
+	if (plain) {
+		fprintf(f, "%.*s", (int)len, val);
+		return;
+	}
+	fputc('\'', f);
+	for (size_t i = 0; i < len; i++) {
+		if (val[i] == '\'')
+			fputs("'\\''", f);
+		else if (val[i] == '\n')
+			fputs("?", f);	/* a line of the text stays a line */
+		else
+			fputc(val[i], f);
+	}
+	fputc('\'', f);
+}
+
+#define PUT_PATH(f, opt, path) \
+	put_arg(f, opt, last_part(path), strcspn(last_part(path), "/"))
+
+/*
+ * The INFO text (format.h 11): the tool, and the command that makes this
+ * image, normalized: every option that shapes the image, defaults
+ * included, paths of option values reduced to their last component and
+ * the source and image named MODEL_DIR and IMAGE, so that neither -j nor
+ * -q nor where the files lie changes the image.  Returns a malloc'd
+ * string or NULL.
+ */
+static char *info_text(const struct lossy_args *la,
+		       const struct nwc_walk_opts *wo,
+		       const struct nwc_pack_opts *opts)
+{
+	const struct nwc_lossy_policy *pol = &la->pl.policy;
+	char *buf = NULL, num[64];
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+
+	if (!f)
+		return NULL;
+	fprintf(f, "tool=mkfs.nwc (nwcfs) %s\ncommand=mkfs.nwc", PACKAGE_VERSION);
+	if (la->lossless) {
+		fputs(" --lossless", f);
+	} else {
+		fprintf(f, " --bits=%g", la->pl.bits);
+		for (unsigned r = 0; r < pol->nrules; r++) {
+			const char *g = pol->rule[r].glob;
+
+			if (pol->rule[r].bits < 0) {
+				put_arg(f, "--keep=", g, strlen(g));
+				continue;
+			}
+			snprintf(num, sizeof(num), "=%g", pol->rule[r].bits);
+			put_arg(f, "--bits=", g, strlen(g));
+			fputs(num, f);
+		}
+		fprintf(f, " --quant=%s", la->pl.quant == NWC_QUANT_TCQ ?
+					  "tcq" : "round");
+		PUT_PATH(f, "--models=", la->models_dir);
+		if (la->calib) {
+			PUT_PATH(f, "--calib=", la->calib);
+			fprintf(f, " --calib-tokens=%u --calib-mode=%s",
+				la->calib_tokens,
+				la->sequential ? "sequential" : "one-pass");
+		}
+		if (la->calib_stats)
+			PUT_PATH(f, "--calib-stats=", la->calib_stats);
+	}
+	for (size_t i = 0; i < wo->n_exclude; i++)
+		put_arg(f, "--exclude=", wo->exclude[i],
+			strlen(wo->exclude[i]));
+	if (wo->no_dereference)
+		fputs(" --no-dereference", f);
+	fprintf(f, " --block-size=%u --level=%d", 1u << opts->block_log2,
+		opts->level);
+	/* Where the files lie is their holder's business. */
+	fputs(" MODEL_DIR IMAGE\n", f);
+	if (fclose(f)) {
+		free(buf);
+		return NULL;
+	}
+	return buf;
+}
+
+/* Creation time: $SOURCE_DATE_EPOCH (reproducible images), else now. */
+static int64_t created_time(void)
+{
+	const char *s = getenv("SOURCE_DATE_EPOCH");
+	char *end;
+	long long v;
+
+	if (s && *s) {
+		errno = 0;
+		v = strtoll(s, &end, 10);
+		if (!errno && !*end && v >= 0)
+			return v;
+		nwc_warn("SOURCE_DATE_EPOCH='%s' is not a number of seconds: using the time now",
+			 s);
+	}
+	return (int64_t)time(NULL);
+}
+
 static int mkfs_main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -354,6 +476,7 @@ static int mkfs_main(int argc, char **argv)
 	struct nwc_pack_result res;
 	struct nwc_tree tree;
 	struct stat sb;
+	char *info = NULL;
 	int progress = -1, quiet = 0, c, ret, status;
 	long ncpu;
 
@@ -526,6 +649,14 @@ static int mkfs_main(int argc, char **argv)
 		}
 		opts.lossy = &la.pl;
 	}
+	info = info_text(&la, &wo, &opts);
+	if (!info) {
+		nwc_err("out of memory");
+		status = NWC_EXIT_IO;
+		goto out_free;
+	}
+	opts.info = info;
+	opts.created = created_time();
 	ret = nwc_pack(argv[optind], &tree, argv[optind + 1], &opts, &res);
 	if (ret) {
 		nwc_err("%s: not written", argv[optind + 1]);
@@ -541,6 +672,7 @@ static int mkfs_main(int argc, char **argv)
 	nwc_pack_result_free(&res);
 	status = 0;
 out_free:
+	free(info);
 	nwc_calib_free(calib);
 	nwc_rate_models_free(&models);
 	nwc_tree_free(&tree);

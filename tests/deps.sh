@@ -22,9 +22,12 @@ allowed() {
 	mkfs/llm)
 		echo "codec/common codec/image codec/input codec/nwc" \
 		     "mkfs/group mkfs/llm" ;;
-	mkfs/pack | mkfs | mkfs/tools)
+	mkfs/pack | mkfs)
 		echo "codec/common codec/image codec codec/nwc codec/registry" \
 		     "codec/input mkfs/group mkfs/llm mkfs/pack" ;;
+	mkfs/tools)
+		echo "codec/common codec/image codec codec/nwc codec/registry" \
+		     "codec/input mkfs/group mkfs/llm mkfs/pack mkfs/tools" ;;
 	*) return 1 ;;
 	esac
 }

@@ -1,5 +1,6 @@
 # lib.sh - helpers for the shell tests and benchmarks; source it first.
-# It sets LC_ALL=C and makes $top_srcdir and $top_builddir absolute.
+# It sets LC_ALL=C and SOURCE_DATE_EPOCH, and makes $top_srcdir and
+# $top_builddir absolute.
 #
 #   t_skip REASON       print "SKIP: REASON" and exit 77
 #   t_fail MESSAGE      print "FAIL: MESSAGE" and exit 1
@@ -17,6 +18,10 @@
 set -u
 LC_ALL=C
 export LC_ALL
+# Images record their creation time; a fixed one makes them reproducible
+# (as for reproducible builds), so that tests can compare them.
+SOURCE_DATE_EPOCH=1700000000
+export SOURCE_DATE_EPOCH
 
 top_srcdir=$(cd "${top_srcdir:-.}" && pwd) || exit 1
 top_builddir=$(cd "${top_builddir:-.}" && pwd) || exit 1

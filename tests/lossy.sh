@@ -314,8 +314,21 @@ else
 			t_fail "--calib left its statistics file behind"
 		mk -q -j1 --bits 4 --calib-stats "$W/stats.safetensors" "$m" \
 			"$W/stats.nwc"
-		cmp -s "$W/calib.nwc" "$W/stats.nwc" ||
+		# Same statistics, same coding: the images differ only in
+		# the command they record.
+		"$NWC" info "$W/calib.nwc" | grep -v '^image:\|^command:' \
+			>"$W/i1" && "$NWC" info "$W/stats.nwc" |
+			grep -v '^image:\|^command:' >"$W/i2" ||
+			t_fail "nwc info failed"
+		"$FSCK" -q -x "$W/xc" "$W/calib.nwc" &&
+			"$FSCK" -q -x "$W/xs" "$W/stats.nwc" ||
+			t_fail "fsck.nwc -x failed"
+		cmp -s "$W/i1" "$W/i2" && diff -r "$W/xc" "$W/xs" >/dev/null ||
 			t_fail "--calib and --calib-stats (same tokens) differ"
+		grep -q -- '--calib-stats=stats.safetensors' "$W/i2" ||
+			"$NWC" info "$W/stats.nwc" | grep -q -- '--calib-stats=stats.safetensors' ||
+			t_fail "the image does not record --calib-stats"
+		rm -rf "$W/xc" "$W/xs"
 		check "$m" "$img" $MIN_DB "$W/stats.safetensors"
 		plain=$(sed 's/.*output SQNR \([0-9.]*\) dB/\1/' "$W/cmp.out")
 		check "$m" "$W/calib.nwc" $MIN_DB "$W/stats.safetensors"

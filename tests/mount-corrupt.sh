@@ -88,4 +88,36 @@ kill -0 "$PID" 2>/dev/null || t_fail "nwcfs died"
 t_umount "$mnt"
 pgrep -f "nwcfs.*$W" >"$W/pids" && t_fail "nwcfs left running: $(cat "$W/pids")"
 echo "mount-corrupt: EIO for block at $poff of /$big, all else intact"
+
+# Truncated while mounted: reads past the new end fail with EIO, four
+# readers reading every file three times log one line per lost block
+# (not per read), saying that the image is shorter than its tables.
+cp "$W/good.nwc" "$W/trunc.nwc"
+t_mount "$W/trunc.nwc" "$mnt"
+full=$(wc -c <"$W/trunc.nwc")
+truncate -s $((full / 2)) "$W/trunc.nwc"
+: >"$W/nwcfs.log"
+readers=
+for r in 1 2 3 4; do
+	(for i in 1 2 3; do
+		for f in $(cd "$m" && find . -type f); do
+			cat "$mnt/$f" >/dev/null 2>&1
+		done
+	done) &
+	readers="$readers $!"
+done
+wait $readers	# not nwcfs, also a child of this shell
+kill -0 "$PID" 2>/dev/null || t_fail "nwcfs died reading a truncated image"
+lines=$(grep -c 'block' "$W/nwcfs.log")
+short=$(grep -c 'the image is shorter than its tables say' "$W/nwcfs.log")
+nblocks=$("$FSCK" -q "$W/good.nwc" >/dev/null 2>&1; \
+	"$FSCK" "$W/good.nwc" | sed -n 's/.*inodes, \([0-9]*\) blocks checked.*/\1/p')
+[ "$short" -ge 1 ] || t_fail "truncated: no 'shorter than its tables' line: $(head -3 "$W/nwcfs.log")"
+[ "$lines" = "$short" ] || t_fail "truncated: other lines: $(grep -v 'shorter than' "$W/nwcfs.log" | head -3)"
+[ "$lines" -le "$nblocks" ] ||
+	t_fail "truncated: $lines log lines for $nblocks blocks (12 reads of each)"
+[ "$(grep 'block' "$W/nwcfs.log" | sort | uniq -d | wc -l)" = 0 ] ||
+	t_fail "truncated: a block logged twice"
+t_umount "$mnt"
+echo "mount-corrupt: truncated while mounted: $lines lines for $lines lost blocks"
 exit 0

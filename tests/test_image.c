@@ -11,6 +11,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <math.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -55,6 +56,9 @@ struct xnode {
 	const char *target;	/* symlink */
 	uint32_t flags;
 };
+
+/* An optional section type this version does not know (INFO is 0x8000). */
+#define UNKNOWN_OPT (NWC_SECT_OPTIONAL + 0x100)
 
 static const struct xnode xnodes[] = {
 	{ "", S_IFDIR | 0750, 0, MTIME0, 1, 1, 6, NULL, 0 },
@@ -331,6 +335,8 @@ static int build_ref_nodes(struct nwc_writer *w, uint32_t *id)
 }
 
 /* Write the reference image to @path. */
+static bool ref_info;	/* build_ref() adds an INFO section */
+
 static int build_ref(const char *path, bool force)
 {
 	uint32_t id[NX], tidx[NXT];
@@ -362,6 +368,12 @@ static int build_ref(const char *path, bool force)
 		ret = nwc_writer_add_tensor(w, id[5], &t,
 					    &tidx[tensor_add_order[k]]);
 	}
+	if (!ret && ref_info)
+		ret = nwc_writer_set_info(w, 1234567, "tool=t\nk=v\n", 11);
+	/* Tensor k: sig 100 + k, err k (the writer reorders the tensors). */
+	for (size_t k = 0; !ret && ref_info && k < NXT; k++)
+		ret = nwc_writer_set_tensor_error(w, tidx[k], 100.0 + (double)k,
+						  (double)k);
 	for (size_t k = 0; !ret && k < NXE; k++) {
 		const struct xext *x = &xexts[k];
 		struct nwc_wextent e = {
@@ -1247,31 +1259,122 @@ static void test_damage_superblock(void)
 	CASE(ECORRUPT, put32(m->p, NWC_SB_DIR_COUNT, m_dir_count(m) - 1));
 }
 
+/* The INFO section: written, read back by tensor, and validated. */
+static void test_info(void)
+{
+	struct nwc_image *img = NULL;
+	const char *text;
+	int64_t created;
+	char path[512];
+	size_t len;
+
+	tpath(path, sizeof(path), "info.nwc");
+	ref_info = true;
+	T_EQ(build_ref(path, true), 0);
+	ref_info = false;
+	T_EQ(nwc_image_open(path, nwc_codecs_read(), &img), 0);
+	if (!img)
+		return;
+	T_EQ(nwc_image_made(img, &created, &text, &len), 0);
+	T_EQ(created, 1234567);
+	T_CHECK(len == 11 && !memcmp(text, "tool=t\nk=v\n", 11));
+	for (uint32_t i = 0; i < NXT; i++) {
+		const struct nwc_tensor *t = nwc_image_tensor(img, i);
+		double sig = -1, err = -1;
+
+		for (size_t k = 0; k < NXT; k++) {
+			if (t->name_len != strlen(xtensors[k].name) ||
+			    memcmp(t->name, xtensors[k].name, t->name_len))
+				continue;
+			T_EQ(nwc_image_tensor_error(img, i, &sig, &err), 0);
+			T_CHECK(sig == 100.0 + (double)k && err == (double)k);
+		}
+	}
+	nwc_image_close(img);
+	unlink(path);
+	/* Without INFO (the reference image): nothing to say. */
+	img = open_ref();
+	T_EQ(nwc_image_made(img, &created, &text, &len), -ENOENT);
+	nwc_image_close(img);
+}
+
+/* An INFO body: @count entries for tensors @first, @first + @step, ... */
+static size_t info_blob(uint8_t *p, uint32_t count, uint32_t first,
+			int32_t step, double sig, const char *text,
+			size_t text_len)
+{
+	size_t n = NWC_INFO_HDR_SIZE;
+
+	memset(p, 0, 256);
+	put64(p, 0, 5);
+	put32(p, 8, count);
+	put32(p, 12, (uint32_t)text_len);
+	for (uint32_t i = 0; i < count; i++, n += NWC_INFO_ENT_SIZE) {
+		double err = 1.0;
+
+		put32(p + n, 0, first + (uint32_t)((int32_t)i * step));
+		memcpy(p + n + 8, &sig, 8);
+		memcpy(p + n + 16, &err, 8);
+	}
+	memcpy(p + n, text, text_len);
+	return n + text_len;
+}
+
+static void test_damage_info(void)
+{
+	uint8_t b[256];
+
+	CASE(0, m_add_section(m, NWC_SECT_INFO, 1, b,
+			      info_blob(b, 2, 0, 1, 4.0, "a=b\n", 4)));
+	CASE(0, m_add_section(m, NWC_SECT_INFO, 1, b,
+			      info_blob(b, 0, 0, 1, 4.0, "", 0)));
+	/* A later version is skipped, like any unknown optional section. */
+	CASE(0, m_add_section(m, NWC_SECT_INFO, 2, b, 3));
+	CASE(ECORRUPT, m_add_section(m, NWC_SECT_INFO, 1, b, 8));
+	CASE(ECORRUPT, m_add_section(m, NWC_SECT_INFO, 1, b,
+				     info_blob(b, 2, 0, 1, 4.0, "a", 1) - 1));
+	CASE(ECORRUPT, m_add_section(m, NWC_SECT_INFO, 1, b,
+				     info_blob(b, 2, 1, -1, 4.0, "", 0)));
+	CASE(ECORRUPT, m_add_section(m, NWC_SECT_INFO, 1, b,
+				     info_blob(b, 2, 0, 0, 4.0, "", 0)));
+	CASE(ECORRUPT, m_add_section(m, NWC_SECT_INFO, 1, b,
+				     info_blob(b, 1, NXT, 1, 4.0, "", 0)));
+	CASE(ECORRUPT, m_add_section(m, NWC_SECT_INFO, 1, b,
+				     info_blob(b, 1, 0, 1, -4.0, "", 0)));
+	CASE(ECORRUPT, m_add_section(m, NWC_SECT_INFO, 1, b,
+				     info_blob(b, 1, 0, 1, NAN, "", 0)));
+	CASE(ECORRUPT, m_add_section(m, NWC_SECT_INFO, 1, b,
+				     info_blob(b, 0, 0, 1, 4.0, "a\0b", 3)));
+	CASE(ECORRUPT, m_add_section(m, NWC_SECT_INFO, 1, b,
+				     info_blob(b, 0, 0, 1, 4.0, "", 0));
+	     m_add_section(m, NWC_SECT_INFO, 1, b, NWC_INFO_HDR_SIZE));
+}
+
 static void test_damage_sections(void)
 {
 	uint64_t data_end = NWC_DATA_ALIGN + get64(ref_bytes, NWC_SB_DATA_LEN);
 	static const uint8_t blob[40] = { 1, 2, 3 };
 
 	/* Optional types are skipped; MODELS needs the NWC bit. */
-	CASE(0, m_add_section(m, NWC_SECT_OPTIONAL, 1, blob, sizeof(blob)));
+	CASE(0, m_add_section(m, UNKNOWN_OPT, 1, blob, sizeof(blob)));
 	CASE(0, m_add_section(m, UINT32_MAX, 7, blob, 3));
 	CASE(ECORRUPT, m_add_section(m, NWC_SECT_MODELS, 1, blob,
 				     sizeof(blob)));
-	CASE(0, m_add_section(m, NWC_SECT_OPTIONAL + 1, 1, blob, 0));
+	CASE(0, m_add_section(m, UNKNOWN_OPT + 1, 1, blob, 0));
 	CASE(EFEATURE, m_add_section(m, NWC_SECT_MODELS + 1, 1, blob, 8));
 	CASE(EFEATURE, m_add_section(m, NWC_SECT_OPTIONAL - 1, 1, blob, 8));
 	CASE(EFEATURE, m_add_section(m, 0, 1, blob, 8));
 	/* Up to NWC_SECT_MAX_COUNT entries. */
 	CASE(0, for (uint32_t i = 6; i < NWC_SECT_MAX_COUNT; i++)
-		m_add_section(m, NWC_SECT_OPTIONAL + i, 1, blob, 16));
+		m_add_section(m, UNKNOWN_OPT + i, 1, blob, 16));
 	CASE(ECORRUPT, for (uint32_t i = 6; i <= NWC_SECT_MAX_COUNT; i++)
-		m_add_section(m, NWC_SECT_OPTIONAL + i, 1, blob, 16));
+		m_add_section(m, UNKNOWN_OPT + i, 1, blob, 16));
 
 	for (uint32_t t = NWC_SECT_STRINGS; t <= NWC_SECT_PARAMS; t++) {
 		/* Duplicated, missing, or of an unknown version. */
 		CASE(ECORRUPT, m_add_section(m, t, 1, m_sect(m, t),
 					     (size_t)m_sect_len(m, t)));
-		CASE(ECORRUPT, put32(m_dirent(m, t), 0, NWC_SECT_OPTIONAL + t));
+		CASE(ECORRUPT, put32(m_dirent(m, t), 0, UNKNOWN_OPT + t));
 		CASE(ECORRUPT, put32(m_dirent(m, t), 0, NWC_SECT_MODELS));
 		CASE(ECORRUPT, put32(m_dirent(m, t), 4, 0));
 		CASE(ECORRUPT, put32(m_dirent(m, t), 4, 2));
@@ -1590,7 +1693,7 @@ static void add_unused_block(struct mimg *m)
 
 	memcpy(tab, m_sect(m, NWC_SECT_BLOCKS), NXB * NWC_BLOCK_SIZE);
 	memcpy(tab + NXB * NWC_BLOCK_SIZE, tab, NWC_BLOCK_SIZE);
-	put32(m_dirent(m, NWC_SECT_BLOCKS), 0, NWC_SECT_OPTIONAL);
+	put32(m_dirent(m, NWC_SECT_BLOCKS), 0, UNKNOWN_OPT);
 	m_add_section(m, NWC_SECT_BLOCKS, 1, tab, len);
 	free(tab);
 }
@@ -2421,7 +2524,7 @@ static void fix_model(uint8_t *ms, uint32_t i)
 /* Replace the MODELS section by @len bytes (the old one is skipped). */
 static void n_set_models(struct mimg *m, const uint8_t *p, size_t len)
 {
-	put32(m_dirent(m, NWC_SECT_MODELS), 0, NWC_SECT_OPTIONAL);
+	put32(m_dirent(m, NWC_SECT_MODELS), 0, UNKNOWN_OPT);
 	m_add_section(m, NWC_SECT_MODELS, 1, p, len);
 }
 
@@ -2457,7 +2560,7 @@ static void test_nwc_damage_models(void)
 	NCASE(0, (void)m);
 	/* The section and the feature bit go together. */
 	NCASE(ECORRUPT, put32(m_dirent(m, NWC_SECT_MODELS), 0,
-			      NWC_SECT_OPTIONAL));
+			      UNKNOWN_OPT));
 	NCASE(ECORRUPT, put64(m->p, NWC_SB_INCOMPAT, 0));
 	NCASE(ECORRUPT, put32(m_dirent(m, NWC_SECT_MODELS), 4, 2));
 	NCASE(ECORRUPT, m_add_section(m, NWC_SECT_MODELS, 1,
@@ -2836,6 +2939,8 @@ int main(int argc, char **argv)
 	T_RUN(test_damage_length);
 	T_RUN(test_damage_superblock);
 	T_RUN(test_damage_sections);
+	T_RUN(test_damage_info);
+	T_RUN(test_info);
 	T_RUN(test_damage_tree);
 	T_RUN(test_damage_cycle);
 	T_RUN(test_damage_inodes);

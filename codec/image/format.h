@@ -197,6 +197,23 @@
  *    the section ends where the last model ends.  Every model must parse
  *    (nwc_model_from_buf), its own checksum included.
  *
+ * 11. INFO (type NWC_SECT_INFO, optional, version 1): how the image was
+ *    made, for people (nwc info, the mount's extended attributes).  At most
+ *    one; images without it (older ones) lack only that.
+ *
+ *     0  u64  created    Unix seconds (mkfs.nwc: $SOURCE_DATE_EPOCH when
+ *                        set, so that images can be reproduced)
+ *     8  u32  count      entries that follow, 0..n_tensors
+ *    12  u32  text_len   bytes of text after the entries
+ *    16  count entries of NWC_INFO_ENT_SIZE = 24 bytes, by ascending tensor:
+ *        0  u32  tensor  index into TENSORS: a tensor the image stores lossily
+ *        4  u32  reserved zero
+ *        8  u64  sig     sum of the source's w^2 (IEEE double bits)
+ *       16  u64  err     sum of (w - served)^2 (IEEE double bits; finite,
+ *                        >= 0, as is sig)
+ *    then text_len bytes: lines "key=value\n" without NUL bytes (mkfs.nwc
+ *    writes tool, command and options); the section ends there.
+ *
  * Validation (nwc_image_open) checks all of the above before any read: the
  * superblock checksum, size and feature bits, every section's placement and
  * checksum, every name and string reference, the tree shape, every extent's
@@ -288,6 +305,12 @@
 	X(16, reserved16, 38) X(64, side_off, 40) X(32, side_len, 48)	\
 	X(32, reserved32, 52) X(64, side_xxh, 56)
 
+#define NWC_INFO_HDR_FIELDS(X)						\
+	X(64, created, 0) X(32, count, 8) X(32, text_len, 12)
+
+#define NWC_INFO_ENT_FIELDS(X)						\
+	X(32, tensor, 0) X(32, reserved, 4) X(64, sig, 8) X(64, err, 16)
+
 /* Feature bits. */
 #define NWC_INCOMPAT_NWC (1ull << 0)	/* MODELS section, NWC_CODEC_NWC */
 
@@ -302,8 +325,14 @@ enum nwc_sect_type {
 	NWC_SECT_MODELS = 7,		/* embedded codec models (lossy images) */
 	NWC_SECT_LAST = NWC_SECT_MODELS,	/* highest type of this version */
 	NWC_SECT_OPTIONAL = 0x8000,	/* types from here on may be skipped */
+	NWC_SECT_INFO = NWC_SECT_OPTIONAL,	/* how it was made */
 };
 #define NWC_SECT_MAX_COUNT 64u
+
+/* INFO section. */
+#define NWC_INFO_HDR_SIZE 16u
+#define NWC_INFO_ENT_SIZE 24u
+#define NWC_INFO_TEXT_MAX (1u << 20)
 
 /* MODELS section. */
 #define NWC_MODELS_HDR 8u

@@ -53,6 +53,7 @@ struct nwc_codec_dec {
 	bool tensor_codec;	/* codes whole tensors: each extent is the data
 				 * extent of a tensor with side data, and the
 				 * side record fixes the block geometry */
+	bool lossy;		/* decodes to an approximation of the source */
 
 	/*
 	 * open() - the per-image state from the codec's section (@sect of

@@ -14,6 +14,8 @@
 #include "codec/common/base.h"
 
 #include <fcntl.h>
+#include <float.h>
+#include <math.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,6 +58,11 @@ struct nwc_image {
 	uint32_t *tcount;		/* per inode: number of tensors */
 	atomic_uchar *reported;		/* per block: damage already logged */
 	uint64_t total_size;
+	struct section info;		/* INFO, version 1, if present */
+	int64_t created;		/* from INFO */
+	const char *info_text;		/* into info.data */
+	size_t info_len;
+	double *tsig, *terr;		/* per tensor from INFO, or NAN */
 };
 
 #define corrupt(...) (nwc_err(__VA_ARGS__), -NWC_ECORRUPT)
@@ -125,6 +132,31 @@ static bool overlaps(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
 	return alen && blen && a < b + blen && b < a + alen;
 }
 
+/* The INFO section's bytes (format.h 11), checked by parse_info(). */
+static int read_info(struct nwc_image *img, const struct nwc_rec_dirent *de)
+{
+	struct section *s = &img->info;
+
+	if (s->present || de->off % 8 || de->len < NWC_INFO_HDR_SIZE ||
+	    de->len > NWC_INFO_HDR_SIZE + NWC_INFO_TEXT_MAX +
+			      (uint64_t)NWC_INFO_ENT_SIZE * UINT32_MAX)
+		return corrupt("%s: INFO section duplicated, misaligned or of a bad size",
+			       img->path);
+	s->off = de->off;
+	s->len = de->len;
+	s->present = true;
+	s->data = malloc(de->len);
+	if (!s->data)
+		return -ENOMEM;
+	if (nwc_pread_full(img->fd, s->data, de->len, de->off))
+		return corrupt("%s: cannot read the INFO section", img->path);
+	if (nwc_hash64(s->data, de->len) != de->xxh) {
+		nwc_err("%s: INFO section checksum mismatch", img->path);
+		return -NWC_ECHECKSUM;
+	}
+	return 0;
+}
+
 static int read_sections(struct nwc_image *img, uint64_t dir_off,
 			 uint32_t dir_count, uint64_t dir_xxh)
 {
@@ -160,7 +192,7 @@ static int read_sections(struct nwc_image *img, uint64_t dir_off,
 		off = de.off;
 		len = de.len;
 		if (type >= NWC_SECT_OPTIONAL) {
-			/* Not used by this version, but must still be in place. */
+			/* Maybe not used by this version, but in place. */
 			if (!nwc_range_ok(off, len, img->image_size) ||
 			    overlaps(off, len, 0, NWC_SB_SIZE) ||
 			    overlaps(off, len, img->data_off, img->data_len) ||
@@ -168,6 +200,12 @@ static int read_sections(struct nwc_image *img, uint64_t dir_off,
 				ret = corrupt("%s: section %u out of bounds",
 					      img->path, type);
 				goto out_free;
+			}
+			/* INFO of a later version: skipped like the rest. */
+			if (type == NWC_SECT_INFO && de.version == 1) {
+				ret = read_info(img, &de);
+				if (ret)
+					goto out_free;
 			}
 			continue;
 		}
@@ -744,6 +782,88 @@ out_free:
 	return ret;
 }
 
+static bool finite_nonneg(double v)
+{
+	return v >= 0 && v <= DBL_MAX;
+}
+
+/* INFO against the tensors: header, entries in order, text (format.h 11). */
+static int parse_info(struct nwc_image *img)
+{
+	const uint8_t *p = img->info.data;
+	struct nwc_rec_info_hdr h;
+	uint64_t want;
+
+	if (!img->info.present)
+		return 0;
+	for (uint32_t t = 1; t <= NWC_SECT_LAST; t++)
+		if (img->sect[t].present &&
+		    overlaps(img->info.off, img->info.len, img->sect[t].off,
+			     img->sect[t].len))
+			return corrupt("%s: sections %u and INFO overlap",
+				       img->path, t);
+	nwc_rec_info_hdr_decode(p, &h);
+	want = NWC_INFO_HDR_SIZE + (uint64_t)h.count * NWC_INFO_ENT_SIZE +
+	       h.text_len;
+	if (h.count > img->n_tensors || h.text_len > NWC_INFO_TEXT_MAX ||
+	    want != img->info.len)
+		return corrupt("%s: INFO section: %u entries and %u bytes of text do not fill its %llu bytes",
+			       img->path, h.count, h.text_len,
+			       (unsigned long long)img->info.len);
+	img->tsig = malloc(NWC_MAX(img->n_tensors, 1) * sizeof(double));
+	img->terr = malloc(NWC_MAX(img->n_tensors, 1) * sizeof(double));
+	if (!img->tsig || !img->terr)
+		return -ENOMEM;
+	for (uint32_t t = 0; t < img->n_tensors; t++)
+		img->tsig[t] = img->terr[t] = NAN;
+	for (uint32_t i = 0; i < h.count; i++) {
+		const uint8_t *q = p + NWC_INFO_HDR_SIZE +
+				   (size_t)i * NWC_INFO_ENT_SIZE;
+		struct nwc_rec_info_ent e;
+		double sig, err;
+
+		nwc_rec_info_ent_decode(q, &e);
+		memcpy(&sig, &e.sig, sizeof(sig));
+		memcpy(&err, &e.err, sizeof(err));
+		if (e.tensor >= img->n_tensors || e.reserved ||
+		    (i && e.tensor <= nwc_get_le32(q - NWC_INFO_ENT_SIZE)) ||
+		    !finite_nonneg(sig) || !finite_nonneg(err))
+			return corrupt("%s: INFO section: entry %u is out of order, out of range or not a finite error",
+				       img->path, i);
+		img->tsig[e.tensor] = sig;
+		img->terr[e.tensor] = err;
+	}
+	img->info_text = (const char *)p + want - h.text_len;
+	img->info_len = h.text_len;
+	if (memchr(img->info_text, '\0', img->info_len))
+		return corrupt("%s: INFO section: a NUL byte in its text",
+			       img->path);
+	img->created = (int64_t)h.created;
+	return 0;
+}
+
+int nwc_image_made(const struct nwc_image *img, int64_t *created,
+		   const char **text, size_t *len)
+{
+	if (!img->info.present)
+		return -ENOENT;
+	*created = img->created;
+	*text = img->info_text;
+	*len = img->info_len;
+	return 0;
+}
+
+int nwc_image_tensor_error(const struct nwc_image *img, uint32_t t,
+			   double *sig, double *err)
+{
+	assert(t < img->n_tensors);
+	if (!img->tsig || isnan(img->tsig[t]))
+		return -ENOENT;
+	*sig = img->tsig[t];
+	*err = img->terr[t];
+	return 0;
+}
+
 int nwc_image_open_fd(int fd, const char *path,
 		      const struct nwc_codec_set *codecs, struct nwc_image **out)
 {
@@ -789,6 +909,8 @@ int nwc_image_open_fd(int fd, const char *path,
 		ret = parse_tensors(img);
 	if (!ret)
 		ret = parse_extents(img);
+	if (!ret)
+		ret = parse_info(img);
 	if (ret)
 		goto out_close;
 	*out = img;
@@ -835,6 +957,9 @@ void nwc_image_close(struct nwc_image *img)
 	free(img->tfirst);
 	free(img->tcount);
 	free(img->reported);
+	free(img->info.data);
+	free(img->tsig);
+	free(img->terr);
 	free(img->path);
 	free(img);
 }
@@ -905,6 +1030,57 @@ const char *nwc_image_codec_name(const struct nwc_image *img, unsigned codec,
 		return buf;
 	}
 	return dec->describe(arg, side, buf, len);
+}
+
+bool nwc_image_extent_lossy(const struct nwc_image *img, uint32_t ext)
+{
+	assert(ext < img->n_extents);
+	return img->codecs->dec[img->eslot[ext]]->lossy;
+}
+
+const char *nwc_image_extent_codec(const struct nwc_image *img, uint32_t ext)
+{
+	assert(ext < img->n_extents);
+	return img->codecs->dec[img->eslot[ext]]->name;
+}
+
+bool nwc_image_file_lossy(const struct nwc_image *img, uint32_t ino)
+{
+	const struct nwc_inode *n = &img->inodes[ino];
+
+	if (!S_ISREG(n->mode))
+		return false;
+	for (uint32_t k = 0; k < n->count; k++)
+		if (nwc_image_extent_lossy(img, n->first + k))
+			return true;
+	return false;
+}
+
+void nwc_image_file_fidelity(const struct nwc_image *img, uint32_t ino,
+			     struct nwc_fidelity *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->lossy = nwc_image_file_lossy(img, ino);
+	for (uint32_t t = img->tfirst[ino]; t < img->tfirst[ino] + img->tcount[ino];
+	     t++) {
+		const struct nwc_tensor *x = &img->tensors[t];
+		uint64_t w = 1;
+
+		if (x->extent == UINT32_MAX ||
+		    !nwc_image_extent_lossy(img, x->extent))
+			continue;
+		for (unsigned d = 0; d < x->ndim; d++)
+			w *= x->shape[d];
+		out->tensors++;
+		out->weights += w;
+		out->stored += nwc_image_extent_stored(img, x->extent) +
+			       x->side_len;
+		if (img->tsig && !isnan(img->tsig[t])) {
+			out->with_err++;
+			out->sig += img->tsig[t];
+			out->err += img->terr[t];
+		}
+	}
 }
 
 void nwc_image_print_codecs(const struct nwc_image *img, FILE *out)
@@ -998,6 +1174,24 @@ uint32_t nwc_image_find_extent(const struct nwc_image *img, uint32_t ino,
 	return n->first + lo;
 }
 
+/* Why block @idx could not be read, said plainly. */
+static void report_read_error(const struct nwc_image *img, uint32_t idx,
+			      int err)
+{
+	const struct nwc_block *b = &img->blocks[idx];
+	struct stat st;
+
+	if (err == -NWC_ECORRUPT && !fstat(img->fd, &st))
+		nwc_err("%s: block %u (bytes %llu..%llu): the image is shorter than its tables say (%llu bytes now; truncated after it was opened?)",
+			img->path, idx, (unsigned long long)b->off,
+			(unsigned long long)(b->off + b->stored_len - 1),
+			(unsigned long long)st.st_size);
+	else
+		nwc_err("%s: block %u (offset %llu, %u bytes): read failed: %s",
+			img->path, idx, (unsigned long long)b->off,
+			b->stored_len, nwc_strerror(err));
+}
+
 static int fetch_block(const struct nwc_image *img, struct nwc_dctx *dctx,
 		       uint32_t idx, const uint8_t **payload)
 {
@@ -1011,8 +1205,9 @@ static int fetch_block(const struct nwc_image *img, struct nwc_dctx *dctx,
 		return -ENOMEM;
 	ret = nwc_pread_full(img->fd, buf, b->stored_len, b->off);
 	if (ret) {
-		nwc_err("%s: block %u: read failed: %s", img->path, idx,
-			nwc_strerror(ret));
+		/* One line per bad block, however often it is read. */
+		if (!atomic_exchange(&img->reported[idx], 1))
+			report_read_error(img, idx, ret);
 		return ret;
 	}
 	if (nwc_hash64(buf, b->stored_len) != b->xxh) {

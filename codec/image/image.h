@@ -94,6 +94,24 @@ struct nwc_image_info {
 };
 
 /*
+ * nwc_image_made() - how the image was made, from its INFO section
+ * (format.h 11): creation time, and text of "key=value" lines (not
+ * terminated; @len bytes).  Returns 0, or -ENOENT for an image without
+ * one (made before it existed).
+ */
+int nwc_image_made(const struct nwc_image *img, int64_t *created,
+		   const char **text, size_t *len);
+
+/*
+ * nwc_image_tensor_error() - for tensor @t, stored lossily, the sums of
+ * the source's squared weights and of the squared error of what the image
+ * serves (SQNR = 10 log10(sig / err)).  Returns 0, or -ENOENT when the
+ * image does not say (an exact tensor, or no INFO section).
+ */
+int nwc_image_tensor_error(const struct nwc_image *img, uint32_t t,
+			   double *sig, double *err);
+
+/*
  * nwc_image_open() - open and validate an image.  Returns 0 and sets *out,
  * or a negative errno: from open(2)/pread(2); -NWC_ECORRUPT when a structure
  * is invalid; -NWC_ECHECKSUM when a checksum does not match; -NWC_EFEATURE
@@ -133,6 +151,27 @@ const void *nwc_image_codec_state(const struct nwc_image *img, unsigned codec);
 const char *nwc_image_codec_name(const struct nwc_image *img, unsigned codec,
 				 uint32_t arg, const void *side, char *buf,
 				 size_t len);
+
+/*
+ * Whether extent @ext is coded lossily (its codec serves an approximation
+ * of the source), and whether any extent of file @ino is.
+ */
+bool nwc_image_extent_lossy(const struct nwc_image *img, uint32_t ext);
+/* The short name of extent @ext's codec ("zstd", "nwc"). */
+const char *nwc_image_extent_codec(const struct nwc_image *img, uint32_t ext);
+bool nwc_image_file_lossy(const struct nwc_image *img, uint32_t ino);
+
+/* What file @ino's lossy tensors come to (nwc_image_file_fidelity). */
+struct nwc_fidelity {
+	bool lossy;		/* some extent of the file is lossy */
+	uint32_t tensors;	/* its lossy tensors */
+	uint64_t weights;	/* their elements */
+	uint64_t stored;	/* their stored bytes, side data included */
+	uint32_t with_err;	/* of them, those the INFO section covers */
+	double sig, err;	/* and the sums it gives for them */
+};
+void nwc_image_file_fidelity(const struct nwc_image *img, uint32_t ino,
+			     struct nwc_fidelity *out);
 
 /* What the codecs say of their per-image state ("model m0: ..."). */
 void nwc_image_print_codecs(const struct nwc_image *img, FILE *out);

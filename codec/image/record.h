@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * record.h - one encode and one decode function per fixed-size record of
- * the image format (format.h, sections 1-7), expanded from the field lists
+ * the image format (format.h, sections 1-7 and 11), expanded from the field lists
  * of format.h (the one place the offsets are written); used by the reader
  * and the writer.
  *
@@ -36,6 +36,8 @@ struct nwc_rec_inode { NWC_INODE_FIELDS(NWC_REC_MEMBER) };
 struct nwc_rec_extent { NWC_EXTENT_FIELDS(NWC_REC_MEMBER) };
 struct nwc_rec_block { NWC_BLOCK_FIELDS(NWC_REC_MEMBER) };
 struct nwc_rec_tensor { NWC_TENSOR_FIELDS(NWC_REC_MEMBER) };
+struct nwc_rec_info_hdr { NWC_INFO_HDR_FIELDS(NWC_REC_MEMBER) };
+struct nwc_rec_info_ent { NWC_INFO_ENT_FIELDS(NWC_REC_MEMBER) };
 
 #define NWC_REC_FUNCS(kind)						\
 	void nwc_rec_##kind##_encode(const struct nwc_rec_##kind *r,	\
@@ -56,5 +58,7 @@ NWC_REC_FUNCS(inode)
 NWC_REC_FUNCS(extent)
 NWC_REC_FUNCS(block)
 NWC_REC_FUNCS(tensor)
+NWC_REC_FUNCS(info_hdr)
+NWC_REC_FUNCS(info_ent)
 
 #endif /* NWC_RECORD_H */

@@ -9,6 +9,7 @@
 #include "codec/common/base.h"
 
 #include <fcntl.h>
+#include <float.h>
 #include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,6 +78,8 @@ struct wtensor {
 	uint64_t side_xxh;
 	void *side;		/* the parsed side record, or NULL */
 	const struct nwc_codec_dec *side_dec;	/* the codec that parsed it */
+	bool has_err;		/* sig and err set (INFO) */
+	double sig, err;
 };
 
 /* A growable byte buffer for the tables. */
@@ -88,6 +91,11 @@ struct bytes {
 
 struct nwc_writer {
 	char *path;
+	bool has_info;		/* write an INFO section */
+	int64_t created;
+	char *info_text;
+	size_t info_len;
+	struct bytes info;	/* its body, built with the tables */
 	char *tmp_path;		/* named temporary file, or NULL: the image
 				 * is written unnamed (O_TMPFILE) */
 	const char *name;	/* for messages: tmp_path, else path */
@@ -836,6 +844,69 @@ static int add_section(struct bytes *dir, struct nwc_writer *w, uint32_t type,
 	return bytes_add(dir, e, sizeof(e), NULL);
 }
 
+/* The INFO body (format.h 11), tensors in their final order @torder. */
+static int build_info(struct nwc_writer *w, const uint32_t *torder)
+{
+	uint8_t rec[NWC_INFO_ENT_SIZE];
+	struct nwc_rec_info_hdr h = {
+		.created = (uint64_t)w->created,
+		.text_len = (uint32_t)w->info_len,
+	};
+	int ret;
+
+	for (uint32_t i = 0; i < w->n_tensors; i++)
+		h.count += w->tensors[i].has_err;
+	ret = bytes_add(&w->info, NULL, NWC_INFO_HDR_SIZE, NULL);
+	if (ret)
+		return ret;
+	nwc_rec_info_hdr_encode(&h, w->info.p);
+	for (uint32_t i = 0; i < w->n_tensors && !ret; i++) {
+		const struct wtensor *t = &w->tensors[torder[i]];
+		struct nwc_rec_info_ent e = { .tensor = i };
+
+		if (!t->has_err)
+			continue;
+		memcpy(&e.sig, &t->sig, sizeof(e.sig));
+		memcpy(&e.err, &t->err, sizeof(e.err));
+		nwc_rec_info_ent_encode(&e, rec);
+		ret = bytes_add(&w->info, rec, sizeof(rec), NULL);
+	}
+	if (!ret)
+		ret = bytes_add(&w->info, w->info_text, w->info_len, NULL);
+	return ret;
+}
+
+int nwc_writer_set_info(struct nwc_writer *w, int64_t created,
+			const char *text, size_t len)
+{
+	char *copy;
+
+	if (len > NWC_INFO_TEXT_MAX || (len && memchr(text, '\0', len)))
+		return -EINVAL;
+	copy = malloc(NWC_MAX(len, 1));
+	if (!copy)
+		return -ENOMEM;
+	memcpy(copy, text, len);
+	free(w->info_text);
+	w->info_text = copy;
+	w->info_len = len;
+	w->created = created;
+	w->has_info = true;
+	return 0;
+}
+
+int nwc_writer_set_tensor_error(struct nwc_writer *w, uint32_t idx,
+				double sig, double err)
+{
+	if (idx >= w->n_tensors || !(sig >= 0 && sig <= DBL_MAX) ||
+	    !(err >= 0 && err <= DBL_MAX))
+		return -EINVAL;
+	w->tensors[idx].has_err = true;
+	w->tensors[idx].sig = sig;
+	w->tensors[idx].err = err;
+	return 0;
+}
+
 /* Build the table sections into @sect (indexed by NWC_SECT_* - 1). */
 static int build_tables(struct nwc_writer *w, struct bytes *sect)
 {
@@ -982,6 +1053,8 @@ static int build_tables(struct nwc_writer *w, struct bytes *sect)
 				      },
 				      tens->p + (size_t)i * NWC_TENSOR_SIZE);
 	}
+	if (w->has_info)
+		ret = build_info(w, torder);
 out_free:
 	free(tnew);
 	free(torder);
@@ -1129,6 +1202,11 @@ int nwc_writer_finish(struct nwc_writer *w)
 		if (ret)
 			goto out_free;
 	}
+	if (w->has_info) {
+		ret = add_section(&dir, w, NWC_SECT_INFO, &w->info);
+		if (ret)
+			goto out_free;
+	}
 	dir_off = w->pos;
 	ret = put_data(w, dir.p, dir.len);
 	if (!ret)
@@ -1200,6 +1278,8 @@ void nwc_writer_abort(struct nwc_writer *w)
 	free(w->blocks);
 	free(w->tensors);
 	free(w->wbuf);
+	free(w->info_text);
+	free(w->info.p);
 	free(w->tmp_path);
 	free(w->path);
 	free(w);

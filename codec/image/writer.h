@@ -137,6 +137,19 @@ int nwc_writer_set_tensor_side(struct nwc_writer *w, uint32_t idx,
 			       unsigned codec, const void *side, size_t len);
 
 /*
+ * nwc_writer_set_info() - give the image an INFO section (format.h 11):
+ * the creation time and @len bytes of "key=value\n" text (no NUL, at most
+ * NWC_INFO_TEXT_MAX).  nwc_writer_set_tensor_error() - record there, for
+ * tensor @idx stored lossily, the sums of its squared source weights and
+ * of its squared error (finite, >= 0).  Both return 0 or -EINVAL
+ * (-ENOMEM).
+ */
+int nwc_writer_set_info(struct nwc_writer *w, int64_t created,
+			const char *text, size_t len);
+int nwc_writer_set_tensor_error(struct nwc_writer *w, uint32_t idx,
+				double sig, double err);
+
+/*
  * nwc_writer_add_tensor_extent() - append the extent of tensor @tensor,
  * which has side data, to file @id (the tensor's data must start at the
  * file's current end), and its @nblocks blocks: @payload[b] of @len[b]

@@ -237,6 +237,7 @@ const struct nwc_codec_dec nwc_codec_nwc_dec = {
 	.incompat = NWC_INCOMPAT_NWC,
 	.section = NWC_SECT_MODELS,
 	.tensor_codec = true,
+	.lossy = true,
 	.open = nwc_open,
 	.close = nwc_nwc_models_free,
 	.check_tensor = nwc_check_tensor,

@@ -130,6 +130,9 @@ static int put_nwc(struct wstate *ws, uint32_t id, uint32_t tensor,
 
 	ret = nwc_writer_set_tensor_side(ws->wr, tensor, NWC_CODEC_NWC, e->side,
 					 e->side_len);
+	/* What it costs in fidelity, for nwc info and the mount's xattrs. */
+	if (!ret)
+		ret = nwc_writer_set_tensor_error(ws->wr, tensor, j->sig, j->err);
 	if (!ret)
 		ret = nwc_writer_add_tensor_extent(ws->wr, id, tensor, e->nbands,
 						e->band, e->band_len, &ext);

@@ -79,7 +79,10 @@ int nwc_pack(const char *root, struct nwc_tree *tree, const char *image,
 					nwc_codecs_write(), &wr);
 	if (ret)
 		goto out_jobs;
-	if (!p.rank)
+	if (!p.rank && opts->info)
+		ret = nwc_writer_set_info(wr, opts->created, opts->info,
+					  strlen(opts->info));
+	if (!ret && !p.rank)
 		ret = pack_add_nodes(wr, tree);
 	if (!ret && !p.rank && opts->lossy)
 		ret = pack_add_models(wr, opts->lossy->models);

@@ -39,6 +39,10 @@ struct nwc_pack_opts {
 	bool force;		/* replace an existing image */
 	bool progress;		/* draw a progress bar */
 	struct nwc_pack_lossy *lossy;	/* NULL: everything lossless */
+	/* The image's INFO section (format.h 11): "key=value\n" lines and
+	 * the creation time; no section when @info is NULL. */
+	const char *info;
+	int64_t created;
 };
 
 /* What the lossy tensors came to. */

@@ -3,7 +3,7 @@
 # nwc: `nwc eval` scores a model directory (or a mounted image) by
 # perplexity, `nwc calib` writes calibration stats.
 bin_PROGRAMS += mkfs/tools/nwc
-mkfs_tools_nwc_SOURCES = mkfs/tools/nwc.c
+mkfs_tools_nwc_SOURCES = mkfs/tools/nwc.c mkfs/tools/info.c mkfs/tools/info.h
 mkfs_tools_nwc_LDADD = $(NWC_MKFS_LIB) $(NWC_CODEC_LIB) $(NWC_DEP_LIBS) -lm
 dist_bin_SCRIPTS += mkfs/tools/nwc-calib-stats.py
 

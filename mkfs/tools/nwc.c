@@ -2,7 +2,8 @@
 /*
  * nwc.c - main() of nwc: `nwc eval` prints the perplexity of a Llama-family
  * model directory (or a mounted image) on a token file; `nwc calib` writes
- * the calibration statistics that mkfs.nwc uses.
+ * the calibration statistics that mkfs.nwc uses; `nwc info` (info.c)
+ * describes an image.
  */
 #include "codec/common/base.h"
 
@@ -22,6 +23,7 @@
 #include "mkfs/llm/llama.h"
 #include "mkfs/pack/calib.h"
 #include "mkfs/pack/progress.h"
+#include "mkfs/tools/info.h"
 
 #define PROG "nwc"
 #define MAX_THREADS 256u
@@ -43,6 +45,7 @@ static void usage(FILE *f)
 	fprintf(f,
 "Usage: nwc eval [OPTIONS] MODEL_DIR TOKENS.u16\n"
 "       nwc calib [OPTIONS] MODEL_DIR TOKENS.u16 -o STATS.safetensors\n"
+"       nwc info [--json] IMAGE   (see nwc info --help)\n"
 "Run a Llama-family model (llama, mistral, qwen2, qwen3) of a model\n"
 "directory or a mounted image on a token file: little-endian 16-bit token\n"
 "ids, a new sequence at every BOS (id 1).\n"
@@ -287,6 +290,10 @@ int main(int argc, char **argv)
 	int c, bad = 0;
 
 	nwc_log_set_prefix(PROG);
+	if (argc > 1 && !strcmp(argv[1], "info")) {
+		argv[1] = argv[0];
+		return nwc_info_main(argc - 1, argv + 1);
+	}
 	if (argc > 1 && (!strcmp(argv[1], "eval") || !strcmp(argv[1], "calib"))) {
 		o.cmd = strcmp(argv[1], "eval") ? CMD_CALIB : CMD_EVAL;
 		have_cmd = true;
@@ -330,7 +337,7 @@ int main(int argc, char **argv)
 		}
 	}
 	if (!have_cmd) {
-		nwc_err("expected a command, eval or calib (see --help)");
+		nwc_err("expected a command, eval, calib or info (see --help)");
 		return NWC_EXIT_USAGE;
 	}
 	if (argc - optind != 2) {
