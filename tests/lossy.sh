@@ -243,6 +243,62 @@ grep -q '^bad.weight zstd' "$W/codecs" && grep -q '^good.weight nwc' \
 check "$W/nan" "$W/nan.nwc" $MIN_DB	# bad.weight byte for byte
 echo "lossy: a NaN tensor falls back to lossless"
 
+# Extreme finite weights: a matrix of +-FLT_MAX, and one 1e30 among small
+# weights, are stored exactly with a warning naming each; nothing served
+# is non-finite, and an ordinary matrix beside them stays lossy.
+mkdir "$W/extreme"
+python3 - "$W/extreme/model.safetensors" <<'EOF'
+import json, struct, sys
+import numpy as np
+r = np.random.default_rng(2)
+fmax = np.finfo(np.float32).max
+t = {"fmax.weight": np.where(np.indices((64, 128)).sum(0) % 2, fmax,
+                             -fmax).astype("<f4"),
+     "spike.weight": (r.standard_normal((64, 128)) * 0.02).astype("<f4"),
+     "plain.weight": (r.standard_normal((64, 128)) * 0.02).astype("<f4")}
+t["spike.weight"][5, 17] = 1e30
+h, off = {}, 0
+for k, v in t.items():
+    h[k] = {"dtype": "F32", "shape": list(v.shape),
+            "data_offsets": [off, off + v.nbytes]}
+    off += v.nbytes
+j = json.dumps(h).encode()
+j += b" " * (-len(j) % 8)
+open(sys.argv[1], "wb").write(struct.pack("<Q", len(j)) + j +
+                              b"".join(v.tobytes() for v in t.values()))
+EOF
+mk -j2 "$W/extreme" "$W/extreme.nwc"
+grep -q 'warning: .*fmax.weight: .*stored losslessly' "$W/mk.out" &&
+	grep -q 'warning: .*spike.weight: row 5 has weights the neural codec cannot represent.*stored losslessly' \
+	"$W/mk.out" || t_fail "extreme weights: no warnings: $(cat "$W/mk.out")"
+listing "$W/extreme.nwc" >"$W/codecs"
+grep -q '^fmax.weight zstd' "$W/codecs" && grep -q '^spike.weight zstd' \
+	"$W/codecs" && grep -q '^plain.weight nwc' "$W/codecs" ||
+	t_fail "extreme weights: $(cat "$W/codecs")"
+"$FSCK" -q -x "$W/xx" "$W/extreme.nwc" || t_fail "extreme weights: fsck -x"
+cmp -s "$W/extreme/model.safetensors" "$W/xx/model.safetensors" &&
+	t_fail "extreme weights: plain.weight was not coded lossily"
+python3 - "$W/extreme/model.safetensors" "$W/xx/model.safetensors" <<'EOF' ||
+import json, struct, sys
+import numpy as np
+def load(p):
+    b = open(p, "rb").read()
+    n = struct.unpack("<Q", b[:8])[0]
+    h = json.loads(b[8:8 + n])
+    return {k: np.frombuffer(b[8 + n + v["data_offsets"][0]:
+                               8 + n + v["data_offsets"][1]], "<f4")
+            for k, v in h.items()}
+a, b = load(sys.argv[1]), load(sys.argv[2])
+for k in a:
+    if not np.isfinite(b[k]).all():
+        sys.exit("%s: non-finite values served" % k)
+for k in ("fmax.weight", "spike.weight"):
+    if not np.array_equal(a[k], b[k]):
+        sys.exit("%s: not exact" % k)
+EOF
+	t_fail "extreme weights: what is served is wrong"
+echo "lossy: extreme weights are stored exactly, with warnings"
+
 # --- bad options: a message, exit 1 or 3, no image ----------------------
 # bad WANT PATTERN ARGS...: mkfs.nwc ARGS exits WANT, says PATTERN.
 bad() {

@@ -15,6 +15,19 @@ typedef float v4sf __attribute__((vector_size(16)));
 typedef int32_t v4si __attribute__((vector_size(16)));
 typedef uint32_t v4su __attribute__((vector_size(16)));
 
+/*
+ * The lanes of @a and @b (0-3: @a's, 4-7: @b's) that four constants pick:
+ * __builtin_shufflevector is what clang and GCC 12 and later share; older
+ * GCC has only __builtin_shuffle.
+ */
+#if defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 12)
+#define V4_SHUFFLE2(a, b, i, j, k, l) \
+	__builtin_shufflevector((a), (b), i, j, k, l)
+#else
+#define V4_SHUFFLE2(a, b, i, j, k, l) \
+	__builtin_shuffle((a), (b), (v4si){ i, j, k, l })
+#endif
+
 static inline v4sf v4_load(const float *p)
 {
 	v4sf v;

@@ -220,19 +220,19 @@ static inline void emit_4x16(const float *x, size_t ld, const float *sc,
 		v4sf a = v4_load(x + t), b = v4_load(x + ld + t);
 		v4sf c = v4_load(x + 2 * ld + t), d = v4_load(x + 3 * ld + t);
 		/* transpose: row i holds element t + i of the four chunks */
-		v4sf ab0 = __builtin_shuffle(a, b, (v4si){ 0, 4, 1, 5 });
-		v4sf ab1 = __builtin_shuffle(a, b, (v4si){ 2, 6, 3, 7 });
-		v4sf cd0 = __builtin_shuffle(c, d, (v4si){ 0, 4, 1, 5 });
-		v4sf cd1 = __builtin_shuffle(c, d, (v4si){ 2, 6, 3, 7 });
+		v4sf ab0 = V4_SHUFFLE2(a, b, 0, 4, 1, 5);
+		v4sf ab1 = V4_SHUFFLE2(a, b, 2, 6, 3, 7);
+		v4sf cd0 = V4_SHUFFLE2(c, d, 0, 4, 1, 5);
+		v4sf cd1 = V4_SHUFFLE2(c, d, 2, 6, 3, 7);
 
 		v4_store(tmp + t * n, sc[t] *
-			 __builtin_shuffle(ab0, cd0, (v4si){ 0, 1, 4, 5 }));
+			 V4_SHUFFLE2(ab0, cd0, 0, 1, 4, 5));
 		v4_store(tmp + (t + 1) * n, sc[t + 1] *
-			 __builtin_shuffle(ab0, cd0, (v4si){ 2, 3, 6, 7 }));
+			 V4_SHUFFLE2(ab0, cd0, 2, 3, 6, 7));
 		v4_store(tmp + (t + 2) * n, sc[t + 2] *
-			 __builtin_shuffle(ab1, cd1, (v4si){ 0, 1, 4, 5 }));
+			 V4_SHUFFLE2(ab1, cd1, 0, 1, 4, 5));
 		v4_store(tmp + (t + 3) * n, sc[t + 3] *
-			 __builtin_shuffle(ab1, cd1, (v4si){ 2, 3, 6, 7 }));
+			 V4_SHUFFLE2(ab1, cd1, 2, 3, 6, 7));
 	}
 }
 

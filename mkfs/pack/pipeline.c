@@ -8,6 +8,7 @@
 #include "codec/common/base.h"
 
 #include <fcntl.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -154,6 +155,41 @@ static int measure(struct job *j, float *x, const float *what,
 	return 0;
 }
 
+/*
+ * Whether the codec served the m x n tensor @x faithfully as @what: every
+ * value finite, and no row whose error outweighs that row without its
+ * largest weight.  (One huge weight among small ones sets the row's scale,
+ * and the others come back as noise of that scale: a row of 0.02s with
+ * one 1e30 decoded to values near 1e29.)  A row of zeros and one weight
+ * may err by a millionth of its energy.  Sets *@row to a bad row.
+ */
+static bool faithful(const float *x, const float *what, uint32_t m,
+		     uint32_t n, uint32_t *row)
+{
+	for (uint32_t r = 0; r < m; r++) {
+		const float *a = x + (size_t)r * n, *b = what + (size_t)r * n;
+		double all = 0, top = 0, err = 0;
+
+		for (uint32_t c = 0; c < n; c++) {
+			double v = (double)a[c] * a[c], d;
+
+			if (!isfinite(b[c])) {
+				*row = r;
+				return false;
+			}
+			d = (double)a[c] - b[c];
+			all += v;
+			top = NWC_MAX(top, v);
+			err += d * d;
+		}
+		if (err > NWC_MAX(all - top, 1e-6 * all)) {
+			*row = r;
+			return false;
+		}
+	}
+	return true;
+}
+
 /* The coding options of lossy tensor @t, with statistics @h or NULL. */
 static void tenc_opts(const struct pipe *p, const struct nwc_rate_tensor *t,
 		      const float *h, struct nwc_tenc_opts *o)
@@ -201,11 +237,17 @@ int pack_seq_hook(void *arg, const char *name, float *w, uint32_t rows,
 							&h) : 0;
 		state = ret;
 		if (!ret) {
+			uint32_t row;
+
 			tenc_opts(p, t, h, &o);
 			ret = nwc_tenc_encode(rm->model, rm->index, w, rows,
 					      cols, t->level, &o, &enc);
-			/* Another failure: run_lossy() stores it losslessly. */
+			/* Another failure, or an unfaithful result:
+			 * run_lossy() stores it losslessly. */
 			state = !ret ? 1 : ret == -ENOMEM ? ret : 0;
+			if (state == 1 && !faithful(w, enc->what, rows, cols,
+						    &row))
+				state = 0;
 		}
 		if (state == 1)
 			memcpy(w, enc->what, (size_t)rows * cols * sizeof(*w));
@@ -229,6 +271,7 @@ static int run_lossy(struct worker *w, struct job *j)
 	const struct nwc_rate_model *rm = &lo->models->m[t->model];
 	struct nwc_tenc_opts o;
 	float *x, *h = NULL;
+	uint32_t row;
 	int ret;
 
 	ret = worker_open(w, j->file);
@@ -251,13 +294,25 @@ static int run_lossy(struct worker *w, struct job *j)
 	ret = nwc_tenc_encode(rm->model, rm->index, x, t->m, t->n, t->level,
 			      &o, &j->enc);
 	if (ret && ret != -ENOMEM) {
-		nwc_warn("%s: %s: the neural codec failed on it (%s): stored losslessly",
-			 t->path, t->name, nwc_strerror(ret));
+		float big = 0;
+
+		for (size_t i = 0; i < (size_t)t->m * t->n; i++)
+			big = NWC_MAX(big, fabsf(x[i]));
+		nwc_warn("%s: %s: the neural codec cannot code it (%s; its largest weight is %g): stored losslessly",
+			 t->path, t->name, nwc_strerror(ret), (double)big);
 		ret = run_fallback(w, j);
 		goto out_free;
 	}
 	if (ret)
 		goto out_free;
+	if (!faithful(x, j->enc->what, t->m, t->n, &row)) {
+		nwc_warn("%s: %s: row %u has weights the neural codec cannot represent (an outlier that dwarfs the rest of its row, or values near the float limit): stored losslessly",
+			 t->path, t->name, row);
+		nwc_tenc_free(j->enc);
+		j->enc = NULL;
+		ret = run_fallback(w, j);
+		goto out_free;
+	}
 	ret = measure(j, x, j->enc->what, h, t->m, t->n);
 	/* Only the stored bytes are kept until the writer takes them. */
 	free(j->enc->what);
