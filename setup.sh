@@ -9,7 +9,7 @@ cd "$(dirname "$0")"
 DEBS="build-essential autoconf automake pkg-config libfuse3-dev fuse3
 libzstd-dev libxxhash-dev libopenblas-dev libjansson-dev zstd groff-base
 python3 python3-pip python3-numpy python3-torch
-libopenmpi-dev openmpi-bin"
+libopenmpi-dev openmpi-bin clang"
 
 missing=
 for p in $DEBS; do

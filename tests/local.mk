@@ -77,14 +77,15 @@ TESTS += tests/test_iface \
 	tests/eval.sh tests/framework.sh tests/nwctrain.sh tests/fuzz-replay.sh tests/man.sh tests/roundtrip.sh tests/errors.sh \
 	tests/mount.sh tests/mount-corrupt.sh tests/mount-real.sh tests/lossy.sh \
 	tests/layers.sh tests/deps.sh tests/golden.sh tests/mpi.sh \
-	tests/folders.sh tests/extract.sh tests/info.sh
+	tests/folders.sh tests/extract.sh tests/info.sh tests/clang.sh
 EXTRA_DIST += tests/lib.sh tests/fuzz-replay.sh tests/man.sh \
 	tests/roundtrip.sh tests/errors.sh tests/mount.sh \
 	tests/mount-corrupt.sh tests/mount-real.sh tests/readcheck.py \
 	tests/demo.sh tests/corpus tests/mlp_ref.py tests/nwctrain.sh \
 	tests/eval.sh tests/framework.sh tests/llama_ref.py tests/framework.py \
 	tests/lossy.sh tests/layers.sh tests/deps.sh tests/golden.sh \
-	tests/mpi.sh tests/folders.sh tests/extract.sh tests/info.sh
+	tests/mpi.sh tests/folders.sh tests/extract.sh tests/info.sh \
+	tests/clang.sh
 
 # make demo: pack a generated model, mount it, read a tensor back, unmount.
 demo: all tests/gen_model
