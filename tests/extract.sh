@@ -76,4 +76,10 @@ printf 'x' >"$W/ctl/$(printf 'tab\tname')"
 	t_fail "mkfs.nwc of a control-character name: $(cat "$W/out")"
 grep -q ' tab\\x09name$' "$W/out" ||
 	t_fail "mkfs.nwc's summary did not escape a name: $(cat "$W/out")"
-echo "ok: mkfs.nwc's summary escapes names"
+# and so do the log lines: a warning about a FIFO with a newline in its name
+mkfifo "$W/ctl/$(printf 'fi\nfo')"
+"$MKFS" -f --lossless "$W/ctl" "$W/ctl.nwc" >"$W/out" 2>&1 ||
+	t_fail "mkfs.nwc with a FIFO: $(cat "$W/out")"
+grep -q 'warning: .*/fi\\x0afo: skipping special file$' "$W/out" ||
+	t_fail "a log line did not escape a name: $(cat "$W/out")"
+echo "ok: mkfs.nwc's summary and log lines escape names"

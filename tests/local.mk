@@ -77,7 +77,8 @@ TESTS += tests/test_iface \
 	tests/eval.sh tests/framework.sh tests/nwctrain.sh tests/fuzz-replay.sh tests/man.sh tests/roundtrip.sh tests/errors.sh \
 	tests/mount.sh tests/mount-corrupt.sh tests/mount-real.sh tests/lossy.sh \
 	tests/layers.sh tests/deps.sh tests/golden.sh tests/mpi.sh \
-	tests/folders.sh tests/extract.sh tests/info.sh tests/clang.sh
+	tests/folders.sh tests/extract.sh tests/info.sh tests/clang.sh \
+	tests/demo.sh
 EXTRA_DIST += tests/lib.sh tests/fuzz-replay.sh tests/man.sh \
 	tests/roundtrip.sh tests/errors.sh tests/mount.sh \
 	tests/mount-corrupt.sh tests/mount-real.sh tests/readcheck.py \
@@ -87,7 +88,8 @@ EXTRA_DIST += tests/lib.sh tests/fuzz-replay.sh tests/man.sh \
 	tests/mpi.sh tests/folders.sh tests/extract.sh tests/info.sh \
 	tests/clang.sh
 
-# make demo: pack a generated model, mount it, read a tensor back, unmount.
+# make demo: pack a generated model lossy and lossless, mount both, check
+# what each serves (also one of the tests above).
 demo: all tests/gen_model
 	top_srcdir='$(top_srcdir)' top_builddir='$(top_builddir)' \
 		$(SHELL) $(top_srcdir)/tests/demo.sh

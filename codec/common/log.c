@@ -47,20 +47,47 @@ void nwc_log_set_prefix(const char *prefix)
 	log_prefix = prefix;
 }
 
+/*
+ * Control characters of @s (a name from an image or a directory, most
+ * likely) as \xHH, so that one message stays one line and cannot drive
+ * the terminal; into @out of @cap bytes, cut short if need be.
+ */
+static int escape_controls(const char *s, char *out, size_t cap)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t n = 0;
+
+	for (; *s && n + 5 < cap; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (c < 0x20 || c == 0x7f) {
+			out[n++] = '\\';
+			out[n++] = 'x';
+			out[n++] = hex[c >> 4];
+			out[n++] = hex[c & 15];
+		} else {
+			out[n++] = (char)c;
+		}
+	}
+	out[n] = '\0';
+	return (int)n;
+}
+
 void nwc_log(enum nwc_log_level level, const char *fmt, ...)
 {
 	static const int prio[] = { LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG };
 	static const char *const tag[] = { "error", "warning", "info", "debug" };
-	char line[1024];
+	char msg[1024], line[1200];
 	va_list ap;
 	int n = 0;
 
 	if (level > log_level)
 		return;
 	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
 	if (log_syslog) {
-		vsnprintf(line, sizeof(line), fmt, ap);
-		va_end(ap);
+		escape_controls(msg, line, sizeof(line));
 		syslog(prio[level], "%s", line);
 		return;
 	}
@@ -69,10 +96,7 @@ void nwc_log(enum nwc_log_level level, const char *fmt, ...)
 	if (level != NWC_LOG_INFO)
 		n += snprintf(line + n, sizeof(line) - (size_t)n, "%s: ",
 			      tag[level]);
-	n += vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
-	va_end(ap);
-	if (n >= (int)sizeof(line) - 1)
-		n = (int)sizeof(line) - 2;
+	n += escape_controls(msg, line + n, sizeof(line) - (size_t)n - 1);
 	line[n++] = '\n';
 	/* One write(2) so lines from concurrent threads do not interleave. */
 	if (write(STDERR_FILENO, line, (size_t)n) < 0)
