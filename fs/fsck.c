@@ -60,31 +60,16 @@ static void usage(FILE *f)
 }
 
 /*
- * The path of inode @ino ("/a/b"), printable (nwc_escape): built from
- * its parents on the heap, so a tree of any depth has its full path.
+ * The path of inode @ino ("/a/b"), printable (nwc_escape), of any depth.
  * Returns a malloc'd string, or NULL when out of memory.
  */
 static char *inode_path(const struct nwc_image *img, uint32_t ino)
 {
-	size_t len = 0, pos;
-	char *raw, *out;
+	char *raw = nwc_image_inode_path(img, ino), *out;
 
-	for (uint32_t i = ino; i; i = nwc_image_inode(img, i)->parent)
-		len += 1 + nwc_image_inode(img, i)->name_len;
-	if (!len)
-		return strdup("/");
-	raw = malloc(len);
 	if (!raw)
 		return NULL;
-	pos = len;
-	for (uint32_t i = ino; i; i = nwc_image_inode(img, i)->parent) {
-		const struct nwc_inode *n = nwc_image_inode(img, i);
-
-		pos -= n->name_len;
-		memcpy(raw + pos, n->name, n->name_len);
-		raw[--pos] = '/';
-	}
-	out = nwc_escape(raw, len);
+	out = nwc_escape(raw, strlen(raw));
 	free(raw);
 	return out;
 }

@@ -277,30 +277,6 @@ static const char *const xattr_names[XA_N] = {
 	[XA_STATS] = "user.nwcfs.stats",
 };
 
-/* The value of "key=" in the INFO text, or NULL (sets *len). */
-static const char *info_value(const struct nwc_image *img, const char *key,
-			      size_t *len)
-{
-	size_t klen = strlen(key), tlen;
-	const char *text, *p, *end;
-	int64_t created;
-
-	if (nwc_image_made(img, &created, &text, &tlen))
-		return NULL;
-	for (p = text, end = text + tlen; p < end;) {
-		const char *nl = memchr(p, '\n', (size_t)(end - p));
-		const char *eol = nl ? nl : end;
-
-		if ((size_t)(eol - p) > klen && !memcmp(p, key, klen) &&
-		    p[klen] == '=') {
-			*len = (size_t)(eol - p - (ptrdiff_t)klen - 1);
-			return p + klen + 1;
-		}
-		p = eol + 1;
-	}
-	return NULL;
-}
-
 /* Writes attribute @a of @ino to @buf (@cap bytes); its length, or
  * -ENODATA when @ino has no such attribute. */
 static int xattr_value(struct nwcfs_ctx *ctx, uint32_t ino, enum xattr a,
@@ -321,21 +297,8 @@ static int xattr_value(struct nwcfs_ctx *ctx, uint32_t ino, enum xattr a,
 	}
 	switch (a) {
 	case XA_CODEC:
-		w = 0;
-		for (uint32_t k = 0; k < n->count; k++) {
-			const char *c = nwc_image_extent_codec(ctx->img,
-							       n->first + k);
-			bool seen = false;
-
-			for (uint32_t i = 0; i < k && !seen; i++)
-				seen = !strcmp(c, nwc_image_extent_codec(
-						       ctx->img, n->first + i));
-			if (!seen)
-				w += snprintf(buf + w, cap - (size_t)w, "%s%s",
-					      w ? "+" : "", c);
-		}
-		if (!n->count)
-			w = snprintf(buf, cap, "none");
+		nwc_image_file_codecs(ctx->img, ino, buf, cap);
+		w = (int)strlen(buf);
 		break;
 	case XA_LOSSY:
 		w = snprintf(buf, cap, "%s", fd.lossy ? "yes" : "no");
@@ -366,9 +329,10 @@ static int xattr_value(struct nwcfs_ctx *ctx, uint32_t ino, enum xattr a,
 		break;
 	case XA_TOOL:
 	case XA_COMMAND:
-		if (!ino && (v = info_value(ctx->img, a == XA_TOOL ? "tool" :
-								    "command",
-					    &len)))
+		if (!ino && (v = nwc_image_made_value(ctx->img,
+						      a == XA_TOOL ? "tool" :
+								     "command",
+						      &len)))
 			w = snprintf(buf, cap, "%.*s", (int)len, v);
 		break;
 	case XA_STATS:

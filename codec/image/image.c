@@ -1044,6 +1044,74 @@ const char *nwc_image_extent_codec(const struct nwc_image *img, uint32_t ext)
 	return img->codecs->dec[img->eslot[ext]]->name;
 }
 
+char *nwc_image_inode_path(const struct nwc_image *img, uint32_t ino)
+{
+	size_t len = 0, pos;
+	char *p;
+
+	assert(ino < img->n_inodes);
+	for (uint32_t i = ino; i; i = img->inodes[i].parent)
+		len += 1 + img->inodes[i].name_len;
+	if (!len)
+		return strdup("/");
+	p = malloc(len + 1);
+	if (!p)
+		return NULL;
+	pos = len;
+	p[len] = '\0';
+	for (uint32_t i = ino; i; i = img->inodes[i].parent) {
+		const struct nwc_inode *n = &img->inodes[i];
+
+		pos -= n->name_len;
+		memcpy(p + pos, n->name, n->name_len);
+		p[--pos] = '/';
+	}
+	return p;
+}
+
+void nwc_image_file_codecs(const struct nwc_image *img, uint32_t ino,
+			   char *buf, size_t cap)
+{
+	const struct nwc_inode *n = &img->inodes[ino];
+	size_t w = 0;
+
+	assert(cap >= 2);
+	snprintf(buf, cap, "-");
+	for (uint32_t k = 0; k < n->count; k++) {
+		const char *c = nwc_image_extent_codec(img, n->first + k);
+		bool seen = false;
+
+		for (uint32_t i = 0; i < k && !seen; i++)
+			seen = !strcmp(c, nwc_image_extent_codec(img,
+								 n->first + i));
+		if (!seen && w + strlen(c) + 2 <= cap)
+			w += (size_t)snprintf(buf + w, cap - w, "%s%s",
+					      w ? "+" : "", c);
+	}
+}
+
+const char *nwc_image_made_value(const struct nwc_image *img,
+				 const char *key, size_t *len)
+{
+	size_t klen = strlen(key);
+	const char *p, *end;
+
+	if (!img->info.present)
+		return NULL;
+	for (p = img->info_text, end = p + img->info_len; p < end;) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		const char *eol = nl ? nl : end;
+
+		if ((size_t)(eol - p) > klen && !memcmp(p, key, klen) &&
+		    p[klen] == '=') {
+			*len = (size_t)(eol - p) - klen - 1;
+			return p + klen + 1;
+		}
+		p = eol + 1;
+	}
+	return NULL;
+}
+
 bool nwc_image_file_lossy(const struct nwc_image *img, uint32_t ino)
 {
 	const struct nwc_inode *n = &img->inodes[ino];

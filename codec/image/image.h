@@ -161,6 +161,19 @@ bool nwc_image_extent_lossy(const struct nwc_image *img, uint32_t ext);
 const char *nwc_image_extent_codec(const struct nwc_image *img, uint32_t ext);
 bool nwc_image_file_lossy(const struct nwc_image *img, uint32_t ino);
 
+/* The path of inode @ino ("/a/b", not escaped), malloc'd, or NULL. */
+char *nwc_image_inode_path(const struct nwc_image *img, uint32_t ino);
+
+/* The distinct codecs of file @ino's extents ("zstd+nwc"; "-" for none)
+ * into @buf of @cap >= 2 bytes. */
+void nwc_image_file_codecs(const struct nwc_image *img, uint32_t ino,
+			   char *buf, size_t cap);
+
+/* The value of line "@key=..." of the INFO text (@len bytes, not
+ * terminated), or NULL. */
+const char *nwc_image_made_value(const struct nwc_image *img,
+				 const char *key, size_t *len);
+
 /* What file @ino's lossy tensors come to (nwc_image_file_fidelity). */
 struct nwc_fidelity {
 	bool lossy;		/* some extent of the file is lossy */

@@ -60,54 +60,6 @@ static double sqnr(double sig, double err)
 	return err > 0 ? 10 * log10(sig / err) : INFINITY;
 }
 
-/* The path of inode @ino, malloc'd (not escaped). */
-static char *raw_path(const struct nwc_image *img, uint32_t ino)
-{
-	size_t len = 0, pos;
-	char *p;
-
-	for (uint32_t i = ino; i; i = nwc_image_inode(img, i)->parent)
-		len += 1 + nwc_image_inode(img, i)->name_len;
-	if (!len)
-		return strdup("/");
-	p = malloc(len + 1);
-	if (!p)
-		return NULL;
-	pos = len;
-	p[len] = '\0';
-	for (uint32_t i = ino; i; i = nwc_image_inode(img, i)->parent) {
-		const struct nwc_inode *n = nwc_image_inode(img, i);
-
-		pos -= n->name_len;
-		memcpy(p + pos, n->name, n->name_len);
-		p[--pos] = '/';
-	}
-	return p;
-}
-
-/* The distinct codecs of file @ino's extents, "zstd+nwc". */
-static void file_codecs(const struct nwc_image *img, uint32_t ino, char *buf,
-			size_t cap)
-{
-	const struct nwc_inode *n = nwc_image_inode(img, ino);
-	size_t w = 0;
-
-	buf[0] = '\0';
-	for (uint32_t k = 0; k < n->count && w < cap; k++) {
-		const char *c = nwc_image_extent_codec(img, n->first + k);
-		bool seen = false;
-
-		for (uint32_t i = 0; i < k && !seen; i++)
-			seen = !strcmp(c, nwc_image_extent_codec(img,
-								 n->first + i));
-		if (!seen)
-			w += (size_t)snprintf(buf + w, cap - w, "%s%s",
-					      w ? "+" : "", c);
-	}
-	if (!n->count)
-		snprintf(buf, cap, "-");
-}
-
 static void put_tensor(const struct out *o, const struct nwc_image *img,
 		       uint32_t t, bool first)
 {
@@ -204,8 +156,8 @@ static void put_files(const struct out *o, const struct nwc_image *img,
 		total->with_err += fd.with_err;
 		total->sig += fd.sig;
 		total->err += fd.err;
-		file_codecs(img, ino, codecs, sizeof(codecs));
-		path = raw_path(img, ino);
+		nwc_image_file_codecs(img, ino, codecs, sizeof(codecs));
+		path = nwc_image_inode_path(img, ino);
 		if (o->json) {
 			fputs(first ? "\n    {\"path\": " : ",\n    {\"path\": ",
 			      o->f);
