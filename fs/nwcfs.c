@@ -7,6 +7,7 @@
 #include "codec/common/base.h"
 
 #include <fcntl.h>
+#include <limits.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,9 +56,10 @@ static void usage(const char *prog)
 	       "\n"
 	       "nwcfs options:\n"
 	       "    -o cache_size=SIZE     decoded block cache budget (default 256M)\n"
-	       "    -o threads=N           prefetch worker threads (default 2, 0: none)\n"
+	       "    -o threads=N           prefetch worker threads (default: the online\n"
+	       "                           CPUs, at most 64; 0: no prefetch)\n"
 	       "    -o readahead=N         blocks prefetched ahead of a sequential\n"
-	       "                           reader (default 4)\n"
+	       "                           reader (default: the threads, at least 4)\n"
 	       "    -o loglevel=LEVEL      err, warn, info or debug (default warn)\n"
 	       "    -o syslog              log to syslog (default in the background)\n"
 	       "    -o nonempty            mount even where something is mounted\n"
@@ -194,7 +196,7 @@ int main(int argc, char **argv)
 {
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
 	struct nwc_engine_opts eopts = NWC_ENGINE_OPTS_DEFAULT;
-	struct nwcfs_opts o = { .threads = 2, .readahead = 4 };
+	struct nwcfs_opts o = { .threads = UINT_MAX, .readahead = UINT_MAX };
 	struct fuse_cmdline_opts cl = { 0 };
 	struct fuse_args probe = FUSE_ARGS_INIT(0, NULL);
 	struct nwc_engine *eng = NULL;
@@ -240,11 +242,19 @@ int main(int argc, char **argv)
 		}
 		eopts.cache_bytes = (size_t)bytes;
 	}
+	/* By default a worker per core, and a block ahead for each. */
+	if (o.threads == UINT_MAX) {
+		long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+		o.threads = n > 0 ? (unsigned)NWC_MIN(n, 64L) : 2;
+	}
 	if (o.threads > 64) {
 		nwc_err("threads: at most 64");
 		ret = NWC_EXIT_USAGE;
 		goto out_args;
 	}
+	if (o.readahead == UINT_MAX)
+		o.readahead = NWC_MAX(o.threads, 4u);
 	eopts.threads = o.threads;
 	eopts.readahead = o.readahead;
 	if (!o.image) {
@@ -300,8 +310,15 @@ int main(int argc, char **argv)
 	}
 	if (o.syslog || !cl.foreground)
 		nwc_log_use_syslog("nwcfs");
+	nwcfs_ctx_set_mountpoint(ctx, cl.mountpoint);
 	/* libfuse 3.14 logs a bogus error when max_idle_threads is unset. */
 	fuse_opt_insert_arg(&args, 1, "-omax_idle_threads=8");
+	if (!has_option(&args, "max_read=")) {
+		char arg[32];
+
+		snprintf(arg, sizeof(arg), "-omax_read=%u", NWCFS_MAX_REQUEST);
+		fuse_opt_add_arg(&args, arg);
+	}
 	fuse_opt_add_arg(&args, "-oro");
 	fuse_opt_add_arg(&args, "-osubtype=nwcfs");
 	/* mount(8) and df(1) then name the image rather than "nwcfs". */

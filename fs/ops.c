@@ -8,7 +8,10 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/statvfs.h>
 #include <time.h>
 
@@ -19,6 +22,7 @@
 #define NWCFS_TIMEOUT (365.0 * 86400)
 
 struct nwcfs_ctx {
+	const char *mountpoint;	/* for the readahead, or NULL */
 	struct nwc_engine *eng;
 	const struct nwc_image *img;
 	uid_t uid;
@@ -45,6 +49,11 @@ static int to_fuse_err(int err)
 	    err == -NWC_EFEATURE || err == -NWC_EFORMAT)
 		return -EIO;
 	return err;
+}
+
+void nwcfs_ctx_set_mountpoint(struct nwcfs_ctx *ctx, const char *mnt)
+{
+	ctx->mountpoint = mnt;
 }
 
 int nwcfs_ctx_create(struct nwc_engine *eng, uid_t uid, gid_t gid,
@@ -114,12 +123,47 @@ static void fill_stat(const struct nwcfs_ctx *ctx, uint32_t ino,
 	st->st_ctim = st->st_mtim;
 }
 
+/*
+ * Raises the kernel's readahead for this mount to NWCFS_READAHEAD_KB, so
+ * that a sequential reader asks for 1 MiB at a time (the bdi starts at
+ * 128 KiB); root only, and best effort.  In a thread of its own: the
+ * stat of the mount point is a request this daemon serves.
+ */
+#define NWCFS_READAHEAD_KB 4096u
+
+static void *raise_readahead(void *arg)
+{
+	struct nwcfs_ctx *ctx = arg;
+	char path[96];
+	struct stat st;
+	FILE *f;
+
+	if (!ctx->mountpoint || stat(ctx->mountpoint, &st))
+		return NULL;
+	snprintf(path, sizeof(path), "/sys/class/bdi/%u:%u/read_ahead_kb",
+		 major(st.st_dev), minor(st.st_dev));
+	f = fopen(path, "we");
+	if (!f)
+		return NULL;
+	if (fprintf(f, "%u\n", NWCFS_READAHEAD_KB) < 0 || fclose(f))
+		nwc_dbg("%s: cannot raise the readahead", path);
+	else
+		nwc_dbg("%s: readahead %u KiB", path, NWCFS_READAHEAD_KB);
+	return NULL;
+}
+
 static void *nwcfs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 {
 	struct nwcfs_ctx *ctx = ctx_get();
+	pthread_t tid;
 	int ret;
 
-	(void)conn;
+	/* Requests of up to 1 MiB: libfuse sizes max_pages by max_write. */
+	conn->max_write = NWCFS_MAX_REQUEST;
+	conn->max_read = NWCFS_MAX_REQUEST;
+	conn->max_readahead = NWCFS_MAX_REQUEST;
+	if (!pthread_create(&tid, NULL, raise_readahead, ctx))
+		pthread_detach(tid);
 	/* Here, not in main(): this runs after fuse_main() has daemonized. */
 	ret = nwc_engine_start(ctx->eng);
 	if (ret)

@@ -137,4 +137,22 @@ kill -0 "$PID" 2>/dev/null || t_fail "nwcfs died"
 t_umount "$mnt"
 mountpoint -q "$mnt" && t_fail "$mnt still mounted"
 pgrep -f "nwcfs.*$W" >"$W/pids" && t_fail "nwcfs left running: $(cat "$W/pids")"
+
+# Large requests: a sequential reader of a 4 MiB file is served in reads
+# of 1 MiB (max_read, max_pages, and the readahead nwcfs raises as root).
+head -c $((4 << 20)) /dev/urandom >"$W/model/big.bin"
+"$MKFS" -q --lossless "$W/model" "$W/big.nwc" || t_fail "mkfs.nwc big.bin"
+: >"$W/nwcfs.log"
+t_mount "$W/big.nwc" "$mnt" -d
+cat "$mnt/big.bin" >/dev/null || t_fail "cat big.bin"
+t_umount "$mnt"
+max=$(sed -n 's/.*read\[[0-9]*\] \([0-9]*\) bytes from.*/\1/p' "$W/nwcfs.log" |
+	sort -n | tail -n 1)
+if [ "$(id -u)" = 0 ]; then
+	[ "${max:-0}" = 1048576 ] ||
+		t_fail "largest read request ${max:-none}, not 1 MiB"
+	echo "mount: sequential reads of 1 MiB"
+else
+	echo "mount: note: not root: largest read ${max:-none} (readahead not raised)"
+fi
 exit 0
