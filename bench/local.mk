@@ -1,5 +1,8 @@
 # bench/local.mk - benchmarks; not part of make check.  make bench runs them.
-EXTRA_PROGRAMS += bench/readbench bench/codecbench
+EXTRA_PROGRAMS += bench/readbench bench/codecbench bench/ransbench
+bench_ransbench_SOURCES = bench/ransbench.c
+bench_ransbench_LDADD = $(NWC_CODEC_LIB) $(NWC_DEP_LIBS) -lm
+CLEANFILES += bench/ransbench
 bench_codecbench_SOURCES = bench/codecbench.c bench/quant.c bench/quant.h
 bench_codecbench_LDADD = $(NWC_CODEC_LIB) $(NWC_DEP_LIBS) -lm
 CLEANFILES += bench/codecbench

@@ -211,10 +211,7 @@ int nwc_rans8_decode(const uint8_t *src, size_t srclen, uint8_t *dst,
 		const struct dslot d_ = slots[s_];			\
 		(out) = sym[s_];					\
 		x[k] = nwc_rans_dec_step(x[k], d_.freq, d_.bias, prec);	\
-		if (nwc_rans_dec_low(x[k])) {				\
-			x[k] = x[k] << 16 | nwc_get_le16(src + wpos);	\
-			wpos += 2;					\
-		}							\
+		x[k] = nwc_rans_dec_pull(x[k], src + wpos, &wpos);	\
 	} while (0)
 
 	/* Fast path: four symbols read at most four words, checked once. */
