@@ -33,6 +33,14 @@ quality: all bench/quantize
 		$(SHELL) $(top_srcdir)/bench/quality-minilm.sh
 .PHONY: quality
 
+# make quality-smollm2: the same on SmolLM2-135M, on held-out TinyStories
+# and on out-of-domain technical prose (bench/out/quality-smollm2.*).
+quality-smollm2: all bench/quantize
+	top_srcdir='$(top_srcdir)' top_builddir='$(top_builddir)' \
+		$(SHELL) $(top_srcdir)/bench/quality-smollm2.sh
+.PHONY: quality-smollm2
+EXTRA_DIST += bench/quality-smollm2.sh bench/ood-text.sh
+
 # make bench-scale: pack generated models of 0.1, 0.5 and 2 GB lossless,
 # lossy and calibrated; time, MB/s and peak RSS (bench/out/scale.md).
 bench-scale: all tests/gen_model

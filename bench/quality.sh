@@ -34,19 +34,35 @@ set -u
 
 QZ=$B/bench/quantize
 SHARED=${NWC_SHARED:-$S/../shared}
-CALIB=$SHARED/corpus/tinystories_tok512_calib.u16
-EVAL=$SHARED/corpus/tinystories_tok512_eval.u16
 MODELS=${NWC_MODELS_DIR:-$S/codec/models}
-CALIB_TOKENS=65536
 OUT=$B/bench/out
-RES=$OUT/quality.md
-TSV=$OUT/quality.tsv
-PNG=$OUT/quality.png
+# What to measure; bench/quality-smollm2.sh sets these for SmolLM2.
+#   QUALITY_MODEL         model directory
+#   QUALITY_CALIB         calibration tokens (mkfs.nwc --calib, GPTQ's H)
+#   QUALITY_CALIB_TOKENS  how many of them
+#   QUALITY_EVALS         "NAME=TOKENS.u16 ...": perplexity on each; the
+#                         first is the one the tables interpolate on
+#   QUALITY_EVAL_TOKENS   the first N tokens of each (0: all)
+#   QUALITY_NAME          output names bench/out/NAME.{md,tsv,png}
+#   QUALITY_TITLE, QUALITY_NOTE   the report's model line, and a caveat
+SHARED_MODEL=${QUALITY_MODEL:-$SHARED_MODEL}
+CALIB=${QUALITY_CALIB:-$SHARED/corpus/tinystories_tok512_calib.u16}
+CALIB_TOKENS=${QUALITY_CALIB_TOKENS:-65536}
+EVALS=${QUALITY_EVALS:-tinystories=$SHARED/corpus/tinystories_tok512_eval.u16}
+EVAL_TOKENS=${QUALITY_EVAL_TOKENS:-0}
+NAME=${QUALITY_NAME:-quality}
+TITLE=${QUALITY_TITLE:-stories260K-hf}
+RES=$OUT/$NAME.md
+TSV=$OUT/$NAME.tsv
+PNG=$OUT/$NAME.png
+EVAL=${EVALS%% *}
+EVAL=${EVAL#*=}
 
-NWC_BITS="3 4 5 6"
-RTN_BITS="2 3 4 5 6 7"
-GPTQ_BITS="2 3 4 5 6 7"
-ECSQ_STEPS="1 0.7071 0.5 0.3536 0.25 0.1768 0.125 0.08839 0.0625 0.04419 0.03125"
+# The sweeps (QUALITY_NWC_BITS and the like override them, for a quick run).
+NWC_BITS=${QUALITY_NWC_BITS-3 4 5 6}
+RTN_BITS=${QUALITY_RTN_BITS-2 3 4 5 6 7}
+GPTQ_BITS=${QUALITY_GPTQ_BITS-2 3 4 5 6 7}
+ECSQ_STEPS=${QUALITY_ECSQ_STEPS-1 0.7071 0.5 0.3536 0.25 0.1768 0.125 0.08839 0.0625 0.04419 0.03125}
 
 PROG=quality
 . "$top_srcdir/bench/quality-lib.sh"
@@ -54,7 +70,7 @@ PROG=quality
 for p in "$MKFS" "$FSCK" "$NWC" "$QZ"; do
 	[ -x "$p" ] || die "$p is not built; run make all bench/quantize"
 done
-for f in "$SHARED_MODEL/model.safetensors" "$CALIB" "$EVAL"; do
+for f in "$SHARED_MODEL/config.json" "$CALIB" $(for e in $EVALS; do echo "${e#*=}"; done); do
 	if [ ! -f "$f" ]; then
 		echo "quality: skipped: no $f (set NWC_SHARED to the directory that holds models/ and corpus/)" >&2
 		exit 0
@@ -66,19 +82,37 @@ mkdir -p "$OUT" || die "cannot create $OUT"
 t_workdir
 T_START=$EPOCHREALTIME
 
-# ppl DIR: perplexity of the model directory DIR on the eval tokens.
+# ppl DIR: perplexity of the model directory DIR on each eval set, space
+# separated, in the order of $EVALS.
 ppl() {
-	"$NWC" eval -q "$1" "$EVAL" >"$W/eval.out" ||
-		die "nwc eval $1 failed: $(cat "$W/eval.out")"
-	awk '$1 == "perplexity:" { print $2 }' "$W/eval.out"
+	local e out=
+	for e in $EVALS; do
+		"$NWC" eval -q ${EVAL_TOKENS:+--max-tokens "$EVAL_TOKENS"} \
+			"$1" "${e#*=}" >"$W/eval.out" ||
+			die "nwc eval $1 ${e#*=} failed: $(cat "$W/eval.out")"
+		out="$out${out:+ }$(awk '$1 == "perplexity:" { print $2 }' "$W/eval.out")"
+	done
+	echo "$out"
+}
+[ "$EVAL_TOKENS" = 0 ] && EVAL_TOKENS=
+
+# Points: method, parameter, bits/weight, SQNR dB, then a perplexity per
+# eval set.
+{
+	printf 'method\tparam\tbpw\tsqnr_db'
+	for e in $EVALS; do printf '\tppl_%s' "${e%%=*}"; done
+	printf '\n'
+} >"$TSV"
+point() {
+	local ps=$5
+	printf '%s\t%s\t%s\t%s' "$1" "$2" "$3" "$4" >>"$TSV"
+	printf '\t%s' $ps >>"$TSV"
+	printf '\n' >>"$TSV"
 }
 
-# Points: method, parameter, bits/weight, SQNR dB, perplexity.
-printf 'method\tparam\tbpw\tsqnr_db\tppl\n' >"$TSV"
-point() { printf '%s\t%s\t%s\t%s\t%s\n' "$@" >>"$TSV"; }
-
 note "original model"
-PPL0=$(ppl "$SHARED_MODEL")
+PPLS0=$(ppl "$SHARED_MODEL")
+PPL0=${PPLS0%% *}
 DIR_BYTES=$(find "$SHARED_MODEL" -type f -printf '%s\n' | awk '{ s += $1 } END { print s }')
 
 note "calibration statistics for GPTQ (nwc calib, $CALIB_TOKENS tokens)"
@@ -96,13 +130,19 @@ for calib in yes no; do
 		nwc_image "$img" "$SHARED_MODEL" --bits "$b" "${opt[@]}"
 		bpw=$NWC_BPW sqnr=$NWC_SQNR mbytes=$NWC_MODEL_BYTES
 		"$FSCK" -q -x "$W/x" "$img" || die "fsck.nwc -x $img failed"
-		p=$(ppl "$W/x")
+		ps=$(ppl "$W/x")
 		rm -rf "$W/x"
 		name="NWC"
 		[ $calib = no ] && name="NWC-nocalib"
-		point "$name" "$b" "$bpw" "$sqnr" "$p"
+		point "$name" "$b" "$bpw" "$sqnr" "$ps"
 		isz=$(fsize "$img")
-		NWC_ROWS+=("| $b | $calib | $bpw | $p | $(calc '%+.4f' "$p - $PPL0") ($(calc '%+.2f%%' "100 * ($p - $PPL0) / $PPL0")) | $sqnr | $isz | $(calc '%.1f%%' "100 * $isz / $DIR_BYTES") | $mbytes |")
+		cells=
+		set -- $PPLS0
+		for p in $ps; do
+			cells="$cells | $p ($(calc '%+.2f%%' "100 * ($p - $1) / $1"))"
+			shift
+		done
+		NWC_ROWS+=("| $b | $calib | $bpw$cells | $sqnr | $isz | $(calc '%.1f%%' "100 * $isz / $DIR_BYTES") | $mbytes |")
 		rm -f "$img"
 	done
 done
@@ -133,8 +173,9 @@ done
 # --- report ----------------------------------------------------------------
 # The tables from the points: every point, then each NWC point with the
 # baselines interpolated at its bits, then the summary targets.
+# report TSV PPL0: the tables of one eval set's points (column 5).
 report() {
-	awk -F '\t' -v ppl0="$PPL0" "$QUALITY_AWK_INTERP"'
+	awk -F '\t' -v ppl0="$2" "$QUALITY_AWK_INTERP"'
 	function incr(p) {
 		return sprintf("%+.4f (%+.2f%%)", p - ppl0, 100 * (p - ppl0) / ppl0)
 	}
@@ -221,13 +262,20 @@ report() {
 			       bx[k], bx[k] < 5.9 ? ", the highest rate the codec models reach" : "",
 			       by[k], 100 * (by[k] - ppl0) / ppl0, ppl0
 		}
-	}' "$TSV"
+	}' "$1"
+}
+
+# The points of eval set K (1-based) alone: method, param, bpw, SQNR, ppl.
+project() {
+	awk -F '\t' -v c=$((4 + $1)) 'BEGIN { OFS = "\t" }
+		{ print $1, $2, $3, $4, $c }' "$TSV"
 }
 
 PLOT_NOTE=
 if python3 -c 'import matplotlib' 2>/dev/null; then
 	note "plot: $PNG"
-	if python3 "$S/bench/quality-plot.py" "$TSV" "$PPL0" "$PNG" 2>"$W/plot.err"; then
+	project 1 >"$W/plot.tsv"
+	if python3 "$S/bench/quality-plot.py" "$W/plot.tsv" "$PPL0" "$PNG" 2>"$W/plot.err"; then
 		PLOT_NOTE="Plot: $PNG."
 	else
 		PLOT_NOTE="Plot failed: $(head -n 3 "$W/plot.err")"
@@ -241,21 +289,39 @@ commit=$(git -C "$S" rev-parse --short HEAD 2>/dev/null) || commit=unknown
 {
 	echo "# nwcfs lossy quality benchmark"
 	echo
-	echo "Model: stories260K-hf (F32, $DIR_BYTES bytes); perplexity by \`nwc eval\` on all of $(basename "$EVAL");" \
+	echo "Model: $TITLE ($DIR_BYTES bytes); perplexity by \`nwc eval\` on ${EVAL_TOKENS:-all} tokens of each eval set;" \
 		"calibration: first $CALIB_TOKENS tokens of $(basename "$CALIB") (mkfs.nwc --calib and GPTQ's H)." \
 		"Codec models: $MODELS. Machine: $(nproc) CPUs. Commit $commit, $(date -u '+%Y-%m-%d %H:%M UTC')."
+	[ -n "${QUALITY_NOTE:-}" ] && echo && echo "$QUALITY_NOTE"
 	echo
-	echo "Original perplexity: **$PPL0**."
+	set -- $PPLS0
+	for e in $EVALS; do
+		echo "- Original perplexity on ${e%%=*} ($(basename "${e#*=}")): **$1**."
+		shift
+	done
 	echo
 	echo "## NWC images"
 	echo
-	echo "bits/weight = 8 x stored bytes of the nwc-coded tensors (payload + side data) / their weights. Image = whole image file, which holds the codec models it uses (last column)."
+	echo "bits/weight = 8 x stored bytes of the nwc-coded tensors (payload + side data) / their weights. Perplexity with its increase over the original. Image = whole image file, which holds the codec models it uses (last column)."
 	echo
-	echo "| --bits | calib | bits/weight | perplexity | increase over original | SQNR dB | image bytes | image / dir | codec models bytes |"
-	echo "|---:|---|---:|---:|---:|---:|---:|---:|---:|"
+	printf '| --bits | calib | bits/weight |'
+	for e in $EVALS; do printf ' %s |' "${e%%=*}"; done
+	printf ' SQNR dB | image bytes | image / dir | codec models bytes |\n'
+	printf '|---:|---|---:|'
+	for e in $EVALS; do printf -- '---:|'; done
+	printf -- '---:|---:|---:|---:|\n'
 	printf '%s\n' "${NWC_ROWS[@]}"
-	echo
-	report
+	k=1
+	set -- $PPLS0
+	for e in $EVALS; do
+		echo
+		echo "# Evaluation on ${e%%=*} (original perplexity $1)"
+		echo
+		project $k >"$W/proj.tsv"
+		report "$W/proj.tsv" "$1"
+		k=$((k + 1))
+		shift
+	done
 	echo
 	echo "$PLOT_NOTE"
 	echo
