@@ -96,61 +96,54 @@ void nwc_group_abort(int status)
 		MPI_Abort(MPI_COMM_WORLD, status);
 }
 
+enum op { OP_SEND, OP_RECV, OP_BCAST };
+
+/*
+ * One transfer of @len bytes at @buf with @peer (the destination, the
+ * source or the root), in pieces MPI's int counts can hold.
+ */
+static void transfer(enum op op, unsigned peer, int tag, void *buf,
+		     size_t len)
+{
+	char *p = buf;
+
+	assert(g_size > 1 && peer < g_size);
+	do {
+		int n = (int)NWC_MIN(len, (size_t)PIECE);
+		MPI_Request req;
+
+		if (op == OP_SEND)
+			MPI_Isend(p, n, MPI_BYTE, (int)peer, tag,
+				  MPI_COMM_WORLD, &req);
+		else if (op == OP_RECV)
+			MPI_Irecv(p, n, MPI_BYTE, (int)peer, tag,
+				  MPI_COMM_WORLD, &req);
+		else
+			MPI_Ibcast(p, n, MPI_BYTE, (int)peer, MPI_COMM_WORLD,
+				   &req);
+		wait_req(&req);
+		p += n;
+		len -= (size_t)n;
+	} while (len);
+}
+
 void nwc_group_send(unsigned to, enum nwc_group_tag tag, const void *buf,
 		    size_t len)
 {
-	const char *p = buf;
-
-	assert(g_size > 1 && to < g_size);
-	do {
-		size_t n = NWC_MIN(len, (size_t)PIECE);
-
-		MPI_Request req;
-
-		MPI_Isend(p, (int)n, MPI_BYTE, (int)to, (int)tag,
-			  MPI_COMM_WORLD, &req);
-		wait_req(&req);
-		p += n;
-		len -= n;
-	} while (len);
+	/* MPI_Isend() only reads the buffer. */
+	transfer(OP_SEND, to, (int)tag, (void *)(uintptr_t)buf, len);
 }
 
 void nwc_group_recv(unsigned from, enum nwc_group_tag tag, void *buf,
 		    size_t len)
 {
-	char *p = buf;
-
-	assert(g_size > 1 && from < g_size);
-	do {
-		size_t n = NWC_MIN(len, (size_t)PIECE);
-
-		MPI_Request req;
-
-		MPI_Irecv(p, (int)n, MPI_BYTE, (int)from, (int)tag,
-			  MPI_COMM_WORLD, &req);
-		wait_req(&req);
-		p += n;
-		len -= n;
-	} while (len);
+	transfer(OP_RECV, from, (int)tag, buf, len);
 }
 
 void nwc_group_bcast(unsigned root, void *buf, size_t len)
 {
-	char *p = buf;
-
-	if (g_size == 1)
-		return;
-	do {
-		size_t n = NWC_MIN(len, (size_t)PIECE);
-
-		MPI_Request req;
-
-		MPI_Ibcast(p, (int)n, MPI_BYTE, (int)root, MPI_COMM_WORLD,
-			   &req);
-		wait_req(&req);
-		p += n;
-		len -= n;
-	} while (len);
+	if (g_size > 1)
+		transfer(OP_BCAST, root, 0, buf, len);
 }
 
 int nwc_group_min(int v)
