@@ -70,9 +70,11 @@ lib 'f77blas|lapack|lapacke' codec/nwc/cholesky.c
 lib 'mpi' mkfs/group/group.c
 lib 'fuse|fuse_lowlevel|fuse_opt' fs/ops.h fs/nwcfs.c
 
-# File names are unique across the tree (zstd's rule), local.mk aside.
-dups=$(find codec fs mkfs tests bench \( -name '*.[ch]' -o -name '*.sh' \
-	-o -name '*.py' \) -type f | sed 's#.*/##' | sort | uniq -d)
+# File names are unique across the tree (zstd's rule), local.mk aside;
+# bench/cache holds downloads (a virtual environment), not sources.
+dups=$(find codec fs mkfs tests bench -path bench/cache -prune -o \
+	\( -name '*.[ch]' -o -name '*.sh' -o -name '*.py' \) -type f -print |
+	sed 's#.*/##' | sort | uniq -d)
 if [ -n "$dups" ]; then
 	echo "FAIL: file names used twice: $dups" >&2
 	bad=1
