@@ -44,7 +44,7 @@
 enum {
 	OPT_LOSSLESS = 256, OPT_PROGRESS, OPT_NO_PROGRESS, OPT_BITS, OPT_KEEP,
 	OPT_MODELS, OPT_CALIB, OPT_CALIB_TOKENS, OPT_CALIB_STATS, OPT_QUANT,
-	OPT_CALIB_MODE, OPT_EXCLUDE, OPT_NO_DEREFERENCE,
+	OPT_CALIB_MODE, OPT_EXCLUDE, OPT_NO_DEREFERENCE, OPT_CALIB_SHRINK,
 };
 
 #define MAX_EXCLUDES 64u
@@ -77,6 +77,8 @@ struct lossy_args {
 	bool calib_tokens_set;
 	bool sequential;	/* --calib-mode=sequential */
 	bool calib_mode_set;
+	double shrink;		/* --calib-shrink */
+	bool shrink_set;
 };
 
 static void usage(FILE *f)
@@ -104,6 +106,9 @@ static void usage(FILE *f)
 "                          (default); sequential: each layer's statistics\n"
 "                          on the outputs of the layers coded before it\n"
 "      --calib-stats=FILE  calibration statistics from `nwc calib` instead\n"
+"      --calib-shrink=A    scale the statistics' off-diagonal entries by\n"
+"                          1 - A, 0..1 (default 0): trust the calibration\n"
+"                          text's correlations less\n"
 "      --quant=tcq|round   latent quantizer (default tcq)\n"
 "      --exclude=GLOB      leave out the files and directories whose path\n"
 "                          or name matches GLOB; a trailing / matches\n"
@@ -208,6 +213,10 @@ static int check_lossy_args(struct lossy_args *la)
 		nwc_err("--calib-mode needs --calib");
 		return -EINVAL;
 	}
+	if (la->shrink_set && !la->calib && !la->calib_stats) {
+		nwc_err("--calib-shrink needs --calib or --calib-stats");
+		return -EINVAL;
+	}
 	if (!la->models_dir) {
 		la->models_dir = getenv("NWC_MODELS_DIR");
 		if (!la->models_dir || !*la->models_dir)
@@ -260,6 +269,8 @@ static int prepare_lossy(struct lossy_args *la, const char *model_dir,
 		if (ret)
 			return ret == -NWC_EFORMAT ? NWC_EXIT_DATA : NWC_EXIT_IO;
 	}
+	if (*calib && la->shrink > 0)
+		nwc_calib_set_shrink(*calib, la->shrink);
 	la->pl.calib = *calib;
 	return 0;
 }
@@ -392,6 +403,8 @@ static char *info_text(const struct lossy_args *la,
 		}
 		if (la->calib_stats)
 			PUT_PATH(f, "--calib-stats=", la->calib_stats);
+		if (la->shrink > 0)
+			fprintf(f, " --calib-shrink=%g", la->shrink);
 	}
 	for (size_t i = 0; i < wo->n_exclude; i++)
 		put_arg(f, "--exclude=", wo->exclude[i],
@@ -439,6 +452,7 @@ static int mkfs_main(int argc, char **argv)
 		{ "calib-stats", required_argument, NULL, OPT_CALIB_STATS },
 		{ "quant", required_argument, NULL, OPT_QUANT },
 		{ "calib-mode", required_argument, NULL, OPT_CALIB_MODE },
+		{ "calib-shrink", required_argument, NULL, OPT_CALIB_SHRINK },
 		{ "exclude", required_argument, NULL, OPT_EXCLUDE },
 		{ "no-dereference", no_argument, NULL, OPT_NO_DEREFERENCE },
 		{ "block-size", required_argument, NULL, 'b' },
@@ -531,6 +545,21 @@ static int mkfs_main(int argc, char **argv)
 				return NWC_EXIT_USAGE;
 			}
 			break;
+		case OPT_CALIB_SHRINK: {
+			char *end;
+
+			la.any = true;
+			la.shrink_set = true;
+			errno = 0;
+			la.shrink = strtod(optarg, &end);
+			if (errno || end == optarg || *end || !(la.shrink >= 0) ||
+			    la.shrink > 1) {
+				nwc_err("--calib-shrink: '%s' is not a number from 0 to 1",
+					optarg);
+				return NWC_EXIT_USAGE;
+			}
+			break;
+		}
 		case OPT_CALIB_STATS:
 			la.any = true;
 			la.calib_stats = optarg;

@@ -322,6 +322,31 @@ bad 1 "--lossless excludes" --lossless --bits 4 "$g"
 bad 1 "--calib-tokens needs --calib" --calib-tokens 100 "$g"
 bad 1 "--calib-mode needs --calib" --calib-mode sequential "$g"
 bad 1 "--calib-mode: 'twice' is neither" --calib-mode twice "$g"
+bad 1 "--calib-shrink: '2' is not a number from 0 to 1" --calib-shrink 2 "$g"
+bad 1 "--calib-shrink needs --calib or --calib-stats" --calib-shrink 0.5 "$g"
+
+# --calib-shrink: 0 is no shrinkage (the same image); 0.5 codes otherwise,
+# and the image records it.
+python3 - "$W/shrink-tok.u16" <<'EOF'
+import random, struct, sys
+random.seed(4)
+v = []
+for _ in range(20):
+    v += [1] + [random.randrange(3, 97) for _ in range(100)]
+open(sys.argv[1], "wb").write(struct.pack("<%dH" % len(v), *v))
+EOF
+"$NWC" calib -q -j2 "$g" "$W/shrink-tok.u16" -o "$W/shrink-stats.safetensors" ||
+	t_fail "nwc calib of the generated model failed"
+mk -q --calib-stats "$W/shrink-stats.safetensors" "$g" "$W/s-none.nwc"
+mk -q --calib-stats "$W/shrink-stats.safetensors" --calib-shrink 0 "$g" \
+	"$W/s-0.nwc"
+mk -q --calib-stats "$W/shrink-stats.safetensors" --calib-shrink 0.5 "$g" \
+	"$W/s-half.nwc"
+cmp -s "$W/s-none.nwc" "$W/s-0.nwc" || t_fail "--calib-shrink 0 changed the image"
+cmp -s "$W/s-none.nwc" "$W/s-half.nwc" && t_fail "--calib-shrink 0.5 changed nothing"
+"$NWC" info "$W/s-half.nwc" | grep -q -- '--calib-shrink=0.5 ' ||
+	t_fail "the image does not record --calib-shrink"
+echo "lossy: --calib-shrink"
 bad 1 "$W/none: cannot open the codec models directory.*--models" \
 	--models "$W/none" "$g"
 mkdir "$W/empty"

@@ -32,6 +32,7 @@ struct nwc_calib {
 	uint64_t tokens;
 	int fd;				/* statistics or spill file, or -1 */
 	struct nwc_st *st;		/* statistics file: its header */
+	double shrink;			/* off-diagonal entries times 1 - it */
 	bool own_names;			/* model run: names are malloc'd */
 	uint64_t spill_len;		/* model run: bytes in the spill file */
 	struct centry *e;		/* sorted by name */
@@ -392,7 +393,21 @@ static int entry_get(const struct nwc_calib *c, const struct centry *e,
 	}
 	for (size_t i = 0; i < nn; i++)
 		(*h)[i] = nwc_get_lef32(raw + 4 * i);
+	if (c->shrink > 0) {
+		float keep = (float)(1 - c->shrink);
+
+		for (size_t i = 0; i < n; i++)
+			for (size_t j = 0; j < n; j++)
+				if (i != j)
+					(*h)[i * n + j] *= keep;
+	}
 	return 0;
+}
+
+void nwc_calib_set_shrink(struct nwc_calib *c, double a)
+{
+	assert(a >= 0 && a <= 1);
+	c->shrink = a;
 }
 
 int nwc_calib_sequential(struct nwc_calib *c, nwc_llama_layer_hook *hook,

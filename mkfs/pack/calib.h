@@ -93,6 +93,15 @@ const char *nwc_calib_entry(const struct nwc_calib *c, size_t i, size_t *len,
 int nwc_calib_get(const struct nwc_calib *c, const char *name, uint32_t n,
 		  float **h);
 
+/*
+ * nwc_calib_set_shrink() - from now on nwc_calib_get() and its kin give H
+ * with its off-diagonal entries times 1 - @a (0 <= @a <= 1): shrinkage
+ * toward the diagonal, which trusts the calibration text's correlations
+ * between inputs less (mkfs.nwc --calib-shrink).  0, the default, leaves
+ * H as measured.  Call before the statistics are shared with threads.
+ */
+void nwc_calib_set_shrink(struct nwc_calib *c, double a);
+
 /* Where the statistics came from, for messages ("stats.safetensors"). */
 const char *nwc_calib_source(const struct nwc_calib *c);
 
