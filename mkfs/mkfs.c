@@ -45,6 +45,7 @@ enum {
 	OPT_LOSSLESS = 256, OPT_PROGRESS, OPT_NO_PROGRESS, OPT_BITS, OPT_KEEP,
 	OPT_MODELS, OPT_CALIB, OPT_CALIB_TOKENS, OPT_CALIB_STATS, OPT_QUANT,
 	OPT_CALIB_MODE, OPT_EXCLUDE, OPT_NO_DEREFERENCE, OPT_CALIB_SHRINK,
+	OPT_CALIB_DAMP,
 };
 
 #define MAX_EXCLUDES 64u
@@ -109,6 +110,8 @@ static void usage(FILE *f)
 "      --calib-shrink=A    scale the statistics' off-diagonal entries by\n"
 "                          1 - A, 0..1 (default 0): trust the calibration\n"
 "                          text's correlations less\n"
+"      --calib-damp=D      LDLQ damping, a share of H's mean diagonal added\n"
+"                          to it, 0 < D <= 10 (default 0.01)\n"
 "      --quant=tcq|round   latent quantizer (default tcq)\n"
 "      --exclude=GLOB      leave out the files and directories whose path\n"
 "                          or name matches GLOB; a trailing / matches\n"
@@ -215,6 +218,10 @@ static int check_lossy_args(struct lossy_args *la)
 	}
 	if (la->shrink_set && !la->calib && !la->calib_stats) {
 		nwc_err("--calib-shrink needs --calib or --calib-stats");
+		return -EINVAL;
+	}
+	if (la->pl.damp > 0 && !la->calib && !la->calib_stats) {
+		nwc_err("--calib-damp needs --calib or --calib-stats");
 		return -EINVAL;
 	}
 	if (!la->models_dir) {
@@ -405,6 +412,8 @@ static char *info_text(const struct lossy_args *la,
 			PUT_PATH(f, "--calib-stats=", la->calib_stats);
 		if (la->shrink > 0)
 			fprintf(f, " --calib-shrink=%g", la->shrink);
+		if (la->pl.damp > 0)
+			fprintf(f, " --calib-damp=%g", la->pl.damp);
 	}
 	for (size_t i = 0; i < wo->n_exclude; i++)
 		put_arg(f, "--exclude=", wo->exclude[i],
@@ -453,6 +462,7 @@ static int mkfs_main(int argc, char **argv)
 		{ "quant", required_argument, NULL, OPT_QUANT },
 		{ "calib-mode", required_argument, NULL, OPT_CALIB_MODE },
 		{ "calib-shrink", required_argument, NULL, OPT_CALIB_SHRINK },
+		{ "calib-damp", required_argument, NULL, OPT_CALIB_DAMP },
 		{ "exclude", required_argument, NULL, OPT_EXCLUDE },
 		{ "no-dereference", no_argument, NULL, OPT_NO_DEREFERENCE },
 		{ "block-size", required_argument, NULL, 'b' },
@@ -555,6 +565,20 @@ static int mkfs_main(int argc, char **argv)
 			if (errno || end == optarg || *end || !(la.shrink >= 0) ||
 			    la.shrink > 1) {
 				nwc_err("--calib-shrink: '%s' is not a number from 0 to 1",
+					optarg);
+				return NWC_EXIT_USAGE;
+			}
+			break;
+		}
+		case OPT_CALIB_DAMP: {
+			char *end;
+
+			la.any = true;
+			errno = 0;
+			la.pl.damp = strtod(optarg, &end);
+			if (errno || end == optarg || *end || !(la.pl.damp > 0) ||
+			    la.pl.damp > 10) {
+				nwc_err("--calib-damp: '%s' is not a number above 0 and at most 10",
 					optarg);
 				return NWC_EXIT_USAGE;
 			}

@@ -347,6 +347,23 @@ cmp -s "$W/s-none.nwc" "$W/s-half.nwc" && t_fail "--calib-shrink 0.5 changed not
 "$NWC" info "$W/s-half.nwc" | grep -q -- '--calib-shrink=0.5 ' ||
 	t_fail "the image does not record --calib-shrink"
 echo "lossy: --calib-shrink"
+bad 1 "--calib-damp: '0' is not a number above 0" --calib-damp 0 "$g"
+bad 1 "--calib-damp needs --calib or --calib-stats" --calib-damp 0.1 "$g"
+mk -q --calib-stats "$W/shrink-stats.safetensors" --calib-damp 0.01 "$g" \
+	"$W/d-default.nwc"
+mk -q --calib-stats "$W/shrink-stats.safetensors" --calib-damp 1 "$g" \
+	"$W/d-one.nwc"
+"$FSCK" -q -x "$W/xd0" "$W/s-none.nwc" && "$FSCK" -q -x "$W/xd1" \
+	"$W/d-default.nwc" && "$FSCK" -q -x "$W/xd2" "$W/d-one.nwc" ||
+	t_fail "--calib-damp: fsck.nwc -x failed"
+diff -r "$W/xd0" "$W/xd1" >/dev/null ||
+	t_fail "--calib-damp 0.01 (the default) changed what is served"
+diff -r "$W/xd0" "$W/xd2" >/dev/null &&
+	t_fail "--calib-damp 1 changed nothing"
+"$NWC" info "$W/d-one.nwc" | grep -q -- '--calib-damp=1 ' ||
+	t_fail "the image does not record --calib-damp"
+rm -rf "$W/xd0" "$W/xd1" "$W/xd2"
+echo "lossy: --calib-damp"
 bad 1 "$W/none: cannot open the codec models directory.*--models" \
 	--models "$W/none" "$g"
 mkdir "$W/empty"

@@ -202,6 +202,8 @@ static void tenc_opts(const struct pipe *p, const struct nwc_rate_tensor *t,
 					       p->block_len);
 	o->h = h;
 	o->fit_scales = h != NULL;
+	if (p->opts->lossy->damp > 0)
+		o->damp = (float)p->opts->lossy->damp;
 }
 
 /*
