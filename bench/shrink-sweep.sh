@@ -6,7 +6,8 @@
 # first 4096 tokens of held-out TinyStories and of the out-of-domain prose.
 # Needs the files make quality-smollm2 leaves in bench/cache/smollm2.
 # Prints one line per point.  Environment: BITS (default 4), SHRINKS
-# (default "0 0.1 0.3 0.5").
+# (default "0 0.1 0.3 0.5"), DAMPS (mkfs.nwc --calib-damp; default 0.01,
+# the codec's).
 [ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"
 set -u
 
@@ -21,9 +22,11 @@ t_workdir
 	-o "$W/stats.safetensors" || t_fail "nwc calib failed"
 for bits in ${BITS:-4}; do
 	for a in ${SHRINKS:-0 0.1 0.3 0.5}; do
+	for d in ${DAMPS:-0.01}; do
 		"$MKFS" -j2 --models "$S/codec/models" --bits "$bits" \
 			--calib-stats "$W/stats.safetensors" \
-			--calib-shrink "$a" "$D/model" "$W/i.nwc" >"$W/mk.out" 2>&1 ||
+			--calib-shrink "$a" --calib-damp "$d" "$D/model" \
+			"$W/i.nwc" >"$W/mk.out" 2>&1 ||
 			t_fail "mkfs.nwc: $(cat "$W/mk.out")"
 		line=$(grep '^lossy: .* tensors,' "$W/mk.out")
 		"$FSCK" -q -x "$W/x" "$W/i.nwc" || t_fail "fsck.nwc -x"
@@ -31,7 +34,8 @@ for bits in ${BITS:-4}; do
 			"$NWC" eval -q -j2 --max-tokens 4096 "$W/x" "$D/$e.u16" |
 				awk -v e=$e '/perplexity/ { printf " %s=%s", e, $2 }'
 		done >"$W/ppl"
-		echo "bits=$bits shrink=$a$(cat "$W/ppl") | $line"
+		echo "bits=$bits shrink=$a damp=$d$(cat "$W/ppl") | $line"
 		rm -rf "$W/x" "$W/i.nwc"
+	done
 	done
 done
