@@ -157,16 +157,12 @@ static int measure(struct job *j, float *x, const float *what,
 
 /*
  * Whether the codec served the m x n tensor @x faithfully as @what: every
- * value finite, and no row whose error outweighs UNFAITHFUL times that
- * row without its largest weight.  (One huge weight among small ones sets
- * the row's scale, and the others come back as noise of that scale: a row
- * of 0.02s with one 1e30 decoded to values near 1e29, an error 1e58 times
- * the rest of the row.  Real outlier rows, such as two down_proj rows of
- * SmolLM2-135M at 3 bits, err by a few times the rest and stay lossy.)  A
- * row of zeros and one weight may err by a millionth of its energy.  Sets
- * *@row to a bad row.
+ * value finite, and no row whose error outweighs that row without its
+ * largest weight.  (One huge weight among small ones sets the row's scale,
+ * and the others come back as noise of that scale: a row of 0.02s with
+ * one 1e30 decoded to values near 1e29.)  A row of zeros and one weight
+ * may err by a millionth of its energy.  Sets *@row to a bad row.
  */
-#define UNFAITHFUL 64.0
 static bool faithful(const float *x, const float *what, uint32_t m,
 		     uint32_t n, uint32_t *row)
 {
@@ -186,7 +182,7 @@ static bool faithful(const float *x, const float *what, uint32_t m,
 			top = NWC_MAX(top, v);
 			err += d * d;
 		}
-		if (err > NWC_MAX(UNFAITHFUL * (all - top), 1e-6 * all)) {
+		if (err > NWC_MAX(all - top, 1e-6 * all)) {
 			*row = r;
 			return false;
 		}
