@@ -12,9 +12,11 @@ fsize() { stat -c %s "$1"; }
 
 # nwc_image IMG DIR [MKFS_OPTION...]: mkfs.nwc DIR into IMG with the codec
 # models of $MODELS.  Sets NWC_BPW (the stored bytes of the tensors that
-# fsck.nwc -l -t lists with codec nwc/*, payload and side data, times 8
-# over the weights of mkfs's "lossy:" line, whose byte counts must agree),
-# NWC_SQNR (that line's) and NWC_MODEL_BYTES (the embedded codec models).
+# fsck.nwc -l -t lists with codec nwc/*, payload and side data, whose sum
+# must agree with mkfs's "lossy:" line, plus those of the tensors mkfs.nwc
+# warns it stored losslessly instead, times 8 over all their weights),
+# NWC_FALLBACKS (how many of the latter), NWC_SQNR (the "lossy:" line's)
+# and NWC_MODEL_BYTES (the embedded codec models).
 nwc_image() {
 	local img=$1 dir=$2 line weights payload side stored
 	shift 2
@@ -35,7 +37,19 @@ nwc_image() {
 		die "cannot parse mkfs.nwc's lossy line: $line"
 	[ "$stored" = $((payload + side)) ] ||
 		die "fsck.nwc lists $stored bytes of nwc tensors, mkfs.nwc's summary $payload + $side"
-	NWC_BPW=$(calc '%.4f' "8 * $stored / $weights")
+	# Tensors selected for the codec but stored exactly (a warning names
+	# each) count too: bits/weight is over every selected tensor.
+	sed -n 's/^mkfs\.nwc: warning: [^:]*: \([^:]*\): .*stored losslessly$/\1/p' \
+		"$W/mkfs.out" >"$W/fallbacks"
+	set -- $(awk 'NR == FNR { fb[$1] = 1; next }
+		/^    / && ($NF in fb) {
+			n = split(substr($2, 2, length($2) - 2), d, ",")
+			w = 1
+			for (i = 1; i <= n; i++) w *= d[i]
+			s += $4; ws += w
+		} END { print s + 0, ws + 0 }' "$W/fallbacks" "$W/list")
+	NWC_FALLBACKS=$(wc -l <"$W/fallbacks")
+	NWC_BPW=$(calc '%.4f' "8 * ($stored + $1) / ($weights + $2)")
 }
 
 # interp(m, x, y): the value of method m at x bits per weight, from its

@@ -129,6 +129,7 @@ for calib in yes no; do
 		img=$W/b$b$calib.nwc
 		nwc_image "$img" "$SHARED_MODEL" --bits "$b" "${opt[@]}"
 		bpw=$NWC_BPW sqnr=$NWC_SQNR mbytes=$NWC_MODEL_BYTES
+		fallbacks=$NWC_FALLBACKS
 		"$FSCK" -q -x "$W/x" "$img" || die "fsck.nwc -x $img failed"
 		ps=$(ppl "$W/x")
 		rm -rf "$W/x"
@@ -142,7 +143,7 @@ for calib in yes no; do
 			cells="$cells | $p ($(calc '%+.2f%%' "100 * ($p - $1) / $1"))"
 			shift
 		done
-		NWC_ROWS+=("| $b | $calib | $bpw$cells | $sqnr | $isz | $(calc '%.1f%%' "100 * $isz / $DIR_BYTES") | $mbytes |")
+		NWC_ROWS+=("| $b | $calib | $bpw | $fallbacks$cells | $sqnr | $isz | $(calc '%.1f%%' "100 * $isz / $DIR_BYTES") | $mbytes |")
 		rm -f "$img"
 	done
 done
@@ -302,12 +303,12 @@ commit=$(git -C "$S" rev-parse --short HEAD 2>/dev/null) || commit=unknown
 	echo
 	echo "## NWC images"
 	echo
-	echo "bits/weight = 8 x stored bytes of the nwc-coded tensors (payload + side data) / their weights. Perplexity with its increase over the original. Image = whole image file, which holds the codec models it uses (last column)."
+	echo "bits/weight = 8 x stored bytes of the tensors selected for the codec (payload + side data; those mkfs.nwc stored losslessly instead counted with their lossless bytes, and named in the fallbacks column) / their weights. Perplexity with its increase over the original. Image = whole image file, which holds the codec models it uses (last column)."
 	echo
-	printf '| --bits | calib | bits/weight |'
+	printf '| --bits | calib | bits/weight | fallbacks |'
 	for e in $EVALS; do printf ' %s |' "${e%%=*}"; done
 	printf ' SQNR dB | image bytes | image / dir | codec models bytes |\n'
-	printf '|---:|---|---:|'
+	printf '|---:|---|---:|---:|'
 	for e in $EVALS; do printf -- '---:|'; done
 	printf -- '---:|---:|---:|---:|\n'
 	printf '%s\n' "${NWC_ROWS[@]}"
