@@ -135,7 +135,8 @@ static void usage(FILE *f)
 }
 
 /* A bit rate from 1 to 16; 0 or -EINVAL. */
-static int parse_bits(const char *s, double *out)
+/* A decimal number in [@lo, @hi] (--bits, --calib-shrink, --calib-damp). */
+static int parse_real(const char *s, double lo, double hi, double *out)
 {
 	char *end;
 	double v;
@@ -144,7 +145,7 @@ static int parse_bits(const char *s, double *out)
 		return -EINVAL;
 	errno = 0;
 	v = strtod(s, &end);
-	if (errno || *end || !isfinite(v) || v < 1 || v > 16)
+	if (errno || *end || !isfinite(v) || v < lo || v > hi)
 		return -EINVAL;
 	*out = v;
 	return 0;
@@ -171,7 +172,7 @@ static int opt_bits(struct lossy_args *la, char *arg)
 	char *eq = strrchr(arg, '=');
 	double bits;
 
-	if (parse_bits(eq ? eq + 1 : arg, &bits) || (eq && eq == arg)) {
+	if (parse_real(eq ? eq + 1 : arg, 1, 16, &bits) || (eq && eq == arg)) {
 		nwc_err("--bits: '%s' is not B or GLOB=B with B a number from 1 to 16",
 			arg);
 		return -EINVAL;
@@ -555,35 +556,24 @@ static int mkfs_main(int argc, char **argv)
 				return NWC_EXIT_USAGE;
 			}
 			break;
-		case OPT_CALIB_SHRINK: {
-			char *end;
-
+		case OPT_CALIB_SHRINK:
 			la.any = true;
 			la.shrink_set = true;
-			errno = 0;
-			la.shrink = strtod(optarg, &end);
-			if (errno || end == optarg || *end || !(la.shrink >= 0) ||
-			    la.shrink > 1) {
+			if (parse_real(optarg, 0, 1, &la.shrink)) {
 				nwc_err("--calib-shrink: '%s' is not a number from 0 to 1",
 					optarg);
 				return NWC_EXIT_USAGE;
 			}
 			break;
-		}
-		case OPT_CALIB_DAMP: {
-			char *end;
-
+		case OPT_CALIB_DAMP:
 			la.any = true;
-			errno = 0;
-			la.pl.damp = strtod(optarg, &end);
-			if (errno || end == optarg || *end || !(la.pl.damp > 0) ||
-			    la.pl.damp > 10) {
+			if (parse_real(optarg, 0, 10, &la.pl.damp) ||
+			    !(la.pl.damp > 0)) {
 				nwc_err("--calib-damp: '%s' is not a number above 0 and at most 10",
 					optarg);
 				return NWC_EXIT_USAGE;
 			}
 			break;
-		}
 		case OPT_CALIB_STATS:
 			la.any = true;
 			la.calib_stats = optarg;
