@@ -13,8 +13,8 @@
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/statvfs.h>
-#include <time.h>
 
+#include "codec/common/cli.h"
 #include "codec/common/log.h"
 #include "fs/ops.h"
 
@@ -360,16 +360,8 @@ static int xattr_value(struct nwcfs_ctx *ctx, uint32_t ino, enum xattr a,
 					 snprintf(buf, cap, "inf");
 		break;
 	case XA_CREATED:
-		if (ino || nwc_image_made(ctx->img, &created, &v, &len))
-			break;
-		{
-			time_t t = (time_t)created;
-			struct tm tm;
-
-			if (gmtime_r(&t, &tm))
-				w = (int)strftime(buf, cap, "%Y-%m-%dT%H:%M:%SZ",
-						  &tm);
-		}
+		if (!ino && !nwc_image_made(ctx->img, &created, &v, &len))
+			w = (int)nwc_format_utc(created, buf, cap);
 		break;
 	case XA_TOOL:
 	case XA_COMMAND:

@@ -3,6 +3,7 @@
 #include "codec/common/base.h"
 
 #include <stdlib.h>
+#include <time.h>
 
 #include "codec/common/cli.h"
 
@@ -49,31 +50,50 @@ int nwc_parse_uint(const char *s, unsigned lo, unsigned hi, unsigned *out)
 	return 0;
 }
 
-char *nwc_escape(const char *s, size_t len)
+size_t nwc_escape_to(char *out, size_t cap, const char *s, size_t len,
+		     bool backslashes)
 {
 	static const char hex[] = "0123456789abcdef";
-	char *out, *q;
+	size_t n = 0;
 
-	if (len > (SIZE_MAX - 1) / 4)
-		return NULL;
-	q = out = malloc(4 * len + 1);
-	if (!out)
-		return NULL;
-	for (size_t i = 0; i < len; i++) {
+	assert(cap > 0);
+	for (size_t i = 0; i < len && n + 5 <= cap; i++) {
 		unsigned char c = (unsigned char)s[i];
 
 		if (c < 0x20 || c == 0x7f) {
-			*q++ = '\\';
-			*q++ = 'x';
-			*q++ = hex[c >> 4];
-			*q++ = hex[c & 15];
-		} else if (c == '\\') {
-			*q++ = '\\';
-			*q++ = '\\';
+			out[n++] = '\\';
+			out[n++] = 'x';
+			out[n++] = hex[c >> 4];
+			out[n++] = hex[c & 15];
+		} else if (c == '\\' && backslashes) {
+			out[n++] = '\\';
+			out[n++] = '\\';
 		} else {
-			*q++ = (char)c;
+			out[n++] = (char)c;
 		}
 	}
-	*q = '\0';
+	out[n] = '\0';
+	return n;
+}
+
+char *nwc_escape(const char *s, size_t len)
+{
+	char *out;
+
+	if (len > (SIZE_MAX - 5) / 4)
+		return NULL;
+	out = malloc(4 * len + 5);
+	if (out)
+		nwc_escape_to(out, 4 * len + 5, s, len, true);
 	return out;
+}
+
+size_t nwc_format_utc(int64_t t, char *buf, size_t cap)
+{
+	time_t tt = (time_t)t;
+	struct tm tm;
+
+	if (!gmtime_r(&tt, &tm))
+		return 0;
+	return strftime(buf, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }

@@ -36,4 +36,17 @@ int nwc_parse_uint(const char *s, unsigned lo, unsigned hi, unsigned *out);
  */
 char *nwc_escape(const char *s, size_t len);
 
+/*
+ * nwc_escape_to() - the escaping of nwc_escape() of the @len bytes at @s
+ * into @out (@cap > 0 bytes, NUL-terminated, cut short before a sequence
+ * that would not fit); backslashes doubled only with @backslashes (log
+ * lines leave them).  Returns the length written.
+ */
+size_t nwc_escape_to(char *out, size_t cap, const char *s, size_t len,
+		     bool backslashes);
+
+/* nwc_format_utc() - Unix seconds @t as "YYYY-MM-DDTHH:MM:SSZ" into
+ * @buf (@cap >= 21); returns its length, 0 if @t cannot be shown. */
+size_t nwc_format_utc(int64_t t, char *buf, size_t cap);
+
 #endif /* NWC_CLI_H */

@@ -7,6 +7,7 @@
 #include <syslog.h>
 #include <unistd.h>
 
+#include "codec/common/cli.h"
 #include "codec/common/log.h"
 
 static enum nwc_log_level log_level = NWC_LOG_WARN;
@@ -47,32 +48,6 @@ void nwc_log_set_prefix(const char *prefix)
 	log_prefix = prefix;
 }
 
-/*
- * Control characters of @s (a name from an image or a directory, most
- * likely) as \xHH, so that one message stays one line and cannot drive
- * the terminal; into @out of @cap bytes, cut short if need be.
- */
-static int escape_controls(const char *s, char *out, size_t cap)
-{
-	static const char hex[] = "0123456789abcdef";
-	size_t n = 0;
-
-	for (; *s && n + 5 < cap; s++) {
-		unsigned char c = (unsigned char)*s;
-
-		if (c < 0x20 || c == 0x7f) {
-			out[n++] = '\\';
-			out[n++] = 'x';
-			out[n++] = hex[c >> 4];
-			out[n++] = hex[c & 15];
-		} else {
-			out[n++] = (char)c;
-		}
-	}
-	out[n] = '\0';
-	return (int)n;
-}
-
 void nwc_log(enum nwc_log_level level, const char *fmt, ...)
 {
 	static const int prio[] = { LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG };
@@ -87,7 +62,8 @@ void nwc_log(enum nwc_log_level level, const char *fmt, ...)
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	if (log_syslog) {
-		escape_controls(msg, line, sizeof(line));
+		/* one message, one line: control characters as \xHH */
+		nwc_escape_to(line, sizeof(line), msg, strlen(msg), false);
 		syslog(prio[level], "%s", line);
 		return;
 	}
@@ -96,7 +72,8 @@ void nwc_log(enum nwc_log_level level, const char *fmt, ...)
 	if (level != NWC_LOG_INFO)
 		n += snprintf(line + n, sizeof(line) - (size_t)n, "%s: ",
 			      tag[level]);
-	n += escape_controls(msg, line + n, sizeof(line) - (size_t)n - 1);
+	n += (int)nwc_escape_to(line + n, sizeof(line) - (size_t)n - 1, msg,
+				strlen(msg), false);
 	line[n++] = '\n';
 	/* One write(2) so lines from concurrent threads do not interleave. */
 	if (write(STDERR_FILENO, line, (size_t)n) < 0)

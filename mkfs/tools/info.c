@@ -15,7 +15,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
-#include <time.h>
 
 #include "codec/common/cli.h"
 #include "codec/common/log.h"
@@ -208,13 +207,7 @@ static void put_made(const struct out *o, const struct nwc_image *img)
 			      o->f);
 		return;
 	}
-	{
-		time_t t = (time_t)created;
-		struct tm tm;
-
-		if (gmtime_r(&t, &tm))
-			strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
-	}
+	nwc_format_utc(created, when, sizeof(when));
 	if (o->json)
 		fprintf(o->f, "  \"created\": \"%s\",\n", when);
 	else
