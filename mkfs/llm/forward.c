@@ -406,6 +406,25 @@ static void eval_work(struct run *r, struct scratch *sc)
  * ranks, and always waits in a receive before the sender gets there, so
  * sends finish at once and the ranks keep computing.
  */
+/* Adds @acc, the sums of this rank's @j-th block, to the total in its
+ * turn: here alone, or through the merger across ranks (lock held). */
+static void merge_block(struct run *r, size_t j, const double *acc)
+{
+	while (r->merged != j)
+		pthread_cond_wait(&r->merged_cv, &r->lock);
+	if (r->ranks == 1) {
+		for (size_t i = 0; i < r->acc_len; i++)
+			r->sum[i] += acc[i];
+		r->merged++;
+	} else {
+		r->ready = acc;
+		pthread_cond_broadcast(&r->merged_cv);
+		while (r->merged == j)
+			pthread_cond_wait(&r->merged_cv, &r->lock);
+	}
+	pthread_cond_broadcast(&r->merged_cv);
+}
+
 static void calib_work(struct run *r, struct scratch *sc, bool stream)
 {
 	size_t j;
@@ -424,21 +443,8 @@ static void calib_work(struct run *r, struct scratch *sc, bool stream)
 			tokens += r->win[i].len;
 		}
 		pthread_mutex_lock(&r->lock);
-		while (!r->no_stats && r->merged != j)
-			pthread_cond_wait(&r->merged_cv, &r->lock);
-		if (r->no_stats) {
-			/* nothing to add */
-		} else if (r->ranks == 1) {
-			for (size_t i = 0; i < r->acc_len; i++)
-				r->sum[i] += sc->acc[i];
-			r->merged++;
-		} else {
-			r->ready = sc->acc;
-			pthread_cond_broadcast(&r->merged_cv);
-			while (r->merged == j)
-				pthread_cond_wait(&r->merged_cv, &r->lock);
-		}
-		pthread_cond_broadcast(&r->merged_cv);
+		if (!r->no_stats)
+			merge_block(r, j, sc->acc);
 		report(r, tokens);
 		pthread_mutex_unlock(&r->lock);
 	}
