@@ -328,15 +328,6 @@ static int select_paths(const struct nwc_image *img, char **paths, int n,
 	return 0;
 }
 
-/* Stored bytes of a tensor: its blocks plus its side data. */
-static uint64_t tensor_stored(const struct nwc_image *img,
-			      const struct nwc_tensor *t)
-{
-	if (t->extent == UINT32_MAX)
-		return 0;
-	return nwc_image_extent_stored(img, t->extent) + t->side_len;
-}
-
 /* Codec column of a tensor, as its codec names it ("nwc/m3"). */
 static const char *tensor_codec(const struct nwc_image *img,
 				const struct nwc_tensor *t, char *buf,
@@ -359,7 +350,7 @@ static void list_tensors(const struct nwc_image *img, uint32_t ino)
 	nwc_image_file_tensors(img, ino, &first, &count);
 	for (uint32_t t = first; t < first + count; t++) {
 		const struct nwc_tensor *tn = nwc_image_tensor(img, t);
-		uint64_t stored = tensor_stored(img, tn);
+		uint64_t stored = nwc_image_tensor_stored(img, t);
 		char shape[128];
 		size_t pos = 0;
 
@@ -409,13 +400,7 @@ static void list_image(const struct nwc_image *img, bool tensors)
 			return;
 		}
 		if (S_ISREG(n->mode)) {
-			uint32_t first, count;
-
-			for (uint32_t k = 0; k < n->count; k++)
-				stored += nwc_image_extent_stored(img, n->first + k);
-			nwc_image_file_tensors(img, ino, &first, &count);
-			for (uint32_t t = first; t < first + count; t++)
-				stored += nwc_image_tensor(img, t)->side_len;
+			stored = nwc_image_file_stored(img, ino);
 			stored_total += stored;
 			if (n->count) {
 				const struct nwc_extent *e =

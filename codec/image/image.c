@@ -1124,6 +1124,31 @@ bool nwc_image_file_lossy(const struct nwc_image *img, uint32_t ino)
 	return false;
 }
 
+uint64_t nwc_image_tensor_stored(const struct nwc_image *img, uint32_t t)
+{
+	const struct nwc_tensor *x = &img->tensors[t];
+
+	assert(t < img->n_tensors);
+	return x->side_len + (x->extent == UINT32_MAX ? 0 :
+			      nwc_image_extent_stored(img, x->extent));
+}
+
+uint64_t nwc_image_file_stored(const struct nwc_image *img, uint32_t ino)
+{
+	const struct nwc_inode *n = &img->inodes[ino];
+	uint64_t sum = 0;
+
+	assert(ino < img->n_inodes);
+	if (!S_ISREG(n->mode))
+		return 0;
+	for (uint32_t k = 0; k < n->count; k++)
+		sum += nwc_image_extent_stored(img, n->first + k);
+	for (uint32_t t = img->tfirst[ino]; t < img->tfirst[ino] + img->tcount[ino];
+	     t++)
+		sum += img->tensors[t].side_len;
+	return sum;
+}
+
 void nwc_image_file_fidelity(const struct nwc_image *img, uint32_t ino,
 			     struct nwc_fidelity *out)
 {
@@ -1141,8 +1166,7 @@ void nwc_image_file_fidelity(const struct nwc_image *img, uint32_t ino,
 			w *= x->shape[d];
 		out->tensors++;
 		out->weights += w;
-		out->stored += nwc_image_extent_stored(img, x->extent) +
-			       x->side_len;
+		out->stored += nwc_image_tensor_stored(img, t);
 		if (img->tsig && !isnan(img->tsig[t])) {
 			out->with_err++;
 			out->sig += img->tsig[t];

@@ -161,6 +161,14 @@ bool nwc_image_extent_lossy(const struct nwc_image *img, uint32_t ext);
 const char *nwc_image_extent_codec(const struct nwc_image *img, uint32_t ext);
 bool nwc_image_file_lossy(const struct nwc_image *img, uint32_t ino);
 
+/*
+ * Stored bytes of tensor @t (its data extent's payloads and its side
+ * data) and of regular file @ino (its extents' payloads and its tensors'
+ * side data; 0 for anything else).
+ */
+uint64_t nwc_image_tensor_stored(const struct nwc_image *img, uint32_t t);
+uint64_t nwc_image_file_stored(const struct nwc_image *img, uint32_t ino);
+
 /* The path of inode @ino ("/a/b", not escaped), malloc'd, or NULL. */
 char *nwc_image_inode_path(const struct nwc_image *img, uint32_t ino);
 

@@ -65,15 +65,13 @@ static void put_tensor(const struct out *o, const struct nwc_image *img,
 	const struct nwc_tensor *x = nwc_image_tensor(img, t);
 	bool lossy = x->extent != UINT32_MAX &&
 		     nwc_image_extent_lossy(img, x->extent);
-	uint64_t w = 1, stored = x->side_len;
+	uint64_t w = 1, stored = nwc_image_tensor_stored(img, t);
 	double sig, err, bits;
 	char codec[32], *name;
 	bool known;
 
 	for (unsigned d = 0; d < x->ndim; d++)
 		w *= x->shape[d];
-	if (x->extent != UINT32_MAX)
-		stored += nwc_image_extent_stored(img, x->extent);
 	bits = w ? 8.0 * (double)stored / (double)w : 0;
 	nwc_image_codec_name(img, x->extent != UINT32_MAX ?
 				      nwc_image_extent(img, x->extent)->codec :
@@ -137,16 +135,13 @@ static void put_files(const struct out *o, const struct nwc_image *img,
 		const struct nwc_inode *n = nwc_image_inode(img, ino);
 		uint32_t tf, tc;
 		struct nwc_fidelity fd;
-		uint64_t stored = 0;
+		uint64_t stored;
 		char codecs[64], *path;
 
 		if (!S_ISREG(n->mode))
 			continue;
-		for (uint32_t k = 0; k < n->count; k++)
-			stored += nwc_image_extent_stored(img, n->first + k);
+		stored = nwc_image_file_stored(img, ino);
 		nwc_image_file_tensors(img, ino, &tf, &tc);
-		for (uint32_t t = tf; t < tf + tc; t++)
-			stored += nwc_image_tensor(img, t)->side_len;
 		*stored_total += stored;
 		nwc_image_file_fidelity(img, ino, &fd);
 		total->tensors += fd.tensors;
