@@ -299,15 +299,13 @@ static int check_tree(const struct nwc_tree *tree,
 
 	for (uint32_t i = 1; i < tree->n; i++) {
 		const struct nwc_entry *e = &tree->e[i];
-		size_t n = strlen(e->path);
 
 		links += S_ISLNK(e->mode);
 		if (!S_ISREG(e->mode))
 			continue;
 		if (!example)
 			example = e->path;
-		if (n > 12 && !strcmp(e->path + n - 12, ".safetensors"))
-			safetensors = true;
+		safetensors |= nwc_is_safetensors(e->name);
 	}
 	for (size_t i = 0; i < wo->n_exclude; i++)
 		if (!wo->exclude_hits[i])

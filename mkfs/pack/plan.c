@@ -19,13 +19,6 @@
 #include "mkfs/pack/pack_impl.h"
 #include "mkfs/pack/progress.h"
 
-static bool is_safetensors(const char *name)
-{
-	size_t n = strlen(name);
-
-	return n > 12 && !strcmp(name + n - 12, ".safetensors");
-}
-
 static int add_seg(struct fplan *f, size_t *cap, uint64_t off, uint64_t len,
 		   uint16_t codec, uint32_t arg, int32_t tensor)
 {
@@ -108,7 +101,7 @@ int pack_plan_files(const char *root, const struct nwc_tree *tree,
 			break;
 		}
 		snprintf(f->path, len, "%s/%s", root, e->path);
-		if (is_safetensors(e->name))
+		if (nwc_is_safetensors(e->name))
 			ret = plan_safetensors(f, e->size, &cap);
 		else
 			ret = add_seg(f, &cap, 0, e->size, NWC_CODEC_ZSTD, 1, -1);

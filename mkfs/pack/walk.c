@@ -323,3 +323,10 @@ void nwc_tree_free(struct nwc_tree *t)
 	free(t->e);
 	memset(t, 0, sizeof(*t));
 }
+
+bool nwc_is_safetensors(const char *name)
+{
+	size_t n = strlen(name);
+
+	return n > 12 && !strcmp(name + n - 12, ".safetensors");
+}

@@ -58,4 +58,7 @@ struct nwc_walk_opts {
 int nwc_walk(const char *root, struct nwc_walk_opts *o, struct nwc_tree *out);
 void nwc_tree_free(struct nwc_tree *t);
 
+/* Whether file name @name is parsed as safetensors (".safetensors"). */
+bool nwc_is_safetensors(const char *name);
+
 #endif /* NWC_WALK_H */
