@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * bplanes.c - NWC_CODEC_ZSTD, byte planes each zstd-compressed, rANS-coded
- * or stored (format.h, section 8): its decode and encode tables.
+ * bplanes.c - byte planes each zstd-compressed, rANS-coded or stored
+ * (format.h, section 8): the tables of NWC_CODEC_PLANES, whose rANS planes
+ * have the wide layout, and of NWC_CODEC_ZSTD, whose have the 4-state one.
  */
 #include "codec/common/base.h"
 
@@ -142,9 +143,9 @@ static size_t bplanes_bound(uint32_t arg, size_t raw_len)
  * the plane: mantissa bytes would shrink by a fraction of a percent and
  * double the decode time.  Returns the payload length and sets *word.
  */
-static ssize_t encode_plane(struct zcctx *cctx, const uint8_t *plane,
-			    size_t plen, uint8_t *dst, size_t room,
-			    uint32_t *word)
+static ssize_t encode_plane(struct zcctx *cctx, bool wide,
+			    const uint8_t *plane, size_t plen, uint8_t *dst,
+			    size_t room, uint32_t *word)
 {
 	ssize_t nz = -ENOSPC, nr = -ENOSPC;
 	uint8_t *rbuf = NULL;
@@ -156,10 +157,14 @@ static ssize_t encode_plane(struct zcctx *cctx, const uint8_t *plane,
 				       NWC_MIN(limit, room));
 		if (nz < 0 && nz != -ENOSPC)
 			return nz;
-		rbuf = nwc_scratch_get(&cctx->rans, nwc_rans8_bound(plen));
+		size_t rcap = wide ? nwc_rans8w_bound(plen)
+				   : nwc_rans8_bound(plen);
+
+		rbuf = nwc_scratch_get(&cctx->rans, rcap);
 		if (!rbuf)
 			return -ENOMEM;
-		nr = nwc_rans8_encode(plane, plen, rbuf, nwc_rans8_bound(plen));
+		nr = wide ? nwc_rans8w_encode(plane, plen, rbuf, rcap)
+			  : nwc_rans8_encode(plane, plen, rbuf, rcap);
 		if (nr < 0)
 			return nr;
 		if ((size_t)nr > limit || (size_t)nr > room ||
@@ -183,9 +188,9 @@ static ssize_t encode_plane(struct zcctx *cctx, const uint8_t *plane,
 	return (ssize_t)plen;
 }
 
-static ssize_t zstd_encode(struct zcctx *cctx, unsigned e, bool rot,
-			   const uint8_t *src, size_t len, uint8_t *dst,
-			   size_t cap)
+static ssize_t planes_encode(struct zcctx *cctx, bool wide, unsigned e,
+			     bool rot, const uint8_t *src, size_t len,
+			     uint8_t *dst, size_t cap)
 {
 	const size_t plen = len / e;
 	const uint8_t *planes[8];
@@ -210,8 +215,8 @@ static ssize_t zstd_encode(struct zcctx *cctx, unsigned e, bool rot,
 
 	for (unsigned p = 0; p < e; p++) {
 		uint32_t word;
-		ssize_t n = encode_plane(cctx, planes[p], plen, dst + off,
-					 cap - off, &word);
+		ssize_t n = encode_plane(cctx, wide, planes[p], plen,
+					 dst + off, cap - off, &word);
 
 		if (n < 0)
 			return n;
@@ -221,18 +226,37 @@ static ssize_t zstd_encode(struct zcctx *cctx, unsigned e, bool rot,
 	return (ssize_t)off;
 }
 
-static ssize_t bplanes_encode(void *cctx, uint32_t arg, const void *src,
-			      size_t len, void *dst, size_t cap)
+static ssize_t encode_either(void *cctx, bool wide, uint32_t arg,
+			     const void *src, size_t len, void *dst, size_t cap)
 {
 	unsigned e;
 	bool rot;
 
-	/* Also keeps every plane length below bit 31 of its word. */
+	/* Also keeps every plane length below bit 30 of its word. */
 	if (len > NWC_BLOCK_MAX)
 		return -EINVAL;
 	if (zstd_arg(arg, &e, &rot) || len % e)
 		return -EINVAL;
-	return zstd_encode(cctx, e, rot, src, len, dst, cap);
+	return planes_encode(cctx, wide, e, rot, src, len, dst, cap);
+}
+
+static ssize_t bplanes_encode(void *cctx, uint32_t arg, const void *src,
+			      size_t len, void *dst, size_t cap)
+{
+	return encode_either(cctx, false, arg, src, len, dst, cap);
+}
+
+static ssize_t wplanes_encode(void *cctx, uint32_t arg, const void *src,
+			      size_t len, void *dst, size_t cap)
+{
+	return encode_either(cctx, true, arg, src, len, dst, cap);
+}
+
+static int rans_decode(bool wide, const uint8_t *src, size_t srclen,
+		       uint8_t *dst, size_t len)
+{
+	return wide ? nwc_rans8w_decode(src, srclen, dst, len)
+		    : nwc_rans8_decode(src, srclen, dst, len);
 }
 
 /*
@@ -240,9 +264,9 @@ static ssize_t bplanes_encode(void *cctx, uint32_t arg, const void *src,
  * touched; each frame is then bounded by its word and must decode to exactly
  * one plane.
  */
-static int zstd_decode(struct zdctx *dctx, unsigned e, bool rot,
-		       const uint8_t *src, size_t srclen, uint8_t *dst,
-		       size_t raw_len)
+static int planes_decode(struct zdctx *dctx, bool wide, unsigned e, bool rot,
+			 const uint8_t *src, size_t srclen, uint8_t *dst,
+			 size_t raw_len)
 {
 	const size_t plen = raw_len / e;
 	const size_t hdr = e * ZSTD_WORD_SIZE;
@@ -271,7 +295,7 @@ static int zstd_decode(struct zdctx *dctx, unsigned e, bool rot,
 
 	/* Plain zstd decodes straight into the caller's buffer. */
 	if (e == 1 && rans[0])
-		return nwc_rans8_decode(src + hdr, lens[0], dst, plen);
+		return rans_decode(wide, src + hdr, lens[0], dst, plen);
 	if (e == 1 && !stored[0])
 		return nwc_zstd_decompress(dctx->z, src + hdr, lens[0], dst,
 					   plen);
@@ -285,8 +309,8 @@ static int zstd_decode(struct zdctx *dctx, unsigned e, bool rot,
 				if (!buf)
 					return -ENOMEM;
 			}
-			ret = rans[p] ? nwc_rans8_decode(src + off, lens[p],
-							 buf + p * plen, plen)
+			ret = rans[p] ? rans_decode(wide, src + off, lens[p],
+						    buf + p * plen, plen)
 				      : nwc_zstd_decompress(dctx->z, src + off,
 							    lens[p], buf + p * plen,
 							    plen);
@@ -300,12 +324,9 @@ static int zstd_decode(struct zdctx *dctx, unsigned e, bool rot,
 	return 0;
 }
 
-static int bplanes_decode(const void *state NWC_UNUSED, void *scratch,
-			  uint32_t arg,
-			  const struct nwc_codec_tensor *t NWC_UNUSED,
-			  const void *side NWC_UNUSED, uint32_t j NWC_UNUSED,
-			  const void *src, size_t srclen, void *dst,
-			  size_t raw_len)
+static int decode_either(void *scratch, bool wide, uint32_t arg,
+			 const void *src, size_t srclen, void *dst,
+			 size_t raw_len)
 {
 	unsigned e;
 	bool rot;
@@ -314,7 +335,27 @@ static int bplanes_decode(const void *state NWC_UNUSED, void *scratch,
 		return -NWC_ECORRUPT;
 	if (zstd_arg(arg, &e, &rot) || raw_len % e)
 		return -NWC_ECORRUPT;
-	return zstd_decode(scratch, e, rot, src, srclen, dst, raw_len);
+	return planes_decode(scratch, wide, e, rot, src, srclen, dst, raw_len);
+}
+
+static int bplanes_decode(const void *state NWC_UNUSED, void *scratch,
+			  uint32_t arg,
+			  const struct nwc_codec_tensor *t NWC_UNUSED,
+			  const void *side NWC_UNUSED, uint32_t j NWC_UNUSED,
+			  const void *src, size_t srclen, void *dst,
+			  size_t raw_len)
+{
+	return decode_either(scratch, false, arg, src, srclen, dst, raw_len);
+}
+
+static int wplanes_decode(const void *state NWC_UNUSED, void *scratch,
+			  uint32_t arg,
+			  const struct nwc_codec_tensor *t NWC_UNUSED,
+			  const void *side NWC_UNUSED, uint32_t j NWC_UNUSED,
+			  const void *src, size_t srclen, void *dst,
+			  size_t raw_len)
+{
+	return decode_either(scratch, true, arg, src, srclen, dst, raw_len);
 }
 
 static const char *bplanes_describe(uint32_t arg, const void *side NWC_UNUSED,
@@ -329,6 +370,20 @@ static const char *bplanes_describe(uint32_t arg, const void *side NWC_UNUSED,
 		snprintf(buf, len, "zstd");
 	else
 		snprintf(buf, len, "zstd/planes%u%s", e, rot ? "f" : "");
+	return buf;
+}
+
+/* "planes2f": two byte planes of floats. */
+static const char *wplanes_describe(uint32_t arg, const void *side NWC_UNUSED,
+				    char *buf, size_t len)
+{
+	unsigned e;
+	bool rot;
+
+	if (zstd_arg(arg, &e, &rot))
+		snprintf(buf, len, "planes/0x%x", (unsigned)arg);
+	else
+		snprintf(buf, len, "planes%u%s", e, rot ? "f" : "");
 	return buf;
 }
 
@@ -348,4 +403,23 @@ const struct nwc_codec_enc nwc_codec_zstd_enc = {
 	.cctx_free = zcctx_free,
 	.bound = bplanes_bound,
 	.encode = bplanes_encode,
+};
+
+const struct nwc_codec_dec nwc_codec_planes_dec = {
+	.id = NWC_CODEC_PLANES,
+	.name = "planes",
+	.incompat = NWC_INCOMPAT_PLANES,
+	.check_extent = bplanes_check,
+	.dctx_create = zdctx_create,
+	.dctx_free = zdctx_free,
+	.decode = wplanes_decode,
+	.describe = wplanes_describe,
+};
+
+const struct nwc_codec_enc nwc_codec_planes_enc = {
+	.id = NWC_CODEC_PLANES,
+	.cctx_create = zcctx_create,
+	.cctx_free = zcctx_free,
+	.bound = bplanes_bound,
+	.encode = wplanes_encode,
 };

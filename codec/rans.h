@@ -22,6 +22,13 @@
  * Symbol i is coded by state i mod 4.  A valid stream ends with every state
  * back at its initial value and every word consumed.
  *
+ * The wide layout (nwc_rans8w_*) is the same with 32 states (u32[32]), so
+ * that a decoder can step 8 states per AVX2 instruction: within a group of
+ * 32 symbols each state that falls below L pulls the next word in state
+ * order, which is both the scalar loop's order and the order a vector
+ * hands out consecutive words to its lanes.  Every kernel decodes a stream
+ * to the same bytes; nwc_rans8w_decode() picks the fastest this CPU runs.
+ *
  * Thread safety: pure functions; the caller provides every buffer.
  */
 #ifndef NWC_RANS_H
@@ -51,5 +58,30 @@ ssize_t nwc_rans8_encode(const uint8_t *src, size_t len, uint8_t *dst,
  */
 int nwc_rans8_decode(const uint8_t *src, size_t srclen, uint8_t *dst,
 		     size_t len);
+
+#define NWC_RANS_WIDE 32u	/* states of the wide layout */
+
+/* The wide layout's nwc_rans8_bound(), _encode() and _decode(). */
+size_t nwc_rans8w_bound(size_t len);
+ssize_t nwc_rans8w_encode(const uint8_t *src, size_t len, uint8_t *dst,
+			  size_t cap);
+int nwc_rans8w_decode(const uint8_t *src, size_t srclen, uint8_t *dst,
+		      size_t len);
+
+/* The wide decoder's inner loops, for tests and benchmarks. */
+enum nwc_rans_kernel {
+	NWC_RANS_KERNEL_AUTO,	/* the fastest this CPU has */
+	NWC_RANS_KERNEL_SCALAR,	/* plain C, every machine */
+	NWC_RANS_KERNEL_AVX2,	/* x86-64 with AVX2 */
+};
+
+/* Whether this machine runs @k; its name ("scalar", "avx2"; AUTO: the
+ * one it stands for). */
+bool nwc_rans8w_kernel_ok(enum nwc_rans_kernel k);
+const char *nwc_rans8w_kernel_name(enum nwc_rans_kernel k);
+
+/* nwc_rans8w_decode() with kernel @k: -ENOTSUP where it does not run. */
+int nwc_rans8w_decode_with(enum nwc_rans_kernel k, const uint8_t *src,
+			   size_t srclen, uint8_t *dst, size_t len);
 
 #endif /* NWC_RANS_H */

@@ -9,8 +9,9 @@
  * frequency f and cumulative frequency c out of M = 2^P maps x to
  * (x / f) * M + c + x % f, after pushing one 16-bit word when x >= f <<
  * (32 - P), so x stays in range; decoding inverts it and pulls a word
- * when x falls below L.  NWC_RANS_WAYS states take symbols in turn (symbol
- * i goes to state i mod 4) so a decoder's dependency chains overlap.  The
+ * when x falls below L.  Several states take symbols in turn (symbol i
+ * goes to state i mod n; NWC_RANS_WAYS = 4 unless a stream says otherwise)
+ * so a decoder's dependency chains overlap.  The
  * encoder runs backwards over the symbols and its words, so the decoder
  * reads forwards.  A stream carries the final encoder states (u32 LE each)
  * and then the words (u16 LE); it is whole when decoding leaves every
@@ -84,17 +85,19 @@ static inline uint32_t nwc_rans_dec_pull(uint32_t x, const uint8_t *w,
 	return (x << (16 * pull)) | (nwc_get_le16(w) & -pull);
 }
 
-/* Store the final encoder states. */
-static inline void nwc_rans_states_put(uint8_t *p, const uint32_t *x)
+/* Store the @n final encoder states. */
+static inline void nwc_rans_states_put(uint8_t *p, const uint32_t *x,
+				       unsigned n)
 {
-	for (unsigned k = 0; k < NWC_RANS_WAYS; k++)
+	for (unsigned k = 0; k < n; k++)
 		nwc_put_le32(p + 4 * k, x[k]);
 }
 
-/* Load a decoder's starting states; -NWC_ECORRUPT if one is below L. */
-static inline int nwc_rans_states_get(const uint8_t *p, uint32_t *x)
+/* Load a decoder's @n starting states; -NWC_ECORRUPT if one is below L. */
+static inline int nwc_rans_states_get(const uint8_t *p, uint32_t *x,
+				      unsigned n)
 {
-	for (unsigned k = 0; k < NWC_RANS_WAYS; k++) {
+	for (unsigned k = 0; k < n; k++) {
 		x[k] = nwc_get_le32(p + 4 * k);
 		if (x[k] < NWC_RANS_L)
 			return -NWC_ECORRUPT;
@@ -102,10 +105,10 @@ static inline int nwc_rans_states_get(const uint8_t *p, uint32_t *x)
 	return 0;
 }
 
-/* Whether a decode ended where the encoder started: every state at L. */
-static inline bool nwc_rans_states_done(const uint32_t *x)
+/* Whether a decode ended where the encoder started: all @n states at L. */
+static inline bool nwc_rans_states_done(const uint32_t *x, unsigned n)
 {
-	for (unsigned k = 0; k < NWC_RANS_WAYS; k++)
+	for (unsigned k = 0; k < n; k++)
 		if (x[k] != NWC_RANS_L)
 			return false;
 	return true;

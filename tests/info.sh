@@ -94,7 +94,7 @@ assert abs(bits - d["totals"]["bits_per_weight"]) < 1e-3, bits
 sq = float(x("model.safetensors", "user.nwc.sqnr_db"))
 assert abs(sq - d["totals"]["sqnr_db"]) < 0.01, sq
 assert x("config.json", "user.nwc.lossy") == "no"
-assert x("config.json", "user.nwc.codec") == "zstd"
+assert x("config.json", "user.nwc.codec") == "planes"
 for a in ("user.nwc.bits_per_weight", "user.nwc.sqnr_db"):
     try:
         x("config.json", a)

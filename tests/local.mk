@@ -15,7 +15,8 @@ tests_test_iface_LDADD = codec/image/libnwcimage.a \
 	codec/common/libnwccommon.a $(XXHASH_LIBS) $(LIBS)
 tests_test_planes_SOURCES = tests/test_planes.c tests/t.h
 tests_test_planes_LDADD = $(NWC_TEST_LIBS)
-tests_test_rans_SOURCES = tests/test_rans.c tests/t.h tests/golden_rans.h
+tests_test_rans_SOURCES = tests/test_rans.c tests/t.h tests/golden_rans.h \
+	tests/golden_rans32.h
 tests_test_rans_LDADD = $(NWC_TEST_LIBS) -lm
 tests_test_codec_SOURCES = tests/test_codec.c tests/t.h
 tests_test_codec_LDADD = $(NWC_TEST_LIBS)

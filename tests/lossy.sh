@@ -155,7 +155,7 @@ grep -q ' nwc/m' "$W/codecs" || t_fail "no nwc tensor: $(cat "$W/codecs")"
 for t in model.embed_tokens.weight lm_head.weight \
 	 model.layers.0.input_layernorm.weight \
 	 model.layers.0.self_attn.k_proj.weight; do
-	grep -q "^$t \(zstd\|raw\)" "$W/codecs" ||
+	grep -q "^$t \(planes\|raw\)" "$W/codecs" ||
 		t_fail "$t is not lossless: $(grep "^$t " "$W/codecs")"
 done
 for t in model.layers.1.mlp.down_proj.weight \
@@ -238,7 +238,7 @@ re='warning: .*/nan/model.safetensors: bad.weight: .*not finite'
 grep -q "$re.*stored losslessly" "$W/mk.out" ||
 	t_fail "no warning for the NaN tensor: $(cat "$W/mk.out")"
 listing "$W/nan.nwc" >"$W/codecs"
-grep -q '^bad.weight zstd' "$W/codecs" && grep -q '^good.weight nwc' \
+grep -q '^bad.weight planes' "$W/codecs" && grep -q '^good.weight nwc' \
 	"$W/codecs" || t_fail "NaN tensor: $(cat "$W/codecs")"
 check "$W/nan" "$W/nan.nwc" $MIN_DB	# bad.weight byte for byte
 echo "lossy: a NaN tensor falls back to lossless"
@@ -272,7 +272,7 @@ grep -q 'warning: .*fmax.weight: .*stored losslessly' "$W/mk.out" &&
 	grep -q 'warning: .*spike.weight: row 5 has weights the neural codec cannot represent.*stored losslessly' \
 	"$W/mk.out" || t_fail "extreme weights: no warnings: $(cat "$W/mk.out")"
 listing "$W/extreme.nwc" >"$W/codecs"
-grep -q '^fmax.weight zstd' "$W/codecs" && grep -q '^spike.weight zstd' \
+grep -q '^fmax.weight planes' "$W/codecs" && grep -q '^spike.weight planes' \
 	"$W/codecs" && grep -q '^plain.weight nwc' "$W/codecs" ||
 	t_fail "extreme weights: $(cat "$W/codecs")"
 "$FSCK" -q -x "$W/xx" "$W/extreme.nwc" || t_fail "extreme weights: fsck -x"

@@ -13,6 +13,8 @@
 
 static struct nwc_cctx *cc, *cc2;
 static struct nwc_dctx *dc;
+/* The byte-planes codec under test: each test runs for both. */
+static uint16_t pc = NWC_CODEC_ZSTD;
 
 static void *xmemdup(const void *src, size_t len)
 {
@@ -208,7 +210,7 @@ static void test_arg_for_dtype(void)
 	T_EQ(nwc_codec_arg_for_dtype(NWC_DTYPE_F8_E4M3), 1);
 	T_EQ(nwc_codec_arg_for_dtype(NWC_DTYPE_F8_E5M2), 1);
 	for (unsigned d = 1; d < NWC_DTYPE_COUNT; d++)
-		T_EQ(nwc_codec_check(NWC_CODEC_ZSTD,
+		T_EQ(nwc_codec_check(pc,
 				     nwc_codec_arg_for_dtype(d), 4096), 0);
 }
 
@@ -225,64 +227,66 @@ static void test_check(void)
 	T_EQ(nwc_codec_check(NWC_CODEC_RAW, 1, 4096), bad);
 	T_EQ(nwc_codec_check(NWC_CODEC_RAW, f, 4096), bad);
 
-	T_EQ(nwc_codec_check(NWC_CODEC_ZSTD, 1, 1), 0);
-	T_EQ(nwc_codec_check(NWC_CODEC_ZSTD, 1, 4097), 0);
-	T_EQ(nwc_codec_check(NWC_CODEC_ZSTD, 2, 4096), 0);
-	T_EQ(nwc_codec_check(NWC_CODEC_ZSTD, 2 | f, 2), 0);
-	T_EQ(nwc_codec_check(NWC_CODEC_ZSTD, 4 | f, 4096), 0);
-	T_EQ(nwc_codec_check(NWC_CODEC_ZSTD, 8 | f, NWC_BLOCK_MAX), 0);
-	T_EQ(nwc_codec_check(NWC_CODEC_ZSTD, 8, 8), 0);
-	T_EQ(nwc_codec_check(NWC_CODEC_ZSTD, 2, 4095), bad);
-	T_EQ(nwc_codec_check(NWC_CODEC_ZSTD, 4 | f, 4098), bad);
-	T_EQ(nwc_codec_check(NWC_CODEC_ZSTD, 8, 4), bad);
-	T_EQ(nwc_codec_check(NWC_CODEC_ZSTD, 1, 0), bad);
-	T_EQ(nwc_codec_check(NWC_CODEC_ZSTD, 1, NWC_BLOCK_MAX + 1), bad);
-	T_EQ(nwc_codec_check(NWC_CODEC_ZSTD, 0, 4096), bad);
-	T_EQ(nwc_codec_check(NWC_CODEC_ZSTD, 3, 4096), bad);
-	T_EQ(nwc_codec_check(NWC_CODEC_ZSTD, 16, 4096), bad);
-	T_EQ(nwc_codec_check(NWC_CODEC_ZSTD, 1 | f, 4096), bad);
-	T_EQ(nwc_codec_check(NWC_CODEC_ZSTD, f, 4096), bad);
-	T_EQ(nwc_codec_check(NWC_CODEC_ZSTD, 2 | 1u << 9, 4096), bad);
-	T_EQ(nwc_codec_check(NWC_CODEC_ZSTD, 2 | 1u << 31, 4096), bad);
+	T_EQ(nwc_codec_check(pc, 1, 1), 0);
+	T_EQ(nwc_codec_check(pc, 1, 4097), 0);
+	T_EQ(nwc_codec_check(pc, 2, 4096), 0);
+	T_EQ(nwc_codec_check(pc, 2 | f, 2), 0);
+	T_EQ(nwc_codec_check(pc, 4 | f, 4096), 0);
+	T_EQ(nwc_codec_check(pc, 8 | f, NWC_BLOCK_MAX), 0);
+	T_EQ(nwc_codec_check(pc, 8, 8), 0);
+	T_EQ(nwc_codec_check(pc, 2, 4095), bad);
+	T_EQ(nwc_codec_check(pc, 4 | f, 4098), bad);
+	T_EQ(nwc_codec_check(pc, 8, 4), bad);
+	T_EQ(nwc_codec_check(pc, 1, 0), bad);
+	T_EQ(nwc_codec_check(pc, 1, NWC_BLOCK_MAX + 1), bad);
+	T_EQ(nwc_codec_check(pc, 0, 4096), bad);
+	T_EQ(nwc_codec_check(pc, 3, 4096), bad);
+	T_EQ(nwc_codec_check(pc, 16, 4096), bad);
+	T_EQ(nwc_codec_check(pc, 1 | f, 4096), bad);
+	T_EQ(nwc_codec_check(pc, f, 4096), bad);
+	T_EQ(nwc_codec_check(pc, 2 | 1u << 9, 4096), bad);
+	T_EQ(nwc_codec_check(pc, 2 | 1u << 31, 4096), bad);
 
 	T_EQ(nwc_codec_check(NWC_CODEC_NWC, 0, 4096), -NWC_EFEATURE);
-	T_EQ(nwc_codec_check(2, 0, 4096), -NWC_EFEATURE);
+	T_EQ(nwc_codec_check(3, 0, 4096), -NWC_EFEATURE);
 	T_EQ(nwc_codec_check(0xffff, 1, 0), -NWC_EFEATURE);
 }
 
 static void test_unit_bound_name(void)
 {
+	const bool zstd = pc == NWC_CODEC_ZSTD;
 	char buf[32], tiny[5];
 
 	T_EQ(nwc_codec_unit(NWC_CODEC_RAW, 0), 1);
-	T_EQ(nwc_codec_unit(NWC_CODEC_ZSTD, 1), 1);
-	T_EQ(nwc_codec_unit(NWC_CODEC_ZSTD, 2 | NWC_ZSTD_ARG_FLOAT), 2);
-	T_EQ(nwc_codec_unit(NWC_CODEC_ZSTD, 8), 8);
-	T_EQ(nwc_codec_unit(NWC_CODEC_ZSTD, 5), 0);
+	T_EQ(nwc_codec_unit(pc, 1), 1);
+	T_EQ(nwc_codec_unit(pc, 2 | NWC_ZSTD_ARG_FLOAT), 2);
+	T_EQ(nwc_codec_unit(pc, 8), 8);
+	T_EQ(nwc_codec_unit(pc, 5), 0);
 	T_EQ(nwc_codec_unit(NWC_CODEC_NWC, 0), 0);
 
 	T_EQ(nwc_codec_bound(NWC_CODEC_RAW, 0, 1000), 1000);
-	T_EQ(nwc_codec_bound(NWC_CODEC_ZSTD, 1, 1000), 1004);
-	T_EQ(nwc_codec_bound(NWC_CODEC_ZSTD, 4 | NWC_ZSTD_ARG_FLOAT, 1000),
+	T_EQ(nwc_codec_bound(pc, 1, 1000), 1004);
+	T_EQ(nwc_codec_bound(pc, 4 | NWC_ZSTD_ARG_FLOAT, 1000),
 	     1016);
-	T_EQ(nwc_codec_bound(NWC_CODEC_ZSTD, 8, 0), 32);
+	T_EQ(nwc_codec_bound(pc, 8, 0), 32);
 
 	T_CHECK(!strcmp(nwc_codec_name(NWC_CODEC_RAW, 0, buf, sizeof(buf)),
 			"raw"));
-	T_CHECK(!strcmp(nwc_codec_name(NWC_CODEC_ZSTD, 1, buf, sizeof(buf)),
-			"zstd"));
-	T_CHECK(!strcmp(nwc_codec_name(NWC_CODEC_ZSTD,
+	T_CHECK(!strcmp(nwc_codec_name(pc, 1, buf, sizeof(buf)),
+			zstd ? "zstd" : "planes1"));
+	T_CHECK(!strcmp(nwc_codec_name(pc,
 				       nwc_codec_arg_for_dtype(NWC_DTYPE_BF16),
-				       buf, sizeof(buf)), "zstd/planes2f"));
-	T_CHECK(!strcmp(nwc_codec_name(NWC_CODEC_ZSTD, 8, buf, sizeof(buf)),
-			"zstd/planes8"));
-	T_CHECK(!strcmp(nwc_codec_name(NWC_CODEC_ZSTD, 3, buf, sizeof(buf)),
-			"zstd/0x3"));
+				       buf, sizeof(buf)),
+			zstd ? "zstd/planes2f" : "planes2f"));
+	T_CHECK(!strcmp(nwc_codec_name(pc, 8, buf, sizeof(buf)),
+			zstd ? "zstd/planes8" : "planes8"));
+	T_CHECK(!strcmp(nwc_codec_name(pc, 3, buf, sizeof(buf)),
+			zstd ? "zstd/0x3" : "planes/0x3"));
 	T_CHECK(!strcmp(nwc_codec_name(NWC_CODEC_NWC, 7, buf, sizeof(buf)),
 			"nwc"));
 	T_CHECK(!strcmp(nwc_codec_name(9, 1, buf, sizeof(buf)), "codec9/0x1"));
-	T_CHECK(nwc_codec_name(NWC_CODEC_ZSTD, 4, tiny, sizeof(tiny)) == tiny);
-	T_CHECK(!strcmp(tiny, "zstd"));
+	T_CHECK(nwc_codec_name(pc, 4, tiny, sizeof(tiny)) == tiny);
+	T_CHECK(!strcmp(tiny, zstd ? "zstd" : "plan"));
 }
 
 static void test_contexts(void)
@@ -333,25 +337,25 @@ static void test_roundtrip_dtypes(void)
 
 				/* Odd address: no alignment is assumed. */
 				fill(k, d, buf + 1, n, &seed);
-				roundtrip(NWC_CODEC_ZSTD, arg, buf + 1, n * e);
+				roundtrip(pc, arg, buf + 1, n * e);
 			}
 		}
 		/* Planes without the float rotation, and plain zstd. */
 		fill(DATA_WEIGHTS, d, buf, 4097, &seed);
-		roundtrip(NWC_CODEC_ZSTD, e, buf, 4097 * e);
-		roundtrip(NWC_CODEC_ZSTD, 1, buf, 4097 * e);
+		roundtrip(pc, e, buf, 4097 * e);
+		roundtrip(pc, 1, buf, 4097 * e);
 	}
 
 	fill(DATA_RANDOM, NWC_DTYPE_U8, buf, 4097, &seed);
 	T_EQ(roundtrip(NWC_CODEC_RAW, 0, buf, 4097), 4097);
 	T_EQ(roundtrip(NWC_CODEC_RAW, 0, buf, 0), 0);
 	/* Random bytes cannot shrink: every plane is stored. */
-	T_EQ(roundtrip(NWC_CODEC_ZSTD, 1, buf, 4097), 4097 + WORD);
-	T_EQ(roundtrip(NWC_CODEC_ZSTD, 4 | NWC_ZSTD_ARG_FLOAT, buf, 4096),
+	T_EQ(roundtrip(pc, 1, buf, 4097), 4097 + WORD);
+	T_EQ(roundtrip(pc, 4 | NWC_ZSTD_ARG_FLOAT, buf, 4096),
 	     4096 + 4 * WORD);
 	/* Constant data collapses. */
 	memset(buf, 0, MIB);
-	T_CHECK(roundtrip(NWC_CODEC_ZSTD, 2 | NWC_ZSTD_ARG_FLOAT, buf, MIB) <
+	T_CHECK(roundtrip(pc, 2 | NWC_ZSTD_ARG_FLOAT, buf, MIB) <
 		1000);
 	free(buf);
 }
@@ -370,11 +374,11 @@ static unsigned stored_mask(const uint8_t *payload, unsigned e)
 static double ratio_of(uint32_t arg, const uint8_t *data,
 		       size_t len, unsigned *mask)
 {
-	size_t bound = nwc_codec_bound(NWC_CODEC_ZSTD, arg, len);
+	size_t bound = nwc_codec_bound(pc, arg, len);
 	uint8_t *dst = t_xmalloc(bound);
 	ssize_t n;
 
-	n = nwc_codec_encode(cc, NWC_CODEC_ZSTD, arg, data, len, dst, bound);
+	n = nwc_codec_encode(cc, pc, arg, data, len, dst, bound);
 	T_CHECK(n > 0);
 	if (mask)
 		*mask = stored_mask(dst, arg & NWC_ZSTD_ARG_ESIZE_MASK);
@@ -432,15 +436,15 @@ static void test_format_vectors(void)
 	static const uint8_t empty[] = { 0, 0, 0, 0x80 };
 	uint8_t out[4];
 
-	T_EQ(nwc_codec_decode(dc, NWC_CODEC_ZSTD, 2 | NWC_ZSTD_ARG_FLOAT, bf16,
+	T_EQ(nwc_codec_decode(dc, pc, 2 | NWC_ZSTD_ARG_FLOAT, bf16,
 			      sizeof(bf16), out, 4), 0);
 	T_MEMEQ(out, bf16_raw, 4);
-	T_EQ(nwc_codec_decode(dc, NWC_CODEC_ZSTD, 2, i16, sizeof(i16), out, 4),
+	T_EQ(nwc_codec_decode(dc, pc, 2, i16, sizeof(i16), out, 4),
 	     0);
 	T_MEMEQ(out, i16_raw, 4);
-	T_EQ(nwc_codec_decode(dc, NWC_CODEC_ZSTD, 1, empty, 4, out, 0), 0);
+	T_EQ(nwc_codec_decode(dc, pc, 1, empty, 4, out, 0), 0);
 	/* A plane stored with length zero does not describe 4 bytes. */
-	T_EQ(nwc_codec_decode(dc, NWC_CODEC_ZSTD, 1, empty, 4, out, 4),
+	T_EQ(nwc_codec_decode(dc, pc, 1, empty, 4, out, 4),
 	     -NWC_ECORRUPT);
 }
 
@@ -451,23 +455,23 @@ static void test_encode_errors(void)
 	T_EQ(nwc_codec_encode(cc, NWC_CODEC_NWC, 0, src, 64, dst, 128),
 	     -NWC_EFEATURE);
 	T_EQ(nwc_codec_encode(cc, 5, 0, src, 64, dst, 128), -NWC_EFEATURE);
-	T_EQ(nwc_codec_encode(cc, NWC_CODEC_ZSTD, 3, src, 64, dst, 128),
+	T_EQ(nwc_codec_encode(cc, pc, 3, src, 64, dst, 128),
 	     -EINVAL);
-	T_EQ(nwc_codec_encode(cc, NWC_CODEC_ZSTD, 4, src, 62, dst, 128),
+	T_EQ(nwc_codec_encode(cc, pc, 4, src, 62, dst, 128),
 	     -EINVAL);
 	T_EQ(nwc_codec_encode(cc, NWC_CODEC_RAW, 1, src, 64, dst, 128),
 	     -EINVAL);
 	T_EQ(nwc_codec_encode(cc, NWC_CODEC_RAW, 0, src, 64, dst, 63),
 	     -ENOSPC);
-	T_EQ(nwc_codec_encode(cc, NWC_CODEC_ZSTD, 8, src, 64, dst, 31),
+	T_EQ(nwc_codec_encode(cc, pc, 8, src, 64, dst, 31),
 	     -ENOSPC);
 	/* Random data needs the whole bound. */
 	for (size_t i = 0; i < sizeof(src); i++)
 		src[i] = (uint8_t)(i * 151 + 7);
-	T_EQ(nwc_codec_encode(cc, NWC_CODEC_ZSTD, 1, src, 64, dst, 67),
+	T_EQ(nwc_codec_encode(cc, pc, 1, src, 64, dst, 67),
 	     -ENOSPC);
-	T_EQ(nwc_codec_encode(cc, NWC_CODEC_ZSTD, 1, src, 64, dst, 68), 68);
-	T_EQ(nwc_codec_encode(cc, NWC_CODEC_ZSTD, 1, src, NWC_BLOCK_MAX + 1,
+	T_EQ(nwc_codec_encode(cc, pc, 1, src, 64, dst, 68), 68);
+	T_EQ(nwc_codec_encode(cc, pc, 1, src, NWC_BLOCK_MAX + 1,
 			      dst, 128), -EINVAL);
 
 	T_EQ(nwc_codec_decode(dc, NWC_CODEC_NWC, 0, src, 64, dst, 64),
@@ -497,9 +501,9 @@ static void sample_make(struct sample *s, unsigned dtype, uint32_t arg,
 	s->raw_len = raw_len;
 	s->raw = t_xmalloc(raw_len);
 	fill_weights(dtype, s->raw, raw_len / nwc_dtype_size(dtype), &seed);
-	bound = nwc_codec_bound(NWC_CODEC_ZSTD, arg, raw_len);
+	bound = nwc_codec_bound(pc, arg, raw_len);
 	s->payload = t_xmalloc(bound);
-	n = nwc_codec_encode(cc, NWC_CODEC_ZSTD, arg, s->raw, raw_len,
+	n = nwc_codec_encode(cc, pc, arg, s->raw, raw_len,
 			     s->payload, bound);
 	if (n < 0) {
 		fprintf(stderr, "encode failed: %zd\n", n);
@@ -525,7 +529,7 @@ static int decode_exact(uint32_t arg, const uint8_t *payload, size_t len,
 	uint8_t *dst = t_xmalloc(raw_len);
 	int ret;
 
-	ret = nwc_codec_decode(dc, NWC_CODEC_ZSTD, arg, src, len, dst,
+	ret = nwc_codec_decode(dc, pc, arg, src, len, dst,
 			       raw_len);
 	if (!ret && want)
 		T_MEMEQ(dst, want, raw_len);
@@ -647,7 +651,7 @@ static void test_header_lies(void)
 	T_EQ(nwc_codec_decode(dc, NWC_CODEC_RAW, 0, s.raw, 100, p, 100), 0);
 	T_MEMEQ(p, s.raw, 100);
 	/* And a raw length beyond the format's limit is refused outright. */
-	T_EQ(nwc_codec_decode(dc, NWC_CODEC_ZSTD, 1, s.payload, s.len, p,
+	T_EQ(nwc_codec_decode(dc, pc, 1, s.payload, s.len, p,
 			      (size_t)NWC_BLOCK_MAX + 1), bad);
 	free(p);
 	sample_free(&s);
@@ -807,17 +811,21 @@ int main(void)
 		return 99;
 	}
 	T_RUN(test_dtype);
-	T_RUN(test_arg_for_dtype);
-	T_RUN(test_check);
-	T_RUN(test_unit_bound_name);
 	T_RUN(test_contexts);
-	T_RUN(test_format_vectors);
-	T_RUN(test_roundtrip_dtypes);
-	T_RUN(test_ratios);
-	T_RUN(test_encode_errors);
-	T_RUN(test_header_lies);
-	T_RUN(test_corrupt_payloads);
-	T_RUN(test_garbage);
+	for (int k = 0; k < 2; k++) {
+		pc = k ? NWC_CODEC_PLANES : NWC_CODEC_ZSTD;
+		printf("codec %u\n", pc);
+		T_RUN(test_arg_for_dtype);
+		T_RUN(test_check);
+		T_RUN(test_unit_bound_name);
+		T_RUN(test_format_vectors);
+		T_RUN(test_roundtrip_dtypes);
+		T_RUN(test_ratios);
+		T_RUN(test_encode_errors);
+		T_RUN(test_header_lies);
+		T_RUN(test_corrupt_payloads);
+		T_RUN(test_garbage);
+	}
 	nwc_cctx_free(cc);
 	nwc_cctx_free(cc2);
 	nwc_dctx_free(dc);

@@ -40,6 +40,7 @@
 #define ZF(e) ((e) | NWC_ZSTD_ARG_FLOAT)
 #define RAW NWC_CODEC_RAW
 #define ZSTD NWC_CODEC_ZSTD
+#define PLANES NWC_CODEC_PLANES
 
 /*
  * The reference tree, in final (breadth-first, name-sorted) inode order.
@@ -100,7 +101,7 @@ static const struct xext xexts[] = {
 	{ 2, 9000, 4096, ZSTD, 1, NT },
 	{ 2, 4100, 4096, ZSTD, ZF(4), NT },
 	{ 7, 300, 4096, RAW, 0, NT },
-	{ 7, 5000, 4096, ZSTD, 2, NT },
+	{ 7, 5000, 4096, PLANES, 2, NT },
 	{ 5, 64, 4096, RAW, 0, NT },
 	{ 5, 4800, 4096, ZSTD, ZF(2), 0 },
 	{ 5, 240, 4096, ZSTD, ZF(4), 1 },
@@ -428,7 +429,8 @@ static void test_roundtrip_tree(void)
 	T_EQ(info.n_tensors, NXT);
 	T_EQ(info.block_log2, 12);
 	T_EQ(info.compat, 0);
-	T_EQ(info.incompat, 0);
+	/* The writer sets the bit of the codec of extent 4. */
+	T_EQ(info.incompat, NWC_INCOMPAT_PLANES);
 	T_EQ(nwc_get_le64(ref_bytes + NWC_SB_DATA_OFF), NWC_DATA_ALIGN);
 	T_EQ(info.data_len, nwc_get_le64(ref_bytes + NWC_SB_DATA_LEN));
 	T_EQ(nwc_get_le64(ref_bytes + NWC_SB_CREATED_BY), NWC_VERSION_CODE);
@@ -1204,11 +1206,15 @@ static void test_damage_superblock(void)
 	CASE(0, (void)m);
 	CASE(EFEATURE, put32(m->p, NWC_SB_VERSION, 0));
 	CASE(EFEATURE, put32(m->p, NWC_SB_VERSION, 2));
-	CASE(EFEATURE, put64(m->p, NWC_SB_INCOMPAT, 1ull << 1));
+	CASE(EFEATURE, put64(m->p, NWC_SB_INCOMPAT,
+			     NWC_INCOMPAT_PLANES | 1ull << 2));
+	/* An extent of the wide planes codec needs its bit. */
+	CASE(ECORRUPT, put64(m->p, NWC_SB_INCOMPAT, 0));
 	CASE(EFEATURE, put64(m->p, NWC_SB_INCOMPAT, 1ull << 63));
 	CASE(EFEATURE, put64(m->p, NWC_SB_INCOMPAT, NWC_INCOMPAT_NWC | 4));
 	/* The NWC bit needs a MODELS section; any compat bit is fine. */
-	CASE(ECORRUPT, put64(m->p, NWC_SB_INCOMPAT, NWC_INCOMPAT_NWC));
+	CASE(ECORRUPT, put64(m->p, NWC_SB_INCOMPAT,
+			     NWC_INCOMPAT_NWC | NWC_INCOMPAT_PLANES));
 	CASE(0, put64(m->p, NWC_SB_COMPAT, 1ull << 5));
 	CASE(0, put32(m->p, NWC_SB_BLOCK_LOG2, 99));
 	CASE(0, put64(m->p, NWC_SB_CREATED_BY, 0xdeadbeef));
@@ -1642,7 +1648,8 @@ static void test_damage_extents(void)
 	/* 4100 bytes are not whole 8-byte elements. */
 	CASE(ECORRUPT, put32(ext_rec(m, 2), 32, 8));
 	/* Codecs. */
-	CASE(EFEATURE, put16(ext_rec(m, 0), 28, 2));
+	CASE(EFEATURE, put16(ext_rec(m, 0), 28, 3));
+	CASE(0, put16(ext_rec(m, 1), 28, PLANES));
 	CASE(ECORRUPT, put16(ext_rec(m, 0), 28, NWC_CODEC_NWC));
 	CASE(EFEATURE, put16(ext_rec(m, 11), 28, UINT16_MAX));
 	CASE(ECORRUPT, put16(ext_rec(m, 6), 28, NWC_CODEC_NWC));
@@ -2568,9 +2575,11 @@ static void test_nwc_damage_models(void)
 	NCASE(0, n_set_models(m, m_sect(m, NWC_SECT_MODELS), mlen));
 	/* In a lossless image, with the bit, models are allowed unused. */
 	CASE(0, m_add_section(m, NWC_SECT_MODELS, 1, ms0, mlen);
-	     put64(m->p, NWC_SB_INCOMPAT, NWC_INCOMPAT_NWC));
+	     put64(m->p, NWC_SB_INCOMPAT,
+		   NWC_INCOMPAT_NWC | NWC_INCOMPAT_PLANES));
 	CASE(ECORRUPT, m_add_section(m, NWC_SECT_MODELS, 1, ms0, 40);
-	     put64(m->p, NWC_SB_INCOMPAT, NWC_INCOMPAT_NWC));
+	     put64(m->p, NWC_SB_INCOMPAT,
+		   NWC_INCOMPAT_NWC | NWC_INCOMPAT_PLANES));
 	/* Header. */
 	NCASE(ECORRUPT, put32(m_sect(m, NWC_SECT_MODELS), 0, 0));
 	NCASE(ECORRUPT, put32(m_sect(m, NWC_SECT_MODELS), 0, 1));

@@ -166,3 +166,17 @@ out_close:
 	close(fd);
 	return ret;
 }
+
+int nwc_open_unnamed(const char *dir, unsigned mode, int *fd)
+{
+	int ret;
+
+	*fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, (mode_t)mode);
+	if (*fd >= 0)
+		return 0;
+	ret = -errno;
+	/* What kernels and file systems without O_TMPFILE answer. */
+	if (ret == -EOPNOTSUPP || ret == -EISDIR || ret == -EINVAL)
+		ret = -EOPNOTSUPP;
+	return ret;
+}

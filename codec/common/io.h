@@ -27,6 +27,15 @@ int nwc_pwrite_full(int fd, const void *buf, size_t len, uint64_t off);
 int nwc_write_full(int fd, const void *buf, size_t len);
 
 /*
+ * nwc_open_unnamed() - a new file without a name in directory @dir
+ * (O_TMPFILE, read-write, close-on-exec, @mode less the umask), so that
+ * nothing is left behind however the process ends; linkat() can name it.
+ * -EOPNOTSUPP where @dir's file system cannot; other errors as open(2)
+ * gives them.  Logs nothing.
+ */
+int nwc_open_unnamed(const char *dir, unsigned mode, int *fd);
+
+/*
  * nwc_write_file_atomic() - replace @path by @len bytes at @buf: written to
  * a temporary file beside it, fsync'd, made mode 0644 and renamed over
  * @path, so readers see the old file or the whole new one.  Errors are

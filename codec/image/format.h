@@ -157,6 +157,12 @@
  *      content size is raw_len / E.  Both set is invalid.  E = 1 is plain
  *      zstd (or rANS, or verbatim).
  *
+ *    NWC_CODEC_PLANES (2): as NWC_CODEC_ZSTD, argument and payload alike,
+ *      except that an NWC_PLANE_RANS plane is a rANS stream of the wide
+ *      layout (32 states, codec/rans.h), which vector units decode several
+ *      times faster.  Only an image that sets NWC_INCOMPAT_PLANES has such
+ *      extents; mkfs.nwc writes them for every compressed lossless block.
+ *
  *    NWC_CODEC_NWC (16): a lossy weight matrix coded by the neural weight
  *      codec; codec/nwc/nwctensor.h defines the side record and the band
  *      payloads.  Only an image that sets NWC_INCOMPAT_NWC has such extents.
@@ -313,6 +319,7 @@
 
 /* Feature bits. */
 #define NWC_INCOMPAT_NWC (1ull << 0)	/* MODELS section, NWC_CODEC_NWC */
+#define NWC_INCOMPAT_PLANES (1ull << 1)	/* NWC_CODEC_PLANES extents */
 
 /* Section types. */
 enum nwc_sect_type {
@@ -346,6 +353,7 @@ enum nwc_sect_type {
 enum nwc_codec_id {
 	NWC_CODEC_RAW = 0,
 	NWC_CODEC_ZSTD = 1,
+	NWC_CODEC_PLANES = 2,
 	NWC_CODEC_NWC = 16,
 };
 #define NWC_ZSTD_ARG_ESIZE_MASK 0xffu

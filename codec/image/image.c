@@ -626,6 +626,9 @@ static int check_extent(struct nwc_image *img, uint32_t idx, unsigned *unit)
 	}
 	dec = img->codecs->dec[slot];
 	img->eslot[idx] = (uint8_t)slot;
+	if (dec->incompat && !(img->incompat & dec->incompat))
+		return corrupt("%s: extent %u: codec %s without its feature bit",
+			       img->path, idx, dec->name);
 	if (dec->tensor_codec) {
 		if (e->tensor >= img->n_tensors ||
 		    img->tensors[e->tensor].codec != e->codec)

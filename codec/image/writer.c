@@ -118,6 +118,7 @@ struct nwc_writer {
 	uint32_t n_tensors;
 	size_t cap_tensors;
 	const struct nwc_codec_set *codecs;
+	uint64_t incompat;	/* feature bits the extents' codecs need */
 	void **sstate;		/* per encoder of @codecs: section state */
 };
 
@@ -172,15 +173,10 @@ static int open_unnamed(struct nwc_writer *w)
 
 	if (!dir)
 		return -ENOMEM;
-	w->fd = open(dirname(dir), O_TMPFILE | O_RDWR | O_CLOEXEC, 0666);
-	if (w->fd < 0) {
-		ret = -errno;
-		if (ret == -EOPNOTSUPP || ret == -EISDIR || ret == -EINVAL)
-			ret = -EOPNOTSUPP;
-		else
-			nwc_err("%s: cannot create the image in %s: %s",
-				w->path, dir, strerror(-ret));
-	}
+	ret = nwc_open_unnamed(dirname(dir), 0666, &w->fd);
+	if (ret && ret != -EOPNOTSUPP)
+		nwc_err("%s: cannot create the image in %s: %s", w->path, dir,
+			strerror(-ret));
 	free(dir);
 	return ret;
 }
@@ -536,6 +532,7 @@ int nwc_writer_add_extent(struct nwc_writer *w, uint32_t id,
 	x->codec_arg = e->codec_arg;
 	x->dec = dec;
 	x->tensor = e->tensor;
+	w->incompat |= dec->incompat;
 	x->first_block = w->n_blocks;
 	x->nblocks = (uint32_t)nblocks;
 	if (e->tensor != NWC_NO_TENSOR)
@@ -1207,6 +1204,7 @@ int nwc_writer_finish(struct nwc_writer *w)
 		if (ret)
 			goto out_free;
 	}
+	incompat |= w->incompat;
 	dir_off = w->pos;
 	ret = put_data(w, dir.p, dir.len);
 	if (!ret)

@@ -391,13 +391,13 @@ static int dec_start(uint32_t *x, const uint8_t *src, size_t len)
 {
 	if (len < HDR_LEN || (len - HDR_LEN) % 2)
 		return -NWC_ECORRUPT;
-	return nwc_rans_states_get(src, x);
+	return nwc_rans_states_get(src, x, NSTATES);
 }
 
 /* The encoder started every state at L and used every word. */
 static int dec_finish(const uint32_t *x, size_t wpos, size_t len)
 {
-	if (wpos != len || !nwc_rans_states_done(x))
+	if (wpos != len || !nwc_rans_states_done(x, NSTATES))
 		return -NWC_ECORRUPT;
 	return 0;
 }

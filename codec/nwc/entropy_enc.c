@@ -123,6 +123,6 @@ ssize_t nwc_ents_encode(const struct nwc_qdist *const *dists,
 	}
 	nwords = (size_t)(end - w) / 2;
 	memmove(dst + HDR_LEN, w, 2 * nwords);
-	nwc_rans_states_put(dst, x);
+	nwc_rans_states_put(dst, x, NSTATES);
 	return (ssize_t)(HDR_LEN + 2 * nwords);
 }

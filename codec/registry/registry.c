@@ -9,6 +9,7 @@
 const struct nwc_codec_dec *const nwc_decoders[NWC_N_DECODERS] = {
 	&nwc_codec_raw_dec,
 	&nwc_codec_zstd_dec,
+	&nwc_codec_planes_dec,
 	&nwc_codec_nwc_dec,
 };
 

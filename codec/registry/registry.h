@@ -19,7 +19,7 @@
 #include "codec/image/iface.h"
 
 /* The decoders of every codec, in id order (registry.c). */
-#define NWC_N_DECODERS 3u
+#define NWC_N_DECODERS 4u
 extern const struct nwc_codec_dec *const nwc_decoders[NWC_N_DECODERS];
 
 /* Decoders of every codec: what an image reader needs. */

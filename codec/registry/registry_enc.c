@@ -12,6 +12,7 @@
 static const struct nwc_codec_enc *const encoders[] = {
 	&nwc_codec_raw_enc,
 	&nwc_codec_zstd_enc,
+	&nwc_codec_planes_enc,
 	&nwc_codec_nwc_enc,
 };
 

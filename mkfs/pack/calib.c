@@ -209,22 +209,28 @@ static int pass_hook(void *arg, const char *name, float *w, uint32_t rows,
 	return c->hook(c->hook_arg, name, w, rows, cols);
 }
 
-/* An unlinked file in @dir: nothing is left behind, whatever happens. */
+/*
+ * A file without a name in @dir: nothing is left behind, whatever happens,
+ * even a kill from another MPI rank.  Where the file system has no
+ * O_TMPFILE, a named one unlinked at once (a kill between the two leaves
+ * it).
+ */
 static int spill_open(const char *dir, int *fd)
 {
 	char path[PATH_MAX];
+	int ret = nwc_open_unnamed(dir, 0600, fd);
 
-	snprintf(path, sizeof(path), "%s/.nwc-calib.XXXXXX", dir);
-	*fd = mkstemp(path);
-	if (*fd < 0) {
-		int ret = -errno;
-
-		nwc_err("%s: cannot create a file for the calibration statistics: %s",
-			dir, strerror(errno));
-		return ret;
+	if (ret == -EOPNOTSUPP) {
+		snprintf(path, sizeof(path), "%s/.nwc-calib.XXXXXX", dir);
+		*fd = mkstemp(path);
+		ret = *fd < 0 ? -errno : 0;
+		if (!ret)
+			unlink(path);
 	}
-	unlink(path);
-	return 0;
+	if (ret)
+		nwc_err("%s: cannot create a file for the calibration statistics: %s",
+			dir, strerror(-ret));
+	return ret;
 }
 
 /*

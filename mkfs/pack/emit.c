@@ -86,7 +86,7 @@ static int put_lossless(struct wstate *ws, uint32_t id, const struct seg *g,
 	struct nwc_wextent we = {
 		.len = g->len,
 		.block_len = block_len,
-		.codec = NWC_CODEC_ZSTD,
+		.codec = PACK_LOSSLESS,
 		.codec_arg = g->arg,
 		.tensor = tensor,
 	};
@@ -172,7 +172,7 @@ static int add_tensors(struct nwc_writer *wr, uint32_t id,
 			.shape = st->shape,
 			.data_off = f->st->data_off + st->begin,
 			.data_len = st->end - st->begin,
-			.codec = NWC_CODEC_ZSTD,
+			.codec = PACK_LOSSLESS,
 		};
 
 		ret = nwc_writer_add_tensor(wr, id, &wt, &tidx[t]);

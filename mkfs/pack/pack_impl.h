@@ -22,6 +22,12 @@
 #include "codec/input/safetensors.h"
 #include "mkfs/pack/pack.h"
 
+/*
+ * The codec of every compressed lossless extent: byte planes with the
+ * wide rANS layout, which needs a reader from 2026-12 on (format.h).
+ */
+#define PACK_LOSSLESS NWC_CODEC_PLANES
+
 /* One extent of a file: a byte range and how to store it. */
 struct seg {
 	uint64_t off;

@@ -106,7 +106,7 @@ static int run_fallback(struct worker *w, struct job *j)
 		s->file = j->file;
 		s->off = j->off + i * bl;
 		s->len = NWC_MIN(bl, j->len - i * bl);
-		s->codec = NWC_CODEC_ZSTD;
+		s->codec = PACK_LOSSLESS;
 		s->arg = j->arg;
 		s->lossy = -1;
 		s->single = j->len <= bl;

@@ -50,7 +50,7 @@ static int plan_safetensors(struct fplan *f, uint64_t size, size_t *cap)
 	ret = nwc_st_read_fd(fd, size, f->path, &f->st);
 	if (ret)
 		goto out_close;
-	ret = add_seg(f, cap, 0, f->st->data_off, NWC_CODEC_ZSTD, 1, -1);
+	ret = add_seg(f, cap, 0, f->st->data_off, PACK_LOSSLESS, 1, -1);
 	pos = f->st->data_off;
 	for (size_t i = 0; !ret && i < f->st->n_tensors; i++) {
 		const struct nwc_st_tensor *t = &f->st->tensors[i];
@@ -59,16 +59,16 @@ static int plan_safetensors(struct fplan *f, uint64_t size, size_t *cap)
 		if (t->end == t->begin)
 			continue;
 		if (b > pos)	/* bytes no tensor claims: kept verbatim */
-			ret = add_seg(f, cap, pos, b - pos, NWC_CODEC_ZSTD, 1, -1);
+			ret = add_seg(f, cap, pos, b - pos, PACK_LOSSLESS, 1, -1);
 		if (!ret)
 			ret = add_seg(f, cap, b, t->end - t->begin,
-				      NWC_CODEC_ZSTD,
+				      PACK_LOSSLESS,
 				      nwc_codec_arg_for_dtype(t->dtype),
 				      (int32_t)i);
 		pos = b + (t->end - t->begin);
 	}
 	if (!ret && pos < size)
-		ret = add_seg(f, cap, pos, size - pos, NWC_CODEC_ZSTD, 1, -1);
+		ret = add_seg(f, cap, pos, size - pos, PACK_LOSSLESS, 1, -1);
 out_close:
 	close(fd);
 	return ret;
@@ -104,7 +104,7 @@ int pack_plan_files(const char *root, const struct nwc_tree *tree,
 		if (nwc_is_safetensors(e->name))
 			ret = plan_safetensors(f, e->size, &cap);
 		else
-			ret = add_seg(f, &cap, 0, e->size, NWC_CODEC_ZSTD, 1, -1);
+			ret = add_seg(f, &cap, 0, e->size, PACK_LOSSLESS, 1, -1);
 	}
 	*out = files;
 	*n_out = n;
@@ -191,7 +191,7 @@ static uint32_t unselect_lossless(struct pipe *p, uint32_t n_files)
 			struct seg *g = &p->files[fi].segs[s];
 
 			if (g->lossy >= 0 && p->lt[g->lossy].lossless) {
-				g->codec = NWC_CODEC_ZSTD;
+				g->codec = PACK_LOSSLESS;
 				g->lossy = -1;
 				n++;
 			}

@@ -231,6 +231,20 @@ static void put_made(const struct out *o, const struct nwc_image *img)
 	}
 }
 
+/* The names of the codecs whose feature bits @incompat sets: "nwc+planes". */
+static const char *feature_names(uint64_t incompat, char *buf, size_t len)
+{
+	const struct nwc_codec_set *set = nwc_codecs_read();
+	size_t n = 0;
+
+	buf[0] = 0;
+	for (unsigned i = 0; i < set->n_dec && n < len; i++)
+		if (set->dec[i]->incompat & incompat)
+			n += (size_t)snprintf(buf + n, len - n, "%s%s",
+					      n ? "+" : "", set->dec[i]->name);
+	return n ? buf : "none";
+}
+
 static void put_image(const struct out *o, const struct nwc_image *img,
 		      const char *path)
 {
@@ -248,11 +262,12 @@ static void put_image(const struct out *o, const struct nwc_image *img,
 			1u << info.block_log2);
 	} else {
 		char *e = nwc_escape(path, strlen(path));
+		char names[64];
 
 		fprintf(o->f, "image:      %s, %llu bytes, format %u, features %s, blocks of %u bytes\n",
 			e ? e : "?", (unsigned long long)info.image_size,
 			NWC_VERSION,
-			info.incompat & NWC_INCOMPAT_NWC ? "nwc" : "none",
+			feature_names(info.incompat, names, sizeof(names)),
 			1u << info.block_log2);
 		free(e);
 	}

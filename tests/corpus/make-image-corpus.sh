@@ -10,7 +10,7 @@
 #
 # BUILDDIR holds a built mkfs/mkfs.nwc and tests/test_image; OUTDIR defaults
 # to tests/corpus/image next to this script.  Every mkfs image stays under
-# 8 KiB; the NWC ones are about 26 KiB (two embedded codec models).
+# 12 KiB; the NWC ones are about 26 KiB (two embedded codec models).
 set -eu
 
 B=${1:?usage: make-image-corpus.sh BUILDDIR [OUTDIR]}
@@ -77,7 +77,7 @@ mk() {
 	settime "$W/$1"
 	"$MKFS" -q -f --lossless -b 4K "$W/$1" "$OUT/$1.nwc"
 	size=$(wc -c <"$OUT/$1.nwc")
-	[ "$size" -lt 8192 ] || { echo "$1.nwc: $size bytes" >&2; exit 1; }
+	[ "$size" -lt 12288 ] || { echo "$1.nwc: $size bytes" >&2; exit 1; }
 }
 
 derive() {
@@ -100,7 +100,22 @@ safetensors() {
 	} >"$1"
 }
 
-mkdir -p "$W/empty" "$W/one" "$W/tree/d/e" "$W/tree/emptydir" \
+# BF16 weights of std 0.02 whose exponent planes are wide rANS streams
+# (codec PLANES): 40 x 64, a 4 KiB block and a 1 KiB one.
+weights() {
+	python3 - "$1" <<'PY'
+import json, random, struct, sys
+r = random.Random(5)
+n = 40 * 64
+raw = b"".join(struct.pack("<f", r.gauss(0, 0.02))[2:] for _ in range(n))
+h = json.dumps({"w": {"dtype": "BF16", "shape": [40, 64],
+                      "data_offsets": [0, len(raw)]}}).encode()
+h += b" " * (-len(h) % 8)
+open(sys.argv[1], "wb").write(struct.pack("<Q", len(h)) + h + raw)
+PY
+}
+
+mkdir -p "$W/one" "$W/tree/d/e" "$W/tree/emptydir" \
 	"$W/model" "$W/cycle/d"
 printf 'hello\n' >"$W/one/a.txt"
 printf 'deep\n' >"$W/tree/d/e/deep.txt"
@@ -117,12 +132,18 @@ while [ $i -lt 192 ]; do
 done >"$W/tree/rep.txt"
 safetensors "$W/model/model.safetensors"
 printf '{"dim": 8}\n' >"$W/model/config.json"
+printf 'f\n' >"$W/cycle/f"	# mkfs.nwc needs a file; d stays inode 1
+mkdir -p "$W/weights"
+weights "$W/weights/model.safetensors"
 
-mk empty
+# empty.nwc, zstd-model.nwc and zstd-tree.nwc stay as an older mkfs.nwc
+# wrote them: mkfs.nwc now refuses a source without files, and writes
+# codec PLANES where the older one wrote ZSTD, which readers still serve.
 mk one
 mk tree
 mk model
 mk cycle
+mk weights
 
 # Cut short.
 size=$(wc -c <"$OUT/tree.nwc")
@@ -144,6 +165,22 @@ derive model flip-tensor-shape
 flip "$OUT/flip-tensor-shape.nwc" $(sect "$OUT/model.nwc" 6) 1
 derive model flip-extent-codec
 flip "$OUT/flip-extent-codec.nwc" $(($(sect "$OUT/model.nwc" 3) + 28)) 1
+# A byte of the first weight block's rANS states, and of its words: the
+# block starts with words 0x80000800 (mantissa plane stored, 2048 bytes)
+# and the exponent plane's length with bit 30 (rANS).
+rans=$(python3 - "$OUT/weights.nwc" <<'PY'
+import struct, sys
+b = open(sys.argv[1], "rb").read()
+p = b.index(struct.pack("<I", 0x80000800))
+w = struct.unpack_from("<I", b, p + 4)[0]
+assert w & 0x40000000 and not w & 0x80000000, hex(w)
+print(p + 8 + 2048)
+PY
+)
+derive weights flip-rans-state
+flip "$OUT/flip-rans-state.nwc" $((rans + 50)) 0x10
+derive weights flip-rans-word
+flip "$OUT/flip-rans-word.nwc" $((rans + 200)) 0x04
 
 # Directory 1 detached from the root and its own parent and only child.
 # The reader used to accept this; a walk up the parents never ends.
