@@ -9,13 +9,21 @@ CLEANFILES += bench/codecbench
 bench_readbench_SOURCES = bench/readbench.c
 bench_readbench_LDADD = $(LIBS)
 CLEANFILES += bench/readbench
-EXTRA_DIST += bench/run.sh bench/get-minilm.py bench/context-gain.py \
+EXTRA_DIST += bench/run.sh bench/readpath.sh bench/get-minilm.py bench/context-gain.py \
 	bench/scale.sh bench/get-smollm2.py
 
 bench: all bench/readbench bench/codecbench tests/gen_model
 	top_srcdir='$(top_srcdir)' top_builddir='$(top_builddir)' \
 		$(SHELL) $(top_srcdir)/bench/run.sh
-.PHONY: bench
+	top_srcdir='$(top_srcdir)' top_builddir='$(top_builddir)' \
+		$(SHELL) $(top_srcdir)/bench/readpath.sh
+
+# make bench-read: the read path alone, against squashfuse and
+# squashfuse_ll, with a perf breakdown (bench/out/readpath.md).
+bench-read: all bench/readbench tests/gen_model
+	top_srcdir='$(top_srcdir)' top_builddir='$(top_builddir)' \
+		$(SHELL) $(top_srcdir)/bench/readpath.sh
+.PHONY: bench bench-read
 
 # make quality: perplexity of lossy stories260K images, and output
 # similarity of lossy all-MiniLM-L6-v2 images, against RTN, ECSQ and GPTQ

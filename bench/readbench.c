@@ -7,7 +7,8 @@
  *	bytes (default: all) with pread(2) calls of SIZE bytes (default 1M).
  *	With N > 1, N processes each read one contiguous, disjoint share of
  *	the range; the time is from the first fork to the last exit.  Prints
- *	"bytes=B secs=S MBps=R" (MB = 10^6 bytes).
+ *	"bytes=B secs=S MBps=R cpu=C" (MB = 10^6 bytes; C: the user and
+ *	system CPU seconds of the readers, kernel copies included).
  *
  * readbench rand [--size S] [--count N] [--seed X] [--time T] FILE
  *	N preads (default 2000) of S bytes (default 4096) at random S-aligned
@@ -26,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -176,6 +178,19 @@ static int read_stream(const struct input *in, int n_in, uint64_t bs,
 	return ret;
 }
 
+/* CPU time of this process and its waited-for children. */
+static double cpu_seconds(void)
+{
+	struct rusage self, kids;
+
+	getrusage(RUSAGE_SELF, &self);
+	getrusage(RUSAGE_CHILDREN, &kids);
+	return (double)(self.ru_utime.tv_sec + self.ru_stime.tv_sec +
+			kids.ru_utime.tv_sec + kids.ru_stime.tv_sec) +
+	       (double)(self.ru_utime.tv_usec + self.ru_stime.tv_usec +
+			kids.ru_utime.tv_usec + kids.ru_stime.tv_usec) * 1e-6;
+}
+
 /* Fork @procs readers over disjoint shares of [off, off + len); wait all. */
 static int read_parallel(const struct input *in, int n_in,
 			 const struct seq_opts *o, uint64_t off, uint64_t len)
@@ -321,8 +336,8 @@ static int cmd_seq(int argc, char **argv)
 		ret = read_parallel(in, n_in, &o, o.offset, len);
 	secs = now() - t0;
 	if (!ret)
-		printf("bytes=%" PRIu64 " secs=%.6f MBps=%.1f\n", len, secs,
-		       secs > 0 ? len / secs / 1e6 : 0.0);
+		printf("bytes=%" PRIu64 " secs=%.6f MBps=%.1f cpu=%.3f\n", len,
+		       secs, secs > 0 ? len / secs / 1e6 : 0.0, cpu_seconds());
 out_free_in:
 	free(in);
 	return ret ? 2 : 0;

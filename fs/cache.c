@@ -60,6 +60,7 @@ struct nwc_centry {
 	unsigned refs;
 	enum centry_state state;
 	int err;			/* fill's error when FAILED */
+	_Atomic size_t served;		/* bytes nwc_centry_serve() counted */
 };
 
 struct cache_shard {
@@ -82,6 +83,7 @@ struct nwc_cache {
 	_Atomic uint64_t misses;
 	_Atomic uint64_t waits;
 	_Atomic uint64_t evictions;
+	_Atomic uint64_t used_up;
 	_Atomic uint64_t fill_errors;
 };
 
@@ -494,6 +496,32 @@ void nwc_cache_put(struct nwc_cache *cache, struct nwc_centry *e)
 		cache_trim_others(cache, s);
 }
 
+void nwc_cache_put_used(struct nwc_cache *cache, struct nwc_centry *e)
+{
+	struct cache_shard *s = e->shard;
+
+	pthread_mutex_lock(&s->lock);
+	/* Held elsewhere, or a failed fill's (already unlinked): as put. */
+	if (e->refs > 1 || e->state != CENTRY_READY) {
+		pthread_mutex_unlock(&s->lock);
+		nwc_cache_put(cache, e);
+		return;
+	}
+	e->refs = 0;
+	shard_unlink(s, e);
+	atomic_fetch_sub(&cache->bytes, e->len);
+	atomic_fetch_sub_explicit(&cache->entries, 1, memory_order_relaxed);
+	pthread_mutex_unlock(&s->lock);
+	stat_inc(&cache->used_up);
+	centry_free(e);
+}
+
+bool nwc_centry_serve(struct nwc_centry *e, size_t n)
+{
+	return atomic_fetch_add_explicit(&e->served, n, memory_order_relaxed) +
+		       n >= e->len;
+}
+
 const uint8_t *nwc_centry_data(const struct nwc_centry *e)
 {
 	return e->data;
@@ -512,6 +540,8 @@ void nwc_cache_get_stats(struct nwc_cache *cache, struct nwc_cache_stats *out)
 	out->waits = atomic_load_explicit(&cache->waits, memory_order_relaxed);
 	out->evictions = atomic_load_explicit(&cache->evictions,
 					      memory_order_relaxed);
+	out->used_up = atomic_load_explicit(&cache->used_up,
+					    memory_order_relaxed);
 	out->fill_errors = atomic_load_explicit(&cache->fill_errors,
 						memory_order_relaxed);
 	out->bytes = atomic_load(&cache->bytes);

@@ -40,6 +40,7 @@ struct nwc_cache_stats {
 	uint64_t misses;	/* gets that ran a fill */
 	uint64_t waits;		/* gets that waited for another thread's fill */
 	uint64_t evictions;	/* entries dropped to honour the budget */
+	uint64_t used_up;	/* entries dropped by nwc_cache_put_used() */
 	uint64_t fill_errors;	/* fills that returned an error */
 	uint64_t bytes;		/* decoded bytes held now */
 	uint64_t entries;	/* entries held now */
@@ -64,7 +65,24 @@ bool nwc_cache_contains(struct nwc_cache *cache, uint64_t key);
 
 void nwc_cache_put(struct nwc_cache *cache, struct nwc_centry *e);
 
+/*
+ * nwc_cache_put_used() - nwc_cache_put(), and the caller has used @e up
+ * (readers have had all of it): unless another thread still holds it, it leaves the cache now instead of
+ * waiting for the budget to push it out, so that a stream recycles a few
+ * blocks' memory instead of filling the whole budget with blocks nobody
+ * will ask for again.
+ */
+void nwc_cache_put_used(struct nwc_cache *cache, struct nwc_centry *e);
+
 const uint8_t *nwc_centry_data(const struct nwc_centry *e);
+
+/*
+ * Count @n more bytes of @e handed to readers; true once the count reaches
+ * its length.  A reader through the kernel's page cache asks for each byte
+ * once while the page holding it stays cached, so by then every byte is
+ * there and the entry can go (nwc_cache_put_used()).
+ */
+bool nwc_centry_serve(struct nwc_centry *e, size_t n);
 size_t nwc_centry_len(const struct nwc_centry *e);
 
 void nwc_cache_get_stats(struct nwc_cache *cache, struct nwc_cache_stats *out);

@@ -171,6 +171,7 @@ void nwc_stream_init(struct nwc_stream *st)
 {
 	atomic_store(&st->next_off, 0);
 	atomic_store(&st->run, 0);
+	atomic_store(&st->high, 0);
 }
 
 static void prefetch_one(void *arg)
@@ -228,6 +229,19 @@ ssize_t nwc_engine_read(struct nwc_engine *eng, uint32_t ino, void *buf,
 	if (off >= n->size || !len)
 		return 0;
 	len = (size_t)NWC_MIN((uint64_t)len, n->size - off);
+	/*
+	 * The kernel's readahead has several requests out at once, served in
+	 * parallel and out of order: prefetch goes past the furthest of them,
+	 * whose blocks are being served (and dropped) already.
+	 */
+	if (st) {
+		uint64_t high = atomic_load(&st->high);
+
+		while (high < off + len &&
+		       !atomic_compare_exchange_weak(&st->high, &high,
+						     off + len))
+			;
+	}
 	while (done < len) {
 		uint64_t pos = off + done;
 		uint32_t ext = nwc_image_find_extent(eng->img, ino, pos);
@@ -248,7 +262,16 @@ ssize_t nwc_engine_read(struct nwc_engine *eng, uint32_t ino, void *buf,
 		}
 		k = NWC_MIN(len - done, nwc_centry_len(ce) - in);
 		memcpy(dst + done, nwc_centry_data(ce) + in, k);
-		nwc_cache_put(eng->cache, ce);
+		/*
+		 * The kernel's page cache keeps what we hand it: a block all
+		 * of whose bytes went out is not asked for again, and a
+		 * streaming reader would otherwise fill the whole cache
+		 * budget with such blocks, faulting in fresh memory for each.
+		 */
+		if (nwc_centry_serve(ce, k))
+			nwc_cache_put_used(eng->cache, ce);
+		else
+			nwc_cache_put(eng->cache, ce);
 		done += k;
 	}
 	if (st) {
@@ -259,7 +282,7 @@ ssize_t nwc_engine_read(struct nwc_engine *eng, uint32_t ino, void *buf,
 			atomic_store(&st->run, 0);
 		atomic_store(&st->next_off, off + done);
 		if (eng->wq && run >= 1)
-			prefetch_after(eng, ino, off + done - 1);
+			prefetch_after(eng, ino, atomic_load(&st->high) - 1);
 	}
 	atomic_fetch_add_explicit(&eng->bytes_served, done,
 				  memory_order_relaxed);
@@ -275,6 +298,7 @@ void nwc_engine_get_stats(struct nwc_engine *eng, struct nwc_engine_stats *out)
 	out->misses = cs.misses;
 	out->waits = cs.waits;
 	out->evictions = cs.evictions;
+	out->used_up = cs.used_up;
 	out->fill_errors = cs.fill_errors;
 	out->cache_bytes = cs.bytes;
 	out->cache_entries = cs.entries;

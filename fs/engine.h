@@ -39,10 +39,12 @@ struct nwc_engine_opts {
 struct nwc_stream {
 	_Atomic uint64_t next_off;	/* where a sequential read would start */
 	_Atomic uint32_t run;		/* consecutive sequential reads */
+	_Atomic uint64_t high;		/* the furthest end a read reached */
 };
 
 struct nwc_engine_stats {
 	uint64_t hits, misses, waits, evictions, fill_errors;
+	uint64_t used_up;		/* blocks a stream read to the end, dropped */
 	uint64_t cache_bytes, cache_entries;
 	uint64_t prefetched;		/* blocks queued for prefetch */
 	uint64_t bytes_served;		/* by nwc_engine_read() */

@@ -379,6 +379,7 @@ static int xattr_value(struct nwcfs_ctx *ctx, uint32_t ino, enum xattr a,
 			     "bytes_served=%llu\nblocks_decoded=%llu\n"
 			     "cache_hits=%llu\ncache_misses=%llu\n"
 			     "cache_waits=%llu\ncache_evictions=%llu\n"
+			     "cache_used_up=%llu\n"
 			     "cache_bytes=%llu\nprefetched=%llu\n"
 			     "decode_cpu_seconds=%.3f\nerrors=%llu\n",
 			     (unsigned long long)es.bytes_served,
@@ -387,6 +388,7 @@ static int xattr_value(struct nwcfs_ctx *ctx, uint32_t ino, enum xattr a,
 			     (unsigned long long)es.misses,
 			     (unsigned long long)es.waits,
 			     (unsigned long long)es.evictions,
+			     (unsigned long long)es.used_up,
 			     (unsigned long long)es.cache_bytes,
 			     (unsigned long long)es.prefetched,
 			     (double)es.decode_ns / 1e9,
