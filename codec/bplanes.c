@@ -165,10 +165,10 @@ static ssize_t encode_plane(struct zcctx *cctx, bool wide,
 			return -ENOMEM;
 		nr = wide ? nwc_rans8w_encode(plane, plen, rbuf, rcap)
 			  : nwc_rans8_encode(plane, plen, rbuf, rcap);
-		if (nr < 0)
+		if (nr < 0 && nr != -ENOSPC)
 			return nr;
-		if ((size_t)nr > limit || (size_t)nr > room ||
-		    (nz >= 0 && nr >= nz))
+		if (nr >= 0 && ((size_t)nr > limit || (size_t)nr > room ||
+				(nz >= 0 && nr >= nz)))
 			nr = -ENOSPC;
 	}
 	if (nr >= 0) {

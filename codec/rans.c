@@ -120,7 +120,7 @@ static size_t put_header(const uint32_t *freq, unsigned prec, uint8_t *dst)
 static int get_header(const uint8_t *src, size_t srclen, unsigned n,
 		      unsigned *prec, uint32_t *freq, uint32_t *x, size_t *pos)
 {
-	uint32_t m, c = 0;
+	uint32_t m, fmax, c = 0;
 	size_t p = 33;
 
 	if (srclen < 33 + 4 * n)
@@ -129,12 +129,14 @@ static int get_header(const uint8_t *src, size_t srclen, unsigned n,
 	if (*prec < NWC_RANS_PREC_MIN || *prec > NWC_RANS_PREC_MAX)
 		return -NWC_ECORRUPT;
 	m = 1u << *prec;
+	/* The wide layout's table entries hold frequencies below 2^12. */
+	fmax = n == NWC_RANS_WIDE ? m - 1 : m;
 	for (unsigned s = 0; s < NSYM; s++) {
 		freq[s] = 0;
 		if (!(src[1 + s / 8] & (1u << (s % 8))))
 			continue;
 		if (get_varint(src, srclen, &p, &freq[s]) || !freq[s] ||
-		    freq[s] > m - c)
+		    freq[s] > m - c || freq[s] > fmax)
 			return -NWC_ECORRUPT;
 		c += freq[s];
 	}
@@ -288,6 +290,12 @@ size_t nwc_rans8w_bound(size_t len)
 ssize_t nwc_rans8w_encode(const uint8_t *src, size_t len, uint8_t *dst,
 			  size_t cap)
 {
+	size_t i = 1;
+
+	while (i < len && src[i] == src[0])
+		i++;
+	if (len && i == len)
+		return -ENOSPC;	/* one symbol: frequency 2^P */
 	return encode(src, len, dst, cap, NWC_RANS_WIDE);
 }
 

@@ -22,8 +22,9 @@
  * Symbol i is coded by state i mod 4.  A valid stream ends with every state
  * back at its initial value and every word consumed.
  *
- * The wide layout (nwc_rans8w_*) is the same with 32 states (u32[32]), so
- * that a decoder can step 8 states per AVX2 instruction: within a group of
+ * The wide layout (nwc_rans8w_*) is the same with 32 states (u32[32]) and
+ * at least two symbols (no frequency is 2^P), so that a decoder can step 8
+ * states per AVX2 instruction: within a group of
  * 32 symbols each state that falls below L pulls the next word in state
  * order, which is both the scalar loop's order and the order a vector
  * hands out consecutive words to its lanes.  Every kernel decodes a stream
@@ -61,7 +62,9 @@ int nwc_rans8_decode(const uint8_t *src, size_t srclen, uint8_t *dst,
 
 #define NWC_RANS_WIDE 32u	/* states of the wide layout */
 
-/* The wide layout's nwc_rans8_bound(), _encode() and _decode(). */
+/* The wide layout's nwc_rans8_bound(), _encode() and _decode(); the
+ * encoder returns -ENOSPC for a single symbol repeated, which zstd codes
+ * in a few bytes. */
 size_t nwc_rans8w_bound(size_t len);
 ssize_t nwc_rans8w_encode(const uint8_t *src, size_t len, uint8_t *dst,
 			  size_t cap);

@@ -44,25 +44,28 @@ bool nwc_ransw_avx2_ok(void)
 	return ok;
 }
 
-/* Decode one symbol in each lane of @x, pulling words from *@p onwards. */
-__attribute__((target("avx2,popcnt")))
-static inline __m256i step8(__m256i x, const uint32_t *tab, __m128i shift,
-			    __m256i mask, const uint8_t *src, size_t *p,
+/*
+ * Decode one symbol in each lane of @x, pulling words from *@p onwards.
+ * @prec is a constant where this is inlined: a shift by an immediate.
+ */
+__attribute__((target("avx2,popcnt"), always_inline))
+static inline __m256i step8(__m256i x, const uint32_t *tab,
+			    const unsigned prec, const uint8_t *src, size_t *p,
 			    __m256i *sym)
 {
 	const __m256i lo12 = _mm256_set1_epi32(0xfff);
-	const __m256i one = _mm256_set1_epi32(1);
+	const __m256i lo8 = _mm256_set1_epi32(0xff);
+	const __m256i mask = _mm256_set1_epi32((int)((1u << prec) - 1));
 	__m256i e, f, b, low, words;
 	unsigned m;
 
 	e = _mm256_i32gather_epi32((const int *)tab, _mm256_and_si256(x, mask),
 				   4);
-	f = _mm256_add_epi32(_mm256_and_si256(_mm256_srli_epi32(e, 12), lo12),
-			     one);
-	b = _mm256_and_si256(e, lo12);
-	x = _mm256_add_epi32(_mm256_mullo_epi32(f, _mm256_srl_epi32(x, shift)),
+	f = _mm256_srli_epi32(e, 20);
+	b = _mm256_and_si256(_mm256_srli_epi32(e, 8), lo12);
+	x = _mm256_add_epi32(_mm256_mullo_epi32(f, _mm256_srli_epi32(x, prec)),
 			     b);
-	*sym = _mm256_srli_epi32(e, 24);
+	*sym = _mm256_and_si256(e, lo8);
 
 	/* x < L: the top half is zero (a signed compare would fail >= 2^31). */
 	low = _mm256_cmpeq_epi32(_mm256_srli_epi32(x, 16),
@@ -78,13 +81,12 @@ static inline __m256i step8(__m256i x, const uint32_t *tab, __m128i shift,
 	return x;
 }
 
-__attribute__((target("avx2,popcnt")))
-size_t nwc_ransw_avx2(uint32_t *x, const uint32_t *tab, unsigned prec,
-		      const uint8_t *src, size_t *wpos, size_t wend,
-		      uint8_t *dst, size_t len)
+__attribute__((target("avx2,popcnt"), always_inline))
+static inline size_t groups(uint32_t *x, const uint32_t *tab,
+			    const unsigned prec, const uint8_t *src,
+			    size_t *wpos, size_t wend, uint8_t *dst,
+			    size_t len)
 {
-	const __m256i mask = _mm256_set1_epi32((int)((1u << prec) - 1));
-	const __m128i shift = _mm_cvtsi32_si128((int)prec);
 	/* Dword order of the packed bytes: vector 0's lanes 0-7 first. */
 	const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
 	__m256i x0, x1, x2, x3;
@@ -96,15 +98,16 @@ size_t nwc_ransw_avx2(uint32_t *x, const uint32_t *tab, unsigned prec,
 	x2 = _mm256_loadu_si256((const __m256i *)(const void *)(x + 16));
 	x3 = _mm256_loadu_si256((const __m256i *)(const void *)(x + 24));
 	while (len - i >= 32 && wend - p >= NWC_RANSW_GROUP_WORDS) {
-		__m256i s0, s1, s2, s3, s;
+		__m256i s0, s1, s01, s;
 
-		x0 = step8(x0, tab, shift, mask, src, &p, &s0);
-		x1 = step8(x1, tab, shift, mask, src, &p, &s1);
-		x2 = step8(x2, tab, shift, mask, src, &p, &s2);
-		x3 = step8(x3, tab, shift, mask, src, &p, &s3);
-		/* Symbols are < 256: pack saturates nothing. */
-		s = _mm256_packus_epi16(_mm256_packus_epi32(s0, s1),
-					_mm256_packus_epi32(s2, s3));
+		/* Symbols are < 256: packing saturates nothing.  Packed as
+		 * they come, so that fewer registers stay live. */
+		x0 = step8(x0, tab, prec, src, &p, &s0);
+		x1 = step8(x1, tab, prec, src, &p, &s1);
+		s01 = _mm256_packus_epi32(s0, s1);
+		x2 = step8(x2, tab, prec, src, &p, &s0);
+		x3 = step8(x3, tab, prec, src, &p, &s1);
+		s = _mm256_packus_epi16(s01, _mm256_packus_epi32(s0, s1));
 		s = _mm256_permutevar8x32_epi32(s, order);
 		_mm256_storeu_si256((__m256i *)(void *)(dst + i), s);
 		i += 32;
@@ -115,6 +118,28 @@ size_t nwc_ransw_avx2(uint32_t *x, const uint32_t *tab, unsigned prec,
 	_mm256_storeu_si256((__m256i *)(void *)(x + 24), x3);
 	*wpos = p;
 	return i;
+}
+
+/* One copy per precision, each with its shifts and masks as constants:
+ * a shift by a register count cost a third of the speed. */
+__attribute__((target("avx2,popcnt")))
+size_t nwc_ransw_avx2(uint32_t *x, const uint32_t *tab, unsigned prec,
+		      const uint8_t *src, size_t *wpos, size_t wend,
+		      uint8_t *dst, size_t len)
+{
+	switch (prec) {
+	case 12:
+		return groups(x, tab, 12, src, wpos, wend, dst, len);
+	case 11:
+		return groups(x, tab, 11, src, wpos, wend, dst, len);
+	case 10:
+		return groups(x, tab, 10, src, wpos, wend, dst, len);
+	case 9:
+		return groups(x, tab, 9, src, wpos, wend, dst, len);
+	default:
+		assert(prec == 8);
+		return groups(x, tab, 8, src, wpos, wend, dst, len);
+	}
 }
 
 #else /* no x86-64 vector kernel */

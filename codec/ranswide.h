@@ -4,9 +4,11 @@
  * kernels (rans_avx2.c): the slot table's entry and the kernels' contract.
  * Internal to codec/.
  *
- * An entry packs a slot's symbol (bits 24-31), its frequency less one
- * (bits 12-23, so 2^12 fits) and its bias (bits 0-11); P <= 12 keeps the
- * table at 16 KiB, inside L1.
+ * An entry packs a slot's frequency (bits 20-31), its bias (bits 8-19) and
+ * its symbol (bits 0-7): the frequency, which the state update waits for,
+ * comes out with one shift.  It fits 12 bits because a wide stream has at
+ * least two symbols, so none has frequency 2^12.  P <= 12 keeps the table
+ * at 16 KiB, inside L1.
  */
 #ifndef NWC_RANSWIDE_H
 #define NWC_RANSWIDE_H
@@ -14,10 +16,10 @@
 #include "codec/common/base.h"
 
 #define NWC_RANSW_ENTRY(sym, freq, bias) \
-	((uint32_t)(sym) << 24 | ((uint32_t)(freq) - 1) << 12 | (uint32_t)(bias))
-#define NWC_RANSW_SYM(e) ((uint8_t)((e) >> 24))
-#define NWC_RANSW_FREQ(e) ((((e) >> 12) & 0xfffu) + 1)
-#define NWC_RANSW_BIAS(e) ((e) & 0xfffu)
+	((uint32_t)(freq) << 20 | (uint32_t)(bias) << 8 | (uint32_t)(sym))
+#define NWC_RANSW_SYM(e) ((uint8_t)(e))
+#define NWC_RANSW_FREQ(e) ((e) >> 20)
+#define NWC_RANSW_BIAS(e) (((e) >> 8) & 0xfffu)
 
 /* Bytes of words a group of 32 symbols can pull at most: a kernel runs a
  * group only when this many remain, so it needs no bounds checks. */
