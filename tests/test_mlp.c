@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "codec/nwc/gemm.h"
+#include "codec/nwc/linear.h"
 #include "codec/nwc/mlp.h"
 #include "tests/t.h"
 #include "tests/golden_mlp.h"
@@ -153,6 +154,64 @@ static void test_sgemm(void)
 	T_EQ(bad, 0);
 	/* m or n of 0 is a no-op. */
 	nwc_sgemm(false, false, 0, 3, 3, 1, NULL, 3, NULL, 3, 0, NULL, 3);
+}
+
+/*
+ * nwc_linear(): where it takes the AVX2 kernel, the very bits of the
+ * scalar statement of its order, nwc_linear_ref(), for every shape the
+ * networks have and odd ones (column groups of 64 down to single columns,
+ * row blocks and their leftovers), whatever the batch a row sits in;
+ * elsewhere (OpenBLAS) within rounding of it.
+ */
+static void test_linear(void)
+{
+	static const size_t shapes[][2] = {
+		{ 64, 16 }, { 32, 32 }, { 16, 32 }, { 128, 16 }, { 64, 64 },
+		{ 8, 1 }, { 24, 5 }, { 8 + 4 + 1, 3 }, { 120, 7 }, { 3, 9 },
+		{ 200, 50 },
+	};
+	static const size_t batches[] = { 1, 2, 3, 7, 8, 9, 33 };
+	uint64_t seed = 5;
+	int vector = 0;
+
+	for (size_t s = 0; s < NWC_ARRAY_SIZE(shapes); s++) {
+		size_t n = shapes[s][0], k = shapes[s][1], ldx = k + 3;
+		size_t ldc = n + 5, most = 33;
+		float *x = t_xmalloc(most * ldx * sizeof(float));
+		float *w = t_xmalloc(n * k * sizeof(float));
+		float *b = t_xmalloc(n * sizeof(float));
+		float *c = t_xmalloc(most * ldc * sizeof(float));
+		float *r = t_xmalloc(most * ldc * sizeof(float));
+
+		fill(x, most * ldx, 1.0f, &seed);
+		fill(w, n * k, 0.3f, &seed);
+		fill(b, n, 0.1f, &seed);
+		vector += nwc_linear_vector(n, k);
+		for (size_t q = 0; q < NWC_ARRAY_SIZE(batches); q++) {
+			size_t rows = batches[q];
+
+			nwc_linear(x, ldx, w, b, rows, n, k, c, ldc);
+			nwc_linear_ref(x, ldx, w, b, rows, n, k, r, ldc);
+			for (size_t i = 0; i < rows; i++) {
+				if (nwc_linear_vector(n, k)) {
+					T_MEMEQ(c + i * ldc, r + i * ldc,
+						n * sizeof(float));
+					continue;
+				}
+				for (size_t j = 0; j < n; j++)
+					T_CHECK(fabsf(c[i * ldc + j] -
+						      r[i * ldc + j]) <=
+						1e-5f * (1 + (float)k));
+			}
+		}
+		free(x);
+		free(w);
+		free(b);
+		free(c);
+		free(r);
+	}
+	printf("  %d of %zu shapes on the vector kernel\n", vector,
+	       NWC_ARRAY_SIZE(shapes));
 }
 
 static void test_layout(void)
@@ -722,6 +781,7 @@ int main(void)
 {
 	nwc_gemm_init();
 	T_RUN(test_sgemm);
+	T_RUN(test_linear);
 	T_RUN(test_ssyrk);
 	T_RUN(test_layout);
 	T_RUN(test_golden);

@@ -17,6 +17,7 @@ codec_nwc_libnwcdec_a_LIBADD = $(codec_nwc_libnwcblas_a_OBJECTS)
 codec_nwc_libnwcdec_a_SOURCES = \
 	codec/nwc/chunk.h \
 	codec/nwc/entropy.c codec/nwc/entropy.h codec/nwc/entropy_impl.h \
+	codec/nwc/linear.c codec/nwc/linear.h \
 	codec/nwc/mlp.c codec/nwc/mlp.h codec/nwc/mlp_impl.h \
 	codec/nwc/prior.c codec/nwc/prior.h codec/nwc/prior_impl.h \
 	codec/nwc/nwcmodel.c codec/nwc/nwcmodel.h codec/nwc/nwcmodel_impl.h \

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 
 #include "codec/nwc/gemm.h"
+#include "codec/nwc/linear.h"
 #include "codec/nwc/mlp.h"
 
 /*
@@ -49,25 +50,15 @@ static inline int check_args(const struct nwc_net *net, const uint8_t *q,
 	return 0;
 }
 
-/* Set each of the @rows rows of @c (@ldc apart) to @bias (@n floats). */
-static inline void set_rows(float *c, size_t ldc, const float *bias,
-			    size_t rows, size_t n)
-{
-	for (size_t i = 0; i < rows; i++)
-		memcpy(c + i * ldc, bias, n * sizeof(*c));
-}
-
 /*
  * c (rows x n, rows @ldc apart) = bias + x (rows x k, @ldx apart) . w^T,
- * w being (n x k): one Linear layer over the batch.
+ * w being (n x k): one Linear layer over the batch (linear.h).
  */
 static inline void linear_ld(const float *x, size_t ldx, const float *w,
 			     const float *bias, size_t rows, size_t n,
 			     size_t k, float *c, size_t ldc)
 {
-	set_rows(c, ldc, bias, rows, n);
-	nwc_sgemm(false, true, (int)rows, (int)n, (int)k, 1.0f, x, (int)ldx,
-		  w, (int)k, 1.0f, c, (int)ldc);
+	nwc_linear(x, ldx, w, bias, rows, n, k, c, ldc);
 }
 
 /* linear_ld() on packed rows. */
