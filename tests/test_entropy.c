@@ -417,6 +417,88 @@ static void test_contexts(void)
 	free(vals);
 }
 
+/* The tables of test_fsm() for the vector kernel. */
+static struct nwc_ents_flat *flat16;
+
+/*
+ * Decode a lanes stream with and without the flattened tables (the vector
+ * kernel, where this CPU has it, and the scalar loop): the same verdict,
+ * values and table sets.  Returns the verdict.
+ */
+static int lanes_decode(const struct nwc_ents_fsm *f,
+			struct nwc_qdist *const *d, int32_t *dec, uint8_t *sel,
+			size_t n, const uint8_t *enc, size_t len)
+{
+	int32_t *dec2 = malloc((n + 1) * sizeof(*dec2));
+	uint8_t *sel2 = malloc(n + 1);
+	int ret, ret2;
+
+	ret = nwc_ents_decode_fsm_lanes((const struct nwc_qdist *const *)d,
+					NULL, f, dec, sel, n, enc, len);
+	ret2 = nwc_ents_decode_fsm_lanes((const struct nwc_qdist *const *)d,
+					 flat16, f, dec2, sel2, n, enc, len);
+	T_EQ(ret2, ret);
+	if (!ret && !ret2) {
+		T_MEMEQ(dec2, dec, n * sizeof(*dec));
+		T_MEMEQ(sel2, sel, n);
+	}
+	free(dec2);
+	free(sel2);
+	return ret;
+}
+
+/*
+ * The same values and contexts (in sequence order) coded in the lanes
+ * layout: the lanes decoder gives them back in stream order.
+ */
+static int lanes_case(const struct nwc_ents_fsm *f, struct nwc_qdist *const *d,
+		      const uint8_t *ctx, const int32_t *vals, size_t n)
+{
+	uint8_t *lctx = malloc(n + 1), *enc = malloc(nwc_ents_bound(n));
+	uint8_t *sel = malloc(n + 1);
+	int32_t *lvals = malloc((n + 1) * sizeof(*lvals));
+	int32_t *dec = malloc((n + 1) * sizeof(*dec));
+	ssize_t len;
+	int ret = 0;
+
+	if (n % f->seq) {
+		T_EQ(nwc_ents_decode_fsm_lanes((const struct nwc_qdist *const *)d,
+					       NULL, f, dec, sel, n, enc, 0),
+		     -EINVAL);
+		goto out_free;
+	}
+	for (size_t p = 0; p < n; p++) {
+		size_t i = nwc_ents_lane_index(p, f->seq, n);
+
+		T_CHECK(i < n);
+		lctx[p] = ctx[i];
+		lvals[p] = vals[i];
+	}
+	len = nwc_ents_encode_lanes((const struct nwc_qdist *const *)d, lctx,
+				    lvals, n, enc, nwc_ents_bound(n));
+	T_CHECK(len > 0);
+	ret = lanes_decode(f, d, dec, sel, n, enc, (size_t)len);
+	if (!ret) {
+		T_MEMEQ(dec, lvals, n * sizeof(*dec));
+		for (size_t p = 0; p < n; p++)
+			T_EQ(sel[p], lctx[p] / f->period);
+	}
+	/* Cut short, or a word changed: both decoders agree, never overrun. */
+	if (len > 40) {
+		T_EQ(lanes_decode(f, d, dec, sel, n, enc, (size_t)len - 2),
+		     -NWC_ECORRUPT);
+		enc[len / 2] ^= 0x5a;
+		lanes_decode(f, d, dec, sel, n, enc, (size_t)len);
+	}
+out_free:
+	free(lctx);
+	free(sel);
+	free(enc);
+	free(lvals);
+	free(dec);
+	return ret;
+}
+
 /* One FSM-coded stream: values drawn from their own contexts, which the
  * test computes as the encoder does; returns the decoder's verdict. */
 static int fsm_case(uint64_t *seed, const struct nwc_ents_fsm *f,
@@ -460,6 +542,8 @@ static int fsm_case(uint64_t *seed, const struct nwc_ents_fsm *f,
 		T_EQ(nwc_ents_decode_fsm((const struct nwc_qdist *const *)d, f,
 					 dec, NULL, n, enc, (size_t)len - 2),
 		     -NWC_ECORRUPT);
+	if (!ret)
+		ret = lanes_case(f, d, ctx, vals, n);
 	free(ctx);
 	free(sel);
 	free(enc);
@@ -471,7 +555,8 @@ static int fsm_case(uint64_t *seed, const struct nwc_ents_fsm *f,
 /* nwc_ents_decode_fsm() against contexts computed the plain way. */
 static void test_fsm(void)
 {
-	static const size_t sizes[] = { 0, 1, 3, 4, 5, 7, 64, 1001, 50000 };
+	static const size_t sizes[] = { 0, 1, 3, 4, 5, 7, 64, 1001, 50000,
+					240, 960, 8000 };
 	struct nwc_ents_fsm f;
 	struct nwc_qdist *d[16];
 	uint64_t seed = 77;
@@ -481,6 +566,8 @@ static void test_fsm(void)
 
 		d[c] = random_table(&seed, -(int32_t)(sz / 2), sz);
 	}
+	T_EQ(nwc_ents_flat_build((const struct nwc_qdist *const *)d, 16,
+				 &flat16), 0);
 	for (int round = 0; round < 60; round++) {
 		memset(&f, 0, sizeof(f));
 		f.period = 1 + (uint32_t)(t_rand(&seed) % 8);
@@ -517,6 +604,8 @@ static void test_fsm(void)
 	T_EQ(nwc_ents_decode_fsm((const struct nwc_qdist *const *)d, &f,
 				 NULL, NULL, 0, (const uint8_t *)"", 0),
 	     -EINVAL);
+	nwc_ents_flat_free(flat16);
+	flat16 = NULL;
 	for (int c = 0; c < 16; c++)
 		nwc_qdist_free(d[c]);
 }

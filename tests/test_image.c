@@ -2653,7 +2653,11 @@ static void test_nwc_damage_side(void)
 	/* Header. */
 	NCASE(ECORRUPT, side_of(m, 0)[0] = 'X');
 	NCASE(EFEATURE, put16(side_of(m, 0), 4, 1));
-	NCASE(EFEATURE, put16(side_of(m, 0), 6, 2));
+	NCASE(EFEATURE, put16(side_of(m, 0), 6, NWC_TSIDE_F16 |
+					      NWC_TSIDE_LANES | 4));
+	/* The lanes flag says how to read the bands, not their size. */
+	NCASE(0, put16(side_of(m, 0), 6, NWC_TSIDE_F16));
+	NCASE(ECORRUPT, put16(side_of(m, 0), 6, NWC_TSIDE_LANES));
 	NCASE(ECORRUPT, put16(side_of(m, 0), 6, 0));
 	NCASE(EFEATURE, side_of(m, 0)[22] = 2);
 	NCASE(ECORRUPT, side_of(m, 0)[23] = 1);	/* bits per level */

@@ -100,6 +100,57 @@ static void check_decode(const struct nwc_model *model,
 	nwc_tensor_scratch_free(s);
 }
 
+/*
+ * Bands in sequence order (images before NWC_TSIDE_LANES) and in the lanes
+ * layout: other bytes, the same symbols, the same weights; 24 columns are
+ * three whole groups of lanes, 22 two and a group of six, 4 one of four.
+ */
+static void test_orders(void)
+{
+	static const uint32_t widths[] = { 4, 22, 24 };
+	struct nwc_model *model = small_model(3);
+	const uint32_t m = 40;
+	float *w = matrix(m, 24);
+	uint8_t level[24];
+
+	T_CHECK(model);
+	for (uint32_t j = 0; j < 24; j++)
+		level[j] = (uint8_t)(j % NWC_NET_Q);
+	for (size_t q = 0; q < NWC_ARRAY_SIZE(widths); q++) {
+		uint32_t n = widths[q];
+
+		for (int quant = 0; quant < 2; quant++) {
+			struct nwc_tenc *e[2];
+			struct nwc_tenc_opts o;
+			struct nwc_tside *ts;
+
+			for (int k = 0; k < 2; k++) {
+				nwc_tenc_opts_init(&o);
+				o.quant = quant;
+				o.band_rows = 32;
+				o.seq_order = k;
+				o.dtype = NWC_DTYPE_BF16;
+				T_EQ(nwc_tenc_encode(model, 5, w, m, n, level,
+						     &o, &e[k]), 0);
+				check_decode(model, e[k], NWC_DTYPE_BF16);
+				T_EQ(nwc_tside_parse(e[k]->side,
+						     e[k]->side_len, &ts), 0);
+				T_EQ(ts->lanes, !k);
+				free(ts);
+			}
+			T_MEMEQ(e[0]->what, e[1]->what,
+				(size_t)m * n * sizeof(float));
+			T_CHECK(e[0]->band_len[0] != e[1]->band_len[0] ||
+				memcmp(e[0]->band[0], e[1]->band[0],
+				       e[0]->band_len[0]));
+			nwc_tenc_free(e[0]);
+			nwc_tenc_free(e[1]);
+		}
+	}
+	free(w);
+	nwc_model_free(model);
+}
+
 /* Ragged rows, several bands, every dtype and both quantizers. */
 static void test_roundtrip(void)
 {
@@ -237,7 +288,7 @@ static void test_side_corruption(void)
 	} while (0)
 	BAD(0, 'X', -NWC_ECORRUPT);		/* magic */
 	BAD(4, 1, -NWC_EFEATURE);		/* version 1: u8 levels */
-	BAD(6, 0x3, -NWC_EFEATURE);		/* unknown flag */
+	BAD(6, 0x5, -NWC_EFEATURE);		/* unknown flag */
 	BAD(6, 0x0, -NWC_ECORRUPT);		/* f32 scales: wrong length */
 	BAD(8, 0, -NWC_ECORRUPT);		/* m = 0 ... */
 	BAD(8, 49, -NWC_ECORRUPT);		/* ... or not matching */
@@ -441,6 +492,7 @@ static void test_band_rows_for(void)
 int main(void)
 {
 	T_RUN(test_roundtrip);
+	T_RUN(test_orders);
 	T_RUN(test_determinism);
 	T_RUN(test_scales);
 	T_RUN(test_side_corruption);

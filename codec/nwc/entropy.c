@@ -649,3 +649,362 @@ escape:
 	}
 	return dec_finish(x, wpos, len);
 }
+
+/* ---- the lanes layout ---- */
+
+size_t nwc_ents_lane_index(size_t p, size_t seq, size_t n)
+{
+	size_t group = NWC_ENTS_LANES * seq, g = p / group, r = p % group;
+	size_t w = NWC_MIN((size_t)NWC_ENTS_LANES,
+			   n / seq - g * NWC_ENTS_LANES);
+
+	/* position r of a group of w sequences: value r / w of lane r % w */
+	return (g * NWC_ENTS_LANES + r % w) * seq + r / w;
+}
+
+/*
+ * Tables for gathers: per table t, coarse32[256 t + b] = first symbol of
+ * bucket b | split << 12 | LANES_MULTI; info[t] = offset of its fc[] in
+ * fc | n << 20; lo[t].  Every offset fits: <= 256 tables of <= 4096 fc.
+ */
+#define LANES_MULTI (1u << 20)
+#define LANES_TABLES_MAX 256u
+
+struct nwc_ents_flat {
+	unsigned ntab;
+	uint32_t *coarse32;
+	uint32_t *info;
+	int32_t *lo;
+	uint32_t *fc;
+};
+
+void nwc_ents_flat_free(struct nwc_ents_flat *flat)
+{
+	if (!flat)
+		return;
+	free(flat->coarse32);
+	free(flat->info);
+	free(flat->lo);
+	free(flat->fc);
+	free(flat);
+}
+
+int nwc_ents_flat_build(const struct nwc_qdist *const *dists, unsigned ntab,
+			struct nwc_ents_flat **out)
+{
+	struct nwc_ents_flat *f;
+	size_t nfc = 0, off = 0;
+
+	*out = NULL;
+	if (!ntab || ntab > LANES_TABLES_MAX)
+		return -EINVAL;
+	for (unsigned t = 0; t < ntab; t++)
+		nfc += dists[t]->n + 1;
+	f = calloc(1, sizeof(*f));
+	if (!f)
+		return -ENOMEM;
+	f->ntab = ntab;
+	f->coarse32 = malloc((size_t)ntab * COARSE * sizeof(*f->coarse32));
+	f->info = malloc(ntab * sizeof(*f->info));
+	f->lo = malloc(ntab * sizeof(*f->lo));
+	f->fc = malloc(nfc * sizeof(*f->fc));
+	if (!f->coarse32 || !f->info || !f->lo || !f->fc) {
+		nwc_ents_flat_free(f);
+		return -ENOMEM;
+	}
+	for (unsigned t = 0; t < ntab; t++) {
+		const struct nwc_qdist *d = dists[t];
+
+		for (unsigned b = 0; b < COARSE; b++) {
+			uint32_t e = d->coarse[b];
+
+			f->coarse32[t * COARSE + b] =
+				(e & ~COARSE_MULTI) | (uint32_t)d->split[b] << 12 |
+				(e & COARSE_MULTI ? LANES_MULTI : 0);
+		}
+		f->info[t] = (uint32_t)off | d->n << 20;
+		f->lo[t] = d->lo;
+		memcpy(f->fc + off, d->fc, (d->n + 1) * sizeof(*f->fc));
+		off += d->n + 1;
+	}
+	*out = f;
+	return 0;
+}
+
+/*
+ * One value of the lane whose FSM state is *@st, @t values into its
+ * sequence, on rANS state *@x, every word read checked.
+ */
+static int lane_value(const struct nwc_qdist *const *dists,
+		      const struct nwc_ents_fsm *f, unsigned int *st,
+		      size_t t, uint32_t *x, const uint8_t *src,
+		      size_t *wpos, size_t len, int32_t *val, uint8_t *sel)
+{
+	unsigned int u = f->sel[*st];
+	int ret;
+
+	ret = dec_value(dists[t % f->period + f->period * u], x, src, wpos,
+			len, val);
+	if (ret)
+		return ret;
+	if (sel)
+		*sel = (uint8_t)u;
+	*st = f->next[*st][(uint32_t)*val & 1];
+	return 0;
+}
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+
+#include <pthread.h>
+#include <immintrin.h>
+
+static uint32_t lanes_perm[256][8];	/* as rans_avx2.c's */
+static pthread_once_t lanes_perm_once = PTHREAD_ONCE_INIT;
+
+static void lanes_perm_init(void)
+{
+	for (unsigned m = 0; m < 256; m++) {
+		unsigned n = 0;
+
+		for (unsigned j = 0; j < 8; j++)
+			lanes_perm[m][j] = m >> j & 1 ? n++ : 0;
+	}
+}
+
+bool nwc_ents_lanes_vector(void)
+{
+	static int ok = -1;	/* racing first calls store the same value */
+
+	if (ok < 0) {
+		__builtin_cpu_init();
+		ok = __builtin_cpu_supports("avx2") &&
+		     __builtin_cpu_supports("bmi2");
+	}
+	return ok;
+}
+
+/*
+ * One step of eight lanes (vector *@xv of rANS states, *@sv of FSM states)
+ * whose tables are candidates c (set 0) and c + period (set 1):
+ * @info and @lo hold both tables' info[] and lo[] entries, set 0 in lanes
+ * where u = 0.  Returns false, with nothing changed, when a lane meets an
+ * escape or a bucket of three or more symbols.  Pulls words from *@p.
+ */
+__attribute__((target("avx2,bmi2,popcnt"), always_inline))
+static inline bool step8(const struct nwc_ents_flat *fl, __m256i selv,
+			 __m256i next0, __m256i next1, __m256i *xv,
+			 __m256i *sv, int c0, int c1, __m256i info0,
+			 __m256i info1, __m256i lo0, __m256i lo1,
+			 const uint8_t *src, size_t *p, int32_t *vals,
+			 uint8_t *sel)
+{
+	const __m256i lo16 = _mm256_set1_epi32(0xffff);
+	const __m256i lo12 = _mm256_set1_epi32(0xfff);
+	const __m256i lo8 = _mm256_set1_epi32(0xff);
+	const __m256i lo20 = _mm256_set1_epi32(0xfffff);
+	const __m256i one = _mm256_set1_epi32(1);
+	const __m256i multi = _mm256_set1_epi32((int)LANES_MULTI);
+	__m256i u, tab, slot, ce, s, info, fc, low, words, v, odd, x;
+	unsigned m;
+
+	/* u = sel[st]: the table set, as a lane mask */
+	u = _mm256_cmpgt_epi32(_mm256_permutevar8x32_epi32(selv, *sv),
+			       _mm256_setzero_si256());
+	tab = _mm256_blendv_epi8(_mm256_set1_epi32(c0), _mm256_set1_epi32(c1),
+				 u);
+	info = _mm256_blendv_epi8(info0, info1, u);
+	slot = _mm256_and_si256(*xv, lo16);
+	ce = _mm256_i32gather_epi32(
+		(const int *)fl->coarse32,
+		_mm256_add_epi32(_mm256_slli_epi32(tab, 8),
+				 _mm256_srli_epi32(slot, 8)), 4);
+	/* s = first + (slot % 256 > split) */
+	s = _mm256_sub_epi32(
+		_mm256_and_si256(ce, lo12),
+		_mm256_cmpgt_epi32(_mm256_and_si256(slot, lo8),
+				   _mm256_and_si256(_mm256_srli_epi32(ce, 12),
+						    lo8)));
+	if (!_mm256_testz_si256(ce, multi) ||
+	    _mm256_movemask_ps(_mm256_castsi256_ps(
+		    _mm256_cmpeq_epi32(s, _mm256_srli_epi32(info, 20)))))
+		return false;	/* an escape, or a bucket to search */
+	fc = _mm256_i32gather_epi32(
+		(const int *)fl->fc,
+		_mm256_add_epi32(_mm256_and_si256(info, lo20), s), 4);
+	x = _mm256_add_epi32(_mm256_mullo_epi32(_mm256_and_si256(fc, lo16),
+						_mm256_srli_epi32(*xv, 16)),
+			     _mm256_sub_epi32(slot, _mm256_srli_epi32(fc, 16)));
+	/* renormalize: lanes below L take the next words in lane order */
+	low = _mm256_cmpeq_epi32(_mm256_srli_epi32(x, 16),
+				 _mm256_setzero_si256());
+	m = (unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(low));
+	words = _mm256_cvtepu16_epi32(
+		_mm_loadu_si128((const __m128i *)(const void *)(src + *p)));
+	words = _mm256_permutevar8x32_epi32(
+		words,
+		_mm256_loadu_si256((const __m256i *)(const void *)lanes_perm[m]));
+	*xv = _mm256_blendv_epi8(
+		x, _mm256_or_si256(_mm256_slli_epi32(x, 16), words), low);
+	*p += 2 * (size_t)__builtin_popcount(m);
+	v = _mm256_add_epi32(_mm256_blendv_epi8(lo0, lo1, u), s);
+	_mm256_storeu_si256((__m256i *)(void *)vals, v);
+	if (sel) {
+		uint64_t b = _pdep_u64((unsigned)_mm256_movemask_ps(
+					       _mm256_castsi256_ps(u)),
+				       0x0101010101010101ull);
+
+		memcpy(sel, &b, 8);
+	}
+	odd = _mm256_cmpeq_epi32(_mm256_and_si256(v, one), one);
+	*sv = _mm256_blendv_epi8(_mm256_permutevar8x32_epi32(next0, *sv),
+				 _mm256_permutevar8x32_epi32(next1, *sv), odd);
+	return true;
+}
+
+/*
+ * Steps t, t + 1, ... of a whole group: its sixteen lanes as two vectors,
+ * while 32 bytes of words remain and no lane meets an escape or a bucket
+ * of three or more symbols (that step, left untouched, goes to the scalar
+ * path).  Values and table sets are stored in stream order.  Returns the
+ * next step; @x and @st hold the lanes' states.
+ */
+__attribute__((target("avx2,bmi2,popcnt")))
+static size_t lanes_avx2(const struct nwc_ents_flat *fl,
+			 const struct nwc_ents_fsm *f, uint32_t *x,
+			 unsigned int *st, size_t t, size_t seq,
+			 const uint8_t *src, size_t *wpos, size_t len,
+			 int32_t *vals, uint8_t *sel)
+{
+	const uint32_t per = f->period;
+	__m256i selv, next0, next1, x0, x1, s0, s1;
+	size_t p = *wpos;
+	uint32_t c = (uint32_t)(t % per);
+	int32_t tmp[NWC_ENTS_LANES];
+
+	pthread_once(&lanes_perm_once, lanes_perm_init);
+	for (unsigned k = 0; k < 8; k++)
+		tmp[k] = f->sel[k];
+	selv = _mm256_loadu_si256((const __m256i *)(const void *)tmp);
+	for (unsigned k = 0; k < 8; k++)
+		tmp[k] = f->next[k][0];
+	next0 = _mm256_loadu_si256((const __m256i *)(const void *)tmp);
+	for (unsigned k = 0; k < 8; k++)
+		tmp[k] = f->next[k][1];
+	next1 = _mm256_loadu_si256((const __m256i *)(const void *)tmp);
+	x0 = _mm256_loadu_si256((const __m256i *)(const void *)x);
+	x1 = _mm256_loadu_si256((const __m256i *)(const void *)(x + 8));
+	for (unsigned k = 0; k < NWC_ENTS_LANES; k++)
+		tmp[k] = (int32_t)st[k];
+	s0 = _mm256_loadu_si256((const __m256i *)(const void *)tmp);
+	s1 = _mm256_loadu_si256((const __m256i *)(const void *)(tmp + 8));
+
+	for (; t < seq && len - p >= 32; t++) {
+		/* The step's two candidate tables, the same in every lane. */
+		const int c0 = (int)c, c1 = (int)(c + per);
+		const __m256i info0 = _mm256_set1_epi32((int)fl->info[c0]);
+		const __m256i info1 = _mm256_set1_epi32((int)fl->info[c1]);
+		const __m256i lo0 = _mm256_set1_epi32(fl->lo[c0]);
+		const __m256i lo1 = _mm256_set1_epi32(fl->lo[c1]);
+		__m256i y0 = x0, y1 = x1, r0 = s0, r1 = s1;
+		size_t q = p;
+		int32_t *v = vals + NWC_ENTS_LANES * t;
+		uint8_t *u = sel ? sel + NWC_ENTS_LANES * t : NULL;
+
+		/* Both halves, or neither: a failed half leaves the step. */
+		if (!step8(fl, selv, next0, next1, &y0, &r0, c0, c1, info0,
+			   info1, lo0, lo1, src, &q, v, u) ||
+		    !step8(fl, selv, next0, next1, &y1, &r1, c0, c1, info0,
+			   info1, lo0, lo1, src, &q, v + 8, u ? u + 8 : NULL))
+			break;
+		x0 = y0;
+		x1 = y1;
+		s0 = r0;
+		s1 = r1;
+		p = q;
+		if (++c == per)
+			c = 0;
+	}
+	_mm256_storeu_si256((__m256i *)(void *)x, x0);
+	_mm256_storeu_si256((__m256i *)(void *)(x + 8), x1);
+	_mm256_storeu_si256((__m256i *)(void *)tmp, s0);
+	_mm256_storeu_si256((__m256i *)(void *)(tmp + 8), s1);
+	for (unsigned k = 0; k < NWC_ENTS_LANES; k++)
+		st[k] = (unsigned int)tmp[k];
+	*wpos = p;
+	return t;
+}
+
+#else /* no x86-64 vector kernel */
+
+bool nwc_ents_lanes_vector(void)
+{
+	return false;
+}
+
+static size_t lanes_avx2(const struct nwc_ents_flat *fl NWC_UNUSED,
+			 const struct nwc_ents_fsm *f NWC_UNUSED,
+			 uint32_t *x NWC_UNUSED, unsigned int *st NWC_UNUSED,
+			 size_t t, size_t seq NWC_UNUSED,
+			 const uint8_t *src NWC_UNUSED,
+			 size_t *wpos NWC_UNUSED, size_t len NWC_UNUSED,
+			 int32_t *vals NWC_UNUSED, uint8_t *sel NWC_UNUSED)
+{
+	return t;
+}
+
+#endif
+
+int nwc_ents_decode_fsm_lanes(const struct nwc_qdist *const *dists,
+			      const struct nwc_ents_flat *flat,
+			      const struct nwc_ents_fsm *f, int32_t *vals,
+			      uint8_t *sel, size_t n, const uint8_t *src,
+			      size_t len)
+{
+	const size_t seq = f->seq;
+	const bool vector = flat && nwc_ents_lanes_vector() &&
+			    f->period <= flat->ntab / 2;
+	uint32_t x[NWC_ENTS_LANES];
+	size_t wpos = LANES_HDR_LEN, p = 0;
+	bool two;
+	int ret;
+
+	ret = fsm_check(f, &two);
+	if (ret)
+		return ret;
+	if (n % seq)
+		return -EINVAL;
+	if (len < LANES_HDR_LEN || (len - LANES_HDR_LEN) % 2 ||
+	    nwc_rans_states_get(src, x, NWC_ENTS_LANES))
+		return -NWC_ECORRUPT;
+	while (p < n) {
+		size_t w = NWC_MIN((size_t)NWC_ENTS_LANES, (n - p) / seq), r = 0;
+		unsigned int st[NWC_ENTS_LANES] = { 0 };
+
+		while (r < w * seq) {
+			size_t end;
+
+			/* whole steps on the vector kernel, one step apart */
+			if (vector && w == NWC_ENTS_LANES)
+				r = NWC_ENTS_LANES *
+				    lanes_avx2(flat, f, x, st,
+					       r / NWC_ENTS_LANES, seq, src,
+					       &wpos, len, vals + p,
+					       sel ? sel + p : NULL);
+			end = NWC_MIN(w * seq, r + w);
+			for (; r < end; r++) {
+				size_t k = r % w;
+
+				ret = lane_value(dists, f, &st[k], r / w,
+						 &x[(p + r) % NWC_ENTS_LANES],
+						 src, &wpos, len, &vals[p + r],
+						 sel ? &sel[p + r] : NULL);
+				if (ret)
+					return ret;
+			}
+		}
+		p += w * seq;
+	}
+	if (wpos != len || !nwc_rans_states_done(x, NWC_ENTS_LANES))
+		return -NWC_ECORRUPT;
+	return 0;
+}

@@ -139,4 +139,51 @@ int nwc_ents_decode_fsm(const struct nwc_qdist *const *dists,
 			uint8_t *sel, size_t n, const uint8_t *src,
 			size_t len);
 
+/*
+ * The lanes layout, for many sequences under one FSM (a tensor band's
+ * columns).  With the FSM's contexts each value's table depends on the
+ * values before it in its sequence, so one sequence decodes a table lookup
+ * at a time.  In the lanes layout, n values form n / seq sequences of seq
+ * (the FSM's) values, taken in groups of NWC_ENTS_LANES (the last group
+ * may be smaller); a group's values are coded value 0 of each of its
+ * sequences, then value 1 of each, and so on.  The stream is that of
+ * nwc_ents_encode() with NWC_ENTS_LANES states, u32[16] then the words,
+ * value p on state p mod 16: in a whole group state k follows sequence k
+ * alone, and a vector decoder steps eight sequences per instruction.
+ *
+ * nwc_ents_lane_index() - the sequence-order index of stream position @p
+ * (p < n, n a multiple of @seq).
+ *
+ * nwc_ents_encode_lanes() - encode side: nwc_ents_encode() with the
+ * sixteen states; @ctx and @vals in stream order.
+ *
+ * nwc_ents_decode_fsm_lanes() - nwc_ents_decode_fsm() for such a stream:
+ * @vals and @sel in stream order.  @flat, the same tables as built by
+ * nwc_ents_flat_build() or NULL, lets it take the AVX2 kernel where the CPU
+ * has one (the same values and errors as without).  -EINVAL for a malformed
+ * @fsm or an @n that is not a multiple of its seq.
+ */
+#define NWC_ENTS_LANES 16u
+struct nwc_ents_flat;
+
+size_t nwc_ents_lane_index(size_t p, size_t seq, size_t n);
+ssize_t nwc_ents_encode_lanes(const struct nwc_qdist *const *dists,
+			      const uint8_t *ctx, const int32_t *vals,
+			      size_t n, uint8_t *dst, size_t cap);
+int nwc_ents_decode_fsm_lanes(const struct nwc_qdist *const *dists,
+			      const struct nwc_ents_flat *flat,
+			      const struct nwc_ents_fsm *fsm, int32_t *vals,
+			      uint8_t *sel, size_t n, const uint8_t *src,
+			      size_t len);
+
+/*
+ * nwc_ents_flat_build() - @ntab tables (<= 256) laid out for vector
+ * gathers; immutable, shareable.  nwc_ents_flat_free() accepts NULL.
+ * Whether the kernel runs on this CPU: nwc_ents_lanes_vector().
+ */
+int nwc_ents_flat_build(const struct nwc_qdist *const *dists, unsigned ntab,
+			struct nwc_ents_flat **out);
+void nwc_ents_flat_free(struct nwc_ents_flat *flat);
+bool nwc_ents_lanes_vector(void);
+
 #endif /* NWC_ENTROPY_H */

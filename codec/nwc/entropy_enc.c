@@ -56,9 +56,9 @@ size_t nwc_ents_bound(size_t n)
 	 * bits of the state, so a value consumes at most 61 bits (escape 17,
 	 * g 4, eight nibbles 5 each): under 8 bytes of words per value.
 	 */
-	if (n > (SIZE_MAX - HDR_LEN - 16) / 8)
+	if (n > (SIZE_MAX - LANES_HDR_LEN - 16) / 8)
 		return SIZE_MAX;
-	return HDR_LEN + 8 * n + 16;
+	return LANES_HDR_LEN + 8 * n + 16;	/* either layout */
 }
 
 /* Encoder side: push one symbol onto *x, words going down from *w. */
@@ -77,25 +77,28 @@ static inline int enc_put(uint32_t *x, uint32_t f, uint32_t c, uint8_t **w,
 	return 0;
 }
 
-ssize_t nwc_ents_encode(const struct nwc_qdist *const *dists,
-			const uint8_t *ctx, const int32_t *vals, size_t n,
-			uint8_t *dst, size_t cap)
+/* Both layouts: value i on state i mod @ns, the states first. */
+static ssize_t encode(const struct nwc_qdist *const *dists,
+		      const uint8_t *ctx, const int32_t *vals, size_t n,
+		      uint8_t *dst, size_t cap, unsigned int ns)
 {
-	uint32_t x[NSTATES];
+	const size_t hdr = 4 * (size_t)ns;
+	uint32_t x[NWC_ENTS_LANES];
 	uint8_t *w, *end;
 	size_t nwords;
 	int ret;
 
-	if (cap < HDR_LEN)
+	assert(ns <= NWC_ENTS_LANES);
+	if (cap < hdr)
 		return -ENOBUFS;
 	/* Words are produced last-first: fill dst from its end, then move. */
 	end = dst + cap;
 	w = end;
-	for (unsigned k = 0; k < NSTATES; k++)
+	for (unsigned k = 0; k < ns; k++)
 		x[k] = NWC_RANS_L;
 	for (size_t i = n; i-- > 0;) {
 		const struct nwc_qdist *d = dists[ctx ? ctx[i] : 0];
-		uint32_t *st = &x[i % NSTATES];
+		uint32_t *st = &x[i % ns];
 		int32_t v = vals[i];
 		uint32_t fc;
 
@@ -107,22 +110,36 @@ ssize_t nwc_ents_encode(const struct nwc_qdist *const *dists,
 			for (uint32_t j = g; j-- > 0;) {
 				ret = enc_put(st, NIB_FREQ,
 					      (u >> 4 * j & 15) * NIB_FREQ,
-					      &w, dst + HDR_LEN);
+					      &w, dst + hdr);
 				if (ret)
 					return ret;
 			}
 			ret = enc_put(st, G_FREQ, (g - 1) * G_FREQ, &w,
-				      dst + HDR_LEN);
+				      dst + hdr);
 			if (ret)
 				return ret;
 			fc = d->fc[d->n];
 		}
-		ret = enc_put(st, fc_freq(fc), fc_cum(fc), &w, dst + HDR_LEN);
+		ret = enc_put(st, fc_freq(fc), fc_cum(fc), &w, dst + hdr);
 		if (ret)
 			return ret;
 	}
 	nwords = (size_t)(end - w) / 2;
-	memmove(dst + HDR_LEN, w, 2 * nwords);
-	nwc_rans_states_put(dst, x, NSTATES);
-	return (ssize_t)(HDR_LEN + 2 * nwords);
+	memmove(dst + hdr, w, 2 * nwords);
+	nwc_rans_states_put(dst, x, ns);
+	return (ssize_t)(hdr + 2 * nwords);
+}
+
+ssize_t nwc_ents_encode(const struct nwc_qdist *const *dists,
+			const uint8_t *ctx, const int32_t *vals, size_t n,
+			uint8_t *dst, size_t cap)
+{
+	return encode(dists, ctx, vals, n, dst, cap, NSTATES);
+}
+
+ssize_t nwc_ents_encode_lanes(const struct nwc_qdist *const *dists,
+			      const uint8_t *ctx, const int32_t *vals,
+			      size_t n, uint8_t *dst, size_t cap)
+{
+	return encode(dists, ctx, vals, n, dst, cap, NWC_ENTS_LANES);
 }

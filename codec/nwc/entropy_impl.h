@@ -18,6 +18,7 @@
 #define M (1u << PREC)
 #define NSTATES NWC_RANS_WAYS
 #define HDR_LEN NWC_RANS_STATES_LEN	/* the streams start with the states */
+#define LANES_HDR_LEN (4 * NWC_ENTS_LANES)	/* those of the lanes layout */
 
 #define QD_MAGIC "NWQD"
 #define QD_VERSION 1u

@@ -13,6 +13,7 @@
 #include "codec/common/io.h"
 #include "codec/common/log.h"
 #include "codec/common/simd.h"
+#include "codec/nwc/entropy.h"
 #include "codec/nwc/mlp.h"
 #include "codec/nwc/nwcmodel.h"
 #include "codec/nwc/nwcmodel_impl.h"
@@ -40,6 +41,8 @@ static void free_coding(struct nwc_model *m)
 	free(m->tables);
 	free(m->medians);
 	free(m->dec_folded);
+	nwc_ents_flat_free(m->flat);
+	m->flat = NULL;
 	m->tables = NULL;
 	m->medians = NULL;
 	m->dec_folded = NULL;
@@ -116,6 +119,16 @@ static int fold_decoder(struct nwc_model *m)
 	return ret;
 }
 
+/* The tables laid out for the vector decoder; none (the scalar decoder)
+ * for more tables than it indexes. */
+static int build_flat(struct nwc_model *m)
+{
+	int ret = nwc_ents_flat_build((const struct nwc_qdist *const *)m->tables,
+				      nwc_model_ntables(m), &m->flat);
+
+	return ret == -EINVAL ? 0 : ret;
+}
+
 int nwc_model_finalize(struct nwc_model *m)
 {
 	float *shifted;
@@ -147,6 +160,8 @@ int nwc_model_finalize(struct nwc_model *m)
 		goto out_free_coding;	/* it left nothing allocated */
 	m->flags |= NWC_MODEL_F_TCQ;	/* so free_coding() frees them too */
 	ret = fold_decoder(m);
+	if (!ret)
+		ret = build_flat(m);
 	if (ret)
 		goto out_free_coding;
 	free(shifted);
@@ -263,6 +278,8 @@ static int parse(const uint8_t *buf, size_t len, const char *what,
 		goto out_free_model;
 	}
 	ret = fold_decoder(m);
+	if (!ret)
+		ret = build_flat(m);
 	if (ret)
 		goto out_free_model;
 	m->finalized = true;

@@ -101,6 +101,8 @@ struct nwc_model {
 	float *dec_folded;		/* R >= 1: the decoder's input layers
 					 * and medians, nwc_net_fold() */
 	struct nwc_qdist **tables;	/* nwc_model_ntables(); see the file */
+	struct nwc_ents_flat *flat;	/* the tables for the vector decoder,
+					 * or NULL (entropy.h) */
 	bool finalized;
 };
 

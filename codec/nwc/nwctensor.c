@@ -37,7 +37,8 @@ int nwc_tside_parse(const uint8_t *buf, size_t len, struct nwc_tside **out)
 	version = nwc_get_le16(buf + 4);
 	flags = nwc_get_le16(buf + 6);
 	quant = buf[22];
-	if (version != NWC_TSIDE_VERSION || (flags & ~NWC_TSIDE_F16) ||
+	if (version != NWC_TSIDE_VERSION ||
+	    (flags & ~(NWC_TSIDE_F16 | NWC_TSIDE_LANES)) ||
 	    quant > NWC_QUANT_TCQ)
 		return -NWC_EFEATURE;
 	m = nwc_get_le32(buf + 8);
@@ -60,6 +61,7 @@ int nwc_tside_parse(const uint8_t *buf, size_t len, struct nwc_tside **out)
 	ts->model = nwc_get_le16(buf + 20);
 	ts->quant = quant;
 	ts->scale_f16 = flags & NWC_TSIDE_F16;
+	ts->lanes = flags & NWC_TSIDE_LANES;
 	ts->scale = (float *)(ts + 1);
 	ts->level = (uint8_t *)(ts->scale + m);
 	buf += NWC_TSIDE_HDR;
@@ -270,6 +272,71 @@ static void emit_rows(const struct nwc_tside *ts, uint32_t r0, uint32_t rows,
 	}
 }
 
+/* Latents of symbols in sequence order (nlat is a multiple of NWC_CHUNK,
+ * so of 4). */
+static void seq_latents(struct nwc_tensor_scratch *s, size_t nlat)
+{
+	for (size_t i = 0; i < nlat; i += 4) {
+		v4si u = { s->sel[i], s->sel[i + 1], s->sel[i + 2],
+			   s->sel[i + 3] };
+
+		v4_store(s->y + i,
+			 __builtin_convertvector(v4i_load(s->sym + i), v4sf) +
+			 0.5f * __builtin_convertvector(u, v4sf));
+	}
+}
+
+/* Four latents from symbols and table sets at @p. */
+static inline v4sf latents4(const struct nwc_tensor_scratch *s, size_t p)
+{
+	v4si u = { s->sel[p], s->sel[p + 1], s->sel[p + 2], s->sel[p + 3] };
+
+	return __builtin_convertvector(v4i_load(s->sym + p), v4sf) +
+	       0.5f * __builtin_convertvector(u, v4sf);
+}
+
+/*
+ * Latents of symbols in the lanes layout of @n sequences of @seq (a
+ * multiple of NWC_CHUNK), put in sequence order: whole groups as 4 x 4
+ * transposes of four steps by four lanes, the last group one by one.
+ */
+static void lanes_latents(struct nwc_tensor_scratch *s, uint32_t n,
+			  size_t seq)
+{
+	const size_t L = NWC_ENTS_LANES;
+	size_t p = 0;
+
+	for (uint32_t g = 0; g < n; g += L) {
+		uint32_t w = NWC_MIN(L, n - g);
+
+		for (size_t t = 0; w == L && t < seq; t += 4) {
+			for (size_t k = 0; k < L; k += 4) {
+				size_t q = p + t * L + k;
+				v4sf a = latents4(s, q), b = latents4(s, q + L);
+				v4sf c = latents4(s, q + 2 * L);
+				v4sf d = latents4(s, q + 3 * L);
+				v4sf ab0 = V4_SHUFFLE2(a, b, 0, 4, 1, 5);
+				v4sf ab1 = V4_SHUFFLE2(a, b, 2, 6, 3, 7);
+				v4sf cd0 = V4_SHUFFLE2(c, d, 0, 4, 1, 5);
+				v4sf cd1 = V4_SHUFFLE2(c, d, 2, 6, 3, 7);
+				float *y = s->y + (g + k) * seq + t;
+
+				v4_store(y, V4_SHUFFLE2(ab0, cd0, 0, 1, 4, 5));
+				v4_store(y + seq,
+					 V4_SHUFFLE2(ab0, cd0, 2, 3, 6, 7));
+				v4_store(y + 2 * seq,
+					 V4_SHUFFLE2(ab1, cd1, 0, 1, 4, 5));
+				v4_store(y + 3 * seq,
+					 V4_SHUFFLE2(ab1, cd1, 2, 3, 6, 7));
+			}
+		}
+		for (size_t r = w == L ? w * seq : 0; r < w * seq; r++)
+			s->y[(g + r % w) * seq + r / w] =
+				(float)s->sym[p + r] + 0.5f * s->sel[p + r];
+		p += w * seq;
+	}
+}
+
 int nwc_band_decode(const struct nwc_model *model, const struct nwc_tside *ts,
 		    uint32_t b, const uint8_t *src, size_t len,
 		    enum nwc_dtype dtype, uint8_t *dst, size_t dst_len,
@@ -299,20 +366,21 @@ int nwc_band_decode(const struct nwc_model *model, const struct nwc_tside *ts,
 	if (ret)
 		return ret;
 	dec_fsm(&fsm, ts->quant, (size_t)nk * NWC_CHUNK);
-	ret = nwc_ents_decode_fsm((const struct nwc_qdist *const *)model->tables,
-				  &fsm, s->sym, s->sel, nlat, src, len);
+	if (ts->lanes)
+		ret = nwc_ents_decode_fsm_lanes(
+			(const struct nwc_qdist *const *)model->tables,
+			model->flat, &fsm, s->sym, s->sel, nlat, src, len);
+	else
+		ret = nwc_ents_decode_fsm(
+			(const struct nwc_qdist *const *)model->tables, &fsm,
+			s->sym, s->sel, nlat, src, len);
 	if (ret)
 		return ret;
-	/* latents: the symbol, plus 1/2 in half-offset trellis states
-	 * (nlat is a multiple of NWC_CHUNK, so of 4) */
-	for (size_t i = 0; i < nlat; i += 4) {
-		v4si u = { s->sel[i], s->sel[i + 1], s->sel[i + 2],
-			   s->sel[i + 3] };
-
-		v4_store(s->y + i,
-			 __builtin_convertvector(v4i_load(s->sym + i), v4sf) +
-			 0.5f * __builtin_convertvector(u, v4sf));
-	}
+	/* latents: the symbol, plus 1/2 in half-offset trellis states */
+	if (ts->lanes)
+		lanes_latents(s, ts->n, (size_t)nk * NWC_CHUNK);
+	else
+		seq_latents(s, nlat);
 	for (uint32_t j = 0; j < ts->n; j++)
 		memset(s->q + (size_t)j * nk, ts->level[j], nk);
 	ret = nwc_model_synthesize(model, s->y, s->q, nchunks, s->xhat, s->ms);

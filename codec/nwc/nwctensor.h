@@ -28,6 +28,7 @@
  *	0   4    magic "NWCT"
  *	4   2    u16 version (2)
  *	6   2    u16 flags: NWC_TSIDE_F16 = scales are binary16, else f32;
+ *		 NWC_TSIDE_LANES = band payloads in the lanes layout (below);
  *		 any other bit is an unknown feature
  *	8   4    u32 m, rows (>= 1)
  *	12  4    u32 n, columns (>= 1)
@@ -43,9 +44,13 @@
  *		 4 levels cost a quarter of a byte per column.
  *
  * Band payload (normative): one nwc_ents stream (entropy.h) of the band's
- * latent symbols, in the order column j, then chunk k of the band, then
- * latent channel c, so that each column's latents in the band are one
- * contiguous sequence v_0, v_1, ...  With NWC_QUANT_ROUND symbol v of
+ * latent symbols.  Each column's latents in the band, chunk k then latent
+ * channel c, are one sequence v_0, v_1, ...  Without NWC_TSIDE_LANES the
+ * sequences follow each other, column j after column j - 1
+ * (nwc_ents_encode()); with it the stream has the lanes layout
+ * (nwc_ents_encode_lanes(): columns 16g .. 16g + 15 side by side, value
+ * by value, sixteen rANS states), which mkfs.nwc writes since 2026-12 and
+ * a vector decoder reads sixteen columns at a time.  With NWC_QUANT_ROUND symbol v of
  * channel c is coded with table c and means latent v + median_c.  With
  * NWC_QUANT_TCQ each sequence runs an 8-state trellis from state 0 (see
  * codec/nwc/nwctensor.c): in state t the symbol is coded with table c if
@@ -81,6 +86,7 @@
 #define NWC_TSIDE_VERSION 2u
 #define NWC_TSIDE_HDR 24u
 #define NWC_TSIDE_F16 0x1u
+#define NWC_TSIDE_LANES 0x2u
 
 enum nwc_quant {
 	NWC_QUANT_ROUND = 0,	/* latents rounded around the medians */
@@ -93,6 +99,7 @@ struct nwc_tside {
 	uint16_t model;
 	uint8_t quant;
 	bool scale_f16;
+	bool lanes;		/* NWC_TSIDE_LANES */
 	float *scale;		/* m row scales, as the decoder uses them */
 	uint8_t *level;		/* n column levels */
 };

@@ -320,7 +320,8 @@ static int write_side(struct nwc_tenc *out, const struct enc *e,
 		return -ENOMEM;
 	memcpy(p, NWC_TSIDE_MAGIC, 4);
 	nwc_put_le16(p + 4, NWC_TSIDE_VERSION);
-	nwc_put_le16(p + 6, f16 ? NWC_TSIDE_F16 : 0);
+	nwc_put_le16(p + 6, (f16 ? NWC_TSIDE_F16 : 0) |
+			    (e->o->seq_order ? 0 : NWC_TSIDE_LANES));
 	nwc_put_le32(p + 8, e->m);
 	nwc_put_le32(p + 12, e->n);
 	nwc_put_le32(p + 16, e->band_rows);
@@ -350,12 +351,16 @@ static int write_side(struct nwc_tenc *out, const struct enc *e,
 static int code_bands(struct nwc_tenc *out, const struct enc *e)
 {
 	uint32_t kb = e->band_rows / NWC_CHUNK;
-	size_t cap = nwc_ents_bound((size_t)kb * e->n * NWC_CHUNK);
-	uint8_t *ctx = malloc((size_t)kb * e->n * NWC_CHUNK);
+	size_t most = (size_t)kb * e->n * NWC_CHUNK;
+	size_t cap = nwc_ents_bound(most);
+	uint8_t *ctx = malloc(most), *lctx = malloc(most);
+	int32_t *lsym = malloc(most * sizeof(*lsym));
 	int ret = 0;
 
-	if (!ctx)
-		return -ENOMEM;
+	if (!ctx || !lctx || !lsym) {
+		ret = -ENOMEM;
+		goto out_free;
+	}
 	for (uint32_t b = 0; b < out->nbands; b++) {
 		uint32_t k0 = b * kb, nkb = e->nk - k0 < kb ? e->nk - k0 : kb;
 		size_t count = (size_t)nkb * e->n * NWC_CHUNK;
@@ -380,9 +385,22 @@ static int code_bands(struct nwc_tenc *out, const struct enc *e)
 			ret = -ENOMEM;
 			break;
 		}
-		len = nwc_ents_encode((const struct nwc_qdist *const *)
-				      e->model->tables, ctx, sym, count,
-				      out->band[b], cap);
+		if (e->o->seq_order) {
+			len = nwc_ents_encode((const struct nwc_qdist *const *)
+					      e->model->tables, ctx, sym,
+					      count, out->band[b], cap);
+		} else {
+			for (size_t p = 0; p < count; p++) {
+				size_t i = nwc_ents_lane_index(p, seq, count);
+
+				lctx[p] = ctx[i];
+				lsym[p] = sym[i];
+			}
+			len = nwc_ents_encode_lanes(
+				(const struct nwc_qdist *const *)
+					e->model->tables,
+				lctx, lsym, count, out->band[b], cap);
+		}
 		if (len < 0) {
 			ret = (int)len;
 			break;
@@ -390,6 +408,9 @@ static int code_bands(struct nwc_tenc *out, const struct enc *e)
 		out->band_len[b] = (size_t)len;
 		out->coded_bytes += (size_t)len;
 	}
+out_free:
+	free(lsym);
+	free(lctx);
 	free(ctx);
 	return ret;
 }

@@ -37,6 +37,8 @@ struct nwc_tenc_opts {
 	float damp;		/* LDLQ damping (relative to mean diag) */
 	bool fit_scales;	/* refit row scales to the outputs (needs @h) */
 	enum nwc_dtype dtype;	/* dtype the decoder writes (rounding) */
+	bool seq_order;		/* bands in sequence order, as before
+				 * NWC_TSIDE_LANES (for tests) */
 };
 
 /* Defaults: TCQ, f16 scales, one band, mu 0, no H, damp 0.01. */

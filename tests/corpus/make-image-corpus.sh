@@ -136,9 +136,10 @@ printf 'f\n' >"$W/cycle/f"	# mkfs.nwc needs a file; d stays inode 1
 mkdir -p "$W/weights"
 weights "$W/weights/model.safetensors"
 
-# empty.nwc, zstd-model.nwc and zstd-tree.nwc stay as an older mkfs.nwc
-# wrote them: mkfs.nwc now refuses a source without files, and writes
-# codec PLANES where the older one wrote ZSTD, which readers still serve.
+# empty.nwc, zstd-model.nwc, zstd-tree.nwc and seq-nwc.nwc stay as an
+# older mkfs.nwc wrote them: mkfs.nwc now refuses a source without files,
+# writes codec PLANES where the older one wrote ZSTD, and NWC bands in the
+# lanes layout where it wrote them in sequence order; readers serve both.
 mk one
 mk tree
 mk model
