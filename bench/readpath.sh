@@ -15,7 +15,7 @@
 # squashfs-tools); perf and a python3 with torch and transformers are
 # optional.  Environment:
 #   NWC_READ_SIZE    tests/gen_model --size of the model (default 100m)
-#   NWC_READ_ROUNDS  interleaved rounds (default 3)
+#   NWC_READ_ROUNDS  interleaved rounds (default 5)
 #   NWC_PYTHON       the python3 for from_pretrained (default: the first
 #                    of python3 and /usr/bin/python3 with the stack)
 [ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"
@@ -28,7 +28,7 @@ CACHE=$B/bench/cache
 OUT=$B/bench/out
 RES=$OUT/readpath.md
 SIZE=${NWC_READ_SIZE:-100m}
-ROUNDS=${NWC_READ_ROUNDS:-3}
+ROUNDS=${NWC_READ_ROUNDS:-5}
 READERS=4
 RAND_COUNT=2000
 
@@ -76,14 +76,16 @@ declare -A IMG=([nwc-lossless]=$W/lossless.nwc [nwc-lossy]=$W/lossy.nwc
 declare -A LABEL=([nwc-lossless]="nwcfs lossless" [nwc-lossy]="nwcfs lossy 4-bit"
 	[squashfuse]="squashfuse" [squashfuse_ll]="squashfuse_ll")
 
-# mount_fs SYSTEM: mount it at $W/mnt, the daemon in the foreground as DPID.
+# mount_fs SYSTEM [CPU]: mount it at $W/mnt, the daemon in the foreground
+# as DPID, on CPU alone if given.
 MNT=$W/mnt
 mount_fs() {
-	local s=$1 i=0
+	local s=$1 pin=() i=0
+	[ -n "${2:-}" ] && pin=(taskset -c "$2")
 	mkdir -p "$MNT"
 	case $s in
-	nwc-*) "$NWCFS" -f "${IMG[$s]}" "$MNT" 2>>"$W/daemon.log" & ;;
-	*) "$s" -f "${IMG[$s]}" "$MNT" 2>>"$W/daemon.log" & ;;
+	nwc-*) "${pin[@]}" "$NWCFS" -f "${IMG[$s]}" "$MNT" 2>>"$W/daemon.log" & ;;
+	*) "${pin[@]}" "$s" -f "${IMG[$s]}" "$MNT" 2>>"$W/daemon.log" & ;;
 	esac
 	DPID=$!
 	NWC_PIDS="$NWC_PIDS $DPID"
@@ -136,7 +138,7 @@ median() {
 
 # --- sequential reads, interleaved ---------------------------------------------
 declare -A MBPS CPU
-CASES=("cold 1" "cold $READERS" "warm 1" "warm $READERS")
+CASES=("cold 1" "cold 2" "cold $READERS" "warm 1" "warm 2" "warm $READERS")
 for r in $(seq "$ROUNDS"); do
 	for s in "${SYSTEMS[@]}"; do
 		for c in "${CASES[@]}"; do
@@ -154,6 +156,40 @@ for r in $(seq "$ROUNDS"); do
 	MBPS[cat]="${MBPS[cat]:-} $(kv MBps "$out")"
 	CPU[cat]="${CPU[cat]:-} $(calc '%.3f' "$(kv cpu "$out") / ($BYTES / 1e9)")"
 done
+
+# --- one core: the daemon on CPU 0, the reader on CPU 1, warm ---------------------
+# The whole file, and the linear layers alone (the bytes a lossy image
+# decodes with the neural codec; the embeddings stay lossless).
+read -r LIN_OFF LIN_LEN < <(python3 - "$MODEL/$FILE" <<'EOF'
+import json, struct, sys
+f = open(sys.argv[1], "rb")
+n = struct.unpack("<Q", f.read(8))[0]
+h = json.loads(f.read(n))
+r = [v["data_offsets"] for k, v in h.items() if ".layers." in k]
+print(8 + n + min(a for a, b in r), max(b for a, b in r) - min(a for a, b in r))
+EOF
+) || die "cannot read the header of $MODEL/$FILE"
+declare -A CORE
+CORE_CASES=("whole" "layers")
+if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
+	for r in $(seq "$ROUNDS"); do
+		for s in "${SYSTEMS[@]}"; do
+			for c in "${CORE_CASES[@]}"; do
+				note "round $r of $ROUNDS: ${LABEL[$s]} on one core, $c"
+				cat "${IMG[$s]}" >/dev/null
+				mount_fs "$s" 0
+				if [ "$c" = whole ]; then
+					out=$(taskset -c 1 "$RB" seq --bs 1M "$MNT/$FILE")
+				else
+					out=$(taskset -c 1 "$RB" seq --bs 1M --offset "$LIN_OFF" \
+						--length "$LIN_LEN" "$MNT/$FILE")
+				fi || die "readbench on one core failed on $s"
+				umount_fs
+				CORE[$s/$c]="${CORE[$s/$c]:-} $(kv MBps "$out")"
+			done
+		done
+	done
+fi
 
 # --- random 4 KiB reads, cold ------------------------------------------------------
 declare -A RAND
@@ -213,8 +249,8 @@ bucket() {
 		if (sym ~ /^nwc_ransw|^nwc_rans8/) add("byte planes: rANS", p)
 		else if (dso ~ /zstd/ || sym ~ /^ZSTD_|^HUF_|^FSE_/) add("byte planes: zstd", p)
 		else if (sym ~ /planes_merge/) add("byte planes: merge", p)
-		else if (sym ~ /^nwc_ents_/) add("lossy: latent rANS + trellis contexts", p)
-		else if (dso ~ /openblas/ || sym ~ /gemm|linear_ld/) add("lossy: GEMM (OpenBLAS)", p)
+		else if (sym ~ /^nwc_ents_|^lanes_avx2|^lane_value|^dec_value|^dec_escape/) add("lossy: latent rANS + trellis contexts", p)
+		else if (dso ~ /openblas/ || sym ~ /gemm|linear/) add("lossy: Linear layers", p)
 		else if (sym ~ /block_rows|blocks_out|nwc_net_|nwc_model_synth/) add("lossy: LayerNorm, activation", p)
 		else if (sym ~ /nwc_band_decode|emit_|nwc_from_f32/) add("lossy: latents in, BF16 out", p)
 		else if (sym ~ /^__mem(move|cpy)/) add("user copies (cache to reply)", p)
@@ -240,8 +276,12 @@ if command -v perf >/dev/null && perf record -o "$W/probe.data" true >/dev/null 
 				2>/dev/null &
 			ppid=$!
 			sleep 0.5
-			"$RB" seq --bs 1M --procs "$n" "$MNT/$FILE" >/dev/null ||
-				die "readbench under perf failed"
+			# three cold reads: one alone varies too much
+			for r in 1 2 3; do
+				drop_caches
+				"$RB" seq --bs 1M --procs "$n" "$MNT/$FILE" \
+					>/dev/null || die "readbench under perf failed"
+			done
 			kill -INT $ppid
 			wait $ppid 2>/dev/null
 			umount_fs
@@ -262,18 +302,42 @@ cell() { echo "$(stats ${MBPS[$1]}) ($(median ${CPU[$1]}))"; }
 	echo
 	echo "Machine: $(nproc) CPUs, ${cpu:-unknown CPU}, $(uname -sr); commit $commit, $(date -u '+%Y-%m-%d %H:%M UTC'). MB = 10^6 bytes."
 	echo
-	echo "Model: \`tests/gen_model --size $SIZE --dtype BF16\`, $FILE of $(calc '%.1f' "$BYTES / 1e6") MB read whole with 1 MiB preads (\`bench/readbench seq\`; $READERS readers read a quarter each). Images: nwcfs lossless $(calc '%.1f' "$(fsize "$W/lossless.nwc") / 1e6") MB, nwcfs \`--bits 4\` (uncalibrated) $(calc '%.1f' "$(fsize "$W/lossy.nwc") / 1e6") MB, squashfs (\`mksquashfs -comp zstd -Xcompression-level 19 -b 1M\`) $(calc '%.1f' "$(fsize "$W/model.sqfs") / 1e6") MB, served by squashfuse and squashfuse_ll. Every run mounts afresh; cold: page cache dropped; warm: the image in the page cache. $ROUNDS rounds, each system and case in turn."
+	echo "Model: \`tests/gen_model --size $SIZE --dtype BF16\`, $FILE of $(calc '%.1f' "$BYTES / 1e6") MB read whole with 1 MiB preads (\`bench/readbench seq\`). Images: nwcfs lossless $(calc '%.1f' "$(fsize "$W/lossless.nwc") / 1e6") MB, nwcfs \`--bits 4\` (uncalibrated) $(calc '%.1f' "$(fsize "$W/lossy.nwc") / 1e6") MB, squashfs (\`mksquashfs -comp zstd -Xcompression-level 19 -b 1M\`) $(calc '%.1f' "$(fsize "$W/model.sqfs") / 1e6") MB, served by squashfuse and squashfuse_ll. Every run mounts afresh; cold: page cache dropped; warm: the image in the page cache; N readers read 1/N of the file each. $ROUNDS rounds, each system and case in turn."
 	echo
 	echo "## Sequential read: MB/s, median [min-max] (CPU seconds per GB served, daemon and readers)"
 	echo
-	echo "| system | cold, 1 reader | cold, $READERS readers | warm, 1 reader | warm, $READERS readers |"
-	echo "|---|---:|---:|---:|---:|"
-	for s in "${SYSTEMS[@]}"; do
-		echo "| ${LABEL[$s]} | $(cell "$s/cold 1") | $(cell "$s/cold $READERS") | $(cell "$s/warm 1") | $(cell "$s/warm $READERS") |"
+	hdr="| system |" sep="|---|"
+	for c in "${CASES[@]}"; do
+		set -- $c
+		hdr="$hdr $1, $2 reader$([ "$2" = 1 ] || echo s) |"
+		sep="$sep---:|"
 	done
-	echo "| cat of the original (page cache) | $(cell cat) | | | |"
+	echo "$hdr"
+	echo "$sep"
+	for s in "${SYSTEMS[@]}"; do
+		row="| ${LABEL[$s]} |"
+		for c in "${CASES[@]}"; do
+			row="$row $(cell "$s/$c") |"
+		done
+		echo "$row"
+	done
+	echo "| cat of the original (page cache) | $(cell cat) |$(printf ' |%.0s' $(seq 2 ${#CASES[@]}))"
 	echo
 	echo "Ratios of medians, cold, 1 reader: nwcfs lossless / squashfuse $(calc '%.2f' "$(median ${MBPS[nwc-lossless/cold 1]}) / $(median ${MBPS[squashfuse/cold 1]})")x, nwcfs lossy / squashfuse $(calc '%.2f' "$(median ${MBPS[nwc-lossy/cold 1]}) / $(median ${MBPS[squashfuse/cold 1]})")x; CPU per GB, nwcfs lossless / squashfuse $(calc '%.2f' "$(median ${CPU[nwc-lossless/cold 1]}) / $(median ${CPU[squashfuse/cold 1]})")x."
+	echo
+	echo "## One core: MB/s, median [min-max]"
+	echo
+	if [ -n "${CORE[nwc-lossless/whole]:-}" ]; then
+		echo "The daemon pinned to CPU 0 (\`taskset\`), one reader on CPU 1, the image in the page cache, a fresh mount each time: what one core serves. *Linear layers*: only their bytes, $(calc '%.1f' "$LIN_LEN / 1e6") MB from offset $LIN_OFF, which a lossy image codes with the neural codec (its embeddings stay lossless)."
+		echo
+		echo "| system | whole file | linear layers |"
+		echo "|---|---:|---:|"
+		for s in "${SYSTEMS[@]}"; do
+			echo "| ${LABEL[$s]} | $(stats ${CORE[$s/whole]}) | $(stats ${CORE[$s/layers]}) |"
+		done
+	else
+		echo "Skipped: needs two CPUs and taskset(1)."
+	fi
 	echo
 	echo "## Random 4 KiB reads, cold mount: p50 / p99 latency (us)"
 	echo
@@ -303,7 +367,7 @@ cell() { echo "$(stats ${MBPS[$1]}) ($(median ${CPU[$1]}))"; }
 	echo "## Where the nwcfs daemon's time goes (perf, % of its samples, cold)"
 	echo
 	if [ ${#PROF_CASES[@]} -gt 0 ]; then
-		echo "\`perf record -g -p DAEMON\` over one cold read, symbols put in buckets by name (bench/readpath.sh, bucket())."
+		echo "\`perf record -g -p DAEMON\` over three cold reads on one mount, symbols put in buckets by name (bench/readpath.sh, bucket())."
 		echo
 		hdr="| bucket |" sep="|---|"
 		for k in "${PROF_CASES[@]}"; do
