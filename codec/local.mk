@@ -11,7 +11,8 @@ codec_libnwccodec_a_SOURCES = \
 	codec/lossless.h codec/raw.c codec/bplanes.c \
 	codec/ranscore.h \
 	codec/planes.c codec/planes.h \
-	codec/rans.c codec/rans.h codec/ranswide.h codec/rans_avx2.c
+	codec/rans.c codec/rans.h codec/ranswide.h codec/ransvec.h \
+	codec/rans_avx2.c
 
 # Shipped codec models (codec/models/TRAINING.md), installed where mkfs.nwc
 # looks by default; `make codec-models` retrains them (about 30 minutes

@@ -8,40 +8,34 @@
  */
 #include "codec/common/base.h"
 
+#include "codec/common/cpu.h"
 #include "codec/ranswide.h"
+#include "codec/ransvec.h"
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#ifdef NWC_RANSVEC
 
-#include <pthread.h>
-#include <immintrin.h>
+/* nwc_rans_pull_perm[m][j]: bit j of m set, the bits of m below j. */
+#define BIT(m, i) (((m) >> (i)) & 1u)
+#define BELOW(m, j)							\
+	(BIT(m, 0) * (0 < (j)) + BIT(m, 1) * (1 < (j)) +		\
+	 BIT(m, 2) * (2 < (j)) + BIT(m, 3) * (3 < (j)) +		\
+	 BIT(m, 4) * (4 < (j)) + BIT(m, 5) * (5 < (j)) +		\
+	 BIT(m, 6) * (6 < (j)))
+#define LANE(m, j) (BIT(m, j) ? BELOW(m, j) : 0u)
+#define ROW(m)								\
+	{ LANE(m, 0), LANE(m, 1), LANE(m, 2), LANE(m, 3),		\
+	  LANE(m, 4), LANE(m, 5), LANE(m, 6), LANE(m, 7) }
+#define ROW4(m) ROW(m), ROW((m) + 1), ROW((m) + 2), ROW((m) + 3)
+#define ROW16(m) ROW4(m), ROW4((m) + 4), ROW4((m) + 8), ROW4((m) + 12)
+#define ROW64(m) ROW16(m), ROW16((m) + 16), ROW16((m) + 32), ROW16((m) + 48)
 
-/*
- * For each mask of lanes that pull a word: which of the eight words loaded
- * at the stream position each lane takes (lane j takes the count of pulling
- * lanes below it).  Lanes that pull nothing take word 0 and discard it.
- */
-static uint32_t perm[256][8];
-static pthread_once_t perm_once = PTHREAD_ONCE_INIT;
-
-static void perm_init(void)
-{
-	for (unsigned m = 0; m < 256; m++) {
-		unsigned n = 0;
-
-		for (unsigned j = 0; j < 8; j++)
-			perm[m][j] = m >> j & 1 ? n++ : 0;
-	}
-}
+const uint32_t nwc_rans_pull_perm[256][8] = {
+	ROW64(0), ROW64(64), ROW64(128), ROW64(192)
+};
 
 bool nwc_ransw_avx2_ok(void)
 {
-	static int ok = -1;	/* racing first calls store the same value */
-
-	if (ok < 0) {
-		__builtin_cpu_init();
-		ok = __builtin_cpu_supports("avx2") ? 1 : 0;
-	}
-	return ok;
+	return nwc_cpu_has(NWC_CPU_AVX2);
 }
 
 /*
@@ -56,8 +50,7 @@ static inline __m256i step8(__m256i x, const uint32_t *tab,
 	const __m256i lo12 = _mm256_set1_epi32(0xfff);
 	const __m256i lo8 = _mm256_set1_epi32(0xff);
 	const __m256i mask = _mm256_set1_epi32((int)((1u << prec) - 1));
-	__m256i e, f, b, low, words;
-	unsigned m;
+	__m256i e, f, b;
 
 	e = _mm256_i32gather_epi32((const int *)tab, _mm256_and_si256(x, mask),
 				   4);
@@ -66,19 +59,7 @@ static inline __m256i step8(__m256i x, const uint32_t *tab,
 	x = _mm256_add_epi32(_mm256_mullo_epi32(f, _mm256_srli_epi32(x, prec)),
 			     b);
 	*sym = _mm256_and_si256(e, lo8);
-
-	/* x < L: the top half is zero (a signed compare would fail >= 2^31). */
-	low = _mm256_cmpeq_epi32(_mm256_srli_epi32(x, 16),
-				 _mm256_setzero_si256());
-	m = (unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(low));
-	words = _mm256_cvtepu16_epi32(
-		_mm_loadu_si128((const __m128i *)(const void *)(src + *p)));
-	words = _mm256_permutevar8x32_epi32(
-		words, _mm256_loadu_si256((const __m256i *)(const void *)perm[m]));
-	x = _mm256_blendv_epi8(
-		x, _mm256_or_si256(_mm256_slli_epi32(x, 16), words), low);
-	*p += 2 * (size_t)__builtin_popcount(m);
-	return x;
+	return nwc_rans_pull8(x, src, p);
 }
 
 __attribute__((target("avx2,popcnt"), always_inline))
@@ -92,7 +73,6 @@ static inline size_t groups(uint32_t *x, const uint32_t *tab,
 	__m256i x0, x1, x2, x3;
 	size_t i = 0, p = *wpos;
 
-	pthread_once(&perm_once, perm_init);
 	x0 = _mm256_loadu_si256((const __m256i *)(const void *)(x + 0));
 	x1 = _mm256_loadu_si256((const __m256i *)(const void *)(x + 8));
 	x2 = _mm256_loadu_si256((const __m256i *)(const void *)(x + 16));

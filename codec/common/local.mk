@@ -1,5 +1,5 @@
 # codec/common/local.mk - libnwccommon.a: the base header, logging, I/O,
-# checksums, command-line values, dtypes.  Depends on nothing in the tree;
+# checksums, command-line values, dtypes, CPU features.  Depends on nothing in the tree;
 # the only archive that includes <xxhash.h> (hash.c).
 #
 # An external library's flags go to its one file only: that file is built
@@ -16,4 +16,5 @@ codec_common_libnwccommon_a_SOURCES = \
 	codec/common/io.c codec/common/io.h \
 	codec/common/cli.c codec/common/cli.h \
 	codec/common/dtype.c codec/common/dtype.h \
+	codec/common/cpu.c codec/common/cpu.h \
 	codec/common/array.h codec/common/convert.h codec/common/simd.h

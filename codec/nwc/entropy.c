@@ -15,9 +15,11 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "codec/common/cpu.h"
 #include "codec/common/hash.h"
 #include "codec/nwc/entropy.h"
 #include "codec/nwc/entropy_impl.h"
+#include "codec/ransvec.h"
 
 /* The symbol whose interval holds @slot. */
 static inline uint32_t slot_sym(const struct nwc_qdist *d, uint32_t slot)
@@ -753,34 +755,11 @@ static int lane_value(const struct nwc_qdist *const *dists,
 	return 0;
 }
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-
-#include <pthread.h>
-#include <immintrin.h>
-
-static uint32_t lanes_perm[256][8];	/* as rans_avx2.c's */
-static pthread_once_t lanes_perm_once = PTHREAD_ONCE_INIT;
-
-static void lanes_perm_init(void)
-{
-	for (unsigned m = 0; m < 256; m++) {
-		unsigned n = 0;
-
-		for (unsigned j = 0; j < 8; j++)
-			lanes_perm[m][j] = m >> j & 1 ? n++ : 0;
-	}
-}
+#ifdef NWC_RANSVEC
 
 bool nwc_ents_lanes_vector(void)
 {
-	static int ok = -1;	/* racing first calls store the same value */
-
-	if (ok < 0) {
-		__builtin_cpu_init();
-		ok = __builtin_cpu_supports("avx2") &&
-		     __builtin_cpu_supports("bmi2");
-	}
-	return ok;
+	return nwc_cpu_has(NWC_CPU_AVX2 | NWC_CPU_BMI2);
 }
 
 /*
@@ -804,8 +783,7 @@ static inline bool step8(const struct nwc_ents_flat *fl, __m256i selv,
 	const __m256i lo20 = _mm256_set1_epi32(0xfffff);
 	const __m256i one = _mm256_set1_epi32(1);
 	const __m256i multi = _mm256_set1_epi32((int)LANES_MULTI);
-	__m256i u, tab, slot, ce, s, info, fc, low, words, v, odd, x;
-	unsigned m;
+	__m256i u, tab, slot, ce, s, info, fc, v, odd, x;
 
 	/* u = sel[st]: the table set, as a lane mask */
 	u = _mm256_cmpgt_epi32(_mm256_permutevar8x32_epi32(selv, *sv),
@@ -834,18 +812,7 @@ static inline bool step8(const struct nwc_ents_flat *fl, __m256i selv,
 	x = _mm256_add_epi32(_mm256_mullo_epi32(_mm256_and_si256(fc, lo16),
 						_mm256_srli_epi32(*xv, 16)),
 			     _mm256_sub_epi32(slot, _mm256_srli_epi32(fc, 16)));
-	/* renormalize: lanes below L take the next words in lane order */
-	low = _mm256_cmpeq_epi32(_mm256_srli_epi32(x, 16),
-				 _mm256_setzero_si256());
-	m = (unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(low));
-	words = _mm256_cvtepu16_epi32(
-		_mm_loadu_si128((const __m128i *)(const void *)(src + *p)));
-	words = _mm256_permutevar8x32_epi32(
-		words,
-		_mm256_loadu_si256((const __m256i *)(const void *)lanes_perm[m]));
-	*xv = _mm256_blendv_epi8(
-		x, _mm256_or_si256(_mm256_slli_epi32(x, 16), words), low);
-	*p += 2 * (size_t)__builtin_popcount(m);
+	*xv = nwc_rans_pull8(x, src, p);
 	v = _mm256_add_epi32(_mm256_blendv_epi8(lo0, lo1, u), s);
 	_mm256_storeu_si256((__m256i *)(void *)vals, v);
 	if (sel) {
@@ -881,7 +848,6 @@ static size_t lanes_avx2(const struct nwc_ents_flat *fl,
 	uint32_t c = (uint32_t)(t % per);
 	int32_t tmp[NWC_ENTS_LANES];
 
-	pthread_once(&lanes_perm_once, lanes_perm_init);
 	for (unsigned k = 0; k < 8; k++)
 		tmp[k] = f->sel[k];
 	selv = _mm256_loadu_si256((const __m256i *)(const void *)tmp);

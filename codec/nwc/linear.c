@@ -7,6 +7,7 @@
 
 #include <math.h>
 
+#include "codec/common/cpu.h"
 #include "codec/nwc/gemm.h"
 #include "codec/nwc/linear.h"
 
@@ -31,21 +32,10 @@ void nwc_linear_ref(const float *x, size_t ldx, const float *w,
 
 #include <immintrin.h>
 
-static bool have_fma(void)
-{
-	static int ok = -1;	/* racing first calls store the same value */
-
-	if (ok < 0) {
-		__builtin_cpu_init();
-		ok = __builtin_cpu_supports("avx2") &&
-		     __builtin_cpu_supports("fma");
-	}
-	return ok;
-}
-
 bool nwc_linear_vector(size_t n, size_t k)
 {
-	return have_fma() && n >= 8 && n * k <= WT_MAX;
+	return nwc_cpu_has(NWC_CPU_AVX2 | NWC_CPU_FMA) && n >= 8 &&
+	       n * k <= WT_MAX;
 }
 
 /*

@@ -1,0 +1,52 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * ransvec.h - the renormalization both AVX2 rANS kernels share (the byte
+ * planes' in rans_avx2.c, the neural codec's latents' in
+ * codec/nwc/entropy.c): eight states at once, those below L each pulling
+ * the next 16-bit word in lane order, as the scalar loops do state after
+ * state (ranscore.h).  x86-64 only; its users compile it for AVX2 with a
+ * target attribute and choose it at run time (codec/common/cpu.h).
+ */
+#ifndef NWC_RANSVEC_H
+#define NWC_RANSVEC_H
+
+#include "codec/common/base.h"
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define NWC_RANSVEC 1
+
+#include <immintrin.h>
+
+/*
+ * For each mask of the lanes that pull: which of the eight words loaded at
+ * the stream position each lane takes (lane j: the number of pulling lanes
+ * below it; a lane that pulls nothing takes word 0 and discards it).
+ */
+extern const uint32_t nwc_rans_pull_perm[256][8];
+
+/*
+ * The states @x after a decode step, renormalized from the words at
+ * @w + *@p, which must hold 16 readable bytes; *@p advances by 2 per word
+ * taken.
+ */
+__attribute__((target("avx2,popcnt"), always_inline))
+static inline __m256i nwc_rans_pull8(__m256i x, const uint8_t *w, size_t *p)
+{
+	/* x < L: the top half is zero (a signed compare would fail >= 2^31) */
+	__m256i low = _mm256_cmpeq_epi32(_mm256_srli_epi32(x, 16),
+					 _mm256_setzero_si256());
+	unsigned m = (unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(low));
+	__m256i words = _mm256_cvtepu16_epi32(
+		_mm_loadu_si128((const __m128i *)(const void *)(w + *p)));
+
+	words = _mm256_permutevar8x32_epi32(
+		words, _mm256_loadu_si256((const __m256i *)(const void *)
+						  nwc_rans_pull_perm[m]));
+	*p += 2 * (size_t)__builtin_popcount(m);
+	return _mm256_blendv_epi8(
+		x, _mm256_or_si256(_mm256_slli_epi32(x, 16), words), low);
+}
+
+#endif /* x86-64 */
+
+#endif /* NWC_RANSVEC_H */
