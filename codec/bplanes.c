@@ -149,7 +149,7 @@ static ssize_t encode_plane(struct zcctx *cctx, bool wide,
 {
 	ssize_t nz = -ENOSPC, nr = -ENOSPC;
 	uint8_t *rbuf = NULL;
-	size_t limit;
+	size_t limit, rcap;
 
 	if (plen > 1) {
 		limit = plen - plen / 64 - 1;	/* largest worthwhile size */
@@ -157,9 +157,7 @@ static ssize_t encode_plane(struct zcctx *cctx, bool wide,
 				       NWC_MIN(limit, room));
 		if (nz < 0 && nz != -ENOSPC)
 			return nz;
-		size_t rcap = wide ? nwc_rans8w_bound(plen)
-				   : nwc_rans8_bound(plen);
-
+		rcap = wide ? nwc_rans8w_bound(plen) : nwc_rans8_bound(plen);
 		rbuf = nwc_scratch_get(&cctx->rans, rcap);
 		if (!rbuf)
 			return -ENOMEM;

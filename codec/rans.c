@@ -15,10 +15,16 @@
 #define NSTATES NWC_RANS_WAYS
 #define HDR_MAX (1 + 32 + NSYM * 3)	/* before the states */
 
+/* Largest stream of @len symbols on @n states: each symbol costs at most
+ * P <= 15 bits; round up generously. */
+static size_t bound(size_t len, unsigned n)
+{
+	return HDR_MAX + 4 * n + 2 * (len + n) + 16;
+}
+
 size_t nwc_rans8_bound(size_t len)
 {
-	/* Each symbol costs at most P <= 15 bits; round up generously. */
-	return HDR_MAX + 4 * NSTATES + 2 * (len + NSTATES) + 16;
+	return bound(len, NSTATES);
 }
 
 /*
@@ -166,7 +172,7 @@ static ssize_t encode(const uint8_t *src, size_t len, uint8_t *dst,
 	assert(n <= NWC_RANS_WIDE);
 	if (!len)
 		return -EINVAL;
-	if (cap < HDR_MAX + 4 * n + 2 * (len + n) + 16)
+	if (cap < bound(len, n))
 		return -ENOBUFS;
 	for (size_t i = 0; i < len; i++)
 		count[src[i]]++;
@@ -284,7 +290,7 @@ int nwc_rans8_decode(const uint8_t *src, size_t srclen, uint8_t *dst,
  */
 size_t nwc_rans8w_bound(size_t len)
 {
-	return HDR_MAX + 4 * NWC_RANS_WIDE + 2 * (len + NWC_RANS_WIDE) + 16;
+	return bound(len, NWC_RANS_WIDE);
 }
 
 ssize_t nwc_rans8w_encode(const uint8_t *src, size_t len, uint8_t *dst,
