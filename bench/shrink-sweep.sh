@@ -3,11 +3,12 @@
 # shrink-sweep.sh - mkfs.nwc --calib-shrink on SmolLM2-135M: statistics
 # once (nwc calib, the first 65536 TinyStories tokens), then an image per
 # rate and shrinkage with --calib-stats, each scored by nwc eval on the
-# first 4096 tokens of held-out TinyStories and of the out-of-domain prose.
-# Needs the files make quality-smollm2 leaves in bench/cache/smollm2.
-# Prints one line per point.  Environment: BITS (default 4), SHRINKS
-# (default "0 0.1 0.3 0.5"), DAMPS (mkfs.nwc --calib-damp; default 0.01,
-# the codec's).
+# first EVAL_TOKENS tokens of held-out TinyStories and of the
+# out-of-domain prose; the original model first.  Needs the files make
+# quality-smollm2 leaves in bench/cache/smollm2.  Prints one line per
+# point.  Environment: BITS (default 4), SHRINKS (default "0 0.1 0.3
+# 0.5"), DAMPS (mkfs.nwc --calib-damp; default 0.01, the codec's),
+# EVAL_TOKENS (default 4096).
 [ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"
 set -u
 
@@ -18,6 +19,12 @@ for f in model/config.json calib.u16 heldout.u16 ood.u16; do
 	[ -e "$D/$f" ] || t_skip "no $D/$f: run make quality-smollm2 first"
 done
 t_workdir
+N=${EVAL_TOKENS:-4096}
+for e in heldout ood; do
+	"$NWC" eval -q -j2 --max-tokens "$N" "$D/model" "$D/$e.u16" |
+		awk -v e=$e '/perplexity/ { printf " %s=%s", e, $2 }'
+done >"$W/ppl0"
+echo "original$(cat "$W/ppl0") | $N tokens each"
 "$NWC" calib -q -j2 --max-tokens 65536 "$D/model" "$D/calib.u16" \
 	-o "$W/stats.safetensors" || t_fail "nwc calib failed"
 for bits in ${BITS:-4}; do
@@ -31,7 +38,7 @@ for bits in ${BITS:-4}; do
 		line=$(grep '^lossy: .* tensors,' "$W/mk.out")
 		"$FSCK" -q -x "$W/x" "$W/i.nwc" || t_fail "fsck.nwc -x"
 		for e in heldout ood; do
-			"$NWC" eval -q -j2 --max-tokens 4096 "$W/x" "$D/$e.u16" |
+			"$NWC" eval -q -j2 --max-tokens "$N" "$W/x" "$D/$e.u16" |
 				awk -v e=$e '/perplexity/ { printf " %s=%s", e, $2 }'
 		done >"$W/ppl"
 		echo "bits=$bits shrink=$a damp=$d$(cat "$W/ppl") | $line"

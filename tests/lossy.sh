@@ -325,7 +325,7 @@ bad 1 "--calib-mode: 'twice' is neither" --calib-mode twice "$g"
 bad 1 "--calib-shrink: '2' is not a number from 0 to 1" --calib-shrink 2 "$g"
 bad 1 "--calib-shrink needs --calib or --calib-stats" --calib-shrink 0.5 "$g"
 
-# --calib-shrink: 0 is no shrinkage (the same image); 0.5 codes otherwise,
+# --calib-shrink: 0.5 is the default (the same image); 0 codes otherwise,
 # and the image records it.
 python3 - "$W/shrink-tok.u16" <<'EOF'
 import random, struct, sys
@@ -342,9 +342,10 @@ mk -q --calib-stats "$W/shrink-stats.safetensors" --calib-shrink 0 "$g" \
 	"$W/s-0.nwc"
 mk -q --calib-stats "$W/shrink-stats.safetensors" --calib-shrink 0.5 "$g" \
 	"$W/s-half.nwc"
-cmp -s "$W/s-none.nwc" "$W/s-0.nwc" || t_fail "--calib-shrink 0 changed the image"
-cmp -s "$W/s-none.nwc" "$W/s-half.nwc" && t_fail "--calib-shrink 0.5 changed nothing"
-"$NWC" info "$W/s-half.nwc" | grep -q -- '--calib-shrink=0.5 ' ||
+cmp -s "$W/s-none.nwc" "$W/s-half.nwc" ||
+	t_fail "--calib-shrink 0.5 (the default) changed the image"
+cmp -s "$W/s-none.nwc" "$W/s-0.nwc" && t_fail "--calib-shrink 0 changed nothing"
+"$NWC" info "$W/s-0.nwc" | grep -q -- '--calib-shrink=0 ' ||
 	t_fail "the image does not record --calib-shrink"
 echo "lossy: --calib-shrink"
 bad 1 "--calib-damp: '0' is not a number above 0" --calib-damp 0 "$g"

@@ -97,7 +97,7 @@ int nwc_calib_get(const struct nwc_calib *c, const char *name, uint32_t n,
  * nwc_calib_set_shrink() - from now on nwc_calib_get() and its kin give H
  * with its off-diagonal entries times 1 - @a (0 <= @a <= 1): shrinkage
  * toward the diagonal, which trusts the calibration text's correlations
- * between inputs less (mkfs.nwc --calib-shrink).  0, the default, leaves
+ * between inputs less (mkfs.nwc --calib-shrink, default 0.5).  0 leaves
  * H as measured.  Call before the statistics are shared with threads.
  */
 void nwc_calib_set_shrink(struct nwc_calib *c, double a);
