@@ -111,6 +111,8 @@ size = sum(f["size"] for p, f in files.items()
            if p in ("/model.safetensors", "/config.json"))
 assert int(st["bytes_served"]) >= size, st
 assert int(st["blocks_decoded"]) > 0 and int(st["errors"]) == 0, st
+# files read whole: their blocks left the cache as soon as they were served
+assert int(st["cache_used_up"]) > 0, st
 assert float(st["decode_cpu_seconds"]) >= 0, st
 try:
     os.setxattr(os.path.join(mnt, "config.json"), "user.nwc.lossy", b"no")
