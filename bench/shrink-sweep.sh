@@ -8,7 +8,8 @@
 # quality-smollm2 leaves in bench/cache/smollm2.  Prints one line per
 # point.  Environment: BITS (default 4), SHRINKS (default "0 0.1 0.3
 # 0.5"), DAMPS (mkfs.nwc --calib-damp; default 0.01, the codec's),
-# EVAL_TOKENS (default 4096).
+# PROMOTES (mkfs.nwc --calib-promote; default 0.111), EVAL_TOKENS
+# (default 4096).
 [ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"
 set -u
 
@@ -30,9 +31,11 @@ echo "original$(cat "$W/ppl0") | $N tokens each"
 for bits in ${BITS:-4}; do
 	for a in ${SHRINKS:-0 0.1 0.3 0.5}; do
 	for d in ${DAMPS:-0.01}; do
+	for pr in ${PROMOTES:-0.111}; do
 		"$MKFS" -j2 --models "$S/codec/models" --bits "$bits" \
 			--calib-stats "$W/stats.safetensors" \
-			--calib-shrink "$a" --calib-damp "$d" "$D/model" \
+			--calib-shrink "$a" --calib-damp "$d" \
+			--calib-promote "$pr" "$D/model" \
 			"$W/i.nwc" >"$W/mk.out" 2>&1 ||
 			t_fail "mkfs.nwc: $(cat "$W/mk.out")"
 		line=$(grep '^lossy: .* tensors,' "$W/mk.out")
@@ -41,8 +44,9 @@ for bits in ${BITS:-4}; do
 			"$NWC" eval -q -j2 --max-tokens "$N" "$W/x" "$D/$e.u16" |
 				awk -v e=$e '/perplexity/ { printf " %s=%s", e, $2 }'
 		done >"$W/ppl"
-		echo "bits=$bits shrink=$a damp=$d$(cat "$W/ppl") | $line"
+		echo "bits=$bits shrink=$a damp=$d promote=$pr$(cat "$W/ppl") | $line"
 		rm -rf "$W/x" "$W/i.nwc"
+	done
 	done
 	done
 done

@@ -54,7 +54,7 @@ enum {
 	OPT_LOSSLESS = 256, OPT_PROGRESS, OPT_NO_PROGRESS, OPT_BITS, OPT_KEEP,
 	OPT_MODELS, OPT_CALIB, OPT_CALIB_TOKENS, OPT_CALIB_STATS, OPT_QUANT,
 	OPT_CALIB_MODE, OPT_EXCLUDE, OPT_NO_DEREFERENCE, OPT_CALIB_SHRINK,
-	OPT_CALIB_DAMP,
+	OPT_CALIB_DAMP, OPT_CALIB_PROMOTE,
 };
 
 #define MAX_EXCLUDES 64u
@@ -88,6 +88,7 @@ struct lossy_args {
 	bool sequential;	/* --calib-mode=sequential */
 	bool calib_mode_set;
 	double shrink;		/* --calib-shrink */
+	bool promote_set;	/* --calib-promote (in pl.promote) */
 	bool shrink_set;
 };
 
@@ -119,6 +120,9 @@ static void usage(FILE *f)
 "      --calib-shrink=A    scale the statistics' off-diagonal entries by\n"
 "                          1 - A, 0..1 (default 0.5): trust the calibration\n"
 "                          text's correlations less\n"
+"      --calib-promote=F   the share of input columns, by calibration energy,\n"
+"                          coded at the next quality level, 0..1\n"
+"                          (default 0.111)\n"
 "      --calib-damp=D      LDLQ damping, a share of H's mean diagonal added\n"
 "                          to it, 0 < D <= 10 (default 0.01)\n"
 "      --quant=tcq|round   latent quantizer (default tcq)\n"
@@ -144,7 +148,8 @@ static void usage(FILE *f)
 }
 
 /* A bit rate from 1 to 16; 0 or -EINVAL. */
-/* A decimal number in [@lo, @hi] (--bits, --calib-shrink, --calib-damp). */
+/* A decimal number in [@lo, @hi] (--bits, --calib-shrink, --calib-damp,
+ * --calib-promote). */
 static int parse_real(const char *s, double lo, double hi, double *out)
 {
 	char *end;
@@ -232,6 +237,10 @@ static int check_lossy_args(struct lossy_args *la)
 	}
 	if (la->pl.damp > 0 && !la->calib && !la->calib_stats) {
 		nwc_err("--calib-damp needs --calib or --calib-stats");
+		return -EINVAL;
+	}
+	if (la->promote_set && !la->calib && !la->calib_stats) {
+		nwc_err("--calib-promote needs --calib or --calib-stats");
 		return -EINVAL;
 	}
 	if (!la->models_dir) {
@@ -422,6 +431,8 @@ static char *info_text(const struct lossy_args *la,
 			fprintf(f, " --calib-shrink=%g", la->shrink);
 		if (la->pl.damp > 0)
 			fprintf(f, " --calib-damp=%g", la->pl.damp);
+		if (la->calib || la->calib_stats)
+			fprintf(f, " --calib-promote=%g", la->pl.promote);
 	}
 	for (size_t i = 0; i < wo->n_exclude; i++)
 		put_arg(f, "--exclude=", wo->exclude[i],
@@ -471,6 +482,7 @@ static int mkfs_main(int argc, char **argv)
 		{ "calib-mode", required_argument, NULL, OPT_CALIB_MODE },
 		{ "calib-shrink", required_argument, NULL, OPT_CALIB_SHRINK },
 		{ "calib-damp", required_argument, NULL, OPT_CALIB_DAMP },
+		{ "calib-promote", required_argument, NULL, OPT_CALIB_PROMOTE },
 		{ "exclude", required_argument, NULL, OPT_EXCLUDE },
 		{ "no-dereference", no_argument, NULL, OPT_NO_DEREFERENCE },
 		{ "block-size", required_argument, NULL, 'b' },
@@ -495,6 +507,7 @@ static int mkfs_main(int argc, char **argv)
 			.policy.keep_default = true,
 			.bits = DEFAULT_BITS,
 			.quant = NWC_QUANT_TCQ,
+			.promote = NWC_LOSSY_PROMOTE,
 		},
 		.calib_tokens = DEFAULT_CALIB_TOKENS,
 		.shrink = DEFAULT_CALIB_SHRINK,
@@ -578,6 +591,15 @@ static int mkfs_main(int argc, char **argv)
 			if (parse_real(optarg, 0, 10, &la.pl.damp) ||
 			    !(la.pl.damp > 0)) {
 				nwc_err("--calib-damp: '%s' is not a number above 0 and at most 10",
+					optarg);
+				return NWC_EXIT_USAGE;
+			}
+			break;
+		case OPT_CALIB_PROMOTE:
+			la.any = true;
+			la.promote_set = true;
+			if (parse_real(optarg, 0, 1, &la.pl.promote)) {
+				nwc_err("--calib-promote: '%s' is not a number from 0 to 1",
 					optarg);
 				return NWC_EXIT_USAGE;
 			}

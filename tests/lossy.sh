@@ -348,6 +348,20 @@ cmp -s "$W/s-none.nwc" "$W/s-0.nwc" && t_fail "--calib-shrink 0 changed nothing"
 "$NWC" info "$W/s-0.nwc" | grep -q -- '--calib-shrink=0 ' ||
 	t_fail "the image does not record --calib-shrink"
 echo "lossy: --calib-shrink"
+bad 1 "--calib-promote: '1.5' is not a number from 0 to 1" --calib-promote 1.5 "$g"
+bad 1 "--calib-promote needs --calib or --calib-stats" --calib-promote 0.2 "$g"
+# --calib-promote: 0.111 is the default (the same image); 0 codes otherwise,
+# and the image records it.
+mk -q --calib-stats "$W/shrink-stats.safetensors" --calib-promote 0.111 "$g" \
+	"$W/p-default.nwc"
+mk -q --calib-stats "$W/shrink-stats.safetensors" --calib-promote 0 "$g" \
+	"$W/p-0.nwc"
+cmp -s "$W/s-none.nwc" "$W/p-default.nwc" ||
+	t_fail "--calib-promote 0.111 (the default) changed the image"
+cmp -s "$W/s-none.nwc" "$W/p-0.nwc" && t_fail "--calib-promote 0 changed nothing"
+"$NWC" info "$W/p-0.nwc" | grep -q -- '--calib-promote=0 ' ||
+	t_fail "the image does not record --calib-promote"
+echo "lossy: --calib-promote"
 bad 1 "--calib-damp: '0' is not a number above 0" --calib-damp 0 "$g"
 bad 1 "--calib-damp needs --calib or --calib-stats" --calib-damp 0.1 "$g"
 mk -q --calib-stats "$W/shrink-stats.safetensors" --calib-damp 0.01 "$g" \

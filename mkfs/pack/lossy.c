@@ -58,10 +58,11 @@ static int cmp_rank(const void *pa, const void *pb)
 	return (a->j > b->j) - (a->j < b->j);
 }
 
-int nwc_lossy_levels(const float *h, uint32_t n, uint8_t *level)
+int nwc_lossy_levels(const float *h, uint32_t n, double promote,
+		     uint8_t *level)
 {
 	/* cumulative fractions of columns at level 3, 2 and 1 (lossy.h) */
-	static const double top[3] = { 0.0, 0.0, 0.111 };
+	const double top[3] = { 0.0, 0.0, promote };
 	struct col_rank *r;
 
 	memset(level, 0, n);

@@ -6,7 +6,7 @@
  * target with the least output distortion.
  *
  *	nwc_lossy_select(&pol, name, dtype, ndim, shape, &fixed);
- *	nwc_lossy_levels(h, n, level);
+ *	nwc_lossy_levels(h, n, NWC_LOSSY_PROMOTE, level);
  *	nwc_lossy_estimate(models, nm, w, m, n, level, h, &o, bits, dist);
  *	nwc_lossy_allocate(nt, nm, bits, dist, weights, fixed, target, pick);
  *
@@ -52,15 +52,18 @@ bool nwc_lossy_select(const struct nwc_lossy_policy *pol, const char *name,
 
 /*
  * nwc_lossy_levels() - importance level of each of the @n input columns
- * from diag(H) (@h is n x n; NULL: every column level 0): the top 11.1%
- * of columns level 1, the rest 0.  Ties broken by column index.  The
+ * from diag(H) (@h is n x n; NULL: every column level 0): the top share
+ * @promote of columns (NWC_LOSSY_PROMOTE by default, mkfs.nwc
+ * --calib-promote) level 1, the rest 0.  Ties broken by column index.  The
  * paper also gives the top 1.1% level 2 and the top 0.1% level 3, but
  * the shipped models code those levels far less efficiently (4 to 11 dB
  * below ECSQ at their rates, bench/codecbench), and leaving them out
  * lowered the perplexity of calibrated stories260K images at every --bits
  * from 3 to 6 (4.986 instead of 5.090 at 4 bits).
  */
-int nwc_lossy_levels(const float *h, uint32_t n, uint8_t *level);
+#define NWC_LOSSY_PROMOTE 0.111
+int nwc_lossy_levels(const float *h, uint32_t n, double promote,
+		     uint8_t *level);
 
 /*
  * nwc_lossy_estimate() - bits per weight (side data at full size

@@ -299,6 +299,7 @@ int pack_plan_lossy(struct pipe *p, uint32_t n_files,
 		.bits = lo->bits,
 		.quant = lo->quant,
 		.calib = lo->calib,
+		.promote = lo->promote,
 		.jobs = p->opts->jobs,
 		.progress = p->opts->progress,
 	};

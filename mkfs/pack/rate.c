@@ -275,7 +275,7 @@ static int est_levels(struct est *e, struct nwc_rate_tensor *t, float **h)
 			return ret;
 		t->have_h = true;
 	}
-	ret = nwc_lossy_levels(*h, t->n, t->level);
+	ret = nwc_lossy_levels(*h, t->n, e->o->promote, t->level);
 	for (uint32_t j = 0; !ret && j < t->n; j++) {
 		if (t->level[j] >= e->nq)
 			t->level[j] = (uint8_t)(e->nq - 1);

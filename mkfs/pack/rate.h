@@ -59,6 +59,7 @@ struct nwc_rate_opts {
 	double bits;			/* average target, bits per weight */
 	enum nwc_quant quant;
 	const struct nwc_calib *calib;	/* or NULL */
+	double promote;			/* nwc_lossy_levels()' share */
 	unsigned jobs;			/* worker threads, >= 1 */
 	bool progress;			/* a progress line on stderr */
 };
