@@ -325,8 +325,6 @@ bad 1 "--calib-mode: 'twice' is neither" --calib-mode twice "$g"
 bad 1 "--calib-shrink: '2' is not a number from 0 to 1" --calib-shrink 2 "$g"
 bad 1 "--calib-shrink needs --calib or --calib-stats" --calib-shrink 0.5 "$g"
 
-# --calib-shrink: 0.5 is the default (the same image); 0 codes otherwise,
-# and the image records it.
 python3 - "$W/shrink-tok.u16" <<'EOF'
 import random, struct, sys
 random.seed(4)
@@ -338,30 +336,26 @@ EOF
 "$NWC" calib -q -j2 "$g" "$W/shrink-tok.u16" -o "$W/shrink-stats.safetensors" ||
 	t_fail "nwc calib of the generated model failed"
 mk -q --calib-stats "$W/shrink-stats.safetensors" "$g" "$W/s-none.nwc"
-mk -q --calib-stats "$W/shrink-stats.safetensors" --calib-shrink 0 "$g" \
-	"$W/s-0.nwc"
-mk -q --calib-stats "$W/shrink-stats.safetensors" --calib-shrink 0.5 "$g" \
-	"$W/s-half.nwc"
-cmp -s "$W/s-none.nwc" "$W/s-half.nwc" ||
-	t_fail "--calib-shrink 0.5 (the default) changed the image"
-cmp -s "$W/s-none.nwc" "$W/s-0.nwc" && t_fail "--calib-shrink 0 changed nothing"
-"$NWC" info "$W/s-0.nwc" | grep -q -- '--calib-shrink=0 ' ||
-	t_fail "the image does not record --calib-shrink"
-echo "lossy: --calib-shrink"
+
+# calib_default OPTION DEFAULT OTHER: OPTION=DEFAULT gives the image of no
+# OPTION, OPTION=OTHER another one, which records it in INFO.
+calib_default() {
+	mk -q --calib-stats "$W/shrink-stats.safetensors" "$1" "$2" "$g" \
+		"$W/c-default.nwc"
+	mk -q --calib-stats "$W/shrink-stats.safetensors" "$1" "$3" "$g" \
+		"$W/c-other.nwc"
+	cmp -s "$W/s-none.nwc" "$W/c-default.nwc" ||
+		t_fail "$1 $2 (the default) changed the image"
+	cmp -s "$W/s-none.nwc" "$W/c-other.nwc" && t_fail "$1 $3 changed nothing"
+	"$NWC" info "$W/c-other.nwc" | grep -q -- "$1=$3 " ||
+		t_fail "the image does not record $1"
+	rm -f "$W/c-default.nwc" "$W/c-other.nwc"
+	echo "lossy: $1"
+}
+calib_default --calib-shrink 0.5 0
 bad 1 "--calib-promote: '1.5' is not a number from 0 to 1" --calib-promote 1.5 "$g"
 bad 1 "--calib-promote needs --calib or --calib-stats" --calib-promote 0.2 "$g"
-# --calib-promote: 0.111 is the default (the same image); 0 codes otherwise,
-# and the image records it.
-mk -q --calib-stats "$W/shrink-stats.safetensors" --calib-promote 0.111 "$g" \
-	"$W/p-default.nwc"
-mk -q --calib-stats "$W/shrink-stats.safetensors" --calib-promote 0 "$g" \
-	"$W/p-0.nwc"
-cmp -s "$W/s-none.nwc" "$W/p-default.nwc" ||
-	t_fail "--calib-promote 0.111 (the default) changed the image"
-cmp -s "$W/s-none.nwc" "$W/p-0.nwc" && t_fail "--calib-promote 0 changed nothing"
-"$NWC" info "$W/p-0.nwc" | grep -q -- '--calib-promote=0 ' ||
-	t_fail "the image does not record --calib-promote"
-echo "lossy: --calib-promote"
+calib_default --calib-promote 0.111 0
 bad 1 "--calib-damp: '0' is not a number above 0" --calib-damp 0 "$g"
 bad 1 "--calib-damp needs --calib or --calib-stats" --calib-damp 0.1 "$g"
 mk -q --calib-stats "$W/shrink-stats.safetensors" --calib-damp 0.01 "$g" \
