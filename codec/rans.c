@@ -7,6 +7,7 @@
 
 #include <stdlib.h>
 
+#include "codec/common/cpu.h"
 #include "codec/rans.h"
 #include "codec/ranscore.h"
 #include "codec/ranswide.h"
@@ -269,12 +270,8 @@ int nwc_rans8_decode(const uint8_t *src, size_t srclen, uint8_t *dst,
 		dst[i] = sym[slot];
 		*st = nwc_rans_dec_step(*st, slots[slot].freq,
 					slots[slot].bias, prec);
-		if (nwc_rans_dec_low(*st)) {
-			if (wend - wpos < 2)
-				return -NWC_ECORRUPT;
-			*st = *st << 16 | nwc_get_le16(src + wpos);
-			wpos += 2;
-		}
+		if (nwc_rans_dec_refill(st, src, &wpos, wend))
+			return -NWC_ECORRUPT;
 	}
 #undef DECODE_ONE
 	/* The encoder started every state at L and used every word. */
@@ -336,17 +333,23 @@ bool nwc_rans8w_kernel_ok(enum nwc_rans_kernel k)
 	case NWC_RANS_KERNEL_SCALAR:
 		return true;
 	case NWC_RANS_KERNEL_AVX2:
-		return nwc_ransw_avx2_ok();
+		return nwc_cpu_has(NWC_CPU_AVX2);
 	}
 	return false;
 }
 
+/* The kernel that @k stands for: AUTO, the fastest this CPU runs. */
+static enum nwc_rans_kernel resolve(enum nwc_rans_kernel k)
+{
+	if (k != NWC_RANS_KERNEL_AUTO)
+		return k;
+	return nwc_cpu_has(NWC_CPU_AVX2) ? NWC_RANS_KERNEL_AVX2
+					 : NWC_RANS_KERNEL_SCALAR;
+}
+
 const char *nwc_rans8w_kernel_name(enum nwc_rans_kernel k)
 {
-	if (k == NWC_RANS_KERNEL_AUTO)
-		k = nwc_ransw_avx2_ok() ? NWC_RANS_KERNEL_AVX2
-					: NWC_RANS_KERNEL_SCALAR;
-	return k == NWC_RANS_KERNEL_AVX2 ? "avx2" : "scalar";
+	return resolve(k) == NWC_RANS_KERNEL_AVX2 ? "avx2" : "scalar";
 }
 
 int nwc_rans8w_decode_with(enum nwc_rans_kernel kernel, const uint8_t *src,
@@ -359,9 +362,7 @@ int nwc_rans8w_decode_with(enum nwc_rans_kernel kernel, const uint8_t *src,
 
 	if (!nwc_rans8w_kernel_ok(kernel))
 		return -ENOTSUP;
-	if (kernel == NWC_RANS_KERNEL_AUTO)
-		kernel = nwc_ransw_avx2_ok() ? NWC_RANS_KERNEL_AVX2
-					     : NWC_RANS_KERNEL_SCALAR;
+	kernel = resolve(kernel);
 	if (get_header(src, srclen, NWC_RANS_WIDE, &prec, freq, x, &wpos))
 		return -NWC_ECORRUPT;
 	for (unsigned s = 0; s < NSYM; s++) {
@@ -382,12 +383,8 @@ int nwc_rans8w_decode_with(enum nwc_rans_kernel kernel, const uint8_t *src,
 		dst[i] = NWC_RANSW_SYM(e);
 		*st = nwc_rans_dec_step(*st, NWC_RANSW_FREQ(e),
 					NWC_RANSW_BIAS(e), prec);
-		if (nwc_rans_dec_low(*st)) {
-			if (srclen - wpos < 2)
-				return -NWC_ECORRUPT;
-			*st = *st << 16 | nwc_get_le16(src + wpos);
-			wpos += 2;
-		}
+		if (nwc_rans_dec_refill(st, src, &wpos, srclen))
+			return -NWC_ECORRUPT;
 	}
 	if (wpos != srclen || !nwc_rans_states_done(x, NWC_RANS_WIDE))
 		return -NWC_ECORRUPT;

@@ -8,7 +8,6 @@
  */
 #include "codec/common/base.h"
 
-#include "codec/common/cpu.h"
 #include "codec/ranswide.h"
 #include "codec/ransvec.h"
 
@@ -32,11 +31,6 @@
 const uint32_t nwc_rans_pull_perm[256][8] = {
 	ROW64(0), ROW64(64), ROW64(128), ROW64(192)
 };
-
-bool nwc_ransw_avx2_ok(void)
-{
-	return nwc_cpu_has(NWC_CPU_AVX2);
-}
 
 /*
  * Decode one symbol in each lane of @x, pulling words from *@p onwards.
@@ -122,12 +116,7 @@ size_t nwc_ransw_avx2(uint32_t *x, const uint32_t *tab, unsigned prec,
 	}
 }
 
-#else /* no x86-64 vector kernel */
-
-bool nwc_ransw_avx2_ok(void)
-{
-	return false;
-}
+#else /* no x86-64 vector kernel: nwc_cpu_has() never chooses it */
 
 size_t nwc_ransw_avx2(uint32_t *x NWC_UNUSED, const uint32_t *tab NWC_UNUSED,
 		      unsigned prec NWC_UNUSED,

@@ -22,7 +22,7 @@
  *	x = nwc_rans_enc_step(x, f, c, P);
  *	...
  *	x = nwc_rans_dec_step(x, f, slot - c, P);	// decoder
- *	x = nwc_rans_dec_pull(x, src + wpos, &wpos);
+ *	x = nwc_rans_dec_pull(x, src + wpos, &wpos);	// or _refill()
  *
  * Integer arithmetic only: a stream decodes the same on every machine.
  * Pure inline functions; thread-safe.
@@ -83,6 +83,23 @@ static inline uint32_t nwc_rans_dec_pull(uint32_t x, const uint8_t *w,
 
 	*wpos += 2 * pull;
 	return (x << (16 * pull)) | (nwc_get_le16(w) & -pull);
+}
+
+/*
+ * Decoder: pull the word at @src + *@wpos into a state below L, reading
+ * only before @wend; -NWC_ECORRUPT when the stream has no word left.  For
+ * the checked paths (the unchecked one is nwc_rans_dec_pull()).
+ */
+static inline int nwc_rans_dec_refill(uint32_t *x, const uint8_t *src,
+				      size_t *wpos, size_t wend)
+{
+	if (!nwc_rans_dec_low(*x))
+		return 0;
+	if (wend - *wpos < 2)
+		return -NWC_ECORRUPT;
+	*x = *x << 16 | nwc_get_le16(src + *wpos);
+	*wpos += 2;
+	return 0;
 }
 
 /* Store the @n final encoder states. */

@@ -30,9 +30,9 @@
  * NWC_RANSW_GROUP_WORDS bytes of words remain at @src + *@wpos (< @wend)
  * and at least 32 symbols of @len remain; it leaves the states in @x and
  * the next word's offset in *@wpos and returns the symbols decoded.  @tab
- * has 2^@prec entries.
+ * has 2^@prec entries.  nwc_ransw_avx2() runs where
+ * nwc_cpu_has(NWC_CPU_AVX2) (codec/common/cpu.h).
  */
-bool nwc_ransw_avx2_ok(void);
 size_t nwc_ransw_avx2(uint32_t *x, const uint32_t *tab, unsigned prec,
 		      const uint8_t *src, size_t *wpos, size_t wend,
 		      uint8_t *dst, size_t len);

@@ -323,19 +323,6 @@ int nwc_qdist_load(const uint8_t *buf, size_t len, size_t *used,
 	return 0;
 }
 
-/* Decoder side: one symbol step on *x with a checked word refill. */
-static inline int dec_renorm(uint32_t *x, const uint8_t *src, size_t *wpos,
-			     size_t wend)
-{
-	if (nwc_rans_dec_low(*x)) {
-		if (wend - *wpos < 2)
-			return -NWC_ECORRUPT;
-		*x = *x << 16 | nwc_get_le16(src + *wpos);
-		*wpos += 2;
-	}
-	return 0;
-}
-
 /*
  * The escape payload of a value on state *x, the escape symbol itself
  * already taken.  Rejects what the encoder never writes: a leading zero
@@ -350,7 +337,7 @@ static int dec_escape(const struct nwc_qdist *d, uint32_t *x,
 
 	g = slot / G_FREQ + 1;
 	*x = nwc_rans_dec_step(*x, G_FREQ, slot % G_FREQ, PREC);
-	ret = dec_renorm(x, src, wpos, wend);
+	ret = nwc_rans_dec_refill(x, src, wpos, wend);
 	if (ret)
 		return ret;
 	for (uint32_t j = 0; j < g; j++) {
@@ -358,7 +345,7 @@ static int dec_escape(const struct nwc_qdist *d, uint32_t *x,
 		nib = slot / NIB_FREQ;
 		u |= nib << 4 * j;
 		*x = nwc_rans_dec_step(*x, NIB_FREQ, slot % NIB_FREQ, PREC);
-		ret = dec_renorm(x, src, wpos, wend);
+		ret = nwc_rans_dec_refill(x, src, wpos, wend);
 		if (ret)
 			return ret;
 	}
@@ -379,7 +366,7 @@ static int dec_value(const struct nwc_qdist *d, uint32_t *x,
 	int ret;
 
 	*x = nwc_rans_dec_step(*x, fc_freq(fc), slot - fc_cum(fc), PREC);
-	ret = dec_renorm(x, src, wpos, wend);
+	ret = nwc_rans_dec_refill(x, src, wpos, wend);
 	if (ret)
 		return ret;
 	if (s == d->n)
@@ -757,11 +744,6 @@ static int lane_value(const struct nwc_qdist *const *dists,
 
 #ifdef NWC_RANSVEC
 
-bool nwc_ents_lanes_vector(void)
-{
-	return nwc_cpu_has(NWC_CPU_AVX2 | NWC_CPU_BMI2);
-}
-
 /*
  * One step of eight lanes (vector *@xv of rANS states, *@sv of FSM states)
  * whose tables are candidates c (set 0) and c + period (set 1):
@@ -900,12 +882,7 @@ static size_t lanes_avx2(const struct nwc_ents_flat *fl,
 	return t;
 }
 
-#else /* no x86-64 vector kernel */
-
-bool nwc_ents_lanes_vector(void)
-{
-	return false;
-}
+#else /* no x86-64 vector kernel: nwc_cpu_has() never chooses it */
 
 static size_t lanes_avx2(const struct nwc_ents_flat *fl NWC_UNUSED,
 			 const struct nwc_ents_fsm *f NWC_UNUSED,
@@ -927,7 +904,7 @@ int nwc_ents_decode_fsm_lanes(const struct nwc_qdist *const *dists,
 			      size_t len)
 {
 	const size_t seq = f->seq;
-	const bool vector = flat && nwc_ents_lanes_vector() &&
+	const bool vector = flat && nwc_cpu_has(NWC_CPU_AVX2 | NWC_CPU_BMI2) &&
 			    f->period <= flat->ntab / 2;
 	uint32_t x[NWC_ENTS_LANES];
 	size_t wpos = LANES_HDR_LEN, p = 0;

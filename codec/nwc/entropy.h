@@ -179,11 +179,9 @@ int nwc_ents_decode_fsm_lanes(const struct nwc_qdist *const *dists,
 /*
  * nwc_ents_flat_build() - @ntab tables (<= 256) laid out for vector
  * gathers; immutable, shareable.  nwc_ents_flat_free() accepts NULL.
- * Whether the kernel runs on this CPU: nwc_ents_lanes_vector().
  */
 int nwc_ents_flat_build(const struct nwc_qdist *const *dists, unsigned ntab,
 			struct nwc_ents_flat **out);
 void nwc_ents_flat_free(struct nwc_ents_flat *flat);
-bool nwc_ents_lanes_vector(void);
 
 #endif /* NWC_ENTROPY_H */

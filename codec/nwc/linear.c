@@ -28,15 +28,15 @@ void nwc_linear_ref(const float *x, size_t ldx, const float *w,
 		}
 }
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-
-#include <immintrin.h>
-
 bool nwc_linear_vector(size_t n, size_t k)
 {
 	return nwc_cpu_has(NWC_CPU_AVX2 | NWC_CPU_FMA) && n >= 8 &&
 	       n * k <= WT_MAX;
 }
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+
+#include <immintrin.h>
 
 /*
  * Rows [i, i + RB) of the @NV 8-wide column groups at @wt (k rows of @ldw
@@ -132,12 +132,7 @@ static void linear_avx2(const float *x, size_t ldx, const float *w,
 		}
 }
 
-#else /* no x86-64 vector kernel */
-
-bool nwc_linear_vector(size_t n NWC_UNUSED, size_t k NWC_UNUSED)
-{
-	return false;
-}
+#else /* no x86-64 vector kernel: nwc_cpu_has() never chooses it */
 
 static void linear_avx2(const float *x NWC_UNUSED, size_t ldx NWC_UNUSED,
 			const float *w NWC_UNUSED,
