@@ -375,18 +375,20 @@ static int dec_value(const struct nwc_qdist *d, uint32_t *x,
 	return 0;
 }
 
-/* The four initial states. */
-static int dec_start(uint32_t *x, const uint8_t *src, size_t len)
+/* The @ns initial states. */
+static int dec_start(uint32_t *x, unsigned int ns, const uint8_t *src,
+		     size_t len)
 {
-	if (len < HDR_LEN || (len - HDR_LEN) % 2)
+	if (len < 4 * ns || (len - 4 * ns) % 2)
 		return -NWC_ECORRUPT;
-	return nwc_rans_states_get(src, x, NSTATES);
+	return nwc_rans_states_get(src, x, ns);
 }
 
 /* The encoder started every state at L and used every word. */
-static int dec_finish(const uint32_t *x, size_t wpos, size_t len)
+static int dec_finish(const uint32_t *x, unsigned int ns, size_t wpos,
+		      size_t len)
 {
-	if (wpos != len || !nwc_rans_states_done(x, NSTATES))
+	if (wpos != len || !nwc_rans_states_done(x, ns))
 		return -NWC_ECORRUPT;
 	return 0;
 }
@@ -461,7 +463,7 @@ decode_all(const struct nwc_qdist *const *dists, const uint8_t *ctx,
 	size_t wpos = HDR_LEN, i = 0, pos = 0;
 	int ret;
 
-	ret = dec_start(x, src, len);
+	ret = dec_start(x, NSTATES, src, len);
 	if (ret)
 		return ret;
 #define DIST(j) dists[mode == MODE_CTX ? ctx[j] :			\
@@ -505,7 +507,7 @@ escape:
 			return ret;
 	}
 #undef DIST
-	return dec_finish(x, wpos, len);
+	return dec_finish(x, NSTATES, wpos, len);
 }
 
 int nwc_ents_decode(const struct nwc_qdist *const *dists, const uint8_t *ctx,
@@ -557,7 +559,7 @@ int nwc_ents_decode_fsm(const struct nwc_qdist *const *dists,
 	for (unsigned int t = 0; t < NWC_ENTS_FSM_STATES; t++)
 		for (unsigned int p = 0; p < 4; p++)
 			next2[t][p] = f->next[t][f->sel[t] ? p >> 1 : p & 1];
-	ret = dec_start(x, src, len);
+	ret = dec_start(x, NSTATES, src, len);
 	if (ret)
 		return ret;
 	/*
@@ -636,7 +638,7 @@ escape:
 		st = f->next[st][(uint32_t)vals[i] & 1];
 		fsm_advance(f, &pos, &c);
 	}
-	return dec_finish(x, wpos, len);
+	return dec_finish(x, NSTATES, wpos, len);
 }
 
 /* ---- the lanes layout ---- */
@@ -916,9 +918,9 @@ int nwc_ents_decode_fsm_lanes(const struct nwc_qdist *const *dists,
 		return ret;
 	if (n % seq)
 		return -EINVAL;
-	if (len < LANES_HDR_LEN || (len - LANES_HDR_LEN) % 2 ||
-	    nwc_rans_states_get(src, x, NWC_ENTS_LANES))
-		return -NWC_ECORRUPT;
+	ret = dec_start(x, NWC_ENTS_LANES, src, len);
+	if (ret)
+		return ret;
 	while (p < n) {
 		size_t w = NWC_MIN((size_t)NWC_ENTS_LANES, (n - p) / seq), r = 0;
 		unsigned int st[NWC_ENTS_LANES] = { 0 };
@@ -947,7 +949,5 @@ int nwc_ents_decode_fsm_lanes(const struct nwc_qdist *const *dists,
 		}
 		p += w * seq;
 	}
-	if (wpos != len || !nwc_rans_states_done(x, NWC_ENTS_LANES))
-		return -NWC_ECORRUPT;
-	return 0;
+	return dec_finish(x, NWC_ENTS_LANES, wpos, len);
 }
