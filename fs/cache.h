@@ -67,10 +67,10 @@ void nwc_cache_put(struct nwc_cache *cache, struct nwc_centry *e);
 
 /*
  * nwc_cache_put_used() - nwc_cache_put(), and the caller has used @e up
- * (readers have had all of it): unless another thread still holds it, it leaves the cache now instead of
- * waiting for the budget to push it out, so that a stream recycles a few
- * blocks' memory instead of filling the whole budget with blocks nobody
- * will ask for again.
+ * (readers have had all of it): unless another thread still holds it, it
+ * leaves the cache now instead of waiting for the budget to push it out,
+ * so that a stream recycles a few blocks' memory instead of filling the
+ * whole budget with blocks nobody will ask for again.
  */
 void nwc_cache_put_used(struct nwc_cache *cache, struct nwc_centry *e);
 

@@ -44,7 +44,7 @@ struct nwc_stream {
 
 struct nwc_engine_stats {
 	uint64_t hits, misses, waits, evictions, fill_errors;
-	uint64_t used_up;		/* blocks a stream read to the end, dropped */
+	uint64_t used_up;		/* blocks served whole, dropped at once */
 	uint64_t cache_bytes, cache_entries;
 	uint64_t prefetched;		/* blocks queued for prefetch */
 	uint64_t bytes_served;		/* by nwc_engine_read() */
