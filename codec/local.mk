@@ -7,6 +7,7 @@ noinst_LIBRARIES += codec/libnwczstd.a codec/libnwccodec.a
 codec_libnwczstd_a_CPPFLAGS = $(AM_CPPFLAGS) $(ZSTD_CFLAGS)
 codec_libnwczstd_a_SOURCES = codec/zstd.c codec/zstd.h
 codec_libnwccodec_a_LIBADD = $(codec_libnwczstd_a_OBJECTS)
+codec_libnwccodec_a_DEPENDENCIES = $(codec_libnwczstd_a_OBJECTS)
 codec_libnwccodec_a_SOURCES = \
 	codec/lossless.h codec/raw.c codec/bplanes.c \
 	codec/ranscore.h \

@@ -10,6 +10,7 @@ codec_common_libnwcxxh_a_CPPFLAGS = $(AM_CPPFLAGS) $(XXHASH_CFLAGS)
 codec_common_libnwcxxh_a_SOURCES = codec/common/hash.c codec/common/hash.h
 codec_common_libnwccommon_a_LIBADD = \
 	$(codec_common_libnwcxxh_a_OBJECTS)
+codec_common_libnwccommon_a_DEPENDENCIES = $(codec_common_libnwcxxh_a_OBJECTS)
 codec_common_libnwccommon_a_SOURCES = \
 	codec/common/base.h \
 	codec/common/log.c codec/common/log.h \

@@ -5,5 +5,6 @@ noinst_LIBRARIES += codec/input/libnwcjson.a codec/input/libnwcinput.a
 codec_input_libnwcjson_a_CPPFLAGS = $(AM_CPPFLAGS) $(JANSSON_CFLAGS)
 codec_input_libnwcjson_a_SOURCES = codec/input/json.c codec/input/json.h
 codec_input_libnwcinput_a_LIBADD = $(codec_input_libnwcjson_a_OBJECTS)
+codec_input_libnwcinput_a_DEPENDENCIES = $(codec_input_libnwcjson_a_OBJECTS)
 codec_input_libnwcinput_a_SOURCES = \
 	codec/input/safetensors.c codec/input/safetensors.h

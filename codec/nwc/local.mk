@@ -14,6 +14,7 @@ codec_nwc_libnwclapack_a_CPPFLAGS = $(AM_CPPFLAGS) $(OPENBLAS_CFLAGS)
 codec_nwc_libnwclapack_a_SOURCES = codec/nwc/cholesky.c codec/nwc/cholesky.h
 
 codec_nwc_libnwcdec_a_LIBADD = $(codec_nwc_libnwcblas_a_OBJECTS)
+codec_nwc_libnwcdec_a_DEPENDENCIES = $(codec_nwc_libnwcblas_a_OBJECTS)
 codec_nwc_libnwcdec_a_SOURCES = \
 	codec/nwc/chunk.h \
 	codec/nwc/entropy.c codec/nwc/entropy.h codec/nwc/entropy_impl.h \
@@ -26,6 +27,7 @@ codec_nwc_libnwcdec_a_SOURCES = \
 	codec/nwc/nwccodec.c codec/nwc/nwccodec.h
 
 codec_nwc_libnwcenc_a_LIBADD = $(codec_nwc_libnwclapack_a_OBJECTS)
+codec_nwc_libnwcenc_a_DEPENDENCIES = $(codec_nwc_libnwclapack_a_OBJECTS)
 codec_nwc_libnwcenc_a_SOURCES = \
 	codec/nwc/entropy_enc.c \
 	codec/nwc/ldlq.c codec/nwc/ldlq.h \

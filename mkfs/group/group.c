@@ -17,7 +17,6 @@
 #define PIECE (1u << 30)
 
 static unsigned g_rank, g_size = 1;
-static bool g_mpi;		/* MPI_Init_thread() was called */
 
 /* Whether an MPI launcher (Open MPI, PMI or PMIx: MPICH, Slurm) started
  * this process. */
@@ -43,6 +42,8 @@ bool nwc_group_have_mpi(void)
 }
 
 #ifdef HAVE_MPI
+
+static bool g_mpi;		/* MPI_Init_thread() was called */
 
 /*
  * Waits for @req, sleeping between polls: MPI's own waits spin, and a
