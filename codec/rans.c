@@ -281,7 +281,7 @@ int nwc_rans8_decode(const uint8_t *src, size_t srclen, uint8_t *dst,
 }
 
 /*
- * The wide layout.  One u32 per slot so that a vector gather fetches a
+ * The wide layout.  One u32 per slot so that one load fetches a
  * lane's whole entry (ranswide.h): the state update needs frequency and
  * bias, the output the symbol.
  */

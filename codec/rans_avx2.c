@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * rans_avx2.c - the wide rANS decoder's AVX2 kernel (ranswide.h): 32
- * states as four vectors of eight, one gather for the slot entries, one
+ * states as four vectors of eight, eight loads for the slot entries, one
  * unaligned load and a lane permutation for the renormalization words.
  * Compiled for every x86-64 machine (target attribute) and chosen at run
  * time, so one binary serves CPUs with and without AVX2.
@@ -46,8 +46,7 @@ static inline __m256i step8(__m256i x, const uint32_t *tab,
 	const __m256i mask = _mm256_set1_epi32((int)((1u << prec) - 1));
 	__m256i e, f, b;
 
-	e = _mm256_i32gather_epi32((const int *)tab, _mm256_and_si256(x, mask),
-				   4);
+	e = nwc_rans_lookup8(tab, _mm256_and_si256(x, mask));
 	f = _mm256_srli_epi32(e, 20);
 	b = _mm256_and_si256(_mm256_srli_epi32(e, 8), lo12);
 	x = _mm256_add_epi32(_mm256_mullo_epi32(f, _mm256_srli_epi32(x, prec)),

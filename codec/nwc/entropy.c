@@ -654,9 +654,10 @@ size_t nwc_ents_lane_index(size_t p, size_t seq, size_t n)
 }
 
 /*
- * Tables for gathers: per table t, coarse32[256 t + b] = first symbol of
- * bucket b | split << 12 | LANES_MULTI; info[t] = offset of its fc[] in
- * fc | n << 20; lo[t].  Every offset fits: <= 256 tables of <= 4096 fc.
+ * Tables for the vector kernel's lookups: per table t, coarse32[256 t + b]
+ * = first symbol of bucket b | split << 12 | LANES_MULTI; info[t] = offset
+ * of its fc[] in fc | n << 20; lo[t].  Every offset fits: <= 256 tables
+ * of <= 4096 fc.
  */
 #define LANES_MULTI (1u << 20)
 #define LANES_TABLES_MAX 256u
@@ -776,10 +777,9 @@ static inline bool step8(const struct nwc_ents_flat *fl, __m256i selv,
 				 u);
 	info = _mm256_blendv_epi8(info0, info1, u);
 	slot = _mm256_and_si256(*xv, lo16);
-	ce = _mm256_i32gather_epi32(
-		(const int *)fl->coarse32,
-		_mm256_add_epi32(_mm256_slli_epi32(tab, 8),
-				 _mm256_srli_epi32(slot, 8)), 4);
+	ce = nwc_rans_lookup8(fl->coarse32,
+			      _mm256_add_epi32(_mm256_slli_epi32(tab, 8),
+					       _mm256_srli_epi32(slot, 8)));
 	/* s = first + (slot % 256 > split) */
 	s = _mm256_sub_epi32(
 		_mm256_and_si256(ce, lo12),
@@ -790,9 +790,8 @@ static inline bool step8(const struct nwc_ents_flat *fl, __m256i selv,
 	    _mm256_movemask_ps(_mm256_castsi256_ps(
 		    _mm256_cmpeq_epi32(s, _mm256_srli_epi32(info, 20)))))
 		return false;	/* an escape, or a bucket to search */
-	fc = _mm256_i32gather_epi32(
-		(const int *)fl->fc,
-		_mm256_add_epi32(_mm256_and_si256(info, lo20), s), 4);
+	fc = nwc_rans_lookup8(fl->fc,
+			      _mm256_add_epi32(_mm256_and_si256(info, lo20), s));
 	x = _mm256_add_epi32(_mm256_mullo_epi32(_mm256_and_si256(fc, lo16),
 						_mm256_srli_epi32(*xv, 16)),
 			     _mm256_sub_epi32(slot, _mm256_srli_epi32(fc, 16)));

@@ -177,8 +177,8 @@ int nwc_ents_decode_fsm_lanes(const struct nwc_qdist *const *dists,
 			      size_t len);
 
 /*
- * nwc_ents_flat_build() - @ntab tables (<= 256) laid out for vector
- * gathers; immutable, shareable.  nwc_ents_flat_free() accepts NULL.
+ * nwc_ents_flat_build() - @ntab tables (<= 256) laid out for the vector
+ * kernel's lookups; immutable, shareable.  nwc_ents_flat_free() accepts NULL.
  */
 int nwc_ents_flat_build(const struct nwc_qdist *const *dists, unsigned ntab,
 			struct nwc_ents_flat **out);
