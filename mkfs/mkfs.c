@@ -39,6 +39,7 @@
 
 #define DEFAULT_BITS 5.0
 #define DEFAULT_CALIB_TOKENS 65536u
+#define DEFAULT_CALIB_SENS 4096u
 /*
  * --calib-shrink: on SmolLM2-135M calibrated on 65,536 TinyStories tokens
  * and scored on 8,192 held-out ones and 8,192 of technical prose, 0.5
@@ -54,7 +55,7 @@ enum {
 	OPT_LOSSLESS = 256, OPT_PROGRESS, OPT_NO_PROGRESS, OPT_BITS, OPT_KEEP,
 	OPT_MODELS, OPT_CALIB, OPT_CALIB_TOKENS, OPT_CALIB_STATS, OPT_QUANT,
 	OPT_CALIB_MODE, OPT_EXCLUDE, OPT_NO_DEREFERENCE, OPT_CALIB_SHRINK,
-	OPT_CALIB_DAMP, OPT_CALIB_PROMOTE,
+	OPT_CALIB_DAMP, OPT_CALIB_PROMOTE, OPT_CALIB_SENS,
 };
 
 #define MAX_EXCLUDES 64u
@@ -85,6 +86,8 @@ struct lossy_args {
 	const char *calib_stats;
 	unsigned calib_tokens;
 	bool calib_tokens_set;
+	unsigned sens_tokens;	/* --calib-sens */
+	bool sens_set;
 	bool sequential;	/* --calib-mode=sequential */
 	bool calib_mode_set;
 	double shrink;		/* --calib-shrink */
@@ -113,6 +116,10 @@ static void usage(FILE *f)
 "      --calib=TOKENS.u16  run the model (Llama family) on these tokens to\n"
 "                          weigh the columns and correct the errors (LDLQ)\n"
 "      --calib-tokens=N    use the first N tokens (default 65536)\n"
+"      --calib-sens=N      a backward pass over the first N tokens measures\n"
+"                          each output's effect on the loss, to spend the\n"
+"                          bits where they lower it most (default 4096;\n"
+"                          0: by relative error alone)\n"
 "      --calib-mode=MODE   one-pass: statistics of the original model\n"
 "                          (default); sequential: each layer's statistics\n"
 "                          on the outputs of the layers coded before it\n"
@@ -227,6 +234,10 @@ static int check_lossy_args(struct lossy_args *la)
 		nwc_err("--calib-tokens needs --calib");
 		return -EINVAL;
 	}
+	if (la->sens_set && !la->calib) {
+		nwc_err("--calib-sens needs --calib");
+		return -EINVAL;
+	}
 	if (la->calib_mode_set && !la->calib) {
 		nwc_err("--calib-mode needs --calib");
 		return -EINVAL;
@@ -276,6 +287,7 @@ static int prepare_lossy(struct lossy_args *la, const char *model_dir,
 			.progress = opts->progress,
 			.lines = !quiet && !opts->progress,
 			.spill_dir = copy ? dirname(copy) : NULL,
+			.sens_tokens = la->sens_tokens,
 		};
 		double t0 = nwc_now();
 
@@ -421,9 +433,10 @@ static char *info_text(const struct lossy_args *la,
 		PUT_PATH(f, "--models=", la->models_dir);
 		if (la->calib) {
 			PUT_PATH(f, "--calib=", la->calib);
-			fprintf(f, " --calib-tokens=%u --calib-mode=%s",
+			fprintf(f, " --calib-tokens=%u --calib-mode=%s --calib-sens=%u",
 				la->calib_tokens,
-				la->sequential ? "sequential" : "one-pass");
+				la->sequential ? "sequential" : "one-pass",
+				la->sens_tokens);
 		}
 		if (la->calib_stats)
 			PUT_PATH(f, "--calib-stats=", la->calib_stats);
@@ -483,6 +496,7 @@ static int mkfs_main(int argc, char **argv)
 		{ "calib-shrink", required_argument, NULL, OPT_CALIB_SHRINK },
 		{ "calib-damp", required_argument, NULL, OPT_CALIB_DAMP },
 		{ "calib-promote", required_argument, NULL, OPT_CALIB_PROMOTE },
+		{ "calib-sens", required_argument, NULL, OPT_CALIB_SENS },
 		{ "exclude", required_argument, NULL, OPT_EXCLUDE },
 		{ "no-dereference", no_argument, NULL, OPT_NO_DEREFERENCE },
 		{ "block-size", required_argument, NULL, 'b' },
@@ -510,6 +524,7 @@ static int mkfs_main(int argc, char **argv)
 			.promote = NWC_LOSSY_PROMOTE,
 		},
 		.calib_tokens = DEFAULT_CALIB_TOKENS,
+		.sens_tokens = DEFAULT_CALIB_SENS,
 		.shrink = DEFAULT_CALIB_SHRINK,
 	};
 	const char *exclude[MAX_EXCLUDES];
@@ -573,6 +588,16 @@ static int mkfs_main(int argc, char **argv)
 			if (nwc_parse_uint(optarg, 2, UINT32_MAX,
 					   &la.calib_tokens)) {
 				nwc_err("--calib-tokens: '%s' is not a number of at least 2",
+					optarg);
+				return NWC_EXIT_USAGE;
+			}
+			break;
+		case OPT_CALIB_SENS:
+			la.any = true;
+			la.sens_set = true;
+			if (nwc_parse_uint(optarg, 0, UINT32_MAX,
+					   &la.sens_tokens)) {
+				nwc_err("--calib-sens: '%s' is not a number of tokens",
 					optarg);
 				return NWC_EXIT_USAGE;
 			}

@@ -79,7 +79,7 @@ TESTS += tests/test_iface \
 	tests/mount.sh tests/mount-corrupt.sh tests/mount-real.sh tests/lossy.sh \
 	tests/layers.sh tests/deps.sh tests/golden.sh tests/mpi.sh \
 	tests/folders.sh tests/extract.sh tests/info.sh tests/clang.sh \
-	tests/demo.sh
+	tests/sensitivity.sh tests/demo.sh
 EXTRA_DIST += tests/lib.sh tests/fuzz-replay.sh tests/man.sh \
 	tests/roundtrip.sh tests/errors.sh tests/mount.sh \
 	tests/mount-corrupt.sh tests/mount-real.sh tests/readcheck.py \
@@ -87,7 +87,7 @@ EXTRA_DIST += tests/lib.sh tests/fuzz-replay.sh tests/man.sh \
 	tests/eval.sh tests/framework.sh tests/llama_ref.py tests/framework.py \
 	tests/lossy.sh tests/layers.sh tests/deps.sh tests/golden.sh \
 	tests/mpi.sh tests/folders.sh tests/extract.sh tests/info.sh \
-	tests/clang.sh
+	tests/clang.sh tests/sensitivity.sh tests/sens_ref.py
 
 # make demo: pack a generated model lossy and lossless, mount both, check
 # what each serves (also one of the tests above).

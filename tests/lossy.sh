@@ -400,8 +400,8 @@ else
 	check "$m" "$img" $MIN_DB
 	echo "lossy: $m at --bits 4: $(cat "$W/cmp.out")"
 	if [ -f "$CALIB_TOKENS" ]; then
-		"$NWC" calib -q -j2 --max-tokens 4096 "$m" "$CALIB_TOKENS" \
-			-o "$W/stats.safetensors" ||
+		"$NWC" calib -q -j2 --max-tokens 4096 --sensitivity 4096 \
+			"$m" "$CALIB_TOKENS" -o "$W/stats.safetensors" ||
 			t_fail "nwc calib failed"
 		mk -j2 --bits 4 --calib "$CALIB_TOKENS" --calib-tokens 4096 \
 			"$m" "$W/calib.nwc"
@@ -415,6 +415,8 @@ else
 			"$W/mk.out" || t_fail "--calib: no memory bound"
 		[ "$(grep -c "^calibration: layer [0-9]*/$layers (" "$W/mk.out")" = "$layers" ] ||
 			t_fail "--calib: not one line per layer: $(cat "$W/mk.out")"
+		grep -q "^sensitivity: 4096 tokens through $layers layers and back" \
+			"$W/mk.out" || t_fail "--calib: no sensitivity pass"
 		grep -q '^lossy: calibrated on 4096 tokens in [0-9.]* s' "$W/mk.out" ||
 			t_fail "--calib: no calibration time in the summary"
 		ls -a "$W" | grep -q '^\.nwc-calib' &&

@@ -16,8 +16,6 @@
 #include "mkfs/llm/llm_impl.h"
 
 #define CTX_LIMIT (1u << 20)		/* largest window accepted */
-#define QROWS 64u			/* query rows per attention block */
-#define LOGIT_ROWS 32u			/* rows of logits computed at once */
 #define GRAM_ROWS 512u			/* rows of one float X^T X product */
 
 /* Per-thread buffers, sized for the longest window. */
@@ -26,15 +24,15 @@ struct scratch {
 	float *xn;		/* (L, hidden) normed input, block output */
 	float *qkv;		/* (L, qkv_out) */
 	float *att;		/* (L, q_out) attention output */
-	float *s;		/* (QROWS, L) scores */
+	float *s;		/* (LLM_QROWS, L) scores */
 	float *gu;		/* (L, 2 inter) gate | up; SiLU(g)*u in g */
-	float *logits;		/* (LOGIT_ROWS, vocab) */
+	float *logits;		/* (LLM_LOGIT_ROWS, vocab) */
 	float *gram;		/* (max n_in, max n_in), calib only */
 	double *acc;		/* (acc_len,), calib only */
 };
 
-static void rmsnorm(float *y, const float *x, const float *w, uint32_t rows,
-		    uint32_t n, float eps)
+void llm_rmsnorm(float *y, const float *x, const float *w, uint32_t rows,
+		 uint32_t n, float eps)
 {
 	for (uint32_t t = 0; t < rows; t++) {
 		const float *xr = x + (size_t)t * n;
@@ -50,9 +48,8 @@ static void rmsnorm(float *y, const float *x, const float *w, uint32_t rows,
 	}
 }
 
-/* y = x W^T (+ b): x (rows, in), W (out, in), y (rows, out). */
-static void linear(float *y, const float *x, const float *w, const float *b,
-		   uint32_t rows, uint32_t in, uint32_t out)
+void llm_linear(float *y, const float *x, const float *w, const float *b,
+		uint32_t rows, uint32_t in, uint32_t out)
 {
 	nwc_sgemm(false, true, (int)rows, (int)out, (int)in, 1.0f, x, (int)in,
 		  w, (int)in, 0.0f, y, (int)out);
@@ -85,8 +82,7 @@ static void rope_table(struct run *r)
 	}
 }
 
-/* rotate_half layout: element i pairs with i + d/2. */
-static void rope(const struct run *r, float *v, uint32_t nheads, uint32_t pos)
+void llm_rope(const struct run *r, float *v, uint32_t nheads, uint32_t pos)
 {
 	uint32_t d = r->m->cfg.head_dim, half = d / 2;
 	const float *cs = r->rcos + (size_t)pos * half;
@@ -102,8 +98,7 @@ static void rope(const struct run *r, float *v, uint32_t nheads, uint32_t pos)
 	}
 }
 
-/* Softmax of s[0..n) in place. */
-static void softmax(float *s, uint32_t n)
+void llm_softmax(float *s, uint32_t n)
 {
 	float mx = s[0], inv;
 	double sum = 0;
@@ -121,10 +116,11 @@ static void softmax(float *s, uint32_t n)
 
 /*
  * Causal attention of every head over the qkv rows of a window, in blocks
- * of QROWS queries: scores against the keys the block can see, masked
+ * of LLM_QROWS queries: scores against the keys the block can see, masked
  * softmax (zeros outside the mask), then the weighted sum of values.
  */
-static void attention(const struct run *r, struct scratch *sc, uint32_t L)
+void llm_attention(const struct run *r, const float *qkv, float *att,
+		   float *s, uint32_t L)
 {
 	const struct nwc_llama *m = r->m;
 	const struct nwc_llama_config *c = &m->cfg;
@@ -132,33 +128,33 @@ static void attention(const struct run *r, struct scratch *sc, uint32_t L)
 	const uint32_t win = c->sliding_window, ld = m->qkv_out;
 	const float scale = 1.0f / sqrtf((float)d);
 
-	for (uint32_t i0 = 0; i0 < L; i0 += QROWS) {
-		uint32_t i1 = NWC_MIN(L, i0 + QROWS), nq = i1 - i0;
+	for (uint32_t i0 = 0; i0 < L; i0 += LLM_QROWS) {
+		uint32_t i1 = NWC_MIN(L, i0 + LLM_QROWS), nq = i1 - i0;
 		uint32_t k0 = win && i0 + 1 > win ? i0 + 1 - win : 0;
 		uint32_t nk = i1 - k0;
 
 		for (uint32_t h = 0; h < c->heads; h++) {
-			const float *q = sc->qkv + (size_t)i0 * ld + h * d;
-			const float *k = sc->qkv + (size_t)k0 * ld + m->q_out +
+			const float *q = qkv + (size_t)i0 * ld + h * d;
+			const float *k = qkv + (size_t)k0 * ld + m->q_out +
 					 (h / rep) * d;
 			const float *v = k + m->kv_out;
 
 			nwc_sgemm(false, true, (int)nq, (int)nk, (int)d, scale,
-				  q, (int)ld, k, (int)ld, 0.0f, sc->s,
+				  q, (int)ld, k, (int)ld, 0.0f, s,
 				  (int)nk);
 			for (uint32_t i = i0; i < i1; i++) {
-				float *row = sc->s + (size_t)(i - i0) * nk;
+				float *row = s + (size_t)(i - i0) * nk;
 				uint32_t lo = win && i + 1 > win ?
 					      i + 1 - win : 0;
 
 				memset(row, 0, (lo - k0) * sizeof(*row));
-				softmax(row + (lo - k0), i + 1 - lo);
+				llm_softmax(row + (lo - k0), i + 1 - lo);
 				memset(row + (i + 1 - k0), 0,
 				       (i1 - i - 1) * sizeof(*row));
 			}
 			nwc_sgemm(false, false, (int)nq, (int)d, (int)nk, 1.0f,
-				  sc->s, (int)nk, v, (int)ld, 0.0f,
-				  sc->att + (size_t)i0 * m->q_out + h * d,
+				  s, (int)nk, v, (int)ld, 0.0f,
+				  att + (size_t)i0 * m->q_out + h * d,
 				  (int)m->q_out);
 		}
 	}
@@ -197,33 +193,33 @@ static void decoder_layer(const struct run *r, struct scratch *sc,
 	const size_t nx = (size_t)L * h;
 	const bool calib = sc->acc && !r->no_stats;
 
-	rmsnorm(sc->xn, sc->x, ly->attn_norm, L, h, (float)c->rms_eps);
+	llm_rmsnorm(sc->xn, sc->x, ly->attn_norm, L, h, (float)c->rms_eps);
 	if (calib)
 		calib_add(r, sc, l * IN_PER_LAYER + IN_ATTN, sc->xn, L, h);
-	linear(sc->qkv, sc->xn, ly->wqkv, ly->bqkv, L, h, m->qkv_out);
+	llm_linear(sc->qkv, sc->xn, ly->wqkv, ly->bqkv, L, h, m->qkv_out);
 	for (uint32_t t = 0; t < L; t++) {
 		float *row = sc->qkv + (size_t)t * m->qkv_out;
 
 		if (ly->q_norm) {	/* qwen3: each head normed alone */
-			rmsnorm(row, row, ly->q_norm, c->heads, c->head_dim,
+			llm_rmsnorm(row, row, ly->q_norm, c->heads, c->head_dim,
 				(float)c->rms_eps);
-			rmsnorm(row + m->q_out, row + m->q_out, ly->k_norm,
+			llm_rmsnorm(row + m->q_out, row + m->q_out, ly->k_norm,
 				c->kv_heads, c->head_dim, (float)c->rms_eps);
 		}
-		rope(r, row, c->heads, t);
-		rope(r, row + m->q_out, c->kv_heads, t);
+		llm_rope(r, row, c->heads, t);
+		llm_rope(r, row + m->q_out, c->kv_heads, t);
 	}
-	attention(r, sc, L);
+	llm_attention(r, sc->qkv, sc->att, sc->s, L);
 	if (calib)
 		calib_add(r, sc, l * IN_PER_LAYER + IN_O, sc->att, L, m->q_out);
-	linear(sc->xn, sc->att, ly->wo, ly->bo, L, m->q_out, h);
+	llm_linear(sc->xn, sc->att, ly->wo, ly->bo, L, m->q_out, h);
 	for (size_t i = 0; i < nx; i++)
 		sc->x[i] += sc->xn[i];
 
-	rmsnorm(sc->xn, sc->x, ly->mlp_norm, L, h, (float)c->rms_eps);
+	llm_rmsnorm(sc->xn, sc->x, ly->mlp_norm, L, h, (float)c->rms_eps);
 	if (calib)
 		calib_add(r, sc, l * IN_PER_LAYER + IN_MLP, sc->xn, L, h);
-	linear(sc->gu, sc->xn, ly->wgu, NULL, L, h, 2 * in);
+	llm_linear(sc->gu, sc->xn, ly->wgu, NULL, L, h, 2 * in);
 	for (uint32_t t = 0; t < L; t++) {
 		float *g = sc->gu + (size_t)t * 2 * in, *u = g + in;
 
@@ -246,8 +242,8 @@ static double window_nll(const struct run *r, struct scratch *sc,
 	const uint32_t h = m->cfg.hidden, V = m->cfg.vocab;
 	double nll = 0;
 
-	for (uint32_t r0 = 0; r0 + 1 < L; r0 += LOGIT_ROWS) {
-		uint32_t nr = NWC_MIN(LOGIT_ROWS, L - 1 - r0);
+	for (uint32_t r0 = 0; r0 + 1 < L; r0 += LLM_LOGIT_ROWS) {
+		uint32_t nr = NWC_MIN(LLM_LOGIT_ROWS, L - 1 - r0);
 
 		nwc_sgemm(false, true, (int)nr, (int)V, (int)h, 1.0f,
 			  sc->xn + (size_t)r0 * h, (int)h, m->lm_head, (int)h,
@@ -288,7 +284,7 @@ static void stage(const struct run *r, struct scratch *sc,
 			memcpy(rows, sc->x, (size_t)L * h * sizeof(float));
 		return;
 	}
-	rmsnorm(sc->xn, sc->x, r->m->norm, L, h, (float)c->rms_eps);
+	llm_rmsnorm(sc->xn, sc->x, r->m->norm, L, h, (float)c->rms_eps);
 	calib_add(r, sc, r->nin - 1, sc->xn, L, h);
 }
 
@@ -306,7 +302,7 @@ static double forward(const struct run *r, struct scratch *sc,
 		       h * sizeof(float));
 	for (uint32_t l = 0; l < c->layers; l++)
 		decoder_layer(r, sc, &m->layer[l], l, L);
-	rmsnorm(sc->xn, sc->x, m->norm, L, h, (float)c->rms_eps);
+	llm_rmsnorm(sc->xn, sc->x, m->norm, L, h, (float)c->rms_eps);
 	if (sc->acc) {
 		if (!c->tied)
 			calib_add(r, sc, r->nin - 1, sc->xn, L, h);
@@ -340,12 +336,12 @@ static int scratch_alloc(const struct run *r, struct scratch *sc, bool calib)
 	sc->xn = llm_alloc_f32(L, c->hidden);
 	sc->qkv = llm_alloc_f32(L, m->qkv_out);
 	sc->att = llm_alloc_f32(L, m->q_out);
-	sc->s = llm_alloc_f32(QROWS, L);
+	sc->s = llm_alloc_f32(LLM_QROWS, L);
 	sc->gu = llm_alloc_f32(L, 2 * (uint64_t)c->intermediate);
 	if (!sc->x || !sc->xn || !sc->qkv || !sc->att || !sc->s || !sc->gu)
 		goto out_free;
 	if (!calib) {
-		sc->logits = llm_alloc_f32(LOGIT_ROWS, c->vocab);
+		sc->logits = llm_alloc_f32(LLM_LOGIT_ROWS, c->vocab);
 		if (!sc->logits)
 			goto out_free;
 		return 0;

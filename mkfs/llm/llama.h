@@ -182,6 +182,36 @@ int nwc_llama_calib_stream(const char *dir, const uint32_t *tok, size_t n,
 			   nwc_llama_sink *sink, nwc_llama_layer_hook *hook,
 			   void *arg, uint64_t *tokens);
 
+/* Gets the sensitivities @g of the @rows outputs of weight @name. */
+typedef int nwc_llama_sens_sink(void *arg, const char *name, const float *g,
+				uint32_t rows);
+
+/*
+ * nwc_llama_sensitivity() - for every output i of every linear weight of
+ * the decoder layers of the model of @dir, G_i = (1/T) sum_t (dL/dy_ti)^2
+ * over the T = @n tokens, where L is the summed negative log-likelihood of
+ * the windows (the top comment's) and y_t the weight's output at token t:
+ * a second-order estimate of the loss increase of an error e_t in that
+ * output is (1/2) sum_t sum_i G_i e_ti^2.  One forward pass and one
+ * backward pass, streamed layer by layer like nwc_llama_calib_stream();
+ * every layer's input rows (4 T hidden bytes a layer) go to @spill_fd, a
+ * file open for reading and writing, at its start.  @sink gets the seven
+ * weights of each layer from the last layer down.  Threads as the other
+ * runs; the result does not depend on their number (ranks do not share
+ * the work: each computes the same).  Memory: nwc_llama_sens_bytes(): the
+ * stream and its gradient (8 T hidden bytes), one layer, the lm_head, and
+ * a window's buffers per thread.  Returns nwc_llama_calib_stream()'s
+ * errors.
+ */
+int nwc_llama_sensitivity(const char *dir, const uint32_t *tok, size_t n,
+			  const struct nwc_llama_opts *o, int spill_fd,
+			  nwc_llama_sens_sink *sink, void *arg);
+
+/* The memory nwc_llama_sensitivity() takes at most, as above, for windows
+ * of at most @ctx tokens. */
+uint64_t nwc_llama_sens_bytes(const struct nwc_llama_config *c,
+			      uint64_t tokens, uint32_t ctx, unsigned threads);
+
 /*
  * nwc_llama_stream_bytes() - the memory bound of nwc_llama_calib_stream()
  * for a model of config @c, @tokens tokens in windows of at most @ctx,

@@ -157,6 +157,25 @@ int llm_load_f32(const struct nwc_llama *m, const char *name, uint32_t rows,
 		 uint32_t cols, float *dst);
 void llm_free_layer(struct layer *ly);
 
+#define LLM_QROWS 64u		/* query rows per attention block */
+#define LLM_LOGIT_ROWS 32u	/* rows of logits computed at once */
+
+/*
+ * forward.c's steps, which the backward pass (sensitivity.c) runs again:
+ * RMSNorm of @rows rows of @n (y may be x); y = x W^T (+ b) for x (rows,
+ * in), W (out, in); rotary embedding of @nheads heads at position @pos in
+ * place; softmax in place; causal attention of a window's qkv rows (L,
+ * qkv_out) into att (L, q_out), with @s (LLM_QROWS, L) as scratch.
+ */
+void llm_rmsnorm(float *y, const float *x, const float *w, uint32_t rows,
+		 uint32_t n, float eps);
+void llm_linear(float *y, const float *x, const float *w, const float *b,
+		uint32_t rows, uint32_t in, uint32_t out);
+void llm_rope(const struct run *r, float *v, uint32_t nheads, uint32_t pos);
+void llm_softmax(float *s, uint32_t n);
+void llm_attention(const struct run *r, const float *qkv, float *att,
+		   float *s, uint32_t L);
+
 /* forward.c: set up, run and free a run; threads for @units of work. */
 int llm_run_init(struct run *r, const struct nwc_llama *m,
 		 const uint32_t *tok, size_t n,

@@ -8,4 +8,5 @@ mkfs_llm_libnwcllm_a_SOURCES = \
 	mkfs/llm/weights.c \
 	mkfs/llm/forward.c \
 	mkfs/llm/calibrate.c \
+	mkfs/llm/sensitivity.c \
 	mkfs/llm/tokens.c

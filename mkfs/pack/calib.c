@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -37,6 +38,9 @@ struct nwc_calib {
 	uint64_t spill_len;		/* model run: bytes in the spill file */
 	struct centry *e;		/* sorted by name */
 	size_t n, cap;
+	struct centry *g;		/* sensitivities, sorted by name; n is
+					 * the weight's rows */
+	size_t ng, cap_g;
 
 	/* model run: what nwc_calib_sequential() runs again */
 	char *dir;
@@ -76,17 +80,24 @@ static int calib_alloc(const char *source, size_t n, struct nwc_calib **out)
 }
 
 /* Two entries of one name would make lookups ambiguous. */
-static int check_unique(const struct nwc_calib *c)
+static int check_unique(const struct nwc_calib *c, const struct centry *e,
+			size_t n)
 {
-	for (size_t i = 1; i < c->n; i++) {
-		if (!cmp_entry(&c->e[i - 1], &c->e[i])) {
+	for (size_t i = 1; i < n; i++) {
+		if (!cmp_entry(&e[i - 1], &e[i])) {
 			nwc_err("%s: two sets of statistics for %.*s",
-				c->source, (int)c->e[i].name_len,
-				c->e[i].name);
+				c->source, (int)e[i].name_len, e[i].name);
 			return -NWC_EFORMAT;
 		}
 	}
 	return 0;
+}
+
+static bool has_suffix(const struct nwc_st_tensor *t, const char *sfx)
+{
+	size_t n = strlen(sfx);
+
+	return t->name_len > n && !memcmp(t->name + t->name_len - n, sfx, n);
 }
 
 int nwc_calib_open_stats(const char *path, struct nwc_calib **out)
@@ -99,7 +110,12 @@ int nwc_calib_open_stats(const char *path, struct nwc_calib **out)
 	if (ret)
 		return ret;
 	ret = calib_alloc(path, st->n_tensors, &c);
+	if (!ret) {
+		c->g = calloc(NWC_MAX(st->n_tensors, 1), sizeof(*c->g));
+		ret = c->g ? 0 : -ENOMEM;
+	}
 	if (ret) {
+		nwc_calib_free(c);
 		nwc_st_free(st);
 		close(fd);
 		return ret;
@@ -110,7 +126,22 @@ int nwc_calib_open_stats(const char *path, struct nwc_calib **out)
 		const struct nwc_st_tensor *t = &st->tensors[i];
 		struct centry *e = &c->e[c->n];
 
-		if (t->name_len < 3 || strcmp(t->name + t->name_len - 2, ".H"))
+		if (has_suffix(t, ".G")) {
+			if (t->dtype != NWC_DTYPE_F32 || t->ndim != 1 ||
+			    !t->shape[0] || t->shape[0] > UINT32_MAX / 2) {
+				nwc_err("%s: %s: not an F32 vector", path,
+					t->name);
+				ret = -NWC_EFORMAT;
+				goto out_free;
+			}
+			e = &c->g[c->ng++];
+			e->name = t->name;
+			e->name_len = t->name_len - 2;
+			e->n = (uint32_t)t->shape[0];
+			e->off = st->data_off + t->begin;
+			continue;
+		}
+		if (!has_suffix(t, ".H"))
 			continue;
 		if (t->dtype != NWC_DTYPE_F32 || t->ndim != 2 ||
 		    t->shape[0] != t->shape[1] || !t->shape[0] ||
@@ -133,7 +164,10 @@ int nwc_calib_open_stats(const char *path, struct nwc_calib **out)
 		goto out_free;
 	}
 	qsort(c->e, c->n, sizeof(*c->e), cmp_entry);
-	ret = check_unique(c);
+	qsort(c->g, c->ng, sizeof(*c->g), cmp_entry);
+	ret = check_unique(c, c->e, c->n);
+	if (!ret)
+		ret = check_unique(c, c->g, c->ng);
 	if (ret)
 		goto out_free;
 	*out = c;
@@ -296,6 +330,96 @@ out_free_tok:
 	return ret;
 }
 
+/* The sensitivity run's sink: each weight's G to the spill file. */
+static int spill_g(void *arg, const char *name, const float *g,
+		   uint32_t rows)
+{
+	struct nwc_calib *c = arg;
+	struct centry *e;
+	uint8_t *buf;
+	int ret;
+
+	ret = nwc_array_reserve((void **)&c->g, &c->cap_g, c->ng + 1,
+				sizeof(*c->g));
+	if (ret)
+		return ret;
+	buf = malloc((size_t)rows * 4);
+	if (!buf)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < rows; i++)
+		nwc_put_lef32(buf + 4 * i, g[i]);
+	ret = nwc_pwrite_full(c->fd, buf, (size_t)rows * 4, c->spill_len);
+	free(buf);
+	if (ret) {
+		nwc_err("%s: cannot write sensitivities: %s", c->source,
+			nwc_strerror(ret));
+		return ret;
+	}
+	e = &c->g[c->ng];
+	e->name = strdup(name);
+	if (!e->name)
+		return -ENOMEM;
+	e->name_len = strlen(name);
+	e->n = rows;
+	e->off = c->spill_len;
+	c->ng++;
+	c->spill_len += (size_t)rows * 4;
+	return 0;
+}
+
+/*
+ * The sensitivities of @c's weights from the first @co->sens_tokens tokens
+ * (nwc_llama_sensitivity), each rank computing all of them; the layers'
+ * inputs go to a second unnamed file, closed at the end.
+ */
+static int run_sensitivity(struct nwc_calib *c, const char *dir,
+			   const struct nwc_calib_opts *co)
+{
+	struct nwc_token_progress rp = {
+		.what = "sensitivity", .t0 = nwc_now(), .lines = !co->progress,
+	};
+	struct nwc_llama_opts o = {
+		.threads = co->threads, .ctx = co->ctx,
+	};
+	struct nwc_llama_config cfg;
+	uint32_t *tok;
+	size_t n = 0;
+	int fd, ret;
+
+	ret = nwc_llama_read_tokens(c->source, co->sens_tokens, &tok, &n);
+	if (ret)
+		return ret;
+	ret = nwc_llama_read_config(dir, &cfg);
+	if (!ret)
+		ret = spill_open(co->spill_dir, &fd);
+	if (ret)
+		goto out_free_tok;
+	if (co->progress || co->lines) {
+		uint32_t ctx = co->ctx ? co->ctx :
+			       NWC_MIN(cfg.max_pos, NWC_LLAMA_CTX_MAX);
+
+		fprintf(stderr, "sensitivity: %zu tokens through %" PRIu32
+			" layers and back: about %.2f GiB of memory, and %.2f GiB of layer inputs in a file beside the image\n",
+			n, cfg.layers,
+			(double)nwc_llama_sens_bytes(&cfg, n, ctx,
+						     NWC_MAX(co->threads, 1)) /
+				(1u << 30),
+			(double)n * cfg.hidden * 4 * cfg.layers / (1u << 30));
+		rp.stages = 2 * cfg.layers + 1;
+		o.progress = nwc_token_progress;
+		o.progress_arg = &rp;
+	}
+	ret = nwc_llama_sensitivity(dir, tok, n, &o, fd, spill_g, c);
+	close(fd);
+	if (!ret) {
+		qsort(c->g, c->ng, sizeof(*c->g), cmp_entry);
+		ret = check_unique(c, c->g, c->ng);
+	}
+out_free_tok:
+	free(tok);
+	return ret;
+}
+
 int nwc_calib_run(const char *dir, const char *tokens,
 		  const struct nwc_calib_opts *co, struct nwc_calib **out)
 {
@@ -317,8 +441,10 @@ int nwc_calib_run(const char *dir, const char *tokens,
 		goto out_not_llama;
 	if (!ret) {
 		qsort(c->e, c->n, sizeof(*c->e), cmp_entry);
-		ret = check_unique(c);
+		ret = check_unique(c, c->e, c->n);
 	}
+	if (!ret && co->sens_tokens)
+		ret = run_sensitivity(c, dir, co);
 	if (!ret) {
 		c->dir = strdup(dir);
 		c->opts = *co;
@@ -410,6 +536,65 @@ static int entry_get(const struct nwc_calib *c, const struct centry *e,
 	return 0;
 }
 
+int nwc_calib_get_sens(const struct nwc_calib *c, const char *name,
+		       uint32_t rows, float **g)
+{
+	struct centry key = { .name = name, .name_len = strlen(name) };
+	const struct centry *e;
+	int ret;
+
+	*g = NULL;
+	e = bsearch(&key, c->g, c->ng, sizeof(*c->g), cmp_entry);
+	if (!e)
+		return -ENOENT;
+	if (e->n != rows) {
+		nwc_err("%s: the sensitivities of %s have %" PRIu32
+			" entries, the weight has %" PRIu32 " rows",
+			c->source, name, e->n, rows);
+		return -NWC_EFORMAT;
+	}
+	*g = malloc((size_t)rows * sizeof(**g));
+	if (!*g)
+		return -ENOMEM;
+	ret = nwc_pread_full(c->fd, (uint8_t *)*g, (size_t)rows * 4, e->off);
+	if (ret) {
+		if (ret == -NWC_ECORRUPT)
+			ret = -EIO;
+		nwc_err("%s: %s: read failed: %s", c->source, name,
+			nwc_strerror(ret));
+		free(*g);
+		*g = NULL;
+		return ret;
+	}
+	for (uint32_t i = 0; i < rows; i++) {
+		float v = nwc_get_lef32((uint8_t *)*g + 4 * i);
+
+		if (!isfinite(v) || v < 0) {
+			nwc_err("%s: %s: a sensitivity that is negative or not finite",
+				c->source, name);
+			free(*g);
+			*g = NULL;
+			return -NWC_EFORMAT;
+		}
+		(*g)[i] = v;
+	}
+	return 0;
+}
+
+size_t nwc_calib_sens_count(const struct nwc_calib *c)
+{
+	return c->ng;
+}
+
+const char *nwc_calib_sens_entry(const struct nwc_calib *c, size_t i,
+				 size_t *len, uint32_t *rows)
+{
+	assert(i < c->ng);
+	*len = c->g[i].name_len;
+	*rows = c->g[i].n;
+	return c->g[i].name;
+}
+
 void nwc_calib_set_shrink(struct nwc_calib *c, double a)
 {
 	assert(a >= 0 && a <= 1);
@@ -440,7 +625,7 @@ int nwc_calib_sequential(struct nwc_calib *c, nwc_llama_layer_hook *hook,
 	c->pend = NULL;
 	c->n_pend = c->cap_pend = 0;
 	qsort(c->e, c->n, sizeof(*c->e), cmp_entry);
-	return check_unique(c);
+	return check_unique(c, c->e, c->n);
 }
 
 int nwc_calib_get_at(const struct nwc_calib *c, size_t i, float **h)
@@ -489,6 +674,9 @@ void nwc_calib_free(struct nwc_calib *c)
 	for (size_t i = 0; c->own_names && i < c->n; i++)
 		free((char *)c->e[i].name);
 	free(c->e);
+	for (size_t i = 0; c->own_names && i < c->ng; i++)
+		free((char *)c->g[i].name);
+	free(c->g);
 	for (size_t i = 0; i < c->n_pend; i++)
 		free((char *)c->pend[i].name);
 	free(c->pend);

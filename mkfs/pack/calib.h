@@ -42,6 +42,8 @@ struct nwc_calib_opts {
 	bool lines;		/* without @progress: the bound, then a line
 				 * per layer (for logs) */
 	const char *spill_dir;	/* where the statistics spill */
+	uint64_t sens_tokens;	/* the sensitivities from the first N
+				 * tokens (a backward pass); 0: none */
 };
 
 /*
@@ -92,6 +94,24 @@ const char *nwc_calib_entry(const struct nwc_calib *c, size_t i, size_t *len,
  */
 int nwc_calib_get(const struct nwc_calib *c, const char *name, uint32_t n,
 		  float **h);
+
+/*
+ * nwc_calib_get_sens() - a malloc'd copy of the sensitivities of weight
+ * @name (@rows floats, one per output row: the mean square gradient of
+ * the model's loss with respect to that output, per token) in *g.  They
+ * come from a statistics file's "<weight name>.G" tensors, or from a
+ * model run with @sens_tokens (nwc_llama_sensitivity).  Returns 0,
+ * -ENOENT when there are none for @name, -NWC_EFORMAT when they are not
+ * @rows long or not finite and >= 0 (logged), an I/O error or -ENOMEM.
+ */
+int nwc_calib_get_sens(const struct nwc_calib *c, const char *name,
+		       uint32_t rows, float **g);
+
+/* Weights with sensitivities; the name (@len bytes, not terminated) and
+ * rows of weight @i of them (sorted by name). */
+size_t nwc_calib_sens_count(const struct nwc_calib *c);
+const char *nwc_calib_sens_entry(const struct nwc_calib *c, size_t i,
+				 size_t *len, uint32_t *rows);
 
 /*
  * nwc_calib_set_shrink() - from now on nwc_calib_get() and its kin give H

@@ -94,9 +94,9 @@ int nwc_lossy_levels(const float *h, uint32_t n, double promote,
 
 int nwc_lossy_estimate(struct nwc_model *const *models, unsigned int nm,
 		       const float *w, uint32_t m, uint32_t n,
-		       const uint8_t *level, const float *h,
+		       const uint8_t *level, const float *h, const float *g,
 		       const struct nwc_tenc_opts *o, double *bits,
-		       double *dist)
+		       double *dist, double *loss)
 {
 	uint32_t ns = n < NWC_LOSSY_SAMPLE_COLS ? n : NWC_LOSSY_SAMPLE_COLS;
 	struct nwc_tenc_opts so = *o;
@@ -124,20 +124,24 @@ int nwc_lossy_estimate(struct nwc_model *const *models, unsigned int nm,
 	so.fit_scales = false;
 	for (unsigned int k = 0; k < nm && !ret; k++) {
 		struct nwc_tenc *e;
-		double d = 0, energy = 0, payload;
+		double d = 0, energy = 0, dl = 0, payload;
 
 		ret = nwc_tenc_encode(models[k], 0, sub, m, ns, sl, &so, &e);
 		if (ret)
 			break;
 		for (uint32_t r = 0; r < m; r++) {
+			double dr = 0;
+
 			for (uint32_t c = 0; c < ns; c++) {
 				double x = (double)sub[(size_t)r * ns + c] -
 					   e->what[(size_t)r * ns + c];
 
-				d += hd[c] * x * x;
+				dr += hd[c] * x * x;
 				energy += hd[c] * (double)sub[(size_t)r * ns + c] *
 					  sub[(size_t)r * ns + c];
 			}
+			d += dr;
+			dl += g ? g[r] * dr : 0;
 		}
 		payload = 8.0 * (double)(e->coded_bytes - e->side_len) /
 			  ((double)m * ns);
@@ -145,6 +149,8 @@ int nwc_lossy_estimate(struct nwc_model *const *models, unsigned int nm,
 				so.scale_f16, nwc_tside_level_bits(level, n)) /
 			  ((double)m * n);
 		dist[k] = energy > 0 ? d / energy : 0;
+		/* the sampled columns stand for all n */
+		loss[k] = dl * (double)n / ns;
 		nwc_tenc_free(e);
 	}
 out_free:
@@ -153,6 +159,20 @@ out_free:
 	free(hd);
 	free(sub);
 	return ret;
+}
+
+void nwc_lossy_weigh(unsigned int nm, const double *loss, double *dist)
+{
+	double sl = 0, sd = 0;
+
+	for (unsigned int k = 0; k < nm; k++) {
+		sl += loss[k];
+		sd += dist[k];
+	}
+	if (!(sd > 0))
+		return;		/* no error at any rate: nothing to weigh */
+	for (unsigned int k = 0; k < nm; k++)
+		dist[k] *= pow(sl / sd, NWC_LOSSY_SENS_POWER);
 }
 
 /* Free tensors' choices for slope @mu; returns their total bits. */

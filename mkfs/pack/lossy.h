@@ -14,7 +14,11 @@
  * calibration statistics exist, else plain squared error, relative to the
  * tensor's own (equally weighted) energy: the allocation then equalizes
  * the slope of each layer's output SNR, which measured better perplexity
- * than absolute errors in 7 of 8 settings on stories260K.  Stateless; every function is reentrant.
+ * than absolute errors in 7 of 8 settings on stories260K.  When every
+ * tensor also has sensitivities (the mean square loss gradient of each
+ * output row, calib.h), each tensor's relative distortion is weighted by
+ * how much of the model's loss one unit of it costs (nwc_lossy_weigh()).
+ * Stateless; every function is reentrant.
  */
 #ifndef NWC_LOSSY_H
 #define NWC_LOSSY_H
@@ -67,17 +71,33 @@ int nwc_lossy_levels(const float *h, uint32_t n, double promote,
 
 /*
  * nwc_lossy_estimate() - bits per weight (side data at full size
- * included) and relative distortion of coding W (m x n) with each of @nm
- * models,
- * from a trial encode of NWC_LOSSY_SAMPLE_COLS evenly spaced columns scaled
- * to the whole matrix.  @h may be NULL.  @o gives the quantizer; LDLQ is
- * not used here.  Returns 0 or a negative errno from the codec.
+ * included), relative distortion and loss increase of coding W (m x n)
+ * with each of @nm models, from a trial encode of NWC_LOSSY_SAMPLE_COLS
+ * evenly spaced columns scaled to the whole matrix.  @h may be NULL.
+ * loss[k] is sum_i g_i sum_j H_jj (w_ij - what_ij)^2, the second-order
+ * estimate of twice the model's loss increase per token when @g holds the
+ * mean square loss gradient of each output row (the sensitivities of
+ * calib.h); 0 when @g is NULL.  @o gives the quantizer; LDLQ is not used
+ * here.  Returns 0 or a negative errno from the codec.
  */
 int nwc_lossy_estimate(struct nwc_model *const *models, unsigned int nm,
 		       const float *w, uint32_t m, uint32_t n,
-		       const uint8_t *level, const float *h,
+		       const uint8_t *level, const float *h, const float *g,
 		       const struct nwc_tenc_opts *o, double *bits,
-		       double *dist);
+		       double *dist, double *loss);
+
+/*
+ * nwc_lossy_weigh() - multiply a tensor's @nm relative distortions @dist
+ * by its sensitivity s to the power NWC_LOSSY_SENS_POWER, where s = sum
+ * of its loss estimates / sum of @dist (nwc_lossy_estimate()): the loss
+ * increase a unit of relative distortion causes.  The full power (the
+ * loss estimates themselves) trusts a second-order estimate from a few
+ * thousand tokens too far: on SmolLM2-135M at 4 bits it moved most bits
+ * to the first layers and lost to the unweighted allocation, while the
+ * square root beat both (README, Quality).
+ */
+#define NWC_LOSSY_SENS_POWER 0.5
+void nwc_lossy_weigh(unsigned int nm, const double *loss, double *dist);
 
 /*
  * nwc_lossy_allocate() - choose model pick[t] for each of @nt tensors.

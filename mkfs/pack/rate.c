@@ -248,7 +248,7 @@ struct est {
 	const struct nwc_rate_opts *o;
 	struct nwc_model **models;	/* by rate order */
 	unsigned nm, nq;
-	double *bits, *dist;		/* nt x nm */
+	double *bits, *dist, *loss;	/* nt x nm */
 	size_t next, done;
 	int err;
 	pthread_mutex_t lock;
@@ -287,12 +287,19 @@ static int est_one(struct est *e, size_t i)
 {
 	struct nwc_rate_tensor *t = &e->t[i];
 	struct nwc_tenc_opts so;
-	float *h, *w = NULL;
+	float *h, *g = NULL, *w = NULL;
 	int fd, ret;
 
 	ret = est_levels(e, t, &h);
 	if (ret || e->nm == 1)
 		goto out_free;
+	if (t->have_h && nwc_calib_sens_count(e->o->calib)) {
+		ret = nwc_calib_get_sens(e->o->calib, t->name, t->m, &g);
+		if (ret && ret != -ENOENT)
+			goto out_free;
+		t->have_g = !ret;
+		ret = 0;
+	}
 	fd = open(t->path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		ret = -errno;
@@ -313,7 +320,8 @@ static int est_one(struct est *e, size_t i)
 	so.quant = e->o->quant;
 	so.dtype = t->dtype;
 	ret = nwc_lossy_estimate(e->models, e->nm, w, t->m, t->n, t->level, h,
-				 &so, e->bits + i * e->nm, e->dist + i * e->nm);
+				 g, &so, e->bits + i * e->nm,
+				 e->dist + i * e->nm, e->loss + i * e->nm);
 	if (ret && ret != -ENOMEM) {
 		nwc_warn("%s: %s: the neural codec cannot code it (%s): stored losslessly",
 			 t->path, t->name, nwc_strerror(ret));
@@ -322,6 +330,7 @@ static int est_one(struct est *e, size_t i)
 	}
 out_free:
 	free(w);
+	free(g);
 	free(h);
 	return ret;
 }
@@ -400,11 +409,32 @@ static int run_estimates(struct est *e, unsigned jobs, bool progress)
 	return e->err;
 }
 
+/*
+ * Whether the allocation weighs each tensor by its sensitivities: when
+ * every lossy tensor has them (and its H), so that all distortions are in
+ * the one unit of the model's loss.  Otherwise the relative distortions,
+ * and a warning if some had sensitivities.
+ */
+static bool by_loss(const struct est *e)
+{
+	size_t with = 0, lossy = 0;
+
+	for (size_t i = 0; i < e->nt; i++) {
+		lossy += !e->t[i].lossless;
+		with += !e->t[i].lossless && e->t[i].have_g;
+	}
+	if (with && with < lossy)
+		nwc_warn("%s: sensitivities for %zu of the %zu lossy tensors only: rates allocated without them",
+			 nwc_calib_source(e->o->calib), with, lossy);
+	return with && with == lossy;
+}
+
 /* Choose the models of the tensors that are still lossy. */
 static int allocate(struct est *e, struct nwc_rate_models *ms)
 {
 	size_t nt = 0, nm = e->nm;
 	double *bits, *dist, *fixed, sum = 0, w = 0;
+	const bool sens = by_loss(e);
 	uint64_t *weights;
 	unsigned *pick;
 	int ret = -ENOMEM;
@@ -421,6 +451,9 @@ static int allocate(struct est *e, struct nwc_rate_models *ms)
 			continue;
 		memcpy(bits + nt * nm, e->bits + i * nm, nm * sizeof(*bits));
 		memcpy(dist + nt * nm, e->dist + i * nm, nm * sizeof(*dist));
+		if (sens)
+			nwc_lossy_weigh((unsigned)nm, e->loss + i * nm,
+					dist + nt * nm);
 		fixed[nt] = e->t[i].fixed_bits;
 		weights[nt] = (uint64_t)e->t[i].m * e->t[i].n;
 		nt++;
@@ -449,8 +482,9 @@ static int allocate(struct est *e, struct nwc_rate_models *ms)
 		nt++;
 	}
 	if (w > 0)
-		nwc_dbg("estimated average: %.3f bits/weight over %.0f weights (target %.3f)",
-			sum / w, w, e->o->bits);
+		nwc_dbg("estimated average: %.3f bits/weight over %.0f weights (target %.3f), allocated by %s",
+			sum / w, w, e->o->bits,
+			sens ? "sensitivity" : "relative distortion");
 out_free:
 	free(pick);
 	free(weights);
@@ -490,7 +524,7 @@ static int assign_ranks(struct nwc_rate_tensor *t, size_t nt)
  * estimate, from the rank that did. */
 static int share_estimates(struct est *e)
 {
-	size_t len = 2 * e->nm * sizeof(double) + 2;
+	size_t len = 3 * e->nm * sizeof(double) + 3;
 	uint8_t *buf;
 
 	if (nwc_group_size() == 1)
@@ -500,19 +534,21 @@ static int share_estimates(struct est *e)
 		return -ENOMEM;
 	for (size_t i = 0; i < e->nt; i++) {
 		struct nwc_rate_tensor *t = &e->t[i];
-		double *bits = e->bits + i * e->nm, *dist = e->dist + i * e->nm;
+		double *est[3] = { e->bits + i * e->nm, e->dist + i * e->nm,
+				   e->loss + i * e->nm };
+		size_t row = e->nm * sizeof(double);
 
-		memcpy(buf, bits, e->nm * sizeof(double));
-		memcpy(buf + e->nm * sizeof(double), dist,
-		       e->nm * sizeof(double));
-		buf[len - 2] = t->lossless;
-		buf[len - 1] = t->have_h;
+		for (unsigned k = 0; k < 3; k++)
+			memcpy(buf + k * row, est[k], row);
+		buf[len - 3] = t->lossless;
+		buf[len - 2] = t->have_h;
+		buf[len - 1] = t->have_g;
 		nwc_group_bcast(t->rank, buf, len);
-		memcpy(bits, buf, e->nm * sizeof(double));
-		memcpy(dist, buf + e->nm * sizeof(double),
-		       e->nm * sizeof(double));
-		t->lossless = buf[len - 2];
-		t->have_h = buf[len - 1];
+		for (unsigned k = 0; k < 3; k++)
+			memcpy(est[k], buf + k * row, row);
+		t->lossless = buf[len - 3];
+		t->have_h = buf[len - 2];
+		t->have_g = buf[len - 1];
 	}
 	free(buf);
 	return 0;
@@ -544,7 +580,8 @@ int nwc_rate_plan(struct nwc_rate_tensor *t, size_t nt,
 	e.models = malloc(ms->n * sizeof(*e.models));
 	e.bits = calloc(NWC_MAX(nt, 1) * ms->n, sizeof(*e.bits));
 	e.dist = calloc(NWC_MAX(nt, 1) * ms->n, sizeof(*e.dist));
-	if (!e.models || !e.bits || !e.dist)
+	e.loss = calloc(NWC_MAX(nt, 1) * ms->n, sizeof(*e.loss));
+	if (!e.models || !e.bits || !e.dist || !e.loss)
 		goto out_free;
 	for (unsigned k = 0; k < ms->n; k++)
 		e.models[k] = ms->m[k].model;
@@ -564,6 +601,7 @@ int nwc_rate_plan(struct nwc_rate_tensor *t, size_t nt,
 			ms->m[k].index = (uint16_t)ms->n_used++;
 	}
 out_free:
+	free(e.loss);
 	free(e.dist);
 	free(e.bits);
 	free(e.models);

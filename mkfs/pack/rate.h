@@ -35,6 +35,7 @@ struct nwc_rate_tensor {
 	/* Set by nwc_rate_plan(). */
 	bool lossless;		/* cannot be coded: store it losslessly */
 	bool have_h;		/* calibration statistics exist for it */
+	bool have_g;		/* and sensitivities (calib.h) */
 	unsigned model;		/* index into the models */
 	unsigned rank;		/* the rank of the group that codes it */
 	uint8_t *level;		/* n column levels; on that rank only */

@@ -11,6 +11,7 @@
 #include <getopt.h>
 #include <libgen.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,13 +30,14 @@
 #define MAX_THREADS 256u
 
 
-enum { OPT_MAX_TOKENS = 256, OPT_CTX };
+enum { OPT_MAX_TOKENS = 256, OPT_CTX, OPT_SENS };
 
 enum cmd { CMD_EVAL, CMD_CALIB };
 
 struct opts {
 	enum cmd cmd;
 	const char *model, *tokens, *output;
+	uint64_t sens_tokens;	/* calib --sensitivity */
 	struct nwc_llama_opts run;
 	bool quiet;
 };
@@ -53,8 +55,13 @@ static void usage(FILE *f)
 "  eval     print perplexity, mean negative log-likelihood and token count\n"
 "  calib    write the input second-moment matrix of every linear layer to\n"
 "           STATS.safetensors (one F32 tensor \"<weight>.H\" per weight)\n"
+"           and with --sensitivity the sensitivity of each output row\n"
+"           (\"<weight>.G\", one F32 per row)\n"
 "\n"
 "  -o, --output=FILE      the statistics file of calib\n"
+"      --sensitivity=N    calib: also the mean square loss gradient of\n"
+"                         every output of every linear layer, from a\n"
+"                         backward pass over the first N tokens\n"
 "  -j, --threads=N        threads (default: online CPUs)\n"
 "      --max-tokens=N     use only the first N tokens of the file\n"
 "      --ctx=N            window length: longer sequences are cut\n"
@@ -89,6 +96,13 @@ static int stats_header(const struct nwc_calib *c, char **out, size_t *len)
 		nwc_calib_entry(c, i, &nl, &n);
 		hcap += nl + 128;
 	}
+	for (size_t i = 0; i < nwc_calib_sens_count(c); i++) {
+		size_t nl;
+		uint32_t n;
+
+		nwc_calib_sens_entry(c, i, &nl, &n);
+		hcap += nl + 128;
+	}
 	hdr = malloc(hcap);
 	if (!hdr)
 		return -ENOMEM;
@@ -105,6 +119,18 @@ static int stats_header(const struct nwc_calib *c, char **out, size_t *len)
 			",\"%.*s.H\":{\"dtype\":\"F32\",\"shape\":[%" PRIu32
 			",%" PRIu32 "],\"data_offsets\":[%zu,%zu]}",
 			(int)nl, name, n, n, data, data + bytes);
+		data += bytes;
+	}
+	for (size_t i = 0; i < nwc_calib_sens_count(c); i++) {
+		size_t nl, bytes;
+		uint32_t n;
+		const char *name = nwc_calib_sens_entry(c, i, &nl, &n);
+
+		bytes = (size_t)n * sizeof(float);
+		hlen += (size_t)snprintf(hdr + hlen, hcap - hlen,
+			",\"%.*s.G\":{\"dtype\":\"F32\",\"shape\":[%" PRIu32
+			"],\"data_offsets\":[%zu,%zu]}",
+			(int)nl, name, n, data, data + bytes);
 		data += bytes;
 	}
 	hdr[hlen++] = '}';
@@ -149,6 +175,23 @@ static int stats_write(const struct nwc_calib *c, int fd)
 		pos += nn * sizeof(float);
 		free(h);
 	}
+	for (size_t i = 0; !ret && i < nwc_calib_sens_count(c); i++) {
+		size_t nl;
+		uint32_t n;
+		const char *name = nwc_calib_sens_entry(c, i, &nl, &n);
+		char key[NAME_MAX + 1];
+		float *g;
+
+		snprintf(key, sizeof(key), "%.*s", (int)nl, name);
+		ret = nwc_calib_get_sens(c, key, n, &g);
+		if (ret)
+			break;
+		for (uint32_t k = 0; k < n; k++)
+			nwc_put_lef32((uint8_t *)&g[k], g[k]);
+		ret = nwc_pwrite_full(fd, g, (size_t)n * sizeof(float), pos);
+		pos += (size_t)n * sizeof(float);
+		free(g);
+	}
 	return ret;
 }
 
@@ -161,6 +204,7 @@ static int do_calib(const struct opts *o)
 		.threads = o->run.threads ? o->run.threads : 1,
 		.progress = !o->quiet && isatty(STDERR_FILENO),
 		.lines = !o->quiet && !isatty(STDERR_FILENO),
+		.sens_tokens = o->sens_tokens,
 	};
 	struct nwc_calib *c = NULL;
 	int fd = -1, ret;
@@ -194,6 +238,9 @@ static int do_calib(const struct opts *o)
 	} else if (!o->quiet) {
 		printf("%s: H of %zu weights from %" PRIu64 " tokens\n",
 		       o->output, nwc_calib_count(c), nwc_calib_tokens(c));
+		if (o->sens_tokens)
+			printf("%s: sensitivities of %zu weights\n", o->output,
+			       nwc_calib_sens_count(c));
 	}
 	free(tmp);
 	free(dir);
@@ -276,6 +323,7 @@ int main(int argc, char **argv)
 		{ "threads", required_argument, NULL, 'j' },
 		{ "max-tokens", required_argument, NULL, OPT_MAX_TOKENS },
 		{ "ctx", required_argument, NULL, OPT_CTX },
+		{ "sensitivity", required_argument, NULL, OPT_SENS },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
@@ -317,6 +365,10 @@ int main(int argc, char **argv)
 		case OPT_CTX:
 			bad |= nwc_parse_uint(optarg, 2, 1u << 20, &o.run.ctx);
 			break;
+		case OPT_SENS:
+			bad |= parse_u64(optarg, &o.sens_tokens);
+			bad |= !o.sens_tokens;
+			break;
 		case 'q':
 			o.quiet = true;
 			break;
@@ -342,6 +394,10 @@ int main(int argc, char **argv)
 	}
 	if (argc - optind != 2) {
 		nwc_err("expected MODEL_DIR and TOKENS.u16 (see --help)");
+		return NWC_EXIT_USAGE;
+	}
+	if (o.sens_tokens && o.cmd != CMD_CALIB) {
+		nwc_err("--sensitivity is an option of calib only");
 		return NWC_EXIT_USAGE;
 	}
 	if ((o.cmd == CMD_CALIB) != !!o.output) {
