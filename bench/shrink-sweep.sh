@@ -8,8 +8,9 @@
 # quality-smollm2 leaves in bench/cache/smollm2.  Prints one line per
 # point.  Environment: BITS (default 4), SHRINKS (default "0 0.1 0.3
 # 0.5"), DAMPS (mkfs.nwc --calib-damp; default 0.01, the codec's),
-# PROMOTES (mkfs.nwc --calib-promote; default 0.111), EVAL_TOKENS
-# (default 4096).
+# PROMOTES (mkfs.nwc --calib-promote; default 0.111), SENS (tokens of the
+# sensitivity pass, nwc calib --sensitivity; default 4096, mkfs.nwc's; 0:
+# none), EVAL_TOKENS (default 4096).
 [ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"
 set -u
 
@@ -26,7 +27,9 @@ for e in heldout ood; do
 		awk -v e=$e '/perplexity/ { printf " %s=%s", e, $2 }'
 done >"$W/ppl0"
 echo "original$(cat "$W/ppl0") | $N tokens each"
-"$NWC" calib -q -j2 --max-tokens 65536 "$D/model" "$D/calib.u16" \
+SENS=${SENS:-4096}
+[ "$SENS" = 0 ] && sens= || sens="--sensitivity $SENS"
+"$NWC" calib -q -j2 --max-tokens 65536 $sens "$D/model" "$D/calib.u16" \
 	-o "$W/stats.safetensors" || t_fail "nwc calib failed"
 for bits in ${BITS:-4}; do
 	for a in ${SHRINKS:-0 0.1 0.3 0.5}; do
@@ -44,7 +47,7 @@ for bits in ${BITS:-4}; do
 			"$NWC" eval -q -j2 --max-tokens "$N" "$W/x" "$D/$e.u16" |
 				awk -v e=$e '/perplexity/ { printf " %s=%s", e, $2 }'
 		done >"$W/ppl"
-		echo "bits=$bits shrink=$a damp=$d promote=$pr$(cat "$W/ppl") | $line"
+		echo "bits=$bits shrink=$a damp=$d promote=$pr sens=$SENS$(cat "$W/ppl") | $line"
 		rm -rf "$W/x" "$W/i.nwc"
 	done
 	done

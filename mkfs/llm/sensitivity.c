@@ -652,9 +652,13 @@ int nwc_llama_sensitivity(const char *dir, const uint32_t *tok, size_t n,
 		struct layer ly = { 0 };
 
 		ret = llm_load_layer(S.m, l, &ly);
-		if (!ret)
+		if (!ret) {
 			ret = nwc_pwrite_full(spill_fd, S.act, stride,
 					      (off_t)(l * stride));
+			if (ret)
+				nwc_err("cannot write the layer inputs of the sensitivity pass: %s",
+					nwc_strerror(ret));
+		}
 		S.ly = &ly;
 		S.pass = PASS_FORWARD;
 		if (!ret)
@@ -672,11 +676,15 @@ int nwc_llama_sensitivity(const char *dir, const uint32_t *tok, size_t n,
 		struct layer ly = { 0 };
 
 		ret = llm_load_layer(S.m, l, &ly);
-		if (!ret)
+		if (!ret) {
 			ret = nwc_pread_full(spill_fd, S.act, stride,
 					     (off_t)(l * stride));
-		if (ret == -NWC_ECORRUPT)
-			ret = -EIO;
+			if (ret == -NWC_ECORRUPT)
+				ret = -EIO;
+			if (ret)
+				nwc_err("cannot read back the layer inputs of the sensitivity pass: %s",
+					nwc_strerror(ret));
+		}
 		S.ly = &ly;
 		S.pass = PASS_BACKWARD;
 		if (!ret)
