@@ -114,6 +114,26 @@ void llm_softmax(float *s, uint32_t n)
 		s[j] *= inv;
 }
 
+void llm_attn_probs(const struct run *r, const float *q, const float *k,
+		    uint32_t i0, uint32_t i1, uint32_t k0, float *s)
+{
+	const struct nwc_llama *m = r->m;
+	const uint32_t d = m->cfg.head_dim, win = m->cfg.sliding_window;
+	const uint32_t ld = m->qkv_out, nq = i1 - i0, nk = i1 - k0;
+
+	nwc_sgemm(false, true, (int)nq, (int)nk, (int)d,
+		  1.0f / sqrtf((float)d), q, (int)ld, k, (int)ld, 0.0f, s,
+		  (int)nk);
+	for (uint32_t i = i0; i < i1; i++) {
+		float *row = s + (size_t)(i - i0) * nk;
+		uint32_t lo = win && i + 1 > win ? i + 1 - win : 0;
+
+		memset(row, 0, (lo - k0) * sizeof(*row));
+		llm_softmax(row + (lo - k0), i + 1 - lo);
+		memset(row + (i + 1 - k0), 0, (i1 - i - 1) * sizeof(*row));
+	}
+}
+
 /*
  * Causal attention of every head over the qkv rows of a window, in blocks
  * of LLM_QROWS queries: scores against the keys the block can see, masked
@@ -126,7 +146,6 @@ void llm_attention(const struct run *r, const float *qkv, float *att,
 	const struct nwc_llama_config *c = &m->cfg;
 	const uint32_t d = c->head_dim, rep = c->heads / c->kv_heads;
 	const uint32_t win = c->sliding_window, ld = m->qkv_out;
-	const float scale = 1.0f / sqrtf((float)d);
 
 	for (uint32_t i0 = 0; i0 < L; i0 += LLM_QROWS) {
 		uint32_t i1 = NWC_MIN(L, i0 + LLM_QROWS), nq = i1 - i0;
@@ -139,19 +158,7 @@ void llm_attention(const struct run *r, const float *qkv, float *att,
 					 (h / rep) * d;
 			const float *v = k + m->kv_out;
 
-			nwc_sgemm(false, true, (int)nq, (int)nk, (int)d, scale,
-				  q, (int)ld, k, (int)ld, 0.0f, s,
-				  (int)nk);
-			for (uint32_t i = i0; i < i1; i++) {
-				float *row = s + (size_t)(i - i0) * nk;
-				uint32_t lo = win && i + 1 > win ?
-					      i + 1 - win : 0;
-
-				memset(row, 0, (lo - k0) * sizeof(*row));
-				llm_softmax(row + (lo - k0), i + 1 - lo);
-				memset(row + (i + 1 - k0), 0,
-				       (i1 - i - 1) * sizeof(*row));
-			}
+			llm_attn_probs(r, q, k, i0, i1, k0, s);
 			nwc_sgemm(false, false, (int)nq, (int)d, (int)nk, 1.0f,
 				  s, (int)nk, v, (int)ld, 0.0f,
 				  att + (size_t)i0 * m->q_out + h * d,

@@ -173,6 +173,11 @@ void llm_linear(float *y, const float *x, const float *w, const float *b,
 		uint32_t rows, uint32_t in, uint32_t out);
 void llm_rope(const struct run *r, float *v, uint32_t nheads, uint32_t pos);
 void llm_softmax(float *s, uint32_t n);
+/* The attention probabilities of queries i0..i1 of one head (rows of @q)
+ * over keys k0..i1 (rows of @k), masked (zero where a query cannot see a
+ * key), in @s as (i1 - i0, i1 - k0). */
+void llm_attn_probs(const struct run *r, const float *q, const float *k,
+		    uint32_t i0, uint32_t i1, uint32_t k0, float *s);
 void llm_attention(const struct run *r, const float *qkv, float *att,
 		   float *s, uint32_t L);
 

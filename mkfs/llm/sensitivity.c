@@ -254,18 +254,7 @@ static void attention_back(const struct sens *S, struct bscratch *b,
 			float *dk = b->dqkv + (size_t)k0 * ld + ko;
 			float *dv = dk + m->kv_out;
 
-			nwc_sgemm(false, true, (int)nq, (int)nk, (int)d, scale,
-				  q, (int)ld, k, (int)ld, 0.0f, b->s, (int)nk);
-			for (uint32_t i = i0; i < i1; i++) {
-				float *row = b->s + (size_t)(i - i0) * nk;
-				uint32_t lo = win && i + 1 > win ?
-					      i + 1 - win : 0;
-
-				memset(row, 0, (lo - k0) * sizeof(*row));
-				llm_softmax(row + (lo - k0), i + 1 - lo);
-				memset(row + (i + 1 - k0), 0,
-				       (i1 - i - 1) * sizeof(*row));
-			}
+			llm_attn_probs(&S->r, q, k, i0, i1, k0, b->s);
 			/* dP = dA V^T; dV += P^T dA */
 			nwc_sgemm(false, true, (int)nq, (int)nk, (int)d, 1.0f,
 				  da, (int)m->q_out, v, (int)ld, 0.0f, b->dp,
