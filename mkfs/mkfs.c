@@ -55,7 +55,7 @@ enum {
 	OPT_LOSSLESS = 256, OPT_PROGRESS, OPT_NO_PROGRESS, OPT_BITS, OPT_KEEP,
 	OPT_MODELS, OPT_CALIB, OPT_CALIB_TOKENS, OPT_CALIB_STATS, OPT_QUANT,
 	OPT_CALIB_MODE, OPT_EXCLUDE, OPT_NO_DEREFERENCE, OPT_CALIB_SHRINK,
-	OPT_CALIB_DAMP, OPT_CALIB_PROMOTE, OPT_CALIB_SENS,
+	OPT_CALIB_DAMP, OPT_CALIB_PROMOTE, OPT_CALIB_SENS, OPT_CALIB_SENS_POWER,
 };
 
 #define MAX_EXCLUDES 64u
@@ -88,6 +88,7 @@ struct lossy_args {
 	bool calib_tokens_set;
 	unsigned sens_tokens;	/* --calib-sens */
 	bool sens_set;
+	bool sens_power_set;	/* --calib-sens-power (in pl.sens_power) */
 	bool sequential;	/* --calib-mode=sequential */
 	bool calib_mode_set;
 	double shrink;		/* --calib-shrink */
@@ -120,6 +121,9 @@ static void usage(FILE *f)
 "                          each output's effect on the loss, to spend the\n"
 "                          bits where they lower it most (default 4096;\n"
 "                          0: by relative error alone)\n"
+"      --calib-sens-power=P\n"
+"                          weigh each tensor's error by its sensitivity to\n"
+"                          the power P, 0..2 (default 0.5)\n"
 "      --calib-mode=MODE   one-pass: statistics of the original model\n"
 "                          (default); sequential: each layer's statistics\n"
 "                          on the outputs of the layers coded before it\n"
@@ -156,7 +160,7 @@ static void usage(FILE *f)
 
 /* A bit rate from 1 to 16; 0 or -EINVAL. */
 /* A decimal number in [@lo, @hi] (--bits, --calib-shrink, --calib-damp,
- * --calib-promote). */
+ * --calib-promote, --calib-sens-power). */
 static int parse_real(const char *s, double lo, double hi, double *out)
 {
 	char *end;
@@ -236,6 +240,10 @@ static int check_lossy_args(struct lossy_args *la)
 	}
 	if (la->sens_set && !la->calib) {
 		nwc_err("--calib-sens needs --calib");
+		return -EINVAL;
+	}
+	if (la->sens_power_set && !la->calib && !la->calib_stats) {
+		nwc_err("--calib-sens-power needs --calib or --calib-stats");
 		return -EINVAL;
 	}
 	if (la->calib_mode_set && !la->calib) {
@@ -445,7 +453,8 @@ static char *info_text(const struct lossy_args *la,
 		if (la->pl.damp > 0)
 			fprintf(f, " --calib-damp=%g", la->pl.damp);
 		if (la->calib || la->calib_stats)
-			fprintf(f, " --calib-promote=%g", la->pl.promote);
+			fprintf(f, " --calib-promote=%g --calib-sens-power=%g",
+				la->pl.promote, la->pl.sens_power);
 	}
 	for (size_t i = 0; i < wo->n_exclude; i++)
 		put_arg(f, "--exclude=", wo->exclude[i],
@@ -497,6 +506,8 @@ static int mkfs_main(int argc, char **argv)
 		{ "calib-damp", required_argument, NULL, OPT_CALIB_DAMP },
 		{ "calib-promote", required_argument, NULL, OPT_CALIB_PROMOTE },
 		{ "calib-sens", required_argument, NULL, OPT_CALIB_SENS },
+		{ "calib-sens-power", required_argument, NULL,
+		  OPT_CALIB_SENS_POWER },
 		{ "exclude", required_argument, NULL, OPT_EXCLUDE },
 		{ "no-dereference", no_argument, NULL, OPT_NO_DEREFERENCE },
 		{ "block-size", required_argument, NULL, 'b' },
@@ -522,6 +533,7 @@ static int mkfs_main(int argc, char **argv)
 			.bits = DEFAULT_BITS,
 			.quant = NWC_QUANT_TCQ,
 			.promote = NWC_LOSSY_PROMOTE,
+			.sens_power = NWC_LOSSY_SENS_POWER,
 		},
 		.calib_tokens = DEFAULT_CALIB_TOKENS,
 		.sens_tokens = DEFAULT_CALIB_SENS,
@@ -588,6 +600,15 @@ static int mkfs_main(int argc, char **argv)
 			if (nwc_parse_uint(optarg, 2, UINT32_MAX,
 					   &la.calib_tokens)) {
 				nwc_err("--calib-tokens: '%s' is not a number of at least 2",
+					optarg);
+				return NWC_EXIT_USAGE;
+			}
+			break;
+		case OPT_CALIB_SENS_POWER:
+			la.any = true;
+			la.sens_power_set = true;
+			if (parse_real(optarg, 0, 2, &la.pl.sens_power)) {
+				nwc_err("--calib-sens-power: '%s' is not a number from 0 to 2",
 					optarg);
 				return NWC_EXIT_USAGE;
 			}

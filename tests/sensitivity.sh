@@ -77,15 +77,37 @@ grep -q 'allocated by relative distortion' "$W/mk" ||
 	t_fail "fsck.nwc -x failed"
 cmp -s "$W/xp/model.safetensors" "$W/xs/model.safetensors" &&
 	t_fail "--calib-sens changed no weight"
+# Power 0 weighs nothing: the weights of no sensitivities; the image
+# records the power.
+"$MKFS" -q -j2 $MK --calib-sens 300 --calib-sens-power 0 "$W/g" \
+	"$W/p0.nwc" || t_fail "mkfs.nwc --calib-sens-power 0 failed"
+"$FSCK" -q -x "$W/x0" "$W/p0.nwc" || t_fail "fsck.nwc -x failed"
+cmp -s "$W/xp/model.safetensors" "$W/x0/model.safetensors" ||
+	t_fail "--calib-sens-power 0 is not the allocation without them"
+"$NWC" info "$W/p0.nwc" | grep -q -- "--calib-sens-power=0 " ||
+	t_fail "the image does not record --calib-sens-power"
+"$NWC" info "$W/s1.nwc" | grep -q -- "--calib-sens=300 .*--calib-sens-power=0.5 " ||
+	t_fail "the image does not record --calib-sens and its power"
 "$FSCK" -q "$W/s1.nwc" || t_fail "fsck.nwc of the --calib-sens image"
 rc=0
 "$MKFS" -q --models "$S/codec/models" --calib-sens 10 "$W/g" "$W/x.nwc" \
 	>"$W/out" 2>&1 || rc=$?
 [ $rc = 1 ] && grep -q -- '--calib-sens needs --calib' "$W/out" ||
 	t_fail "--calib-sens without --calib: exit $rc: $(cat "$W/out")"
+# bad OPTION PATTERN: mkfs.nwc refuses OPTION with a message matching it.
+bad() {
+	rc=0
+	"$MKFS" -q $MK $1 "$W/g" "$W/x.nwc" >"$W/out" 2>&1 || rc=$?
+	[ $rc = 1 ] && grep -q -- "$2" "$W/out" ||
+		t_fail "$1: exit $rc: $(cat "$W/out")"
+}
+bad "--calib-sens x" "'x' is not a number of tokens"
+bad "--calib-sens-power 3" "'3' is not a number from 0 to 2"
+bad "--calib-sens-power -1" "'-1' is not a number from 0 to 2"
 rc=0
-"$MKFS" -q $MK --calib-sens x "$W/g" "$W/x.nwc" >"$W/out" 2>&1 || rc=$?
-[ $rc = 1 ] && grep -q "'x' is not a number of tokens" "$W/out" ||
-	t_fail "--calib-sens x: exit $rc: $(cat "$W/out")"
+"$MKFS" -q --models "$S/codec/models" --calib-sens-power 1 "$W/g" \
+	"$W/x.nwc" >"$W/out" 2>&1 || rc=$?
+[ $rc = 1 ] && grep -q -- '--calib-sens-power needs --calib' "$W/out" ||
+	t_fail "--calib-sens-power without --calib: exit $rc: $(cat "$W/out")"
 [ -e "$W/x.nwc" ] && t_fail "a refused run left its image"
 exit 0

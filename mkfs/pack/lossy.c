@@ -161,7 +161,8 @@ out_free:
 	return ret;
 }
 
-void nwc_lossy_weigh(unsigned int nm, const double *loss, double *dist)
+void nwc_lossy_weigh(unsigned int nm, const double *loss, double power,
+		     double *dist)
 {
 	double sl = 0, sd = 0;
 
@@ -172,7 +173,7 @@ void nwc_lossy_weigh(unsigned int nm, const double *loss, double *dist)
 	if (!(sd > 0))
 		return;		/* no error at any rate: nothing to weigh */
 	for (unsigned int k = 0; k < nm; k++)
-		dist[k] *= pow(sl / sd, NWC_LOSSY_SENS_POWER);
+		dist[k] *= pow(sl / sd, power);
 }
 
 /* Free tensors' choices for slope @mu; returns their total bits. */

@@ -88,16 +88,18 @@ int nwc_lossy_estimate(struct nwc_model *const *models, unsigned int nm,
 
 /*
  * nwc_lossy_weigh() - multiply a tensor's @nm relative distortions @dist
- * by its sensitivity s to the power NWC_LOSSY_SENS_POWER, where s = sum
- * of its loss estimates / sum of @dist (nwc_lossy_estimate()): the loss
- * increase a unit of relative distortion causes.  The full power (the
- * loss estimates themselves) trusts a second-order estimate from a few
- * thousand tokens too far: on SmolLM2-135M at 4 bits it moved most bits
- * to the first layers and lost to the unweighted allocation, while the
- * square root beat both (README, Quality).
+ * by its sensitivity s to the @power (NWC_LOSSY_SENS_POWER by default,
+ * mkfs.nwc --calib-sens-power), where s = sum of its loss estimates / sum
+ * of @dist (nwc_lossy_estimate()): the loss increase a unit of relative
+ * distortion causes.  Power 1 (the loss estimates themselves) trusts a
+ * second-order estimate from a few thousand tokens too far: on
+ * SmolLM2-135M at 4 bits it moved most bits to the first layers and lost
+ * to the unweighted allocation (power 0), while 0.5 beat both (README,
+ * Lossy images).
  */
 #define NWC_LOSSY_SENS_POWER 0.5
-void nwc_lossy_weigh(unsigned int nm, const double *loss, double *dist);
+void nwc_lossy_weigh(unsigned int nm, const double *loss, double power,
+		     double *dist);
 
 /*
  * nwc_lossy_allocate() - choose model pick[t] for each of @nt tensors.

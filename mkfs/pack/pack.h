@@ -28,6 +28,7 @@ struct nwc_pack_lossy {
 	const struct nwc_calib *calib;	/* or NULL: no LDLQ, levels 0 */
 	double damp;			/* LDLQ damping; 0: the codec's */
 	double promote;			/* share of columns at level 1 */
+	double sens_power;		/* nwc_lossy_weigh()'s power */
 	double calib_seconds;		/* what computing @calib took */
 	/* Sequential calibration: @calib's model run, run again after the
 	 * plan with each layer coded as it is reached; NULL: one pass. */

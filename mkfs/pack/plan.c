@@ -300,6 +300,7 @@ int pack_plan_lossy(struct pipe *p, uint32_t n_files,
 		.quant = lo->quant,
 		.calib = lo->calib,
 		.promote = lo->promote,
+		.sens_power = lo->sens_power,
 		.jobs = p->opts->jobs,
 		.progress = p->opts->progress,
 	};

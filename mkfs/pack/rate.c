@@ -453,7 +453,7 @@ static int allocate(struct est *e, struct nwc_rate_models *ms)
 		memcpy(dist + nt * nm, e->dist + i * nm, nm * sizeof(*dist));
 		if (sens)
 			nwc_lossy_weigh((unsigned)nm, e->loss + i * nm,
-					dist + nt * nm);
+					e->o->sens_power, dist + nt * nm);
 		fixed[nt] = e->t[i].fixed_bits;
 		weights[nt] = (uint64_t)e->t[i].m * e->t[i].n;
 		nt++;
