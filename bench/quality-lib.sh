@@ -4,11 +4,7 @@
 # that interpolates a baseline at an NWC point's bits.  Sourced after
 # tests/lib.sh (MKFS, FSCK, W) with PROG, MODELS and W set.
 
-note() { echo "== $*" >&2; }
-die() { echo "$PROG: $*" >&2; exit 1; }
-calc() { awk "BEGIN { printf \"$1\", ($2) }"; }
-kv() { sed -n "s/.*\\b$1=\\([^ ]*\\).*/\\1/p" <<<"$2"; }
-fsize() { stat -c %s "$1"; }
+. "$top_srcdir/bench/lib.sh"
 
 # nwc_image IMG DIR [MKFS_OPTION...]: mkfs.nwc DIR into IMG with the codec
 # models of $MODELS.  Sets NWC_BPW (the stored bytes of the tensors that

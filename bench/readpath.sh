@@ -22,6 +22,7 @@
 set -u
 
 . "${top_srcdir:-.}/tests/lib.sh"
+. "${top_srcdir:-.}/bench/lib.sh"
 
 RB=$B/bench/readbench
 CACHE=$B/bench/cache
@@ -31,12 +32,6 @@ SIZE=${NWC_READ_SIZE:-100m}
 ROUNDS=${NWC_READ_ROUNDS:-5}
 READERS=4
 RAND_COUNT=2000
-
-note() { echo "== $*" >&2; }
-die() { echo "bench: $*" >&2; exit 1; }
-calc() { awk "BEGIN { printf \"$1\", ($2) }"; }
-kv() { sed -n "s/.*\\b$1=\\([^ ]*\\).*/\\1/p" <<<"$2"; }
-fsize() { stat -c %s "$1"; }
 
 for p in "$MKFS" "$NWCFS" "$RB" "$GEN"; do
 	[ -x "$p" ] || die "$p is not built; run make all bench/readbench tests/gen_model"

@@ -16,6 +16,7 @@
 set -u
 
 . "${top_srcdir:-.}/tests/lib.sh"
+. "${top_srcdir:-.}/bench/lib.sh"
 
 RB=$B/bench/readbench
 CACHE=$B/bench/cache
@@ -29,18 +30,11 @@ SMALL_CACHE=256K		# one default block: nearly every read misses
 SIZE_ROWS=() MKFS_ROWS=() SEQ_ROWS=() RAND_ROWS=() SUM_ROWS=() NOTES=()
 KEY_ROWS=()
 
-note() { echo "== $*" >&2; }
-die() { echo "bench: $*" >&2; exit 1; }
-
-# Arithmetic on decimals, through awk: calc FORMAT EXPR.
-calc() { awk "BEGIN { printf \"$1\", ($2) }"; }
 mb() { calc '%.2f' "$1 / 1e6"; }
 pct() { calc '%.1f%%' "100 * $1 / $2"; }
 now() { echo "$EPOCHREALTIME"; }
 since() { calc '%.6f' "$(now) - $1"; }
-fsize() { stat -c %s "$1"; }
 sum_sizes() { local s=0 f; for f; do s=$((s + $(fsize "$f"))); done; echo $s; }
-kv() { sed -n "s/.*\\b$1=\\([^ ]*\\).*/\\1/p" <<<"$2"; }
 
 # Can we drop the kernel page cache?  Root in a container often cannot.
 DROP=no
