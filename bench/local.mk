@@ -9,7 +9,7 @@ CLEANFILES += bench/codecbench
 bench_readbench_SOURCES = bench/readbench.c
 bench_readbench_LDADD = $(LIBS)
 CLEANFILES += bench/readbench
-EXTRA_DIST += bench/lib.sh bench/run.sh bench/readpath.sh bench/get-minilm.py bench/context-gain.py \
+EXTRA_DIST += bench/bench-lib.sh bench/run.sh bench/readpath.sh bench/get-minilm.py bench/context-gain.py \
 	bench/scale.sh bench/get-smollm2.py
 
 bench: all bench/readbench bench/codecbench tests/gen_model

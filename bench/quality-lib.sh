@@ -4,7 +4,7 @@
 # that interpolates a baseline at an NWC point's bits.  Sourced after
 # tests/lib.sh (MKFS, FSCK, W) with PROG, MODELS and W set.
 
-. "$top_srcdir/bench/lib.sh"
+. "$top_srcdir/bench/bench-lib.sh"
 
 # nwc_image IMG DIR [MKFS_OPTION...]: mkfs.nwc DIR into IMG with the codec
 # models of $MODELS.  Sets NWC_BPW (the stored bytes of the tensors that

@@ -22,7 +22,7 @@
 set -u
 
 . "${top_srcdir:-.}/tests/lib.sh"
-. "${top_srcdir:-.}/bench/lib.sh"
+. "${top_srcdir:-.}/bench/bench-lib.sh"
 
 RB=$B/bench/readbench
 CACHE=$B/bench/cache

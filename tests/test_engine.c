@@ -455,7 +455,10 @@ static void test_sequential(void)
 	T_CHECK(s.prefetched > 0);
 	T_CHECK(s.misses > 0);
 	T_CHECK(s.hits > 0);
-	T_CHECK(s.evictions > 0);
+	/* Blocks leave the budget: evicted, or dropped once served whole;
+	 * which of the two depends on how far prefetch runs ahead, so on
+	 * the machine's load. */
+	T_CHECK(s.evictions + s.used_up > 0);
 	T_EQ(s.fill_errors, 0);
 	nwc_engine_close(eng);
 	free(buf);

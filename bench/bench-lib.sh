@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-# lib.sh - the one-line helpers every benchmark script uses, sourced after
+# bench-lib.sh - the one-line helpers every benchmark script uses, sourced after
 # tests/lib.sh.  $PROG names the script in die()'s message (default bench).
 
 note() { echo "== $*" >&2; }
