@@ -417,6 +417,8 @@ else
 			t_fail "--calib: not one line per layer: $(cat "$W/mk.out")"
 		grep -q "^sensitivity: 4096 tokens through $layers layers and back" \
 			"$W/mk.out" || t_fail "--calib: no sensitivity pass"
+		[ "$(grep -c "^sensitivity: step [0-9]*/$((2 * layers + 1)) (" "$W/mk.out")" = "$((2 * layers + 1))" ] ||
+			t_fail "--calib: not one line per step of the sensitivity pass: $(cat "$W/mk.out")"
 		grep -q '^lossy: calibrated on 4096 tokens in [0-9.]* s' "$W/mk.out" ||
 			t_fail "--calib: no calibration time in the summary"
 		ls -a "$W" | grep -q '^\.nwc-calib' &&

@@ -405,7 +405,8 @@ static int run_sensitivity(struct nwc_calib *c, const char *dir,
 						     NWC_MAX(co->threads, 1)) /
 				(1u << 30),
 			(double)n * cfg.hidden * 4 * cfg.layers / (1u << 30));
-		rp.stages = 2 * cfg.layers + 1;
+		rp.stages = 2 * cfg.layers + 1;	/* forward, head, back */
+		rp.stage = "step";
 		o.progress = nwc_token_progress;
 		o.progress_arg = &rp;
 	}

@@ -77,8 +77,8 @@ void nwc_token_progress(void *arg, uint64_t done, uint64_t total)
 		return;
 	p->last = t;
 	if (stages > 1)
-		snprintf(what, sizeof(what), "layer %" PRIu64 "/%" PRIu32,
-			 NWC_MIN((done + per - 1) / per, (uint64_t)stages),
+		snprintf(what, sizeof(what), "%s %" PRIu64 "/%" PRIu32,
+			 p->stage ? p->stage : "layer", NWC_MIN((done + per - 1) / per, (uint64_t)stages),
 			 stages);
 	else
 		snprintf(what, sizeof(what), "%" PRIu64 "/%" PRIu64 " tokens",

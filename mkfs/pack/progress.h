@@ -34,8 +34,9 @@ void nwc_progress_finish(struct nwc_progress *p);
  * tokens (P%), R tokens/s, ETA m:ss", redrawn at most ten times a second,
  * the line ended at the last token.  A run in @stages stages (a layer by
  * layer calibration: total = tokens x stages) names the stage instead:
- * "WHAT: layer k/L (P%), R tokens/s, ETA m:ss".  With @lines it prints
- * nothing but one such line as each stage ends (for logs, not terminals).
+ * "WHAT: layer k/L (P%), R tokens/s, ETA m:ss" (@stage for "layer").
+ * With @lines it prints nothing but one such line as each stage ends (for
+ * logs, not terminals).
  * The llama module serialises the calls.
  */
 struct nwc_token_progress {
@@ -43,6 +44,7 @@ struct nwc_token_progress {
 	double t0;		/* start, seconds (nwc_now) */
 	double last;		/* last redraw */
 	uint32_t stages;	/* 0 or 1: one pass over the tokens */
+	const char *stage;	/* what a stage is called; NULL: "layer" */
 	bool lines;		/* a line per finished stage, no redraws */
 };
 
