@@ -488,8 +488,23 @@ struct worker {
 	struct run *r;
 	struct scratch sc;
 	enum run_mode mode;
-	pthread_t tid;
 };
+
+void llm_workers(void *args, size_t size, unsigned n, void *(*fn)(void *))
+{
+	pthread_t *tid = n > 1 ? calloc(n, sizeof(*tid)) : NULL;
+	unsigned started = 1;
+
+	for (unsigned i = 1; tid && i < n; i++) {
+		if (pthread_create(&tid[i], NULL, fn, (char *)args + i * size))
+			break;
+		started++;
+	}
+	fn(args);
+	for (unsigned i = 1; i < started; i++)
+		pthread_join(tid[i], NULL);
+	free(tid);
+}
 
 static void *worker_main(void *arg)
 {
@@ -510,7 +525,6 @@ static void *worker_main(void *arg)
 int llm_run_threads(struct run *r, unsigned nthreads, enum run_mode mode)
 {
 	struct worker *w;
-	unsigned started = 1;
 	pthread_t mtid;
 	bool merger;
 
@@ -538,14 +552,7 @@ int llm_run_threads(struct run *r, unsigned nthreads, enum run_mode mode)
 		free(w);
 		return -EAGAIN;
 	}
-	for (unsigned i = 1; i < nthreads; i++) {
-		if (pthread_create(&w[i].tid, NULL, worker_main, &w[i]))
-			break;
-		started++;
-	}
-	worker_main(&w[0]);
-	for (unsigned i = 1; i < started; i++)
-		pthread_join(w[i].tid, NULL);
+	llm_workers(w, sizeof(*w), nthreads, worker_main);
 	if (merger)
 		pthread_join(mtid, NULL);
 	for (unsigned i = 0; i < nthreads; i++)

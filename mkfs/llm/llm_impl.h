@@ -181,6 +181,15 @@ void llm_attn_probs(const struct run *r, const float *q, const float *k,
 void llm_attention(const struct run *r, const float *qkv, float *att,
 		   float *s, uint32_t L);
 
+/*
+ * forward.c: llm_workers() runs @fn on each of the @n blocks of @size bytes
+ * at @args, block 0 on the calling thread and the others on new threads,
+ * and returns when all are done.  A thread that cannot be started leaves
+ * its block unrun: the workers take their work from a shared counter, so
+ * the others do its share.
+ */
+void llm_workers(void *args, size_t size, unsigned n, void *(*fn)(void *));
+
 /* forward.c: set up, run and free a run; threads for @units of work. */
 int llm_run_init(struct run *r, const struct nwc_llama *m,
 		 const uint32_t *tok, size_t n,

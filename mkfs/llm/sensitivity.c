@@ -394,7 +394,6 @@ struct bworker {
 	struct sens *S;
 	struct bscratch b;
 	double *sums;		/* (rows,) of the window at hand */
-	pthread_t tid;
 };
 
 /*
@@ -458,7 +457,6 @@ static void *bworker_main(void *arg)
 static int run_pass(struct sens *S, unsigned nthreads)
 {
 	struct bworker *w;
-	unsigned started = 1;
 
 	w = calloc(nthreads, sizeof(*w));
 	if (!w)
@@ -480,14 +478,7 @@ static int run_pass(struct sens *S, unsigned nthreads)
 	S->r.next = 0;
 	S->merged = 0;
 	memset(S->sums, 0, S->rows * sizeof(*S->sums));
-	for (unsigned i = 1; i < nthreads; i++) {
-		if (pthread_create(&w[i].tid, NULL, bworker_main, &w[i]))
-			break;
-		started++;
-	}
-	bworker_main(&w[0]);
-	for (unsigned i = 1; i < started; i++)
-		pthread_join(w[i].tid, NULL);
+	llm_workers(w, sizeof(*w), nthreads, bworker_main);
 	for (unsigned i = 0; i < nthreads; i++) {
 		bscratch_free(&w[i].b);
 		free(w[i].sums);
