@@ -242,6 +242,8 @@ static int check_lossy_args(struct lossy_args *la)
 		nwc_err("--calib-sens needs --calib");
 		return -EINVAL;
 	}
+	/* The backward pass runs on calibration tokens only. */
+	la->sens_tokens = NWC_MIN(la->sens_tokens, la->calib_tokens);
 	if (la->sens_power_set && !la->calib && !la->calib_stats) {
 		nwc_err("--calib-sens-power needs --calib or --calib-stats");
 		return -EINVAL;

@@ -94,6 +94,12 @@ rc=0
 	>"$W/out" 2>&1 || rc=$?
 [ $rc = 1 ] && grep -q -- '--calib-sens needs --calib' "$W/out" ||
 	t_fail "--calib-sens without --calib: exit $rc: $(cat "$W/out")"
+# The backward pass takes no more tokens than the calibration.
+"$MKFS" -q -j2 $MK --calib-tokens 200 "$W/g" "$W/t200.nwc" ||
+	t_fail "mkfs.nwc --calib-tokens 200 failed"
+"$NWC" info "$W/t200.nwc" | grep -q -- "--calib-tokens=200 .*--calib-sens=200 " ||
+	t_fail "--calib-sens is not capped by --calib-tokens: $("$NWC" info "$W/t200.nwc" | grep command)"
+
 # bad OPTION PATTERN: mkfs.nwc refuses OPTION with a message matching it.
 bad() {
 	rc=0
