@@ -39,7 +39,10 @@
 
 #define DEFAULT_BITS 5.0
 #define DEFAULT_CALIB_TOKENS 65536u
-#define DEFAULT_CALIB_SENS 4096u
+#define DEFAULT_CALIB_SENS 16384u
+/* Without --calib-sens, fewer tokens if their layer inputs (the backward
+ * pass's spill file) would pass this. */
+#define DEFAULT_SENS_SPILL (8ull << 30)
 /*
  * --calib-shrink: on SmolLM2-135M calibrated on 65,536 TinyStories tokens
  * and scored on 8,192 held-out ones and 8,192 of technical prose, 0.5
@@ -119,8 +122,9 @@ static void usage(FILE *f)
 "      --calib-tokens=N    use the first N tokens (default 65536)\n"
 "      --calib-sens=N      a backward pass over the first N tokens measures\n"
 "                          each output's effect on the loss, to spend the\n"
-"                          bits where they lower it most (default 4096;\n"
-"                          0: by relative error alone)\n"
+"                          bits where they lower it most (default 16384,\n"
+"                          fewer if their layer inputs pass 8 GiB, at most\n"
+"                          --calib-tokens; 0: by relative error alone)\n"
 "      --calib-sens-power=P\n"
 "                          weigh each tensor's error by its sensitivity to\n"
 "                          the power P, 0..2 (default 0.5)\n"
@@ -288,6 +292,22 @@ static int prepare_lossy(struct lossy_args *la, const char *model_dir,
 		       ret == -NWC_EFORMAT ? NWC_EXIT_DATA : NWC_EXIT_IO;
 	la->pl.models = models;
 	*calib = NULL;
+	if (la->calib && !la->sens_set && la->sens_tokens) {
+		struct nwc_llama_config cfg;
+
+		/* A config that does not read fails in the calibration. */
+		if (!nwc_llama_read_config(model_dir, &cfg)) {
+			uint64_t fit = DEFAULT_SENS_SPILL /
+				       (4ull * cfg.hidden * cfg.layers);
+
+			if (fit < la->sens_tokens) {
+				la->sens_tokens = (unsigned)NWC_MAX(fit, 1);
+				nwc_info("sensitivity pass on %u tokens, so that its file of layer inputs stays within %llu GiB (--calib-sens sets it)",
+					 la->sens_tokens,
+					 DEFAULT_SENS_SPILL >> 30);
+			}
+		}
+	}
 	if (la->calib) {
 		/* Statistics spill beside the image, where there is room. */
 		char *copy = strdup(image);
