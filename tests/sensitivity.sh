@@ -100,6 +100,41 @@ rc=0
 "$NWC" info "$W/t200.nwc" | grep -q -- "--calib-tokens=200 .*--calib-sens=200 " ||
 	t_fail "--calib-sens is not capped by --calib-tokens: $("$NWC" info "$W/t200.nwc" | grep command)"
 
+# Statistics files: sensitivities for some tensors only are set aside with
+# a warning; one of the wrong length or sign is refused, naming the file.
+"$NWC" calib -q -j2 --sensitivity 300 "$W/g" "$W/tok.u16" -o "$W/gs.st" ||
+	t_fail "nwc calib --sensitivity of the generated model failed"
+"$PY" - "$W/gs.st" "$W" <<'PYEOF2' || t_fail "cannot write the altered statistics"
+import sys
+import numpy as np
+from safetensors.numpy import load_file, save_file
+st, w = load_file(sys.argv[1]), sys.argv[2]
+gs = sorted(k for k in st if k.endswith(".G"))
+save_file({k: v for k, v in st.items() if k != gs[0]}, w + "/part.st")
+short = dict(st)
+short[gs[0]] = st[gs[0]][:-1].copy()
+save_file(short, w + "/short.st")
+neg = dict(st)
+neg[gs[0]] = -np.abs(st[gs[0]]) - 1
+save_file(neg, w + "/neg.st")
+PYEOF2
+MS="--models $S/codec/models --bits 4"
+"$MKFS" -q -v -j2 $MS --calib-stats "$W/gs.st" "$W/g" "$W/st.nwc" >"$W/mk" 2>&1 &&
+	grep -q 'allocated by sensitivity' "$W/mk" ||
+	t_fail "--calib-stats with sensitivities: $(cat "$W/mk")"
+"$MKFS" -v -j2 $MS --calib-stats "$W/part.st" "$W/g" "$W/part.nwc" >"$W/mk" 2>&1 &&
+	grep -q 'sensitivities for [0-9]* of the [0-9]* lossy tensors only' "$W/mk" &&
+	grep -q 'allocated by relative distortion' "$W/mk" ||
+	t_fail "--calib-stats with some sensitivities: $(cat "$W/mk")"
+for f in short neg; do
+	rc=0
+	"$MKFS" -q $MS --calib-stats "$W/$f.st" "$W/g" "$W/x.nwc" >"$W/out" 2>&1 ||
+		rc=$?
+	[ $rc = 3 ] && grep -q "$f.st: .*sensitivit" "$W/out" ||
+		t_fail "--calib-stats $f.st: exit $rc: $(cat "$W/out")"
+	[ -e "$W/x.nwc" ] && t_fail "a refused run left its image"
+done
+
 # bad OPTION PATTERN: mkfs.nwc refuses OPTION with a message matching it.
 bad() {
 	rc=0
