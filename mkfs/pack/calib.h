@@ -4,7 +4,9 @@
  * E[x x^T] of the input of every linear weight, either computed by running
  * a Llama-family model on a token file or read from the safetensors file
  * that `nwc calib` writes (one F32 tensor "<weight name>.H" of shape
- * [n, n] per weight).
+ * [n, n] per weight); and, where asked for, the sensitivity of every
+ * output row of each weight (a backward pass; "<weight name>.G", one F32
+ * per row).
  *
  *	nwc_calib_open_stats("stats.safetensors", &c);
  *	ret = nwc_calib_get(c, "model.layers.0.mlp.up_proj.weight", n, &h);
