@@ -206,6 +206,25 @@ int nwc_llama_calib(const struct nwc_llama *m, const uint32_t *tok, size_t n,
 	return ret;
 }
 
+void llm_embed_window(const struct run *r, const float *embed,
+		      const struct window *w)
+{
+	const uint32_t h = r->m->cfg.hidden;
+
+	for (uint32_t t = 0; t < w->len; t++)
+		memcpy(r->act + (w->row + t) * h,
+		       embed + (size_t)r->tok[w->off + t] * h,
+		       h * sizeof(float));
+}
+
+int llm_load_norm(struct nwc_llama *m)
+{
+	m->norm = llm_alloc_f32(m->cfg.hidden, 1);
+	if (!m->norm)
+		return -ENOMEM;
+	return llm_load_f32(m, "model.norm.weight", m->cfg.hidden, 0, m->norm);
+}
+
 /* The residual stream of every token at the start: its embedding row. */
 static int stream_embed(struct run *r, struct nwc_llama *m)
 {
@@ -224,23 +243,11 @@ static int stream_embed(struct run *r, struct nwc_llama *m)
 	for (size_t j = 0; !ret && j < r->nmine; j++) {
 		size_t b = llm_block_of(r, j);
 
-		for (size_t i = r->block[b]; i < r->block[b + 1]; i++) {
-			const struct window *w = &r->win[i];
-
-			for (uint32_t t = 0; t < w->len; t++)
-				memcpy(r->act + (w->row + t) * c->hidden,
-				       embed + (size_t)r->tok[w->off + t] *
-						       c->hidden,
-				       c->hidden * sizeof(float));
-		}
+		for (size_t i = r->block[b]; i < r->block[b + 1]; i++)
+			llm_embed_window(r, embed, &r->win[i]);
 	}
 	free(embed);
-	if (ret || c->tied)
-		return ret;
-	m->norm = llm_alloc_f32(c->hidden, 1);
-	if (!m->norm)
-		return -ENOMEM;
-	return llm_load_f32(m, "model.norm.weight", c->hidden, 0, m->norm);
+	return ret || c->tied ? ret : llm_load_norm(m);
 }
 
 /*

@@ -364,7 +364,7 @@ out_free:
 	return -ENOMEM;
 }
 
-static void report(struct run *r, uint64_t tokens)
+void llm_report(struct run *r, uint64_t tokens)
 {
 	r->done += tokens;
 	if (r->o->progress)
@@ -372,8 +372,7 @@ static void report(struct run *r, uint64_t tokens)
 			       r->work ? r->work : r->total);
 }
 
-/* Takes the next unit of work, or returns false when none is left. */
-static bool take(struct run *r, size_t limit, size_t *unit)
+bool llm_take(struct run *r, size_t limit, size_t *unit)
 {
 	pthread_mutex_lock(&r->lock);
 	*unit = r->next < limit ? r->next++ : limit;
@@ -385,19 +384,14 @@ static void eval_work(struct run *r, struct scratch *sc)
 {
 	size_t i;
 
-	while (take(r, r->nwin, &i)) {
+	while (llm_take(r, r->nwin, &i)) {
 		r->nll[i] = forward(r, sc, &r->win[i]);
 		pthread_mutex_lock(&r->lock);
-		report(r, r->win[i].len);
+		llm_report(r, r->win[i].len);
 		pthread_mutex_unlock(&r->lock);
 	}
 }
 
-/*
- * A block is summed alone from zero, then added to the total in block
- * order: the blocks do not depend on the thread count, so neither does
- * any rounding.
- */
 /*
  * A block is summed alone from zero, then added to the total in block
  * order: the blocks do not depend on the thread count, so neither does
@@ -409,9 +403,7 @@ static void eval_work(struct run *r, struct scratch *sc)
  * ranks, and always waits in a receive before the sender gets there, so
  * sends finish at once and the ranks keep computing.
  */
-/* Adds @acc, the sums of this rank's @j-th block, to the total in its
- * turn: here alone, or through the merger across ranks (lock held). */
-static void merge_block(struct run *r, size_t j, const double *acc)
+void llm_merge_block(struct run *r, size_t j, const double *acc)
 {
 	while (r->merged != j)
 		pthread_cond_wait(&r->merged_cv, &r->lock);
@@ -432,7 +424,7 @@ static void calib_work(struct run *r, struct scratch *sc, bool stream)
 {
 	size_t j;
 
-	while (take(r, r->nmine, &j)) {
+	while (llm_take(r, r->nmine, &j)) {
 		size_t b = llm_block_of(r, j);
 		uint64_t tokens = 0;
 
@@ -447,8 +439,8 @@ static void calib_work(struct run *r, struct scratch *sc, bool stream)
 		}
 		pthread_mutex_lock(&r->lock);
 		if (!r->no_stats)
-			merge_block(r, j, sc->acc);
-		report(r, tokens);
+			llm_merge_block(r, j, sc->acc);
+		llm_report(r, tokens);
 		pthread_mutex_unlock(&r->lock);
 	}
 }

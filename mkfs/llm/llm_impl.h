@@ -190,6 +190,25 @@ void llm_attention(const struct run *r, const float *qkv, float *att,
  */
 void llm_workers(void *args, size_t size, unsigned n, void *(*fn)(void *));
 
+/*
+ * forward.c, for the workers of a run: llm_take() takes the next unit of
+ * work below @limit (under the lock), or returns false when none is left;
+ * llm_report() counts @tokens done and calls the progress callback (lock
+ * held); llm_merge_block() adds @acc (acc_len doubles), the sums of this
+ * rank's unit @j, to r->sum once units 0 to j - 1 are added, so that the
+ * sums do not depend on the threads: here alone, or through the merger
+ * across ranks (lock held).
+ */
+bool llm_take(struct run *r, size_t limit, size_t *unit);
+void llm_report(struct run *r, uint64_t tokens);
+void llm_merge_block(struct run *r, size_t j, const double *acc);
+
+/* calibrate.c: the embedding rows of window @w's tokens into r->act, from
+ * @embed (vocab, hidden); m->norm, the final norm's weights, loaded. */
+void llm_embed_window(const struct run *r, const float *embed,
+		      const struct window *w);
+int llm_load_norm(struct nwc_llama *m);
+
 /* forward.c: set up, run and free a run; threads for @units of work. */
 int llm_run_init(struct run *r, const struct nwc_llama *m,
 		 const uint32_t *tok, size_t n,

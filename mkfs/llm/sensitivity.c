@@ -52,21 +52,19 @@ struct bscratch {
 	float *logits;		/* (LLM_LOGIT_ROWS, vocab) */
 };
 
+/*
+ * The run's r.act holds the stream (total, h), window after window, and
+ * r.sum (r.acc_len = rows) a layer's sums, windows added in order.
+ */
 struct sens {
 	struct run r;
 	struct nwc_llama *m;
 	const struct layer *ly;	/* the layer being run */
 	const float *head;	/* (vocab, h) lm_head or the tied embedding */
-	float *act;		/* (total, h) the stream, window after window */
 	float *grad;		/* (total, h) the loss gradient of the stream */
-	double *sums;		/* (rows,) this layer's, windows added in
-				 * order (under r.lock) */
-	size_t merged;		/* windows added to sums */
-	pthread_cond_t merged_cv;
 	size_t rows;		/* outputs of the layer's linear weights */
 	size_t off[LIN_N + 1];	/* where each weight's outputs start */
 	enum { PASS_FORWARD, PASS_HEAD, PASS_BACKWARD } pass;
-	int err;
 };
 
 static void bscratch_free(struct bscratch *b)
@@ -163,7 +161,7 @@ static void rope_back(const struct run *r, float *v, uint32_t nheads,
 	}
 }
 
-/* sums[off + j] += sum over the @rows rows of x[., j]^2. */
+/* sums[j] += sum over the @rows rows (@ld apart) of x[., j]^2. */
 static void add_squares(double *sums, const float *x, uint32_t rows,
 			uint32_t n, uint32_t ld)
 {
@@ -188,8 +186,9 @@ static void layer_forward(const struct sens *S, struct bscratch *b,
 	const float eps = (float)c->rms_eps;
 
 	llm_rmsnorm(b->xn, x, ly->attn_norm, L, h, eps);
-	llm_linear(b->pre, b->xn, ly->wqkv, ly->bqkv, L, h, m->qkv_out);
-	memcpy(b->qkv, b->pre, (size_t)L * m->qkv_out * sizeof(float));
+	llm_linear(b->qkv, b->xn, ly->wqkv, ly->bqkv, L, h, m->qkv_out);
+	if (ly->q_norm)		/* their backward reads the rows before them */
+		memcpy(b->pre, b->qkv, (size_t)L * m->qkv_out * sizeof(float));
 	for (uint32_t t = 0; t < L; t++) {
 		float *row = b->qkv + (size_t)t * m->qkv_out;
 
@@ -208,6 +207,8 @@ static void layer_forward(const struct sens *S, struct bscratch *b,
 		b->mid[i] += x[i];
 	llm_rmsnorm(b->xn, b->mid, ly->mlp_norm, L, h, eps);
 	llm_linear(b->gu, b->xn, ly->wgu, NULL, L, h, 2 * in);
+	if (!out)
+		return;		/* the backward pass starts from gu */
 	for (uint32_t t = 0; t < L; t++) {
 		const float *g = b->gu + (size_t)t * 2 * in, *u = g + in;
 		float *a = b->act + (size_t)t * in;
@@ -215,8 +216,6 @@ static void layer_forward(const struct sens *S, struct bscratch *b,
 		for (uint32_t j = 0; j < in; j++)
 			a[j] = g[j] / (1.0f + expf(-g[j])) * u[j];
 	}
-	if (!out)
-		return;
 	nwc_sgemm(false, true, (int)L, (int)h, (int)in, 1.0f, b->act, (int)in,
 		  ly->wdown, (int)in, 0.0f, out, (int)h);
 	for (size_t i = 0; i < (size_t)L * h; i++)
@@ -396,21 +395,6 @@ struct bworker {
 	double *sums;		/* (rows,) of the window at hand */
 };
 
-/*
- * Adds the sums of window @i to the layer's once every window before it
- * is added (lock held): the same additions in the same order whatever the
- * threads.  Windows are taken in order, so the ones before are in hand.
- */
-static void merge_window(struct sens *S, size_t i, const double *sums)
-{
-	while (S->merged != i)
-		pthread_cond_wait(&S->merged_cv, &S->r.lock);
-	for (size_t j = 0; j < S->rows; j++)
-		S->sums[j] += sums[j];
-	S->merged++;
-	pthread_cond_broadcast(&S->merged_cv);
-}
-
 static void *bworker_main(void *arg)
 {
 	struct bworker *w = arg;
@@ -418,18 +402,13 @@ static void *bworker_main(void *arg)
 	struct run *r = &S->r;
 	const uint32_t h = S->m->cfg.hidden;
 
-	for (;;) {
-		const struct window *win;
-		float *x, *g;
-		size_t i;
+	size_t i;
 
-		pthread_mutex_lock(&r->lock);
-		i = r->next < r->nwin ? r->next++ : r->nwin;
-		pthread_mutex_unlock(&r->lock);
-		if (i == r->nwin)
-			break;
-		win = &r->win[i];
-		x = S->act + win->row * h;
+	while (llm_take(r, r->nwin, &i)) {
+		const struct window *win = &r->win[i];
+		float *x, *g;
+
+		x = r->act + win->row * h;
 		g = S->grad + win->row * h;
 		if (S->pass == PASS_FORWARD) {
 			/* out in g, then back: the rows are the window's own */
@@ -443,11 +422,10 @@ static void *bworker_main(void *arg)
 			layer_backward(S, &w->b, x, g, win->len, w->sums);
 		}
 		pthread_mutex_lock(&r->lock);
+		/* windows are taken in order: those before are in hand */
 		if (S->pass == PASS_BACKWARD)
-			merge_window(S, i, w->sums);
-		r->done += win->len;
-		if (r->o->progress)
-			r->o->progress(r->o->progress_arg, r->done, r->work);
+			llm_merge_block(r, i, w->sums);
+		llm_report(r, win->len);
 		pthread_mutex_unlock(&r->lock);
 	}
 	return NULL;
@@ -476,8 +454,8 @@ static int run_pass(struct sens *S, unsigned nthreads)
 	}
 	nwc_gemm_init();
 	S->r.next = 0;
-	S->merged = 0;
-	memset(S->sums, 0, S->rows * sizeof(*S->sums));
+	S->r.merged = 0;
+	memset(S->r.sum, 0, S->rows * sizeof(*S->r.sum));
 	llm_workers(w, sizeof(*w), nthreads, bworker_main);
 	for (unsigned i = 0; i < nthreads; i++) {
 		bscratch_free(&w[i].b);
@@ -499,7 +477,7 @@ static int emit(struct sens *S, uint32_t l, nwc_llama_sens_sink *sink,
 	if (!g)
 		return -ENOMEM;
 	for (size_t j = 0; j < rows; j++)
-		g[j] = (float)(S->sums[j] / (double)S->r.total);
+		g[j] = (float)(S->r.sum[j] / (double)S->r.total);
 	for (unsigned k = 0; k < LIN_N && !ret; k++) {
 		char name[NAME_LEN];
 
@@ -528,10 +506,7 @@ static int embed_rows(struct sens *S)
 		struct window *w = &S->r.win[i];
 
 		w->row = row;
-		for (uint32_t t = 0; t < w->len; t++)
-			memcpy(S->act + (row + t) * c->hidden,
-			       embed + (size_t)S->r.tok[w->off + t] * c->hidden,
-			       c->hidden * sizeof(float));
+		llm_embed_window(&S->r, embed, w);
 		row += w->len;
 	}
 	if (!ret && c->tied)
@@ -547,11 +522,7 @@ static int load_head(struct sens *S)
 	float *head;
 	int ret;
 
-	S->m->norm = llm_alloc_f32(c->hidden, 1);
-	if (!S->m->norm)
-		return -ENOMEM;
-	ret = llm_load_f32(S->m, "model.norm.weight", c->hidden, 0,
-			   S->m->norm);
+	ret = llm_load_norm(S->m);
 	if (ret || S->head)
 		return ret;
 	head = llm_alloc_f32(c->vocab, c->hidden);
@@ -575,7 +546,7 @@ uint64_t nwc_llama_sens_bytes(const struct nwc_llama_config *c,
 	const uint64_t layer = qkv * h + h * q + 3 * in * h + 2 * h;
 	const uint64_t lin_rows = qkv + 2 * h + 2 * in;
 	/* bscratch_alloc(), floats */
-	const uint64_t window = L * (4 * h + 3 * qkv + 2 * q + 6 * in) +
+	const uint64_t window = L * (3 * h + 3 * qkv + 2 * q + 6 * in) +
 				2 * LLM_QROWS * L + qkv +
 				(uint64_t)LLM_LOGIT_ROWS * c->vocab;
 
@@ -601,7 +572,6 @@ int nwc_llama_sensitivity(const char *dir, const uint32_t *tok, size_t n,
 	if (ret)
 		return ret;
 	c = &S.m->cfg;
-	pthread_cond_init(&S.merged_cv, NULL);
 	ret = llm_run_init(&S.r, S.m, tok, n, o);
 	if (!ret && !S.r.total) {
 		nwc_err("no tokens to measure sensitivities on");
@@ -617,11 +587,11 @@ int nwc_llama_sensitivity(const char *dir, const uint32_t *tok, size_t n,
 	S.off[LIN_UP] = S.off[LIN_GATE] + c->intermediate;
 	S.off[LIN_DOWN] = S.off[LIN_UP] + c->intermediate;
 	S.off[LIN_N] = S.off[LIN_DOWN] + c->hidden;
-	S.rows = S.off[LIN_N];
-	S.act = llm_alloc_f32(S.r.total, c->hidden);
+	S.rows = S.r.acc_len = S.off[LIN_N];
+	S.r.act = llm_alloc_f32(S.r.total, c->hidden);
 	S.grad = llm_alloc_f32(S.r.total, c->hidden);
-	S.sums = malloc(S.rows * sizeof(*S.sums));
-	ret = S.act && S.grad && S.sums ? embed_rows(&S) : -ENOMEM;
+	S.r.sum = malloc(S.rows * sizeof(*S.r.sum));
+	ret = S.r.act && S.grad && S.r.sum ? embed_rows(&S) : -ENOMEM;
 	if (ret)
 		goto out_free;
 	stride = S.r.total * c->hidden * sizeof(float);
@@ -633,7 +603,7 @@ int nwc_llama_sensitivity(const char *dir, const uint32_t *tok, size_t n,
 
 		ret = llm_load_layer(S.m, l, &ly);
 		if (!ret) {
-			ret = nwc_pwrite_full(spill_fd, S.act, stride,
+			ret = nwc_pwrite_full(spill_fd, S.r.act, stride,
 					      (off_t)(l * stride));
 			if (ret)
 				nwc_err("cannot write the layer inputs of the sensitivity pass: %s",
@@ -657,7 +627,7 @@ int nwc_llama_sensitivity(const char *dir, const uint32_t *tok, size_t n,
 
 		ret = llm_load_layer(S.m, l, &ly);
 		if (!ret) {
-			ret = nwc_pread_full(spill_fd, S.act, stride,
+			ret = nwc_pread_full(spill_fd, S.r.act, stride,
 					     (off_t)(l * stride));
 			if (ret == -NWC_ECORRUPT)
 				ret = -EIO;
@@ -675,11 +645,9 @@ int nwc_llama_sensitivity(const char *dir, const uint32_t *tok, size_t n,
 	}
 out_free:
 	free((float *)S.head);
-	free(S.sums);
 	free(S.grad);
-	free(S.act);
-	llm_run_free(&S.r);
-	pthread_cond_destroy(&S.merged_cv);
+	free(S.r.act);
+	llm_run_free(&S.r);	/* r.sum too */
 	nwc_llama_free(S.m);
 	return ret;
 }
