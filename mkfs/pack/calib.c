@@ -179,46 +179,65 @@ out_free:
 }
 
 /*
- * A model run's sink: each H goes to the spill file as little-endian
- * floats (the layout of a statistics file's data), once for all the
+ * @count floats at the end of the spill file, little-endian (the layout of
+ * a statistics file's data); *@off gets where they start.  @what names
+ * them in a message.
+ */
+static int spill_floats(struct nwc_calib *c, const float *v, size_t count,
+			const char *what, uint64_t *off)
+{
+	uint8_t *buf = malloc(count * sizeof(float));
+	int ret;
+
+	if (!buf)
+		return -ENOMEM;
+	for (size_t i = 0; i < count; i++)
+		nwc_put_lef32(buf + 4 * i, v[i]);
+	ret = nwc_pwrite_full(c->fd, buf, count * sizeof(float), c->spill_len);
+	free(buf);
+	if (ret) {
+		nwc_err("%s: cannot write %s: %s", c->source, what,
+			nwc_strerror(ret));
+		return ret;
+	}
+	*off = c->spill_len;
+	c->spill_len += count * sizeof(float);
+	return 0;
+}
+
+/* Entry @e of a model run: its own copy of @name. */
+static int set_entry(struct centry *e, const char *name, uint32_t n,
+		     uint64_t off)
+{
+	e->name = strdup(name);
+	if (!e->name)
+		return -ENOMEM;
+	e->name_len = strlen(name);
+	e->n = n;
+	e->off = off;
+	return 0;
+}
+
+/*
+ * A model run's sink: each H goes to the spill file, once for all the
  * weights that read its input.
  */
 static int spill_to(struct nwc_calib *c, const struct nwc_llama_h *h,
 		    struct centry **tab, size_t *n_tab, size_t *cap)
 {
-	size_t nn = (size_t)h->n_in * h->n_in;
-	uint8_t *buf;
+	uint64_t off;
 	int ret;
 
 	ret = nwc_array_reserve((void **)tab, cap, *n_tab + h->n_weights,
 				sizeof(**tab));
-	if (ret)
-		return ret;
-	buf = malloc(nn * sizeof(float));
-	if (!buf)
-		return -ENOMEM;
-	for (size_t i = 0; i < nn; i++)
-		nwc_put_lef32(buf + 4 * i, h->h[i]);
-	ret = nwc_pwrite_full(c->fd, buf, nn * sizeof(float), c->spill_len);
-	free(buf);
-	if (ret) {
-		nwc_err("%s: cannot write calibration statistics: %s",
-			c->source, nwc_strerror(ret));
-		return ret;
+	if (!ret)
+		ret = spill_floats(c, h->h, (size_t)h->n_in * h->n_in,
+				   "calibration statistics", &off);
+	for (unsigned w = 0; !ret && w < h->n_weights; w++) {
+		ret = set_entry(&(*tab)[*n_tab], h->weights[w], h->n_in, off);
+		*n_tab += !ret;
 	}
-	for (unsigned w = 0; w < h->n_weights; w++) {
-		struct centry *e = &(*tab)[*n_tab];
-
-		e->name = strdup(h->weights[w]);
-		if (!e->name)
-			return -ENOMEM;
-		e->name_len = strlen(e->name);
-		e->n = h->n_in;
-		e->off = c->spill_len;
-		(*n_tab)++;
-	}
-	c->spill_len += nn * sizeof(float);
-	return 0;
+	return ret;
 }
 
 static int spill_h(void *arg, const struct nwc_llama_h *h)
@@ -335,36 +354,17 @@ static int spill_g(void *arg, const char *name, const float *g,
 		   uint32_t rows)
 {
 	struct nwc_calib *c = arg;
-	struct centry *e;
-	uint8_t *buf;
+	uint64_t off;
 	int ret;
 
 	ret = nwc_array_reserve((void **)&c->g, &c->cap_g, c->ng + 1,
 				sizeof(*c->g));
-	if (ret)
-		return ret;
-	buf = malloc((size_t)rows * 4);
-	if (!buf)
-		return -ENOMEM;
-	for (uint32_t i = 0; i < rows; i++)
-		nwc_put_lef32(buf + 4 * i, g[i]);
-	ret = nwc_pwrite_full(c->fd, buf, (size_t)rows * 4, c->spill_len);
-	free(buf);
-	if (ret) {
-		nwc_err("%s: cannot write sensitivities: %s", c->source,
-			nwc_strerror(ret));
-		return ret;
-	}
-	e = &c->g[c->ng];
-	e->name = strdup(name);
-	if (!e->name)
-		return -ENOMEM;
-	e->name_len = strlen(name);
-	e->n = rows;
-	e->off = c->spill_len;
-	c->ng++;
-	c->spill_len += (size_t)rows * 4;
-	return 0;
+	if (!ret)
+		ret = spill_floats(c, g, rows, "sensitivities", &off);
+	if (!ret)
+		ret = set_entry(&c->g[c->ng], name, rows, off);
+	c->ng += !ret;
+	return ret;
 }
 
 /*
@@ -472,6 +472,33 @@ out_free_calib:
 static int entry_get(const struct nwc_calib *c, const struct centry *e,
 		     const char *name, uint32_t n, float **h);
 
+/* @count little-endian floats at @off of the file, for weight @name, in a
+ * malloc'd *out; a failed read is logged and is -EIO. */
+static int read_floats(const struct nwc_calib *c, const char *name,
+		       uint64_t off, size_t count, float **out)
+{
+	float *v = malloc(count * sizeof(*v));
+	int ret;
+
+	*out = NULL;
+	if (!v)
+		return -ENOMEM;
+	/* Read in place, then convert from little-endian. */
+	ret = nwc_pread_full(c->fd, v, count * sizeof(*v), off);
+	if (ret) {
+		if (ret == -NWC_ECORRUPT)
+			ret = -EIO;
+		nwc_err("%s: %s: read failed: %s", c->source, name,
+			nwc_strerror(ret));
+		free(v);
+		return ret;
+	}
+	for (size_t i = 0; i < count; i++)
+		v[i] = nwc_get_lef32((const uint8_t *)&v[i]);
+	*out = v;
+	return 0;
+}
+
 int nwc_calib_get(const struct nwc_calib *c, const char *name, uint32_t n,
 		  float **h)
 {
@@ -499,8 +526,6 @@ int nwc_calib_get_pending(const struct nwc_calib *c, const char *name,
 static int entry_get(const struct nwc_calib *c, const struct centry *e,
 		     const char *name, uint32_t n, float **h)
 {
-	size_t nn = (size_t)n * n;
-	uint8_t *raw;
 	int ret;
 
 	if (e->n != n) {
@@ -509,23 +534,9 @@ static int entry_get(const struct nwc_calib *c, const struct centry *e,
 			e->n, e->n, n);
 		return -NWC_EFORMAT;
 	}
-	*h = malloc(nn * sizeof(**h));
-	if (!*h)
-		return -ENOMEM;
-	/* Read in place, then convert from little-endian. */
-	raw = (uint8_t *)*h;
-	ret = nwc_pread_full(c->fd, raw, nn * sizeof(float), e->off);
-	if (ret) {
-		if (ret == -NWC_ECORRUPT)
-			ret = -EIO;
-		nwc_err("%s: %s: read failed: %s", c->source, name,
-			nwc_strerror(ret));
-		free(*h);
-		*h = NULL;
+	ret = read_floats(c, name, e->off, (size_t)n * n, h);
+	if (ret)
 		return ret;
-	}
-	for (size_t i = 0; i < nn; i++)
-		(*h)[i] = nwc_get_lef32(raw + 4 * i);
 	if (c->shrink > 0) {
 		float keep = (float)(1 - c->shrink);
 
@@ -537,50 +548,56 @@ static int entry_get(const struct nwc_calib *c, const struct centry *e,
 	return 0;
 }
 
-int nwc_calib_get_sens(const struct nwc_calib *c, const char *name,
-		       uint32_t rows, float **g)
+/* Entry @e's sensitivities, for weight @name of @rows outputs. */
+static int sens_get(const struct nwc_calib *c, const struct centry *e,
+		    const char *name, uint32_t rows, float **g)
 {
-	struct centry key = { .name = name, .name_len = strlen(name) };
-	const struct centry *e;
 	int ret;
 
-	*g = NULL;
-	e = bsearch(&key, c->g, c->ng, sizeof(*c->g), cmp_entry);
-	if (!e)
-		return -ENOENT;
 	if (e->n != rows) {
 		nwc_err("%s: the sensitivities of %s have %" PRIu32
 			" entries, the weight has %" PRIu32 " rows",
 			c->source, name, e->n, rows);
 		return -NWC_EFORMAT;
 	}
-	*g = malloc((size_t)rows * sizeof(**g));
-	if (!*g)
-		return -ENOMEM;
-	ret = nwc_pread_full(c->fd, (uint8_t *)*g, (size_t)rows * 4, e->off);
-	if (ret) {
-		if (ret == -NWC_ECORRUPT)
-			ret = -EIO;
-		nwc_err("%s: %s: read failed: %s", c->source, name,
-			nwc_strerror(ret));
-		free(*g);
-		*g = NULL;
-		return ret;
-	}
-	for (uint32_t i = 0; i < rows; i++) {
-		float v = nwc_get_lef32((uint8_t *)*g + 4 * i);
-
-		if (!isfinite(v) || v < 0) {
+	ret = read_floats(c, name, e->off, rows, g);
+	for (uint32_t i = 0; !ret && i < rows; i++) {
+		if (!isfinite((*g)[i]) || (*g)[i] < 0) {
 			nwc_err("%s: %s: a sensitivity that is negative or not finite",
 				c->source, name);
 			free(*g);
 			*g = NULL;
-			return -NWC_EFORMAT;
+			ret = -NWC_EFORMAT;
 		}
-		(*g)[i] = v;
 	}
-	return 0;
+	return ret;
 }
+
+int nwc_calib_get_sens(const struct nwc_calib *c, const char *name,
+		       uint32_t rows, float **g)
+{
+	struct centry key = { .name = name, .name_len = strlen(name) };
+	const struct centry *e;
+
+	*g = NULL;
+	e = bsearch(&key, c->g, c->ng, sizeof(*c->g), cmp_entry);
+	if (!e)
+		return -ENOENT;
+	return sens_get(c, e, name, rows, g);
+}
+
+int nwc_calib_get_sens_at(const struct nwc_calib *c, size_t i, float **g)
+{
+	const struct centry *e = &c->g[i];
+	char name[NAME_MAX + 1];
+
+	assert(i < c->ng);
+	*g = NULL;
+	/* For messages: a statistics file's names are not terminated. */
+	snprintf(name, sizeof(name), "%.*s", (int)e->name_len, e->name);
+	return sens_get(c, e, name, e->n, g);
+}
+
 
 size_t nwc_calib_sens_count(const struct nwc_calib *c)
 {

@@ -110,10 +110,12 @@ int nwc_calib_get_sens(const struct nwc_calib *c, const char *name,
 		       uint32_t rows, float **g);
 
 /* Weights with sensitivities; the name (@len bytes, not terminated) and
- * rows of weight @i of them (sorted by name). */
+ * rows of weight @i of them (sorted by name), and nwc_calib_get_sens() of
+ * it. */
 size_t nwc_calib_sens_count(const struct nwc_calib *c);
 const char *nwc_calib_sens_entry(const struct nwc_calib *c, size_t i,
 				 size_t *len, uint32_t *rows);
+int nwc_calib_get_sens_at(const struct nwc_calib *c, size_t i, float **g);
 
 /*
  * nwc_calib_set_shrink() - from now on nwc_calib_get() and its kin give H

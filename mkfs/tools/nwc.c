@@ -11,7 +11,6 @@
 #include <getopt.h>
 #include <libgen.h>
 #include <inttypes.h>
-#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -81,25 +80,42 @@ static int exit_code(int err)
 }
 
 /*
+ * One tensor of the statistics file header at hdr + *hlen: "NAME.SUFFIX",
+ * F32, @dims (1 or 2) extents of @n, its data at *data, which it moves on.
+ */
+static void put_tensor(char *hdr, size_t hcap, size_t *hlen, const char *name,
+		       size_t nl, char suffix, uint32_t n, unsigned dims,
+		       size_t *data)
+{
+	size_t bytes = (size_t)n * (dims == 2 ? n : 1) * sizeof(float);
+	char shape[32];
+
+	if (dims == 2)
+		snprintf(shape, sizeof(shape), "%" PRIu32 ",%" PRIu32, n, n);
+	else
+		snprintf(shape, sizeof(shape), "%" PRIu32, n);
+	*hlen += (size_t)snprintf(hdr + *hlen, hcap - *hlen,
+		",\"%.*s.%c\":{\"dtype\":\"F32\",\"shape\":[%s],\"data_offsets\":[%zu,%zu]}",
+		(int)nl, name, suffix, shape, *data, *data + bytes);
+	*data += bytes;
+}
+
+/*
  * The statistics file header: safetensors JSON (padded with spaces to 8
- * bytes so the data is aligned) naming every weight's H in name order.
+ * bytes so the data is aligned) naming every weight's H in name order,
+ * then every weight's sensitivities.
  */
 static int stats_header(const struct nwc_calib *c, char **out, size_t *len)
 {
-	size_t hcap = 64, hlen, data = 0;
+	size_t hcap = 64, hlen, data = 0, nl;
+	uint32_t n;
 	char *hdr;
 
 	for (size_t i = 0; i < nwc_calib_count(c); i++) {
-		size_t nl;
-		uint32_t n;
-
 		nwc_calib_entry(c, i, &nl, &n);
 		hcap += nl + 128;
 	}
 	for (size_t i = 0; i < nwc_calib_sens_count(c); i++) {
-		size_t nl;
-		uint32_t n;
-
 		nwc_calib_sens_entry(c, i, &nl, &n);
 		hcap += nl + 128;
 	}
@@ -110,28 +126,14 @@ static int stats_header(const struct nwc_calib *c, char **out, size_t *len)
 				"{\"__metadata__\":{\"tokens\":\"%" PRIu64
 				"\"}", nwc_calib_tokens(c));
 	for (size_t i = 0; i < nwc_calib_count(c); i++) {
-		size_t nl, bytes;
-		uint32_t n;
 		const char *name = nwc_calib_entry(c, i, &nl, &n);
 
-		bytes = (size_t)n * n * sizeof(float);
-		hlen += (size_t)snprintf(hdr + hlen, hcap - hlen,
-			",\"%.*s.H\":{\"dtype\":\"F32\",\"shape\":[%" PRIu32
-			",%" PRIu32 "],\"data_offsets\":[%zu,%zu]}",
-			(int)nl, name, n, n, data, data + bytes);
-		data += bytes;
+		put_tensor(hdr, hcap, &hlen, name, nl, 'H', n, 2, &data);
 	}
 	for (size_t i = 0; i < nwc_calib_sens_count(c); i++) {
-		size_t nl, bytes;
-		uint32_t n;
 		const char *name = nwc_calib_sens_entry(c, i, &nl, &n);
 
-		bytes = (size_t)n * sizeof(float);
-		hlen += (size_t)snprintf(hdr + hlen, hcap - hlen,
-			",\"%.*s.G\":{\"dtype\":\"F32\",\"shape\":[%" PRIu32
-			"],\"data_offsets\":[%zu,%zu]}",
-			(int)nl, name, n, data, data + bytes);
-		data += bytes;
+		put_tensor(hdr, hcap, &hlen, name, nl, 'G', n, 1, &data);
 	}
 	hdr[hlen++] = '}';
 	while (hlen % 8)
@@ -141,13 +143,27 @@ static int stats_header(const struct nwc_calib *c, char **out, size_t *len)
 	return 0;
 }
 
-/* The header, then every H in turn: one matrix in memory at a time. */
+/* @count floats of @v (converted in place) to @fd at *@pos, moved on. */
+static int write_floats(int fd, float *v, size_t count, uint64_t *pos)
+{
+	int ret;
+
+	for (size_t k = 0; k < count; k++)	/* little-endian */
+		nwc_put_lef32((uint8_t *)&v[k], v[k]);
+	ret = nwc_pwrite_full(fd, v, count * sizeof(float), *pos);
+	*pos += count * sizeof(float);
+	return ret;
+}
+
+/* The header, then every H and every G in turn: one in memory at a time. */
 static int stats_write(const struct nwc_calib *c, int fd)
 {
 	uint8_t len8[8];
 	uint64_t pos;
-	size_t hlen;
+	size_t hlen, nl;
+	uint32_t n;
 	char *hdr;
+	float *v;
 	int ret;
 
 	ret = stats_header(c, &hdr, &hlen);
@@ -160,37 +176,18 @@ static int stats_write(const struct nwc_calib *c, int fd)
 	free(hdr);
 	pos = 8 + hlen;
 	for (size_t i = 0; !ret && i < nwc_calib_count(c); i++) {
-		size_t nl, nn;
-		uint32_t n;
-		float *h;
-
 		nwc_calib_entry(c, i, &nl, &n);
-		ret = nwc_calib_get_at(c, i, &h);
-		if (ret)
-			break;
-		nn = (size_t)n * n;
-		for (size_t k = 0; k < nn; k++)	/* in place, little-endian */
-			nwc_put_lef32((uint8_t *)&h[k], h[k]);
-		ret = nwc_pwrite_full(fd, h, nn * sizeof(float), pos);
-		pos += nn * sizeof(float);
-		free(h);
+		ret = nwc_calib_get_at(c, i, &v);
+		if (!ret)
+			ret = write_floats(fd, v, (size_t)n * n, &pos);
+		free(v);
 	}
 	for (size_t i = 0; !ret && i < nwc_calib_sens_count(c); i++) {
-		size_t nl;
-		uint32_t n;
-		const char *name = nwc_calib_sens_entry(c, i, &nl, &n);
-		char key[NAME_MAX + 1];
-		float *g;
-
-		snprintf(key, sizeof(key), "%.*s", (int)nl, name);
-		ret = nwc_calib_get_sens(c, key, n, &g);
-		if (ret)
-			break;
-		for (uint32_t k = 0; k < n; k++)
-			nwc_put_lef32((uint8_t *)&g[k], g[k]);
-		ret = nwc_pwrite_full(fd, g, (size_t)n * sizeof(float), pos);
-		pos += (size_t)n * sizeof(float);
-		free(g);
+		nwc_calib_sens_entry(c, i, &nl, &n);
+		ret = nwc_calib_get_sens_at(c, i, &v);
+		if (!ret)
+			ret = write_floats(fd, v, n, &pos);
+		free(v);
 	}
 	return ret;
 }
