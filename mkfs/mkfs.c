@@ -246,8 +246,6 @@ static int check_lossy_args(struct lossy_args *la)
 		nwc_err("--calib-sens needs --calib");
 		return -EINVAL;
 	}
-	/* The backward pass runs on calibration tokens only. */
-	la->sens_tokens = NWC_MIN(la->sens_tokens, la->calib_tokens);
 	if (la->sens_power_set && !la->calib && !la->calib_stats) {
 		nwc_err("--calib-sens-power needs --calib or --calib-stats");
 		return -EINVAL;
@@ -277,6 +275,28 @@ static int check_lossy_args(struct lossy_args *la)
 	return 0;
 }
 
+/*
+ * The tokens of the sensitivity pass: calibration tokens only, and without
+ * --calib-sens, fewer if their layer inputs would pass DEFAULT_SENS_SPILL.
+ */
+static void sens_tokens(struct lossy_args *la, const char *model_dir)
+{
+	struct nwc_llama_config cfg;
+	uint64_t fit;
+
+	la->sens_tokens = NWC_MIN(la->sens_tokens, la->calib_tokens);
+	/* A config that does not read fails in the calibration. */
+	if (la->sens_set || !la->sens_tokens ||
+	    nwc_llama_read_config(model_dir, &cfg))
+		return;
+	fit = DEFAULT_SENS_SPILL / (4ull * cfg.hidden * cfg.layers);
+	if (fit >= la->sens_tokens)
+		return;
+	la->sens_tokens = (unsigned)NWC_MAX(fit, 1);
+	nwc_info("sensitivity pass on %u tokens, so that its file of layer inputs stays within %llu GiB (--calib-sens sets it)",
+		 la->sens_tokens, DEFAULT_SENS_SPILL >> 30);
+}
+
 /* Load the codec models and the calibration; returns an exit status. */
 static int prepare_lossy(struct lossy_args *la, const char *model_dir,
 			 const char *image, bool quiet,
@@ -292,22 +312,8 @@ static int prepare_lossy(struct lossy_args *la, const char *model_dir,
 		       ret == -NWC_EFORMAT ? NWC_EXIT_DATA : NWC_EXIT_IO;
 	la->pl.models = models;
 	*calib = NULL;
-	if (la->calib && !la->sens_set && la->sens_tokens) {
-		struct nwc_llama_config cfg;
-
-		/* A config that does not read fails in the calibration. */
-		if (!nwc_llama_read_config(model_dir, &cfg)) {
-			uint64_t fit = DEFAULT_SENS_SPILL /
-				       (4ull * cfg.hidden * cfg.layers);
-
-			if (fit < la->sens_tokens) {
-				la->sens_tokens = (unsigned)NWC_MAX(fit, 1);
-				nwc_info("sensitivity pass on %u tokens, so that its file of layer inputs stays within %llu GiB (--calib-sens sets it)",
-					 la->sens_tokens,
-					 DEFAULT_SENS_SPILL >> 30);
-			}
-		}
-	}
+	if (la->calib)
+		sens_tokens(la, model_dir);
 	if (la->calib) {
 		/* Statistics spill beside the image, where there is room. */
 		char *copy = strdup(image);

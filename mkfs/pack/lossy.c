@@ -164,7 +164,7 @@ out_free:
 void nwc_lossy_weigh(unsigned int nm, const double *loss, double power,
 		     double *dist)
 {
-	double sl = 0, sd = 0;
+	double sl = 0, sd = 0, f;
 
 	for (unsigned int k = 0; k < nm; k++) {
 		sl += loss[k];
@@ -172,8 +172,9 @@ void nwc_lossy_weigh(unsigned int nm, const double *loss, double power,
 	}
 	if (!(sd > 0))
 		return;		/* no error at any rate: nothing to weigh */
+	f = pow(sl / sd, power);
 	for (unsigned int k = 0; k < nm; k++)
-		dist[k] *= pow(sl / sd, power);
+		dist[k] *= f;
 }
 
 /* Free tensors' choices for slope @mu; returns their total bits. */

@@ -78,7 +78,8 @@ void nwc_token_progress(void *arg, uint64_t done, uint64_t total)
 	p->last = t;
 	if (stages > 1)
 		snprintf(what, sizeof(what), "%s %" PRIu64 "/%" PRIu32,
-			 p->stage ? p->stage : "layer", NWC_MIN((done + per - 1) / per, (uint64_t)stages),
+			 p->stage ? p->stage : "layer",
+			 NWC_MIN((done + per - 1) / per, (uint64_t)stages),
 			 stages);
 	else
 		snprintf(what, sizeof(what), "%" PRIu64 "/%" PRIu64 " tokens",
