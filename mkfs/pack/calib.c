@@ -598,7 +598,6 @@ int nwc_calib_get_sens_at(const struct nwc_calib *c, size_t i, float **g)
 	return sens_get(c, e, name, e->n, g);
 }
 
-
 size_t nwc_calib_sens_count(const struct nwc_calib *c)
 {
 	return c->ng;
