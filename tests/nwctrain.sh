@@ -20,7 +20,7 @@ echo "$line" | grep -Eq ': [0-9]+\.[0-9]{4} bits/weight, SQNR -?[0-9]+\.[0-9]{2}
 	t_fail "final evaluation not finite: $line"
 "$TRAIN" --seed 7 --check "$W/a.nwcm" "$ST" >"$W/check.log" 2>&1 ||
 	t_fail "--check failed: $(cat "$W/check.log")"
-grep -q ': H 8, R 1, Q 4, C 16, lambda 100,' "$W/check.log" ||
+grep -q ': H 8, R 1, Q 4, C 16, lambda 100, [0-9]* parameters$' "$W/check.log" ||
 	t_fail "--check shape: $(cat "$W/check.log")"
 # the reloaded model evaluates exactly as it did at the end of training
 grep '^final level' "$W/a.log" | sed 's/^final/eval/' >"$W/want"
@@ -45,6 +45,27 @@ grep -q 'trained steps 100\.\.200 ' "$W/r.log" ||
 cmp "$W/full.nwcm" "$W/resumed.nwcm" ||
 	t_fail "resumed model differs from the uninterrupted one"
 cmp -s "$W/full.nwcm" "$W/half.nwcm" && t_fail "100 and 200 steps agree"
+
+# A linear model (--init-branch 0): --check says so and evaluates as the
+# training did (both through the folded decoder), and an image coded with
+# it alone reads back through fsck.nwc.
+"$TRAIN" $OPTS --hidden 16 --init-branch 0 --init-gain 2 --steps 200 \
+	"$W/lin.nwcm" "$ST" >"$W/lin.log" 2>&1 ||
+	t_fail "linear training failed: $(cat "$W/lin.log")"
+"$TRAIN" --seed 7 --check "$W/lin.nwcm" "$ST" >"$W/check.log" 2>&1 ||
+	t_fail "--check of the linear model failed: $(cat "$W/check.log")"
+grep -q ': H 16, R 1, Q 4, C 16, lambda 100, .* parameters, linear decoder$' \
+	"$W/check.log" || t_fail "--check linear shape: $(cat "$W/check.log")"
+grep '^final level' "$W/lin.log" | sed 's/^final/eval/' >"$W/want"
+grep '^eval level' "$W/check.log" >"$W/got"
+cmp -s "$W/want" "$W/got" || t_fail "linear --check evaluation differs"
+mkdir "$W/lin" && cp "$W/lin.nwcm" "$W/lin/" || t_fail "cp"
+"$MKFS" -q -j2 --models "$W/lin" --bits 4 "$W/m" "$W/lin.nwc" \
+	>"$W/mk.log" 2>&1 || t_fail "mkfs.nwc with the linear model: $(cat "$W/mk.log")"
+"$FSCK" -q "$W/lin.nwc" || t_fail "fsck.nwc of the linear image"
+"$NWC" info "$W/lin.nwc" >"$W/info" || t_fail "nwc info of the linear image"
+grep -q '^model m0: H=16 R=1 Q=4 lambda=100 tcq linear, ' "$W/info" ||
+	t_fail "nwc info does not show the linear model: $(cat "$W/info")"
 
 # A checkpoint of other options, or damaged, is refused.
 rc=0
@@ -89,6 +110,8 @@ PATTERN="no usable tensors"
 expect_fail "no usable tensors" $OPTS "$W/x.nwcm" "$W/small.safetensors"
 PATTERN="invalid value"
 expect_fail "bad option" --hidden 0 "$W/x.nwcm" "$ST"
+PATTERN="needs --hidden 16"
+expect_fail "narrow linear model" $OPTS --init-branch 0 "$W/x.nwcm" "$ST"
 PATTERN="$W/nodir/x.nwcm"
 expect_fail "unwritable output" $OPTS --steps 2 "$W/nodir/x.nwcm" "$ST"
 PATTERN="$W/a.log: not an NWC codec model"

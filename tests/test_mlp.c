@@ -346,6 +346,89 @@ static void check_golden(unsigned int h, unsigned int r, double scale,
 	free(sin_);
 }
 
+/*
+ * A net with gamma = beta = 0 in every block against its per-level linear
+ * maps: the same outputs to float rounding, in place as out of place, a
+ * batch as row by row, and no fold for a net with one live feature.
+ */
+static void check_linear(unsigned int h, unsigned int r)
+{
+	enum { LB = 37 };
+	size_t np = nwc_net_nparams(h, r), no = LB * NWC_CHUNK;
+	float *p = malloc(np * sizeof(float));
+	float *emb = malloc(NWC_NET_Q * h * sizeof(float));
+	float *lin = malloc(nwc_net_linear_size(NWC_NET_Q) * sizeof(float));
+	float *in = malloc(no * sizeof(float)), *sin_ = malloc(no * sizeof(float));
+	float *ref = malloc(no * sizeof(float)), *out = malloc(no * sizeof(float));
+	float *one = malloc(no * sizeof(float)), shift[NWC_CHUNK];
+	struct nwc_net net = { .h = h, .r = r, .nq = NWC_NET_Q, .params = p };
+	struct nwc_net_layout l;
+	struct nwc_net_scratch *s;
+	uint8_t q[LB];
+	uint64_t seed = 23;
+	double rms = 0, worst = 0;
+
+	T_CHECK(p && emb && lin && in && sin_ && ref && out && one);
+	nwc_net_init(p, h, r, 9);
+	nwc_net_layout(h, r, &l);
+	for (unsigned int b = 0; b < r; b++) {
+		memset(p + l.blk[b].gamma, 0, h * sizeof(float));
+		memset(p + l.blk[b].beta, 0, h * sizeof(float));
+	}
+	fill(emb, NWC_NET_Q * h, 1, &seed);
+	fill(in, no, 2, &seed);
+	for (size_t i = 0; i < LB; i++)
+		q[i] = (uint8_t)(t_rand(&seed) % NWC_NET_Q);
+	T_CHECK(nwc_net_is_linear(&net));
+	T_EQ(nwc_net_scratch_create(&s), 0);
+	T_EQ(nwc_net_forward(&net, emb, q, in, LB, ref, s), 0);
+	for (size_t k = 0; k < NWC_CHUNK; k++)
+		shift[k] = (float)((int)k - 7) / 64.0f;
+	for (size_t i = 0; i < no; i++)
+		sin_[i] = in[i] - shift[i % NWC_CHUNK];
+	T_EQ(nwc_net_fold_linear(&net, emb, shift, lin), 0);
+	T_EQ(nwc_net_forward_linear(&net, lin, q, sin_, LB, out), 0);
+	for (size_t i = 0; i < no; i++)
+		rms += (double)ref[i] * ref[i];
+	rms = sqrt(rms / (double)no);
+	for (size_t i = 0; i < no; i++)
+		worst = NWC_MAX(worst, fabs((double)out[i] - ref[i]) / rms);
+	if (!(worst < 1e-5)) {
+		fprintf(stderr, "linear H=%u R=%u: error %.3g > 1e-5\n", h, r,
+			worst);
+		t_failed++;
+	}
+	for (size_t i = 0; i < LB; i++)
+		T_EQ(nwc_net_forward_linear(&net, lin, q + i,
+					    sin_ + i * NWC_CHUNK, 1,
+					    one + i * NWC_CHUNK), 0);
+	T_MEMEQ(one, out, no * sizeof(float));
+	T_EQ(nwc_net_forward_linear(&net, lin, q, sin_, LB, sin_), 0);
+	T_MEMEQ(sin_, out, no * sizeof(float));
+	q[3] = NWC_NET_Q;
+	T_EQ(nwc_net_forward_linear(&net, lin, q, sin_, LB, out), -EINVAL);
+	p[l.blk[r - 1].beta + h / 2] = 1e-30f;
+	T_CHECK(!nwc_net_is_linear(&net));
+	T_EQ(nwc_net_fold_linear(&net, emb, shift, lin), -EINVAL);
+	net.r = 0;
+	T_CHECK(!nwc_net_is_linear(&net));
+	nwc_net_scratch_free(s);
+	free(p);
+	free(emb);
+	free(lin);
+	free(in);
+	free(sin_);
+	free(ref);
+	free(out);
+	free(one);
+}
+
+static void test_linear_fold(void)
+{
+	check_linear(32, 1);
+	check_linear(13, 2);
+}
+
 static void test_golden(void)
 {
 	check_golden(8, 2, 0.3, golden_h8r2_in, golden_h8r2_q,
@@ -785,6 +868,7 @@ int main(void)
 	T_RUN(test_ssyrk);
 	T_RUN(test_layout);
 	T_RUN(test_golden);
+	T_RUN(test_linear_fold);
 	T_RUN(test_backward);
 	T_RUN(test_determinism);
 	bench();

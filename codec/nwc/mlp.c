@@ -8,6 +8,7 @@
 
 #include <stdlib.h>
 
+#include "codec/common/simd.h"
 #include "codec/nwc/gemm.h"
 #include "codec/nwc/mlp.h"
 #include "codec/nwc/mlp_impl.h"
@@ -271,3 +272,111 @@ int nwc_net_forward_folded(const struct nwc_net *net, const float *folded,
 	return 0;
 }
 
+
+bool nwc_net_is_linear(const struct nwc_net *net)
+{
+	struct nwc_net_layout l;
+	const float *p = net->params;
+
+	if (nwc_net_layout(net->h, net->r, &l) || !net->r)
+		return false;
+	for (unsigned int r = 0; r < net->r; r++) {
+		for (size_t i = 0; i < net->h; i++) {
+			if (p[l.blk[r].gamma + i] != 0 ||
+			    p[l.blk[r].beta + i] != 0)
+				return false;
+		}
+	}
+	return true;
+}
+
+#define LIN_LEVEL (NWC_CHUNK * NWC_CHUNK + NWC_CHUNK)
+
+size_t nwc_net_linear_size(unsigned int nq)
+{
+	return (size_t)nq * LIN_LEVEL;
+}
+
+int nwc_net_fold_linear(const struct nwc_net *net, const float *emb,
+			const float *shift, float *lin)
+{
+	struct nwc_net_layout l;
+	const float *p = net->params, *w_in, *w_out;
+	size_t h = net->h;
+	double *b0, *e;
+
+	if (nwc_net_check(net->h, net->r, net->nq) || !nwc_net_is_linear(net))
+		return -EINVAL;
+	b0 = malloc(2 * h * sizeof(*b0));
+	if (!b0)
+		return -ENOMEM;
+	e = b0 + h;
+	nwc_net_layout(net->h, net->r, &l);
+	w_in = p + l.w_in;
+	w_out = p + l.w_out;
+	for (size_t i = 0; i < h; i++) {
+		b0[i] = p[l.b_in + i];
+		for (size_t k = 0; shift && k < NWC_CHUNK; k++)
+			b0[i] += (double)w_in[i * NWC_CHUNK + k] * shift[k];
+	}
+	for (unsigned int q = 0; q < net->nq; q++) {
+		float *w = lin + (size_t)q * LIN_LEVEL;
+		float *b = w + NWC_CHUNK * NWC_CHUNK;
+
+		for (size_t i = 0; i < h; i++) {
+			e[i] = 1;
+			for (unsigned int r = 0; r < net->r; r++)
+				e[i] *= emb[(size_t)q * h + i];
+		}
+		for (size_t o = 0; o < NWC_CHUNK; o++) {
+			double bo = p[l.b_out + o];
+
+			for (size_t k = 0; k < NWC_CHUNK; k++) {
+				double acc = 0;
+
+				for (size_t i = 0; i < h; i++)
+					acc += (double)w_out[o * h + i] * e[i] *
+					       w_in[i * NWC_CHUNK + k];
+				w[k * NWC_CHUNK + o] = (float)acc;
+			}
+			for (size_t i = 0; i < h; i++)
+				bo += (double)w_out[o * h + i] * e[i] * b0[i];
+			b[o] = (float)bo;
+		}
+	}
+	free(b0);
+	return 0;
+}
+
+int nwc_net_forward_linear(const struct nwc_net *net, const float *lin,
+			   const uint8_t *q, const float *in, size_t batch,
+			   float *out)
+{
+	int ret = check_args(net, q, batch);
+
+	if (ret)
+		return ret;
+	for (size_t i = 0; i < batch; i++) {
+		const float *w = lin + (size_t)q[i] * LIN_LEVEL;
+		const float *b = w + NWC_CHUNK * NWC_CHUNK;
+		v4sf a0 = v4_load(b), a1 = v4_load(b + 4);
+		v4sf a2 = v4_load(b + 8), a3 = v4_load(b + 12);
+		float x[NWC_CHUNK];
+
+		/* a copy: @out may be @in */
+		memcpy(x, in + i * NWC_CHUNK, sizeof(x));
+		for (size_t k = 0; k < NWC_CHUNK; k++, w += NWC_CHUNK) {
+			v4sf v = { x[k], x[k], x[k], x[k] };
+
+			a0 += v * v4_load(w);
+			a1 += v * v4_load(w + 4);
+			a2 += v * v4_load(w + 8);
+			a3 += v * v4_load(w + 12);
+		}
+		v4_store(out + i * NWC_CHUNK, a0);
+		v4_store(out + i * NWC_CHUNK + 4, a1);
+		v4_store(out + i * NWC_CHUNK + 8, a2);
+		v4_store(out + i * NWC_CHUNK + 12, a3);
+	}
+	return 0;
+}

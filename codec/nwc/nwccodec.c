@@ -223,9 +223,10 @@ static void nwc_print_state(const void *state, FILE *out)
 		const struct nwc_nwc_model *im = nwc_nwc_model(state, i);
 		const struct nwc_model *m = im->model;
 
-		fprintf(out, "model m%u: H=%u R=%u Q=%u lambda=%g%s, %llu bytes, xxh %016llx\n",
+		fprintf(out, "model m%u: H=%u R=%u Q=%u lambda=%g%s%s, %llu bytes, xxh %016llx\n",
 			i, m->h, m->r, m->nq, (double)m->lambda,
 			m->flags & NWC_MODEL_F_TCQ ? " tcq" : "",
+			m->dec_linear ? " linear" : "",
 			(unsigned long long)im->len,
 			(unsigned long long)im->xxh);
 	}

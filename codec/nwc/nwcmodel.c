@@ -41,11 +41,13 @@ static void free_coding(struct nwc_model *m)
 	free(m->tables);
 	free(m->medians);
 	free(m->dec_folded);
+	free(m->dec_linear);
 	nwc_ents_flat_free(m->flat);
 	m->flat = NULL;
 	m->tables = NULL;
 	m->medians = NULL;
 	m->dec_folded = NULL;
+	m->dec_linear = NULL;
 	m->finalized = false;
 	m->flags &= ~NWC_MODEL_F_TCQ;
 }
@@ -97,7 +99,8 @@ int nwc_model_alloc(unsigned int h, unsigned int r, unsigned int nq,
 
 /*
  * The decoder's input layers folded into one, medians included (mlp.h),
- * once the medians are known; nothing to fold without a block.
+ * once the medians are known; a linear decoder whole into one map per
+ * level; nothing to fold without a block.
  */
 static int fold_decoder(struct nwc_model *m)
 {
@@ -107,6 +110,19 @@ static int fold_decoder(struct nwc_model *m)
 
 	if (!m->r)
 		return 0;
+	if (nwc_net_is_linear(&net)) {
+		m->dec_linear = malloc(nwc_net_linear_size(m->nq) *
+				       sizeof(*m->dec_linear));
+		if (!m->dec_linear)
+			return -ENOMEM;
+		ret = nwc_net_fold_linear(&net, m->emb_dec, m->medians,
+					  m->dec_linear);
+		if (ret) {
+			free(m->dec_linear);
+			m->dec_linear = NULL;
+		}
+		return ret;
+	}
 	m->dec_folded = malloc(nwc_net_folded_size(m->h) *
 			       sizeof(*m->dec_folded));
 	if (!m->dec_folded)
@@ -375,6 +391,9 @@ int nwc_model_synthesize(const struct nwc_model *m, const float *y,
 
 	if (!m->finalized)
 		return -EINVAL;
+	if (m->dec_linear)
+		return nwc_net_forward_linear(&net, m->dec_linear, q, y, n,
+					      xhat);
 	if (m->dec_folded)
 		return nwc_net_forward_folded(&net, m->dec_folded, m->emb_dec,
 					      q, y, n, xhat, s->net);

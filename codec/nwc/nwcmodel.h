@@ -100,6 +100,9 @@ struct nwc_model {
 	float *medians;			/* C: yhat = symbol + medians[c] */
 	float *dec_folded;		/* R >= 1: the decoder's input layers
 					 * and medians, nwc_net_fold() */
+	float *dec_linear;		/* a linear decoder's maps, medians
+					 * included (nwc_net_fold_linear()),
+					 * instead of dec_folded */
 	struct nwc_qdist **tables;	/* nwc_model_ntables(); see the file */
 	struct nwc_ents_flat *flat;	/* the tables for the vector decoder,
 					 * or NULL (entropy.h) */
@@ -199,8 +202,9 @@ int nwc_model_analyze(const struct nwc_model *m, const float *x,
 /*
  * nwc_model_synthesize() - xhat = g_s(y + medians, q) for centred latents
  * @y of @n chunks; @xhat may be @y.  With R >= 1 it runs from the folded
- * input layers (nwc_net_forward_folded()), so it matches g_s computed
- * layer by layer to float rounding, not to the bit.  Returns as
+ * input layers (nwc_net_forward_folded()), or for a linear decoder from
+ * its per-level maps (nwc_net_forward_linear()), so it matches g_s
+ * computed layer by layer to float rounding, not to the bit.  Returns as
  * nwc_model_decode_chunks().
  */
 int nwc_model_synthesize(const struct nwc_model *m, const float *y,

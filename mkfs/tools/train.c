@@ -129,7 +129,9 @@ static void usage(FILE *f)
 "      --init-gain=G        start with latents G times larger (default 1);\n"
 "                           high-rate models learn faster with G > 1\n"
 "      --init-branch=S      start the residual blocks' LayerNorm scales at S\n"
-"                           (default 1); small S starts near a linear map\n"
+"                           (default 1); small S starts near a linear map;\n"
+"                           0 trains a linear model: identity init, blocks\n"
+"                           off for good (its decoder folds to one map)\n"
 "      --threads=N          threads (default: online CPUs)\n"
 "      --seed=S             seed of the split, levels, init and sampling\n"
 "                           (default 100)\n"
@@ -657,16 +659,47 @@ static void trainer_free(struct trainer *t)
 }
 
 /*
+ * A linear net (mlp.h, nwc_net_is_linear()): the identity from the 16
+ * inputs through the first 16 features to the 16 outputs, the other
+ * features and every bias zero, the blocks off (gamma = beta = 0).  A
+ * block with gamma 0 passes ReLU(0) = 0 and gets no gradient, so it stays
+ * off and training learns the linear map, the level table and the prior.
+ */
+static void init_linear(float *p, unsigned int h, unsigned int r)
+{
+	struct nwc_net_layout l;
+
+	nwc_net_layout(h, r, &l);
+	memset(p + l.w_in, 0, (size_t)h * NWC_CHUNK * sizeof(float));
+	memset(p + l.b_in, 0, h * sizeof(float));
+	for (unsigned int b = 0; b < r; b++) {
+		memset(p + l.blk[b].b, 0, h * sizeof(float));
+		memset(p + l.blk[b].beta, 0, h * sizeof(float));
+	}
+	memset(p + l.w_out, 0, (size_t)h * NWC_CHUNK * sizeof(float));
+	memset(p + l.b_out, 0, NWC_CHUNK * sizeof(float));
+	for (unsigned int i = 0; i < NWC_CHUNK; i++) {
+		p[l.w_in + (size_t)i * NWC_CHUNK + i] = 1;
+		p[l.w_out + (size_t)i * h + i] = 1;
+	}
+}
+
+/*
  * Start the latents @gain times larger than the default init gives (the
  * encoder's output layer times gain, the decoder's input layer over it):
  * a high-rate model needs a fine quantization step relative to its
  * latents, which training from gain 1 reaches only after many steps.
+ * Branch 0 starts (and keeps) the nets linear.
  */
 static void init_gain(struct nwc_model *m, double gain, double branch)
 {
 	struct nwc_net_layout l;
 
 	nwc_net_layout(m->h, m->r, &l);
+	if (branch == 0) {
+		init_linear(m->enc, m->h, m->r);
+		init_linear(m->dec, m->h, m->r);
+	}
 	for (unsigned int b = 0; b < m->r; b++) {
 		for (size_t i = 0; i < m->h; i++) {
 			m->enc[l.blk[b].gamma + i] = (float)branch;
@@ -898,9 +931,9 @@ static int do_check(const struct opts *o, char **files, int nfiles)
 
 	if (nwc_model_load(o->check, &m))
 		return NWC_EXIT_DATA;
-	printf("%s: H %u, R %u, Q %u, C %u, lambda %g, %zu parameters\n",
+	printf("%s: H %u, R %u, Q %u, C %u, lambda %g, %zu parameters%s\n",
 	       o->check, m->h, m->r, m->nq, m->c, (double)m->lambda,
-	       m->nparams);
+	       m->nparams, m->dec_linear ? ", linear decoder" : "");
 	ret = nfiles ? load_data(&d, files, nfiles, o->seed) : 0;
 	if (!ret && nfiles && eval_print(m, &d, "eval", false))
 		ret = NWC_EXIT_TRAIN;
@@ -1069,7 +1102,7 @@ int main(int argc, char **argv)
 			bad |= parse_double(optarg, 1e-3, 1e3, &o.gain);
 			break;
 		case OPT_INIT_BRANCH:
-			bad |= parse_double(optarg, 1e-6, 10, &o.branch);
+			bad |= parse_double(optarg, 0, 10, &o.branch);
 			break;
 		case OPT_THREADS:
 			bad |= nwc_parse_uint(optarg, 1, MAX_THREADS,
@@ -1118,6 +1151,11 @@ int main(int argc, char **argv)
 	}
 	if (o.check)
 		return do_check(&o, argv + optind, argc - optind);
+	if (o.branch == 0 && o.h < NWC_CHUNK) {
+		nwc_err("--init-branch 0 (a linear model) needs --hidden %u or more",
+			NWC_CHUNK);
+		return NWC_EXIT_USAGE;
+	}
 	if (argc - optind < 2) {
 		usage(stderr);
 		return NWC_EXIT_USAGE;
