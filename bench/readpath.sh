@@ -1,7 +1,8 @@
 #!/bin/bash
 # SPDX-License-Identifier: MIT
 # readpath.sh - the read path against squashfuse: one BF16 model file read
-# through nwcfs (lossless and lossy 4-bit images), squashfuse and
+# through nwcfs (lossless and lossy 4-bit images, the lossy one with the
+# default and with the linear codec models), squashfuse and
 # squashfuse_ll (a squashfs of the same directory, zstd -19, 1 MiB blocks),
 # cold and warm, by 1 and 4 readers, interleaved round by round; random
 # 4 KiB read latency; transformers' from_pretrained() from each mount; and
@@ -59,16 +60,20 @@ FILE=model.safetensors
 [ -f "$MODEL/$FILE" ] || FILE=$(cd "$MODEL" && ls *.safetensors | head -n 1)
 BYTES=$(fsize "$MODEL/$FILE")
 
-note "images: nwcfs lossless, nwcfs --bits 4, squashfs (zstd -19, 1 MiB blocks)"
+note "images: nwcfs lossless, nwcfs --bits 4 (default and linear codec models), squashfs (zstd -19, 1 MiB blocks)"
 "$MKFS" -q --lossless "$MODEL" "$W/lossless.nwc" || die "mkfs.nwc --lossless failed"
 "$MKFS" -q --bits 4 "$MODEL" "$W/lossy.nwc" || die "mkfs.nwc --bits 4 failed"
+"$MKFS" -q --bits 4 --models "$S/codec/models/linear" "$MODEL" \
+	"$W/lossy-lin.nwc" || die "mkfs.nwc --bits 4 --models .../linear failed"
 mksquashfs "$MODEL" "$W/model.sqfs" -comp zstd -Xcompression-level 19 -b 1M \
 	-noappend -quiet >/dev/null || die "mksquashfs failed"
 
-SYSTEMS=(nwc-lossless nwc-lossy squashfuse squashfuse_ll)
+SYSTEMS=(nwc-lossless nwc-lossy nwc-lossy-lin squashfuse squashfuse_ll)
 declare -A IMG=([nwc-lossless]=$W/lossless.nwc [nwc-lossy]=$W/lossy.nwc
+	[nwc-lossy-lin]=$W/lossy-lin.nwc
 	[squashfuse]=$W/model.sqfs [squashfuse_ll]=$W/model.sqfs)
 declare -A LABEL=([nwc-lossless]="nwcfs lossless" [nwc-lossy]="nwcfs lossy 4-bit"
+	[nwc-lossy-lin]="nwcfs lossy 4-bit, linear models"
 	[squashfuse]="squashfuse" [squashfuse_ll]="squashfuse_ll")
 
 # mount_fs SYSTEM [CPU]: mount it at $W/mnt, the daemon in the foreground
@@ -262,7 +267,7 @@ bucket() {
 declare -A PROF
 PROF_CASES=()
 if command -v perf >/dev/null && perf record -o "$W/probe.data" true >/dev/null 2>&1; then
-	for s in nwc-lossless nwc-lossy; do
+	for s in nwc-lossless nwc-lossy nwc-lossy-lin; do
 		for n in 1 $READERS; do
 			note "perf: ${LABEL[$s]}, cold, $n reader(s)"
 			drop_caches
@@ -297,7 +302,7 @@ cell() { echo "$(stats ${MBPS[$1]}) ($(median ${CPU[$1]}))"; }
 	echo
 	echo "Machine: $(nproc) CPUs, ${cpu:-unknown CPU}, $(uname -sr); commit $commit, $(date -u '+%Y-%m-%d %H:%M UTC'). MB = 10^6 bytes."
 	echo
-	echo "Model: \`tests/gen_model --size $SIZE --dtype BF16\`, $FILE of $(calc '%.1f' "$BYTES / 1e6") MB read whole with 1 MiB preads (\`bench/readbench seq\`). Images: nwcfs lossless $(calc '%.1f' "$(fsize "$W/lossless.nwc") / 1e6") MB, nwcfs \`--bits 4\` (uncalibrated) $(calc '%.1f' "$(fsize "$W/lossy.nwc") / 1e6") MB, squashfs (\`mksquashfs -comp zstd -Xcompression-level 19 -b 1M\`) $(calc '%.1f' "$(fsize "$W/model.sqfs") / 1e6") MB, served by squashfuse and squashfuse_ll. Every run mounts afresh; cold: page cache dropped; warm: the image in the page cache; N readers read 1/N of the file each. $ROUNDS rounds, each system and case in turn."
+	echo "Model: \`tests/gen_model --size $SIZE --dtype BF16\`, $FILE of $(calc '%.1f' "$BYTES / 1e6") MB read whole with 1 MiB preads (\`bench/readbench seq\`). Images: nwcfs lossless $(calc '%.1f' "$(fsize "$W/lossless.nwc") / 1e6") MB, nwcfs \`--bits 4\` (uncalibrated) $(calc '%.1f' "$(fsize "$W/lossy.nwc") / 1e6") MB, the same with the linear codec models (\`--models codec/models/linear\`) $(calc '%.1f' "$(fsize "$W/lossy-lin.nwc") / 1e6") MB, squashfs (\`mksquashfs -comp zstd -Xcompression-level 19 -b 1M\`) $(calc '%.1f' "$(fsize "$W/model.sqfs") / 1e6") MB, served by squashfuse and squashfuse_ll. Every run mounts afresh; cold: page cache dropped; warm: the image in the page cache; N readers read 1/N of the file each. $ROUNDS rounds, each system and case in turn."
 	echo
 	echo "## Sequential read: MB/s, median [min-max] (CPU seconds per GB served, daemon and readers)"
 	echo

@@ -34,6 +34,18 @@ nwcsizesdir = $(pkgdatadir)/models/sizes
 dist_nwcsizes_DATA = \
 	codec/models/sizes/nwc-h32r0-l100.nwcm \
 	codec/models/sizes/nwc-h64r1-l100.nwcm
+# Linear models (nwc-train --init-branch 0), for --models .../models/linear.
+nwclineardir = $(pkgdatadir)/models/linear
+dist_nwclinear_DATA = \
+	codec/models/linear/nwc-lin-l10.nwcm \
+	codec/models/linear/nwc-lin-l30.nwcm \
+	codec/models/linear/nwc-lin-l100.nwcm \
+	codec/models/linear/nwc-lin-l300.nwcm \
+	codec/models/linear/nwc-lin-l1000.nwcm \
+	codec/models/linear/nwc-lin-l3000.nwcm \
+	codec/models/linear/nwc-lin-l10000.nwcm \
+	codec/models/linear/nwc-lin-l30000.nwcm \
+	codec/models/linear/nwc-lin-l100000.nwcm
 EXTRA_DIST += codec/models/train.sh codec/models/trainset.py \
 	codec/models/TRAINING.md codec/models/logs
 codec-models: mkfs/tools/nwc-train

@@ -53,7 +53,10 @@ STEPS=3000
 # 1e-3).  A name may have a
 # directory: sizes/ holds the other decoder sizes, which mkfs.nwc uses only
 # when told to (--models DIR/sizes), so that a default image decodes at the
-# speed of one width.
+# speed of one width.  linear/ holds the linear models (branch 0: the
+# blocks stay off, nwc-train(1)), for --models DIR/linear: a decoder of one
+# 16 x 16 map per level, the gains chosen so that the latents start near
+# the quantization step each rate needs.
 MODELS=(
 	"nwc-h32r1-l10 32 1 10 1 1"
 	"nwc-h32r1-l30 32 1 30 1 1"
@@ -66,6 +69,15 @@ MODELS=(
 	"nwc-h32r1-l100000 32 1 100000 28 0.1"
 	"sizes/nwc-h32r0-l100 32 0 100 1 1"
 	"sizes/nwc-h64r1-l100 64 1 100 1 1"
+	"linear/nwc-lin-l10 32 1 10 0.8 0"
+	"linear/nwc-lin-l30 32 1 30 1.2 0"
+	"linear/nwc-lin-l100 32 1 100 2 0"
+	"linear/nwc-lin-l300 32 1 300 3.3 0"
+	"linear/nwc-lin-l1000 32 1 1000 6.5 0"
+	"linear/nwc-lin-l3000 32 1 3000 10 0"
+	"linear/nwc-lin-l10000 32 1 10000 14 0"
+	"linear/nwc-lin-l30000 32 1 30000 20 0"
+	"linear/nwc-lin-l100000 32 1 100000 28 0"
 )
 
 die() { echo "train.sh: $*" >&2; exit 2; }
@@ -244,7 +256,7 @@ field() {
 		<<<"$3" | head -n 1
 }
 
-rows=() notes=() train_host='' train_cmd='' train_run=''
+rows=() notes=() train_cmd='' runs=()
 for m in "${SEL[@]}"; do
 	read -r name h r l g br lr <<<"$m"
 	lr=${lr:-1e-3}
@@ -270,9 +282,11 @@ for m in "${SEL[@]}"; do
 		elif [ "$n" != - ] && [ "$n" != "$steps" ]; then
 			notes+=("$name: $((steps - n)) of its $steps steps ran in trainings stopped before their summary line; its time covers the other $n (logs/$name.txt).")
 		fi
-		# The last model's last run describes the training.
-		train_host=$(sed -n 's/^# [0-9][^,]*, //p' "$log" | tail -n 1)
-		train_run=$(sed -n 's/^# train\.sh *//p' "$log" | tail -n 1)
+		# Each model's last run: its host and train.sh command, each
+		# distinct pair listed once; the last model's nwc-train command
+		# stands for all.
+		run="$(sed -n 's/^# [0-9][^,]*, //p' "$log" | tail -n 1)|$(sed -n 's/^# train\.sh *//p' "$log" | tail -n 1)"
+		printf '%s\n' "${runs[@]}" | grep -qxF -- "$run" || runs+=("$run")
 		train_cmd=$(sed -n 's/^# nwc-train /nwc-train /p' "$log" |
 			    tail -n 1 | sed 's/ --resume [^ ]*//')
 		final=$(grep '^final level' "$log" | tail -n 3 | sed 's/^final/eval/')
@@ -307,11 +321,15 @@ done
 	echo
 	echo "    ${train_cmd:-unknown}"
 	echo
-	echo "Trained on ${train_host:-an unknown machine} by"
-	echo
-	echo "    codec/models/train.sh${train_run:+ $train_run}"
-	echo
-	echo "run in the build directory, as many trainings at once as jobs."
+	[ ${#runs[@]} -gt 0 ] || printf 'Trained on an unknown machine.\n\n'
+	for r in "${runs[@]}"; do
+		args=${r#*|}
+		echo "Trained on ${r%%|*} by"
+		echo
+		echo "    codec/models/train.sh${args:+ $args}"
+		echo
+	done
+	echo "Each command was run in the build directory, as many trainings at once as jobs."
 	echo "Time: each training's wall time in seconds, data loading left out,"
 	echo "with the others (and whatever else ran there) sharing the CPUs."
 	echo
