@@ -56,7 +56,7 @@
 
 enum {
 	OPT_LOSSLESS = 256, OPT_PROGRESS, OPT_NO_PROGRESS, OPT_BITS, OPT_KEEP,
-	OPT_MODELS, OPT_CALIB, OPT_CALIB_TOKENS, OPT_CALIB_STATS, OPT_QUANT,
+	OPT_MODELS, OPT_MODEL_SET, OPT_CALIB, OPT_CALIB_TOKENS, OPT_CALIB_STATS, OPT_QUANT,
 	OPT_CALIB_MODE, OPT_EXCLUDE, OPT_NO_DEREFERENCE, OPT_CALIB_SHRINK,
 	OPT_CALIB_DAMP, OPT_CALIB_PROMOTE, OPT_CALIB_SENS, OPT_CALIB_SENS_POWER,
 };
@@ -85,6 +85,8 @@ struct lossy_args {
 	bool any;		/* a lossy option was given */
 	struct nwc_pack_lossy pl;
 	const char *models_dir;
+	const char *model_set;	/* --model-set: a subdirectory of it */
+	char models_path[PATH_MAX];	/* models_dir/model_set */
 	const char *calib;
 	const char *calib_stats;
 	unsigned calib_tokens;
@@ -117,6 +119,9 @@ static void usage(FILE *f)
 "                          (default: $NWC_MODELS_DIR, else the source\n"
 "                          tree's when run from the build tree, else\n"
 "                          " NWC_MODELS_DIR ")\n"
+"      --model-set=NAME    the models of its subdirectory NAME: linear (a\n"
+"                          cheaper decoder: faster reads, lower quality\n"
+"                          below 4 bits) or sizes\n"
 "      --calib=TOKENS.u16  run the model (Llama family) on these tokens to\n"
 "                          weigh the columns and correct the errors (LDLQ)\n"
 "      --calib-tokens=N    use the first N tokens (default 65536)\n"
@@ -271,6 +276,17 @@ static int check_lossy_args(struct lossy_args *la)
 		if (!la->models_dir || !*la->models_dir)
 			la->models_dir = in_build_tree() ? NWC_SOURCE_MODELS_DIR :
 							   NWC_MODELS_DIR;
+	}
+	if (la->model_set) {
+		int n = snprintf(la->models_path, sizeof(la->models_path),
+				 "%s/%s", la->models_dir, la->model_set);
+
+		if (n < 0 || (size_t)n >= sizeof(la->models_path)) {
+			nwc_err("--model-set: %s/%s: path too long",
+				la->models_dir, la->model_set);
+			return -EINVAL;
+		}
+		la->models_dir = la->models_path;
 	}
 	return 0;
 }
@@ -525,6 +541,7 @@ static int mkfs_main(int argc, char **argv)
 		{ "bits", required_argument, NULL, OPT_BITS },
 		{ "keep", required_argument, NULL, OPT_KEEP },
 		{ "models", required_argument, NULL, OPT_MODELS },
+		{ "model-set", required_argument, NULL, OPT_MODEL_SET },
 		{ "calib", required_argument, NULL, OPT_CALIB },
 		{ "calib-tokens", required_argument, NULL, OPT_CALIB_TOKENS },
 		{ "calib-stats", required_argument, NULL, OPT_CALIB_STATS },
@@ -606,6 +623,16 @@ static int mkfs_main(int argc, char **argv)
 		case OPT_MODELS:
 			la.any = true;
 			la.models_dir = optarg;
+			break;
+		case OPT_MODEL_SET:
+			la.any = true;
+			if (!*optarg || strchr(optarg, '/') ||
+			    !strcmp(optarg, ".") || !strcmp(optarg, "..")) {
+				nwc_err("--model-set=%s: a subdirectory of the models directory is named without a slash (linear, sizes)",
+					optarg);
+				return NWC_EXIT_USAGE;
+			}
+			la.model_set = optarg;
 			break;
 		case OPT_CALIB:
 			la.any = true;

@@ -5,7 +5,8 @@
 # same image; the mount serves what fsck extracts; --lossless is exact;
 # --keep and --bits GLOB=B move the tensors they name; calibration by a
 # model run and by a statistics file give the same image and a lower
-# output error; a tensor with NaNs falls back to lossless; bad options.
+# output error; a tensor with NaNs falls back to lossless; bad options;
+# --model-set linear (the shipped linear models) through fsck and the mount.
 . "$top_srcdir/tests/lib.sh"
 t_require_python
 python3 -c 'import numpy' 2>/dev/null || t_skip "python3 has no numpy"
@@ -164,6 +165,35 @@ for t in model.layers.1.mlp.down_proj.weight \
 		t_fail "$t is not lossy: $(grep "^$t " "$W/codecs")"
 done
 echo "lossy: generated BF16 model: $(cat "$W/cmp.out"), -j1 = -j2"
+
+# --model-set linear: the shipped linear models (a subdirectory of the
+# models directory), deterministic, as close, every model linear.
+if [ $REAL = 1 ] && [ -d "$MD/linear" ]; then
+	mk -q -j1 --model-set linear "$g" "$W/lin1.nwc"
+	mk -q -j2 --model-set linear "$g" "$W/lin2.nwc"
+	cmp -s "$W/lin1.nwc" "$W/lin2.nwc" ||
+		t_fail "--model-set linear: -j1 and -j2 differ"
+	check "$g" "$W/lin1.nwc" $MIN_DB
+	"$NWC" info "$W/lin1.nwc" >"$W/info" || t_fail "nwc info (linear)"
+	grep '^model m' "$W/info" >"$W/mlines" || t_fail "no model lines"
+	grep -qv ' linear, ' "$W/mlines" &&
+		t_fail "--model-set linear: not every model linear: $(cat "$W/mlines")"
+	grep -q ' linear, ' "$W/mlines" || t_fail "no linear model"
+	"$NWC" info "$W/g1.nwc" | grep -q '^model m.* linear, ' &&
+		t_fail "the default models called linear"
+	echo "lossy: --model-set linear: $(cat "$W/cmp.out"), -j1 = -j2"
+	LINIMG=$W/lin1.nwc
+fi
+rc=0
+"$MKFS" -q --models "$MD" --model-set nosuch "$g" "$W/ns.nwc" 2>"$W/err" ||
+	rc=$?
+[ $rc != 0 ] && grep -q "$MD/nosuch: cannot open the codec models directory" \
+	"$W/err" || t_fail "--model-set nosuch: rc $rc: $(cat "$W/err")"
+rc=0
+"$MKFS" -q --model-set ../x "$g" "$W/ns.nwc" 2>"$W/err" || rc=$?
+[ $rc = 1 ] && grep -q "model-set=../x: .* without a slash" "$W/err" ||
+	t_fail "--model-set ../x: rc $rc: $(cat "$W/err")"
+[ -e "$W/ns.nwc" ] && t_fail "an image was written after an error"
 
 # The summary: a lossy line with real bits/weight; -q prints nothing.
 mk -j2 "$g" "$W/g3.nwc"
@@ -480,12 +510,14 @@ if ! fuse_ok; then
 	echo "lossy: note: no FUSE here, the mount not checked"
 	exit 0
 fi
-chmod -R u+w "$W/x" 2>/dev/null
-rm -rf "$W/x"
-"$FSCK" -q -x "$W/x" "$img" || t_fail "fsck.nwc -x $img"
-t_mount "$img" "$W/mnt" -o threads=2
-diff -r --no-dereference "$W/x" "$W/mnt" >"$W/diff" 2>&1 ||
-	t_fail "the mount of $img differs from fsck -x: $(head "$W/diff")"
-t_umount "$W/mnt"
+for i in "$img" ${LINIMG:-}; do
+	chmod -R u+w "$W/x" 2>/dev/null
+	rm -rf "$W/x"
+	"$FSCK" -q -x "$W/x" "$i" || t_fail "fsck.nwc -x $i"
+	t_mount "$i" "$W/mnt" -o threads=2
+	diff -r --no-dereference "$W/x" "$W/mnt" >"$W/diff" 2>&1 ||
+		t_fail "the mount of $i differs from fsck -x: $(head "$W/diff")"
+	t_umount "$W/mnt"
+done
 echo "lossy: the mount serves the extracted bytes"
 exit 0
