@@ -63,8 +63,8 @@ BYTES=$(fsize "$MODEL/$FILE")
 note "images: nwcfs lossless, nwcfs --bits 4 (default and linear codec models), squashfs (zstd -19, 1 MiB blocks)"
 "$MKFS" -q --lossless "$MODEL" "$W/lossless.nwc" || die "mkfs.nwc --lossless failed"
 "$MKFS" -q --bits 4 "$MODEL" "$W/lossy.nwc" || die "mkfs.nwc --bits 4 failed"
-"$MKFS" -q --bits 4 --models "$S/codec/models/linear" "$MODEL" \
-	"$W/lossy-lin.nwc" || die "mkfs.nwc --bits 4 --models .../linear failed"
+"$MKFS" -q --bits 4 --model-set linear "$MODEL" "$W/lossy-lin.nwc" ||
+	die "mkfs.nwc --bits 4 --model-set linear failed"
 mksquashfs "$MODEL" "$W/model.sqfs" -comp zstd -Xcompression-level 19 -b 1M \
 	-noappend -quiet >/dev/null || die "mksquashfs failed"
 
@@ -302,7 +302,7 @@ cell() { echo "$(stats ${MBPS[$1]}) ($(median ${CPU[$1]}))"; }
 	echo
 	echo "Machine: $(nproc) CPUs, ${cpu:-unknown CPU}, $(uname -sr); commit $commit, $(date -u '+%Y-%m-%d %H:%M UTC'). MB = 10^6 bytes."
 	echo
-	echo "Model: \`tests/gen_model --size $SIZE --dtype BF16\`, $FILE of $(calc '%.1f' "$BYTES / 1e6") MB read whole with 1 MiB preads (\`bench/readbench seq\`). Images: nwcfs lossless $(calc '%.1f' "$(fsize "$W/lossless.nwc") / 1e6") MB, nwcfs \`--bits 4\` (uncalibrated) $(calc '%.1f' "$(fsize "$W/lossy.nwc") / 1e6") MB, the same with the linear codec models (\`--models codec/models/linear\`) $(calc '%.1f' "$(fsize "$W/lossy-lin.nwc") / 1e6") MB, squashfs (\`mksquashfs -comp zstd -Xcompression-level 19 -b 1M\`) $(calc '%.1f' "$(fsize "$W/model.sqfs") / 1e6") MB, served by squashfuse and squashfuse_ll. Every run mounts afresh; cold: page cache dropped; warm: the image in the page cache; N readers read 1/N of the file each. $ROUNDS rounds, each system and case in turn."
+	echo "Model: \`tests/gen_model --size $SIZE --dtype BF16\`, $FILE of $(calc '%.1f' "$BYTES / 1e6") MB read whole with 1 MiB preads (\`bench/readbench seq\`). Images: nwcfs lossless $(calc '%.1f' "$(fsize "$W/lossless.nwc") / 1e6") MB, nwcfs \`--bits 4\` (uncalibrated) $(calc '%.1f' "$(fsize "$W/lossy.nwc") / 1e6") MB, the same with the linear codec models (\`--model-set linear\`) $(calc '%.1f' "$(fsize "$W/lossy-lin.nwc") / 1e6") MB, squashfs (\`mksquashfs -comp zstd -Xcompression-level 19 -b 1M\`) $(calc '%.1f' "$(fsize "$W/model.sqfs") / 1e6") MB, served by squashfuse and squashfuse_ll. Every run mounts afresh; cold: page cache dropped; warm: the image in the page cache; N readers read 1/N of the file each. $ROUNDS rounds, each system and case in turn."
 	echo
 	echo "## Sequential read: MB/s, median [min-max] (CPU seconds per GB served, daemon and readers)"
 	echo
