@@ -151,6 +151,78 @@ static void test_orders(void)
 	nwc_model_free(model);
 }
 
+/* small_model() with its decoder's blocks off: a linear decoder. */
+static struct nwc_model *small_linear_model(uint64_t seed)
+{
+	struct nwc_model *m = small_model(seed);
+	struct nwc_net_layout l;
+
+	if (!m)
+		return NULL;
+	nwc_net_layout(TH, TR, &l);
+	for (unsigned int r = 0; r < TR; r++) {
+		memset(m->dec + l.blk[r].gamma, 0, TH * sizeof(float));
+		memset(m->dec + l.blk[r].beta, 0, TH * sizeof(float));
+	}
+	if (nwc_model_finalize(m) || !m->dec_linear) {
+		nwc_model_free(m);
+		return NULL;
+	}
+	return m;
+}
+
+/*
+ * A linear decoder: the lanes layout decodes in one pass from the symbols
+ * to the rows (nwctensor.c, linear_band()), the sequence order through the
+ * latents, the folded map and the row output as for any decoder; both give
+ * the encoder's values to the bit, for whole groups of lanes and a last
+ * one of 4, 6 or 8, columns of one level and of mixed levels in a group,
+ * a last chunk row of 8, both quantizers and every dtype.
+ */
+static void test_linear_decoder(void)
+{
+	static const uint32_t widths[] = { 4, 22, 24, 48 };
+	static const enum nwc_dtype dt[] = { NWC_DTYPE_F32, NWC_DTYPE_F16,
+					     NWC_DTYPE_BF16 };
+	struct nwc_model *model = small_linear_model(3);
+	const uint32_t m = 40;
+	float *w = matrix(m, 48);
+	uint8_t level[48];
+
+	T_CHECK(model);
+	for (int mix = 0; mix < 3; mix++) {
+		/* mixed levels; all 0; all 2 but one column of level 1 in
+		 * the second group */
+		for (uint32_t j = 0; j < 48; j++)
+			level[j] = mix == 0 ? (uint8_t)(j % NWC_NET_Q) :
+				   mix == 1 ? 0 : (j == 20 ? 1 : 2);
+		for (size_t q = 0; q < NWC_ARRAY_SIZE(widths); q++) {
+			for (int quant = 0; quant < 2; quant++) {
+				struct nwc_tenc *e[2];
+				struct nwc_tenc_opts o;
+
+				for (int k = 0; k < 2; k++) {
+					nwc_tenc_opts_init(&o);
+					o.quant = quant;
+					o.band_rows = 32;
+					o.seq_order = k;
+					o.dtype = dt[(q + (size_t)quant) % 3];
+					T_EQ(nwc_tenc_encode(model, 5, w, m,
+							     widths[q], level,
+							     &o, &e[k]), 0);
+					check_decode(model, e[k], o.dtype);
+				}
+				T_MEMEQ(e[0]->what, e[1]->what,
+					(size_t)m * widths[q] * sizeof(float));
+				nwc_tenc_free(e[0]);
+				nwc_tenc_free(e[1]);
+			}
+		}
+	}
+	free(w);
+	nwc_model_free(model);
+}
+
 /* Ragged rows, several bands, every dtype and both quantizers. */
 static void test_roundtrip(void)
 {
@@ -493,6 +565,7 @@ int main(void)
 {
 	T_RUN(test_roundtrip);
 	T_RUN(test_orders);
+	T_RUN(test_linear_decoder);
 	T_RUN(test_determinism);
 	T_RUN(test_scales);
 	T_RUN(test_side_corruption);

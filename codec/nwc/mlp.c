@@ -289,11 +289,9 @@ bool nwc_net_is_linear(const struct nwc_net *net)
 	return true;
 }
 
-#define LIN_LEVEL (NWC_CHUNK * NWC_CHUNK + NWC_CHUNK)
-
 size_t nwc_net_linear_size(unsigned int nq)
 {
-	return (size_t)nq * LIN_LEVEL;
+	return (size_t)nq * NWC_NET_LIN_LEVEL;
 }
 
 int nwc_net_fold_linear(const struct nwc_net *net, const float *emb,
@@ -319,7 +317,7 @@ int nwc_net_fold_linear(const struct nwc_net *net, const float *emb,
 			b0[i] += (double)w_in[i * NWC_CHUNK + k] * shift[k];
 	}
 	for (unsigned int q = 0; q < net->nq; q++) {
-		float *w = lin + (size_t)q * LIN_LEVEL;
+		float *w = lin + (size_t)q * NWC_NET_LIN_LEVEL;
 		float *b = w + NWC_CHUNK * NWC_CHUNK;
 
 		for (size_t i = 0; i < h; i++) {
@@ -359,7 +357,7 @@ static void linear_rows(const float *lin, const uint8_t *q, const float *in,
 			size_t batch, float *out)
 {
 	for (size_t i = 0; i < batch; i++) {
-		const float *w = lin + (size_t)q[i] * LIN_LEVEL;
+		const float *w = lin + (size_t)q[i] * NWC_NET_LIN_LEVEL;
 		float x[NWC_CHUNK];
 		v8sf a0, a1, w0, w1;
 

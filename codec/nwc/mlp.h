@@ -173,6 +173,9 @@ int nwc_net_forward_folded(const struct nwc_net *net, const float *folded,
  * adds run in one fixed order.  @lin is only read and may be shared.
  * Returns as nwc_net_forward().
  */
+/* Floats of one level's map in nwc_net_fold_linear()'s layout. */
+#define NWC_NET_LIN_LEVEL (NWC_CHUNK * NWC_CHUNK + NWC_CHUNK)
+
 bool nwc_net_is_linear(const struct nwc_net *net);
 size_t nwc_net_linear_size(unsigned int nq);
 int nwc_net_fold_linear(const struct nwc_net *net, const float *emb,

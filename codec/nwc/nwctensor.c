@@ -13,6 +13,7 @@
 #include "codec/common/convert.h"
 #include "codec/common/simd.h"
 #include "codec/nwc/entropy.h"
+#include "codec/nwc/mlp.h"
 #include "codec/nwc/nwctensor.h"
 #include "codec/nwc/nwctensor_impl.h"
 
@@ -337,6 +338,131 @@ static void lanes_latents(struct nwc_tensor_scratch *s, uint32_t n,
 	}
 }
 
+typedef float v8sf __attribute__((vector_size(32)));
+
+/*
+ * A linear decoder straight from the lanes layout to the band's rows in
+ * @tmp (@n floats apart): for the sixteen columns of a group (its lanes)
+ * and each chunk row, output o is the bias of the column's level plus
+ * sum_c y_c times the level's weight of latent c for output o, then
+ * times the row scale.  The same operations in the same order as
+ * lanes_latents(), nwc_net_forward_linear() and emit_rows() one after the
+ * other, so the same values, without the two transposes and the passes
+ * over memory between them.  @w is a lane's weights side by side (when
+ * the group's columns have different levels), @y a chunk row's latents.
+ */
+__attribute__((target_clones("avx2", "default")))
+static void linear_group(const float *lin, const uint8_t *level,
+			 const int32_t *sym, const uint8_t *sel, size_t nk,
+			 uint32_t rows, const float *sc, size_t n, float *tmp)
+{
+	enum { L = NWC_ENTS_LANES, C = NWC_CHUNK };
+	_Static_assert(L == 16 && C == 16, "two vectors of eight lanes");
+	float w[C][C][L], b[C][L], y[C][L];
+	bool same = true;
+
+	for (unsigned int l = 1; l < L; l++)
+		same &= level[l] == level[0];
+	for (unsigned int l = 0; l < L; l++) {
+		const float *m = lin + (size_t)level[same ? 0 : l] *
+				       NWC_NET_LIN_LEVEL;
+
+		for (unsigned int o = 0; o < C; o++)
+			b[o][l] = m[C * C + o];
+		for (unsigned int c = 0; !same && c < C; c++)
+			for (unsigned int o = 0; o < C; o++)
+				w[c][o][l] = m[c * C + o];
+	}
+	for (size_t k = 0; k < nk; k++) {
+		uint32_t h = NWC_MIN(C, rows - (uint32_t)k * C);
+		const float *m = lin + (size_t)level[0] * NWC_NET_LIN_LEVEL;
+
+		for (unsigned int c = 0; c < C; c++)
+			for (unsigned int l = 0; l < L; l++)
+				y[c][l] = (float)sym[(k * C + c) * L + l] +
+					  0.5f * sel[(k * C + c) * L + l];
+		for (unsigned int o = 0; o < h; o++) {
+			v8sf a0, a1, u0, u1, x0, x1;
+			float *out = tmp + (k * C + o) * n;
+
+			memcpy(&a0, b[o], sizeof(a0));
+			memcpy(&a1, b[o] + 8, sizeof(a1));
+			for (unsigned int c = 0; c < C; c++) {
+				memcpy(&x0, y[c], sizeof(x0));
+				memcpy(&x1, y[c] + 8, sizeof(x1));
+				if (same) {
+					float v = m[c * C + o];
+
+					u0 = u1 = (v8sf){ v, v, v, v, v, v, v, v };
+				} else {
+					memcpy(&u0, w[c][o], sizeof(u0));
+					memcpy(&u1, w[c][o] + 8, sizeof(u1));
+				}
+				a0 += x0 * u0;
+				a1 += x1 * u1;
+			}
+			a0 = sc[k * C + o] * a0;
+			a1 = sc[k * C + o] * a1;
+			memcpy(out, &a0, sizeof(a0));
+			memcpy(out + 8, &a1, sizeof(a1));
+		}
+	}
+}
+
+/* linear_group() for a last group of @lanes < 16 columns, one by one. */
+static void linear_tail(const float *lin, const uint8_t *level,
+			const int32_t *sym, const uint8_t *sel,
+			unsigned int lanes, size_t nk, uint32_t rows,
+			const float *sc, size_t n, float *tmp)
+{
+	enum { C = NWC_CHUNK };
+
+	for (unsigned int l = 0; l < lanes; l++) {
+		const float *m = lin + (size_t)level[l] * NWC_NET_LIN_LEVEL;
+
+		for (size_t k = 0; k < nk; k++) {
+			uint32_t h = NWC_MIN(C, rows - (uint32_t)k * C);
+			float x[C];
+
+			for (unsigned int c = 0; c < C; c++) {
+				size_t i = (k * C + c) * lanes + l;
+
+				x[c] = (float)sym[i] + 0.5f * sel[i];
+			}
+			for (unsigned int o = 0; o < h; o++) {
+				float a = m[C * C + o];
+
+				for (unsigned int c = 0; c < C; c++)
+					a += x[c] * m[c * C + o];
+				tmp[(k * C + o) * n + l] = sc[k * C + o] * a;
+			}
+		}
+	}
+}
+
+/* The band's rows from the lanes layout through a linear decoder. */
+static void linear_band(const struct nwc_model *model,
+			const struct nwc_tside *ts, uint32_t r0, uint32_t rows,
+			const struct nwc_tensor_scratch *s,
+			enum nwc_dtype dtype, uint8_t *dst)
+{
+	const size_t L = NWC_ENTS_LANES, n = ts->n;
+	size_t nk = (rows + NWC_CHUNK - 1) / NWC_CHUNK, seq = nk * NWC_CHUNK;
+	const float *sc = ts->scale + r0;
+	float *tmp = s->y;	/* rows x n, within its nlat floats */
+	uint32_t g;
+
+	for (g = 0; g + L <= n; g += L)
+		linear_group(model->dec_linear, ts->level + g,
+			     s->sym + g * seq, s->sel + g * seq, nk, rows, sc,
+			     n, tmp + g);
+	if (g < n)
+		linear_tail(model->dec_linear, ts->level + g, s->sym + g * seq,
+			    s->sel + g * seq, (unsigned int)(n - g), nk, rows,
+			    sc, n, tmp + g);
+	nwc_from_f32(dtype, tmp, (size_t)rows * n, dst);
+}
+
 int nwc_band_decode(const struct nwc_model *model, const struct nwc_tside *ts,
 		    uint32_t b, const uint8_t *src, size_t len,
 		    enum nwc_dtype dtype, uint8_t *dst, size_t dst_len,
@@ -376,6 +502,10 @@ int nwc_band_decode(const struct nwc_model *model, const struct nwc_tside *ts,
 			s->sym, s->sel, nlat, src, len);
 	if (ret)
 		return ret;
+	if (ts->lanes && model->dec_linear) {
+		linear_band(model, ts, b * ts->band_rows, rows, s, dtype, dst);
+		return 0;
+	}
 	/* latents: the symbol, plus 1/2 in half-offset trellis states */
 	if (ts->lanes)
 		lanes_latents(s, ts->n, (size_t)nk * NWC_CHUNK);
