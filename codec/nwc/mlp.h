@@ -151,6 +151,9 @@ int nwc_net_forward_folded(const struct nwc_net *net, const float *folded,
 			   const float *emb, const uint8_t *q, const float *in,
 			   size_t batch, float *out, struct nwc_net_scratch *s);
 
+/* Floats of one level's map in nwc_net_fold_linear()'s layout. */
+#define NWC_NET_LIN_LEVEL (NWC_CHUNK * NWC_CHUNK + NWC_CHUNK)
+
 /*
  * A net whose every block has gamma = beta = 0 is linear: the block adds
  * ReLU(0) = 0, so h only picks up the level factors, and
@@ -163,19 +166,18 @@ int nwc_net_forward_folded(const struct nwc_net *net, const float *folded,
  * nwc_net_is_linear() tells whether @net is such a net (R >= 1).
  * nwc_net_fold_linear() computes, for inputs shifted by @shift (16
  * floats or NULL), each level's map into @lin (nwc_net_linear_size(Q)
- * floats: per level 16 x 16 weights, input-major (weight of input k for
- * output o at k 16 + o), then 16 biases), in double with one final
- * rounding.  0, -EINVAL (not such a net) or -ENOMEM.
+ * floats: per level, NWC_NET_LIN_LEVEL apart, 16 x 16 weights
+ * input-major (weight of input k for output o at k 16 + o), then 16
+ * biases), in double with one final rounding; nwctensor.c reads this
+ * layout too.  0, -EINVAL (not such a net) or -ENOMEM.
  *
  * nwc_net_forward_linear() is nwc_net_forward() from @lin (@out may be
  * @in).  Its results agree with nwc_net_forward()'s to float rounding, not
  * to the bit, and do not depend on the batch: each chunk's multiplies and
- * adds run in one fixed order.  @lin is only read and may be shared.
+ * adds run in one fixed order (which nwctensor.c's one-pass band decoder
+ * repeats, to give the same values).  @lin is only read and may be shared.
  * Returns as nwc_net_forward().
  */
-/* Floats of one level's map in nwc_net_fold_linear()'s layout. */
-#define NWC_NET_LIN_LEVEL (NWC_CHUNK * NWC_CHUNK + NWC_CHUNK)
-
 bool nwc_net_is_linear(const struct nwc_net *net);
 size_t nwc_net_linear_size(unsigned int nq);
 int nwc_net_fold_linear(const struct nwc_net *net, const float *emb,
