@@ -339,6 +339,7 @@ static void lanes_latents(struct nwc_tensor_scratch *s, uint32_t n,
 }
 
 typedef float v8sf __attribute__((vector_size(32)));
+typedef int32_t v8si __attribute__((vector_size(32)));
 
 /*
  * A linear decoder straight from the lanes layout to the band's rows in
@@ -359,19 +360,44 @@ static void linear_group(const float *lin, const uint8_t *level,
 	enum { L = NWC_ENTS_LANES, C = NWC_CHUNK };
 	_Static_assert(L == 16 && C == 16, "two vectors of eight lanes");
 	float w[C][C][L], b[C][L], y[C][L];
-	bool same = true;
+	uint8_t lv[L];		/* the levels present, nlv of them */
+	unsigned int nlv = 0;
+	v8si mask[L][2];	/* lanes of lv[d]: all ones */
+	bool same;
 
-	for (unsigned int l = 1; l < L; l++)
-		same &= level[l] == level[0];
 	for (unsigned int l = 0; l < L; l++) {
-		const float *m = lin + (size_t)level[same ? 0 : l] *
-				       NWC_NET_LIN_LEVEL;
+		unsigned int d = 0;
 
-		for (unsigned int o = 0; o < C; o++)
-			b[o][l] = m[C * C + o];
-		for (unsigned int c = 0; !same && c < C; c++)
-			for (unsigned int o = 0; o < C; o++)
-				w[c][o][l] = m[c * C + o];
+		while (d < nlv && lv[d] != level[l])
+			d++;
+		if (d == nlv)
+			lv[nlv++] = level[l];
+	}
+	same = nlv == 1;
+	for (unsigned int d = 0; d < nlv; d++)
+		for (unsigned int l = 0; l < L; l++)
+			mask[d][l / 8][l % 8] = level[l] == lv[d] ? -1 : 0;
+	/*
+	 * Each lane's weight of latent c for output o, and its bias: the
+	 * levels' values broadcast and masked into place, the bits moved as
+	 * they are (weights only when the group has several levels).
+	 */
+	for (unsigned int c = 0; c <= C; c++) {
+		for (unsigned int o = 0; o < C && (c == C || !same); o++) {
+			v8si r0 = { 0 }, r1 = { 0 };
+
+			for (unsigned int d = 0; d < nlv; d++) {
+				float v = lin[(size_t)lv[d] * NWC_NET_LIN_LEVEL +
+					      c * C + o];
+				v8sf u = { v, v, v, v, v, v, v, v };
+
+				r0 |= (v8si)u & mask[d][0];
+				r1 |= (v8si)u & mask[d][1];
+			}
+			memcpy(c == C ? b[o] : w[c][o], &r0, sizeof(r0));
+			memcpy((c == C ? b[o] : w[c][o]) + 8, &r1,
+			       sizeof(r1));
+		}
 	}
 	for (size_t k = 0; k < nk; k++) {
 		uint32_t h = NWC_MIN(C, rows - (uint32_t)k * C);
@@ -387,19 +413,26 @@ static void linear_group(const float *lin, const uint8_t *level,
 
 			memcpy(&a0, b[o], sizeof(a0));
 			memcpy(&a1, b[o] + 8, sizeof(a1));
-			for (unsigned int c = 0; c < C; c++) {
-				memcpy(&x0, y[c], sizeof(x0));
-				memcpy(&x1, y[c] + 8, sizeof(x1));
-				if (same) {
+			/* two loops, so that neither tests a flag per term */
+			if (same) {
+				for (unsigned int c = 0; c < C; c++) {
 					float v = m[c * C + o];
 
-					u0 = u1 = (v8sf){ v, v, v, v, v, v, v, v };
-				} else {
+					memcpy(&x0, y[c], sizeof(x0));
+					memcpy(&x1, y[c] + 8, sizeof(x1));
+					u0 = (v8sf){ v, v, v, v, v, v, v, v };
+					a0 += x0 * u0;
+					a1 += x1 * u0;
+				}
+			} else {
+				for (unsigned int c = 0; c < C; c++) {
+					memcpy(&x0, y[c], sizeof(x0));
+					memcpy(&x1, y[c] + 8, sizeof(x1));
 					memcpy(&u0, w[c][o], sizeof(u0));
 					memcpy(&u1, w[c][o] + 8, sizeof(u1));
+					a0 += x0 * u0;
+					a1 += x1 * u1;
 				}
-				a0 += x0 * u0;
-				a1 += x1 * u1;
 			}
 			a0 = sc[k * C + o] * a0;
 			a1 = sc[k * C + o] * a1;
