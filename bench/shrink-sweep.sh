@@ -9,9 +9,10 @@
 # point.  Environment: BITS (default 4), SHRINKS (default "0 0.1 0.3
 # 0.5"), DAMPS (mkfs.nwc --calib-damp; default 0.01, the codec's),
 # PROMOTES (mkfs.nwc --calib-promote; default 0.111), SENS (tokens of the
-# sensitivity pass, nwc calib --sensitivity; default 4096, mkfs.nwc's; 0:
-# none), POWERS (mkfs.nwc --calib-sens-power; default 0.5), EVAL_TOKENS
-# (default 4096).
+# sensitivity pass, nwc calib --sensitivity; default 4096; 0: none),
+# POWERS (mkfs.nwc --calib-sens-power; default 0.5), MODELS (mkfs.nwc
+# --models; default the source tree's codec/models, e.g.
+# codec/models/linear), EVAL_TOKENS (default 4096).
 [ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"
 set -u
 
@@ -37,7 +38,8 @@ for bits in ${BITS:-4}; do
 	for d in ${DAMPS:-0.01}; do
 	for pr in ${PROMOTES:-0.111}; do
 	for pw in ${POWERS:-0.5}; do
-		"$MKFS" -j2 --models "$S/codec/models" --bits "$bits" \
+		"$MKFS" -j2 --models "${MODELS:-$S/codec/models}" \
+			--bits "$bits" \
 			--calib-stats "$W/stats.safetensors" \
 			--calib-shrink "$a" --calib-damp "$d" \
 			--calib-promote "$pr" --calib-sens-power "$pw" \
@@ -50,7 +52,7 @@ for bits in ${BITS:-4}; do
 			"$NWC" eval -q -j2 --max-tokens "$N" "$W/x" "$D/$e.u16" |
 				awk -v e=$e '/perplexity/ { printf " %s=%s", e, $2 }'
 		done >"$W/ppl"
-		echo "bits=$bits shrink=$a damp=$d promote=$pr sens=$SENS power=$pw$(cat "$W/ppl") | $line"
+		echo "bits=$bits shrink=$a damp=$d promote=$pr sens=$SENS power=$pw models=$(basename "${MODELS:-$S/codec/models}")$(cat "$W/ppl") | $line"
 		rm -rf "$W/x" "$W/i.nwc"
 	done
 	done
