@@ -2,9 +2,10 @@
 /*
  * simd.h - four floats (or int32s) as one value, for the codec's hot
  * loops: GCC turns the arithmetic into SSE (or the target's) instructions,
- * where -O2 alone leaves such loops scalar.  Each lane does exactly the
- * operations of the scalar code, so results do not depend on the width.
- * Header-only; every function is pure.
+ * where -O2 alone leaves such loops scalar; and eight, for kernels cloned
+ * for AVX2.  Each lane does exactly the operations of the scalar code, so
+ * results do not depend on the width.  Header-only; every function is
+ * pure.
  */
 #ifndef NWC_SIMD_H
 #define NWC_SIMD_H
@@ -14,6 +15,22 @@
 typedef float v4sf __attribute__((vector_size(16)));
 typedef int32_t v4si __attribute__((vector_size(16)));
 typedef uint32_t v4su __attribute__((vector_size(16)));
+
+/*
+ * Eight lanes of one __m256 where the CPU has AVX2 (a clone chosen at load
+ * time), two SSE halves elsewhere.  Lane j % 8 and the fixed order of
+ * V8_TOTAL keep the sums those of the scalar code, so both clones give
+ * the same bits.
+ */
+typedef float v8sf __attribute__((vector_size(32)));
+typedef int32_t v8si __attribute__((vector_size(32)));
+
+/* Macros, not functions: a function passing v8sf by value would have an
+ * ABI that differs between the two clones (-Wpsabi). */
+#define V8_LOAD(v, p) memcpy(&(v), (p), sizeof(v8sf))
+#define V8_STORE(p, v) memcpy((p), &(v), sizeof(v8sf))
+#define V8_TOTAL(a) ((((a)[0] + (a)[4]) + ((a)[1] + (a)[5])) +	\
+		     (((a)[2] + (a)[6]) + ((a)[3] + (a)[7])))
 
 /*
  * The lanes of @a and @b (0-3: @a's, 4-7: @b's) that four constants pick:

@@ -271,7 +271,6 @@ int nwc_net_forward_folded(const struct nwc_net *net, const float *folded,
 	return 0;
 }
 
-
 bool nwc_net_is_linear(const struct nwc_net *net)
 {
 	struct nwc_net_layout l;
@@ -345,8 +344,6 @@ int nwc_net_fold_linear(const struct nwc_net *net, const float *emb,
 	return 0;
 }
 
-typedef float v8sf __attribute__((vector_size(32)));
-
 /*
  * The maps on @batch chunks, eight outputs to a vector: one AVX register
  * where the CPU has AVX2, two SSE ones elsewhere, the same operations in
@@ -361,18 +358,18 @@ static void linear_rows(const float *lin, const uint8_t *q, const float *in,
 		float x[NWC_CHUNK];
 		v8sf a0, a1, w0, w1;
 
-		memcpy(&a0, w + NWC_CHUNK * NWC_CHUNK, sizeof(a0));
-		memcpy(&a1, w + NWC_CHUNK * NWC_CHUNK + 8, sizeof(a1));
+		V8_LOAD(a0, w + NWC_CHUNK * NWC_CHUNK);
+		V8_LOAD(a1, w + NWC_CHUNK * NWC_CHUNK + 8);
 		/* a copy: @out may be @in */
 		memcpy(x, in + i * NWC_CHUNK, sizeof(x));
 		for (size_t k = 0; k < NWC_CHUNK; k++, w += NWC_CHUNK) {
-			memcpy(&w0, w, sizeof(w0));
-			memcpy(&w1, w + 8, sizeof(w1));
+			V8_LOAD(w0, w);
+			V8_LOAD(w1, w + 8);
 			a0 += x[k] * w0;
 			a1 += x[k] * w1;
 		}
-		memcpy(out + i * NWC_CHUNK, &a0, sizeof(a0));
-		memcpy(out + i * NWC_CHUNK + 8, &a1, sizeof(a1));
+		V8_STORE(out + i * NWC_CHUNK, a0);
+		V8_STORE(out + i * NWC_CHUNK + 8, a1);
 	}
 }
 

@@ -17,6 +17,7 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "codec/common/simd.h"
 #include "codec/nwc/gemm.h"
 #include "codec/nwc/linear.h"
 #include "codec/nwc/mlp.h"
@@ -68,22 +69,6 @@ static inline void linear(const float *x, const float *w,
 {
 	linear_ld(x, k, w, bias, rows, n, k, c, n);
 }
-
-/*
- * Eight lanes of one __m256 where the CPU has AVX2 (a clone chosen at load
- * time), two SSE halves elsewhere.  Lane j % 8 and the fixed order of
- * V8_TOTAL keep the sums those of the scalar code, so both clones give
- * the same bits.
- */
-typedef float v8sf __attribute__((vector_size(32)));
-typedef int32_t v8si __attribute__((vector_size(32)));
-
-/* Macros, not functions: a function passing v8sf by value would have an
- * ABI that differs between the two clones (-Wpsabi). */
-#define V8_LOAD(v, p) memcpy(&(v), (p), sizeof(v8sf))
-#define V8_STORE(p, v) memcpy((p), &(v), sizeof(v8sf))
-#define V8_TOTAL(a) ((((a)[0] + (a)[4]) + ((a)[1] + (a)[5])) +	\
-		     (((a)[2] + (a)[6]) + ((a)[3] + (a)[7])))
 
 /*
  * The rest of a residual block for one row, after the Linear: @z holds the

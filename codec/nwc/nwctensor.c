@@ -273,27 +273,28 @@ static void emit_rows(const struct nwc_tside *ts, uint32_t r0, uint32_t rows,
 	}
 }
 
-/* Latents of symbols in sequence order (nlat is a multiple of NWC_CHUNK,
- * so of 4). */
-static void seq_latents(struct nwc_tensor_scratch *s, size_t nlat)
+/* The latent of the symbol and table set at @p: the symbol, plus 1/2 in
+ * half-offset trellis states. */
+static inline float latent(const struct nwc_tensor_scratch *s, size_t p)
 {
-	for (size_t i = 0; i < nlat; i += 4) {
-		v4si u = { s->sel[i], s->sel[i + 1], s->sel[i + 2],
-			   s->sel[i + 3] };
-
-		v4_store(s->y + i,
-			 __builtin_convertvector(v4i_load(s->sym + i), v4sf) +
-			 0.5f * __builtin_convertvector(u, v4sf));
-	}
+	return (float)s->sym[p] + 0.5f * s->sel[p];
 }
 
-/* Four latents from symbols and table sets at @p. */
+/* latent() of the four at @p. */
 static inline v4sf latents4(const struct nwc_tensor_scratch *s, size_t p)
 {
 	v4si u = { s->sel[p], s->sel[p + 1], s->sel[p + 2], s->sel[p + 3] };
 
 	return __builtin_convertvector(v4i_load(s->sym + p), v4sf) +
 	       0.5f * __builtin_convertvector(u, v4sf);
+}
+
+/* Latents of symbols in sequence order (nlat is a multiple of NWC_CHUNK,
+ * so of 4). */
+static void seq_latents(struct nwc_tensor_scratch *s, size_t nlat)
+{
+	for (size_t i = 0; i < nlat; i += 4)
+		v4_store(s->y + i, latents4(s, i));
 }
 
 /*
@@ -332,14 +333,10 @@ static void lanes_latents(struct nwc_tensor_scratch *s, uint32_t n,
 			}
 		}
 		for (size_t r = w == L ? w * seq : 0; r < w * seq; r++)
-			s->y[(g + r % w) * seq + r / w] =
-				(float)s->sym[p + r] + 0.5f * s->sel[p + r];
+			s->y[(g + r % w) * seq + r / w] = latent(s, p + r);
 		p += w * seq;
 	}
 }
-
-typedef float v8sf __attribute__((vector_size(32)));
-typedef int32_t v8si __attribute__((vector_size(32)));
 
 /*
  * A linear decoder straight from the lanes layout to the band's rows in
@@ -349,13 +346,15 @@ typedef int32_t v8si __attribute__((vector_size(32)));
  * times the row scale.  The same operations in the same order as
  * lanes_latents(), nwc_net_forward_linear() and emit_rows() one after the
  * other, so the same values, without the two transposes and the passes
- * over memory between them.  @w is a lane's weights side by side (when
- * the group's columns have different levels), @y a chunk row's latents.
+ * over memory between them.  The group's symbols start at @p.  @w is a
+ * lane's weights side by side (when the group's columns have different
+ * levels), @y a chunk row's latents.
  */
 __attribute__((target_clones("avx2", "default")))
 static void linear_group(const float *lin, const uint8_t *level,
-			 const int32_t *sym, const uint8_t *sel, size_t nk,
-			 uint32_t rows, const float *sc, size_t n, float *tmp)
+			 const struct nwc_tensor_scratch *s, size_t p,
+			 size_t nk, uint32_t rows, const float *sc, size_t n,
+			 float *tmp)
 {
 	enum { L = NWC_ENTS_LANES, C = NWC_CHUNK };
 	_Static_assert(L == 16 && C == 16, "two vectors of eight lanes");
@@ -363,6 +362,7 @@ static void linear_group(const float *lin, const uint8_t *level,
 	uint8_t lv[L];		/* the levels present, nlv of them */
 	unsigned int nlv = 0;
 	v8si mask[L][2];	/* lanes of lv[d]: all ones */
+	const float *m;		/* the map of a group of one level */
 	bool same;
 
 	for (unsigned int l = 0; l < L; l++) {
@@ -374,6 +374,7 @@ static void linear_group(const float *lin, const uint8_t *level,
 			lv[nlv++] = level[l];
 	}
 	same = nlv == 1;
+	m = lin + (size_t)level[0] * NWC_NET_LIN_LEVEL;
 	for (unsigned int d = 0; d < nlv; d++)
 		for (unsigned int l = 0; l < L; l++)
 			mask[d][l / 8][l % 8] = level[l] == lv[d] ? -1 : 0;
@@ -394,57 +395,55 @@ static void linear_group(const float *lin, const uint8_t *level,
 				r0 |= (v8si)u & mask[d][0];
 				r1 |= (v8si)u & mask[d][1];
 			}
-			memcpy(c == C ? b[o] : w[c][o], &r0, sizeof(r0));
-			memcpy((c == C ? b[o] : w[c][o]) + 8, &r1,
-			       sizeof(r1));
+			V8_STORE(c == C ? b[o] : w[c][o], r0);
+			V8_STORE((c == C ? b[o] : w[c][o]) + 8, r1);
 		}
 	}
 	for (size_t k = 0; k < nk; k++) {
 		uint32_t h = NWC_MIN(C, rows - (uint32_t)k * C);
-		const float *m = lin + (size_t)level[0] * NWC_NET_LIN_LEVEL;
 
 		for (unsigned int c = 0; c < C; c++)
-			for (unsigned int l = 0; l < L; l++)
-				y[c][l] = (float)sym[(k * C + c) * L + l] +
-					  0.5f * sel[(k * C + c) * L + l];
+			for (unsigned int l = 0; l < L; l += 4)
+				v4_store(y[c] + l,
+					 latents4(s, p + (k * C + c) * L + l));
 		for (unsigned int o = 0; o < h; o++) {
 			v8sf a0, a1, u0, u1, x0, x1;
 			float *out = tmp + (k * C + o) * n;
 
-			memcpy(&a0, b[o], sizeof(a0));
-			memcpy(&a1, b[o] + 8, sizeof(a1));
+			V8_LOAD(a0, b[o]);
+			V8_LOAD(a1, b[o] + 8);
 			/* two loops, so that neither tests a flag per term */
 			if (same) {
 				for (unsigned int c = 0; c < C; c++) {
 					float v = m[c * C + o];
 
-					memcpy(&x0, y[c], sizeof(x0));
-					memcpy(&x1, y[c] + 8, sizeof(x1));
+					V8_LOAD(x0, y[c]);
+					V8_LOAD(x1, y[c] + 8);
 					u0 = (v8sf){ v, v, v, v, v, v, v, v };
 					a0 += x0 * u0;
 					a1 += x1 * u0;
 				}
 			} else {
 				for (unsigned int c = 0; c < C; c++) {
-					memcpy(&x0, y[c], sizeof(x0));
-					memcpy(&x1, y[c] + 8, sizeof(x1));
-					memcpy(&u0, w[c][o], sizeof(u0));
-					memcpy(&u1, w[c][o] + 8, sizeof(u1));
+					V8_LOAD(x0, y[c]);
+					V8_LOAD(x1, y[c] + 8);
+					V8_LOAD(u0, w[c][o]);
+					V8_LOAD(u1, w[c][o] + 8);
 					a0 += x0 * u0;
 					a1 += x1 * u1;
 				}
 			}
 			a0 = sc[k * C + o] * a0;
 			a1 = sc[k * C + o] * a1;
-			memcpy(out, &a0, sizeof(a0));
-			memcpy(out + 8, &a1, sizeof(a1));
+			V8_STORE(out, a0);
+			V8_STORE(out + 8, a1);
 		}
 	}
 }
 
 /* linear_group() for a last group of @lanes < 16 columns, one by one. */
 static void linear_tail(const float *lin, const uint8_t *level,
-			const int32_t *sym, const uint8_t *sel,
+			const struct nwc_tensor_scratch *s, size_t p,
 			unsigned int lanes, size_t nk, uint32_t rows,
 			const float *sc, size_t n, float *tmp)
 {
@@ -457,11 +456,8 @@ static void linear_tail(const float *lin, const uint8_t *level,
 			uint32_t h = NWC_MIN(C, rows - (uint32_t)k * C);
 			float x[C];
 
-			for (unsigned int c = 0; c < C; c++) {
-				size_t i = (k * C + c) * lanes + l;
-
-				x[c] = (float)sym[i] + 0.5f * sel[i];
-			}
+			for (unsigned int c = 0; c < C; c++)
+				x[c] = latent(s, p + (k * C + c) * lanes + l);
 			for (unsigned int o = 0; o < h; o++) {
 				float a = m[C * C + o];
 
@@ -486,13 +482,11 @@ static void linear_band(const struct nwc_model *model,
 	uint32_t g;
 
 	for (g = 0; g + L <= n; g += L)
-		linear_group(model->dec_linear, ts->level + g,
-			     s->sym + g * seq, s->sel + g * seq, nk, rows, sc,
-			     n, tmp + g);
+		linear_group(model->dec_linear, ts->level + g, s, g * seq, nk,
+			     rows, sc, n, tmp + g);
 	if (g < n)
-		linear_tail(model->dec_linear, ts->level + g, s->sym + g * seq,
-			    s->sel + g * seq, (unsigned int)(n - g), nk, rows,
-			    sc, n, tmp + g);
+		linear_tail(model->dec_linear, ts->level + g, s, g * seq,
+			    (unsigned int)(n - g), nk, rows, sc, n, tmp + g);
 	nwc_from_f32(dtype, tmp, (size_t)rows * n, dst);
 }
 
