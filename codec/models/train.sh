@@ -54,9 +54,9 @@ STEPS=3000
 # directory: sizes/ holds the other decoder sizes, which mkfs.nwc uses only
 # when told to (--models DIR/sizes), so that a default image decodes at the
 # speed of one width.  linear/ holds the linear models (branch 0: the
-# blocks stay off, nwc-train(1)), for --models DIR/linear: a decoder of one
-# 16 x 16 map per level, the gains chosen so that the latents start near
-# the quantization step each rate needs.
+# blocks stay off, nwc-train(1)), for mkfs.nwc --model-set linear: a
+# decoder of one 16 x 16 map per level, the gains chosen so that the
+# latents start near the quantization step each rate needs.
 MODELS=(
 	"nwc-h32r1-l10 32 1 10 1 1"
 	"nwc-h32r1-l30 32 1 30 1 1"
