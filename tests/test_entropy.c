@@ -648,6 +648,27 @@ static void test_bucket_edges(void)
 		v[i] = s < n ? -40 + (int32_t)s : 1000000;	/* escape */
 	}
 	roundtrip(dd, NULL, v, nv);
+	/*
+	 * The same values in the lanes layout, one table throughout: the
+	 * vector kernel steps through the buckets of three or more symbols
+	 * and must give what the scalar loop gives.
+	 */
+	{
+		struct nwc_qdist *d2[2] = { d, d };
+		struct nwc_ents_fsm f = { .period = 1, .seq = 40 };
+		uint8_t *ctx = calloc(nv, 1);
+
+		for (unsigned int t = 0; t < NWC_ENTS_FSM_STATES; t++) {
+			f.next[t][0] = (uint8_t)((t + 1) % 8);
+			f.next[t][1] = (uint8_t)((t * 3) % 8);
+		}
+		T_EQ(nwc_ents_flat_build((const struct nwc_qdist *const *)d2,
+					 2, &flat16), 0);
+		T_EQ(lanes_case(&f, d2, ctx, v, nv), 0);
+		nwc_ents_flat_free(flat16);
+		flat16 = NULL;
+		free(ctx);
+	}
 	nwc_qdist_free(d);
 	free(v);
 }

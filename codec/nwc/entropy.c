@@ -752,7 +752,7 @@ static int lane_value(const struct nwc_qdist *const *dists,
  * whose tables are candidates c (set 0) and c + period (set 1):
  * @info and @lo hold both tables' info[] and lo[] entries, set 0 in lanes
  * where u = 0.  Returns false, with nothing changed, when a lane meets an
- * escape or a bucket of three or more symbols.  Pulls words from *@p.
+ * escape.  Pulls words from *@p.
  */
 __attribute__((target("avx2,bmi2,popcnt"), always_inline))
 static inline bool step8(const struct nwc_ents_flat *fl, __m256i selv,
@@ -768,7 +768,7 @@ static inline bool step8(const struct nwc_ents_flat *fl, __m256i selv,
 	const __m256i lo20 = _mm256_set1_epi32(0xfffff);
 	const __m256i one = _mm256_set1_epi32(1);
 	const __m256i multi = _mm256_set1_epi32((int)LANES_MULTI);
-	__m256i u, tab, slot, ce, s, info, fc, v, odd, x;
+	__m256i u, tab, slot, ce, s, info, base, fc, v, odd, x;
 
 	/* u = sel[st]: the table set, as a lane mask */
 	u = _mm256_cmpgt_epi32(_mm256_permutevar8x32_epi32(selv, *sv),
@@ -786,12 +786,32 @@ static inline bool step8(const struct nwc_ents_flat *fl, __m256i selv,
 		_mm256_cmpgt_epi32(_mm256_and_si256(slot, lo8),
 				   _mm256_and_si256(_mm256_srli_epi32(ce, 12),
 						    lo8)));
-	if (!_mm256_testz_si256(ce, multi) ||
-	    _mm256_movemask_ps(_mm256_castsi256_ps(
+	base = _mm256_and_si256(info, lo20);
+	fc = nwc_rans_lookup8(fl->fc, _mm256_add_epi32(base, s));
+	/*
+	 * A bucket of three or more symbols: s is the first or the second of
+	 * them, at or before the slot's, so step on (every such lane at once)
+	 * while the slot lies past the interval of s.  The other lanes never
+	 * step: their s is the slot's.
+	 */
+	if (!_mm256_testz_si256(ce, multi)) {
+		for (;;) {
+			__m256i past = _mm256_cmpgt_epi32(
+				_mm256_sub_epi32(slot,
+						 _mm256_srli_epi32(fc, 16)),
+				_mm256_sub_epi32(_mm256_and_si256(fc, lo16),
+						 one));
+
+			if (_mm256_testz_si256(past, past))
+				break;
+			s = _mm256_sub_epi32(s, past);
+			fc = nwc_rans_lookup8(fl->fc,
+					      _mm256_add_epi32(base, s));
+		}
+	}
+	if (_mm256_movemask_ps(_mm256_castsi256_ps(
 		    _mm256_cmpeq_epi32(s, _mm256_srli_epi32(info, 20)))))
-		return false;	/* an escape, or a bucket to search */
-	fc = nwc_rans_lookup8(fl->fc,
-			      _mm256_add_epi32(_mm256_and_si256(info, lo20), s));
+		return false;	/* an escape */
 	x = _mm256_add_epi32(_mm256_mullo_epi32(_mm256_and_si256(fc, lo16),
 						_mm256_srli_epi32(*xv, 16)),
 			     _mm256_sub_epi32(slot, _mm256_srli_epi32(fc, 16)));
@@ -813,9 +833,8 @@ static inline bool step8(const struct nwc_ents_flat *fl, __m256i selv,
 
 /*
  * Steps t, t + 1, ... of a whole group: its sixteen lanes as two vectors,
- * while 32 bytes of words remain and no lane meets an escape or a bucket
- * of three or more symbols (that step, left untouched, goes to the scalar
- * path).  Values and table sets are stored in stream order.  Returns the
+ * while 32 bytes of words remain and no lane meets an escape (that
+ * step, left untouched, goes to the scalar path).  Values and table sets are stored in stream order.  Returns the
  * next step; @x and @st hold the lanes' states.
  */
 __attribute__((target("avx2,bmi2,popcnt")))
