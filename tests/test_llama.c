@@ -551,6 +551,142 @@ static void test_stream_hook(void)
 	sunk_free(&zero);
 }
 
+/*
+ * Scale gradients: every weight row scaled by a fixed 1 + 0.05 u (u in
+ * [-1, 1), from the row's place), and the probe row by 1 + @d more.
+ */
+struct scaled {
+	const char *probe;	/* weight name, or NULL */
+	uint32_t row;
+	double d;
+};
+
+static int hook_scaled(void *arg, const char *name, float *w, uint32_t rows,
+		       uint32_t cols)
+{
+	const struct scaled *k = arg;
+	uint64_t seed = 0;
+
+	for (const char *c = name; *c; c++)
+		seed = seed * 131 + (unsigned char)*c;
+	for (uint32_t i = 0; i < rows; i++) {
+		double f = 1 + 0.05 * ((double)(t_rand(&seed) % 2001) / 1000 -
+				       1);
+
+		if (k->probe && !strcmp(name, k->probe) && i == k->row)
+			f *= 1 + k->d;
+		for (uint32_t j = 0; j < cols; j++)
+			w[(size_t)i * cols + j] = (float)(w[(size_t)i * cols + j] *
+							  f);
+	}
+	return 0;
+}
+
+#define GRAD_MAX 4096u
+
+struct grads {
+	char name[16][96];
+	float g[16][GRAD_MAX];
+	uint32_t rows[16];
+	unsigned n;
+};
+
+static int sink_grads(void *arg, const char *name, const float *g,
+		      uint32_t rows)
+{
+	struct grads *k = arg;
+
+	T_CHECK(k->n < 16 && rows <= GRAD_MAX);
+	if (k->n >= 16 || rows > GRAD_MAX)
+		return -EINVAL;
+	snprintf(k->name[k->n], sizeof(k->name[0]), "%s", name);
+	memcpy(k->g[k->n], g, rows * sizeof(*g));
+	k->rows[k->n++] = rows;
+	return 0;
+}
+
+/*
+ * nwc_llama_scale_grad() against central differences of its own KL, for
+ * one row of every weight of every case (biases, GQA, q/k norms, a
+ * window, tied and untied heads); the same bits on 1 and 2 threads; KL 0
+ * and zero gradients against the model itself.
+ */
+static void test_scale_grad(void)
+{
+	for (size_t c = 0; c < NWC_ARRAY_SIZE(golden_cases); c++) {
+		const struct golden_case *g = &golden_cases[c];
+		struct nwc_llama_opts o1 = { .threads = 1, .ctx = GOLDEN_CTX };
+		struct nwc_llama_opts o2 = { .threads = 2, .ctx = GOLDEN_CTX };
+		struct grads *a = calloc(3, sizeof(*a)), *b = a + 1, *z = a + 2;
+		struct scaled k = { 0 };
+		struct nwc_llama *m = open_case(g, NULL, false);
+		FILE *spill = tmpfile();
+		float *target = NULL;
+		double kl, kl2, klz, kp, km;
+
+		if (!m || !a || !spill)
+			goto next;
+		nwc_llama_free(m);
+		T_EQ(nwc_llama_final_rows(tmpdir, g->tok, GOLDEN_NTOK, &o2,
+					  &target), 0);
+		if (!target)
+			goto next;
+		T_EQ(nwc_llama_scale_grad(tmpdir, g->tok, GOLDEN_NTOK, &o2,
+					  fileno(spill), target, hook_scaled,
+					  &k, sink_grads, a, &kl), 0);
+		T_EQ(nwc_llama_scale_grad(tmpdir, g->tok, GOLDEN_NTOK, &o1,
+					  fileno(spill), target, hook_scaled,
+					  &k, sink_grads, b, &kl2), 0);
+		T_EQ(nwc_llama_scale_grad(tmpdir, g->tok, GOLDEN_NTOK, &o1,
+					  fileno(spill), target, NULL, NULL,
+					  sink_grads, z, &klz), 0);
+		T_EQ(a->n, 7 * g->layers);
+		T_CHECK(kl > 1e-5 && kl == kl2);
+		T_CHECK(fabs(klz) < 1e-9);
+		T_MEMEQ(a->g, b->g, sizeof(a->g));
+		for (unsigned w = 0; w < z->n; w++) {
+			float worst = 0;
+
+			for (uint32_t i = 0; i < z->rows[w]; i++)
+				worst = fmaxf(worst, fabsf(z->g[w][i]));
+			T_CHECK(worst < 1e-6f);
+		}
+		z->n = 0;
+		for (unsigned w = 0; w < a->n; w++) {
+			const double eps = 1e-2;
+			double fd, an;
+
+			k.probe = a->name[w];
+			k.row = (uint32_t)(w * 7 % a->rows[w]);
+			k.d = eps;
+			nwc_llama_scale_grad(tmpdir, g->tok, GOLDEN_NTOK, &o2,
+					     fileno(spill), target,
+					     hook_scaled, &k, sink_grads, z,
+					     &kp);
+			z->n = 0;
+			k.d = -eps;
+			nwc_llama_scale_grad(tmpdir, g->tok, GOLDEN_NTOK, &o2,
+					     fileno(spill), target,
+					     hook_scaled, &k, sink_grads, z,
+					     &km);
+			z->n = 0;
+			/* d/dd of KL((1 + d) W_i): the gradient at d = 0 */
+			fd = (kp - km) / (2 * eps);
+			an = a->g[w][k.row];
+			if (fabs(fd - an) > 0.02 * fabs(fd) + 1e-6) {
+				fprintf(stderr, "%s: %s row %u: gradient %g, differences %g\n",
+					g->name, a->name[w], k.row, an, fd);
+				t_failed++;
+			}
+		}
+next:
+		free(target);
+		if (spill)
+			fclose(spill);
+		free(a);
+	}
+}
+
 /* Opens case 0 with "@from" in its config replaced by "@to". */
 static int open_edited(const char *from, const char *to)
 {
@@ -632,6 +768,7 @@ int main(void)
 	T_RUN(test_calib);
 	T_RUN(test_stream);
 	T_RUN(test_stream_hook);
+	T_RUN(test_scale_grad);
 	T_RUN(test_threads);
 	T_RUN(test_errors);
 	clean_dir();

@@ -275,9 +275,8 @@ static int stream_pass(struct run *r, unsigned threads, bool stats,
 	return ret;
 }
 
-/* Hands each linear weight of decoder layer @l to @hook, in model order. */
-static int stream_hook(const struct nwc_llama *m, uint32_t l,
-		       struct layer *ly, nwc_llama_layer_hook *hook, void *arg)
+int llm_layer_hook(const struct nwc_llama *m, uint32_t l, struct layer *ly,
+		   nwc_llama_layer_hook *hook, void *arg)
 {
 	const struct nwc_llama_config *c = &m->cfg;
 	const uint32_t h = c->hidden, in = c->intermediate;
@@ -342,7 +341,7 @@ static int stream_stage(struct run *r, struct nwc_llama *m, uint32_t s,
 		calib_h_free(&h);
 	}
 	if (!ret && two)
-		ret = stream_hook(m, s, &ly, hook, arg);
+		ret = llm_layer_hook(m, s, &ly, hook, arg);
 	if (!ret && two)
 		ret = stream_pass(r, threads, false, true);
 	llm_free_layer(&ly);

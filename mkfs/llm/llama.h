@@ -207,6 +207,36 @@ int nwc_llama_sensitivity(const char *dir, const uint32_t *tok, size_t n,
 			  const struct nwc_llama_opts *o, int spill_fd,
 			  nwc_llama_sens_sink *sink, void *arg);
 
+/*
+ * nwc_llama_final_rows() - the model of @dir on the tokens (windows as
+ * nwc_llama_eval()), streamed layer by layer: the residual stream after
+ * the last decoder layer, before the final norm, T x hidden floats in
+ * window order, malloc'd into *@rows.  The reference of
+ * nwc_llama_scale_grad().  Returns nwc_llama_calib_stream()'s errors.
+ */
+int nwc_llama_final_rows(const char *dir, const uint32_t *tok, size_t n,
+			 const struct nwc_llama_opts *o, float **rows);
+
+/*
+ * nwc_llama_scale_grad() - for the model of @dir whose linear weights
+ * @hook may change (it gets each decoder layer's seven weights whenever
+ * the layer is read, twice a call): the mean over the predicted positions
+ * of KL(p || q) in *@kl, p the distribution the reference model gives
+ * (@target: its nwc_llama_final_rows() for the same tokens and options),
+ * q the changed model's; and to @sink, for every output row i of every
+ * linear weight, the gradient of that mean with respect to a scale of
+ * the row, W_i -> (1 + d_i) W_i at d = 0: (1/P) sum_t g_ti (W_i x_t), g
+ * the gradient with respect to the row's output.  The same streaming,
+ * spill file, threads and determinism as nwc_llama_sensitivity(), whose
+ * errors it returns.  Memory: nwc_llama_sens_bytes() plus the target (4
+ * T hidden bytes) and per thread 4 (L hidden + 32 vocab) bytes.
+ */
+int nwc_llama_scale_grad(const char *dir, const uint32_t *tok, size_t n,
+			 const struct nwc_llama_opts *o, int spill_fd,
+			 const float *target, nwc_llama_layer_hook *hook,
+			 void *hook_arg, nwc_llama_sens_sink *sink, void *arg,
+			 double *kl);
+
 /* The memory nwc_llama_sensitivity() takes at most, as above, for windows
  * of at most @ctx tokens. */
 uint64_t nwc_llama_sens_bytes(const struct nwc_llama_config *c,

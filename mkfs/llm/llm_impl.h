@@ -209,6 +209,11 @@ void llm_embed_window(const struct run *r, const float *embed,
 		      const struct window *w);
 int llm_load_norm(struct nwc_llama *m);
 
+/* calibrate.c: hands each linear weight of decoder layer @l to @hook, in
+ * model order (q, k, v, o, gate, up, down), to read or replace. */
+int llm_layer_hook(const struct nwc_llama *m, uint32_t l, struct layer *ly,
+		   nwc_llama_layer_hook *hook, void *arg);
+
 /* forward.c: set up, run and free a run; threads for @units of work. */
 int llm_run_init(struct run *r, const struct nwc_llama *m,
 		 const uint32_t *tok, size_t n,

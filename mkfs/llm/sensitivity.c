@@ -1,8 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * sensitivity.c - nwc_llama_sensitivity(): one backward pass of the
- * model's loss over a token stream, layer by layer, for the mean square
- * gradient of the loss with respect to every output of every linear layer.
+ * sensitivity.c - backward passes over a token stream, layer by layer:
+ * nwc_llama_sensitivity(), the mean square gradient of the model's loss
+ * with respect to every output of every linear layer, and
+ * nwc_llama_scale_grad(), the gradient of the KL divergence from a
+ * reference model with respect to the scale of every output row (with
+ * nwc_llama_final_rows(), the reference's side).
  *
  * The forward pass streams as calibration does (one layer's weights at a
  * time) and keeps each layer's input rows in a spill file; the backward
@@ -50,6 +53,9 @@ struct bscratch {
 	float *dqkv;		/* (L, qkv_out) */
 	float *hn;		/* (qkv_out,) one row through the head norms */
 	float *logits;		/* (LLM_LOGIT_ROWS, vocab) */
+	/* scale gradients only: */
+	float *ydown;		/* (L, h) down_proj's output */
+	float *ref;		/* (LLM_LOGIT_ROWS, vocab) the reference's */
 };
 
 /*
@@ -65,6 +71,16 @@ struct sens {
 	size_t rows;		/* outputs of the layer's linear weights */
 	size_t off[LIN_N + 1];	/* where each weight's outputs start */
 	enum { PASS_FORWARD, PASS_HEAD, PASS_BACKWARD } pass;
+	/*
+	 * Scale gradients: the reference model's final rows (total, h), the
+	 * hook that gives each layer its weights, and the KL of each
+	 * window; NULL for sensitivities.
+	 */
+	const float *target;
+	nwc_llama_layer_hook *hook;
+	void *hook_arg;
+	double *kl;		/* (nwin,) */
+	double div;		/* what the sums are divided by */
 };
 
 static void bscratch_free(struct bscratch *b)
@@ -85,6 +101,8 @@ static void bscratch_free(struct bscratch *b)
 	free(b->dqkv);
 	free(b->hn);
 	free(b->logits);
+	free(b->ydown);
+	free(b->ref);
 }
 
 static int bscratch_alloc(const struct sens *S, struct bscratch *b)
@@ -110,9 +128,13 @@ static int bscratch_alloc(const struct sens *S, struct bscratch *b)
 	b->dqkv = llm_alloc_f32(L, m->qkv_out);
 	b->hn = llm_alloc_f32(m->qkv_out, 1);
 	b->logits = llm_alloc_f32(LLM_LOGIT_ROWS, c->vocab);
+	if (S->target) {
+		b->ydown = llm_alloc_f32(L, h);
+		b->ref = llm_alloc_f32(LLM_LOGIT_ROWS, c->vocab);
+	}
 	if (b->xn && b->pre && b->qkv && b->att && b->mid && b->gu && b->act &&
 	    b->s && b->dp && b->dact && b->dgu && b->dh && b->datt && b->dqkv &&
-	    b->hn && b->logits)
+	    b->hn && b->logits && (!S->target || (b->ydown && b->ref)))
 		return 0;
 	bscratch_free(b);
 	return -ENOMEM;
@@ -172,6 +194,28 @@ static void add_squares(double *sums, const float *x, uint32_t rows,
 }
 
 /*
+ * sums[j] += sum over the @rows rows of g[., j] (y[., j] - sub[., j] -
+ * bias[j]), @sub and @bias NULL for none: the gradient with respect to a
+ * scale of output j of a weight whose output, less its bias, is y - sub.
+ */
+static void add_products(double *sums, const float *g, uint32_t ldg,
+			 const float *y, const float *sub, uint32_t ldy,
+			 const float *bias, uint32_t rows, uint32_t n)
+{
+	for (uint32_t t = 0; t < rows; t++) {
+		const float *gr = g + (size_t)t * ldg, *yr = y + (size_t)t * ldy;
+		const float *sr = sub ? sub + (size_t)t * ldy : NULL;
+
+		for (uint32_t j = 0; j < n; j++) {
+			float v = yr[j] - (sr ? sr[j] : 0.0f) -
+				  (bias ? bias[j] : 0.0f);
+
+			sums[j] += (double)gr[j] * v;
+		}
+	}
+}
+
+/*
  * The decoder layer on a window's input rows @x (L, h), keeping what the
  * backward pass needs in @b; the output rows go to @out (may be NULL).
  * The same arithmetic as forward.c's decoder_layer().
@@ -187,7 +231,8 @@ static void layer_forward(const struct sens *S, struct bscratch *b,
 
 	llm_rmsnorm(b->xn, x, ly->attn_norm, L, h, eps);
 	llm_linear(b->qkv, b->xn, ly->wqkv, ly->bqkv, L, h, m->qkv_out);
-	if (ly->q_norm)		/* their backward reads the rows before them */
+	/* the norms' backward and the scale gradients read the rows before */
+	if (ly->q_norm || S->target)
 		memcpy(b->pre, b->qkv, (size_t)L * m->qkv_out * sizeof(float));
 	for (uint32_t t = 0; t < L; t++) {
 		float *row = b->qkv + (size_t)t * m->qkv_out;
@@ -207,7 +252,7 @@ static void layer_forward(const struct sens *S, struct bscratch *b,
 		b->mid[i] += x[i];
 	llm_rmsnorm(b->xn, b->mid, ly->mlp_norm, L, h, eps);
 	llm_linear(b->gu, b->xn, ly->wgu, NULL, L, h, 2 * in);
-	if (!out)
+	if (!out && !S->target)
 		return;		/* the backward pass starts from gu */
 	for (uint32_t t = 0; t < L; t++) {
 		const float *g = b->gu + (size_t)t * 2 * in, *u = g + in;
@@ -216,9 +261,10 @@ static void layer_forward(const struct sens *S, struct bscratch *b,
 		for (uint32_t j = 0; j < in; j++)
 			a[j] = g[j] / (1.0f + expf(-g[j])) * u[j];
 	}
+	/* the scale gradients' backward pass needs down_proj's output */
 	nwc_sgemm(false, true, (int)L, (int)h, (int)in, 1.0f, b->act, (int)in,
-		  ly->wdown, (int)in, 0.0f, out, (int)h);
-	for (size_t i = 0; i < (size_t)L * h; i++)
+		  ly->wdown, (int)in, 0.0f, out ? out : b->ydown, (int)h);
+	for (size_t i = 0; out && i < (size_t)L * h; i++)
 		out[i] += b->mid[i];
 }
 
@@ -286,7 +332,8 @@ static void attention_back(const struct sens *S, struct bscratch *b,
 /*
  * The backward pass of the layer over one window: @x its input rows, @g
  * the gradient of its output rows, replaced by that of its input; the
- * squares of the gradients of the seven weights' outputs go to @sums.
+ * squares of the gradients of the seven weights' outputs go to @sums, or
+ * with a target (scale gradients) their products with the outputs.
  */
 static void layer_backward(const struct sens *S, struct bscratch *b,
 			   const float *x, float *g, uint32_t L, double *sums)
@@ -300,7 +347,11 @@ static void layer_backward(const struct sens *S, struct bscratch *b,
 
 	layer_forward(S, b, x, L, NULL);
 	/* down_proj adds to the stream: its output gradient is g */
-	add_squares(sums + S->off[LIN_DOWN], g, L, h, h);
+	if (S->target)
+		add_products(sums + S->off[LIN_DOWN], g, h, b->ydown, NULL, h,
+			     NULL, L, h);
+	else
+		add_squares(sums + S->off[LIN_DOWN], g, L, h, h);
 	nwc_sgemm(false, false, (int)L, (int)in, (int)h, 1.0f, g, (int)h,
 		  ly->wdown, (int)in, 0.0f, b->dact, (int)in);
 	for (uint32_t t = 0; t < L; t++) {
@@ -315,14 +366,25 @@ static void layer_backward(const struct sens *S, struct bscratch *b,
 			dg[j] = da[j] * u[j] * sg * (1.0f + gt[j] * (1.0f - sg));
 		}
 	}
-	add_squares(sums + S->off[LIN_GATE], b->dgu, L, in, 2 * in);
-	add_squares(sums + S->off[LIN_UP], b->dgu + in, L, in, 2 * in);
+	if (S->target) {
+		add_products(sums + S->off[LIN_GATE], b->dgu, 2 * in, b->gu,
+			     NULL, 2 * in, NULL, L, in);
+		add_products(sums + S->off[LIN_UP], b->dgu + in, 2 * in,
+			     b->gu + in, NULL, 2 * in, NULL, L, in);
+	} else {
+		add_squares(sums + S->off[LIN_GATE], b->dgu, L, in, 2 * in);
+		add_squares(sums + S->off[LIN_UP], b->dgu + in, L, in, 2 * in);
+	}
 	/* g becomes the gradient of mid: g + the MLP norm's */
 	nwc_sgemm(false, false, (int)L, (int)h, (int)(2 * in), 1.0f, b->dgu,
 		  (int)(2 * in), ly->wgu, (int)h, 0.0f, b->dh, (int)h);
 	rmsnorm_back(g, b->mid, ly->mlp_norm, b->dh, L, h, eps);
-	/* o_proj adds to the stream */
-	add_squares(sums + S->off[LIN_O], g, L, h, h);
+	/* o_proj adds to the stream: its output is mid - x */
+	if (S->target)
+		add_products(sums + S->off[LIN_O], g, h, b->mid, x, h, ly->bo,
+			     L, h);
+	else
+		add_squares(sums + S->off[LIN_O], g, L, h, h);
 	nwc_sgemm(false, false, (int)L, (int)q, (int)h, 1.0f, g, (int)h,
 		  ly->wo, (int)q, 0.0f, b->datt, (int)q);
 	attention_back(S, b, L);
@@ -346,28 +408,82 @@ static void layer_backward(const struct sens *S, struct bscratch *b,
 			memcpy(dr, b->hn, (size_t)(q + kv) * sizeof(float));
 		}
 	}
-	add_squares(sums + S->off[LIN_Q], b->dqkv, L, q, ld);
-	add_squares(sums + S->off[LIN_K], b->dqkv + q, L, kv, ld);
-	add_squares(sums + S->off[LIN_V], b->dqkv + q + kv, L, kv, ld);
+	if (S->target) {
+		const float *bq = ly->bqkv;
+
+		add_products(sums + S->off[LIN_Q], b->dqkv, ld, b->pre, NULL,
+			     ld, bq, L, q);
+		add_products(sums + S->off[LIN_K], b->dqkv + q, ld,
+			     b->pre + q, NULL, ld, bq ? bq + q : NULL, L, kv);
+		add_products(sums + S->off[LIN_V], b->dqkv + q + kv, ld,
+			     b->pre + q + kv, NULL, ld,
+			     bq ? bq + q + kv : NULL, L, kv);
+	} else {
+		add_squares(sums + S->off[LIN_Q], b->dqkv, L, q, ld);
+		add_squares(sums + S->off[LIN_K], b->dqkv + q, L, kv, ld);
+		add_squares(sums + S->off[LIN_V], b->dqkv + q + kv, L, kv,
+			    ld);
+	}
 	/* g becomes the gradient of the input: g + the attention norm's */
 	nwc_sgemm(false, false, (int)L, (int)h, (int)ld, 1.0f, b->dqkv,
 		  (int)ld, ly->wqkv, (int)h, 0.0f, b->dh, (int)h);
 	rmsnorm_back(g, x, ly->attn_norm, b->dh, L, h, eps);
 }
 
+/* The largest of @n floats and ln sum exp(x - max), in double. */
+static double log_sum_exp(const float *x, uint32_t n, float *max)
+{
+	float mx = x[0];
+	double sum = 0;
+
+	for (uint32_t j = 1; j < n; j++)
+		mx = x[j] > mx ? x[j] : mx;
+	for (uint32_t j = 0; j < n; j++)
+		sum += exp((double)(x[j] - mx));
+	*max = mx;
+	return log(sum);
+}
+
+/*
+ * KL(p || q) of one position, p = softmax(@ref) the reference's, q =
+ * softmax(@lg) the model's; @lg becomes its gradient with respect to
+ * the logits, q - p.
+ */
+static double kl_row(float *lg, const float *ref, uint32_t V)
+{
+	float mq, mp;
+	double lq = log_sum_exp(lg, V, &mq), lp = log_sum_exp(ref, V, &mp);
+	double kl = 0;
+
+	for (uint32_t j = 0; j < V; j++) {
+		double a = (double)(ref[j] - mp) - lp;	/* ln p_j */
+		double c = (double)(lg[j] - mq) - lq;	/* ln q_j */
+		double p = exp(a);
+
+		kl += p * (a - c);
+		lg[j] = (float)(exp(c) - p);
+	}
+	return kl;
+}
+
 /*
  * The loss of a window at the top of the stream: the gradient of its
- * summed negative log-likelihood with respect to the final rows @x, in @g.
+ * summed negative log-likelihood with respect to the final rows @x, in @g;
+ * or with a target, of the KL divergence from the reference, whose final
+ * rows are @ref, summed over the same positions (returned).
  */
-static void head_backward(const struct sens *S, struct bscratch *b,
-			  const float *x, const uint32_t *tok, float *g,
-			  uint32_t L)
+static double head_backward(const struct sens *S, struct bscratch *b,
+			    const float *x, const float *ref,
+			    const uint32_t *tok, float *g, uint32_t L)
 {
 	const struct nwc_llama *m = S->m;
 	const uint32_t h = m->cfg.hidden, V = m->cfg.vocab;
 	const float eps = (float)m->cfg.rms_eps;
+	double kl = 0;
 
 	llm_rmsnorm(b->xn, x, m->norm, L, h, eps);
+	if (ref)	/* mid is free at the head */
+		llm_rmsnorm(b->mid, ref, m->norm, L, h, eps);
 	memset(b->dh, 0, (size_t)L * h * sizeof(float));
 	for (uint32_t r0 = 0; r0 + 1 < L; r0 += LLM_LOGIT_ROWS) {
 		uint32_t nr = NWC_MIN(LLM_LOGIT_ROWS, L - 1 - r0);
@@ -375,9 +491,17 @@ static void head_backward(const struct sens *S, struct bscratch *b,
 		nwc_sgemm(false, true, (int)nr, (int)V, (int)h, 1.0f,
 			  b->xn + (size_t)r0 * h, (int)h, S->head, (int)h,
 			  0.0f, b->logits, (int)V);
+		if (ref)
+			nwc_sgemm(false, true, (int)nr, (int)V, (int)h, 1.0f,
+				  b->mid + (size_t)r0 * h, (int)h, S->head,
+				  (int)h, 0.0f, b->ref, (int)V);
 		for (uint32_t t = 0; t < nr; t++) {
 			float *lg = b->logits + (size_t)t * V;
 
+			if (ref) {
+				kl += kl_row(lg, b->ref + (size_t)t * V, V);
+				continue;
+			}
 			llm_softmax(lg, V);
 			lg[tok[r0 + t + 1]] -= 1.0f;
 		}
@@ -387,6 +511,7 @@ static void head_backward(const struct sens *S, struct bscratch *b,
 	}
 	memset(g, 0, (size_t)L * h * sizeof(float));
 	rmsnorm_back(g, x, m->norm, b->dh, L, h, eps);
+	return kl;
 }
 
 struct bworker {
@@ -415,8 +540,13 @@ static void *bworker_main(void *arg)
 			layer_forward(S, &w->b, x, win->len, g);
 			memcpy(x, g, (size_t)win->len * h * sizeof(float));
 		} else if (S->pass == PASS_HEAD) {
-			head_backward(S, &w->b, x, r->tok + win->off, g,
-				      win->len);
+			double kl = head_backward(
+				S, &w->b, x,
+				S->target ? S->target + win->row * h : NULL,
+				r->tok + win->off, g, win->len);
+
+			if (S->kl)	/* each window its own slot */
+				S->kl[i] = kl;
 		} else {
 			memset(w->sums, 0, S->rows * sizeof(*w->sums));
 			layer_backward(S, &w->b, x, g, win->len, w->sums);
@@ -465,7 +595,8 @@ static int run_pass(struct sens *S, unsigned nthreads)
 	return 0;
 }
 
-/* Each weight's sums over the windows, divided by T. */
+/* Each weight's sums over the windows, divided by T (the predicted
+ * positions for scale gradients). */
 static int emit(struct sens *S, uint32_t l, nwc_llama_sens_sink *sink,
 		void *arg)
 {
@@ -477,7 +608,7 @@ static int emit(struct sens *S, uint32_t l, nwc_llama_sens_sink *sink,
 	if (!g)
 		return -ENOMEM;
 	for (size_t j = 0; j < rows; j++)
-		g[j] = (float)(S->r.sum[j] / (double)S->r.total);
+		g[j] = (float)(S->r.sum[j] / S->div);
 	for (unsigned k = 0; k < LIN_N && !ret; k++) {
 		char name[NAME_LEN];
 
@@ -558,96 +689,210 @@ uint64_t nwc_llama_sens_bytes(const struct nwc_llama_config *c,
 	       8 * lin_rows * (threads + 1) + 4 * window * threads;
 }
 
+/* Layer @l's weights, with the hook's changes when there is one. */
+static int load_layer(const struct sens *S, uint32_t l, struct layer *ly)
+{
+	int ret = llm_load_layer(S->m, l, ly);
+
+	if (!ret && S->hook)
+		ret = llm_layer_hook(S->m, l, ly, S->hook, S->hook_arg);
+	return ret;
+}
+
+/* Predicted positions: all but the last of every window. */
+static uint64_t predicted(const struct run *r)
+{
+	return r->total - r->nwin;
+}
+
+/*
+ * Set up @S for the model of @dir and the tokens: the stream (r.act)
+ * holding the embedding rows, its gradient (which the forward pass uses
+ * for the rows it makes) and the sums.
+ */
+static int sens_init(struct sens *S, const char *dir, const uint32_t *tok,
+		     size_t n, const struct nwc_llama_opts *o)
+{
+	const struct nwc_llama_config *c;
+	int ret;
+
+	ret = llm_open(dir, false, &S->m);
+	if (ret)
+		return ret;
+	c = &S->m->cfg;
+	ret = llm_run_init(&S->r, S->m, tok, n, o);
+	if (!ret && predicted(&S->r) == 0) {
+		nwc_err("no tokens to run the backward pass on");
+		ret = -EINVAL;
+	}
+	if (ret)
+		return ret;
+	S->off[LIN_Q] = 0;
+	S->off[LIN_K] = S->m->q_out;
+	S->off[LIN_V] = S->off[LIN_K] + S->m->kv_out;
+	S->off[LIN_O] = S->off[LIN_V] + S->m->kv_out;
+	S->off[LIN_GATE] = S->off[LIN_O] + c->hidden;
+	S->off[LIN_UP] = S->off[LIN_GATE] + c->intermediate;
+	S->off[LIN_DOWN] = S->off[LIN_UP] + c->intermediate;
+	S->off[LIN_N] = S->off[LIN_DOWN] + c->hidden;
+	S->rows = S->r.acc_len = S->off[LIN_N];
+	S->r.act = llm_alloc_f32(S->r.total, c->hidden);
+	S->grad = llm_alloc_f32(S->r.total, c->hidden);
+	S->r.sum = malloc(S->rows * sizeof(*S->r.sum));
+	if (!S->r.act || !S->grad || !S->r.sum)
+		return -ENOMEM;
+	return embed_rows(S);
+}
+
+static void sens_free(struct sens *S)
+{
+	free((float *)S->head);
+	free(S->grad);
+	free(S->r.act);
+	llm_run_free(&S->r);	/* r.sum too */
+	nwc_llama_free(S->m);
+}
+
+/* Every decoder layer forward over the stream, each layer's input rows
+ * spilled to @spill_fd first unless it is -1. */
+static int forward_layers(struct sens *S, int spill_fd, unsigned threads)
+{
+	const size_t stride = S->r.total * S->m->cfg.hidden * sizeof(float);
+	int ret = 0;
+
+	for (uint32_t l = 0; !ret && l < S->m->cfg.layers; l++) {
+		struct layer ly = { 0 };
+
+		ret = load_layer(S, l, &ly);
+		if (!ret && spill_fd >= 0) {
+			ret = nwc_pwrite_full(spill_fd, S->r.act, stride,
+					      (off_t)(l * stride));
+			if (ret)
+				nwc_err("cannot write the layer inputs of the backward pass: %s",
+					nwc_strerror(ret));
+		}
+		S->ly = &ly;
+		S->pass = PASS_FORWARD;
+		if (!ret)
+			ret = run_pass(S, threads);
+		llm_free_layer(&ly);
+	}
+	return ret;
+}
+
+/* The head's backward pass, then every layer's from the last down, each
+ * one's sums to @sink. */
+static int backward_layers(struct sens *S, int spill_fd, unsigned threads,
+			   nwc_llama_sens_sink *sink, void *arg)
+{
+	const struct nwc_llama_config *c = &S->m->cfg;
+	const size_t stride = S->r.total * c->hidden * sizeof(float);
+	int ret;
+
+	ret = load_head(S);
+	S->pass = PASS_HEAD;
+	if (!ret)
+		ret = run_pass(S, threads);
+	free((float *)S->head);
+	S->head = NULL;
+	for (uint32_t l = c->layers; !ret && l-- > 0;) {
+		struct layer ly = { 0 };
+
+		ret = load_layer(S, l, &ly);
+		if (!ret) {
+			ret = nwc_pread_full(spill_fd, S->r.act, stride,
+					     (off_t)(l * stride));
+			if (ret == -NWC_ECORRUPT)
+				ret = -EIO;
+			if (ret)
+				nwc_err("cannot read back the layer inputs of the backward pass: %s",
+					nwc_strerror(ret));
+		}
+		S->ly = &ly;
+		S->pass = PASS_BACKWARD;
+		if (!ret)
+			ret = run_pass(S, threads);
+		if (!ret)
+			ret = emit(S, l, sink, arg);
+		llm_free_layer(&ly);
+	}
+	return ret;
+}
+
 int nwc_llama_sensitivity(const char *dir, const uint32_t *tok, size_t n,
 			  const struct nwc_llama_opts *o, int spill_fd,
 			  nwc_llama_sens_sink *sink, void *arg)
 {
 	struct sens S = { 0 };
-	const struct nwc_llama_config *c;
-	size_t stride;
 	unsigned threads;
 	int ret;
 
-	ret = llm_open(dir, false, &S.m);
-	if (ret)
-		return ret;
-	c = &S.m->cfg;
-	ret = llm_run_init(&S.r, S.m, tok, n, o);
-	if (!ret && !S.r.total) {
-		nwc_err("no tokens to measure sensitivities on");
-		ret = -EINVAL;
-	}
+	ret = sens_init(&S, dir, tok, n, o);
 	if (ret)
 		goto out_free;
-	S.off[LIN_Q] = 0;
-	S.off[LIN_K] = S.m->q_out;
-	S.off[LIN_V] = S.off[LIN_K] + S.m->kv_out;
-	S.off[LIN_O] = S.off[LIN_V] + S.m->kv_out;
-	S.off[LIN_GATE] = S.off[LIN_O] + c->hidden;
-	S.off[LIN_UP] = S.off[LIN_GATE] + c->intermediate;
-	S.off[LIN_DOWN] = S.off[LIN_UP] + c->intermediate;
-	S.off[LIN_N] = S.off[LIN_DOWN] + c->hidden;
-	S.rows = S.r.acc_len = S.off[LIN_N];
-	S.r.act = llm_alloc_f32(S.r.total, c->hidden);
-	S.grad = llm_alloc_f32(S.r.total, c->hidden);
-	S.r.sum = malloc(S.rows * sizeof(*S.r.sum));
-	ret = S.r.act && S.grad && S.r.sum ? embed_rows(&S) : -ENOMEM;
-	if (ret)
-		goto out_free;
-	stride = S.r.total * c->hidden * sizeof(float);
+	S.div = (double)S.r.total;
 	/* forward, the layers' and the head's, then backward */
-	S.r.work = S.r.total * (2 * (uint64_t)c->layers + 1);
+	S.r.work = S.r.total * (2 * (uint64_t)S.m->cfg.layers + 1);
 	threads = llm_threads_for(o, S.r.nwin);
-	for (uint32_t l = 0; !ret && l < c->layers; l++) {
-		struct layer ly = { 0 };
-
-		ret = llm_load_layer(S.m, l, &ly);
-		if (!ret) {
-			ret = nwc_pwrite_full(spill_fd, S.r.act, stride,
-					      (off_t)(l * stride));
-			if (ret)
-				nwc_err("cannot write the layer inputs of the sensitivity pass: %s",
-					nwc_strerror(ret));
-		}
-		S.ly = &ly;
-		S.pass = PASS_FORWARD;
-		if (!ret)
-			ret = run_pass(&S, threads);
-		llm_free_layer(&ly);
-	}
+	ret = forward_layers(&S, spill_fd, threads);
 	if (!ret)
-		ret = load_head(&S);
-	S.pass = PASS_HEAD;
-	if (!ret)
-		ret = run_pass(&S, threads);
-	free((float *)S.head);
-	S.head = NULL;
-	for (uint32_t l = c->layers; !ret && l-- > 0;) {
-		struct layer ly = { 0 };
-
-		ret = llm_load_layer(S.m, l, &ly);
-		if (!ret) {
-			ret = nwc_pread_full(spill_fd, S.r.act, stride,
-					     (off_t)(l * stride));
-			if (ret == -NWC_ECORRUPT)
-				ret = -EIO;
-			if (ret)
-				nwc_err("cannot read back the layer inputs of the sensitivity pass: %s",
-					nwc_strerror(ret));
-		}
-		S.ly = &ly;
-		S.pass = PASS_BACKWARD;
-		if (!ret)
-			ret = run_pass(&S, threads);
-		if (!ret)
-			ret = emit(&S, l, sink, arg);
-		llm_free_layer(&ly);
-	}
+		ret = backward_layers(&S, spill_fd, threads, sink, arg);
 out_free:
-	free((float *)S.head);
-	free(S.grad);
-	free(S.r.act);
-	llm_run_free(&S.r);	/* r.sum too */
-	nwc_llama_free(S.m);
+	sens_free(&S);
+	return ret;
+}
+
+int nwc_llama_final_rows(const char *dir, const uint32_t *tok, size_t n,
+			 const struct nwc_llama_opts *o, float **rows)
+{
+	struct sens S = { 0 };
+	int ret;
+
+	*rows = NULL;
+	ret = sens_init(&S, dir, tok, n, o);
+	if (!ret) {
+		S.r.work = S.r.total * (uint64_t)S.m->cfg.layers;
+		ret = forward_layers(&S, -1, llm_threads_for(o, S.r.nwin));
+	}
+	if (!ret) {
+		*rows = S.r.act;
+		S.r.act = NULL;
+	}
+	sens_free(&S);
+	return ret;
+}
+
+int nwc_llama_scale_grad(const char *dir, const uint32_t *tok, size_t n,
+			 const struct nwc_llama_opts *o, int spill_fd,
+			 const float *target, nwc_llama_layer_hook *hook,
+			 void *hook_arg, nwc_llama_sens_sink *sink, void *arg,
+			 double *kl)
+{
+	struct sens S = { .target = target, .hook = hook,
+			  .hook_arg = hook_arg };
+	unsigned threads;
+	double sum = 0;
+	int ret;
+
+	ret = sens_init(&S, dir, tok, n, o);
+	if (ret)
+		goto out_free;
+	S.div = (double)predicted(&S.r);
+	S.kl = calloc(S.r.nwin, sizeof(*S.kl));
+	if (!S.kl) {
+		ret = -ENOMEM;
+		goto out_free;
+	}
+	S.r.work = S.r.total * (2 * (uint64_t)S.m->cfg.layers + 1);
+	threads = llm_threads_for(o, S.r.nwin);
+	ret = forward_layers(&S, spill_fd, threads);
+	if (!ret)
+		ret = backward_layers(&S, spill_fd, threads, sink, arg);
+	for (size_t i = 0; i < S.r.nwin; i++)	/* in window order */
+		sum += S.kl[i];
+	*kl = sum / S.div;
+	free(S.kl);
+out_free:
+	sens_free(&S);
 	return ret;
 }
