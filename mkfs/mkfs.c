@@ -52,6 +52,9 @@
  * domain gives back.
  */
 #define DEFAULT_CALIB_SHRINK 0.5
+/* --calib-tune: Adam's step size and the tokens (see README, tuning). */
+#define DEFAULT_TUNE_RATE 0.002
+#define DEFAULT_TUNE_TOKENS 4096u
 
 
 enum {
@@ -59,7 +62,8 @@ enum {
 	OPT_MODELS, OPT_MODEL_SET, OPT_CALIB, OPT_CALIB_TOKENS, OPT_CALIB_STATS,
 	OPT_QUANT, OPT_CALIB_MODE, OPT_EXCLUDE, OPT_NO_DEREFERENCE,
 	OPT_CALIB_SHRINK, OPT_CALIB_DAMP, OPT_CALIB_PROMOTE, OPT_CALIB_SENS,
-	OPT_CALIB_SENS_POWER,
+	OPT_CALIB_SENS_POWER, OPT_CALIB_TUNE, OPT_CALIB_TUNE_TOKENS,
+	OPT_CALIB_TUNE_FILE, OPT_CALIB_TUNE_RATE,
 };
 
 #define MAX_EXCLUDES 64u
@@ -100,6 +104,9 @@ struct lossy_args {
 	double shrink;		/* --calib-shrink */
 	bool promote_set;	/* --calib-promote (in pl.promote) */
 	bool shrink_set;
+	/* --calib-tune (in pl.tune) */
+	bool tune_tokens_set, tune_file_set, tune_rate_set;
+	char *spill_dir;	/* beside the image */
 };
 
 static void usage(FILE *f)
@@ -146,6 +153,15 @@ static void usage(FILE *f)
 "                          (default 0.111)\n"
 "      --calib-damp=D      LDLQ damping, a share of H's mean diagonal added\n"
 "                          to it, 0 < D <= 10 (default 0.01)\n"
+"      --calib-tune=STEPS  tune the coded tensors' row scales end to end:\n"
+"                          STEPS passes forward and backward through the\n"
+"                          model, towards the original's predictions on\n"
+"                          the calibration tokens (default 0: none)\n"
+"      --calib-tune-tokens=N  on the first N tokens (default 4096)\n"
+"      --calib-tune-file=TOKENS.u16\n"
+"                          the tokens to tune on with --calib-stats\n"
+"                          (default: those of --calib)\n"
+"      --calib-tune-rate=R the step size, 0 < R <= 0.1 (default 0.002)\n"
 "      --quant=tcq|round   latent quantizer (default tcq)\n"
 "      --exclude=GLOB      leave out the files and directories whose path\n"
 "                          or name matches GLOB; a trailing / matches\n"
@@ -272,6 +288,23 @@ static int check_lossy_args(struct lossy_args *la)
 		nwc_err("--calib-promote needs --calib or --calib-stats");
 		return -EINVAL;
 	}
+	if ((la->tune_tokens_set || la->tune_file_set || la->tune_rate_set) &&
+	    !la->pl.tune.steps) {
+		nwc_err("--calib-tune-tokens, --calib-tune-file and --calib-tune-rate need --calib-tune");
+		return -EINVAL;
+	}
+	if (la->pl.tune.steps && !la->calib && !la->calib_stats) {
+		nwc_err("--calib-tune needs --calib, or --calib-stats with --calib-tune-file");
+		return -EINVAL;
+	}
+	if (la->pl.tune.steps && la->calib_stats && !la->tune_file_set) {
+		nwc_err("--calib-tune with --calib-stats needs --calib-tune-file (the tokens to tune on)");
+		return -EINVAL;
+	}
+	if (la->tune_file_set && la->calib) {
+		nwc_err("--calib-tune-file is for --calib-stats: with --calib, the tuning reads its tokens");
+		return -EINVAL;
+	}
 	if (!la->models_dir) {
 		la->models_dir = getenv("NWC_MODELS_DIR");
 		if (!la->models_dir || !*la->models_dir)
@@ -363,6 +396,16 @@ static int prepare_lossy(struct lossy_args *la, const char *model_dir,
 	if (*calib && la->shrink > 0)
 		nwc_calib_set_shrink(*calib, la->shrink);
 	la->pl.calib = *calib;
+	if (la->pl.tune.steps) {
+		la->spill_dir = strdup(image);
+		if (!la->spill_dir)
+			return NWC_EXIT_IO;
+		la->pl.tune.spill_dir = dirname(la->spill_dir);
+		la->pl.tune.lines = !quiet;
+		la->pl.tune.dir = model_dir;
+		if (la->calib)
+			la->pl.tune.tokens = la->calib;
+	}
 	return 0;
 }
 
@@ -500,6 +543,15 @@ static char *info_text(const struct lossy_args *la,
 		if (la->calib || la->calib_stats)
 			fprintf(f, " --calib-promote=%g --calib-sens-power=%g",
 				la->pl.promote, la->pl.sens_power);
+		if (la->pl.tune.steps) {
+			fprintf(f, " --calib-tune=%u --calib-tune-tokens=%llu",
+				la->pl.tune.steps,
+				(unsigned long long)la->pl.tune.max_tokens);
+			if (la->tune_file_set)
+				PUT_PATH(f, "--calib-tune-file=",
+					 la->pl.tune.tokens);
+			fprintf(f, " --calib-tune-rate=%g", la->pl.tune.lr);
+		}
 	}
 	for (size_t i = 0; i < wo->n_exclude; i++)
 		put_arg(f, "--exclude=", wo->exclude[i],
@@ -554,6 +606,13 @@ static int mkfs_main(int argc, char **argv)
 		{ "calib-sens", required_argument, NULL, OPT_CALIB_SENS },
 		{ "calib-sens-power", required_argument, NULL,
 		  OPT_CALIB_SENS_POWER },
+		{ "calib-tune", required_argument, NULL, OPT_CALIB_TUNE },
+		{ "calib-tune-tokens", required_argument, NULL,
+		  OPT_CALIB_TUNE_TOKENS },
+		{ "calib-tune-file", required_argument, NULL,
+		  OPT_CALIB_TUNE_FILE },
+		{ "calib-tune-rate", required_argument, NULL,
+		  OPT_CALIB_TUNE_RATE },
 		{ "exclude", required_argument, NULL, OPT_EXCLUDE },
 		{ "no-dereference", no_argument, NULL, OPT_NO_DEREFERENCE },
 		{ "block-size", required_argument, NULL, 'b' },
@@ -580,6 +639,8 @@ static int mkfs_main(int argc, char **argv)
 			.quant = NWC_QUANT_TCQ,
 			.promote = NWC_LOSSY_PROMOTE,
 			.sens_power = NWC_LOSSY_SENS_POWER,
+			.tune = { .lr = DEFAULT_TUNE_RATE,
+				  .max_tokens = DEFAULT_TUNE_TOKENS },
 		},
 		.calib_tokens = DEFAULT_CALIB_TOKENS,
 		.sens_tokens = DEFAULT_CALIB_SENS,
@@ -709,6 +770,40 @@ static int mkfs_main(int argc, char **argv)
 		case OPT_CALIB_STATS:
 			la.any = true;
 			la.calib_stats = optarg;
+			break;
+		case OPT_CALIB_TUNE:
+			la.any = true;
+			if (nwc_parse_uint(optarg, 0, 100000,
+					   &la.pl.tune.steps)) {
+				nwc_err("--calib-tune: '%s' is not a number of steps (0 to 100000)",
+					optarg);
+				return NWC_EXIT_USAGE;
+			}
+			break;
+		case OPT_CALIB_TUNE_TOKENS:
+			la.any = true;
+			la.tune_tokens_set = true;
+			if (nwc_parse_uint(optarg, 2, UINT32_MAX, &v)) {
+				nwc_err("--calib-tune-tokens: '%s' is not a number of at least 2",
+					optarg);
+				return NWC_EXIT_USAGE;
+			}
+			la.pl.tune.max_tokens = v;
+			break;
+		case OPT_CALIB_TUNE_FILE:
+			la.any = true;
+			la.tune_file_set = true;
+			la.pl.tune.tokens = optarg;
+			break;
+		case OPT_CALIB_TUNE_RATE:
+			la.any = true;
+			la.tune_rate_set = true;
+			if (parse_real(optarg, 0, 0.1, &la.pl.tune.lr) ||
+			    !(la.pl.tune.lr > 0)) {
+				nwc_err("--calib-tune-rate: '%s' is not a number above 0 and at most 0.1",
+					optarg);
+				return NWC_EXIT_USAGE;
+			}
 			break;
 		case OPT_QUANT:
 			la.any = true;
@@ -848,6 +943,7 @@ static int mkfs_main(int argc, char **argv)
 	status = 0;
 out_free:
 	free(info);
+	free(la.spill_dir);
 	nwc_calib_free(calib);
 	nwc_rate_models_free(&models);
 	nwc_tree_free(&tree);

@@ -383,6 +383,45 @@ calib_default() {
 	echo "lossy: $1"
 }
 calib_default --calib-shrink 0.5 0
+# --calib-tune: the KL divergence from the original falls step by step;
+# the same image on 1 and 2 threads; only the row scales change (the same
+# payloads and size within a few bytes); INFO records it; the errors.
+tune() {
+	"$MKFS" --models "$MD" -j"$1" --calib-stats \
+		"$W/shrink-stats.safetensors" --calib-tune 4 \
+		--calib-tune-file "$W/shrink-tok.u16" --calib-tune-tokens 1500 \
+		"$g" "$W/tune-j$1.nwc" >"$W/tune.out" 2>&1 ||
+		t_fail "mkfs.nwc --calib-tune failed: $(cat "$W/tune.out")"
+}
+tune 1
+tune 2
+cmp -s "$W/tune-j1.nwc" "$W/tune-j2.nwc" ||
+	t_fail "--calib-tune: -j1 and -j2 give different images"
+awk '/^tune: step / { sub(",", "", $5); print $5 }' "$W/tune.out" \
+	>"$W/tune-kl"
+[ "$(wc -l <"$W/tune-kl")" = 4 ] ||
+	t_fail "--calib-tune 4: no four step lines: $(cat "$W/tune.out")"
+sort -g -r -c "$W/tune-kl" 2>/dev/null && [ "$(uniq "$W/tune-kl" | wc -l)" = 4 ] ||
+	t_fail "--calib-tune: the KL did not fall at every step: $(cat "$W/tune-kl")"
+"$NWC" info "$W/tune-j1.nwc" | grep -q -- '--calib-tune=4 --calib-tune-tokens=1500 ' ||
+	t_fail "the image does not record --calib-tune"
+"$FSCK" -q -x "$W/xt" "$W/tune-j1.nwc" || t_fail "--calib-tune: fsck.nwc -x"
+"$FSCK" -q -x "$W/xn" "$W/s-none.nwc" || t_fail "fsck.nwc -x"
+diff -r "$W/xt" "$W/xn" >/dev/null && t_fail "--calib-tune changed nothing"
+a=$(stat -c %s "$W/s-none.nwc") b=$(stat -c %s "$W/tune-j1.nwc")
+[ $((b - a)) -le $((a / 100)) ] && [ $((a - b)) -le $((a / 100)) ] ||
+	t_fail "--calib-tune moved the image size from $a to $b bytes"
+rm -rf "$W/xt" "$W/xn" "$W/tune-j2.nwc"
+bad 1 "--calib-tune needs --calib, or --calib-stats with" --calib-tune 2 "$g"
+bad 1 "--calib-tune with --calib-stats needs --calib-tune-file" \
+	--calib-stats "$W/shrink-stats.safetensors" --calib-tune 2 "$g"
+bad 1 "--calib-tune-tokens, --calib-tune-file and --calib-tune-rate need --calib-tune" \
+	--calib-tune-rate 0.01 "$g"
+bad 1 "--calib-tune-rate: '1' is not a number above 0" --calib-tune 2 \
+	--calib-tune-rate 1 "$g"
+bad 1 "--calib-tune-file is for --calib-stats" --calib "$W/shrink-tok.u16" \
+	--calib-tune 2 --calib-tune-file "$W/shrink-tok.u16" "$g"
+echo "lossy: --calib-tune"
 bad 1 "--calib-promote: '1.5' is not a number from 0 to 1" --calib-promote 1.5 "$g"
 bad 1 "--calib-promote needs --calib or --calib-stats" --calib-promote 0.2 "$g"
 calib_default --calib-promote 0.111 0

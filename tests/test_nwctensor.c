@@ -325,6 +325,61 @@ static void test_scales(void)
 	nwc_model_free(model);
 }
 
+/*
+ * Row factors (nwc_tenc_opts.row_mul) change the stored scales and
+ * nothing else: the same payload, scales times the factors (to binary16),
+ * each decoded row its untuned values times its factor; factors that are
+ * not finite and positive are refused.
+ */
+static void test_row_mul(void)
+{
+	struct nwc_model *model = small_model(6);
+	const uint32_t m = 40, n = 24;
+	float *w = matrix(m, n), mul[40];
+	struct nwc_tside *ta, *tb;
+	struct nwc_tenc *a, *b;
+	struct nwc_tenc_opts o;
+	uint8_t level[24] = { 0 };
+
+	for (uint32_t r = 0; r < m; r++)
+		mul[r] = 1.0f + 0.01f * (float)((int)r % 7 - 3);
+	nwc_tenc_opts_init(&o);
+	T_EQ(nwc_tenc_encode(model, 0, w, m, n, level, &o, &a), 0);
+	o.row_mul = mul;
+	T_EQ(nwc_tenc_encode(model, 0, w, m, n, level, &o, &b), 0);
+	T_EQ(b->nbands, a->nbands);
+	for (uint32_t i = 0; i < a->nbands && i < b->nbands; i++) {
+		T_EQ(b->band_len[i], a->band_len[i]);
+		T_MEMEQ(b->band[i], a->band[i], a->band_len[i]);
+	}
+	T_EQ(nwc_tside_parse(a->side, a->side_len, &ta), 0);
+	T_EQ(nwc_tside_parse(b->side, b->side_len, &tb), 0);
+	T_CHECK(tb->scale_f16);
+	for (uint32_t r = 0; r < m; r++) {
+		double want = (double)ta->scale[r] * mul[r];
+
+		T_CHECK(fabs(tb->scale[r] - want) <= 1e-3 * want);
+		for (uint32_t j = 0; j < n; j++) {
+			double x = (double)a->what[r * n + j] * tb->scale[r] /
+				   ta->scale[r];
+
+			T_CHECK(fabs(b->what[r * n + j] - x) <=
+				1e-5 * fabs(x) + 1e-7);
+		}
+	}
+	check_decode(model, b, NWC_DTYPE_F32);
+	nwc_tenc_free(b);
+	mul[5] = 0;
+	T_EQ(nwc_tenc_encode(model, 0, w, m, n, level, &o, &b), -EINVAL);
+	mul[5] = NAN;
+	T_EQ(nwc_tenc_encode(model, 0, w, m, n, level, &o, &b), -EINVAL);
+	free(ta);
+	free(tb);
+	nwc_tenc_free(a);
+	free(w);
+	nwc_model_free(model);
+}
+
 /* Every malformed side record is refused, never read past its end. */
 static void test_side_corruption(void)
 {
@@ -568,6 +623,7 @@ int main(void)
 	T_RUN(test_linear_decoder);
 	T_RUN(test_determinism);
 	T_RUN(test_scales);
+	T_RUN(test_row_mul);
 	T_RUN(test_side_corruption);
 	T_RUN(test_payload_corruption);
 	T_RUN(test_ldlq);

@@ -481,6 +481,10 @@ int nwc_tenc_encode(const struct nwc_model *model, uint16_t model_index,
 		if (!isfinite(w[i]))
 			return -EINVAL;
 	}
+	for (uint32_t r = 0; opts->row_mul && r < m; r++) {
+		if (!isfinite(opts->row_mul[r]) || !(opts->row_mul[r] > 0))
+			return -EINVAL;
+	}
 	e.nk = (m + NWC_CHUNK - 1) / NWC_CHUNK;
 	e.band_rows = opts->band_rows ? opts->band_rows : e.nk * NWC_CHUNK;
 	if (e.band_rows > e.nk * NWC_CHUNK)
@@ -554,6 +558,12 @@ int nwc_tenc_encode(const struct nwc_model *model, uint16_t model_index,
 		if (f16 && !store_scales(scale, m, true)) {
 			f16 = false;
 		}
+	}
+	if (opts->row_mul) {
+		for (uint32_t r = 0; r < m; r++)
+			scale[r] *= opts->row_mul[r];
+		if (f16 && !store_scales(scale, m, true))
+			f16 = false;
 	}
 	ret = write_side(res, &e, model_index, scale, f16);
 	if (ret)

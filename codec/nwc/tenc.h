@@ -36,6 +36,9 @@ struct nwc_tenc_opts {
 	const float *h;		/* n x n input second moment, or NULL: no LDLQ */
 	float damp;		/* LDLQ damping (relative to mean diag) */
 	bool fit_scales;	/* refit row scales to the outputs (needs @h) */
+	const float *row_mul;	/* m factors (finite, > 0) for the stored
+				 * row scales, after everything else, or
+				 * NULL: the latents stay those of NULL */
 	enum nwc_dtype dtype;	/* dtype the decoder writes (rounding) */
 	bool seq_order;		/* bands in sequence order, as before
 				 * NWC_TSIDE_LANES (for tests) */

@@ -268,7 +268,7 @@ static int pass_hook(void *arg, const char *name, float *w, uint32_t rows,
  * O_TMPFILE, a named one unlinked at once (a kill between the two leaves
  * it).
  */
-static int spill_open(const char *dir, int *fd)
+int nwc_calib_spill_open(const char *dir, const char *what, int *fd)
 {
 	char path[PATH_MAX];
 	int ret = nwc_open_unnamed(dir, 0600, fd);
@@ -281,8 +281,8 @@ static int spill_open(const char *dir, int *fd)
 			unlink(path);
 	}
 	if (ret)
-		nwc_err("%s: cannot create a file for the calibration statistics: %s",
-			dir, strerror(-ret));
+		nwc_err("%s: cannot create a file for %s: %s", dir, what,
+			strerror(-ret));
 	return ret;
 }
 
@@ -391,7 +391,9 @@ static int run_sensitivity(struct nwc_calib *c, const char *dir,
 		return ret;
 	ret = nwc_llama_read_config(dir, &cfg);
 	if (!ret)
-		ret = spill_open(co->spill_dir, &fd);
+		ret = nwc_calib_spill_open(
+			co->spill_dir,
+			"the layer inputs of the sensitivity pass", &fd);
 	if (ret)
 		goto out_free_tok;
 	if (co->progress || co->lines) {
@@ -431,7 +433,8 @@ int nwc_calib_run(const char *dir, const char *tokens,
 	if (ret)
 		return ret;
 	c->own_names = true;
-	ret = spill_open(co->spill_dir, &c->fd);
+	ret = nwc_calib_spill_open(co->spill_dir, "the calibration statistics",
+				   &c->fd);
 	if (!ret)
 		ret = run_model(c, dir, co, spill_h, NULL, &c->tokens, &stage);
 	/* A config or weights this runtime cannot run: say what to do. */

@@ -76,6 +76,15 @@ int nwc_calib_run(const char *dir, const char *tokens,
 int nwc_calib_sequential(struct nwc_calib *c, nwc_llama_layer_hook *hook,
 			 void *arg);
 
+/*
+ * nwc_calib_spill_open() - a file without a name in @dir for the spills
+ * of model runs (@what, for the message): nothing is left behind,
+ * whatever happens, even a kill from another MPI rank; where the file
+ * system has no O_TMPFILE, a named one unlinked at once.  0 or a negative
+ * errno (logged).
+ */
+int nwc_calib_spill_open(const char *dir, const char *what, int *fd);
+
 /* nwc_calib_get() over the statistics a sequential run has made so far. */
 int nwc_calib_get_pending(const struct nwc_calib *c, const char *name,
 			  uint32_t n, float **h);

@@ -10,5 +10,5 @@ mkfs_pack_libnwcpack_a_SOURCES = \
 	mkfs/pack/report.c mkfs/pack/spread.c \
 	mkfs/pack/rate.c mkfs/pack/rate.h \
 	mkfs/pack/lossy.c mkfs/pack/lossy.h \
-	mkfs/pack/calib.c mkfs/pack/calib.h \
+	mkfs/pack/calib.c mkfs/pack/calib.h mkfs/pack/tune.c \
 	mkfs/pack/progress.c mkfs/pack/progress.h

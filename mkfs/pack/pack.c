@@ -66,6 +66,8 @@ int nwc_pack(const char *root, struct nwc_tree *tree, const char *image,
 					   pack_seq_hook, &p);
 		res->lossy.seq_seconds = nwc_now() - t1;
 	}
+	if (!ret && opts->lossy && opts->lossy->tune.steps && p.n_lt)
+		ret = pack_tune(&p, res);
 	if (ret)
 		goto out_plan;
 	ret = pack_make_jobs(&p, n_files, block_len);

@@ -33,6 +33,23 @@ struct nwc_pack_lossy {
 	/* Sequential calibration: @calib's model run, run again after the
 	 * plan with each layer coded as it is reached; NULL: one pass. */
 	struct nwc_calib *sequential;
+	/*
+	 * End-to-end tuning of the coded tensors' row scales (pack/tune.c):
+	 * @steps Adam steps at rate @lr on the KL divergence from the model
+	 * of @dir over the first @max_tokens tokens of @tokens (windows of
+	 * @ctx, 0: the model's default); spill files in @spill_dir.  0 steps:
+	 * none.
+	 */
+	struct nwc_pack_tune {
+		unsigned steps;
+		double lr;
+		const char *dir;
+		const char *tokens;
+		uint64_t max_tokens;
+		uint32_t ctx;
+		const char *spill_dir;
+		bool lines;	/* a line on stderr per step */
+	} tune;
 };
 
 struct nwc_pack_opts {
@@ -60,6 +77,9 @@ struct nwc_pack_lossy_result {
 	uint32_t *per_model;	/* tensors per model (models order) */
 	double plan_seconds;	/* calibration excluded */
 	double seq_seconds;	/* the sequential calibration */
+	double tune_seconds;	/* the tuning of the row scales */
+	double tune_kl0, tune_kl;	/* its KL divergence at the start and
+					 * at the last step */
 };
 
 struct nwc_pack_result {

@@ -109,6 +109,20 @@ int pack_plan_lossy(struct pipe *p, uint32_t n_files,
 		    struct nwc_pack_result *res);
 int pack_make_jobs(struct pipe *p, uint32_t n_files, uint32_t block_len);
 
+/*
+ * pipeline.c: the coding options of lossy tensor @t, with statistics @h
+ * or NULL; whether the codec served @x faithfully as @what (else *@row is
+ * a bad row), the test that stores a coded tensor losslessly instead.
+ */
+void pack_tenc_opts(const struct pipe *p, const struct nwc_rate_tensor *t,
+		    const float *h, struct nwc_tenc_opts *o);
+bool pack_faithful(const float *x, const float *what, uint32_t m,
+		   uint32_t n, uint32_t *row);
+
+/* tune.c: --calib-tune, the row scales of the coded tensors tuned end to
+ * end; sets their row_mul, and the tuning's figures in @res. */
+int pack_tune(struct pipe *p, struct nwc_pack_result *res);
+
 /* pipeline.c: the hook of a sequential calibration (@arg the pipe). */
 int pack_seq_hook(void *arg, const char *name, float *w, uint32_t rows,
 		  uint32_t cols);

@@ -167,8 +167,8 @@ static int measure(struct job *j, float *x, const float *what,
  * against 24.86 and 79.26 when a looser bound let them through coded.
  * Sets *@row to a bad row.
  */
-static bool faithful(const float *x, const float *what, uint32_t m,
-		     uint32_t n, uint32_t *row)
+bool pack_faithful(const float *x, const float *what, uint32_t m,
+		   uint32_t n, uint32_t *row)
 {
 	for (uint32_t r = 0; r < m; r++) {
 		const float *a = x + (size_t)r * n, *b = what + (size_t)r * n;
@@ -194,9 +194,8 @@ static bool faithful(const float *x, const float *what, uint32_t m,
 	return true;
 }
 
-/* The coding options of lossy tensor @t, with statistics @h or NULL. */
-static void tenc_opts(const struct pipe *p, const struct nwc_rate_tensor *t,
-		      const float *h, struct nwc_tenc_opts *o)
+void pack_tenc_opts(const struct pipe *p, const struct nwc_rate_tensor *t,
+		    const float *h, struct nwc_tenc_opts *o)
 {
 	nwc_tenc_opts_init(o);
 	o->quant = p->opts->lossy->quant;
@@ -206,6 +205,7 @@ static void tenc_opts(const struct pipe *p, const struct nwc_rate_tensor *t,
 					       p->block_len);
 	o->h = h;
 	o->fit_scales = h != NULL;
+	o->row_mul = t->row_mul;
 	if (p->opts->lossy->damp > 0)
 		o->damp = (float)p->opts->lossy->damp;
 }
@@ -245,13 +245,13 @@ int pack_seq_hook(void *arg, const char *name, float *w, uint32_t rows,
 		if (!ret) {
 			uint32_t row;
 
-			tenc_opts(p, t, h, &o);
+			pack_tenc_opts(p, t, h, &o);
 			ret = nwc_tenc_encode(rm->model, rm->index, w, rows,
 					      cols, t->level, &o, &enc);
 			/* Another failure, or an unfaithful result:
 			 * run_lossy() stores it losslessly. */
 			state = !ret ? 1 : ret == -ENOMEM ? ret : 0;
-			if (state == 1 && !faithful(w, enc->what, rows, cols,
+			if (state == 1 && !pack_faithful(w, enc->what, rows, cols,
 						    &row))
 				state = 0;
 		}
@@ -296,7 +296,7 @@ static int run_lossy(struct worker *w, struct job *j)
 		if (ret)
 			goto out_free;
 	}
-	tenc_opts(w->p, t, h, &o);
+	pack_tenc_opts(w->p, t, h, &o);
 	ret = nwc_tenc_encode(rm->model, rm->index, x, t->m, t->n, t->level,
 			      &o, &j->enc);
 	if (ret && ret != -ENOMEM) {
@@ -311,7 +311,7 @@ static int run_lossy(struct worker *w, struct job *j)
 	}
 	if (ret)
 		goto out_free;
-	if (!faithful(x, j->enc->what, t->m, t->n, &row)) {
+	if (!pack_faithful(x, j->enc->what, t->m, t->n, &row)) {
 		nwc_warn("%s: %s: row %u has weights the neural codec cannot represent (an outlier that dwarfs the rest of its row, or values near the float limit): stored losslessly",
 			 t->path, t->name, row);
 		nwc_tenc_free(j->enc);

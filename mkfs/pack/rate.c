@@ -180,7 +180,9 @@ void nwc_rate_tensors_free(struct nwc_rate_tensor *t, size_t nt)
 {
 	for (size_t i = 0; i < nt; i++) {
 		free(t[i].level);
+		free(t[i].row_mul);
 		t[i].level = NULL;
+		t[i].row_mul = NULL;
 	}
 }
 

@@ -39,6 +39,8 @@ struct nwc_rate_tensor {
 	unsigned model;		/* index into the models */
 	unsigned rank;		/* the rank of the group that codes it */
 	uint8_t *level;		/* n column levels; on that rank only */
+	/* Set by the tuning (pack/tune.c), or NULL. */
+	float *row_mul;		/* m factors for the stored row scales */
 };
 
 struct nwc_rate_model {
