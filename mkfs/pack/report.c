@@ -44,7 +44,7 @@ void nwc_pack_print_lossy(const struct nwc_pack_lossy *pl,
 		printf("lossy: sequential calibration (each layer on the coded layers' outputs) in %.2f s\n",
 		       lr->seq_seconds);
 	if (pl->tune.steps)
-		printf("lossy: row scales tuned in %u steps in %.2f s: KL from the original %.5g nats a token at the first step, %.5g at the last\n",
+		printf("lossy: row scales tuned in %u steps in %.2f s: KL from the original on the first block of tokens %.5g nats a token before, %.5g after\n",
 		       pl->tune.steps, lr->tune_seconds, lr->tune_kl0,
 		       lr->tune_kl);
 	if (lr->fallbacks)

@@ -10,7 +10,7 @@
  * factor r_i, forward and backward over the first tokens of the
  * calibration file (nwc_llama_scale_grad), for the gradient of the KL
  * divergence from the original model's predictions, and Adam moves the
- * factors.  The factors go into the stored row scales
+ * factors; each step takes the next block of tokens of the file.  The factors go into the stored row scales
  * (nwc_tenc_opts.row_mul), so the coded latents and the bit rate are those
  * of the untuned image; only the scales, a few bytes a row, change.  This
  * corrects, across layers, what the codec's error does to the model's
@@ -24,6 +24,7 @@
 #include "codec/common/base.h"
 
 #include <fcntl.h>
+#include <stdint.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -313,6 +314,30 @@ static void tune_free(struct tune *T)
 		close(T->fd);
 }
 
+/*
+ * One step on block @b (@n tokens at @tok): the original's final rows for
+ * it (kept in *@target while @b stays the same), then the gradient.
+ */
+static int step(struct tune *T, const struct nwc_llama_opts *lo, int spill,
+		const uint32_t *tok, size_t n, size_t b, size_t *have,
+		float **target, double *kl)
+{
+	const char *dir = T->p->opts->lossy->tune.dir;
+	int ret;
+
+	if (*have != b) {
+		free(*target);
+		*target = NULL;
+		*have = SIZE_MAX;
+		ret = nwc_llama_final_rows(dir, tok, n, lo, target);
+		if (ret)
+			return ret;
+		*have = b;
+	}
+	return nwc_llama_scale_grad(dir, tok, n, lo, spill, *target, hook, T,
+				    sink, T, kl);
+}
+
 int pack_tune(struct pipe *p, struct nwc_pack_result *res)
 {
 	const struct nwc_pack_tune *o = &p->opts->lossy->tune;
@@ -321,7 +346,7 @@ int pack_tune(struct pipe *p, struct nwc_pack_result *res)
 	uint32_t *tok = NULL;
 	float *target = NULL;
 	double t0 = nwc_now(), kl = 0;
-	size_t ntok = 0;
+	size_t ntok = 0, n, blocks, have = SIZE_MAX;
 	int spill = -1, ret;
 
 	if (nwc_group_size() > 1) {
@@ -330,8 +355,10 @@ int pack_tune(struct pipe *p, struct nwc_pack_result *res)
 		return -NWC_EFEATURE;
 	}
 	ret = tune_init(&T, p);
+	/* a fresh block of tokens each step, while the file has them */
 	if (!ret)
-		ret = nwc_llama_read_tokens(o->tokens, o->max_tokens, &tok,
+		ret = nwc_llama_read_tokens(o->tokens,
+					    o->max_tokens * o->steps, &tok,
 					    &ntok);
 	if (!ret)
 		ret = nwc_calib_spill_open(o->spill_dir,
@@ -341,31 +368,42 @@ int pack_tune(struct pipe *p, struct nwc_pack_result *res)
 		ret = nwc_calib_spill_open(o->spill_dir,
 					   "the layer inputs of --calib-tune",
 					   &spill);
+	if (!ret && ntok < 2) {
+		nwc_err("%s: too few tokens to tune on", o->tokens);
+		ret = -EINVAL;
+	}
 	if (ret)
 		goto out_free;
+	n = NWC_MIN(ntok, (size_t)o->max_tokens);
+	blocks = ntok / NWC_MAX(n, 1);
 	if (o->lines)
-		fprintf(stderr, "tune: coding %zu tensors to tune their row scales on %zu tokens\n",
-			T.n, ntok);
+		fprintf(stderr, "tune: coding %zu tensors to tune their row scales, %zu tokens a step (%zu block%s of the token file)\n",
+			T.n, n, blocks, blocks > 1 ? "s" : "");
 	ret = code_all(&T);
-	if (!ret)
-		ret = nwc_llama_final_rows(o->dir, tok, ntok, &lo, &target);
 	for (unsigned s = 1; !ret && s <= o->steps; s++) {
+		size_t b = (s - 1) % blocks;
 		double t1 = nwc_now(), left;
 
-		ret = nwc_llama_scale_grad(o->dir, tok, ntok, &lo, spill,
-					   target, hook, &T, sink, &T, &kl);
+		ret = step(&T, &lo, spill, tok + b * n, n, b, &have, &target,
+			   &kl);
 		if (ret)
 			break;
 		if (s == 1)
 			res->lossy.tune_kl0 = kl;
 		adam(&T, s, o->lr);
-		left = (nwc_now() - t1) * (o->steps - s);
+		left = (nwc_now() - t1) * (o->steps - s + 1);
 		if (o->lines)
-			fprintf(stderr, "tune: step %u/%u, KL %.5g nats a token (%.5g at the start), ETA %u:%02u\n",
-				s, o->steps, kl, res->lossy.tune_kl0,
+			fprintf(stderr, "tune: step %u/%u, block %zu, KL %.5g nats a token, ETA %u:%02u\n",
+				s, o->steps, b + 1, kl,
 				(unsigned)(left / 60), (unsigned)fmod(left, 60));
 	}
-	res->lossy.tune_kl = kl;
+	/* The tuned factors on the first block, against the start. */
+	if (!ret)
+		ret = step(&T, &lo, spill, tok, n, 0, &have, &target,
+			   &res->lossy.tune_kl);
+	if (!ret && o->lines)
+		fprintf(stderr, "tune: KL on the first block %.5g nats a token, %.5g at the start\n",
+			res->lossy.tune_kl, res->lossy.tune_kl0);
 	if (!ret)
 		ret = keep_factors(&T);
 	res->lossy.tune_seconds = nwc_now() - t0;
