@@ -12,7 +12,8 @@
 # sensitivity pass, nwc calib --sensitivity; default 4096; 0: none),
 # POWERS (mkfs.nwc --calib-sens-power; default 0.5), MODELS (mkfs.nwc
 # --models; default the source tree's codec/models, e.g.
-# codec/models/linear), EVAL_TOKENS (default 4096).
+# codec/models/linear), TUNES (mkfs.nwc --calib-tune steps, on the
+# calibration tokens; default 0), EVAL_TOKENS (default 4096).
 [ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"
 set -u
 
@@ -38,7 +39,11 @@ for bits in ${BITS:-4}; do
 	for d in ${DAMPS:-0.01}; do
 	for pr in ${PROMOTES:-0.111}; do
 	for pw in ${POWERS:-0.5}; do
-		"$MKFS" -j2 --models "${MODELS:-$S/codec/models}" \
+	for tn in ${TUNES:-0}; do
+		tune=
+		[ "$tn" = 0 ] ||
+			tune="--calib-tune $tn --calib-tune-file $D/calib.u16"
+		"$MKFS" -j2 --models "${MODELS:-$S/codec/models}" $tune \
 			--bits "$bits" \
 			--calib-stats "$W/stats.safetensors" \
 			--calib-shrink "$a" --calib-damp "$d" \
@@ -52,8 +57,9 @@ for bits in ${BITS:-4}; do
 			"$NWC" eval -q -j2 --max-tokens "$N" "$W/x" "$D/$e.u16" |
 				awk -v e=$e '/perplexity/ { printf " %s=%s", e, $2 }'
 		done >"$W/ppl"
-		echo "bits=$bits shrink=$a damp=$d promote=$pr sens=$SENS power=$pw models=$(basename "${MODELS:-$S/codec/models}")$(cat "$W/ppl") | $line"
+		echo "bits=$bits shrink=$a damp=$d promote=$pr sens=$SENS power=$pw tune=$tn models=$(basename "${MODELS:-$S/codec/models}")$(cat "$W/ppl") | $line"
 		rm -rf "$W/x" "$W/i.nwc"
+	done
 	done
 	done
 	done

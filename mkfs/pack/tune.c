@@ -41,6 +41,9 @@
 #define BETA1 0.9
 #define BETA2 0.999
 #define ADAM_EPS 1e-8
+/* The factors stay within [1 / FACTOR_MAX, FACTOR_MAX]: a step moves one
+ * by about the rate, so only thousands of steps would reach the bounds. */
+#define FACTOR_MAX 4.0
 
 /* One coded tensor: where its served weights lie, and its factors. */
 struct tt {
@@ -232,6 +235,8 @@ static void adam(struct tune *T, unsigned step, double lr)
 			k->m2[j] = BETA2 * k->m2[j] + (1 - BETA2) * g * g;
 			k->r[j] -= lr * (k->m1[j] / c1) /
 				   (sqrt(k->m2[j] / c2) + ADAM_EPS);
+			k->r[j] = fmin(fmax(k->r[j], 1 / FACTOR_MAX),
+				       FACTOR_MAX);
 		}
 	}
 }
@@ -248,11 +253,8 @@ static int keep_factors(struct tune *T)
 		t->row_mul = malloc(t->m * sizeof(*t->row_mul));
 		if (!t->row_mul)
 			return -ENOMEM;
-		for (uint32_t j = 0; j < t->m; j++) {
-			/* Adam's steps are about @lr: no sign flips */
-			assert(k->r[j] > 0);
+		for (uint32_t j = 0; j < t->m; j++)
 			t->row_mul[j] = (float)k->r[j];
-		}
 	}
 	return 0;
 }
