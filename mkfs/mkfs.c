@@ -52,8 +52,9 @@
  * domain gives back.
  */
 #define DEFAULT_CALIB_SHRINK 0.5
-/* --calib-tune: Adam's step size and the tokens (see README, tuning). */
-#define DEFAULT_TUNE_RATE 0.002
+/* --calib-tune: Adam's step size, relative to each tensor's coding error,
+ * and the tokens of a step (see README, tuning). */
+#define DEFAULT_TUNE_RATE 0.01
 #define DEFAULT_TUNE_TOKENS 4096u
 
 
@@ -162,7 +163,8 @@ static void usage(FILE *f)
 "      --calib-tune-file=TOKENS.u16\n"
 "                          the tokens to tune on with --calib-stats\n"
 "                          (default: those of --calib)\n"
-"      --calib-tune-rate=R the step size, 0 < R <= 0.1 (default 0.002)\n"
+"      --calib-tune-rate=R the step size, a share of each tensor's relative\n"
+"                          error, 0 < R <= 1 (default 0.01)\n"
 "      --quant=tcq|round   latent quantizer (default tcq)\n"
 "      --exclude=GLOB      leave out the files and directories whose path\n"
 "                          or name matches GLOB; a trailing / matches\n"
@@ -799,9 +801,9 @@ static int mkfs_main(int argc, char **argv)
 		case OPT_CALIB_TUNE_RATE:
 			la.any = true;
 			la.tune_rate_set = true;
-			if (parse_real(optarg, 0, 0.1, &la.pl.tune.lr) ||
+			if (parse_real(optarg, 0, 1, &la.pl.tune.lr) ||
 			    !(la.pl.tune.lr > 0)) {
-				nwc_err("--calib-tune-rate: '%s' is not a number above 0 and at most 0.1",
+				nwc_err("--calib-tune-rate: '%s' is not a number above 0 and at most 1",
 					optarg);
 				return NWC_EXIT_USAGE;
 			}

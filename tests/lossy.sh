@@ -419,8 +419,8 @@ bad 1 "--calib-tune with --calib-stats needs --calib-tune-file" \
 	--calib-stats "$W/shrink-stats.safetensors" --calib-tune 2 "$g"
 bad 1 "--calib-tune-tokens, --calib-tune-file and --calib-tune-rate need --calib-tune" \
 	--calib-tune-rate 0.01 "$g"
-bad 1 "--calib-tune-rate: '1' is not a number above 0" --calib-tune 2 \
-	--calib-tune-rate 1 "$g"
+bad 1 "--calib-tune-rate: '2' is not a number above 0" --calib-tune 2 \
+	--calib-tune-rate 2 "$g"
 bad 1 "--calib-tune-file is for --calib-stats" --calib "$W/shrink-tok.u16" \
 	--calib-tune 2 --calib-tune-file "$W/shrink-tok.u16" "$g"
 echo "lossy: --calib-tune"

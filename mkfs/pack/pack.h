@@ -35,10 +35,10 @@ struct nwc_pack_lossy {
 	struct nwc_calib *sequential;
 	/*
 	 * End-to-end tuning of the coded tensors' row scales (pack/tune.c):
-	 * @steps Adam steps at rate @lr on the KL divergence from the model
-	 * of @dir over the first @max_tokens tokens of @tokens (windows of
-	 * @ctx, 0: the model's default); spill files in @spill_dir.  0 steps:
-	 * none.
+	 * @steps Adam steps at rate @lr (times each tensor's relative coding
+	 * error) on the KL divergence from the model of @dir, each over the
+	 * next @max_tokens tokens of @tokens (windows of @ctx, 0: the
+	 * model's default); spill files in @spill_dir.  0 steps: none.
 	 */
 	struct nwc_pack_tune {
 		unsigned steps;

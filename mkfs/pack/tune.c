@@ -52,6 +52,7 @@ struct tt {
 	bool coded;		/* coded faithfully, hence tuned */
 	double *r, *m1, *m2;	/* factors and Adam's moments (m each) */
 	float *g;		/* the last step's gradient */
+	double err;		/* relative error: |W - coded| / |W| */
 };
 
 struct tune {
@@ -116,6 +117,17 @@ static int code_one(struct tune *T, struct tt *k, int *fd,
 	ret = 0;
 	if (!enc || !pack_faithful(x, enc->what, t->m, t->n, &row))
 		goto out_free;
+	{
+		double sig = 0, err = 0;
+
+		for (size_t i = 0; i < (size_t)t->m * t->n; i++) {
+			double d = (double)x[i] - enc->what[i];
+
+			sig += (double)x[i] * x[i];
+			err += d * d;
+		}
+		k->err = sig > 0 ? sqrt(err / sig) : 0;
+	}
 	ret = nwc_pwrite_full(T->fd, enc->what,
 			      (size_t)t->m * t->n * sizeof(float), k->off);
 	if (ret)
@@ -219,14 +231,21 @@ static int sink(void *arg, const char *name, const float *g, uint32_t rows)
 
 /*
  * One Adam step on every factor.  The run's gradient is with respect to a
- * scale of the served row, which is the factor's times r_i.
+ * scale of the served row, which is the factor's times r_i.  Adam moves a
+ * factor by about its step size whatever the gradient, so the step size
+ * is @rate times the tensor's relative coding error: the corrections a
+ * tensor can use are of that size, and a fixed step that suits 3 bits
+ * per weight (errors near 17%) walks 6-bit tensors (2%) away from the
+ * original (SmolLM2-135M: the KL rose from 0.0051 to 0.0086 in 20 steps
+ * of 0.002).
  */
-static void adam(struct tune *T, unsigned step, double lr)
+static void adam(struct tune *T, unsigned step, double rate)
 {
 	const double c1 = 1 - pow(BETA1, step), c2 = 1 - pow(BETA2, step);
 
 	for (size_t i = 0; i < T->n; i++) {
 		struct tt *k = &T->t[i];
+		const double lr = rate * k->err;
 
 		for (uint32_t j = 0; k->coded && j < T->p->lt[k->lt].m; j++) {
 			double g = k->g[j] / k->r[j];
