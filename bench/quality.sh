@@ -272,20 +272,6 @@ project() {
 		{ print $1, $2, $3, $4, $c }' "$TSV"
 }
 
-PLOT_NOTE=
-if python3 -c 'import matplotlib' 2>/dev/null; then
-	note "plot: $PNG"
-	project 1 >"$W/plot.tsv"
-	if python3 "$S/bench/quality-plot.py" "$W/plot.tsv" "$PPL0" "$PNG" 2>"$W/plot.err"; then
-		PLOT_NOTE="Plot: $PNG."
-	else
-		PLOT_NOTE="Plot failed: $(head -n 3 "$W/plot.err")"
-	fi
-else
-	PLOT_NOTE="No plot: python3 cannot import matplotlib."
-	note "$PLOT_NOTE"
-fi
-
 commit=$(git -C "$S" rev-parse --short HEAD 2>/dev/null) || commit=unknown
 {
 	echo "# nwcfs lossy quality benchmark"
@@ -324,9 +310,25 @@ commit=$(git -C "$S" rev-parse --short HEAD 2>/dev/null) || commit=unknown
 		shift
 	done
 	echo
-	echo "$PLOT_NOTE"
-	echo
 	echo "Produced by bench/quality.sh in $B ($(calc '%.0f' "$EPOCHREALTIME - $T_START") s)."
 } >"$RES" || die "cannot write $RES"
+
+# The plot is drawn from the report, so that a committed report can be
+# plotted again (bench/quality-plot.py RESULTS.md OUT.png).
+PLOT_PY=
+for p in python3 /usr/bin/python3; do
+	if "$p" -c 'import matplotlib' 2>/dev/null; then
+		PLOT_PY=$p
+		break
+	fi
+done
+if [ -z "$PLOT_PY" ]; then
+	PLOT_NOTE="No plot: python3 cannot import matplotlib."
+elif "$PLOT_PY" "$S/bench/quality-plot.py" "$RES" "$PNG" 2>"$W/plot.err"; then
+	PLOT_NOTE="Plot: $PNG."
+else
+	PLOT_NOTE="Plot failed: $(head -n 3 "$W/plot.err")"
+fi
+note "$PLOT_NOTE"
 cat "$RES"
 note "results written to $RES"
