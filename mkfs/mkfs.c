@@ -55,6 +55,7 @@
 /* --calib-tune: Adam's step size, relative to each tensor's coding error,
  * and the tokens of a step (see README, tuning). */
 #define DEFAULT_TUNE_RATE 0.01
+#define DEFAULT_EXACT_SD 0.0
 #define DEFAULT_TUNE_TOKENS 4096u
 
 
@@ -62,7 +63,7 @@ enum {
 	OPT_LOSSLESS = 256, OPT_PROGRESS, OPT_NO_PROGRESS, OPT_BITS, OPT_KEEP,
 	OPT_MODELS, OPT_MODEL_SET, OPT_CALIB, OPT_CALIB_TOKENS, OPT_CALIB_STATS,
 	OPT_QUANT, OPT_CALIB_MODE, OPT_EXCLUDE, OPT_NO_DEREFERENCE,
-	OPT_CALIB_SHRINK, OPT_CALIB_DAMP, OPT_CALIB_PROMOTE, OPT_CALIB_SENS,
+	OPT_CALIB_SHRINK, OPT_CALIB_DAMP, OPT_EXACT_SD, OPT_CALIB_PROMOTE, OPT_CALIB_SENS,
 	OPT_CALIB_SENS_POWER, OPT_CALIB_TUNE, OPT_CALIB_TUNE_TOKENS,
 	OPT_CALIB_TUNE_FILE, OPT_CALIB_TUNE_RATE,
 };
@@ -166,6 +167,9 @@ static void usage(FILE *f)
 "      --calib-tune-rate=R the step size, a share of each tensor's relative\n"
 "                          error, 0 < R <= 1 (default 0.01)\n"
 "      --quant=tcq|round   latent quantizer (default tcq)\n"
+"      --exact-sd=R        store exactly the weights further than R standard\n"
+"                          deviations from their row's mean, 0 or 8..1000\n"
+"                          (default 0: none)\n"
 "      --exclude=GLOB      leave out the files and directories whose path\n"
 "                          or name matches GLOB; a trailing / matches\n"
 "                          directories only (repeatable)\n"
@@ -527,8 +531,9 @@ static char *info_text(const struct lossy_args *la,
 			put_arg(f, "--bits=", g, strlen(g));
 			fputs(num, f);
 		}
-		fprintf(f, " --quant=%s", la->pl.quant == NWC_QUANT_TCQ ?
-					  "tcq" : "round");
+		fprintf(f, " --quant=%s --exact-sd=%g",
+			la->pl.quant == NWC_QUANT_TCQ ? "tcq" : "round",
+			la->pl.exact_sd);
 		PUT_PATH(f, "--models=", la->models_dir);
 		if (la->calib) {
 			PUT_PATH(f, "--calib=", la->calib);
@@ -602,6 +607,7 @@ static int mkfs_main(int argc, char **argv)
 		{ "calib-tokens", required_argument, NULL, OPT_CALIB_TOKENS },
 		{ "calib-stats", required_argument, NULL, OPT_CALIB_STATS },
 		{ "quant", required_argument, NULL, OPT_QUANT },
+		{ "exact-sd", required_argument, NULL, OPT_EXACT_SD },
 		{ "calib-mode", required_argument, NULL, OPT_CALIB_MODE },
 		{ "calib-shrink", required_argument, NULL, OPT_CALIB_SHRINK },
 		{ "calib-damp", required_argument, NULL, OPT_CALIB_DAMP },
@@ -641,6 +647,7 @@ static int mkfs_main(int argc, char **argv)
 			.bits = DEFAULT_BITS,
 			.quant = NWC_QUANT_TCQ,
 			.promote = NWC_LOSSY_PROMOTE,
+			.exact_sd = DEFAULT_EXACT_SD,
 			.sens_power = NWC_LOSSY_SENS_POWER,
 			.tune = { .lr = DEFAULT_TUNE_RATE,
 				  .max_tokens = DEFAULT_TUNE_TOKENS },
@@ -749,6 +756,16 @@ static int mkfs_main(int argc, char **argv)
 			if (parse_real(optarg, 0, 1, &la.shrink)) {
 				nwc_err("--calib-shrink: '%s' is not a number from 0 to 1",
 					optarg);
+				return NWC_EXIT_USAGE;
+			}
+			break;
+		case OPT_EXACT_SD:
+			la.any = true;
+			if (parse_real(optarg, 0, 1000, &la.pl.exact_sd) ||
+			    (la.pl.exact_sd != 0 &&
+			     la.pl.exact_sd < NWC_TENC_MIN_EXACT_SD)) {
+				nwc_err("--exact-sd: '%s' is not 0 or a number from %g to 1000",
+					optarg, (double)NWC_TENC_MIN_EXACT_SD);
 				return NWC_EXIT_USAGE;
 			}
 			break;

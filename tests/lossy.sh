@@ -297,7 +297,7 @@ j += b" " * (-len(j) % 8)
 open(sys.argv[1], "wb").write(struct.pack("<Q", len(j)) + j +
                               b"".join(v.tobytes() for v in t.values()))
 EOF
-mk -j2 "$W/extreme" "$W/extreme.nwc"
+mk -j2 --exact-sd 0 "$W/extreme" "$W/extreme.nwc"
 grep -q 'warning: .*fmax.weight: .*stored losslessly' "$W/mk.out" &&
 	grep -q 'warning: .*spike.weight: row 5 has weights the neural codec cannot represent.*stored losslessly' \
 	"$W/mk.out" || t_fail "extreme weights: no warnings: $(cat "$W/mk.out")"
@@ -329,6 +329,49 @@ EOF
 	t_fail "extreme weights: what is served is wrong"
 echo "lossy: extreme weights are stored exactly, with warnings"
 
+# With --exact-sd the 1e30 is one exact weight in spike.weight's side
+# record, and the tensor is coded like its neighbour: the reader gets the
+# 1e30 bit for bit and the rest of row 5 about as finely as plain.weight.
+mk -j2 --exact-sd 16 "$W/extreme" "$W/exact.nwc"
+grep -q 'spike.weight' "$W/mk.out" &&
+	t_fail "--exact-sd: spike.weight still warned: $(cat "$W/mk.out")"
+grep -q '^lossy: 1 outlier weights stored exactly' "$W/mk.out" ||
+	t_fail "--exact-sd: no count in the summary: $(cat "$W/mk.out")"
+"$NWC" info "$W/exact.nwc" | grep -q -- '--exact-sd=16 ' ||
+	t_fail "--exact-sd: not in INFO"
+listing "$W/exact.nwc" >"$W/codecs"
+grep -q '^spike.weight nwc' "$W/codecs" && grep -q '^fmax.weight planes' \
+	"$W/codecs" || t_fail "--exact-sd: $(cat "$W/codecs")"
+rm -rf "$W/xx"
+"$FSCK" -q -x "$W/xx" "$W/exact.nwc" || t_fail "--exact-sd: fsck -x"
+python3 - "$W/extreme/model.safetensors" "$W/xx/model.safetensors" <<'EOF' ||
+import json, struct, sys
+import numpy as np
+def load(p):
+    b = open(p, "rb").read()
+    n = struct.unpack("<Q", b[:8])[0]
+    h = json.loads(b[8:8 + n])
+    return {k: np.frombuffer(b[8 + n + v["data_offsets"][0]:
+                               8 + n + v["data_offsets"][1]],
+                             "<f4").reshape(v["shape"]) for k, v in h.items()}
+a, b = load(sys.argv[1]), load(sys.argv[2])
+s, t = a["spike.weight"], b["spike.weight"]
+if t[5, 17] != s[5, 17]:
+    sys.exit("the outlier came back as %g" % t[5, 17])
+if np.array_equal(s, t):
+    sys.exit("spike.weight came back exact: not coded")
+keep = np.arange(s.shape[1]) != 17
+def sqnr(x, y):
+    return 10 * np.log10((x * x).sum() / ((x - y) ** 2).sum())
+row = sqnr(s[5][keep], t[5][keep])
+plain = sqnr(a["plain.weight"], b["plain.weight"])
+if not row > plain - 3:
+    sys.exit("row 5 without its outlier: %.2f dB, plain.weight %.2f" %
+             (row, plain))
+EOF
+	t_fail "--exact-sd: what is served is wrong"
+echo "lossy: --exact-sd stores an outlier exactly and codes its tensor"
+
 # --- bad options: a message, exit 1 or 3, no image ----------------------
 # bad WANT PATTERN ARGS...: mkfs.nwc ARGS exits WANT, says PATTERN.
 bad() {
@@ -348,6 +391,8 @@ bad 1 "--bits: 'x=' is not" --bits x= "$g"
 bad 1 "--bits: '=4' is not" --bits =4 "$g"
 bad 1 "--bits: '17' is not" --bits 17 "$g"
 bad 1 "--quant: 'x' is not" --quant x "$g"
+bad 1 "--exact-sd: '4' is not 0 or a number from 8 to 1000" --exact-sd 4 "$g"
+bad 1 "--exact-sd: 'x' is not" --exact-sd x "$g"
 bad 1 "--lossless excludes" --lossless --bits 4 "$g"
 bad 1 "--calib-tokens needs --calib" --calib-tokens 100 "$g"
 bad 1 "--calib-mode needs --calib" --calib-mode sequential "$g"

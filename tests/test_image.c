@@ -2051,6 +2051,11 @@ static int encode_ntensor(uint32_t k, const struct nwc_model *model,
 	for (uint32_t j = 0; j < x->n; j++)
 		level[j] = (uint8_t)(j % model->nq);
 	nwc_tenc_opts_init(&o);
+	/* w.a: one outlier, stored exactly (NWC_TSIDE_EXACT); with so few
+	 * columns, more than 16 deviations need a weight this far out */
+	o.exact_sd = 16;
+	if (k == 0)
+		w[17 * x->n + 2] = 1024.0f;
 	o.quant = x->quant;
 	o.scale_f16 = x->scale_f16;
 	o.band_rows = x->band_rows;
@@ -2092,6 +2097,8 @@ static int setup_nwc(void)
 				     ntens[k].model, &nenc[k]);
 		if (ret)
 			return ret;
+		if (nenc[k]->nexact != (k == 0))
+			return -EPROTO;	/* w.a's outlier was not found */
 		ret = nwc_from_f32(ntens[k].dtype, nenc[k]->what,
 				   (size_t)ntens[k].m * ntens[k].n,
 				   nfile + ndata_off[k]);
@@ -2643,8 +2650,10 @@ static void test_nwc_damage_side(void)
 	uint64_t data_end = NWC_DATA_ALIGN + get64(nwc_bytes, NWC_SB_DATA_LEN);
 	uint32_t lv = NWC_TSIDE_HDR + 2 * ntens[0].m;	/* w.a levels, 2 bits */
 	uint32_t sh = get32(ten_rec(&nwcm, 0), 32);	/* w.a shape */
+	uint32_t xl = lv + 24 * 2 / 8;		/* w.a's exact weights */
 
-	T_EQ(slen, NWC_TSIDE_HDR + 2 * 40 + 24 * 2 / 8);
+	T_EQ(slen, NWC_TSIDE_HDR + 2 * 40 + 24 * 2 / 8 + 4 +
+		   NWC_TSIDE_EXACT_BYTES);
 	/* Checksum. */
 	NCASE_RAW(ECHECKSUM, side_of(m, 0)[30] ^= 1);
 	NCASE_RAW(ECHECKSUM, put64(ten_rec(m, 2), 56,
@@ -2654,15 +2663,27 @@ static void test_nwc_damage_side(void)
 	NCASE(ECORRUPT, side_of(m, 0)[0] = 'X');
 	NCASE(EFEATURE, put16(side_of(m, 0), 4, 1));
 	NCASE(EFEATURE, put16(side_of(m, 0), 6, NWC_TSIDE_F16 |
-					      NWC_TSIDE_LANES | 4));
+					      NWC_TSIDE_LANES | 8));
 	/* The lanes flag says how to read the bands, not their size. */
-	NCASE(0, put16(side_of(m, 0), 6, NWC_TSIDE_F16));
+	NCASE(0, put16(side_of(m, 0), 6, NWC_TSIDE_F16 | NWC_TSIDE_EXACT));
 	NCASE(ECORRUPT, put16(side_of(m, 0), 6, NWC_TSIDE_LANES));
 	NCASE(ECORRUPT, put16(side_of(m, 0), 6, 0));
 	NCASE(EFEATURE, side_of(m, 0)[22] = 2);
 	NCASE(ECORRUPT, side_of(m, 0)[23] = 1);	/* bits per level */
 	NCASE(ECORRUPT, side_of(m, 0)[23] = 3);
 	NCASE(ECORRUPT, side_of(m, 3)[23] = 8);
+	/* w.a's exact weight: count, row, column, value */
+	NCASE(0, (void)m; T_EQ(get32(side_of(m, 0), xl), 1);
+	      T_EQ(get32(side_of(m, 0), xl + 4), 17);
+	      T_EQ(get32(side_of(m, 0), xl + 8), 2));
+	NCASE(ECORRUPT, put32(side_of(m, 0), xl, 2));
+	NCASE(ECORRUPT, put32(side_of(m, 0), xl, 0));
+	NCASE(ECORRUPT, put32(side_of(m, 0), xl + 4, 40));
+	NCASE(ECORRUPT, put32(side_of(m, 0), xl + 8, 24));
+	NCASE(ECORRUPT, put32(side_of(m, 0), xl + 12, 0x7f800000));
+	NCASE(0, put32(side_of(m, 0), xl + 8, 23));
+	NCASE(ECORRUPT, put16(side_of(m, 0), 6, NWC_TSIDE_F16 |
+					      NWC_TSIDE_LANES));
 	/* Shape: same record length, other m and n; or none. */
 	NCASE(ECORRUPT, put32(side_of(m, 0), 8, 39);
 	      put32(side_of(m, 0), 12, 26));
@@ -2879,6 +2900,11 @@ static int write_corpus(const char *dir)
 	m_init_from(&m, nwc_bytes, nwc_len);
 	side_of(&m, 0)[23] = 3;	/* bits per level */
 	corpus_file(dir, "nwc-side-level", &m);
+	m_free(&m);
+	m_init_from(&m, nwc_bytes, nwc_len);
+	/* w.a's exact weight in row 40 of 40 */
+	put32(side_of(&m, 0), NWC_TSIDE_HDR + 2 * 40 + 24 * 2 / 8 + 4, 40);
+	corpus_file(dir, "nwc-side-exact", &m);
 	m_free(&m);
 	m_init_from(&m, nwc_bytes, nwc_len);
 	put32(m_sect(&m, NWC_SECT_MODELS), 0, 3);

@@ -18,19 +18,44 @@
 #include "codec/nwc/nwctensor_impl.h"
 
 size_t nwc_tside_size(uint32_t m, uint32_t n, bool scale_f16,
-		      unsigned int level_bits)
+		      unsigned int level_bits, uint32_t nexact)
 {
 	return NWC_TSIDE_HDR + (size_t)m * (scale_f16 ? 2 : 4) +
-	       ((size_t)n * level_bits + 7) / 8;
+	       ((size_t)n * level_bits + 7) / 8 +
+	       (nexact ? 4 + (size_t)nexact * NWC_TSIDE_EXACT_BYTES : 0);
+}
+
+/* Parse the exact weights at @p (@k entries, their count already read and
+ * within bounds): in range, finite and in strictly increasing order. */
+static int parse_exact(const uint8_t *p, uint32_t k, struct nwc_tside *ts)
+{
+	uint64_t prev = 0;
+
+	for (uint32_t i = 0; i < k; i++, p += NWC_TSIDE_EXACT_BYTES) {
+		struct nwc_exact *x = &ts->exact[i];
+		uint64_t at;
+
+		x->row = nwc_get_le32(p);
+		x->col = nwc_get_le32(p + 4);
+		x->value = nwc_get_lef32(p + 8);
+		if (x->row >= ts->m || x->col >= ts->n || !isfinite(x->value))
+			return -NWC_ECORRUPT;
+		at = (uint64_t)x->row * ts->n + x->col;
+		if (i && at <= prev)
+			return -NWC_ECORRUPT;
+		prev = at;
+	}
+	return 0;
 }
 
 int nwc_tside_parse(const uint8_t *buf, size_t len, struct nwc_tside **out)
 {
-	uint32_t m, n, band, flags, version, lb;
+	uint32_t m, n, band, flags, version, lb, k = 0;
 	struct nwc_tside *ts;
 	const uint8_t *lv;
 	uint8_t quant;
 	size_t need;
+	int ret;
 
 	*out = NULL;
 	if (len < NWC_TSIDE_HDR || memcmp(buf, NWC_TSIDE_MAGIC, 4))
@@ -39,7 +64,7 @@ int nwc_tside_parse(const uint8_t *buf, size_t len, struct nwc_tside **out)
 	flags = nwc_get_le16(buf + 6);
 	quant = buf[22];
 	if (version != NWC_TSIDE_VERSION ||
-	    (flags & ~(NWC_TSIDE_F16 | NWC_TSIDE_LANES)) ||
+	    (flags & ~(NWC_TSIDE_F16 | NWC_TSIDE_LANES | NWC_TSIDE_EXACT)) ||
 	    quant > NWC_QUANT_TCQ)
 		return -NWC_EFEATURE;
 	m = nwc_get_le32(buf + 8);
@@ -50,10 +75,19 @@ int nwc_tside_parse(const uint8_t *buf, size_t len, struct nwc_tside **out)
 	    (lb != 1 && lb != 2 && lb != 4 && lb != 8) ||
 	    !band || band % NWC_CHUNK || band > MAX_DIM)
 		return -NWC_ECORRUPT;
-	need = nwc_tside_size(m, n, flags & NWC_TSIDE_F16, lb);
+	need = nwc_tside_size(m, n, flags & NWC_TSIDE_F16, lb, 0);
+	if (flags & NWC_TSIDE_EXACT) {
+		if (len < need + 4)
+			return -NWC_ECORRUPT;
+		k = nwc_get_le32(buf + need);
+		if (!k || k > NWC_TSIDE_MAX_EXACT(m, n))
+			return -NWC_ECORRUPT;
+		need = nwc_tside_size(m, n, flags & NWC_TSIDE_F16, lb, k);
+	}
 	if (len != need)
 		return -NWC_ECORRUPT;
-	ts = malloc(sizeof(*ts) + (size_t)m * sizeof(float) + n);
+	ts = malloc(sizeof(*ts) + (size_t)k * sizeof(*ts->exact) +
+		    (size_t)m * sizeof(float) + n);
 	if (!ts)
 		return -ENOMEM;
 	ts->m = m;
@@ -63,7 +97,9 @@ int nwc_tside_parse(const uint8_t *buf, size_t len, struct nwc_tside **out)
 	ts->quant = quant;
 	ts->scale_f16 = flags & NWC_TSIDE_F16;
 	ts->lanes = flags & NWC_TSIDE_LANES;
-	ts->scale = (float *)(ts + 1);
+	ts->nexact = k;
+	ts->exact = (struct nwc_exact *)(ts + 1);
+	ts->scale = (float *)(ts->exact + k);
 	ts->level = (uint8_t *)(ts->scale + m);
 	buf += NWC_TSIDE_HDR;
 	for (uint32_t r = 0; r < m; r++) {
@@ -71,8 +107,8 @@ int nwc_tside_parse(const uint8_t *buf, size_t len, struct nwc_tside **out)
 					: nwc_get_lef32(buf + 4 * r);
 
 		if (!isfinite(s)) {
-			free(ts);
-			return -NWC_ECORRUPT;
+			ret = -NWC_ECORRUPT;
+			goto out_free;
 		}
 		ts->scale[r] = s;
 	}
@@ -86,11 +122,19 @@ int nwc_tside_parse(const uint8_t *buf, size_t len, struct nwc_tside **out)
 	/* the padding bits of the last byte are 0 */
 	if ((size_t)n * lb % 8 &&
 	    lv[(size_t)n * lb / 8] >> (size_t)n * lb % 8) {
-		free(ts);
-		return -NWC_ECORRUPT;
+		ret = -NWC_ECORRUPT;
+		goto out_free;
+	}
+	if (k) {
+		ret = parse_exact(lv + ((size_t)n * lb + 7) / 8 + 4, k, ts);
+		if (ret)
+			goto out_free;
 	}
 	*out = ts;
 	return 0;
+out_free:
+	free(ts);
+	return ret;
 }
 
 int nwc_tside_check_model(const struct nwc_tside *ts,
@@ -490,6 +534,31 @@ static void linear_band(const struct nwc_model *model,
 	nwc_from_f32(dtype, tmp, (size_t)rows * n, dst);
 }
 
+/* The exact weights of rows [r0, r0 + rows) over what the codec gave. */
+static void put_exact(const struct nwc_tside *ts, uint32_t r0, uint32_t rows,
+		      enum nwc_dtype dtype, size_t elem, uint8_t *dst)
+{
+	uint32_t lo = 0, hi = ts->nexact;
+
+	/* the first entry at or after row r0 */
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+
+		if (ts->exact[mid].row < r0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	for (uint32_t i = lo; i < ts->nexact && ts->exact[i].row - r0 < rows;
+	     i++) {
+		const struct nwc_exact *x = &ts->exact[i];
+
+		nwc_from_f32(dtype, &x->value, 1,
+			     dst + ((size_t)(x->row - r0) * ts->n + x->col) *
+				   elem);
+	}
+}
+
 int nwc_band_decode(const struct nwc_model *model, const struct nwc_tside *ts,
 		    uint32_t b, const uint8_t *src, size_t len,
 		    enum nwc_dtype dtype, uint8_t *dst, size_t dst_len,
@@ -531,6 +600,7 @@ int nwc_band_decode(const struct nwc_model *model, const struct nwc_tside *ts,
 		return ret;
 	if (ts->lanes && model->dec_linear) {
 		linear_band(model, ts, b * ts->band_rows, rows, s, dtype, dst);
+		put_exact(ts, b * ts->band_rows, rows, dtype, elem, dst);
 		return 0;
 	}
 	/* latents: the symbol, plus 1/2 in half-offset trellis states */
@@ -545,6 +615,7 @@ int nwc_band_decode(const struct nwc_model *model, const struct nwc_tside *ts,
 		return ret;
 	/* y is free again: synthesize() is done with it */
 	emit_rows(ts, b * ts->band_rows, rows, s->xhat, dtype, s->y, dst);
+	put_exact(ts, b * ts->band_rows, rows, dtype, elem, dst);
 	return 0;
 }
 

@@ -29,6 +29,7 @@
  *	4   2    u16 version (2)
  *	6   2    u16 flags: NWC_TSIDE_F16 = scales are binary16, else f32;
  *		 NWC_TSIDE_LANES = band payloads in the lanes layout (below);
+ *		 NWC_TSIDE_EXACT = exact weights follow the levels (below);
  *		 any other bit is an unknown feature
  *	8   4    u32 m, rows (>= 1)
  *	12  4    u32 n, columns (>= 1)
@@ -42,6 +43,13 @@
  *		 ceil(n B / 8) bytes, unused high bits 0.  The encoder uses
  *		 the smallest B that holds its largest level, so the usual
  *		 4 levels cost a quarter of a byte per column.
+ *	     With NWC_TSIDE_EXACT only: u32 K, 1 <= K <= NWC_TSIDE_MAX_EXACT(m,
+ *		 n), then K entries of 12 bytes: u32 row (< m), u32 column
+ *		 (< n), f32 value (finite), in strictly increasing order of
+ *		 row * n + column.  The decoder writes each value, rounded to
+ *		 the tensor's dtype, in place of what the codec gives there:
+ *		 weights far outside their row's spread (mkfs.nwc --exact-sd)
+ *		 would otherwise set the row's scale and drown the rest.
  *
  * Band payload (normative): one nwc_ents stream (entropy.h) of the band's
  * latent symbols.  Each column's latents in the band, chunk k then latent
@@ -87,10 +95,21 @@
 #define NWC_TSIDE_HDR 24u
 #define NWC_TSIDE_F16 0x1u
 #define NWC_TSIDE_LANES 0x2u
+#define NWC_TSIDE_EXACT 0x4u
+#define NWC_TSIDE_EXACT_BYTES 12u	/* one exact weight's entry */
+/* At most n / 64 + 1 exact weights a row on average: an encoder that
+ * wants more has a matrix the codec does not suit. */
+#define NWC_TSIDE_MAX_EXACT(m, n) ((uint64_t)(m) * ((n) / 64 + 1))
 
 enum nwc_quant {
 	NWC_QUANT_ROUND = 0,	/* latents rounded around the medians */
 	NWC_QUANT_TCQ = 1,	/* 8-state trellis-coded quantization */
+};
+
+/* One weight stored exactly (NWC_TSIDE_EXACT). */
+struct nwc_exact {
+	uint32_t row, col;
+	float value;
 };
 
 /* A parsed, validated side record; arrays point into the same allocation. */
@@ -102,15 +121,18 @@ struct nwc_tside {
 	bool lanes;		/* NWC_TSIDE_LANES */
 	float *scale;		/* m row scales, as the decoder uses them */
 	uint8_t *level;		/* n column levels */
+	uint32_t nexact;	/* exact weights, in row-major order */
+	struct nwc_exact *exact;
 };
 
-/* Bytes of a side record for this shape and bits per level. */
+/* Bytes of a side record for this shape, bits per level and number of
+ * exact weights (0: no NWC_TSIDE_EXACT). */
 size_t nwc_tside_size(uint32_t m, uint32_t n, bool scale_f16,
-		      unsigned int level_bits);
+		      unsigned int level_bits, uint32_t nexact);
 
 /*
  * nwc_tside_parse() - validate @len bytes (magic, version, flags, shape,
- * band rows, lengths, finite scales) and return a malloc'd copy in *out
+ * band rows, lengths, finite scales, exact weights) and return a malloc'd copy in *out
  * (free with free()).  -NWC_ECORRUPT for malformed data, -NWC_EFEATURE for
  * an unknown version, flag or quantizer, -ENOMEM.
  */

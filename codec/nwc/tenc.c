@@ -7,6 +7,7 @@
  */
 #include "codec/common/base.h"
 
+#include <assert.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -87,6 +88,13 @@ struct enc {
 	/* Viterbi working memory, one band's column sequence */
 	uint8_t *tb_state;
 	int32_t *tb_sym;
+	/* weights stored exactly (opts->exact_sd), in row-major order; by_col
+	 * lists them by column (col_start: n + 1 offsets into it), and xn
+	 * holds each one normalized by its row's scale */
+	uint32_t nexact;
+	struct nwc_exact *exact;
+	uint32_t *by_col, *col_start;
+	float *exact_xn;
 };
 
 /* Index of symbol (chunk k of column j, channel c) in the band-major array. */
@@ -209,6 +217,13 @@ static int quant_column(void *arg, uint32_t j, const float *target,
 				r < e->m ? target[r] : 0.0f;
 		}
 	}
+	/* The codec codes 0 where the reader puts an exact weight, so that
+	 * the weight does not spoil its chunk. */
+	if (e->nexact) {
+		for (uint32_t i = e->col_start[j]; i < e->col_start[j + 1];
+		     i++)
+			s->xhat[e->exact[e->by_col[i]].row] = 0.0f;
+	}
 	memset(s->q, e->level[j], e->nk);
 	ret = nwc_model_analyze(e->model, s->xhat, s->q, e->nk, s->y, s->ms);
 	if (ret)
@@ -239,6 +254,15 @@ static int quant_column(void *arg, uint32_t j, const float *target,
 	if (ret)
 		return ret;
 	memcpy(out, s->xhat, e->m * sizeof(*out));
+	/* An exact weight is what the reader gets there, so LDLQ carries the
+	 * difference from its target (the weight plus the feedback of the
+	 * columns before) on to the later columns. */
+	if (e->nexact) {
+		for (uint32_t i = e->col_start[j]; i < e->col_start[j + 1];
+		     i++)
+			out[e->exact[e->by_col[i]].row] =
+				e->exact_xn[e->by_col[i]];
+	}
 	(void)nlat;
 	return 0;
 }
@@ -309,19 +333,161 @@ static bool store_scales(float *s, uint32_t m, bool f16)
 	return true;
 }
 
+/* The k-th smallest of a[0..n) (k < n), partly reordering a: Wirth's
+ * selection, pivot the median of three, deterministic. */
+static float select_kth(float *a, uint32_t n, uint32_t k)
+{
+	int64_t l = 0, r = (int64_t)n - 1, kk = k;
+
+	while (l < r) {
+		float x = a[l], y = a[l + (r - l) / 2], z = a[r], p, t;
+		int64_t i = l, j = r;
+
+		p = x < y ? (y < z ? y : x < z ? z : x) :
+			    (x < z ? x : y < z ? z : y);
+		do {
+			while (a[i] < p)
+				i++;
+			while (p < a[j])
+				j--;
+			if (i <= j) {
+				t = a[i];
+				a[i++] = a[j];
+				a[j--] = t;
+			}
+		} while (i <= j);
+		if (j < kk)
+			l = i;
+		if (kk < i)
+			r = j;
+	}
+	return a[k];
+}
+
+struct cand {
+	float dev;
+	uint32_t col;
+};
+
+static int by_dev(const void *pa, const void *pb)
+{
+	const struct cand *a = pa, *b = pb;
+
+	if (a->dev != b->dev)
+		return a->dev > b->dev ? -1 : 1;
+	return a->col < b->col ? -1 : a->col > b->col;
+}
+
+static int by_col(const void *pa, const void *pb)
+{
+	const struct cand *a = pa, *b = pb;
+
+	return a->col < b->col ? -1 : a->col > b->col;
+}
+
+/*
+ * The weights further than @sd robust standard deviations from their
+ * row's median, at most NWC_TENC_ROW_EXACT(n) a row, the furthest first:
+ * row-major into e->exact, with its column index.  The deviation is
+ * 1.4826 times the median absolute deviation, which a few outliers cannot
+ * inflate as they do the plain one, but at least a quarter of the plain
+ * one, lest a short row whose values cluster make outliers of them all.
+ */
+static int find_exact(struct enc *e, const float *w, float sd)
+{
+	uint32_t m = e->m, n = e->n, cap = NWC_TENC_ROW_EXACT(n), k = 0;
+	struct cand *c = malloc((size_t)n * sizeof(*c));
+	float *tmp = malloc((size_t)n * sizeof(*tmp));
+	uint32_t *fill = NULL;
+	int ret = -ENOMEM;
+
+	if (!c || !tmp)
+		goto out_free;
+	for (int pass = 0; pass < 2; pass++) {
+		k = 0;
+		for (uint32_t r = 0; r < m; r++) {
+			const float *row = w + (size_t)r * n;
+			double sum = 0, ss = 0, mean, spread;
+			uint32_t nc = 0;
+			float med;
+
+			memcpy(tmp, row, (size_t)n * sizeof(*tmp));
+			med = select_kth(tmp, n, n / 2);
+			for (uint32_t j = 0; j < n; j++) {
+				tmp[j] = fabsf(row[j] - med);
+				sum += row[j];
+			}
+			mean = sum / n;
+			for (uint32_t j = 0; j < n; j++)
+				ss += (row[j] - mean) * (row[j] - mean);
+			spread = NWC_MAX(1.4826 * select_kth(tmp, n, n / 2),
+					 sqrt(ss / n) / 4);
+			for (uint32_t j = 0; j < n; j++) {
+				float d = fabsf(row[j] - med);
+
+				if (d > sd * spread)
+					c[nc++] = (struct cand){ d, j };
+			}
+			if (nc > cap) {
+				qsort(c, nc, sizeof(*c), by_dev);
+				nc = cap;
+				qsort(c, nc, sizeof(*c), by_col);
+			}
+			for (uint32_t i = 0; pass && i < nc; i++)
+				e->exact[k + i] = (struct nwc_exact){
+					r, c[i].col, row[c[i].col] };
+			k += nc;
+		}
+		if (!k) {
+			ret = 0;
+			goto out_free;
+		}
+		assert(k <= NWC_TSIDE_MAX_EXACT(m, n));
+		if (!pass) {
+			e->exact = malloc(k * sizeof(*e->exact));
+			e->by_col = malloc(k * sizeof(*e->by_col));
+			e->exact_xn = malloc(k * sizeof(*e->exact_xn));
+			e->col_start = calloc((size_t)n + 1,
+					      sizeof(*e->col_start));
+			if (!e->exact || !e->by_col || !e->exact_xn ||
+			    !e->col_start)
+				goto out_free;
+		}
+	}
+	e->nexact = k;
+	/* counting sort by column; rows stay increasing within one */
+	for (uint32_t i = 0; i < k; i++)
+		e->col_start[e->exact[i].col + 1]++;
+	for (uint32_t j = 0; j < n; j++)
+		e->col_start[j + 1] += e->col_start[j];
+	fill = malloc((size_t)n * sizeof(*fill));
+	if (!fill)
+		goto out_free;
+	memcpy(fill, e->col_start, (size_t)n * sizeof(*fill));
+	for (uint32_t i = 0; i < k; i++)
+		e->by_col[fill[e->exact[i].col]++] = i;
+	ret = 0;
+out_free:
+	free(fill);
+	free(tmp);
+	free(c);
+	return ret;
+}
+
 static int write_side(struct nwc_tenc *out, const struct enc *e,
 		      uint16_t model_index, const float *scale, bool f16)
 {
 	unsigned int lb = nwc_tside_level_bits(e->level, e->n);
-	size_t len = nwc_tside_size(e->m, e->n, f16, lb);
-	uint8_t *p = calloc(1, len), *lv;
+	size_t len = nwc_tside_size(e->m, e->n, f16, lb, e->nexact);
+	uint8_t *p = calloc(1, len), *lv, *x;
 
 	if (!p)
 		return -ENOMEM;
 	memcpy(p, NWC_TSIDE_MAGIC, 4);
 	nwc_put_le16(p + 4, NWC_TSIDE_VERSION);
 	nwc_put_le16(p + 6, (f16 ? NWC_TSIDE_F16 : 0) |
-			    (e->o->seq_order ? 0 : NWC_TSIDE_LANES));
+			    (e->o->seq_order ? 0 : NWC_TSIDE_LANES) |
+			    (e->nexact ? NWC_TSIDE_EXACT : 0));
 	nwc_put_le32(p + 8, e->m);
 	nwc_put_le32(p + 12, e->n);
 	nwc_put_le32(p + 16, e->band_rows);
@@ -341,6 +507,17 @@ static int write_side(struct nwc_tenc *out, const struct enc *e,
 		size_t bit = (size_t)j * lb;
 
 		lv[bit / 8] |= (uint8_t)(e->level[j] << bit % 8);
+	}
+	if (e->nexact) {
+		x = lv + ((size_t)e->n * lb + 7) / 8;
+		nwc_put_le32(x, e->nexact);
+		x += 4;
+		for (uint32_t i = 0; i < e->nexact; i++) {
+			nwc_put_le32(x, e->exact[i].row);
+			nwc_put_le32(x + 4, e->exact[i].col);
+			nwc_put_lef32(x + 8, e->exact[i].value);
+			x += NWC_TSIDE_EXACT_BYTES;
+		}
 	}
 	out->side = p;
 	out->side_len = len;
@@ -456,8 +633,9 @@ int nwc_tenc_encode(const struct nwc_model *model, uint16_t model_index,
 {
 	struct enc e = { .model = model, .o = opts, .level = level,
 			 .m = m, .n = n };
-	float *scale = NULL, *xn = NULL, *xq = NULL, *u = NULL;
+	float *scale = NULL, *xn = NULL, *xq = NULL, *u = NULL, *wz = NULL;
 	struct nwc_tenc *res = NULL;
+	const float *wc = w;	/* what the codec codes */
 	size_t mn = (size_t)m * n, kb;
 	bool f16 = opts->scale_f16;
 	int ret;
@@ -466,6 +644,8 @@ int nwc_tenc_encode(const struct nwc_model *model, uint16_t model_index,
 	if (!model->finalized || !m || !n || m > MAX_DIM || n > MAX_DIM ||
 	    opts->band_rows % NWC_CHUNK || !isfinite(opts->tcq_mu) ||
 	    opts->tcq_mu < 0 || (opts->fit_scales && !opts->h) ||
+	    !(opts->exact_sd == 0 ||
+	      opts->exact_sd >= NWC_TENC_MIN_EXACT_SD) ||
 	    (opts->dtype != NWC_DTYPE_F32 && opts->dtype != NWC_DTYPE_F16 &&
 	     opts->dtype != NWC_DTYPE_BF16))
 		return -EINVAL;
@@ -517,7 +697,25 @@ int nwc_tenc_encode(const struct nwc_model *model, uint16_t model_index,
 	if (ret)
 		goto out_free;
 
-	row_scales(w, m, n, scale);
+	if (opts->exact_sd > 0) {
+		ret = find_exact(&e, w, opts->exact_sd);
+		if (ret)
+			goto out_free;
+	}
+	if (e.nexact) {
+		/* The row scales leave them out (0 in their place); LDLQ
+		 * still sees them, and quant_column() codes 0 there. */
+		wz = malloc(mn * sizeof(*wz));
+		if (!wz) {
+			ret = -ENOMEM;
+			goto out_free;
+		}
+		memcpy(wz, w, mn * sizeof(*wz));
+		for (uint32_t i = 0; i < e.nexact; i++)
+			wz[(size_t)e.exact[i].row * n + e.exact[i].col] = 0;
+		wc = wz;
+	}
+	row_scales(wc, m, n, scale);
 	if (!store_scales(scale, m, f16)) {
 		f16 = false;
 		store_scales(scale, m, false);
@@ -527,6 +725,11 @@ int nwc_tenc_encode(const struct nwc_model *model, uint16_t model_index,
 
 		for (uint32_t j = 0; j < n; j++)
 			xn[(size_t)r * n + j] = w[(size_t)r * n + j] * inv;
+	}
+	for (uint32_t i = 0; i < e.nexact; i++) {
+		float sr = scale[e.exact[i].row];
+
+		e.exact_xn[i] = sr > 0 ? e.exact[i].value / sr : 0.0f;
 	}
 	if (opts->h) {
 		/* LDLQ feedback is per row, so it works on the normalized
@@ -548,7 +751,11 @@ int nwc_tenc_encode(const struct nwc_model *model, uint16_t model_index,
 
 		for (size_t i = 0; i < mn; i++)
 			xq[i] *= scale[i / n];
-		ret = nwc_ldlq_row_scale(w, xq, m, n, opts->h, alpha);
+		/* exact weights have no error whatever the scale: 0 on both
+		 * sides leaves them out of the fit */
+		for (uint32_t i = 0; i < e.nexact; i++)
+			xq[(size_t)e.exact[i].row * n + e.exact[i].col] = 0;
+		ret = nwc_ldlq_row_scale(wc, xq, m, n, opts->h, alpha);
 		if (ret)
 			goto out_free;
 		for (uint32_t r = 0; r < m; r++) {
@@ -565,6 +772,7 @@ int nwc_tenc_encode(const struct nwc_model *model, uint16_t model_index,
 		if (f16 && !store_scales(scale, m, true))
 			f16 = false;
 	}
+	res->nexact = e.nexact;
 	ret = write_side(res, &e, model_index, scale, f16);
 	if (ret)
 		goto out_free;
@@ -586,7 +794,12 @@ out_free:
 	free(e.sym);
 	free(xq);
 	free(xn);
+	free(wz);
 	free(scale);
+	free(e.exact);
+	free(e.by_col);
+	free(e.col_start);
+	free(e.exact_xn);
 	nwc_tensor_scratch_free(e.s);
 	return ret;
 }

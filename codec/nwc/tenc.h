@@ -39,12 +39,24 @@ struct nwc_tenc_opts {
 	const float *row_mul;	/* m factors (finite, > 0) for the stored
 				 * row scales, after everything else, or
 				 * NULL: the latents stay those of NULL */
+	float exact_sd;		/* weights further than this many robust
+				 * standard deviations (1.4826 x MAD) from
+				 * their row's median are stored exactly
+				 * (NWC_TSIDE_EXACT), at most
+				 * NWC_TENC_ROW_EXACT(n) a row; 0 (default):
+				 * none, else at least NWC_TENC_MIN_EXACT_SD */
 	enum nwc_dtype dtype;	/* dtype the decoder writes (rounding) */
 	bool seq_order;		/* bands in sequence order, as before
 				 * NWC_TSIDE_LANES (for tests) */
 };
 
-/* Defaults: TCQ, f16 scales, one band, mu 0, no H, damp 0.01. */
+/* The fewest deviations that make a weight an outlier, and the most
+ * outliers a row of n keeps (the furthest). */
+#define NWC_TENC_MIN_EXACT_SD 8.0f
+#define NWC_TENC_ROW_EXACT(n) ((n) / 64 + 1)
+
+/* Defaults: TCQ, f16 scales, one band, mu 0, no H, damp 0.01, no exact
+ * weights. */
 void nwc_tenc_opts_init(struct nwc_tenc_opts *o);
 
 struct nwc_tenc {
@@ -54,6 +66,7 @@ struct nwc_tenc {
 	uint8_t **band;		/* nbands payloads */
 	size_t *band_len;
 	float *what;		/* m x n: exactly what the decoder gives */
+	uint32_t nexact;	/* weights stored exactly (opts.exact_sd) */
 	size_t coded_bytes;	/* side + payloads */
 };
 

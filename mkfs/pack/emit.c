@@ -148,6 +148,7 @@ static int put_nwc(struct wstate *ws, uint32_t id, uint32_t tensor,
 	lr->weights += (uint64_t)t->m * t->n;
 	lr->payload += payload;
 	lr->side += e->side_len;
+	lr->exact += e->nexact;
 	lr->sig += j->sig;
 	lr->err += j->err;
 	lr->hsig += j->hsig;

@@ -146,7 +146,7 @@ int nwc_lossy_estimate(struct nwc_model *const *models, unsigned int nm,
 		payload = 8.0 * (double)(e->coded_bytes - e->side_len) /
 			  ((double)m * ns);
 		bits[k] = payload + 8.0 * (double)nwc_tside_size(m, n,
-				so.scale_f16, nwc_tside_level_bits(level, n)) /
+				so.scale_f16, nwc_tside_level_bits(level, n), 0) /
 			  ((double)m * n);
 		dist[k] = energy > 0 ? d / energy : 0;
 		/* the sampled columns stand for all n */

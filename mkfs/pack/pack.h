@@ -27,6 +27,7 @@ struct nwc_pack_lossy {
 	struct nwc_rate_models *models;	/* loaded; marked used by the plan */
 	const struct nwc_calib *calib;	/* or NULL: no LDLQ, levels 0 */
 	double damp;			/* LDLQ damping; 0: the codec's */
+	double exact_sd;		/* nwc_tenc_opts.exact_sd */
 	double promote;			/* share of columns at level 1 */
 	double sens_power;		/* nwc_lossy_weigh()'s power */
 	double calib_seconds;		/* what computing @calib took */
@@ -72,6 +73,7 @@ struct nwc_pack_lossy_result {
 	uint64_t weights;
 	uint64_t payload;	/* band payload bytes */
 	uint64_t side;		/* side record bytes */
+	uint64_t exact;		/* weights stored exactly (--exact-sd) */
 	double sig, err;	/* sum of w^2 and of (w - what)^2 */
 	double hsig, herr;	/* tr(W H W^T), tr(E H E^T) where H exists */
 	uint32_t *per_model;	/* tensors per model (models order) */

@@ -206,6 +206,7 @@ void pack_tenc_opts(const struct pipe *p, const struct nwc_rate_tensor *t,
 	o->h = h;
 	o->fit_scales = h != NULL;
 	o->row_mul = t->row_mul;
+	o->exact_sd = (float)p->opts->lossy->exact_sd;
 	if (p->opts->lossy->damp > 0)
 		o->damp = (float)p->opts->lossy->damp;
 }

@@ -321,6 +321,7 @@ static int est_one(struct est *e, size_t i)
 	nwc_tenc_opts_init(&so);
 	so.quant = e->o->quant;
 	so.dtype = t->dtype;
+	so.exact_sd = (float)e->o->exact_sd;
 	ret = nwc_lossy_estimate(e->models, e->nm, w, t->m, t->n, t->level, h,
 				 g, &so, e->bits + i * e->nm,
 				 e->dist + i * e->nm, e->loss + i * e->nm);

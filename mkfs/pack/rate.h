@@ -63,6 +63,7 @@ struct nwc_rate_opts {
 	enum nwc_quant quant;
 	const struct nwc_calib *calib;	/* or NULL */
 	double promote;			/* nwc_lossy_levels()' share */
+	double exact_sd;		/* nwc_tenc_opts.exact_sd */
 	double sens_power;		/* nwc_lossy_weigh()'s power */
 	unsigned jobs;			/* worker threads, >= 1 */
 	bool progress;			/* a progress line on stderr */

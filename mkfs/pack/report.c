@@ -47,6 +47,9 @@ void nwc_pack_print_lossy(const struct nwc_pack_lossy *pl,
 		printf("lossy: row scales tuned in %u steps in %.2f s: KL from the original on the first block of tokens %.5g nats a token before, %.5g after\n",
 		       pl->tune.steps, lr->tune_seconds, lr->tune_kl0,
 		       lr->tune_kl);
+	if (lr->exact)
+		printf("lossy: %llu outlier weights stored exactly (--exact-sd), in the side bytes\n",
+		       (unsigned long long)lr->exact);
 	if (lr->fallbacks)
 		printf("lossy: %u tensors stored losslessly instead (see the messages above)\n",
 		       lr->fallbacks);
