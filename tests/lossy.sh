@@ -372,6 +372,44 @@ EOF
 	t_fail "--exact-sd: what is served is wrong"
 echo "lossy: --exact-sd stores an outlier exactly and codes its tensor"
 
+# Massive activations (three input columns 300 times the rest, as in
+# SmolLM2's down_proj inputs) make LDLQ push rows' plain error past their
+# energy: the tensor is stored exactly, with a warning (on SmolLM2 that
+# measured better than coding it again with more damping or none).
+mkdir "$W/massive"
+python3 - "$W/massive" <<'EOF'
+import json, struct, sys
+import numpy as np
+def save(path, t, meta=None):
+    h, off = {}, 0
+    for k, v in t.items():
+        h[k] = {"dtype": "F32", "shape": list(v.shape),
+                "data_offsets": [off, off + v.nbytes]}
+        off += v.nbytes
+    if meta:
+        h["__metadata__"] = meta
+    j = json.dumps(h).encode()
+    j += b" " * (-len(j) % 8)
+    open(path, "wb").write(struct.pack("<Q", len(j)) + j +
+                           b"".join(v.tobytes() for v in t.values()))
+r = np.random.default_rng(1)
+x = r.standard_normal((512, 256))
+x[:, :3] *= 300
+save(sys.argv[1] + "/model.safetensors",
+     {"blk.weight": (r.standard_normal((64, 256)) * 0.02).astype("<f4")})
+save(sys.argv[1] + "/../massive-stats.safetensors",
+     {"blk.weight.H": (x.T @ x / 512).astype("<f4")}, {"tokens": "512"})
+EOF
+mk --bits 2 --calib-stats "$W/massive-stats.safetensors" "$W/massive" \
+	"$W/massive.nwc"
+grep -q 'warning: .*blk.weight: row [0-9]* has weights the neural codec cannot represent.*stored losslessly' \
+	"$W/mk.out" || t_fail "massive activations: $(cat "$W/mk.out")"
+rm -rf "$W/xm"
+"$FSCK" -q -x "$W/xm" "$W/massive.nwc" || t_fail "massive activations: fsck -x"
+cmp -s "$W/massive/model.safetensors" "$W/xm/model.safetensors" ||
+	t_fail "massive activations: not served exactly"
+echo "lossy: LDLQ blown up by massive activations: stored exactly"
+
 # --- bad options: a message, exit 1 or 3, no image ----------------------
 # bad WANT PATTERN ARGS...: mkfs.nwc ARGS exits WANT, says PATTERN.
 bad() {
