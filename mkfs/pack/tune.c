@@ -53,6 +53,7 @@ struct tt {
 	double *r, *m1, *m2;	/* factors and Adam's moments (m each) */
 	float *g;		/* the last step's gradient */
 	double err;		/* relative error: |W - coded| / |W| */
+	struct nwc_tside *side;	/* its exact weights (--exact-sd) */
 };
 
 struct tune {
@@ -133,6 +134,8 @@ static int code_one(struct tune *T, struct tt *k, int *fd,
 	if (ret)
 		nwc_err("cannot write the coded weights for --calib-tune: %s",
 			nwc_strerror(ret));
+	if (!ret && enc->nexact)
+		ret = nwc_tside_parse(enc->side, enc->side_len, &k->side);
 	k->coded = !ret;
 out_free:
 	nwc_tenc_free(enc);
@@ -214,9 +217,19 @@ static int hook(void *arg, const char *name, float *w, uint32_t rows,
 			nwc_strerror(ret));
 		return ret;
 	}
-	for (uint32_t i = 0; i < rows; i++)
+	for (uint32_t i = 0; i < rows; i++) {
+		float r = (float)k->r[i];
+
 		for (uint32_t j = 0; j < cols; j++)
-			w[(size_t)i * cols + j] *= (float)k->r[i];
+			w[(size_t)i * cols + j] *= r;
+	}
+	/* the reader writes exact weights (values of the tensor's own
+	 * dtype) over the scaled rows */
+	for (uint32_t i = 0; k->side && i < k->side->nexact; i++) {
+		const struct nwc_exact *x = &k->side->exact[i];
+
+		w[(size_t)x->row * cols + x->col] = x->value;
+	}
 	return 0;
 }
 
@@ -237,7 +250,9 @@ static int sink(void *arg, const char *name, const float *g, uint32_t rows)
  * tensor can use are of that size, and a fixed step that suits 3 bits
  * per weight (errors near 17%) walks 6-bit tensors (2%) away from the
  * original (SmolLM2-135M: the KL rose from 0.0051 to 0.0086 in 20 steps
- * of 0.002).
+ * of 0.002).  A row with exact weights (--exact-sd) keeps them whatever
+ * its factor, but the run's gradient counts them as scaled: a bias on
+ * those few rows.
  */
 static void adam(struct tune *T, unsigned step, double rate)
 {
@@ -329,6 +344,7 @@ static void tune_free(struct tune *T)
 	for (size_t i = 0; T->t && i < T->n; i++) {
 		free(T->t[i].r);
 		free(T->t[i].g);
+		free(T->t[i].side);
 	}
 	free(T->t);
 	if (T->fd >= 0)
