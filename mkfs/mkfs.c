@@ -18,6 +18,7 @@
 #include "codec/common/cli.h"
 #include "codec/image/format.h"
 #include "codec/common/log.h"
+#include "codec/nwc/gemm.h"
 #include "mkfs/group/group.h"
 #include "mkfs/pack/calib.h"
 #include "mkfs/pack/pack.h"
@@ -531,9 +532,10 @@ static char *info_text(const struct lossy_args *la,
 			put_arg(f, "--bits=", g, strlen(g));
 			fputs(num, f);
 		}
-		fprintf(f, " --quant=%s --exact-sd=%g",
-			la->pl.quant == NWC_QUANT_TCQ ? "tcq" : "round",
-			la->pl.exact_sd);
+		fprintf(f, " --quant=%s", la->pl.quant == NWC_QUANT_TCQ ?
+					  "tcq" : "round");
+		if (la->pl.exact_sd > 0)
+			fprintf(f, " --exact-sd=%g", la->pl.exact_sd);
 		PUT_PATH(f, "--models=", la->models_dir);
 		if (la->calib) {
 			PUT_PATH(f, "--calib=", la->calib);
@@ -930,6 +932,9 @@ static int mkfs_main(int argc, char **argv)
 		status = NWC_EXIT_USAGE;
 		goto out_free;
 	}
+	/* Calibration and LDLQ spend their time in OpenBLAS. */
+	if (!la.lossless && (la.calib || la.calib_stats) && !nwc_group_rank())
+		nwc_gemm_check_core();
 	if (!la.lossless) {
 		status = prepare_lossy(&la, argv[optind], argv[optind + 1],
 				       quiet, &opts, &models, &calib);
