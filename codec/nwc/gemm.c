@@ -3,8 +3,11 @@
 #include "codec/common/base.h"
 
 #include <pthread.h>
+#include <stdlib.h>
+#include <strings.h>
 #include <cblas.h>
 
+#include "codec/common/log.h"
 #include "codec/nwc/gemm.h"
 
 static pthread_once_t gemm_once = PTHREAD_ONCE_INIT;
@@ -16,9 +19,53 @@ static pthread_once_t gemm_once = PTHREAD_ONCE_INIT;
  * pool, and the work split would follow the machine's core count.  One
  * thread per call scales with our threads and keeps results reproducible.
  */
+/*
+ * OpenBLAS 0.3.21 (Debian 12) falls back to its Prescott (SSE3) kernels on
+ * CPUs it does not recognise, as a Sapphire Rapids under KVM that calls
+ * itself "Intel(R) Xeon(R) Processor", although its AVX2 and AVX-512
+ * kernels run there: sgemm of 1024 x 1024 on one thread measured 20-25
+ * GFLOP/s, against 80 with OPENBLAS_CORETYPE=SkylakeX, and a step of
+ * mkfs.nwc --calib-tune on SmolLM2-135M took about three times as long.  OpenBLAS reads that variable
+ * only as it loads, before main(), so all we can do is say so, once.
+ */
+static pthread_once_t core_once = PTHREAD_ONCE_INIT;
+
+static void check_core(void)
+{
+	static const char *const slow[] = {
+		"Prescott", "Core2", "Penryn", "Dunnington", "Nehalem",
+		"Atom", "Sandybridge",
+	};
+	const char *core = openblas_get_corename(), *want;
+	size_t i;
+
+	if (!core || getenv("OPENBLAS_CORETYPE"))
+		return;
+	for (i = 0; i < NWC_ARRAY_SIZE(slow); i++)
+		if (!strcasecmp(core, slow[i]))
+			break;
+	if (i == NWC_ARRAY_SIZE(slow))
+		return;
+	__builtin_cpu_init();
+	if (__builtin_cpu_supports("avx512f"))
+		want = "SkylakeX";
+	else if (__builtin_cpu_supports("avx2") &&
+		 __builtin_cpu_supports("fma"))
+		want = "Haswell";
+	else
+		return;
+	nwc_warn("OpenBLAS chose its %s kernels on a CPU that runs its %s ones, several times faster: set OPENBLAS_CORETYPE=%s",
+		 core, want, want);
+}
+
 static void gemm_setup(void)
 {
 	openblas_set_num_threads(1);
+}
+
+void nwc_gemm_check_core(void)
+{
+	pthread_once(&core_once, check_core);
 }
 
 void nwc_gemm_init(void)

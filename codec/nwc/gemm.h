@@ -29,6 +29,15 @@
  */
 void nwc_gemm_init(void);
 
+/*
+ * nwc_gemm_check_core() - warn (once) when OpenBLAS runs kernels older
+ * than the CPU takes, as its detection does on some virtual CPUs, naming
+ * the OPENBLAS_CORETYPE that would run several times faster.  For the
+ * programs whose time goes into GEMM (calibration, tuning, training); the
+ * read path's networks have kernels of their own.
+ */
+void nwc_gemm_check_core(void);
+
 /* nwc_sgemm() - OpenBLAS sgemm; a no-op when m or n is 0. */
 void nwc_sgemm(bool ta, bool tb, int m, int n, int k, float alpha,
 	       const float *a, int lda, const float *b, int ldb, float beta,

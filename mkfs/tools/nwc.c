@@ -20,6 +20,7 @@
 #include "codec/common/cli.h"
 #include "codec/common/io.h"
 #include "codec/common/log.h"
+#include "codec/nwc/gemm.h"
 #include "mkfs/llm/llama.h"
 #include "mkfs/pack/calib.h"
 #include "mkfs/pack/progress.h"
@@ -404,5 +405,6 @@ int main(int argc, char **argv)
 	}
 	o.model = argv[optind];
 	o.tokens = argv[optind + 1];
+	nwc_gemm_check_core();
 	return run(&o);
 }

@@ -16,6 +16,7 @@
 #include "codec/common/convert.h"
 #include "codec/image/format.h"
 #include "codec/common/hash.h"
+#include "codec/nwc/gemm.h"
 #include "codec/common/io.h"
 #include "codec/common/log.h"
 #include "codec/nwc/mlp.h"
@@ -1160,6 +1161,7 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return NWC_EXIT_USAGE;
 	}
+	nwc_gemm_check_core();
 	return do_train(&o, argv[optind], argv + optind + 1,
 			argc - optind - 1);
 }
