@@ -6,9 +6,11 @@
 # first EVAL_TOKENS tokens of held-out TinyStories and of the
 # out-of-domain prose; the original model first.  Needs the files make
 # quality-smollm2 leaves in bench/cache/smollm2.  Prints one line per
-# point.  Environment: BITS (default 4), SHRINKS (default "0 0.1 0.3
-# 0.5"), DAMPS (mkfs.nwc --calib-damp; default 0.01, the codec's),
-# PROMOTES (mkfs.nwc --calib-promote; default 0.111), SENS (tokens of the
+# point, with the real bits per weight of the selected tensors (those
+# stored exactly included, as bench/quality.sh counts them).
+# Environment: BITS (default 4), SHRINKS (default "0 0.1 0.3 0.5"),
+# DAMPS (mkfs.nwc --calib-damp; default 0.01, the codec's), PROMOTES
+# (mkfs.nwc --calib-promote; default 0.111), SENS (tokens of the
 # sensitivity pass, nwc calib --sensitivity; default 4096; 0: none),
 # POWERS (mkfs.nwc --calib-sens-power; default 0.5), MODELS (mkfs.nwc
 # --models; default the source tree's codec/models, e.g.
@@ -18,12 +20,15 @@
 set -u
 
 . "${top_srcdir:-.}/tests/lib.sh"
+PROG=shrink-sweep
+MODELS=${MODELS:-$S/codec/models}
 
 D=$B/bench/cache/smollm2
 for f in model/config.json calib.u16 heldout.u16 ood.u16; do
 	[ -e "$D/$f" ] || t_skip "no $D/$f: run make quality-smollm2 first"
 done
 t_workdir
+. "$S/bench/quality-lib.sh"
 N=${EVAL_TOKENS:-4096}
 for e in heldout ood; do
 	"$NWC" eval -q -j2 --max-tokens "$N" "$D/model" "$D/$e.u16" |
@@ -43,21 +48,18 @@ for bits in ${BITS:-4}; do
 		tune=
 		[ "$tn" = 0 ] ||
 			tune="--calib-tune $tn --calib-tune-file $D/calib.u16"
-		"$MKFS" -j2 --models "${MODELS:-$S/codec/models}" $tune \
-			--bits "$bits" \
+		# real bits: the tensors stored exactly counted too
+		nwc_image "$W/i.nwc" "$D/model" -j2 $tune --bits "$bits" \
 			--calib-stats "$W/stats.safetensors" \
 			--calib-shrink "$a" --calib-damp "$d" \
-			--calib-promote "$pr" --calib-sens-power "$pw" \
-			"$D/model" \
-			"$W/i.nwc" >"$W/mk.out" 2>&1 ||
-			t_fail "mkfs.nwc: $(cat "$W/mk.out")"
-		line=$(grep '^lossy: .* tensors,' "$W/mk.out")
+			--calib-promote "$pr" --calib-sens-power "$pw"
+		line=$(grep '^lossy: .* tensors,' "$W/mkfs.out")
 		"$FSCK" -q -x "$W/x" "$W/i.nwc" || t_fail "fsck.nwc -x"
 		for e in heldout ood; do
 			"$NWC" eval -q -j2 --max-tokens "$N" "$W/x" "$D/$e.u16" |
 				awk -v e=$e '/perplexity/ { printf " %s=%s", e, $2 }'
 		done >"$W/ppl"
-		echo "bits=$bits shrink=$a damp=$d promote=$pr sens=$SENS power=$pw tune=$tn models=$(basename "${MODELS:-$S/codec/models}")$(cat "$W/ppl") | $line"
+		echo "bits=$bits real=$NWC_BPW fallbacks=$NWC_FALLBACKS shrink=$a damp=$d promote=$pr sens=$SENS power=$pw tune=$tn models=$(basename "$MODELS")$(cat "$W/ppl") | $line"
 		rm -rf "$W/x" "$W/i.nwc"
 	done
 	done
