@@ -89,12 +89,12 @@ struct enc {
 	uint8_t *tb_state;
 	int32_t *tb_sym;
 	/* weights stored exactly (opts->exact_sd), in row-major order; by_col
-	 * lists them by column (col_start: n + 1 offsets into it), and xn
-	 * holds each one normalized by its row's scale */
+	 * lists them by column (col_start: n + 1 offsets into it); xn is the
+	 * normalized matrix LDLQ runs on, which holds their values too */
 	uint32_t nexact;
 	struct nwc_exact *exact;
 	uint32_t *by_col, *col_start;
-	float *exact_xn;
+	const float *xn;
 };
 
 /* Index of symbol (chunk k of column j, channel c) in the band-major array. */
@@ -259,9 +259,11 @@ static int quant_column(void *arg, uint32_t j, const float *target,
 	 * columns before) on to the later columns. */
 	if (e->nexact) {
 		for (uint32_t i = e->col_start[j]; i < e->col_start[j + 1];
-		     i++)
-			out[e->exact[e->by_col[i]].row] =
-				e->exact_xn[e->by_col[i]];
+		     i++) {
+			uint32_t r = e->exact[e->by_col[i]].row;
+
+			out[r] = e->xn[(size_t)r * e->n + j];
+		}
 	}
 	(void)nlat;
 	return 0;
@@ -399,70 +401,70 @@ static int find_exact(struct enc *e, const float *w, float sd)
 	struct cand *c = malloc((size_t)n * sizeof(*c));
 	float *tmp = malloc((size_t)n * sizeof(*tmp));
 	uint32_t *fill = NULL;
+	size_t room = 0;
 	int ret = -ENOMEM;
 
 	if (!c || !tmp)
 		goto out_free;
-	for (int pass = 0; pass < 2; pass++) {
-		k = 0;
-		for (uint32_t r = 0; r < m; r++) {
-			const float *row = w + (size_t)r * n;
-			double sum = 0, ss = 0, mean, spread;
-			uint32_t nc = 0;
-			float med;
+	for (uint32_t r = 0; r < m; r++) {
+		const float *row = w + (size_t)r * n;
+		double sum = 0, ss = 0, mean, spread;
+		uint32_t nc = 0;
+		float med;
 
-			memcpy(tmp, row, (size_t)n * sizeof(*tmp));
-			med = select_kth(tmp, n, n / 2);
-			for (uint32_t j = 0; j < n; j++) {
-				tmp[j] = fabsf(row[j] - med);
-				sum += row[j];
-			}
-			mean = sum / n;
-			for (uint32_t j = 0; j < n; j++)
-				ss += (row[j] - mean) * (row[j] - mean);
-			spread = NWC_MAX(1.4826 * select_kth(tmp, n, n / 2),
-					 sqrt(ss / n) / 4);
-			for (uint32_t j = 0; j < n; j++) {
-				float d = fabsf(row[j] - med);
+		memcpy(tmp, row, (size_t)n * sizeof(*tmp));
+		med = select_kth(tmp, n, n / 2);
+		for (uint32_t j = 0; j < n; j++) {
+			tmp[j] = fabsf(row[j] - med);
+			sum += row[j];
+		}
+		mean = sum / n;
+		for (uint32_t j = 0; j < n; j++)
+			ss += (row[j] - mean) * (row[j] - mean);
+		spread = NWC_MAX(1.4826 * select_kth(tmp, n, n / 2),
+				 sqrt(ss / n) / 4);
+		for (uint32_t j = 0; j < n; j++) {
+			float d = fabsf(row[j] - med);
 
-				if (d > sd * spread)
-					c[nc++] = (struct cand){ d, j };
-			}
-			if (nc > cap) {
-				qsort(c, nc, sizeof(*c), by_dev);
-				nc = cap;
-				qsort(c, nc, sizeof(*c), by_col);
-			}
-			for (uint32_t i = 0; pass && i < nc; i++)
-				e->exact[k + i] = (struct nwc_exact){
-					r, c[i].col, row[c[i].col] };
-			k += nc;
+			if (d > sd * spread)
+				c[nc++] = (struct cand){ d, j };
 		}
-		if (!k) {
-			ret = 0;
-			goto out_free;
+		if (nc > cap) {
+			qsort(c, nc, sizeof(*c), by_dev);
+			nc = cap;
+			qsort(c, nc, sizeof(*c), by_col);
 		}
-		assert(k <= NWC_TSIDE_MAX_EXACT(m, n));
-		if (!pass) {
-			e->exact = malloc(k * sizeof(*e->exact));
-			e->by_col = malloc(k * sizeof(*e->by_col));
-			e->exact_xn = malloc(k * sizeof(*e->exact_xn));
-			e->col_start = calloc((size_t)n + 1,
-					      sizeof(*e->col_start));
-			if (!e->exact || !e->by_col || !e->exact_xn ||
-			    !e->col_start)
+		if (k + nc > room) {
+			size_t want = NWC_MAX(2 * room, (size_t)k + nc);
+			struct nwc_exact *x = realloc(e->exact,
+						      want * sizeof(*x));
+
+			if (!x)
 				goto out_free;
+			e->exact = x;
+			room = want;
 		}
+		for (uint32_t i = 0; i < nc; i++)
+			e->exact[k + i] = (struct nwc_exact){
+				r, c[i].col, row[c[i].col] };
+		k += nc;
 	}
+	assert(k <= NWC_TSIDE_MAX_EXACT(m, n));
+	ret = 0;
+	if (!k)
+		goto out_free;
+	ret = -ENOMEM;
+	e->by_col = malloc(k * sizeof(*e->by_col));
+	e->col_start = calloc((size_t)n + 1, sizeof(*e->col_start));
+	fill = malloc((size_t)n * sizeof(*fill));
+	if (!e->by_col || !e->col_start || !fill)
+		goto out_free;
 	e->nexact = k;
 	/* counting sort by column; rows stay increasing within one */
 	for (uint32_t i = 0; i < k; i++)
 		e->col_start[e->exact[i].col + 1]++;
 	for (uint32_t j = 0; j < n; j++)
 		e->col_start[j + 1] += e->col_start[j];
-	fill = malloc((size_t)n * sizeof(*fill));
-	if (!fill)
-		goto out_free;
 	memcpy(fill, e->col_start, (size_t)n * sizeof(*fill));
 	for (uint32_t i = 0; i < k; i++)
 		e->by_col[fill[e->exact[i].col]++] = i;
@@ -726,11 +728,7 @@ int nwc_tenc_encode(const struct nwc_model *model, uint16_t model_index,
 		for (uint32_t j = 0; j < n; j++)
 			xn[(size_t)r * n + j] = w[(size_t)r * n + j] * inv;
 	}
-	for (uint32_t i = 0; i < e.nexact; i++) {
-		float sr = scale[e.exact[i].row];
-
-		e.exact_xn[i] = sr > 0 ? e.exact[i].value / sr : 0.0f;
-	}
+	e.xn = xn;
 	if (opts->h) {
 		/* LDLQ feedback is per row, so it works on the normalized
 		 * rows unchanged. */
@@ -799,7 +797,6 @@ out_free:
 	free(e.exact);
 	free(e.by_col);
 	free(e.col_start);
-	free(e.exact_xn);
 	nwc_tensor_scratch_free(e.s);
 	return ret;
 }
