@@ -57,6 +57,7 @@
  * and the tokens of a step (see README, tuning). */
 #define DEFAULT_TUNE_RATE 0.01
 #define DEFAULT_EXACT_SD 0.0
+#define DEFAULT_CALIB_LOUD 10000.0
 #define DEFAULT_TUNE_TOKENS 4096u
 
 
@@ -64,7 +65,7 @@ enum {
 	OPT_LOSSLESS = 256, OPT_PROGRESS, OPT_NO_PROGRESS, OPT_BITS, OPT_KEEP,
 	OPT_MODELS, OPT_MODEL_SET, OPT_CALIB, OPT_CALIB_TOKENS, OPT_CALIB_STATS,
 	OPT_QUANT, OPT_CALIB_MODE, OPT_EXCLUDE, OPT_NO_DEREFERENCE,
-	OPT_CALIB_SHRINK, OPT_CALIB_DAMP, OPT_EXACT_SD, OPT_CALIB_PROMOTE, OPT_CALIB_SENS,
+	OPT_CALIB_SHRINK, OPT_CALIB_DAMP, OPT_EXACT_SD, OPT_CALIB_LOUD, OPT_CALIB_PROMOTE, OPT_CALIB_SENS,
 	OPT_CALIB_SENS_POWER, OPT_CALIB_TUNE, OPT_CALIB_TUNE_TOKENS,
 	OPT_CALIB_TUNE_FILE, OPT_CALIB_TUNE_RATE,
 };
@@ -106,6 +107,7 @@ struct lossy_args {
 	bool calib_mode_set;
 	double shrink;		/* --calib-shrink */
 	bool promote_set;	/* --calib-promote (in pl.promote) */
+	bool loud_set;		/* --calib-loud (in pl.exact_loud) */
 	bool shrink_set;
 	/* --calib-tune (in pl.tune) */
 	bool tune_tokens_set, tune_file_set, tune_rate_set;
@@ -154,6 +156,11 @@ static void usage(FILE *f)
 "      --calib-promote=F   the share of input columns, by calibration energy,\n"
 "                          coded at the next quality level, 0..1\n"
 "                          (default 0.111)\n"
+"      --calib-loud=R      store exactly every weight of the input channels\n"
+"                          whose calibration energy passes R times the\n"
+"                          median channel's, 0 or 10..1e9 (default 10000;\n"
+"                          0: none): LDLQ cannot serve the other weights\n"
+"                          around such massive activations\n"
 "      --calib-damp=D      LDLQ damping, a share of H's mean diagonal added\n"
 "                          to it, 0 < D <= 10 (default 0.01)\n"
 "      --calib-tune=STEPS  tune the coded tensors' row scales end to end:\n"
@@ -290,6 +297,10 @@ static int check_lossy_args(struct lossy_args *la)
 	}
 	if (la->pl.damp > 0 && !la->calib && !la->calib_stats) {
 		nwc_err("--calib-damp needs --calib or --calib-stats");
+		return -EINVAL;
+	}
+	if (la->loud_set && !la->calib && !la->calib_stats) {
+		nwc_err("--calib-loud needs --calib or --calib-stats");
 		return -EINVAL;
 	}
 	if (la->promote_set && !la->calib && !la->calib_stats) {
@@ -551,6 +562,8 @@ static char *info_text(const struct lossy_args *la,
 		if (la->pl.damp > 0)
 			fprintf(f, " --calib-damp=%g", la->pl.damp);
 		if (la->calib || la->calib_stats)
+			fprintf(f, " --calib-loud=%g", la->pl.exact_loud);
+		if (la->calib || la->calib_stats)
 			fprintf(f, " --calib-promote=%g --calib-sens-power=%g",
 				la->pl.promote, la->pl.sens_power);
 		if (la->pl.tune.steps) {
@@ -613,6 +626,7 @@ static int mkfs_main(int argc, char **argv)
 		{ "calib-mode", required_argument, NULL, OPT_CALIB_MODE },
 		{ "calib-shrink", required_argument, NULL, OPT_CALIB_SHRINK },
 		{ "calib-damp", required_argument, NULL, OPT_CALIB_DAMP },
+		{ "calib-loud", required_argument, NULL, OPT_CALIB_LOUD },
 		{ "calib-promote", required_argument, NULL, OPT_CALIB_PROMOTE },
 		{ "calib-sens", required_argument, NULL, OPT_CALIB_SENS },
 		{ "calib-sens-power", required_argument, NULL,
@@ -650,6 +664,7 @@ static int mkfs_main(int argc, char **argv)
 			.quant = NWC_QUANT_TCQ,
 			.promote = NWC_LOSSY_PROMOTE,
 			.exact_sd = DEFAULT_EXACT_SD,
+			.exact_loud = DEFAULT_CALIB_LOUD,
 			.sens_power = NWC_LOSSY_SENS_POWER,
 			.tune = { .lr = DEFAULT_TUNE_RATE,
 				  .max_tokens = DEFAULT_TUNE_TOKENS },
@@ -768,6 +783,17 @@ static int mkfs_main(int argc, char **argv)
 			     la.pl.exact_sd < NWC_TENC_MIN_EXACT_SD)) {
 				nwc_err("--exact-sd: '%s' is not 0 or a number from %g to 1000",
 					optarg, (double)NWC_TENC_MIN_EXACT_SD);
+				return NWC_EXIT_USAGE;
+			}
+			break;
+		case OPT_CALIB_LOUD:
+			la.any = true;
+			la.loud_set = true;
+			if (parse_real(optarg, 0, 1e9, &la.pl.exact_loud) ||
+			    (la.pl.exact_loud != 0 &&
+			     la.pl.exact_loud < NWC_TENC_MIN_EXACT_LOUD)) {
+				nwc_err("--calib-loud: '%s' is not 0 or a number from %g to 1e9",
+					optarg, (double)NWC_TENC_MIN_EXACT_LOUD);
 				return NWC_EXIT_USAGE;
 			}
 			break;

@@ -306,11 +306,23 @@ int nwc_ldlq_row_scale(const float *w, const float *what, uint32_t m,
 			  what + r0 * nn, (int)n, h, (int)n, 0.0f, p, (int)n);
 		for (size_t i = 0; i < rows; i++) {
 			size_t r = r0 + i;
-			double num = dot(w + r * nn, p + i * nn, nn);
-			double den = dot(what + r * nn, p + i * nn, nn);
-			float a = (float)(num / den);
+			const float *wr = w + r * nn, *qr = what + r * nn;
+			double num = dot(wr, p + i * nn, nn);
+			double den = dot(qr, p + i * nn, nn);
+			double qq = dot(qr, qr, nn), a = num / den, lo, hi;
 
-			alpha[r] = den > 0 && isfinite(a) ? a : 1.0f;
+			if (!(den > 0) || !(qq > 0) || !isfinite(a)) {
+				alpha[r] = 1.0f;
+				continue;
+			}
+			/* The gains that keep the plain error at most its value
+			 * at 1 lie between 1 and its mirror image about the
+			 * plain optimum; the proxy loss, convex, is no higher
+			 * at the bound than at 1. */
+			lo = 2 * dot(wr, qr, nn) / qq - 1;
+			hi = NWC_MAX(lo, 1.0);
+			lo = NWC_MIN(lo, 1.0);
+			alpha[r] = (float)NWC_MIN(NWC_MAX(a, lo), hi);
 		}
 	}
 	free(p);

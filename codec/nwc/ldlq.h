@@ -77,11 +77,17 @@ int nwc_ldlq_run(const float *w, uint32_t m, uint32_t n, const float *u,
 		 nwc_ldlq_quant_fn quant, void *ctx, float *what);
 
 /*
- * nwc_ldlq_row_scale() - per-row gains that best correct What under H:
- * alpha[r] minimizes (w_r - a what_r) H (w_r - a what_r)^T, i.e.
- * alpha[r] = (w_r H what_r^T) / (what_r H what_r^T), or 1 where that
- * denominator is not positive.  Replacing what_r by alpha[r] what_r never
- * raises the proxy loss.  @h is used as given (no damping).
+ * nwc_ldlq_row_scale() - per-row gains that best correct What under H
+ * without raising the plain error: alpha[r] minimizes
+ * (w_r - a what_r) H (w_r - a what_r)^T, i.e.
+ * (w_r H what_r^T) / (what_r H what_r^T), over the gains a for which
+ * |w_r - a what_r|^2 <= |w_r - what_r|^2 (those between 1 and
+ * 2 (w_r . what_r) / |what_r|^2 - 1); 1 where a denominator is not
+ * positive.  Replacing what_r by alpha[r] what_r raises neither loss.
+ * Unbounded, a few input channels far louder than the rest (the massive
+ * activations of LLMs) decide the gain alone and may set it to 0.1 or
+ * -0.4, turning the row's other weights into noise.  @h is used as given
+ * (no damping).
  * Returns 0, -EINVAL (bad size or pointer, non-finite input), -ENOMEM.
  */
 int nwc_ldlq_row_scale(const float *w, const float *what, uint32_t m,

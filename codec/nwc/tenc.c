@@ -388,14 +388,56 @@ static int by_col(const void *pa, const void *pb)
 }
 
 /*
- * The weights further than @sd robust standard deviations from their
- * row's median, at most NWC_TENC_ROW_EXACT(n) a row, the furthest first:
- * row-major into e->exact, with its column index.  The deviation is
- * 1.4826 times the median absolute deviation, which a few outliers cannot
- * inflate as they do the plain one, but at least a quarter of the plain
- * one, lest a short row whose values cluster make outliers of them all.
+ * Mark in @loud (n) the input channels whose energy, H's diagonal, passes
+ * @ratio times the median channel's, the loudest NWC_TENC_ROW_EXACT(n) at
+ * most.  Returns how many, or -ENOMEM.
  */
-static int find_exact(struct enc *e, const float *w, float sd)
+static int find_loud(const float *h, uint32_t n, float ratio, bool *loud)
+{
+	struct cand *c = malloc((size_t)n * sizeof(*c));
+	float *tmp = malloc((size_t)n * sizeof(*tmp));
+	uint32_t nl = 0;
+	float thr;
+
+	if (!c || !tmp) {
+		free(tmp);
+		free(c);
+		return -ENOMEM;
+	}
+	for (uint32_t j = 0; j < n; j++)
+		tmp[j] = h[(size_t)j * n + j];
+	thr = select_kth(tmp, n, n / 2) * ratio;
+	for (uint32_t j = 0; j < n; j++) {
+		float d = h[(size_t)j * n + j];
+
+		loud[j] = false;
+		if (d > thr && thr > 0)
+			c[nl++] = (struct cand){ d, j };
+	}
+	if (nl > NWC_TENC_ROW_EXACT(n)) {
+		qsort(c, nl, sizeof(*c), by_dev);
+		nl = NWC_TENC_ROW_EXACT(n);
+	}
+	for (uint32_t i = 0; i < nl; i++)
+		loud[c[i].col] = true;
+	free(tmp);
+	free(c);
+	return (int)nl;
+}
+
+/*
+ * The weights to store exactly, row-major into e->exact with their
+ * column index: every weight of the columns marked in @loud (or NULL),
+ * then, up to NWC_TENC_ROW_EXACT(n) a row in all, those further than @sd
+ * (or 0: none) robust
+ * standard deviations from their row's median, the furthest first.  The
+ * deviation is 1.4826 times the median absolute deviation, which a few
+ * outliers cannot inflate as they do the plain one, but at least a quarter
+ * of the plain one, lest a short row whose values cluster make outliers
+ * of them all.
+ */
+static int find_exact(struct enc *e, const float *w, float sd,
+		      const bool *loud)
 {
 	uint32_t m = e->m, n = e->n, cap = NWC_TENC_ROW_EXACT(n), k = 0;
 	struct cand *c = malloc((size_t)n * sizeof(*c));
@@ -426,7 +468,9 @@ static int find_exact(struct enc *e, const float *w, float sd)
 		for (uint32_t j = 0; j < n; j++) {
 			float d = fabsf(row[j] - med);
 
-			if (d > sd * spread)
+			if (loud && loud[j])
+				c[nc++] = (struct cand){ INFINITY, j };
+			else if (sd > 0 && d > sd * spread)
 				c[nc++] = (struct cand){ d, j };
 		}
 		if (nc > cap) {
@@ -636,6 +680,9 @@ int nwc_tenc_encode(const struct nwc_model *model, uint16_t model_index,
 	struct enc e = { .model = model, .o = opts, .level = level,
 			 .m = m, .n = n };
 	float *scale = NULL, *xn = NULL, *xq = NULL, *u = NULL, *wz = NULL;
+	float *hq = NULL;	/* H without the loud channels */
+	bool *loud = NULL;
+	uint32_t nloud = 0;
 	struct nwc_tenc *res = NULL;
 	const float *wc = w;	/* what the codec codes */
 	size_t mn = (size_t)m * n, kb;
@@ -648,6 +695,8 @@ int nwc_tenc_encode(const struct nwc_model *model, uint16_t model_index,
 	    opts->tcq_mu < 0 || (opts->fit_scales && !opts->h) ||
 	    !(opts->exact_sd == 0 ||
 	      opts->exact_sd >= NWC_TENC_MIN_EXACT_SD) ||
+	    !(opts->exact_loud == 0 ||
+	      opts->exact_loud >= NWC_TENC_MIN_EXACT_LOUD) ||
 	    (opts->dtype != NWC_DTYPE_F32 && opts->dtype != NWC_DTYPE_F16 &&
 	     opts->dtype != NWC_DTYPE_BF16))
 		return -EINVAL;
@@ -699,8 +748,19 @@ int nwc_tenc_encode(const struct nwc_model *model, uint16_t model_index,
 	if (ret)
 		goto out_free;
 
-	if (opts->exact_sd > 0) {
-		ret = find_exact(&e, w, opts->exact_sd);
+	if (opts->h && opts->exact_loud > 0) {
+		loud = calloc(n, sizeof(*loud));
+		if (!loud) {
+			ret = -ENOMEM;
+			goto out_free;
+		}
+		ret = find_loud(opts->h, n, opts->exact_loud, loud);
+		if (ret < 0)
+			goto out_free;
+		nloud = (uint32_t)ret;
+	}
+	if (opts->exact_sd > 0 || nloud) {
+		ret = find_exact(&e, w, opts->exact_sd, nloud ? loud : NULL);
 		if (ret)
 			goto out_free;
 	}
@@ -729,6 +789,28 @@ int nwc_tenc_encode(const struct nwc_model *model, uint16_t model_index,
 			xn[(size_t)r * n + j] = w[(size_t)r * n + j] * inv;
 	}
 	e.xn = xn;
+	if (nloud) {
+		/* The loud channels' weights are exact: the loss is that of
+		 * the other channels alone, whose errors LDLQ must then
+		 * correct among themselves, and whose mean energy sets the
+		 * damping.  So the loud channels become independent of the
+		 * rest, at that mean energy. */
+		double quiet = 0;
+
+		hq = malloc((size_t)n * n * sizeof(*hq));
+		if (!hq) {
+			ret = -ENOMEM;
+			goto out_free;
+		}
+		for (uint32_t j = 0; j < n; j++)
+			quiet += loud[j] ? 0 : opts->h[(size_t)j * n + j];
+		quiet /= n - nloud;
+		for (uint32_t a = 0; a < n; a++)
+			for (uint32_t b = 0; b < n; b++)
+				hq[(size_t)a * n + b] = !loud[a] && !loud[b] ?
+					opts->h[(size_t)a * n + b] :
+					a == b ? (float)quiet : 0.0f;
+	}
 	if (opts->h) {
 		/* LDLQ feedback is per row, so it works on the normalized
 		 * rows unchanged. */
@@ -737,7 +819,7 @@ int nwc_tenc_encode(const struct nwc_model *model, uint16_t model_index,
 			ret = -ENOMEM;
 			goto out_free;
 		}
-		ret = nwc_ldlq_factor(opts->h, n, opts->damp, u);
+		ret = nwc_ldlq_factor(hq ? hq : opts->h, n, opts->damp, u);
 		if (ret)
 			goto out_free;
 	}
@@ -787,6 +869,8 @@ out_free:
 	nwc_tenc_free(res);
 	free_costs(&e);
 	free(u);
+	free(hq);
+	free(loud);
 	free(e.tb_sym);
 	free(e.tb_state);
 	free(e.sym);

@@ -45,6 +45,12 @@ struct nwc_tenc_opts {
 				 * (NWC_TSIDE_EXACT), at most
 				 * NWC_TENC_ROW_EXACT(n) a row; 0 (default):
 				 * none, else at least NWC_TENC_MIN_EXACT_SD */
+	float exact_loud;	/* with @h: every weight of the input
+				 * channels whose H diagonal passes this many
+				 * times the median channel's (the loudest
+				 * NWC_TENC_ROW_EXACT(n)) is stored exactly,
+				 * first within that cap; 0 (default): none,
+				 * else at least NWC_TENC_MIN_EXACT_LOUD */
 	enum nwc_dtype dtype;	/* dtype the decoder writes (rounding) */
 	bool seq_order;		/* bands in sequence order, as before
 				 * NWC_TSIDE_LANES (for tests) */
@@ -54,6 +60,8 @@ struct nwc_tenc_opts {
  * outliers a row of n keeps (the furthest). */
 #define NWC_TENC_MIN_EXACT_SD 8.0f
 #define NWC_TENC_ROW_EXACT(n) ((n) / 64 + 1)
+/* The least energy ratio that makes an input channel loud (exact_loud). */
+#define NWC_TENC_MIN_EXACT_LOUD 10.0f
 
 /* Defaults: TCQ, f16 scales, one band, mu 0, no H, damp 0.01, no exact
  * weights. */

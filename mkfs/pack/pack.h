@@ -28,6 +28,7 @@ struct nwc_pack_lossy {
 	const struct nwc_calib *calib;	/* or NULL: no LDLQ, levels 0 */
 	double damp;			/* LDLQ damping; 0: the codec's */
 	double exact_sd;		/* nwc_tenc_opts.exact_sd */
+	double exact_loud;		/* nwc_tenc_opts.exact_loud */
 	double promote;			/* share of columns at level 1 */
 	double sens_power;		/* nwc_lossy_weigh()'s power */
 	double calib_seconds;		/* what computing @calib took */

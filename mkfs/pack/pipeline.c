@@ -161,15 +161,11 @@ static int measure(struct job *j, float *x, const float *what,
  * largest weight.  (One huge weight among small ones sets the row's scale,
  * and the others come back as noise of that scale: a row of 0.02s with
  * one 1e30 decoded to values near 1e29.)  A row of zeros and one weight
- * may err by a millionth of its energy.  LDLQ trips it too, with no
- * outlier in sight: two down_proj tensors of SmolLM2-135M at 3 bits, whose
- * inputs have a few channels far louder than the rest, come back with rows
- * of ordinary weights noisier than the weights.  Storing those two exactly
- * is worth its bytes: at the same real 3.00 bits per weight (--bits 2.87
- * with them exact, --bits 3 with them coded again with 10 and 100 times
- * the damping or without LDLQ until faithful) perplexity 22.25 and 54.19
- * (TinyStories, technical prose) against 24.82 and 55.78.
- * Sets *@row to a bad row.
+ * may err by a millionth of its energy.  LDLQ tripped it too, with no
+ * outlier in sight, on two down_proj tensors of SmolLM2-135M whose inputs
+ * have a few channels far louder than the rest, until those channels'
+ * weights were stored exactly (--calib-loud) and the row gains bounded
+ * (nwc_ldlq_row_scale()).  Sets *@row to a bad row.
  */
 bool pack_faithful(const float *x, const float *what, uint32_t m,
 		   uint32_t n, uint32_t *row)
@@ -211,6 +207,7 @@ void pack_tenc_opts(const struct pipe *p, const struct nwc_rate_tensor *t,
 	o->fit_scales = h != NULL;
 	o->row_mul = t->row_mul;
 	o->exact_sd = (float)p->opts->lossy->exact_sd;
+	o->exact_loud = (float)p->opts->lossy->exact_loud;
 	if (p->opts->lossy->damp > 0)
 		o->damp = (float)p->opts->lossy->damp;
 }
@@ -317,7 +314,7 @@ static int run_lossy(struct worker *w, struct job *j)
 	if (ret)
 		goto out_free;
 	if (!pack_faithful(x, j->enc->what, t->m, t->n, &row)) {
-		nwc_warn("%s: %s: row %u has weights the neural codec cannot represent (an outlier that dwarfs the rest of its row, values near the float limit, or error correction thrown off by a few loud input channels): stored losslessly",
+		nwc_warn("%s: %s: row %u has weights the neural codec cannot represent (an outlier that dwarfs the rest of its row, values near the float limit, or error correction thrown off by a few loud input channels: see --exact-sd and --calib-loud): stored losslessly",
 			 t->path, t->name, row);
 		nwc_tenc_free(j->enc);
 		j->enc = NULL;

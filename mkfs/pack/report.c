@@ -48,7 +48,7 @@ void nwc_pack_print_lossy(const struct nwc_pack_lossy *pl,
 		       pl->tune.steps, lr->tune_seconds, lr->tune_kl0,
 		       lr->tune_kl);
 	if (lr->exact)
-		printf("lossy: %llu outlier weights stored exactly (--exact-sd), in the side bytes\n",
+		printf("lossy: %llu weights stored exactly (--calib-loud, --exact-sd), in the side bytes\n",
 		       (unsigned long long)lr->exact);
 	if (lr->fallbacks)
 		printf("lossy: %u tensors stored losslessly instead (see the messages above)\n",
