@@ -157,7 +157,8 @@ static void test_sgemm(void)
 }
 
 /*
- * nwc_linear(): where it takes the AVX2 kernel, the very bits of the
+ * nwc_linear(), and each vector kernel this CPU runs (AVX2, AVX-512):
+ * where it takes one, the very bits of the
  * scalar statement of its order, nwc_linear_ref(), for every shape the
  * networks have and odd ones (column groups of 64 down to single columns,
  * row blocks and their leftovers), whatever the batch a row sits in;
@@ -168,11 +169,12 @@ static void test_linear(void)
 	static const size_t shapes[][2] = {
 		{ 64, 16 }, { 32, 32 }, { 16, 32 }, { 128, 16 }, { 64, 64 },
 		{ 8, 1 }, { 24, 5 }, { 8 + 4 + 1, 3 }, { 120, 7 }, { 3, 9 },
-		{ 200, 50 },
+		{ 200, 50 }, { 64 + 32 + 16 + 8 + 3, 5 }, { 48, 20 },
+		{ 16 + 8 + 1, 4 },
 	};
-	static const size_t batches[] = { 1, 2, 3, 7, 8, 9, 33 };
+	static const size_t batches[] = { 1, 2, 3, 7, 8, 9, 12, 16, 17, 33 };
 	uint64_t seed = 5;
-	int vector = 0;
+	int vector = 0, kernels[2] = { 0, 0 };
 
 	for (size_t s = 0; s < NWC_ARRAY_SIZE(shapes); s++) {
 		size_t n = shapes[s][0], k = shapes[s][1], ldx = k + 3;
@@ -190,8 +192,19 @@ static void test_linear(void)
 		for (size_t q = 0; q < NWC_ARRAY_SIZE(batches); q++) {
 			size_t rows = batches[q];
 
-			nwc_linear(x, ldx, w, b, rows, n, k, c, ldc);
 			nwc_linear_ref(x, ldx, w, b, rows, n, k, r, ldc);
+			for (int kern = NWC_LINEAR_AVX2;
+			     kern <= NWC_LINEAR_AVX512; kern++) {
+				if (!nwc_linear_has(kern, n, k))
+					continue;
+				nwc_linear_with(kern, x, ldx, w, b, rows, n, k,
+						c, ldc);
+				for (size_t i = 0; i < rows; i++)
+					T_MEMEQ(c + i * ldc, r + i * ldc,
+						n * sizeof(float));
+				kernels[kern]++;
+			}
+			nwc_linear(x, ldx, w, b, rows, n, k, c, ldc);
 			for (size_t i = 0; i < rows; i++) {
 				if (nwc_linear_vector(n, k)) {
 					T_MEMEQ(c + i * ldc, r + i * ldc,
@@ -210,8 +223,9 @@ static void test_linear(void)
 		free(c);
 		free(r);
 	}
-	printf("  %d of %zu shapes on the vector kernel\n", vector,
-	       NWC_ARRAY_SIZE(shapes));
+	printf("  %d of %zu shapes on a vector kernel; shapes x batches on AVX2 %d, AVX-512 %d\n",
+	       vector, NWC_ARRAY_SIZE(shapes), kernels[NWC_LINEAR_AVX2],
+	       kernels[NWC_LINEAR_AVX512]);
 }
 
 static void test_layout(void)

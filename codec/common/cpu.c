@@ -20,6 +20,9 @@ static void features_init(void)
 		features |= NWC_CPU_FMA;
 	if (__builtin_cpu_supports("bmi2"))
 		features |= NWC_CPU_BMI2;
+	/* libgcc checks that the OS saves the ZMM state too. */
+	if (__builtin_cpu_supports("avx512f"))
+		features |= NWC_CPU_AVX512F;
 #endif
 }
 

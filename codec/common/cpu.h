@@ -18,6 +18,7 @@ enum nwc_cpu_feature {
 	NWC_CPU_AVX2 = 1u << 0,
 	NWC_CPU_FMA = 1u << 1,
 	NWC_CPU_BMI2 = 1u << 2,
+	NWC_CPU_AVX512F = 1u << 3,
 };
 
 /* Whether the CPU (and the kernel, for AVX state) has all of @features. */
