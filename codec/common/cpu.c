@@ -7,7 +7,6 @@
 #include "codec/common/cpu.h"
 
 static unsigned features;
-static unsigned masked;		/* nwc_cpu_mask() */
 static pthread_once_t features_once = PTHREAD_ONCE_INIT;
 
 static void features_init(void)
@@ -30,10 +29,5 @@ static void features_init(void)
 bool nwc_cpu_has(unsigned want)
 {
 	pthread_once(&features_once, features_init);
-	return (features & ~masked & want) == want;
-}
-
-void nwc_cpu_mask(unsigned off)
-{
-	masked = off;
+	return (features & want) == want;
 }

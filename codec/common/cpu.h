@@ -24,11 +24,4 @@ enum nwc_cpu_feature {
 /* Whether the CPU (and the kernel, for AVX state) has all of @features. */
 bool nwc_cpu_has(unsigned features);
 
-/*
- * From now on, nwc_cpu_has() answers as if the CPU lacked @features (0:
- * none), so that a test can run the narrower kernels of a wider CPU and
- * compare.  Call it while no other thread decodes.
- */
-void nwc_cpu_mask(unsigned features);
-
 #endif /* NWC_CPU_H */

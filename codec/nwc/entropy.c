@@ -902,156 +902,6 @@ static size_t lanes_avx2(const struct nwc_ents_flat *fl,
 	return t;
 }
 
-/*
- * step8() for all sixteen lanes in one AVX-512 vector: the same lookups
- * (eight scalar loads a half), a pull that expands the words into the
- * lanes that take them instead of permuting through a table, and masks
- * for the blends.  The same values, states and stream position.
- */
-__attribute__((target("avx512f,avx2,bmi2,popcnt"), always_inline))
-static inline __m512i lookup16(const uint32_t *tab, __m512i idx)
-{
-	__m256i lo = nwc_rans_lookup8(tab, _mm512_castsi512_si256(idx));
-	__m256i hi = nwc_rans_lookup8(tab, _mm512_extracti64x4_epi64(idx, 1));
-
-	return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
-}
-
-/* nwc_rans_pull8() for sixteen states; @w + *@p must hold 32 bytes. */
-__attribute__((target("avx512f,avx2,popcnt"), always_inline))
-static inline __m512i pull16(__m512i x, const uint8_t *w, size_t *p)
-{
-	__mmask16 low = _mm512_cmpeq_epi32_mask(_mm512_srli_epi32(x, 16),
-						_mm512_setzero_si512());
-	__m512i words = _mm512_maskz_expand_epi32(
-		low, _mm512_cvtepu16_epi32(_mm256_loadu_si256(
-			     (const __m256i *)(const void *)(w + *p))));
-
-	*p += 2 * (size_t)__builtin_popcount((unsigned)low);
-	return _mm512_mask_or_epi32(x, low, _mm512_slli_epi32(x, 16), words);
-}
-
-__attribute__((target("avx512f,avx2,bmi2,popcnt"), always_inline))
-static inline bool step16(const struct nwc_ents_flat *fl, __m512i selv,
-			  __m512i next0, __m512i next1, __m512i *xv,
-			  __m512i *sv, int c0, int c1, __m512i info0,
-			  __m512i info1, __m512i lo0, __m512i lo1,
-			  const uint8_t *src, size_t *p, int32_t *vals,
-			  uint8_t *sel)
-{
-	const __m512i lo16 = _mm512_set1_epi32(0xffff);
-	const __m512i lo12 = _mm512_set1_epi32(0xfff);
-	const __m512i lo8 = _mm512_set1_epi32(0xff);
-	const __m512i lo20 = _mm512_set1_epi32(0xfffff);
-	const __m512i one = _mm512_set1_epi32(1);
-	const __m512i multi = _mm512_set1_epi32((int)LANES_MULTI);
-	__m512i tab, slot, ce, s, info, base, fc, v, x;
-	__mmask16 u, odd;
-
-	u = _mm512_cmpgt_epi32_mask(_mm512_permutexvar_epi32(*sv, selv),
-				    _mm512_setzero_si512());
-	tab = _mm512_mask_blend_epi32(u, _mm512_set1_epi32(c0),
-				      _mm512_set1_epi32(c1));
-	info = _mm512_mask_blend_epi32(u, info0, info1);
-	slot = _mm512_and_si512(*xv, lo16);
-	ce = lookup16(fl->coarse32,
-		      _mm512_add_epi32(_mm512_slli_epi32(tab, 8),
-				       _mm512_srli_epi32(slot, 8)));
-	/* s = first + (slot % 256 > split) */
-	s = _mm512_and_si512(ce, lo12);
-	s = _mm512_mask_add_epi32(
-		s, _mm512_cmpgt_epi32_mask(
-			   _mm512_and_si512(slot, lo8),
-			   _mm512_and_si512(_mm512_srli_epi32(ce, 12), lo8)),
-		s, one);
-	base = _mm512_and_si512(info, lo20);
-	fc = lookup16(fl->fc, _mm512_add_epi32(base, s));
-	/* crowded buckets: step on while the slot lies past s's interval */
-	if (_mm512_test_epi32_mask(ce, multi)) {
-		for (;;) {
-			__mmask16 past = _mm512_cmpgt_epi32_mask(
-				_mm512_sub_epi32(slot,
-						 _mm512_srli_epi32(fc, 16)),
-				_mm512_sub_epi32(_mm512_and_si512(fc, lo16),
-						 one));
-
-			if (!past)
-				break;
-			s = _mm512_mask_add_epi32(s, past, s, one);
-			fc = lookup16(fl->fc, _mm512_add_epi32(base, s));
-		}
-	}
-	if (_mm512_cmpeq_epi32_mask(s, _mm512_srli_epi32(info, 20)))
-		return false;	/* an escape */
-	x = _mm512_add_epi32(_mm512_mullo_epi32(_mm512_and_si512(fc, lo16),
-						_mm512_srli_epi32(*xv, 16)),
-			     _mm512_sub_epi32(slot, _mm512_srli_epi32(fc, 16)));
-	*xv = pull16(x, src, p);
-	v = _mm512_add_epi32(_mm512_mask_blend_epi32(u, lo0, lo1), s);
-	_mm512_storeu_si512((void *)vals, v);
-	if (sel) {
-		uint64_t b0 = _pdep_u64(u & 0xffu, 0x0101010101010101ull);
-		uint64_t b1 = _pdep_u64((unsigned)u >> 8, 0x0101010101010101ull);
-
-		memcpy(sel, &b0, 8);
-		memcpy(sel + 8, &b1, 8);
-	}
-	odd = _mm512_test_epi32_mask(v, one);
-	*sv = _mm512_mask_blend_epi32(odd, _mm512_permutexvar_epi32(*sv, next0),
-				      _mm512_permutexvar_epi32(*sv, next1));
-	return true;
-}
-
-/* lanes_avx2() on step16(). */
-__attribute__((target("avx512f,avx2,bmi2,popcnt")))
-static size_t lanes_avx512(const struct nwc_ents_flat *fl,
-			   const struct nwc_ents_fsm *f, uint32_t *x,
-			   unsigned int *st, size_t t, size_t seq,
-			   const uint8_t *src, size_t *wpos, size_t len,
-			   int32_t *vals, uint8_t *sel)
-{
-	const uint32_t per = f->period;
-	__m512i selv, next0, next1, xv, sv;
-	size_t p = *wpos;
-	uint32_t c = (uint32_t)(t % per);
-	int32_t tmp[NWC_ENTS_LANES];
-
-	for (unsigned k = 0; k < NWC_ENTS_LANES; k++)
-		tmp[k] = f->sel[k % 8];
-	selv = _mm512_loadu_si512((const void *)tmp);
-	for (unsigned k = 0; k < NWC_ENTS_LANES; k++)
-		tmp[k] = f->next[k % 8][0];
-	next0 = _mm512_loadu_si512((const void *)tmp);
-	for (unsigned k = 0; k < NWC_ENTS_LANES; k++)
-		tmp[k] = f->next[k % 8][1];
-	next1 = _mm512_loadu_si512((const void *)tmp);
-	xv = _mm512_loadu_si512((const void *)x);
-	for (unsigned k = 0; k < NWC_ENTS_LANES; k++)
-		tmp[k] = (int32_t)st[k];
-	sv = _mm512_loadu_si512((const void *)tmp);
-
-	for (; t < seq && len - p >= 32; t++) {
-		const int c0 = (int)c, c1 = (int)(c + per);
-		const __m512i info0 = _mm512_set1_epi32((int)fl->info[c0]);
-		const __m512i info1 = _mm512_set1_epi32((int)fl->info[c1]);
-		const __m512i lo0 = _mm512_set1_epi32(fl->lo[c0]);
-		const __m512i lo1 = _mm512_set1_epi32(fl->lo[c1]);
-
-		if (!step16(fl, selv, next0, next1, &xv, &sv, c0, c1, info0,
-			    info1, lo0, lo1, src, &p, vals + NWC_ENTS_LANES * t,
-			    sel ? sel + NWC_ENTS_LANES * t : NULL))
-			break;
-		if (++c == per)
-			c = 0;
-	}
-	_mm512_storeu_si512((void *)x, xv);
-	_mm512_storeu_si512((void *)tmp, sv);
-	for (unsigned k = 0; k < NWC_ENTS_LANES; k++)
-		st[k] = (unsigned int)tmp[k];
-	*wpos = p;
-	return t;
-}
-
 #else /* no x86-64 vector kernel: nwc_cpu_has() never chooses it */
 
 static size_t lanes_avx2(const struct nwc_ents_flat *fl NWC_UNUSED,
@@ -1061,18 +911,6 @@ static size_t lanes_avx2(const struct nwc_ents_flat *fl NWC_UNUSED,
 			 const uint8_t *src NWC_UNUSED,
 			 size_t *wpos NWC_UNUSED, size_t len NWC_UNUSED,
 			 int32_t *vals NWC_UNUSED, uint8_t *sel NWC_UNUSED)
-{
-	return t;
-}
-
-static size_t lanes_avx512(const struct nwc_ents_flat *fl NWC_UNUSED,
-			   const struct nwc_ents_fsm *f NWC_UNUSED,
-			   uint32_t *x NWC_UNUSED,
-			   unsigned int *st NWC_UNUSED, size_t t,
-			   size_t seq NWC_UNUSED,
-			   const uint8_t *src NWC_UNUSED,
-			   size_t *wpos NWC_UNUSED, size_t len NWC_UNUSED,
-			   int32_t *vals NWC_UNUSED, uint8_t *sel NWC_UNUSED)
 {
 	return t;
 }
@@ -1088,7 +926,6 @@ int nwc_ents_decode_fsm_lanes(const struct nwc_qdist *const *dists,
 	const size_t seq = f->seq;
 	const bool vector = flat && nwc_cpu_has(NWC_CPU_AVX2 | NWC_CPU_BMI2) &&
 			    f->period <= flat->ntab / 2;
-	const bool wide = vector && nwc_cpu_has(NWC_CPU_AVX512F);
 	uint32_t x[NWC_ENTS_LANES];
 	size_t wpos = LANES_HDR_LEN, p = 0;
 	bool two;
@@ -1110,13 +947,7 @@ int nwc_ents_decode_fsm_lanes(const struct nwc_qdist *const *dists,
 			size_t end;
 
 			/* whole steps on the vector kernel, one step apart */
-			if (wide && w == NWC_ENTS_LANES)
-				r = NWC_ENTS_LANES *
-				    lanes_avx512(flat, f, x, st,
-						 r / NWC_ENTS_LANES, seq, src,
-						 &wpos, len, vals + p,
-						 sel ? sel + p : NULL);
-			else if (vector && w == NWC_ENTS_LANES)
+			if (vector && w == NWC_ENTS_LANES)
 				r = NWC_ENTS_LANES *
 				    lanes_avx2(flat, f, x, st,
 					       r / NWC_ENTS_LANES, seq, src,

@@ -429,12 +429,11 @@ static int find_loud(const float *h, uint32_t n, float ratio, bool *loud)
  * The weights to store exactly, row-major into e->exact with their
  * column index: every weight of the columns marked in @loud (or NULL),
  * then, up to NWC_TENC_ROW_EXACT(n) a row in all, those further than @sd
- * (or 0: none) robust
- * standard deviations from their row's median, the furthest first.  The
- * deviation is 1.4826 times the median absolute deviation, which a few
- * outliers cannot inflate as they do the plain one, but at least a quarter
- * of the plain one, lest a short row whose values cluster make outliers
- * of them all.
+ * (0: none) robust standard deviations from their row's median, the
+ * furthest first.  The deviation is 1.4826 times the median absolute
+ * deviation, which a few outliers cannot inflate as they do the plain one,
+ * but at least a quarter of the plain one, lest a short row whose values
+ * cluster make outliers of them all.
  */
 static int find_exact(struct enc *e, const float *w, float sd,
 		      const bool *loud)
