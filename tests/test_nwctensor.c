@@ -472,6 +472,37 @@ static void plant_outliers(float *w, uint32_t n)
 			outlier[i].dev * 0.02f * (float)(1 + outlier[i].row % 3);
 }
 
+/* @o, which selects no exact weight, codes the side record of the
+ * defaults. */
+static void same_as_default(const struct nwc_model *model, const float *w,
+			    uint32_t m, uint32_t n, const uint8_t *level,
+			    const struct nwc_tenc_opts *o)
+{
+	struct nwc_tenc_opts d;
+	struct nwc_tenc *plain, *e;
+
+	nwc_tenc_opts_init(&d);
+	T_EQ(nwc_tenc_encode(model, 0, w, m, n, level, &d, &plain), 0);
+	T_EQ(nwc_tenc_encode(model, 0, w, m, n, level, o, &e), 0);
+	T_EQ(e->side_len, plain->side_len);
+	T_MEMEQ(e->side, plain->side, e->side_len);
+	nwc_tenc_free(e);
+	nwc_tenc_free(plain);
+}
+
+/* *@field (of *@o) below @least, or not a number: refused. */
+static void refused_below(const struct nwc_model *model, const float *w,
+			  uint32_t m, uint32_t n, const uint8_t *level,
+			  struct nwc_tenc_opts *o, float *field, float least)
+{
+	struct nwc_tenc *e;
+
+	*field = least - 0.5f;
+	T_EQ(nwc_tenc_encode(model, 0, w, m, n, level, o, &e), -EINVAL);
+	*field = NAN;
+	T_EQ(nwc_tenc_encode(model, 0, w, m, n, level, o, &e), -EINVAL);
+}
+
 /*
  * Weights far outside their row's spread are stored exactly: the reader
  * gets them bit for bit in every dtype, order and quantizer, with and
@@ -541,18 +572,10 @@ static void test_exact(void)
 	}
 	/* nothing beyond 100 deviations: no list, the same bytes */
 	nwc_tenc_opts_init(&o);
-	T_EQ(nwc_tenc_encode(model, 0, w, m, n, level, &o, &plain), 0);
 	o.exact_sd = 100;
-	T_EQ(nwc_tenc_encode(model, 0, w, m, n, level, &o, &e), 0);
-	T_EQ(e->side_len, plain->side_len);
-	T_MEMEQ(e->side, plain->side, e->side_len);
-	nwc_tenc_free(e);
-	nwc_tenc_free(plain);
-	/* below the minimum, or not a number: refused */
-	o.exact_sd = NWC_TENC_MIN_EXACT_SD - 0.5f;
-	T_EQ(nwc_tenc_encode(model, 0, w, m, n, level, &o, &e), -EINVAL);
-	o.exact_sd = NAN;
-	T_EQ(nwc_tenc_encode(model, 0, w, m, n, level, &o, &e), -EINVAL);
+	same_as_default(model, w, m, n, level, &o);
+	refused_below(model, w, m, n, level, &o, &o.exact_sd,
+		      NWC_TENC_MIN_EXACT_SD);
 	free(h);
 	free(w);
 	nwc_model_free(model);
@@ -640,18 +663,10 @@ static void test_exact_loud(void)
 
 	/* without H, exact_loud does nothing */
 	nwc_tenc_opts_init(&o);
-	T_EQ(nwc_tenc_encode(model, 0, w, m, n, level, &o, &plain), 0);
 	o.exact_loud = 1e4f;
-	T_EQ(nwc_tenc_encode(model, 0, w, m, n, level, &o, &e), 0);
-	T_EQ(e->side_len, plain->side_len);
-	T_MEMEQ(e->side, plain->side, e->side_len);
-	nwc_tenc_free(e);
-	nwc_tenc_free(plain);
-	/* below the minimum, or not a number: refused */
-	o.exact_loud = NWC_TENC_MIN_EXACT_LOUD - 0.5f;
-	T_EQ(nwc_tenc_encode(model, 0, w, m, n, level, &o, &e), -EINVAL);
-	o.exact_loud = NAN;
-	T_EQ(nwc_tenc_encode(model, 0, w, m, n, level, &o, &e), -EINVAL);
+	same_as_default(model, w, m, n, level, &o);
+	refused_below(model, w, m, n, level, &o, &o.exact_loud,
+		      NWC_TENC_MIN_EXACT_LOUD);
 	free(h);
 	free(w);
 	nwc_model_free(model);
