@@ -54,18 +54,15 @@ stored() {
 		END { print s + 0 }'
 }
 
-cat >"$W/cmp.py" <<'EOF'
-# cmp.py SRC X LISTING MIN_DB [STATS]: every file of the extracted tree X
-# has the bytes of SRC except the data of the tensors LISTING says are
-# nwc, which must have the SQNR MIN_DB or more overall.  Prints the SQNR,
-# and with STATS (nwc calib output) the output SQNR, tr(WHW')/tr(EHE').
-import json, os, struct, sys
+cat >"$W/st.py" <<'EOF'
+# st.py - the safetensors files of this test's scripts (cmp.py and those
+# run with PYTHONPATH=$W): read(path) gives the bytes, where the data
+# start and the header; tensor() one entry as float64 (F32, F16, BF16);
+# load(path) every tensor by name; save(path, tensors, meta) writes F32.
+import json, struct
 import numpy as np
-src, x, listing, min_db = sys.argv[1:5]
-stats = sys.argv[5] if len(sys.argv) > 5 else None
-lossy = {l.split()[0] for l in open(listing) if "nwc" in l.split()[1]}
 
-def st(path):
+def read(path):
     b = open(path, "rb").read()
     n, = struct.unpack_from("<Q", b)
     return b, 8 + n, json.loads(b[8:8 + n])
@@ -78,6 +75,38 @@ def tensor(b, base, t):
         v = np.frombuffer(raw, "<u2").astype(np.uint32) << 16
         return v.view(np.float32).astype(np.float64).reshape(t["shape"])
     return np.frombuffer(raw, dt).astype(np.float64).reshape(t["shape"])
+
+def load(path):
+    b, base, hdr = read(path)
+    return {k: tensor(b, base, t) for k, t in hdr.items()
+            if k != "__metadata__"}
+
+def save(path, t, meta=None):
+    h, off = {}, 0
+    for k, v in t.items():
+        h[k] = {"dtype": "F32", "shape": list(v.shape),
+                "data_offsets": [off, off + v.nbytes]}
+        off += v.nbytes
+    if meta:
+        h["__metadata__"] = meta
+    j = json.dumps(h).encode()
+    j += b" " * (-len(j) % 8)
+    open(path, "wb").write(struct.pack("<Q", len(j)) + j +
+                           b"".join(v.tobytes() for v in t.values()))
+EOF
+export PYTHONPATH=$W
+
+cat >"$W/cmp.py" <<'EOF'
+# cmp.py SRC X LISTING MIN_DB [STATS]: every file of the extracted tree X
+# has the bytes of SRC except the data of the tensors LISTING says are
+# nwc, which must have the SQNR MIN_DB or more overall.  Prints the SQNR,
+# and with STATS (nwc calib output) the output SQNR, tr(WHW')/tr(EHE').
+import os, sys
+import numpy as np
+from st import read as st, tensor
+src, x, listing, min_db = sys.argv[1:5]
+stats = sys.argv[5] if len(sys.argv) > 5 else None
+lossy = {l.split()[0] for l in open(listing) if "nwc" in l.split()[1]}
 
 H = st(stats) if stats else None
 sig = err = hsig = herr = 0.0
@@ -248,20 +277,14 @@ echo "lossy: --lossless exact; --keep, --bits GLOB=B ok" \
 # --- a tensor with NaNs is stored losslessly, with a warning ------------
 mkdir "$W/nan"
 python3 - "$W/nan/model.safetensors" <<'EOF'
-import json, struct, sys
+import sys
 import numpy as np
+from st import save
 r = np.random.default_rng(1)
 a = r.standard_normal((64, 48)).astype("<f4")
 b = r.standard_normal((32, 64)).astype("<f4")
 b[3, 5] = np.nan
-h = {"good.weight": {"dtype": "F32", "shape": [64, 48],
-                     "data_offsets": [0, a.nbytes]},
-     "bad.weight": {"dtype": "F32", "shape": [32, 64],
-                    "data_offsets": [a.nbytes, a.nbytes + b.nbytes]}}
-j = json.dumps(h).encode()
-j += b" " * (-len(j) % 8)
-open(sys.argv[1], "wb").write(struct.pack("<Q", len(j)) + j + a.tobytes() +
-                              b.tobytes())
+save(sys.argv[1], {"good.weight": a, "bad.weight": b})
 EOF
 mk -j2 "$W/nan" "$W/nan.nwc"
 re='warning: .*/nan/model.safetensors: bad.weight: .*not finite'
@@ -278,8 +301,9 @@ echo "lossy: a NaN tensor falls back to lossless"
 # is non-finite, and an ordinary matrix beside them stays lossy.
 mkdir "$W/extreme"
 python3 - "$W/extreme/model.safetensors" <<'EOF'
-import json, struct, sys
+import sys
 import numpy as np
+from st import save
 r = np.random.default_rng(2)
 fmax = np.finfo(np.float32).max
 t = {"fmax.weight": np.where(np.indices((64, 128)).sum(0) % 2, fmax,
@@ -287,15 +311,7 @@ t = {"fmax.weight": np.where(np.indices((64, 128)).sum(0) % 2, fmax,
      "spike.weight": (r.standard_normal((64, 128)) * 0.02).astype("<f4"),
      "plain.weight": (r.standard_normal((64, 128)) * 0.02).astype("<f4")}
 t["spike.weight"][5, 17] = 1e30
-h, off = {}, 0
-for k, v in t.items():
-    h[k] = {"dtype": "F32", "shape": list(v.shape),
-            "data_offsets": [off, off + v.nbytes]}
-    off += v.nbytes
-j = json.dumps(h).encode()
-j += b" " * (-len(j) % 8)
-open(sys.argv[1], "wb").write(struct.pack("<Q", len(j)) + j +
-                              b"".join(v.tobytes() for v in t.values()))
+save(sys.argv[1], t)
 EOF
 mk -j2 --exact-sd 0 "$W/extreme" "$W/extreme.nwc"
 grep -q 'warning: .*fmax.weight: .*stored losslessly' "$W/mk.out" &&
@@ -309,15 +325,9 @@ grep -q '^fmax.weight planes' "$W/codecs" && grep -q '^spike.weight planes' \
 cmp -s "$W/extreme/model.safetensors" "$W/xx/model.safetensors" &&
 	t_fail "extreme weights: plain.weight was not coded lossily"
 python3 - "$W/extreme/model.safetensors" "$W/xx/model.safetensors" <<'EOF' ||
-import json, struct, sys
+import sys
 import numpy as np
-def load(p):
-    b = open(p, "rb").read()
-    n = struct.unpack("<Q", b[:8])[0]
-    h = json.loads(b[8:8 + n])
-    return {k: np.frombuffer(b[8 + n + v["data_offsets"][0]:
-                               8 + n + v["data_offsets"][1]], "<f4")
-            for k, v in h.items()}
+from st import load
 a, b = load(sys.argv[1]), load(sys.argv[2])
 for k in a:
     if not np.isfinite(b[k]).all():
@@ -345,15 +355,9 @@ grep -q '^spike.weight nwc' "$W/codecs" && grep -q '^fmax.weight planes' \
 rm -rf "$W/xx"
 "$FSCK" -q -x "$W/xx" "$W/exact.nwc" || t_fail "--exact-sd: fsck -x"
 python3 - "$W/extreme/model.safetensors" "$W/xx/model.safetensors" <<'EOF' ||
-import json, struct, sys
+import sys
 import numpy as np
-def load(p):
-    b = open(p, "rb").read()
-    n = struct.unpack("<Q", b[:8])[0]
-    h = json.loads(b[8:8 + n])
-    return {k: np.frombuffer(b[8 + n + v["data_offsets"][0]:
-                               8 + n + v["data_offsets"][1]],
-                             "<f4").reshape(v["shape"]) for k, v in h.items()}
+from st import load
 a, b = load(sys.argv[1]), load(sys.argv[2])
 s, t = a["spike.weight"], b["spike.weight"]
 if t[5, 17] != s[5, 17]:
@@ -382,20 +386,9 @@ echo "lossy: --exact-sd stores an outlier exactly and codes its tensor"
 # H-weighted SQNR (measured: 38.6 against 11.4 dB).
 mkdir "$W/massive"
 python3 - "$W/massive" <<'EOF'
-import json, struct, sys
+import sys
 import numpy as np
-def save(path, t, meta=None):
-    h, off = {}, 0
-    for k, v in t.items():
-        h[k] = {"dtype": "F32", "shape": list(v.shape),
-                "data_offsets": [off, off + v.nbytes]}
-        off += v.nbytes
-    if meta:
-        h["__metadata__"] = meta
-    j = json.dumps(h).encode()
-    j += b" " * (-len(j) % 8)
-    open(path, "wb").write(struct.pack("<Q", len(j)) + j +
-                           b"".join(v.tobytes() for v in t.values()))
+from st import save
 r = np.random.default_rng(1)
 x = r.standard_normal((512, 256))
 x[:, :3] *= 300
@@ -430,16 +423,11 @@ rm -rf "$W/xm"
 "$FSCK" -q -x "$W/xm" "$W/massive-default.nwc" ||
 	t_fail "massive activations: fsck -x"
 python3 - "$W/massive/model.safetensors" "$W/xm/model.safetensors" <<'EOF' ||
-import json, struct, sys
+import sys
 import numpy as np
-def load(p):
-    b = open(p, "rb").read()
-    n = struct.unpack("<Q", b[:8])[0]
-    e = json.loads(b[8:8 + n])["blk.weight"]
-    o0, o1 = e["data_offsets"]
-    return np.frombuffer(b[8 + n + o0:8 + n + o1], "<f4").reshape(e["shape"])
-w, x = load(sys.argv[1]), load(sys.argv[2])
-loud = (w[:, :3].view(np.uint32) == x[:, :3].view(np.uint32)).all()
+from st import load
+w, x = load(sys.argv[1])["blk.weight"], load(sys.argv[2])["blk.weight"]
+loud = np.array_equal(w[:, :3], x[:, :3])
 err = ((w - x) ** 2).sum(1) < (w ** 2).sum(1)
 sys.exit(0 if loud and err.all() and (w[:, 3:] != x[:, 3:]).any() else 1)
 EOF
@@ -548,17 +536,17 @@ rm -rf "$W/xt" "$W/xn" "$W/tune-j2.nwc"
 # as the reader will), and the tuning still lowers the KL.
 cp -r "$g" "$W/gx"
 python3 - "$W/gx/model.safetensors" <<'EOF'
-import json, struct, sys
+import struct, sys
 import numpy as np
+from st import read, tensor
 p = sys.argv[1]
-b = bytearray(open(p, "rb").read())
-n = struct.unpack("<Q", b[:8])[0]
-v = json.loads(b[8:8 + n])["model.layers.1.mlp.down_proj.weight"]
+b, base, hdr = read(p)
+v = hdr["model.layers.1.mlp.down_proj.weight"]
 assert v["dtype"] == "BF16"
-o = 8 + n + v["data_offsets"][0]
+o = base + v["data_offsets"][0]
 rows, cols = v["shape"]
-u = np.frombuffer(bytes(b[o:o + 2 * rows * cols]), "<u2").reshape(rows, cols)
-w = (u.astype(np.uint32) << 16).view(np.float32)
+b = bytearray(b)
+w = tensor(b, base, v)
 x = np.float32(50 * w[3].std())
 bits = int(np.array([x]).view(np.uint32)[0]) >> 16
 b[o + 2 * (3 * cols + 10):o + 2 * (3 * cols + 11)] = struct.pack("<H", bits)
@@ -574,12 +562,12 @@ grep -q '^lossy: [1-9][0-9]* weights stored exactly' "$W/tune.out" &&
 	t_fail "--exact-sd --calib-tune: $(cat "$W/tune.out")"
 "$FSCK" -q -x "$W/xt" "$W/tx.nwc" || t_fail "--exact-sd --calib-tune: fsck -x"
 python3 - "$W/gx/model.safetensors" "$W/xt/model.safetensors" <<'EOF' ||
-import json, struct, sys
+import sys
+from st import read
 def at(p):
-    b = open(p, "rb").read()
-    n = struct.unpack("<Q", b[:8])[0]
-    v = json.loads(b[8:8 + n])["model.layers.1.mlp.down_proj.weight"]
-    o = 8 + n + v["data_offsets"][0] + 2 * (3 * v["shape"][1] + 10)
+    b, base, hdr = read(p)
+    v = hdr["model.layers.1.mlp.down_proj.weight"]
+    o = base + v["data_offsets"][0] + 2 * (3 * v["shape"][1] + 10)
     return b[o:o + 2]
 if at(sys.argv[1]) != at(sys.argv[2]):
     sys.exit("the outlier came back as another value")
