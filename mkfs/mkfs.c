@@ -65,8 +65,8 @@ enum {
 	OPT_LOSSLESS = 256, OPT_PROGRESS, OPT_NO_PROGRESS, OPT_BITS, OPT_KEEP,
 	OPT_MODELS, OPT_MODEL_SET, OPT_CALIB, OPT_CALIB_TOKENS, OPT_CALIB_STATS,
 	OPT_QUANT, OPT_CALIB_MODE, OPT_EXCLUDE, OPT_NO_DEREFERENCE,
-	OPT_CALIB_SHRINK, OPT_CALIB_DAMP, OPT_EXACT_SD, OPT_CALIB_LOUD, OPT_CALIB_PROMOTE, OPT_CALIB_SENS,
-	OPT_CALIB_SENS_POWER, OPT_CALIB_TUNE, OPT_CALIB_TUNE_TOKENS,
+	OPT_CALIB_SHRINK, OPT_CALIB_DAMP, OPT_EXACT_SD, OPT_CALIB_LOUD,
+	OPT_CALIB_PROMOTE, OPT_CALIB_SENS, OPT_CALIB_SENS_POWER, OPT_CALIB_TUNE, OPT_CALIB_TUNE_TOKENS,
 	OPT_CALIB_TUNE_FILE, OPT_CALIB_TUNE_RATE,
 };
 
@@ -214,6 +214,16 @@ static int parse_real(const char *s, double lo, double hi, double *out)
 	if (errno || *end || !isfinite(v) || v < lo || v > hi)
 		return -EINVAL;
 	*out = v;
+	return 0;
+}
+
+/* 0 (off), or a decimal number from @least to @most (--exact-sd,
+ * --calib-loud). */
+static int parse_off_or(const char *s, double least, double most,
+			double *out)
+{
+	if (parse_real(s, 0, most, out) || (*out != 0 && *out < least))
+		return -EINVAL;
 	return 0;
 }
 
@@ -562,10 +572,9 @@ static char *info_text(const struct lossy_args *la,
 		if (la->pl.damp > 0)
 			fprintf(f, " --calib-damp=%g", la->pl.damp);
 		if (la->calib || la->calib_stats)
-			fprintf(f, " --calib-loud=%g", la->pl.exact_loud);
-		if (la->calib || la->calib_stats)
-			fprintf(f, " --calib-promote=%g --calib-sens-power=%g",
-				la->pl.promote, la->pl.sens_power);
+			fprintf(f, " --calib-loud=%g --calib-promote=%g --calib-sens-power=%g",
+				la->pl.exact_loud, la->pl.promote,
+				la->pl.sens_power);
 		if (la->pl.tune.steps) {
 			fprintf(f, " --calib-tune=%u --calib-tune-tokens=%llu",
 				la->pl.tune.steps,
@@ -778,9 +787,8 @@ static int mkfs_main(int argc, char **argv)
 			break;
 		case OPT_EXACT_SD:
 			la.any = true;
-			if (parse_real(optarg, 0, 1000, &la.pl.exact_sd) ||
-			    (la.pl.exact_sd != 0 &&
-			     la.pl.exact_sd < NWC_TENC_MIN_EXACT_SD)) {
+			if (parse_off_or(optarg, NWC_TENC_MIN_EXACT_SD, 1000,
+					 &la.pl.exact_sd)) {
 				nwc_err("--exact-sd: '%s' is not 0 or a number from %g to 1000",
 					optarg, (double)NWC_TENC_MIN_EXACT_SD);
 				return NWC_EXIT_USAGE;
@@ -789,9 +797,8 @@ static int mkfs_main(int argc, char **argv)
 		case OPT_CALIB_LOUD:
 			la.any = true;
 			la.loud_set = true;
-			if (parse_real(optarg, 0, 1e9, &la.pl.exact_loud) ||
-			    (la.pl.exact_loud != 0 &&
-			     la.pl.exact_loud < NWC_TENC_MIN_EXACT_LOUD)) {
+			if (parse_off_or(optarg, NWC_TENC_MIN_EXACT_LOUD, 1e9,
+					 &la.pl.exact_loud)) {
 				nwc_err("--calib-loud: '%s' is not 0 or a number from %g to 1e9",
 					optarg, (double)NWC_TENC_MIN_EXACT_LOUD);
 				return NWC_EXIT_USAGE;

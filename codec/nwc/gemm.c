@@ -7,6 +7,7 @@
 #include <strings.h>
 #include <cblas.h>
 
+#include "codec/common/cpu.h"
 #include "codec/common/log.h"
 #include "codec/nwc/gemm.h"
 
@@ -19,14 +20,25 @@ static pthread_once_t gemm_once = PTHREAD_ONCE_INIT;
  * pool, and the work split would follow the machine's core count.  One
  * thread per call scales with our threads and keeps results reproducible.
  */
+static void gemm_setup(void)
+{
+	openblas_set_num_threads(1);
+}
+
+void nwc_gemm_init(void)
+{
+	pthread_once(&gemm_once, gemm_setup);
+}
+
 /*
  * OpenBLAS 0.3.21 (Debian 12) falls back to its Prescott (SSE3) kernels on
  * CPUs it does not recognise, as a Sapphire Rapids under KVM that calls
  * itself "Intel(R) Xeon(R) Processor", although its AVX2 and AVX-512
  * kernels run there: sgemm of 1024 x 1024 on one thread measured 20-25
  * GFLOP/s, against 80 with OPENBLAS_CORETYPE=SkylakeX, and a step of
- * mkfs.nwc --calib-tune on SmolLM2-135M took about three times as long.  OpenBLAS reads that variable
- * only as it loads, before main(), so all we can do is say so, once.
+ * mkfs.nwc --calib-tune on SmolLM2-135M took about three times as long.
+ * OpenBLAS reads that variable only as it loads, before main(), so all we
+ * can do is say so, once.
  */
 static pthread_once_t core_once = PTHREAD_ONCE_INIT;
 
@@ -46,11 +58,9 @@ static void check_core(void)
 			break;
 	if (i == NWC_ARRAY_SIZE(slow))
 		return;
-	__builtin_cpu_init();
-	if (__builtin_cpu_supports("avx512f"))
+	if (nwc_cpu_has(NWC_CPU_AVX512F))
 		want = "SkylakeX";
-	else if (__builtin_cpu_supports("avx2") &&
-		 __builtin_cpu_supports("fma"))
+	else if (nwc_cpu_has(NWC_CPU_AVX2 | NWC_CPU_FMA))
 		want = "Haswell";
 	else
 		return;
@@ -58,19 +68,9 @@ static void check_core(void)
 		 core, want, want);
 }
 
-static void gemm_setup(void)
-{
-	openblas_set_num_threads(1);
-}
-
 void nwc_gemm_check_core(void)
 {
 	pthread_once(&core_once, check_core);
-}
-
-void nwc_gemm_init(void)
-{
-	pthread_once(&gemm_once, gemm_setup);
 }
 
 void nwc_ssyrk_t(int n, int k, const float *x, int ldx, float *c, int ldc)

@@ -449,21 +449,24 @@ static int find_exact(struct enc *e, const float *w, float sd,
 		goto out_free;
 	for (uint32_t r = 0; r < m; r++) {
 		const float *row = w + (size_t)r * n;
-		double sum = 0, ss = 0, mean, spread;
+		double sum = 0, ss = 0, mean, spread = 0;
 		uint32_t nc = 0;
-		float med;
+		float med = 0;
 
-		memcpy(tmp, row, (size_t)n * sizeof(*tmp));
-		med = select_kth(tmp, n, n / 2);
-		for (uint32_t j = 0; j < n; j++) {
-			tmp[j] = fabsf(row[j] - med);
-			sum += row[j];
+		/* the row's spread, only where outliers are wanted */
+		if (sd > 0) {
+			memcpy(tmp, row, (size_t)n * sizeof(*tmp));
+			med = select_kth(tmp, n, n / 2);
+			for (uint32_t j = 0; j < n; j++) {
+				tmp[j] = fabsf(row[j] - med);
+				sum += row[j];
+			}
+			mean = sum / n;
+			for (uint32_t j = 0; j < n; j++)
+				ss += (row[j] - mean) * (row[j] - mean);
+			spread = NWC_MAX(1.4826 * select_kth(tmp, n, n / 2),
+					 sqrt(ss / n) / 4);
 		}
-		mean = sum / n;
-		for (uint32_t j = 0; j < n; j++)
-			ss += (row[j] - mean) * (row[j] - mean);
-		spread = NWC_MAX(1.4826 * select_kth(tmp, n, n / 2),
-				 sqrt(ss / n) / 4);
 		for (uint32_t j = 0; j < n; j++) {
 			float d = fabsf(row[j] - med);
 
