@@ -443,6 +443,118 @@ static void test_linear_fold(void)
 	check_linear(13, 2);
 }
 
+/*
+ * nwc_net_forward_lanes() against nwc_net_forward_folded() on the same
+ * chunks, gathered from the lanes layout, and the scale: bit for bit, for
+ * @lanes columns of @rows rows (the last chunk short when @rows is not a
+ * multiple of 16), values written among others' @ldo apart.
+ */
+static void check_lanes(unsigned int h, unsigned int r, unsigned int lanes,
+			size_t rows, size_t ldo)
+{
+	size_t nk = (rows + NWC_CHUNK - 1) / NWC_CHUNK, nc = nk * lanes;
+	size_t nlat = nc * NWC_CHUNK, np = nwc_net_nparams(h, r);
+	float *p = malloc(np * sizeof(float));
+	float *emb = malloc(NWC_NET_Q * h * sizeof(float));
+	float *fold = malloc(nwc_net_folded_size(h) * sizeof(float));
+	float *y = malloc(nlat * sizeof(float)), *rm = malloc(nlat * sizeof(float));
+	float *ref = malloc(nlat * sizeof(float));
+	float *out = malloc(rows * ldo * sizeof(float));
+	float *sc = malloc(rows * sizeof(float));
+	uint8_t q[NWC_NET_LANES], *qr = malloc(nc);
+	struct nwc_net net = { .h = h, .r = r, .nq = NWC_NET_Q, .params = p };
+	struct nwc_net_layout l;
+	struct nwc_net_scratch *s;
+	uint64_t seed = 77 + h + lanes;
+	size_t bad = 0;
+
+	T_CHECK(p && emb && fold && y && rm && ref && out && sc && qr);
+	nwc_net_init(p, h, r, 5);
+	nwc_net_layout(h, r, &l);
+	/* gamma and beta away from their init, so that ReLU cuts */
+	for (unsigned int b = 0; b < r; b++) {
+		fill(p + l.blk[b].gamma, h, 1.5f, &seed);
+		fill(p + l.blk[b].beta, h, 0.5f, &seed);
+	}
+	fill(emb, NWC_NET_Q * h, 1, &seed);
+	fill(y, nlat, 4, &seed);
+	fill(sc, rows, 3, &seed);
+	for (unsigned int i = 0; i < lanes; i++)
+		q[i] = (uint8_t)(t_rand(&seed) % NWC_NET_Q);
+	/* a column of zeros (variance 0) and one of a constant */
+	for (size_t t = 0; t < nk * NWC_CHUNK; t++) {
+		y[t * lanes] = 0;
+		if (lanes > 2)
+			y[t * lanes + 2] = 1.25f;
+	}
+	/* chunk (column l, step k) as row l nk + k of a row-major batch */
+	for (unsigned int i = 0; i < lanes; i++)
+		for (size_t k = 0; k < nk; k++) {
+			qr[i * nk + k] = q[i];
+			for (size_t c = 0; c < NWC_CHUNK; c++)
+				rm[(i * nk + k) * NWC_CHUNK + c] =
+					y[(k * NWC_CHUNK + c) * lanes + i];
+		}
+	T_EQ(nwc_net_fold(&net, NULL, fold), 0);
+	T_EQ(nwc_net_scratch_create(&s), 0);
+	T_EQ(nwc_net_forward_folded(&net, fold, emb, qr, rm, nc, ref, s), 0);
+	for (size_t i = 0; i < rows * ldo; i++)
+		out[i] = -7.0f;
+	T_EQ(nwc_net_forward_lanes(&net, fold, emb, q, lanes, y, rows, sc, out,
+				   ldo), 0);
+	for (size_t t = 0; t < rows; t++)
+		for (size_t i = 0; i < ldo; i++) {
+			size_t k = t / NWC_CHUNK, o = t % NWC_CHUNK;
+			float want = i < lanes ?
+				sc[t] * ref[(i * nk + k) * NWC_CHUNK + o] : -7.0f;
+
+			bad += memcmp(&want, out + t * ldo + i, sizeof(want)) != 0;
+		}
+	if (bad) {
+		fprintf(stderr, "lanes H=%u R=%u lanes=%u rows=%zu: %zu values "
+			"differ from the row-major pass\n", h, r, lanes, rows,
+			bad);
+		t_failed++;
+	}
+	q[lanes - 1] = NWC_NET_Q;
+	T_EQ(nwc_net_forward_lanes(&net, fold, emb, q, lanes, y, rows, sc, out,
+				   ldo), -EINVAL);
+	T_EQ(nwc_net_forward_lanes(&net, fold, emb, q, 0, y, rows, sc, out,
+				   ldo), -EINVAL);
+	nwc_net_scratch_free(s);
+	free(p);
+	free(emb);
+	free(fold);
+	free(y);
+	free(rm);
+	free(ref);
+	free(out);
+	free(sc);
+	free(qr);
+}
+
+static void test_lanes(void)
+{
+	struct nwc_net net = { .h = 32, .r = 1, .nq = NWC_NET_Q };
+
+	if (!nwc_net_lanes_ok(&net)) {
+		printf("test_lanes: skipped: no AVX2 and FMA on this CPU\n");
+		return;
+	}
+	check_lanes(32, 1, 16, 256, 16);
+	check_lanes(32, 1, 16, 37, 40);
+	check_lanes(32, 1, 5, 48, 9);
+	check_lanes(64, 2, 16, 64, 16);
+	check_lanes(8, 3, 11, 20, 11);
+	net.h = 12;
+	T_CHECK(!nwc_net_lanes_ok(&net));
+	net.h = 72;
+	T_CHECK(!nwc_net_lanes_ok(&net));
+	net.h = 32;
+	net.r = 0;
+	T_CHECK(!nwc_net_lanes_ok(&net));
+}
+
 static void test_golden(void)
 {
 	check_golden(8, 2, 0.3, golden_h8r2_in, golden_h8r2_q,
@@ -883,6 +995,7 @@ int main(void)
 	T_RUN(test_layout);
 	T_RUN(test_golden);
 	T_RUN(test_linear_fold);
+	T_RUN(test_lanes);
 	T_RUN(test_backward);
 	T_RUN(test_determinism);
 	bench();

@@ -20,6 +20,7 @@ codec_nwc_libnwcdec_a_SOURCES = \
 	codec/nwc/entropy.c codec/nwc/entropy.h codec/nwc/entropy_impl.h \
 	codec/nwc/linear.c codec/nwc/linear.h \
 	codec/nwc/mlp.c codec/nwc/mlp.h codec/nwc/mlp_impl.h \
+	codec/nwc/mlp_lanes.c \
 	codec/nwc/prior.c codec/nwc/prior.h codec/nwc/prior_impl.h \
 	codec/nwc/nwcmodel.c codec/nwc/nwcmodel.h codec/nwc/nwcmodel_impl.h \
 	codec/nwc/nwctensor.c codec/nwc/nwctensor.h \

@@ -408,6 +408,28 @@ int nwc_model_synthesize(const struct nwc_model *m, const float *y,
 	return nwc_net_forward(&net, m->emb_dec, q, s->buf, n, xhat, s->net);
 }
 
+bool nwc_model_lanes_ok(const struct nwc_model *m)
+{
+	struct nwc_net net = { .h = m->h, .r = m->r, .nq = m->nq,
+			       .params = m->dec };
+
+	return m->finalized && m->dec_folded && nwc_net_lanes_ok(&net);
+}
+
+int nwc_model_synthesize_lanes(const struct nwc_model *m, const uint8_t *q,
+			       unsigned int lanes, const float *y,
+			       size_t rows, const float *scale, float *out,
+			       size_t ldo)
+{
+	struct nwc_net net = { .h = m->h, .r = m->r, .nq = m->nq,
+			       .params = m->dec };
+
+	if (!m->finalized || !m->dec_folded)
+		return -EINVAL;
+	return nwc_net_forward_lanes(&net, m->dec_folded, m->emb_dec, q,
+				     lanes, y, rows, scale, out, ldo);
+}
+
 int nwc_model_decode_chunks(const struct nwc_model *m, const int32_t *sym,
 			    const uint8_t *q, size_t n, float *xhat,
 			    struct nwc_model_scratch *s)
