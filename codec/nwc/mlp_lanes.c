@@ -170,14 +170,44 @@ TGT static void net_lanes_avx2(const struct nwc_net *net,
 			_mm256_setr_epi32(8 * s, 8 * s + 1, 8 * s + 2,
 					  8 * s + 3, 8 * s + 4, 8 * s + 5,
 					  8 * s + 6, 8 * s + 7));
-	/* each lane's level factors; lanes past @lanes take lane 0's */
-	for (size_t j = 0; j < h; j++) {
-		float t[C];
+	/*
+	 * Each lane's level factors (lanes past @lanes take lane 0's): each
+	 * level's broadcast, blended into its lanes.  Filled from a stack
+	 * array instead, every vector load would wait on sixteen stores.
+	 */
+	{
+		int32_t ql[C];
+		unsigned int lv[C], nlv = 0;
+		__m256 sel[C][2];
 
-		for (unsigned int i = 0; i < C; i++)
-			t[i] = emb[(size_t)q[i < lanes ? i : 0] * h + j];
-		e[j].v[0] = _mm256_loadu_ps(t);
-		e[j].v[1] = _mm256_loadu_ps(t + 8);
+		for (unsigned int i = 0; i < C; i++) {
+			unsigned int d = 0;
+
+			ql[i] = q[i < lanes ? i : 0];
+			while (d < nlv && lv[d] != (unsigned int)ql[i])
+				d++;
+			if (d == nlv)
+				lv[nlv++] = (unsigned int)ql[i];
+		}
+		for (unsigned int d = 0; d < nlv; d++)
+			for (int s = 0; s < 2; s++)
+				sel[d][s] = _mm256_castsi256_ps(
+					_mm256_cmpeq_epi32(
+						_mm256_loadu_si256(
+							(const __m256i *)(ql +
+									  8 * s)),
+						_mm256_set1_epi32((int)lv[d])));
+		for (size_t j = 0; j < h; j++) {
+			__m256 v = _mm256_broadcast_ss(emb + lv[0] * h + j);
+
+			e[j].v[0] = e[j].v[1] = v;
+			for (unsigned int d = 1; d < nlv; d++) {
+				v = _mm256_broadcast_ss(emb + lv[d] * h + j);
+				for (int s = 0; s < 2; s++)
+					e[j].v[s] = _mm256_blendv_ps(
+						e[j].v[s], v, sel[d][s]);
+			}
+		}
 	}
 	for (size_t k = 0; k < nk; k++) {
 		const float *yk = y + k * C * lanes;

@@ -342,34 +342,36 @@ static inline v4sf latents4(const struct nwc_tensor_scratch *s, size_t p)
 /* latent() eight at a time, the table sets widened by one instruction
  * (latents4() builds its four from single byte loads): the same values. */
 __attribute__((target("avx2")))
-static void seq_latents_avx2(struct nwc_tensor_scratch *s, size_t nlat)
+static void latents_avx2(const struct nwc_tensor_scratch *s, size_t p,
+			 size_t nlat, float *y)
 {
 	const __m256 half = _mm256_set1_ps(0.5f);
 
-	for (size_t i = 0; i < nlat; i += 8) {
+	for (size_t i = p; i < p + nlat; i += 8) {
 		__m256 a = _mm256_cvtepi32_ps(
 			_mm256_loadu_si256((const __m256i *)(s->sym + i)));
 		__m256 b = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(
 			_mm_loadl_epi64((const __m128i *)(s->sel + i))));
 
-		_mm256_storeu_ps(s->y + i,
+		_mm256_storeu_ps(y + i - p,
 				 _mm256_add_ps(a, _mm256_mul_ps(half, b)));
 	}
 }
 #endif
 
-/* Latents of symbols in sequence order (nlat is a multiple of NWC_CHUNK,
- * so of 8). */
-static void seq_latents(struct nwc_tensor_scratch *s, size_t nlat)
+/* Latents of the @nlat symbols from @p in sequence order into @y (nlat
+ * and p multiples of NWC_CHUNK, so of 8). */
+static void seq_latents(const struct nwc_tensor_scratch *s, size_t p,
+			size_t nlat, float *y)
 {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 	if (nwc_cpu_has(NWC_CPU_AVX2)) {
-		seq_latents_avx2(s, nlat);
+		latents_avx2(s, p, nlat, y);
 		return;
 	}
 #endif
 	for (size_t i = 0; i < nlat; i += 4)
-		v4_store(s->y + i, latents4(s, i));
+		v4_store(y + i, latents4(s, p + i));
 }
 
 /*
@@ -582,11 +584,15 @@ static int lanes_band(const struct nwc_model *model,
 	float *tmp = s->xhat;	/* rows x n, within its nlat floats */
 	int ret = 0;
 
-	seq_latents(s, seq * n);
-	for (size_t g = 0; g < n && !ret; g += L)
-		ret = nwc_model_synthesize_lanes(
-			model, ts->level + g, (unsigned int)NWC_MIN(L, n - g),
-			s->y + g * seq, rows, ts->scale + r0, tmp + g, n);
+	/* a group's latents at a time: they stay in L1 for the decoder */
+	for (size_t g = 0; g < n && !ret; g += L) {
+		size_t w = NWC_MIN(L, n - g);
+
+		seq_latents(s, g * seq, w * seq, s->y);
+		ret = nwc_model_synthesize_lanes(model, ts->level + g,
+						 (unsigned int)w, s->y, rows,
+						 ts->scale + r0, tmp + g, n);
+	}
 	if (!ret)
 		nwc_from_f32(dtype, tmp, (size_t)rows * n, dst);
 	return ret;
@@ -673,7 +679,7 @@ int nwc_band_decode(const struct nwc_model *model, const struct nwc_tside *ts,
 	if (ts->lanes)
 		lanes_latents(s, ts->n, (size_t)nk * NWC_CHUNK);
 	else
-		seq_latents(s, nlat);
+		seq_latents(s, 0, nlat, s->y);
 	for (uint32_t j = 0; j < ts->n; j++)
 		memset(s->q + (size_t)j * nk, ts->level[j], nk);
 	ret = nwc_model_synthesize(model, s->y, s->q, nchunks, s->xhat, s->ms);
