@@ -6,6 +6,8 @@
 #include <pthread.h>
 #include <time.h>
 
+#include "codec/common/convert.h"
+#include "codec/common/dtype.h"
 #include "codec/nwc/gemm.h"
 #include "codec/nwc/linear.h"
 #include "codec/nwc/mlp.h"
@@ -445,22 +447,23 @@ static void test_linear_fold(void)
 
 /*
  * nwc_net_forward_lanes() against nwc_net_forward_folded() on the same
- * chunks, gathered from the lanes layout, and the scale: bit for bit, for
- * @lanes columns of @rows rows (the last chunk short when @rows is not a
- * multiple of 16), values written among others' @ldo apart.
+ * chunks, gathered from the lanes layout, the scale and nwc_from_f32():
+ * byte for byte in @dtype, for @lanes columns of @rows rows (the last
+ * chunk short when @rows is not a multiple of 16), values written among
+ * others' @ldo apart, which stay as they were.
  */
 static void check_lanes(unsigned int h, unsigned int r, unsigned int lanes,
-			size_t rows, size_t ldo)
+			size_t rows, size_t ldo, unsigned int dtype)
 {
 	size_t nk = (rows + NWC_CHUNK - 1) / NWC_CHUNK, nc = nk * lanes;
 	size_t nlat = nc * NWC_CHUNK, np = nwc_net_nparams(h, r);
+	size_t elem = nwc_dtype_size(dtype), nout = rows * ldo * elem;
 	float *p = malloc(np * sizeof(float));
 	float *emb = malloc(NWC_NET_Q * h * sizeof(float));
 	float *fold = malloc(nwc_net_folded_size(h) * sizeof(float));
 	float *y = malloc(nlat * sizeof(float)), *rm = malloc(nlat * sizeof(float));
-	float *ref = malloc(nlat * sizeof(float));
-	float *out = malloc(rows * ldo * sizeof(float));
-	float *sc = malloc(rows * sizeof(float));
+	float *ref = malloc(nlat * sizeof(float)), *sc = malloc(rows * sizeof(float));
+	uint8_t *out = malloc(nout), *want = malloc(nout);
 	uint8_t q[NWC_NET_LANES], *qr = malloc(nc);
 	struct nwc_net net = { .h = h, .r = r, .nq = NWC_NET_Q, .params = p };
 	struct nwc_net_layout l;
@@ -468,7 +471,7 @@ static void check_lanes(unsigned int h, unsigned int r, unsigned int lanes,
 	uint64_t seed = 77 + h + lanes;
 	size_t bad = 0;
 
-	T_CHECK(p && emb && fold && y && rm && ref && out && sc && qr);
+	T_CHECK(p && emb && fold && y && rm && ref && out && want && sc && qr);
 	nwc_net_init(p, h, r, 5);
 	nwc_net_layout(h, r, &l);
 	/* gamma and beta away from their init, so that ReLU cuts */
@@ -479,6 +482,14 @@ static void check_lanes(unsigned int h, unsigned int r, unsigned int lanes,
 	fill(emb, NWC_NET_Q * h, 1, &seed);
 	fill(y, nlat, 4, &seed);
 	fill(sc, rows, 3, &seed);
+	/*
+	 * NaN (its payload in the bits that rounding would carry into the
+	 * exponent), infinity and overflow reach the conversion through the
+	 * scale.
+	 */
+	memcpy(&sc[1], &(uint32_t){ 0x7fc0ffffu }, sizeof(float));
+	sc[2] = -INFINITY;
+	sc[3] = 3e38f;
 	for (unsigned int i = 0; i < lanes; i++)
 		q[i] = (uint8_t)(t_rand(&seed) % NWC_NET_Q);
 	/* a column of zeros (variance 0) and one of a constant */
@@ -498,29 +509,33 @@ static void check_lanes(unsigned int h, unsigned int r, unsigned int lanes,
 	T_EQ(nwc_net_fold(&net, NULL, fold), 0);
 	T_EQ(nwc_net_scratch_create(&s), 0);
 	T_EQ(nwc_net_forward_folded(&net, fold, emb, qr, rm, nc, ref, s), 0);
-	for (size_t i = 0; i < rows * ldo; i++)
-		out[i] = -7.0f;
-	T_EQ(nwc_net_forward_lanes(&net, fold, emb, q, lanes, y, rows, sc, out,
-				   ldo), 0);
+	memset(out, 0xa5, nout);
+	memset(want, 0xa5, nout);
 	for (size_t t = 0; t < rows; t++)
-		for (size_t i = 0; i < ldo; i++) {
+		for (size_t i = 0; i < lanes; i++) {
 			size_t k = t / NWC_CHUNK, o = t % NWC_CHUNK;
-			float want = i < lanes ?
-				sc[t] * ref[(i * nk + k) * NWC_CHUNK + o] : -7.0f;
+			float v = sc[t] * ref[(i * nk + k) * NWC_CHUNK + o];
 
-			bad += memcmp(&want, out + t * ldo + i, sizeof(want)) != 0;
+			T_EQ(nwc_from_f32(dtype, &v, 1,
+					  want + (t * ldo + i) * elem), 0);
 		}
+	T_EQ(nwc_net_forward_lanes(&net, fold, emb, q, lanes, y, rows, sc,
+				   dtype, out, ldo), 0);
+	for (size_t i = 0; i < rows * ldo; i++)
+		bad += memcmp(out + i * elem, want + i * elem, elem) != 0;
 	if (bad) {
-		fprintf(stderr, "lanes H=%u R=%u lanes=%u rows=%zu: %zu values "
-			"differ from the row-major pass\n", h, r, lanes, rows,
-			bad);
+		fprintf(stderr, "lanes H=%u R=%u lanes=%u rows=%zu %s: %zu "
+			"values differ from the row-major pass\n", h, r, lanes,
+			rows, nwc_dtype_name(dtype), bad);
 		t_failed++;
 	}
+	T_EQ(nwc_net_forward_lanes(&net, fold, emb, q, lanes, y, rows, sc,
+				   NWC_DTYPE_I32, out, ldo), -EINVAL);
 	q[lanes - 1] = NWC_NET_Q;
-	T_EQ(nwc_net_forward_lanes(&net, fold, emb, q, lanes, y, rows, sc, out,
-				   ldo), -EINVAL);
-	T_EQ(nwc_net_forward_lanes(&net, fold, emb, q, 0, y, rows, sc, out,
-				   ldo), -EINVAL);
+	T_EQ(nwc_net_forward_lanes(&net, fold, emb, q, lanes, y, rows, sc,
+				   dtype, out, ldo), -EINVAL);
+	T_EQ(nwc_net_forward_lanes(&net, fold, emb, q, 0, y, rows, sc, dtype,
+				   out, ldo), -EINVAL);
 	nwc_net_scratch_free(s);
 	free(p);
 	free(emb);
@@ -529,6 +544,7 @@ static void check_lanes(unsigned int h, unsigned int r, unsigned int lanes,
 	free(rm);
 	free(ref);
 	free(out);
+	free(want);
 	free(sc);
 	free(qr);
 }
@@ -541,11 +557,13 @@ static void test_lanes(void)
 		printf("test_lanes: skipped: no AVX2 and FMA on this CPU\n");
 		return;
 	}
-	check_lanes(32, 1, 16, 256, 16);
-	check_lanes(32, 1, 16, 37, 40);
-	check_lanes(32, 1, 5, 48, 9);
-	check_lanes(64, 2, 16, 64, 16);
-	check_lanes(8, 3, 11, 20, 11);
+	check_lanes(32, 1, 16, 256, 16, NWC_DTYPE_BF16);
+	check_lanes(32, 1, 16, 37, 40, NWC_DTYPE_BF16);
+	check_lanes(32, 1, 5, 48, 9, NWC_DTYPE_BF16);
+	check_lanes(32, 1, 16, 48, 16, NWC_DTYPE_F32);
+	check_lanes(32, 1, 16, 48, 20, NWC_DTYPE_F16);
+	check_lanes(64, 2, 16, 64, 16, NWC_DTYPE_BF16);
+	check_lanes(8, 3, 11, 20, 11, NWC_DTYPE_F64);
 	net.h = 12;
 	T_CHECK(!nwc_net_lanes_ok(&net));
 	net.h = 72;

@@ -159,21 +159,23 @@ int nwc_net_forward_folded(const struct nwc_net *net, const float *folded,
  * side, in the lanes layout of the entropy stage (entropy.h): column l
  * (level q[l]) holds ceil(@rows / 16) chunks down, latent c of its chunk
  * k at y[(16 k + c) lanes + l].  Output o of that chunk is value row
- * 16 k + o of column l, and out[(16 k + o) @ldo + l] gets it times
- * scale[16 k + o], for the first @rows rows (the last chunk may be
- * short).  Same bits as nwc_net_forward_folded() on those chunks followed
- * by the multiply by the scale, with no transposes and every LayerNorm
- * sum a vertical add (mlp_lanes.c).  Only where nwc_net_lanes_ok(): a net
- * with R >= 1, H a multiple of 8 up to 64, on a CPU with AVX2 and FMA
- * (there nwc_net_forward_folded() runs the vector Linear kernels, whose
- * bits these are).  0 or -EINVAL (not ok here, bad lanes, @ldo or q).
- * Pure: @folded, @emb and @net are only read.
+ * 16 k + o of column l: times scale[16 k + o], it goes as a @dtype
+ * element (a float dtype, convert.h) to element (16 k + o) @ldo + l of
+ * @out, for the first @rows rows (the last chunk may be short).  The
+ * same bytes as nwc_net_forward_folded() on those chunks, the multiply by
+ * the scale and nwc_from_f32(), with no transposes, every LayerNorm sum a
+ * vertical add and BF16 rounded in registers (mlp_lanes.c).  Only where
+ * nwc_net_lanes_ok(): a net with R >= 1, H a multiple of 8 up to 64, on
+ * a CPU with AVX2 and FMA (there nwc_net_forward_folded() runs the vector
+ * Linear kernels, whose bits these are).  0 or -EINVAL (not ok here, bad
+ * lanes, @ldo, q or dtype).  Pure: @folded, @emb and @net are only read.
  */
 bool nwc_net_lanes_ok(const struct nwc_net *net);
 int nwc_net_forward_lanes(const struct nwc_net *net, const float *folded,
 			  const float *emb, const uint8_t *q,
 			  unsigned int lanes, const float *y, size_t rows,
-			  const float *scale, float *out, size_t ldo);
+			  const float *scale, unsigned int dtype, void *out,
+			  size_t ldo);
 
 /* Floats of one level's map in nwc_net_fold_linear()'s layout. */
 #define NWC_NET_LIN_LEVEL (NWC_CHUNK * NWC_CHUNK + NWC_CHUNK)

@@ -21,7 +21,9 @@
  */
 #include "codec/common/base.h"
 
+#include "codec/common/convert.h"
 #include "codec/common/cpu.h"
+#include "codec/common/dtype.h"
 #include "codec/nwc/linear.h"
 #include "codec/nwc/mlp.h"
 
@@ -150,14 +152,52 @@ TGT static void block(const lanes16 *z, lanes16 *hv, const float *gamma,
 	}
 }
 
+/*
+ * Sixteen floats as BF16 into @dst (@lanes of them): f32_to_bf16_n()'s
+ * integer rounding (dtype.c), to nearest even, a NaN kept quiet.
+ */
+TGT static void put_bf16(__m256 v0, __m256 v1, unsigned int lanes,
+			 uint8_t *dst)
+{
+	const __m256i one = _mm256_set1_epi32(1);
+	const __m256i bias = _mm256_set1_epi32(0x7fff);
+	const __m256i abs = _mm256_set1_epi32(0x7fffffff);
+	const __m256i inf = _mm256_set1_epi32(0x7f800000);
+	const __m256i quiet = _mm256_set1_epi32(0x0040);
+	__m256i r[2], h;
+
+	for (int s = 0; s < 2; s++) {
+		__m256i u = _mm256_castps_si256(s ? v1 : v0);
+		__m256i hi = _mm256_srli_epi32(u, 16);
+		__m256i nan = _mm256_cmpgt_epi32(_mm256_and_si256(u, abs), inf);
+		__m256i t = _mm256_srli_epi32(
+			_mm256_add_epi32(_mm256_add_epi32(u, bias),
+					 _mm256_and_si256(hi, one)),
+			16);
+
+		r[s] = _mm256_blendv_epi8(t, _mm256_or_si256(hi, quiet), nan);
+	}
+	/* packus works within 128-bit halves: put the quarters in order */
+	h = _mm256_permute4x64_epi64(_mm256_packus_epi32(r[0], r[1]), 0xd8);
+	if (lanes == NWC_NET_LANES) {
+		_mm256_storeu_si256((__m256i *)(void *)dst, h);
+	} else {
+		uint16_t t[NWC_NET_LANES];
+
+		_mm256_storeu_si256((__m256i *)(void *)t, h);
+		memcpy(dst, t, lanes * sizeof(*t));
+	}
+}
+
 TGT static void net_lanes_avx2(const struct nwc_net *net,
 			       const float *folded, const float *emb,
 			       const uint8_t *q, unsigned int lanes,
 			       const float *y, size_t rows, const float *scale,
-			       float *out, size_t ldo)
+			       unsigned int dtype, uint8_t *out, size_t ldo)
 {
 	enum { C = NWC_CHUNK };
 	const size_t h = net->h, nk = (rows + C - 1) / C;
+	const size_t elem = nwc_dtype_size(dtype);
 	struct nwc_net_layout l;
 	lanes16 e[LANES_MAX_H], hz[2 * LANES_MAX_H], x[C], o[C];
 	__m256i m[2];
@@ -230,20 +270,21 @@ TGT static void net_lanes_avx2(const struct nwc_net *net,
 			block(hz + h, hz, p + b->gamma, p + b->beta, e, h);
 		}
 		lin(hz, h, p + l.w_out, p + l.b_out, C, o);
-		/* masked stores only for a short group: on AMD's Zen 3 a
-		 * vmaskmovps store costs a dozen times a plain one */
+		/* a row of sixteen values in the tensor's dtype */
 		for (size_t t = 0; t < nrows; t++) {
 			__m256 sc = _mm256_broadcast_ss(scale + k * C + t);
-			float *dst = out + (k * C + t) * ldo;
+			__m256 v0 = _mm256_mul_ps(sc, o[t].v[0]);
+			__m256 v1 = _mm256_mul_ps(sc, o[t].v[1]);
+			uint8_t *dst = out + (k * C + t) * ldo * elem;
 
-			for (int s = 0; s < 2; s++) {
-				__m256 v = _mm256_mul_ps(sc, o[t].v[s]);
+			if (dtype == NWC_DTYPE_BF16) {
+				put_bf16(v0, v1, lanes, dst);
+			} else {
+				float f[C];
 
-				if (lanes == C)
-					_mm256_storeu_ps(dst + 8 * s, v);
-				else
-					_mm256_maskstore_ps(dst + 8 * s, m[s],
-							    v);
+				_mm256_storeu_ps(f, v0);
+				_mm256_storeu_ps(f + 8, v1);
+				nwc_from_f32(dtype, f, lanes, dst);
 			}
 		}
 	}
@@ -258,7 +299,8 @@ static void net_lanes_avx2(const struct nwc_net *net NWC_UNUSED,
 			   unsigned int lanes NWC_UNUSED,
 			   const float *y NWC_UNUSED, size_t rows NWC_UNUSED,
 			   const float *scale NWC_UNUSED,
-			   float *out NWC_UNUSED, size_t ldo NWC_UNUSED)
+			   unsigned int dtype NWC_UNUSED,
+			   uint8_t *out NWC_UNUSED, size_t ldo NWC_UNUSED)
 {
 	assert(!"no AVX2 kernel in this build");
 }
@@ -268,14 +310,16 @@ static void net_lanes_avx2(const struct nwc_net *net NWC_UNUSED,
 int nwc_net_forward_lanes(const struct nwc_net *net, const float *folded,
 			  const float *emb, const uint8_t *q,
 			  unsigned int lanes, const float *y, size_t rows,
-			  const float *scale, float *out, size_t ldo)
+			  const float *scale, unsigned int dtype, void *out,
+			  size_t ldo)
 {
 	if (!nwc_net_lanes_ok(net) || lanes < 1 || lanes > NWC_NET_LANES ||
-	    ldo < lanes)
+	    ldo < lanes || !nwc_dtype_is_float(dtype))
 		return -EINVAL;
 	for (unsigned int i = 0; i < lanes; i++)
 		if (q[i] >= net->nq)
 			return -EINVAL;
-	net_lanes_avx2(net, folded, emb, q, lanes, y, rows, scale, out, ldo);
+	net_lanes_avx2(net, folded, emb, q, lanes, y, rows, scale, dtype, out,
+		       ldo);
 	return 0;
 }

@@ -418,8 +418,8 @@ bool nwc_model_lanes_ok(const struct nwc_model *m)
 
 int nwc_model_synthesize_lanes(const struct nwc_model *m, const uint8_t *q,
 			       unsigned int lanes, const float *y,
-			       size_t rows, const float *scale, float *out,
-			       size_t ldo)
+			       size_t rows, const float *scale,
+			       unsigned int dtype, void *out, size_t ldo)
 {
 	struct nwc_net net = { .h = m->h, .r = m->r, .nq = m->nq,
 			       .params = m->dec };
@@ -427,7 +427,7 @@ int nwc_model_synthesize_lanes(const struct nwc_model *m, const uint8_t *q,
 	if (!m->finalized || !m->dec_folded)
 		return -EINVAL;
 	return nwc_net_forward_lanes(&net, m->dec_folded, m->emb_dec, q,
-				     lanes, y, rows, scale, out, ldo);
+				     lanes, y, rows, scale, dtype, out, ldo);
 }
 
 int nwc_model_decode_chunks(const struct nwc_model *m, const int32_t *sym,

@@ -214,16 +214,17 @@ int nwc_model_synthesize(const struct nwc_model *m, const float *y,
 /*
  * nwc_model_synthesize_lanes() - nwc_model_synthesize() on @lanes chunk
  * columns side by side in the entropy stage's lanes layout, each output
- * times its row's scale, through nwc_net_forward_lanes() (mlp.h: the
- * layouts of @y and @out, the same bits).  Only where
+ * times its row's scale and written as @dtype, through
+ * nwc_net_forward_lanes() (mlp.h: the layouts of @y and @out, the same
+ * bytes).  Only where
  * nwc_model_lanes_ok(): a finalized model whose decoder is folded, on a
  * CPU that runs the kernel.  0 or -EINVAL.
  */
 bool nwc_model_lanes_ok(const struct nwc_model *m);
 int nwc_model_synthesize_lanes(const struct nwc_model *m, const uint8_t *q,
 			       unsigned int lanes, const float *y,
-			       size_t rows, const float *scale, float *out,
-			       size_t ldo);
+			       size_t rows, const float *scale,
+			       unsigned int dtype, void *out, size_t ldo);
 
 /*
  * nwc_model_code_syms() - encode side: entropy-code @count symbols, symbol i

@@ -571,17 +571,17 @@ static void linear_band(const struct nwc_model *model,
  * The band's rows from the lanes layout through a folded decoder, sixteen
  * columns side by side (nwc_model_synthesize_lanes()): the latents in
  * stream order are already each group's lanes, and the values come out
- * as rows, so neither needs a transpose.  The same values as
- * lanes_latents(), nwc_model_synthesize() and emit_rows().
+ * as rows of @dtype, so nothing is transposed and no floats are stored
+ * for a pass of their own.  The same bytes as lanes_latents(),
+ * nwc_model_synthesize() and emit_rows().
  */
 static int lanes_band(const struct nwc_model *model,
 		      const struct nwc_tside *ts, uint32_t r0, uint32_t rows,
 		      struct nwc_tensor_scratch *s, enum nwc_dtype dtype,
-		      uint8_t *dst)
+		      size_t elem, uint8_t *dst)
 {
 	const size_t L = NWC_ENTS_LANES, n = ts->n;
 	size_t seq = (size_t)(rows + NWC_CHUNK - 1) / NWC_CHUNK * NWC_CHUNK;
-	float *tmp = s->xhat;	/* rows x n, within its nlat floats */
 	int ret = 0;
 
 	/* a group's latents at a time: they stay in L1 for the decoder */
@@ -591,10 +591,9 @@ static int lanes_band(const struct nwc_model *model,
 		seq_latents(s, g * seq, w * seq, s->y);
 		ret = nwc_model_synthesize_lanes(model, ts->level + g,
 						 (unsigned int)w, s->y, rows,
-						 ts->scale + r0, tmp + g, n);
+						 ts->scale + r0, dtype,
+						 dst + g * elem, n);
 	}
-	if (!ret)
-		nwc_from_f32(dtype, tmp, (size_t)rows * n, dst);
 	return ret;
 }
 
@@ -669,7 +668,7 @@ int nwc_band_decode(const struct nwc_model *model, const struct nwc_tside *ts,
 	}
 	if (ts->lanes && nwc_model_lanes_ok(model)) {
 		ret = lanes_band(model, ts, b * ts->band_rows, rows, s, dtype,
-				 dst);
+				 elem, dst);
 		if (!ret)
 			put_exact(ts, b * ts->band_rows, rows, dtype, elem,
 				  dst);
