@@ -9,7 +9,8 @@
  * band decoder transposes latents in and values out.  With a chunk in
  * each lane, every operation is vertical: the sums of a LayerNorm are
  * adds of whole vectors, and the latents arrive, and the rows leave, in
- * the layout of the entropy stage's lanes and of the tensor's rows.
+ * the layout of the entropy stage's lanes and of the tensor's rows, the
+ * rows already in the tensor's dtype (BF16 rounded in registers).
  *
  * Each lane does the arithmetic of the row-major pass in the same order:
  * Linear outputs as one fused multiply-add per input in input order
