@@ -47,7 +47,8 @@ quality-smollm2: all bench/quantize
 	top_srcdir='$(top_srcdir)' top_builddir='$(top_builddir)' \
 		$(SHELL) $(top_srcdir)/bench/quality-smollm2.sh
 .PHONY: quality-smollm2
-EXTRA_DIST += bench/quality-smollm2.sh bench/ood-text.sh bench/shrink-sweep.sh
+EXTRA_DIST += bench/quality-smollm2.sh bench/ood-text.sh bench/shrink-sweep.sh \
+	bench/mix-tensors.py
 
 # make bench-scale: pack generated models of 0.1, 0.5 and 2 GB lossless,
 # lossy and calibrated; time, MB/s and peak RSS (bench/out/scale.md).

@@ -250,9 +250,10 @@ bucket() {
 		else if (dso ~ /zstd/ || sym ~ /^ZSTD_|^HUF_|^FSE_/) add("byte planes: zstd", p)
 		else if (sym ~ /planes_merge/) add("byte planes: merge", p)
 		else if (sym ~ /^nwc_ents_|^lanes_avx2|^lane_value|^dec_value|^dec_escape/) add("lossy: latent rANS + trellis contexts", p)
-		else if (dso ~ /openblas/ || sym ~ /gemm|linear/) add("lossy: Linear layers", p)
-		else if (sym ~ /block_rows|blocks_out|nwc_net_|nwc_model_synth/) add("lossy: LayerNorm, activation", p)
-		else if (sym ~ /nwc_band_decode|emit_|nwc_from_f32/) add("lossy: latents in, BF16 out", p)
+		else if (dso ~ /openblas/ || sym ~ /gemm|linear|^lin$/) add("lossy: Linear layers", p)
+		# net_lanes_avx2: the lanes kernel, whose BF16 output is inlined
+		else if (sym ~ /block_rows|blocks_out|nwc_net_|nwc_model_synth|net_lanes/) add("lossy: LayerNorm, activation", p)
+		else if (sym ~ /nwc_band_decode|emit_|nwc_from_f32|latents/) add("lossy: latents in, BF16 out", p)
 		else if (sym ~ /^__mem(move|cpy)/) add("user copies (cache to reply)", p)
 		else if (sym ~ /^nwc_cache|^nwc_engine|fill_block|prefetch|nwc_workq|nwc_image|pthread|futex|xxh|XXH/) add("cache, engine, checksums", p)
 		else if (sym ~ /fuse|__pi_memcpy|gup_|pipe|splice/) add("kernel: FUSE transfer", p)
