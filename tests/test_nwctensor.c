@@ -67,21 +67,30 @@ static float *matrix(uint32_t m, uint32_t n)
 	return w;
 }
 
-/* Decode every band of @e as @dtype and compare with e->what. */
+/* Bands that check_decode() decoded both ways with the lanes kernel. */
+static unsigned int t_rowmajor_checks;
+
+/*
+ * Decode every band of @e as @dtype and compare with e->what, and with
+ * the row-major decoder network's bytes.
+ */
 static void check_decode(const struct nwc_model *model,
 			 const struct nwc_tenc *e, enum nwc_dtype dtype)
 {
-	struct nwc_tensor_scratch *s;
+	struct nwc_tensor_scratch *s, *srm;
 	struct nwc_tside *ts;
 	size_t elem = dtype == NWC_DTYPE_F32 ? 4 : 2;
 
 	T_EQ(nwc_tensor_scratch_create(&s), 0);
+	T_EQ(nwc_tensor_scratch_create(&srm), 0);
+	nwc_tensor_scratch_rowmajor(srm, true);
 	T_EQ(nwc_tside_parse(e->side, e->side_len, &ts), 0);
 	T_EQ(nwc_tside_bands(ts), e->nbands);
 	for (uint32_t b = 0; b < e->nbands; b++) {
 		uint32_t rows = nwc_tside_band_rows(ts, b);
 		size_t count = (size_t)rows * ts->n;
 		uint8_t *buf = t_xmalloc(count * elem);
+		uint8_t *rm = t_xmalloc(count * elem);
 		float *f = t_xmalloc(count * sizeof(*f));
 		const float *want = e->what + (size_t)b * ts->band_rows * ts->n;
 
@@ -89,15 +98,22 @@ static void check_decode(const struct nwc_model *model,
 				     dtype, buf, count * elem, s), 0);
 		T_EQ(nwc_to_f32(dtype, buf, count, f), 0);
 		T_MEMEQ(f, want, count * sizeof(*f));
+		/* the row-major network gives the lanes kernel's bytes */
+		T_EQ(nwc_band_decode(model, ts, b, e->band[b], e->band_len[b],
+				     dtype, rm, count * elem, srm), 0);
+		T_MEMEQ(rm, buf, count * elem);
+		t_rowmajor_checks += ts->lanes && nwc_model_lanes_ok(model);
 		/* wrong lengths and bands are refused */
 		T_EQ(nwc_band_decode(model, ts, b, e->band[b], e->band_len[b],
 				     dtype, buf, count * elem - 1, s), -EINVAL);
 		free(buf);
+		free(rm);
 		free(f);
 	}
 	T_EQ(nwc_tside_band_rows(ts, e->nbands), 0);
 	free(ts);
 	nwc_tensor_scratch_free(s);
+	nwc_tensor_scratch_free(srm);
 }
 
 /*
@@ -1009,5 +1025,8 @@ int main(void)
 	T_RUN(test_band_rows_for);
 	T_RUN(test_trained_model);
 	T_RUN(test_exact_trained);
+	printf("check_decode: %u bands also decoded row-major%s\n",
+	       t_rowmajor_checks, t_rowmajor_checks ? "" :
+	       " (none: this CPU has no lanes kernel)");
 	T_EXIT();
 }

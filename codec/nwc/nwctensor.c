@@ -212,6 +212,11 @@ void nwc_tensor_scratch_free(struct nwc_tensor_scratch *s)
 	free(s);
 }
 
+void nwc_tensor_scratch_rowmajor(struct nwc_tensor_scratch *s, bool on)
+{
+	s->rowmajor = on;
+}
+
 int nwc_tensor_scratch_reserve(struct nwc_tensor_scratch *s, size_t nlat)
 {
 	int32_t *sym;
@@ -666,7 +671,7 @@ int nwc_band_decode(const struct nwc_model *model, const struct nwc_tside *ts,
 		put_exact(ts, b * ts->band_rows, rows, dtype, elem, dst);
 		return 0;
 	}
-	if (ts->lanes && nwc_model_lanes_ok(model)) {
+	if (ts->lanes && !s->rowmajor && nwc_model_lanes_ok(model)) {
 		ret = lanes_band(model, ts, b * ts->band_rows, rows, s, dtype,
 				 elem, dst);
 		if (!ret)

@@ -160,6 +160,13 @@ int nwc_tensor_scratch_create(struct nwc_tensor_scratch **out);
 void nwc_tensor_scratch_free(struct nwc_tensor_scratch *s);
 
 /*
+ * Tests: band decodes through @s run the decoder network row-major, as
+ * on CPUs without the lanes kernel (nwc_model_lanes_ok()), with @on; the
+ * bytes are the same.
+ */
+void nwc_tensor_scratch_rowmajor(struct nwc_tensor_scratch *s, bool on);
+
+/*
  * nwc_band_decode() - decode band @b from its payload into @dst: the band's
  * rows in the tensor's @dtype (NWC_DTYPE_F32, F16 or BF16), exactly
  * @dst_len = rows * n * elem bytes.  -NWC_ECORRUPT for a bad stream,

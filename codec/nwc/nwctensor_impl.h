@@ -55,6 +55,7 @@ struct nwc_tensor_scratch {
 	float *y, *xhat;
 	uint8_t *q, *sel;	/* a level per chunk, a table set per latent */
 	size_t cap;		/* latents (16 per chunk) */
+	bool rowmajor;		/* no lanes kernel (tests) */
 };
 
 /* nwc_tensor_scratch_reserve() - room for @nlat latents (a multiple of
