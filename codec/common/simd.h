@@ -32,6 +32,20 @@ typedef int32_t v8si __attribute__((vector_size(32)));
 #define V8_TOTAL(a) ((((a)[0] + (a)[4]) + ((a)[1] + (a)[5])) +	\
 		     (((a)[2] + (a)[6]) + ((a)[3] + (a)[7])))
 
+typedef uint32_t v8su __attribute__((vector_size(32)));
+typedef uint16_t v8hu __attribute__((vector_size(16)));
+
+/* @h (v8hu) = the BF16 bits of the eight floats @a (v8sf), rounded as
+ * nwc_f32_to_bf16() does (convert.h): to nearest even, a NaN kept quiet. */
+#define V8_BF16(h, a) do {						\
+	v8su u_ = (v8su)(a);						\
+	v8su r_ = (u_ + 0x7fff + (u_ >> 16 & 1)) >> 16;			\
+	v8su n_ = (v8su)((u_ & 0x7fffffff) > 0x7f800000);		\
+									\
+	r_ = (n_ & (u_ >> 16 | 0x0040)) | (~n_ & r_);			\
+	(h) = __builtin_convertvector(r_, v8hu);			\
+} while (0)
+
 /*
  * The lanes of @a and @b (0-3: @a's, 4-7: @b's) that four constants pick:
  * __builtin_shufflevector is what clang and GCC 12 and later share; older

@@ -421,22 +421,23 @@ static void lanes_latents(struct nwc_tensor_scratch *s, uint32_t n,
 }
 
 /*
- * A linear decoder straight from the lanes layout to the band's rows in
- * @tmp (@n floats apart): for the sixteen columns of a group (its lanes)
+ * A linear decoder straight from the lanes layout to the band's rows at
+ * @dst (@n elements of @dtype apart, @elem bytes each), the group's first
+ * column at @dst: for the sixteen columns of a group (its lanes)
  * and each chunk row, output o is the bias of the column's level plus
  * sum_c y_c times the level's weight of latent c for output o, then
  * times the row scale.  The same operations in the same order as
  * lanes_latents(), nwc_net_forward_linear() and emit_rows() one after the
  * other, so the same values, without the two transposes and the passes
- * over memory between them.  The group's symbols start at @p.  @w is a
- * lane's weights side by side (when the group's columns have different
- * levels), @y a chunk row's latents.
+ * over memory between them, and BF16 rounded in registers.  The group's
+ * symbols start at @p.  @w is a lane's weights side by side (when the
+ * group's columns have different levels), @y a chunk row's latents.
  */
 __attribute__((target_clones("avx2", "default")))
 static void linear_group(const float *lin, const uint8_t *level,
 			 const struct nwc_tensor_scratch *s, size_t p,
 			 size_t nk, uint32_t rows, const float *sc, size_t n,
-			 float *tmp)
+			 enum nwc_dtype dtype, size_t elem, uint8_t *dst)
 {
 	enum { L = NWC_ENTS_LANES, C = NWC_CHUNK };
 	_Static_assert(L == 16 && C == 16, "two vectors of eight lanes");
@@ -490,7 +491,7 @@ static void linear_group(const float *lin, const uint8_t *level,
 					 latents4(s, p + (k * C + c) * L + l));
 		for (unsigned int o = 0; o < h; o++) {
 			v8sf a0, a1, u0, u1, x0, x1;
-			float *out = tmp + (k * C + o) * n;
+			uint8_t *out = dst + (k * C + o) * n * elem;
 
 			V8_LOAD(a0, b[o]);
 			V8_LOAD(a1, b[o] + 8);
@@ -517,8 +518,20 @@ static void linear_group(const float *lin, const uint8_t *level,
 			}
 			a0 = sc[k * C + o] * a0;
 			a1 = sc[k * C + o] * a1;
-			V8_STORE(out, a0);
-			V8_STORE(out + 8, a1);
+			if (dtype == NWC_DTYPE_BF16) {
+				v8hu h0, h1;
+
+				V8_BF16(h0, a0);
+				V8_BF16(h1, a1);
+				memcpy(out, &h0, sizeof(h0));
+				memcpy(out + sizeof(h0), &h1, sizeof(h1));
+			} else {
+				float f[C];
+
+				V8_STORE(f, a0);
+				V8_STORE(f + 8, a1);
+				nwc_from_f32(dtype, f, C, out);
+			}
 		}
 	}
 }
@@ -527,7 +540,8 @@ static void linear_group(const float *lin, const uint8_t *level,
 static void linear_tail(const float *lin, const uint8_t *level,
 			const struct nwc_tensor_scratch *s, size_t p,
 			unsigned int lanes, size_t nk, uint32_t rows,
-			const float *sc, size_t n, float *tmp)
+			const float *sc, size_t n, enum nwc_dtype dtype,
+			size_t elem, uint8_t *dst)
 {
 	enum { C = NWC_CHUNK };
 
@@ -545,7 +559,9 @@ static void linear_tail(const float *lin, const uint8_t *level,
 
 				for (unsigned int c = 0; c < C; c++)
 					a += x[c] * m[c * C + o];
-				tmp[(k * C + o) * n + l] = sc[k * C + o] * a;
+				a = sc[k * C + o] * a;
+				nwc_from_f32(dtype, &a, 1,
+					     dst + ((k * C + o) * n + l) * elem);
 			}
 		}
 	}
@@ -555,21 +571,20 @@ static void linear_tail(const float *lin, const uint8_t *level,
 static void linear_band(const struct nwc_model *model,
 			const struct nwc_tside *ts, uint32_t r0, uint32_t rows,
 			const struct nwc_tensor_scratch *s,
-			enum nwc_dtype dtype, uint8_t *dst)
+			enum nwc_dtype dtype, size_t elem, uint8_t *dst)
 {
 	const size_t L = NWC_ENTS_LANES, n = ts->n;
 	size_t nk = (rows + NWC_CHUNK - 1) / NWC_CHUNK, seq = nk * NWC_CHUNK;
 	const float *sc = ts->scale + r0;
-	float *tmp = s->y;	/* rows x n, within its nlat floats */
 	uint32_t g;
 
 	for (g = 0; g + L <= n; g += L)
 		linear_group(model->dec_linear, ts->level + g, s, g * seq, nk,
-			     rows, sc, n, tmp + g);
+			     rows, sc, n, dtype, elem, dst + g * elem);
 	if (g < n)
 		linear_tail(model->dec_linear, ts->level + g, s, g * seq,
-			    (unsigned int)(n - g), nk, rows, sc, n, tmp + g);
-	nwc_from_f32(dtype, tmp, (size_t)rows * n, dst);
+			    (unsigned int)(n - g), nk, rows, sc, n, dtype, elem,
+			    dst + g * elem);
 }
 
 /*
@@ -666,8 +681,9 @@ int nwc_band_decode(const struct nwc_model *model, const struct nwc_tside *ts,
 			s->sym, s->sel, nlat, src, len);
 	if (ret)
 		return ret;
-	if (ts->lanes && model->dec_linear) {
-		linear_band(model, ts, b * ts->band_rows, rows, s, dtype, dst);
+	if (ts->lanes && !s->rowmajor && model->dec_linear) {
+		linear_band(model, ts, b * ts->band_rows, rows, s, dtype, elem,
+			    dst);
 		put_exact(ts, b * ts->band_rows, rows, dtype, elem, dst);
 		return 0;
 	}

@@ -160,9 +160,11 @@ int nwc_tensor_scratch_create(struct nwc_tensor_scratch **out);
 void nwc_tensor_scratch_free(struct nwc_tensor_scratch *s);
 
 /*
- * Tests: band decodes through @s run the decoder network row-major, as
- * on CPUs without the lanes kernel (nwc_model_lanes_ok()), with @on; the
- * bytes are the same.
+ * Tests: with @on, band decodes through @s transpose the lanes layout's
+ * latents and run the decoder network row-major (a folded one as on CPUs
+ * without the lanes kernel, nwc_model_lanes_ok(); a linear one through
+ * nwc_net_forward_linear()), then transpose the rows back; the bytes are
+ * the same.
  */
 void nwc_tensor_scratch_rowmajor(struct nwc_tensor_scratch *s, bool on);
 
