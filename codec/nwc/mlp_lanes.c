@@ -104,52 +104,63 @@ TGT static inline __m256 total8(const __m256 *a)
 }
 
 /*
- * block_row() in every lane: h = (h + ReLU(gamma LN(z) + beta)) * e, one
- * half of the lanes at a time.  ReLU as max(u, 0), which gives 0 for NaN
- * and -0 as block_row()'s mask does.
+ * block_row() in every lane: h = (h + ReLU(gamma LN(z) + beta)) * e, both
+ * halves of the lanes in each pass, so that their chains of adds and the
+ * divides and square root between the passes overlap.  ReLU as max(u, 0),
+ * which gives 0 for NaN and -0 as block_row()'s mask does.
  */
 TGT static void block(const lanes16 *z, lanes16 *hv, const float *gamma,
 		      const float *beta, const lanes16 *e, size_t n)
 {
 	const __m256 zero = _mm256_setzero_ps(), fn = _mm256_set1_ps((float)n);
+	__m256 a[8], b[8], mean0, mean1, rstd0, rstd1;
 
-	for (int s = 0; s < 2; s++) {
-		__m256 a[8], mean, rstd;
-
-		/* n is a multiple of 8: feature j + l adds to sum l */
+	/* n is a multiple of 8: feature j + l adds to sum l */
 #pragma GCC unroll 8
-		for (int l = 0; l < 8; l++)
-			a[l] = zero;
-		for (size_t j = 0; j < n; j += 8)
+	for (int l = 0; l < 8; l++)
+		a[l] = b[l] = zero;
+	for (size_t j = 0; j < n; j += 8)
 #pragma GCC unroll 8
-			for (int l = 0; l < 8; l++)
-				a[l] = _mm256_add_ps(a[l], z[j + l].v[s]);
-		mean = _mm256_div_ps(total8(a), fn);
-#pragma GCC unroll 8
-		for (int l = 0; l < 8; l++)
-			a[l] = zero;
-		for (size_t j = 0; j < n; j += 8)
-#pragma GCC unroll 8
-			for (int l = 0; l < 8; l++) {
-				__m256 d = _mm256_sub_ps(z[j + l].v[s], mean);
-
-				a[l] = _mm256_add_ps(a[l], _mm256_mul_ps(d, d));
-			}
-		rstd = _mm256_div_ps(_mm256_set1_ps(1.0f),
-				     _mm256_sqrt_ps(_mm256_add_ps(
-					     _mm256_div_ps(total8(a), fn),
-					     _mm256_set1_ps(NWC_NET_LN_EPS))));
-		for (size_t j = 0; j < n; j++) {
-			__m256 x = _mm256_mul_ps(_mm256_sub_ps(z[j].v[s], mean),
-						 rstd);
-			__m256 u = _mm256_add_ps(
-				_mm256_mul_ps(_mm256_broadcast_ss(gamma + j), x),
-				_mm256_broadcast_ss(beta + j));
-
-			u = _mm256_max_ps(u, zero);
-			hv[j].v[s] = _mm256_mul_ps(_mm256_add_ps(u, hv[j].v[s]),
-						   e[j].v[s]);
+		for (int l = 0; l < 8; l++) {
+			a[l] = _mm256_add_ps(a[l], z[j + l].v[0]);
+			b[l] = _mm256_add_ps(b[l], z[j + l].v[1]);
 		}
+	mean0 = _mm256_div_ps(total8(a), fn);
+	mean1 = _mm256_div_ps(total8(b), fn);
+#pragma GCC unroll 8
+	for (int l = 0; l < 8; l++)
+		a[l] = b[l] = zero;
+	for (size_t j = 0; j < n; j += 8)
+#pragma GCC unroll 8
+		for (int l = 0; l < 8; l++) {
+			__m256 d0 = _mm256_sub_ps(z[j + l].v[0], mean0);
+			__m256 d1 = _mm256_sub_ps(z[j + l].v[1], mean1);
+
+			a[l] = _mm256_add_ps(a[l], _mm256_mul_ps(d0, d0));
+			b[l] = _mm256_add_ps(b[l], _mm256_mul_ps(d1, d1));
+		}
+	rstd0 = _mm256_div_ps(_mm256_set1_ps(1.0f),
+			      _mm256_sqrt_ps(_mm256_add_ps(
+				      _mm256_div_ps(total8(a), fn),
+				      _mm256_set1_ps(NWC_NET_LN_EPS))));
+	rstd1 = _mm256_div_ps(_mm256_set1_ps(1.0f),
+			      _mm256_sqrt_ps(_mm256_add_ps(
+				      _mm256_div_ps(total8(b), fn),
+				      _mm256_set1_ps(NWC_NET_LN_EPS))));
+	for (size_t j = 0; j < n; j++) {
+		__m256 g = _mm256_broadcast_ss(gamma + j);
+		__m256 c = _mm256_broadcast_ss(beta + j);
+		__m256 x0 = _mm256_mul_ps(_mm256_sub_ps(z[j].v[0], mean0), rstd0);
+		__m256 x1 = _mm256_mul_ps(_mm256_sub_ps(z[j].v[1], mean1), rstd1);
+		__m256 u0 = _mm256_max_ps(
+			_mm256_add_ps(_mm256_mul_ps(g, x0), c), zero);
+		__m256 u1 = _mm256_max_ps(
+			_mm256_add_ps(_mm256_mul_ps(g, x1), c), zero);
+
+		hv[j].v[0] = _mm256_mul_ps(_mm256_add_ps(u0, hv[j].v[0]),
+					   e[j].v[0]);
+		hv[j].v[1] = _mm256_mul_ps(_mm256_add_ps(u1, hv[j].v[1]),
+					   e[j].v[1]);
 	}
 }
 
