@@ -103,6 +103,16 @@ TGT static inline __m256 total8(const __m256 *a)
 			      _mm256_add_ps(a[3], a[7])));
 }
 
+/* block_row()'s 1 / sqrt(variance + eps) from its eight partial sums of
+ * squares @a over @fn features. */
+TGT static inline __m256 rstd8(const __m256 *a, __m256 fn)
+{
+	return _mm256_div_ps(_mm256_set1_ps(1.0f),
+			     _mm256_sqrt_ps(_mm256_add_ps(
+				     _mm256_div_ps(total8(a), fn),
+				     _mm256_set1_ps(NWC_NET_LN_EPS))));
+}
+
 /*
  * block_row() in every lane: h = (h + ReLU(gamma LN(z) + beta)) * e, both
  * halves of the lanes in each pass, so that their chains of adds and the
@@ -139,14 +149,8 @@ TGT static void block(const lanes16 *z, lanes16 *hv, const float *gamma,
 			a[l] = _mm256_add_ps(a[l], _mm256_mul_ps(d0, d0));
 			b[l] = _mm256_add_ps(b[l], _mm256_mul_ps(d1, d1));
 		}
-	rstd0 = _mm256_div_ps(_mm256_set1_ps(1.0f),
-			      _mm256_sqrt_ps(_mm256_add_ps(
-				      _mm256_div_ps(total8(a), fn),
-				      _mm256_set1_ps(NWC_NET_LN_EPS))));
-	rstd1 = _mm256_div_ps(_mm256_set1_ps(1.0f),
-			      _mm256_sqrt_ps(_mm256_add_ps(
-				      _mm256_div_ps(total8(b), fn),
-				      _mm256_set1_ps(NWC_NET_LN_EPS))));
+	rstd0 = rstd8(a, fn);
+	rstd1 = rstd8(b, fn);
 	for (size_t j = 0; j < n; j++) {
 		__m256 g = _mm256_broadcast_ss(gamma + j);
 		__m256 c = _mm256_broadcast_ss(beta + j);
