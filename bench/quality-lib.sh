@@ -34,8 +34,10 @@ nwc_image() {
 	[ "$stored" = $((payload + side)) ] ||
 		die "fsck.nwc lists $stored bytes of nwc tensors, mkfs.nwc's summary $payload + $side"
 	# Tensors selected for the codec but stored exactly (a warning names
-	# each) count too: bits/weight is over every selected tensor.
-	sed -n 's/^mkfs\.nwc: warning: [^:]*: \([^:]*\): .*stored losslessly$/\1/p' \
+	# each, or the summary those that --exact-tensors chose) count too:
+	# bits/weight is over every selected tensor.
+	sed -n -e 's/^mkfs\.nwc: warning: [^:]*: \([^:]*\): .*stored losslessly$/\1/p' \
+		-e 's/^lossy: exact: [^:]*: \(.*\)$/\1/p' \
 		"$W/mkfs.out" >"$W/fallbacks"
 	set -- $(awk 'NR == FNR { fb[$1] = 1; next }
 		/^    / && ($NF in fb) {

@@ -66,7 +66,7 @@ enum {
 	OPT_MODELS, OPT_MODEL_SET, OPT_CALIB, OPT_CALIB_TOKENS, OPT_CALIB_STATS,
 	OPT_QUANT, OPT_CALIB_MODE, OPT_EXCLUDE, OPT_NO_DEREFERENCE,
 	OPT_CALIB_SHRINK, OPT_CALIB_DAMP, OPT_EXACT_SD, OPT_CALIB_LOUD,
-	OPT_CALIB_PROMOTE, OPT_CALIB_SENS, OPT_CALIB_SENS_POWER, OPT_CALIB_TUNE, OPT_CALIB_TUNE_TOKENS,
+	OPT_CALIB_PROMOTE, OPT_CALIB_SENS, OPT_CALIB_SENS_POWER, OPT_EXACT_TENSORS, OPT_CALIB_TUNE, OPT_CALIB_TUNE_TOKENS,
 	OPT_CALIB_TUNE_FILE, OPT_CALIB_TUNE_RATE,
 };
 
@@ -178,6 +178,10 @@ static void usage(FILE *f)
 "      --exact-sd=R        store exactly the weights further than R standard\n"
 "                          deviations from their row's mean, 0 or 8..1000\n"
 "                          (default 0: none)\n"
+"      --exact-tensors     let the allocation store whole tensors exactly\n"
+"                          (their byte planes, counted in --bits) where\n"
+"                          that lowers the estimated loss most per bit;\n"
+"                          needs the calibration's sensitivities\n"
 "      --exclude=GLOB      leave out the files and directories whose path\n"
 "                          or name matches GLOB; a trailing / matches\n"
 "                          directories only (repeatable)\n"
@@ -295,6 +299,10 @@ static int check_lossy_args(struct lossy_args *la)
 	}
 	if (la->sens_power_set && !la->calib && !la->calib_stats) {
 		nwc_err("--calib-sens-power needs --calib or --calib-stats");
+		return -EINVAL;
+	}
+	if (la->pl.exact_tensors && !la->calib && !la->calib_stats) {
+		nwc_err("--exact-tensors needs --calib or --calib-stats (the sensitivities)");
 		return -EINVAL;
 	}
 	if (la->calib_mode_set && !la->calib) {
@@ -557,6 +565,8 @@ static char *info_text(const struct lossy_args *la,
 					  "tcq" : "round");
 		if (la->pl.exact_sd > 0)
 			fprintf(f, " --exact-sd=%g", la->pl.exact_sd);
+		if (la->pl.exact_tensors)
+			fprintf(f, " --exact-tensors");
 		PUT_PATH(f, "--models=", la->models_dir);
 		if (la->calib) {
 			PUT_PATH(f, "--calib=", la->calib);
@@ -640,6 +650,7 @@ static int mkfs_main(int argc, char **argv)
 		{ "calib-sens", required_argument, NULL, OPT_CALIB_SENS },
 		{ "calib-sens-power", required_argument, NULL,
 		  OPT_CALIB_SENS_POWER },
+		{ "exact-tensors", no_argument, NULL, OPT_EXACT_TENSORS },
 		{ "calib-tune", required_argument, NULL, OPT_CALIB_TUNE },
 		{ "calib-tune-tokens", required_argument, NULL,
 		  OPT_CALIB_TUNE_TOKENS },
@@ -756,6 +767,10 @@ static int mkfs_main(int argc, char **argv)
 					optarg);
 				return NWC_EXIT_USAGE;
 			}
+			break;
+		case OPT_EXACT_TENSORS:
+			la.any = true;
+			la.pl.exact_tensors = true;
 			break;
 		case OPT_CALIB_SENS_POWER:
 			la.any = true;

@@ -500,6 +500,44 @@ calib_default() {
 	echo "lossy: $1"
 }
 calib_default --calib-shrink 0.5 0
+# --exact-tensors: at a rate above every model's the allocation stores some
+# tensors exactly; the summary names them, they come back bit for bit as
+# byte planes, the others stay coded, INFO records the option; without it
+# none; without sensitivities it is refused.
+"$NWC" calib -q -j2 --sensitivity 2000 "$g" "$W/shrink-tok.u16" \
+	-o "$W/sens-stats.safetensors" || t_fail "nwc calib --sensitivity failed"
+mk --bits 9 --calib-stats "$W/sens-stats.safetensors" --exact-tensors "$g" \
+	"$W/et.nwc"
+n=$(sed -n 's/^lossy: \([0-9]*\) tensors stored exactly by the allocation.*/\1/p' "$W/mk.out")
+[ "${n:-0}" -ge 1 ] ||
+	t_fail "--exact-tensors --bits 9: none stored exactly: $(cat "$W/mk.out")"
+sed -n 's/^lossy: exact: [^:]*: //p' "$W/mk.out" | sort >"$W/et-names"
+[ "$(wc -l <"$W/et-names")" = "$n" ] ||
+	t_fail "--exact-tensors: the summary names $(wc -l <"$W/et-names") tensors, not $n"
+listing "$W/et.nwc" >"$W/et-list"
+awk 'NR == FNR { ex[$1] = 1; next } ($1 in ex) && $2 ~ /^nwc/ { bad++ }
+	!($1 in ex) && $2 ~ /^nwc/ { coded++ }
+	END { exit !(bad == 0 && coded > 0) }' "$W/et-names" "$W/et-list" ||
+	t_fail "--exact-tensors: a named tensor is coded, or none is: $(cat "$W/et-list")"
+"$FSCK" -q -x "$W/xe" "$W/et.nwc" || t_fail "--exact-tensors: fsck.nwc -x"
+PYTHONPATH=$W python3 - "$g/model.safetensors" "$W/xe/model.safetensors" \
+	"$W/et-names" <<'EOF' || t_fail "--exact-tensors: a named tensor is not exact"
+import sys
+from st import read
+a, ba, ha = read(sys.argv[1])
+b, bb, hb = read(sys.argv[2])
+for name in open(sys.argv[3]).read().split():
+    s, e = ha[name]["data_offsets"]
+    assert a[ba + s:ba + e] == b[bb + s:bb + e], name
+EOF
+"$NWC" info "$W/et.nwc" | grep -q -- ' --exact-tensors' ||
+	t_fail "the image does not record --exact-tensors"
+mk --bits 9 --calib-stats "$W/sens-stats.safetensors" "$g" "$W/et0.nwc"
+grep -q 'stored exactly by the allocation' "$W/mk.out" &&
+	t_fail "without --exact-tensors a tensor was stored exactly"
+bad 1 "--exact-tensors needs --calib or --calib-stats" --exact-tensors "$g"
+rm -rf "$W/xe" "$W/et.nwc" "$W/et0.nwc"
+echo "lossy: --exact-tensors ($n tensors exact at --bits 9)"
 # --calib-tune: the KL divergence from the original falls step by step
 # (one block of tokens: the file holds fewer than two);
 # the same image on 1 and 2 threads; only the row scales change (the same

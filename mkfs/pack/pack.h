@@ -31,6 +31,8 @@ struct nwc_pack_lossy {
 	double exact_loud;		/* nwc_tenc_opts.exact_loud */
 	double promote;			/* share of columns at level 1 */
 	double sens_power;		/* nwc_lossy_weigh()'s power */
+	bool exact_tensors;		/* the allocation may store tensors
+					 * exactly (--exact-tensors) */
 	double calib_seconds;		/* what computing @calib took */
 	/* Sequential calibration: @calib's model run, run again after the
 	 * plan with each layer coded as it is reached; NULL: one pass. */
@@ -71,6 +73,8 @@ struct nwc_pack_opts {
 struct nwc_pack_lossy_result {
 	uint32_t tensors;	/* coded with the neural codec */
 	uint32_t fallbacks;	/* selected, but stored losslessly */
+	uint32_t exact_tensors;	/* of those, by the allocation's choice */
+	char *exact_names;	/* theirs, "path: name\n" each, or NULL */
 	uint64_t weights;
 	uint64_t payload;	/* band payload bytes */
 	uint64_t side;		/* side record bytes */

@@ -200,6 +200,29 @@ static uint32_t unselect_lossless(struct pipe *p, uint32_t n_files)
 	return n;
 }
 
+/* The tensors that the allocation stores exactly, named for the summary
+ * (nwc_pack_print_lossy()). */
+static int exact_names(const struct pipe *p, struct nwc_pack_lossy_result *lr)
+{
+	size_t len = 0, off = 0;
+
+	for (size_t i = 0; i < p->n_lt; i++)
+		if (p->lt[i].exact) {
+			lr->exact_tensors++;
+			len += strlen(p->lt[i].path) + strlen(p->lt[i].name) + 3;
+		}
+	if (!lr->exact_tensors)
+		return 0;
+	lr->exact_names = malloc(len + 1);
+	if (!lr->exact_names)
+		return -ENOMEM;
+	for (size_t i = 0; i < p->n_lt; i++)
+		if (p->lt[i].exact)
+			off += (size_t)sprintf(lr->exact_names + off, "%s: %s\n",
+					       p->lt[i].path, p->lt[i].name);
+	return 0;
+}
+
 /* Working memory of a lossy job: the values, the encoder's copies, H. */
 static uint64_t lossy_cost(const struct nwc_rate_tensor *t)
 {
@@ -302,6 +325,7 @@ int pack_plan_lossy(struct pipe *p, uint32_t n_files,
 		.promote = lo->promote,
 		.exact_sd = lo->exact_sd,
 		.sens_power = lo->sens_power,
+		.exact_tensors = lo->exact_tensors,
 		.jobs = p->opts->jobs,
 		.progress = p->opts->progress,
 	};
@@ -323,6 +347,9 @@ int pack_plan_lossy(struct pipe *p, uint32_t n_files,
 	if (ret)
 		return ret;
 	res->lossy.fallbacks = unselect_lossless(p, n_files);
+	ret = exact_names(p, &res->lossy);
+	if (ret)
+		return ret;
 	res->lossy.plan_seconds = nwc_now() - t0;
 	return 0;
 }

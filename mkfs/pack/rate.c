@@ -14,6 +14,7 @@
 
 #include "codec/common/array.h"
 #include "codec/common/convert.h"
+#include "codec/common/dtype.h"
 #include "codec/image/format.h"
 #include "codec/common/io.h"
 #include "codec/common/log.h"
@@ -285,6 +286,44 @@ static int est_levels(struct est *e, struct nwc_rate_tensor *t, float **h)
 	return ret;
 }
 
+/*
+ * Bits per weight that the lossless byte planes would take for @t's @w
+ * (values of its dtype, so exact): the order-0 entropy of each plane of
+ * the elements rotated left by one bit (codec/planes.h), which the planes'
+ * rANS comes close to.
+ */
+static double exact_bits(const struct nwc_rate_tensor *t, const float *w)
+{
+	const size_t n = (size_t)t->m * t->n;
+	const unsigned es = nwc_dtype_size(t->dtype);
+	uint64_t (*hist)[256] = calloc(es, sizeof(*hist));
+	double bits = 0;
+
+	if (!hist)
+		return 8.0 * es;	/* as stored: no gain counted */
+	for (size_t i = 0; i < n; i++) {
+		uint32_t u;
+
+		if (es == 2) {
+			u = t->dtype == NWC_DTYPE_BF16 ? nwc_f32_to_bf16(w[i]) :
+							 nwc_f32_to_f16(w[i]);
+			u = (u << 1 | u >> 15) & 0xffff;
+		} else {
+			memcpy(&u, &w[i], 4);
+			u = u << 1 | u >> 31;
+		}
+		for (unsigned b = 0; b < es; b++)
+			hist[b][u >> (8 * b) & 0xff]++;
+	}
+	for (unsigned b = 0; b < es; b++)
+		for (unsigned v = 0; v < 256; v++)
+			if (hist[b][v])
+				bits -= (double)hist[b][v] *
+					log2((double)hist[b][v] / (double)n);
+	free(hist);
+	return bits / (double)n;
+}
+
 static int est_one(struct est *e, size_t i)
 {
 	struct nwc_rate_tensor *t = &e->t[i];
@@ -318,6 +357,8 @@ static int est_one(struct est *e, size_t i)
 		t->lossless = true;
 		goto out_free;
 	}
+	if (e->o->exact_tensors)
+		t->exact_bits = exact_bits(t, w);
 	nwc_tenc_opts_init(&so);
 	so.quant = e->o->quant;
 	so.dtype = t->dtype;
@@ -432,18 +473,25 @@ static bool by_loss(const struct est *e)
 	return with && with == lossy;
 }
 
-/* Choose the models of the tensors that are still lossy. */
+/*
+ * Choose the models of the tensors that are still lossy.  With
+ * --exact-tensors (and sensitivities) exact storage is one more choice,
+ * column nm: its estimated bits (exact_bits()) for no distortion; a
+ * tensor given a fixed rate never takes it.
+ */
 static int allocate(struct est *e, struct nwc_rate_models *ms)
 {
-	size_t nt = 0, nm = e->nm;
-	double *bits, *dist, *fixed, sum = 0, w = 0;
 	const bool sens = by_loss(e);
+	const size_t nm = e->nm;
+	const size_t nc = nm + (e->o->exact_tensors && sens && nm > 1);
+	size_t nt = 0;
+	double *bits, *dist, *fixed, sum = 0, w = 0;
 	uint64_t *weights;
 	unsigned *pick;
 	int ret = -ENOMEM;
 
-	bits = malloc(NWC_MAX(e->nt, 1) * nm * sizeof(*bits));
-	dist = malloc(NWC_MAX(e->nt, 1) * nm * sizeof(*dist));
+	bits = malloc(NWC_MAX(e->nt, 1) * nc * sizeof(*bits));
+	dist = malloc(NWC_MAX(e->nt, 1) * nc * sizeof(*dist));
 	fixed = malloc(NWC_MAX(e->nt, 1) * sizeof(*fixed));
 	weights = malloc(NWC_MAX(e->nt, 1) * sizeof(*weights));
 	pick = calloc(NWC_MAX(e->nt, 1), sizeof(*pick));
@@ -452,18 +500,24 @@ static int allocate(struct est *e, struct nwc_rate_models *ms)
 	for (size_t i = 0; i < e->nt; i++) {
 		if (e->t[i].lossless)
 			continue;
-		memcpy(bits + nt * nm, e->bits + i * nm, nm * sizeof(*bits));
-		memcpy(dist + nt * nm, e->dist + i * nm, nm * sizeof(*dist));
+		memcpy(bits + nt * nc, e->bits + i * nm, nm * sizeof(*bits));
+		memcpy(dist + nt * nc, e->dist + i * nm, nm * sizeof(*dist));
 		if (sens)
 			nwc_lossy_weigh((unsigned)nm, e->loss + i * nm,
-					e->o->sens_power, dist + nt * nm);
+					e->o->sens_power, dist + nt * nc);
 		fixed[nt] = e->t[i].fixed_bits;
+		if (nc > nm) {
+			/* never nearest to a fixed rate, never cheapest */
+			bits[nt * nc + nm] = fixed[nt] < 0 ?
+				e->t[i].exact_bits : 1e9;
+			dist[nt * nc + nm] = fixed[nt] < 0 ? 0 : 1e300;
+		}
 		weights[nt] = (uint64_t)e->t[i].m * e->t[i].n;
 		nt++;
 	}
 	ret = 0;
-	if (nt && nm > 1)
-		ret = nwc_lossy_allocate(nt, (unsigned)nm, bits, dist, weights,
+	if (nt && nc > 1)
+		ret = nwc_lossy_allocate(nt, (unsigned)nc, bits, dist, weights,
 					 fixed, e->o->bits, pick);
 	if (ret)
 		goto out_free;
@@ -473,15 +527,23 @@ static int allocate(struct est *e, struct nwc_rate_models *ms)
 
 		if (t->lossless)
 			continue;
+		if (nc > 1) {
+			sum += bits[nt * nc + pick[nt]] * (double)weights[nt];
+			w += (double)weights[nt];
+		}
+		if (pick[nt] == nm) {
+			t->lossless = t->exact = true;
+			nwc_info("%s: %s: stored exactly, estimated %.3f bits/weight",
+				 t->path, t->name, bits[nt * nc + nm]);
+			nt++;
+			continue;
+		}
 		t->model = pick[nt];
 		ms->m[t->model].used = true;
-		if (nm > 1) {
-			sum += bits[nt * nm + pick[nt]] * (double)weights[nt];
-			w += (double)weights[nt];
+		if (nm > 1)
 			nwc_dbg("%s: %s: model %s, estimated %.3f bits/weight",
 				t->path, t->name, ms->m[t->model].name,
-				bits[nt * nm + pick[nt]]);
-		}
+				bits[nt * nc + pick[nt]]);
 		nt++;
 	}
 	if (w > 0)
@@ -527,7 +589,7 @@ static int assign_ranks(struct nwc_rate_tensor *t, size_t nt)
  * estimate, from the rank that did. */
 static int share_estimates(struct est *e)
 {
-	size_t len = 3 * e->nm * sizeof(double) + 3;
+	size_t len = 3 * e->nm * sizeof(double) + sizeof(double) + 3;
 	uint8_t *buf;
 
 	if (nwc_group_size() == 1)
@@ -543,12 +605,14 @@ static int share_estimates(struct est *e)
 
 		for (unsigned k = 0; k < 3; k++)
 			memcpy(buf + k * row, est[k], row);
+		memcpy(buf + 3 * row, &t->exact_bits, sizeof(double));
 		buf[len - 3] = t->lossless;
 		buf[len - 2] = t->have_h;
 		buf[len - 1] = t->have_g;
 		nwc_group_bcast(t->rank, buf, len);
 		for (unsigned k = 0; k < 3; k++)
 			memcpy(est[k], buf + k * row, row);
+		memcpy(&t->exact_bits, buf + 3 * row, sizeof(double));
 		t->lossless = buf[len - 3];
 		t->have_h = buf[len - 2];
 		t->have_g = buf[len - 1];

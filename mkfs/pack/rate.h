@@ -36,6 +36,8 @@ struct nwc_rate_tensor {
 	bool lossless;		/* cannot be coded: store it losslessly */
 	bool have_h;		/* calibration statistics exist for it */
 	bool have_g;		/* and sensitivities (calib.h) */
+	bool exact;		/* lossless by the allocation's choice */
+	double exact_bits;	/* estimated lossless bits/weight */
 	unsigned model;		/* index into the models */
 	unsigned rank;		/* the rank of the group that codes it */
 	uint8_t *level;		/* n column levels; on that rank only */
@@ -65,6 +67,7 @@ struct nwc_rate_opts {
 	double promote;			/* nwc_lossy_levels()' share */
 	double exact_sd;		/* nwc_tenc_opts.exact_sd */
 	double sens_power;		/* nwc_lossy_weigh()'s power */
+	bool exact_tensors;		/* exact storage is a rate point */
 	unsigned jobs;			/* worker threads, >= 1 */
 	bool progress;			/* a progress line on stderr */
 };

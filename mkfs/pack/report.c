@@ -50,9 +50,21 @@ void nwc_pack_print_lossy(const struct nwc_pack_lossy *pl,
 	if (lr->exact)
 		printf("lossy: %llu weights stored exactly (--calib-loud, --exact-sd), in the side bytes\n",
 		       (unsigned long long)lr->exact);
-	if (lr->fallbacks)
+	if (lr->fallbacks > lr->exact_tensors)
 		printf("lossy: %u tensors stored losslessly instead (see the messages above)\n",
-		       lr->fallbacks);
+		       lr->fallbacks - lr->exact_tensors);
+	if (lr->exact_tensors) {
+		const char *s = lr->exact_names;
+
+		printf("lossy: %u tensors stored exactly by the allocation (--exact-tensors), their byte planes counted in no figure above:\n",
+		       lr->exact_tensors);
+		while (s && *s) {
+			const char *e = strchr(s, '\n');
+
+			printf("lossy: exact: %.*s\n", (int)(e - s), s);
+			s = e + 1;
+		}
+	}
 	for (unsigned k = 0; k < ms->n; k++) {
 		if (lr->per_model[k])
 			printf("%14u tensors  model %s (lambda %g)\n",
