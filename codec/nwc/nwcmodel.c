@@ -48,6 +48,7 @@ static void free_coding(struct nwc_model *m)
 	m->medians = NULL;
 	m->dec_folded = NULL;
 	m->dec_linear = NULL;
+	m->dec_lanes = false;
 	m->finalized = false;
 	m->flags &= ~NWC_MODEL_F_TCQ;
 }
@@ -132,6 +133,7 @@ static int fold_decoder(struct nwc_model *m)
 		free(m->dec_folded);
 		m->dec_folded = NULL;
 	}
+	m->dec_lanes = !ret && nwc_net_lanes_ok(&net);
 	return ret;
 }
 
@@ -410,10 +412,7 @@ int nwc_model_synthesize(const struct nwc_model *m, const float *y,
 
 bool nwc_model_lanes_ok(const struct nwc_model *m)
 {
-	struct nwc_net net = { .h = m->h, .r = m->r, .nq = m->nq,
-			       .params = m->dec };
-
-	return m->finalized && m->dec_folded && nwc_net_lanes_ok(&net);
+	return m->finalized && m->dec_lanes;
 }
 
 int nwc_model_synthesize_lanes(const struct nwc_model *m, const uint8_t *q,
@@ -424,7 +423,7 @@ int nwc_model_synthesize_lanes(const struct nwc_model *m, const uint8_t *q,
 	struct nwc_net net = { .h = m->h, .r = m->r, .nq = m->nq,
 			       .params = m->dec };
 
-	if (!m->finalized || !m->dec_folded)
+	if (!nwc_model_lanes_ok(m))
 		return -EINVAL;
 	return nwc_net_forward_lanes(&net, m->dec_folded, m->emb_dec, q,
 				     lanes, y, rows, scale, dtype, out, ldo);

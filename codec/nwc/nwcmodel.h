@@ -103,6 +103,8 @@ struct nwc_model {
 	float *dec_linear;		/* a linear decoder's maps, medians
 					 * included (nwc_net_fold_linear()),
 					 * instead of dec_folded */
+	bool dec_lanes;			/* dec_folded runs on this CPU's
+					 * lanes kernel (nwc_net_lanes_ok()) */
 	struct nwc_qdist **tables;	/* nwc_model_ntables(); see the file */
 	struct nwc_ents_flat *flat;	/* the tables for the vector decoder,
 					 * or NULL (entropy.h) */
