@@ -166,7 +166,7 @@ void nwc_pack_result_free(struct nwc_pack_result *res)
 	res->stored = NULL;
 	free(res->lossy.per_model);
 	res->lossy.per_model = NULL;
-	free(res->lossy.exact_names);
-	res->lossy.exact_names = NULL;
+	free(res->lossy.exact_lines);
+	res->lossy.exact_lines = NULL;
 }
 

@@ -74,7 +74,7 @@ struct nwc_pack_lossy_result {
 	uint32_t tensors;	/* coded with the neural codec */
 	uint32_t fallbacks;	/* selected, but stored losslessly */
 	uint32_t exact_tensors;	/* of those, by the allocation's choice */
-	char *exact_names;	/* theirs, "path: name\n" each, or NULL */
+	char *exact_lines;	/* their summary lines, or NULL */
 	uint64_t weights;
 	uint64_t payload;	/* band payload bytes */
 	uint64_t side;		/* side record bytes */

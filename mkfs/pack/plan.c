@@ -200,26 +200,29 @@ static uint32_t unselect_lossless(struct pipe *p, uint32_t n_files)
 	return n;
 }
 
-/* The tensors that the allocation stores exactly, named for the summary
- * (nwc_pack_print_lossy()). */
-static int exact_names(const struct pipe *p, struct nwc_pack_lossy_result *lr)
+/* The summary's line for each tensor that the allocation stores exactly
+ * (nwc_pack_print_lossy()), which bench/quality-lib.sh reads. */
+#define EXACT_LINE "lossy: exact: %s: %s\n"
+static int exact_lines(const struct pipe *p, struct nwc_pack_lossy_result *lr)
 {
-	size_t len = 0, off = 0;
+	size_t len = 1, off = 0;
 
 	for (size_t i = 0; i < p->n_lt; i++)
 		if (p->lt[i].exact) {
 			lr->exact_tensors++;
-			len += strlen(p->lt[i].path) + strlen(p->lt[i].name) + 3;
+			len += (size_t)snprintf(NULL, 0, EXACT_LINE,
+						p->lt[i].path, p->lt[i].name);
 		}
 	if (!lr->exact_tensors)
 		return 0;
-	lr->exact_names = malloc(len + 1);
-	if (!lr->exact_names)
+	lr->exact_lines = malloc(len);
+	if (!lr->exact_lines)
 		return -ENOMEM;
 	for (size_t i = 0; i < p->n_lt; i++)
 		if (p->lt[i].exact)
-			off += (size_t)sprintf(lr->exact_names + off, "%s: %s\n",
-					       p->lt[i].path, p->lt[i].name);
+			off += (size_t)snprintf(lr->exact_lines + off, len - off,
+						EXACT_LINE, p->lt[i].path,
+						p->lt[i].name);
 	return 0;
 }
 
@@ -347,7 +350,7 @@ int pack_plan_lossy(struct pipe *p, uint32_t n_files,
 	if (ret)
 		return ret;
 	res->lossy.fallbacks = unselect_lossless(p, n_files);
-	ret = exact_names(p, &res->lossy);
+	ret = exact_lines(p, &res->lossy);
 	if (ret)
 		return ret;
 	res->lossy.plan_seconds = nwc_now() - t0;

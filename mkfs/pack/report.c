@@ -53,18 +53,9 @@ void nwc_pack_print_lossy(const struct nwc_pack_lossy *pl,
 	if (lr->fallbacks > lr->exact_tensors)
 		printf("lossy: %u tensors stored losslessly instead (see the messages above)\n",
 		       lr->fallbacks - lr->exact_tensors);
-	if (lr->exact_tensors) {
-		const char *s = lr->exact_names;
-
-		printf("lossy: %u tensors stored exactly by the allocation (--exact-tensors), their byte planes counted in no figure above:\n",
-		       lr->exact_tensors);
-		while (s && *s) {
-			const char *e = strchr(s, '\n');
-
-			printf("lossy: exact: %.*s\n", (int)(e - s), s);
-			s = e + 1;
-		}
-	}
+	if (lr->exact_tensors)
+		printf("lossy: %u tensors stored exactly by the allocation (--exact-tensors), their byte planes counted in no figure above:\n%s",
+		       lr->exact_tensors, lr->exact_lines);
 	for (unsigned k = 0; k < ms->n; k++) {
 		if (lr->per_model[k])
 			printf("%14u tensors  model %s (lambda %g)\n",
