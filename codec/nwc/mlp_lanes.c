@@ -25,6 +25,7 @@
 #include "codec/common/convert.h"
 #include "codec/common/cpu.h"
 #include "codec/common/dtype.h"
+#include "codec/common/simd.h"
 #include "codec/nwc/linear.h"
 #include "codec/nwc/mlp.h"
 
@@ -168,41 +169,19 @@ TGT static void block(const lanes16 *z, lanes16 *hv, const float *gamma,
 	}
 }
 
-/*
- * Sixteen floats as BF16 into @dst (@lanes of them): f32_to_bf16_n()'s
- * integer rounding (dtype.c), to nearest even, a NaN kept quiet.
- */
+/* Sixteen floats as BF16 into @dst (@lanes of them), rounded as
+ * nwc_f32_to_bf16() does (simd.h, V8_BF16). */
 TGT static void put_bf16(__m256 v0, __m256 v1, unsigned int lanes,
 			 uint8_t *dst)
 {
-	const __m256i one = _mm256_set1_epi32(1);
-	const __m256i bias = _mm256_set1_epi32(0x7fff);
-	const __m256i abs = _mm256_set1_epi32(0x7fffffff);
-	const __m256i inf = _mm256_set1_epi32(0x7f800000);
-	const __m256i quiet = _mm256_set1_epi32(0x0040);
-	__m256i r[2], h;
+	v8hu h[2];
 
-	for (int s = 0; s < 2; s++) {
-		__m256i u = _mm256_castps_si256(s ? v1 : v0);
-		__m256i hi = _mm256_srli_epi32(u, 16);
-		__m256i nan = _mm256_cmpgt_epi32(_mm256_and_si256(u, abs), inf);
-		__m256i t = _mm256_srli_epi32(
-			_mm256_add_epi32(_mm256_add_epi32(u, bias),
-					 _mm256_and_si256(hi, one)),
-			16);
-
-		r[s] = _mm256_blendv_epi8(t, _mm256_or_si256(hi, quiet), nan);
-	}
-	/* packus works within 128-bit halves: put the quarters in order */
-	h = _mm256_permute4x64_epi64(_mm256_packus_epi32(r[0], r[1]), 0xd8);
-	if (lanes == NWC_NET_LANES) {
-		_mm256_storeu_si256((__m256i *)(void *)dst, h);
-	} else {
-		uint16_t t[NWC_NET_LANES];
-
-		_mm256_storeu_si256((__m256i *)(void *)t, h);
-		memcpy(dst, t, lanes * sizeof(*t));
-	}
+	V8_BF16(h[0], (v8sf)v0);
+	V8_BF16(h[1], (v8sf)v1);
+	if (lanes == NWC_NET_LANES)
+		memcpy(dst, h, sizeof(h));	/* one store, not a call */
+	else
+		memcpy(dst, h, lanes * sizeof(uint16_t));
 }
 
 TGT static void net_lanes_avx2(const struct nwc_net *net,
