@@ -654,18 +654,22 @@ size_t nwc_ents_lane_index(size_t p, size_t seq, size_t n)
 }
 
 /*
- * Tables for the vector kernel's lookups: per table t, coarse32[256 t + b]
- * = first symbol of bucket b | split << 12 | LANES_MULTI; info[t] = offset
- * of its fc[] in fc | n << 20; lo[t].  Every offset fits: <= 256 tables
- * of <= 4096 fc.
+ * Tables for the vector kernel's lookups.  Per table t, bucket[256 t + b]
+ * holds all a step needs to decode a slot of bucket b with one load: its
+ * low half is fc[] of the bucket's first symbol s, its high half the
+ * frequency of s + 1 (0 if none) | BUCKET_MULTI | (s + 1) << 19.  The
+ * symbol starting after s is s + 1, at cum(s) + freq(s), so no split
+ * offset is stored.  off[t] = offset of its fc[] in fc; lo[t].  At most
+ * 4096 fc per table, so s + 1 <= 4096 fits the top 13 bits.
  */
-#define LANES_MULTI (1u << 20)
+#define BUCKET_MULTI (1u << 16)
+#define BUCKET_SYM_SHIFT 19
 #define LANES_TABLES_MAX 256u
 
 struct nwc_ents_flat {
 	unsigned ntab;
-	uint32_t *coarse32;
-	uint32_t *info;
+	uint64_t *bucket;
+	uint32_t *off;
 	int32_t *lo;
 	uint32_t *fc;
 };
@@ -674,8 +678,8 @@ void nwc_ents_flat_free(struct nwc_ents_flat *flat)
 {
 	if (!flat)
 		return;
-	free(flat->coarse32);
-	free(flat->info);
+	free(flat->bucket);
+	free(flat->off);
 	free(flat->lo);
 	free(flat->fc);
 	free(flat);
@@ -696,11 +700,11 @@ int nwc_ents_flat_build(const struct nwc_qdist *const *dists, unsigned ntab,
 	if (!f)
 		return -ENOMEM;
 	f->ntab = ntab;
-	f->coarse32 = malloc((size_t)ntab * COARSE * sizeof(*f->coarse32));
-	f->info = malloc(ntab * sizeof(*f->info));
+	f->bucket = malloc((size_t)ntab * COARSE * sizeof(*f->bucket));
+	f->off = malloc(ntab * sizeof(*f->off));
 	f->lo = malloc(ntab * sizeof(*f->lo));
 	f->fc = malloc(nfc * sizeof(*f->fc));
-	if (!f->coarse32 || !f->info || !f->lo || !f->fc) {
+	if (!f->bucket || !f->off || !f->lo || !f->fc) {
 		nwc_ents_flat_free(f);
 		return -ENOMEM;
 	}
@@ -708,13 +712,15 @@ int nwc_ents_flat_build(const struct nwc_qdist *const *dists, unsigned ntab,
 		const struct nwc_qdist *d = dists[t];
 
 		for (unsigned b = 0; b < COARSE; b++) {
-			uint32_t e = d->coarse[b];
+			uint32_t e = d->coarse[b], s = e & ~COARSE_MULTI;
+			uint32_t hi = (s + 1) << BUCKET_SYM_SHIFT |
+				      (e & COARSE_MULTI ? BUCKET_MULTI : 0);
 
-			f->coarse32[t * COARSE + b] =
-				(e & ~COARSE_MULTI) | (uint32_t)d->split[b] << 12 |
-				(e & COARSE_MULTI ? LANES_MULTI : 0);
+			if (s < d->n)
+				hi |= fc_freq(d->fc[s + 1]);
+			f->bucket[t * COARSE + b] = (uint64_t)hi << 32 | d->fc[s];
 		}
-		f->info[t] = (uint32_t)off | d->n << 20;
+		f->off[t] = (uint32_t)off;
 		f->lo[t] = d->lo;
 		memcpy(f->fc + off, d->fc, (d->n + 1) * sizeof(*f->fc));
 		off += d->n + 1;
@@ -748,73 +754,125 @@ static int lane_value(const struct nwc_qdist *const *dists,
 #ifdef NWC_RANSVEC
 
 /*
+ * bucket[idx[j]] in each lane j, split into the low halves (*@lo) and the
+ * high halves (*@hi): eight scalar loads, as nwc_rans_lookup8(), packed so
+ * that one shuffle per half puts the lanes in order.
+ */
+__attribute__((target("avx2"), always_inline))
+static inline void lookup8x64(const uint64_t *tab, __m256i idx, __m256i *lo,
+			      __m256i *hi)
+{
+	__m128i i0 = _mm256_castsi256_si128(idx);
+	__m128i i1 = _mm256_extracti128_si256(idx, 1);
+	uint64_t a = (uint64_t)_mm_cvtsi128_si64(i0);
+	uint64_t b = (uint64_t)_mm_extract_epi64(i0, 1);
+	uint64_t c = (uint64_t)_mm_cvtsi128_si64(i1);
+	uint64_t d = (uint64_t)_mm_extract_epi64(i1, 1);
+	/* lanes 0 1 4 5 and 2 3 6 7: shuffle_ps then keeps 128-bit halves */
+	__m256 v0 = _mm256_castsi256_ps(_mm256_setr_epi64x(
+		(long long)tab[(uint32_t)a], (long long)tab[a >> 32],
+		(long long)tab[(uint32_t)c], (long long)tab[c >> 32]));
+	__m256 v1 = _mm256_castsi256_ps(_mm256_setr_epi64x(
+		(long long)tab[(uint32_t)b], (long long)tab[b >> 32],
+		(long long)tab[(uint32_t)d], (long long)tab[d >> 32]));
+
+	*lo = _mm256_castps_si256(_mm256_shuffle_ps(v0, v1, 0x88));
+	*hi = _mm256_castps_si256(_mm256_shuffle_ps(v0, v1, 0xdd));
+}
+
+/*
+ * Lanes whose slot lies in a bucket of three or more symbols: from s, the
+ * first or second of them, step on while the slot lies past s's interval
+ * [*@cum, *@cum + *@freq), every such lane at once (the others never
+ * step: their s is the slot's).  Tables c (@u clear) or c + @period.
+ * Rare (the tails).  Inlined: a call would clobber every vector
+ * register, and the compiler then keeps the states in memory.
+ */
+__attribute__((target("avx2"), always_inline))
+static inline __m256i multi8(const struct nwc_ents_flat *fl, unsigned c,
+			     unsigned period, __m256i u, __m256i slot,
+			     __m256i s, __m256i *cum, __m256i *freq)
+{
+	const __m256i lo16 = _mm256_set1_epi32(0xffff);
+	const __m256i base =
+		_mm256_blendv_epi8(_mm256_set1_epi32((int)fl->off[c]),
+				   _mm256_set1_epi32((int)fl->off[c + period]),
+				   u);
+
+	for (;;) {
+		__m256i past = _mm256_cmpgt_epi32(
+			_mm256_sub_epi32(slot, *cum),
+			_mm256_sub_epi32(*freq, _mm256_set1_epi32(1)));
+		__m256i fc;
+
+		if (_mm256_testz_si256(past, past))
+			return s;
+		s = _mm256_sub_epi32(s, past);
+		fc = nwc_rans_lookup8(fl->fc, _mm256_add_epi32(base, s));
+		*cum = _mm256_srli_epi32(fc, 16);
+		*freq = _mm256_and_si256(fc, lo16);
+	}
+}
+
+/* The low 16 bits of each lane, with no mask register to keep. */
+__attribute__((target("avx2"), always_inline))
+static inline __m256i low16(__m256i v)
+{
+	return _mm256_srli_epi32(_mm256_slli_epi32(v, 16), 16);
+}
+
+/* Is bit @b set in any lane?  No mask register either. */
+#define ANY_BIT(v, b)                                                        \
+	(_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_slli_epi32(v, 31 - (b)))))
+
+/*
  * One step of eight lanes (vector *@xv of rANS states, *@sv of FSM states)
- * whose tables are candidates c (set 0) and c + period (set 1):
- * @info and @lo hold both tables' info[] and lo[] entries, set 0 in lanes
- * where u = 0.  Returns false, with nothing changed, when a lane meets an
- * escape.  Pulls words from *@p.
+ * whose tables are candidates @c (set 0) and @c + @period (set 1): @tab0
+ * and @tab1 hold their first bucket's index, @lo0 and @lo1 their lo[].
+ * Returns false, with nothing changed, when a lane meets an escape.  Pulls
+ * words from *@p.  Written with few constants, to leave the registers to
+ * the loop's states.
  */
 __attribute__((target("avx2,bmi2,popcnt"), always_inline))
-static inline bool step8(const struct nwc_ents_flat *fl, __m256i selv,
-			 __m256i next0, __m256i next1, __m256i *xv,
-			 __m256i *sv, int c0, int c1, __m256i info0,
-			 __m256i info1, __m256i lo0, __m256i lo1,
+static inline bool step8(const struct nwc_ents_flat *fl, unsigned c,
+			 unsigned period,
+			 __m256i selv, __m256i next0, __m256i next1,
+			 __m256i *xv, __m256i *sv, __m256i tab0,
+			 __m256i tab1, __m256i lo0, __m256i lo1,
 			 const uint8_t *src, size_t *p, int32_t *vals,
 			 uint8_t *sel)
 {
-	const __m256i lo16 = _mm256_set1_epi32(0xffff);
-	const __m256i lo12 = _mm256_set1_epi32(0xfff);
-	const __m256i lo8 = _mm256_set1_epi32(0xff);
-	const __m256i lo20 = _mm256_set1_epi32(0xfffff);
-	const __m256i one = _mm256_set1_epi32(1);
-	const __m256i multi = _mm256_set1_epi32((int)LANES_MULTI);
-	__m256i u, tab, slot, ce, s, info, base, fc, v, odd, x;
+	__m256i u, slot, fc, hi, s, cum, freq, end, first, v, x;
 
-	/* u = sel[st]: the table set, as a lane mask */
-	u = _mm256_cmpgt_epi32(_mm256_permutevar8x32_epi32(selv, *sv),
-			       _mm256_setzero_si256());
-	tab = _mm256_blendv_epi8(_mm256_set1_epi32(c0), _mm256_set1_epi32(c1),
-				 u);
-	info = _mm256_blendv_epi8(info0, info1, u);
-	slot = _mm256_and_si256(*xv, lo16);
-	ce = nwc_rans_lookup8(fl->coarse32,
-			      _mm256_add_epi32(_mm256_slli_epi32(tab, 8),
-					       _mm256_srli_epi32(slot, 8)));
-	/* s = first + (slot % 256 > split) */
-	s = _mm256_sub_epi32(
-		_mm256_and_si256(ce, lo12),
-		_mm256_cmpgt_epi32(_mm256_and_si256(slot, lo8),
-				   _mm256_and_si256(_mm256_srli_epi32(ce, 12),
-						    lo8)));
-	base = _mm256_and_si256(info, lo20);
-	fc = nwc_rans_lookup8(fl->fc, _mm256_add_epi32(base, s));
+	/* u = sel[st]: the table set, as a lane mask (selv holds masks) */
+	u = _mm256_permutevar8x32_epi32(selv, *sv);
+	slot = low16(*xv);
+	lookup8x64(fl->bucket,
+		   _mm256_add_epi32(_mm256_blendv_epi8(tab0, tab1, u),
+				    _mm256_srli_epi32(slot, 8)),
+		   &fc, &hi);
+	/* the bucket's first symbol, or the next where the slot lies past it */
+	cum = _mm256_srli_epi32(fc, 16);
+	freq = low16(fc);
+	end = _mm256_add_epi32(cum, freq);
+	first = _mm256_cmpgt_epi32(end, slot);
+	s = _mm256_add_epi32(_mm256_srli_epi32(hi, BUCKET_SYM_SHIFT), first);
+	cum = _mm256_blendv_epi8(end, cum, first);
+	freq = _mm256_blendv_epi8(low16(hi), freq, first);
 	/*
 	 * A bucket of three or more symbols: s is the first or the second of
 	 * them, at or before the slot's, so step on (every such lane at once)
 	 * while the slot lies past the interval of s.  The other lanes never
 	 * step: their s is the slot's.
 	 */
-	if (!_mm256_testz_si256(ce, multi)) {
-		for (;;) {
-			__m256i past = _mm256_cmpgt_epi32(
-				_mm256_sub_epi32(slot,
-						 _mm256_srli_epi32(fc, 16)),
-				_mm256_sub_epi32(_mm256_and_si256(fc, lo16),
-						 one));
-
-			if (_mm256_testz_si256(past, past))
-				break;
-			s = _mm256_sub_epi32(s, past);
-			fc = nwc_rans_lookup8(fl->fc,
-					      _mm256_add_epi32(base, s));
-		}
-	}
-	if (_mm256_movemask_ps(_mm256_castsi256_ps(
-		    _mm256_cmpeq_epi32(s, _mm256_srli_epi32(info, 20)))))
-		return false;	/* an escape */
-	x = _mm256_add_epi32(_mm256_mullo_epi32(_mm256_and_si256(fc, lo16),
+	if (ANY_BIT(hi, 16))
+		s = multi8(fl, c, period, u, slot, s, &cum, &freq);
+	/* the escape is the last symbol: its interval ends at M */
+	if (ANY_BIT(_mm256_add_epi32(cum, freq), PREC))
+		return false;
+	x = _mm256_add_epi32(_mm256_mullo_epi32(freq,
 						_mm256_srli_epi32(*xv, 16)),
-			     _mm256_sub_epi32(slot, _mm256_srli_epi32(fc, 16)));
+			     _mm256_sub_epi32(slot, cum));
 	*xv = nwc_rans_pull8(x, src, p);
 	v = _mm256_add_epi32(_mm256_blendv_epi8(lo0, lo1, u), s);
 	_mm256_storeu_si256((__m256i *)(void *)vals, v);
@@ -825,33 +883,39 @@ static inline bool step8(const struct nwc_ents_flat *fl, __m256i selv,
 
 		memcpy(sel, &b, 8);
 	}
-	odd = _mm256_cmpeq_epi32(_mm256_and_si256(v, one), one);
-	*sv = _mm256_blendv_epi8(_mm256_permutevar8x32_epi32(next0, *sv),
-				 _mm256_permutevar8x32_epi32(next1, *sv), odd);
+	/* the next state by the value's parity (the low bit, as a sign) */
+	*sv = _mm256_castps_si256(_mm256_blendv_ps(
+		_mm256_castsi256_ps(_mm256_permutevar8x32_epi32(next0, *sv)),
+		_mm256_castsi256_ps(_mm256_permutevar8x32_epi32(next1, *sv)),
+		_mm256_castsi256_ps(_mm256_slli_epi32(v, 31))));
 	return true;
 }
 
 /*
- * Steps t, t + 1, ... of a whole group: its sixteen lanes as two vectors,
- * while 32 bytes of words remain and no lane meets an escape (that
- * step, left untouched, goes to the scalar path).  Values and table sets are stored in stream order.  Returns the
- * next step; @x and @st hold the lanes' states.
+ * Values @r, @r + 1, ... of a whole group in stream order (@r a step's
+ * first), its sixteen lanes as two vectors of eight, while 32 bytes of
+ * words remain and no lane meets an escape.  Each half commits on its own,
+ * so a half that meets one is left to the scalar path, which resumes at
+ * that half as the stream's lane order requires.  Values and table sets
+ * are stored in stream order.  Returns the next value's position; @x and
+ * @st hold the lanes' states.
  */
 __attribute__((target("avx2,bmi2,popcnt")))
 static size_t lanes_avx2(const struct nwc_ents_flat *fl,
 			 const struct nwc_ents_fsm *f, uint32_t *x,
-			 unsigned int *st, size_t t, size_t seq,
+			 unsigned int *st, size_t r, size_t seq,
 			 const uint8_t *src, size_t *wpos, size_t len,
 			 int32_t *vals, uint8_t *sel)
 {
 	const uint32_t per = f->period;
 	__m256i selv, next0, next1, x0, x1, s0, s1;
-	size_t p = *wpos;
+	size_t p = *wpos, t = r / NWC_ENTS_LANES;
 	uint32_t c = (uint32_t)(t % per);
 	int32_t tmp[NWC_ENTS_LANES];
 
+	assert(r % NWC_ENTS_LANES == 0);
 	for (unsigned k = 0; k < 8; k++)
-		tmp[k] = f->sel[k];
+		tmp[k] = f->sel[k] ? -1 : 0;
 	selv = _mm256_loadu_si256((const __m256i *)(const void *)tmp);
 	for (unsigned k = 0; k < 8; k++)
 		tmp[k] = f->next[k][0];
@@ -866,29 +930,23 @@ static size_t lanes_avx2(const struct nwc_ents_flat *fl,
 	s0 = _mm256_loadu_si256((const __m256i *)(const void *)tmp);
 	s1 = _mm256_loadu_si256((const __m256i *)(const void *)(tmp + 8));
 
-	for (; t < seq && len - p >= 32; t++) {
+	for (r = NWC_ENTS_LANES * t; t < seq && len - p >= 32;
+	     t++, r += NWC_ENTS_LANES) {
 		/* The step's two candidate tables, the same in every lane. */
-		const int c0 = (int)c, c1 = (int)(c + per);
-		const __m256i info0 = _mm256_set1_epi32((int)fl->info[c0]);
-		const __m256i info1 = _mm256_set1_epi32((int)fl->info[c1]);
-		const __m256i lo0 = _mm256_set1_epi32(fl->lo[c0]);
-		const __m256i lo1 = _mm256_set1_epi32(fl->lo[c1]);
-		__m256i y0 = x0, y1 = x1, r0 = s0, r1 = s1;
-		size_t q = p;
-		int32_t *v = vals + NWC_ENTS_LANES * t;
-		uint8_t *u = sel ? sel + NWC_ENTS_LANES * t : NULL;
+		const __m256i tab0 = _mm256_set1_epi32((int)(c * COARSE));
+		const __m256i tab1 = _mm256_set1_epi32((int)((c + per) * COARSE));
+		const __m256i lo0 = _mm256_set1_epi32(fl->lo[c]);
+		const __m256i lo1 = _mm256_set1_epi32(fl->lo[c + per]);
 
-		/* Both halves, or neither: a failed half leaves the step. */
-		if (!step8(fl, selv, next0, next1, &y0, &r0, c0, c1, info0,
-			   info1, lo0, lo1, src, &q, v, u) ||
-		    !step8(fl, selv, next0, next1, &y1, &r1, c0, c1, info0,
-			   info1, lo0, lo1, src, &q, v + 8, u ? u + 8 : NULL))
+		if (!step8(fl, c, per, selv, next0, next1, &x0, &s0, tab0, tab1,
+			   lo0, lo1, src, &p, vals + r, sel ? sel + r : NULL))
 			break;
-		x0 = y0;
-		x1 = y1;
-		s0 = r0;
-		s1 = r1;
-		p = q;
+		if (!step8(fl, c, per, selv, next0, next1, &x1, &s1, tab0, tab1,
+			   lo0, lo1, src, &p, vals + r + 8,
+			   sel ? sel + r + 8 : NULL)) {
+			r += 8;
+			break;
+		}
 		if (++c == per)
 			c = 0;
 	}
@@ -899,7 +957,7 @@ static size_t lanes_avx2(const struct nwc_ents_flat *fl,
 	for (unsigned k = 0; k < NWC_ENTS_LANES; k++)
 		st[k] = (unsigned int)tmp[k];
 	*wpos = p;
-	return t;
+	return r;
 }
 
 #else /* no x86-64 vector kernel: nwc_cpu_has() never chooses it */
@@ -907,12 +965,12 @@ static size_t lanes_avx2(const struct nwc_ents_flat *fl,
 static size_t lanes_avx2(const struct nwc_ents_flat *fl NWC_UNUSED,
 			 const struct nwc_ents_fsm *f NWC_UNUSED,
 			 uint32_t *x NWC_UNUSED, unsigned int *st NWC_UNUSED,
-			 size_t t, size_t seq NWC_UNUSED,
+			 size_t r, size_t seq NWC_UNUSED,
 			 const uint8_t *src NWC_UNUSED,
 			 size_t *wpos NWC_UNUSED, size_t len NWC_UNUSED,
 			 int32_t *vals NWC_UNUSED, uint8_t *sel NWC_UNUSED)
 {
-	return t;
+	return r;
 }
 
 #endif
@@ -946,14 +1004,15 @@ int nwc_ents_decode_fsm_lanes(const struct nwc_qdist *const *dists,
 		while (r < w * seq) {
 			size_t end;
 
-			/* whole steps on the vector kernel, one step apart */
+			/*
+			 * The vector kernel from a step's start; the scalar
+			 * loop to the next step's, from where it stopped.
+			 */
 			if (vector && w == NWC_ENTS_LANES)
-				r = NWC_ENTS_LANES *
-				    lanes_avx2(flat, f, x, st,
-					       r / NWC_ENTS_LANES, seq, src,
+				r = lanes_avx2(flat, f, x, st, r, seq, src,
 					       &wpos, len, vals + p,
 					       sel ? sel + p : NULL);
-			end = NWC_MIN(w * seq, r + w);
+			end = NWC_MIN(w * seq, (r / w + 1) * w);
 			for (; r < end; r++) {
 				size_t k = r % w;
 
