@@ -780,6 +780,13 @@ static inline void lookup8x64(const uint64_t *tab, __m256i idx, __m256i *lo,
 	*hi = _mm256_castps_si256(_mm256_shuffle_ps(v0, v1, 0xdd));
 }
 
+/* The low 16 bits of each lane, with no mask register to keep. */
+__attribute__((target("avx2"), always_inline))
+static inline __m256i low16(__m256i v)
+{
+	return _mm256_srli_epi32(_mm256_slli_epi32(v, 16), 16);
+}
+
 /*
  * Lanes whose slot lies in a bucket of three or more symbols: from s, the
  * first or second of them, step on while the slot lies past s's interval
@@ -793,32 +800,24 @@ static inline __m256i multi8(const struct nwc_ents_flat *fl, unsigned c,
 			     unsigned period, __m256i u, __m256i slot,
 			     __m256i s, __m256i *cum, __m256i *freq)
 {
-	const __m256i lo16 = _mm256_set1_epi32(0xffff);
 	const __m256i base =
 		_mm256_blendv_epi8(_mm256_set1_epi32((int)fl->off[c]),
 				   _mm256_set1_epi32((int)fl->off[c + period]),
 				   u);
 
 	for (;;) {
-		__m256i past = _mm256_cmpgt_epi32(
-			_mm256_sub_epi32(slot, *cum),
-			_mm256_sub_epi32(*freq, _mm256_set1_epi32(1)));
+		__m256i inside = _mm256_cmpgt_epi32(
+			_mm256_add_epi32(*cum, *freq), slot);
 		__m256i fc;
 
-		if (_mm256_testz_si256(past, past))
+		if (_mm256_movemask_ps(_mm256_castsi256_ps(inside)) == 0xff)
 			return s;
-		s = _mm256_sub_epi32(s, past);
+		s = _mm256_sub_epi32(s, _mm256_andnot_si256(
+					       inside, _mm256_cmpeq_epi32(s, s)));
 		fc = nwc_rans_lookup8(fl->fc, _mm256_add_epi32(base, s));
 		*cum = _mm256_srli_epi32(fc, 16);
-		*freq = _mm256_and_si256(fc, lo16);
+		*freq = low16(fc);
 	}
-}
-
-/* The low 16 bits of each lane, with no mask register to keep. */
-__attribute__((target("avx2"), always_inline))
-static inline __m256i low16(__m256i v)
-{
-	return _mm256_srli_epi32(_mm256_slli_epi32(v, 16), 16);
 }
 
 /* Is bit @b set in any lane?  No mask register either. */
@@ -827,8 +826,8 @@ static inline __m256i low16(__m256i v)
 
 /*
  * One step of eight lanes (vector *@xv of rANS states, *@sv of FSM states)
- * whose tables are candidates @c (set 0) and @c + @period (set 1): @tab0
- * and @tab1 hold their first bucket's index, @lo0 and @lo1 their lo[].
+ * whose tables are candidates @c (set 0) and @c + @period (set 1); @setv
+ * holds the distance between their buckets, @period * 256, in each lane.
  * Returns false, with nothing changed, when a lane meets an escape.  Pulls
  * words from *@p.  Written with few constants, to leave the registers to
  * the loop's states.
@@ -837,8 +836,7 @@ __attribute__((target("avx2,bmi2,popcnt"), always_inline))
 static inline bool step8(const struct nwc_ents_flat *fl, unsigned c,
 			 unsigned period,
 			 __m256i selv, __m256i next0, __m256i next1,
-			 __m256i *xv, __m256i *sv, __m256i tab0,
-			 __m256i tab1, __m256i lo0, __m256i lo1,
+			 __m256i *xv, __m256i *sv, __m256i setv,
 			 const uint8_t *src, size_t *p, int32_t *vals,
 			 uint8_t *sel)
 {
@@ -847,8 +845,8 @@ static inline bool step8(const struct nwc_ents_flat *fl, unsigned c,
 	/* u = sel[st]: the table set, as a lane mask (selv holds masks) */
 	u = _mm256_permutevar8x32_epi32(selv, *sv);
 	slot = low16(*xv);
-	lookup8x64(fl->bucket,
-		   _mm256_add_epi32(_mm256_blendv_epi8(tab0, tab1, u),
+	lookup8x64(fl->bucket + c * COARSE,
+		   _mm256_add_epi32(_mm256_and_si256(setv, u),
 				    _mm256_srli_epi32(slot, 8)),
 		   &fc, &hi);
 	/* the bucket's first symbol, or the next where the slot lies past it */
@@ -874,7 +872,10 @@ static inline bool step8(const struct nwc_ents_flat *fl, unsigned c,
 						_mm256_srli_epi32(*xv, 16)),
 			     _mm256_sub_epi32(slot, cum));
 	*xv = nwc_rans_pull8(x, src, p);
-	v = _mm256_add_epi32(_mm256_blendv_epi8(lo0, lo1, u), s);
+	v = _mm256_add_epi32(
+		_mm256_blendv_epi8(_mm256_set1_epi32(fl->lo[c]),
+				   _mm256_set1_epi32(fl->lo[c + period]), u),
+		s);
 	_mm256_storeu_si256((__m256i *)(void *)vals, v);
 	if (sel) {
 		uint64_t b = _pdep_u64((unsigned)_mm256_movemask_ps(
@@ -908,6 +909,7 @@ static size_t lanes_avx2(const struct nwc_ents_flat *fl,
 			 int32_t *vals, uint8_t *sel)
 {
 	const uint32_t per = f->period;
+	const __m256i setv = _mm256_set1_epi32((int)(per * COARSE));
 	__m256i selv, next0, next1, x0, x1, s0, s1;
 	size_t p = *wpos, t = r / NWC_ENTS_LANES;
 	uint32_t c = (uint32_t)(t % per);
@@ -932,18 +934,11 @@ static size_t lanes_avx2(const struct nwc_ents_flat *fl,
 
 	for (r = NWC_ENTS_LANES * t; t < seq && len - p >= 32;
 	     t++, r += NWC_ENTS_LANES) {
-		/* The step's two candidate tables, the same in every lane. */
-		const __m256i tab0 = _mm256_set1_epi32((int)(c * COARSE));
-		const __m256i tab1 = _mm256_set1_epi32((int)((c + per) * COARSE));
-		const __m256i lo0 = _mm256_set1_epi32(fl->lo[c]);
-		const __m256i lo1 = _mm256_set1_epi32(fl->lo[c + per]);
-
-		if (!step8(fl, c, per, selv, next0, next1, &x0, &s0, tab0, tab1,
-			   lo0, lo1, src, &p, vals + r, sel ? sel + r : NULL))
+		if (!step8(fl, c, per, selv, next0, next1, &x0, &s0, setv, src,
+			   &p, vals + r, sel ? sel + r : NULL))
 			break;
-		if (!step8(fl, c, per, selv, next0, next1, &x1, &s1, tab0, tab1,
-			   lo0, lo1, src, &p, vals + r + 8,
-			   sel ? sel + r + 8 : NULL)) {
+		if (!step8(fl, c, per, selv, next0, next1, &x1, &s1, setv, src,
+			   &p, vals + r + 8, sel ? sel + r + 8 : NULL)) {
 			r += 8;
 			break;
 		}
