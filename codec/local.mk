@@ -17,7 +17,9 @@ codec_libnwccodec_a_SOURCES = \
 
 # Shipped codec models (codec/models/TRAINING.md), installed where mkfs.nwc
 # looks by default; `make codec-models` retrains them (about 30 minutes
-# with 2 cores).
+# with 2 cores).  The default set is the MLP models and, as its highest
+# rates, the linear models from lambda 30000 up (links into linear/; the
+# MLP decoder saturates there).  Installed as copies.
 nwcmodelsdir = $(pkgdatadir)/models
 dist_nwcmodels_DATA = \
 	codec/models/nwc-h32r1-l10.nwcm \
@@ -28,7 +30,11 @@ dist_nwcmodels_DATA = \
 	codec/models/nwc-h32r1-l3000.nwcm \
 	codec/models/nwc-h32r1-l10000.nwcm \
 	codec/models/nwc-h32r1-l30000.nwcm \
-	codec/models/nwc-h32r1-l100000.nwcm
+	codec/models/nwc-h32r1-l100000.nwcm \
+	codec/models/nwc-lin-l30000.nwcm \
+	codec/models/nwc-lin-l100000.nwcm \
+	codec/models/nwc-lin-l300000.nwcm \
+	codec/models/nwc-lin-l1000000.nwcm
 # Other decoder sizes, for --models .../models/sizes.
 nwcsizesdir = $(pkgdatadir)/models/sizes
 dist_nwcsizes_DATA = \
@@ -45,7 +51,9 @@ dist_nwclinear_DATA = \
 	codec/models/linear/nwc-lin-l3000.nwcm \
 	codec/models/linear/nwc-lin-l10000.nwcm \
 	codec/models/linear/nwc-lin-l30000.nwcm \
-	codec/models/linear/nwc-lin-l100000.nwcm
+	codec/models/linear/nwc-lin-l100000.nwcm \
+	codec/models/linear/nwc-lin-l300000.nwcm \
+	codec/models/linear/nwc-lin-l1000000.nwcm
 EXTRA_DIST += codec/models/train.sh codec/models/trainset.py \
 	codec/models/TRAINING.md codec/models/logs
 codec-models: mkfs/tools/nwc-train

@@ -56,7 +56,9 @@ STEPS=3000
 # speed of one width.  linear/ holds the linear models (branch 0: the
 # blocks stay off, nwc-train(1)), for mkfs.nwc --model-set linear: a
 # decoder of one 16 x 16 map per level, the gains chosen so that the
-# latents start near the quantization step each rate needs.
+# latents start near the quantization step each rate needs.  The default
+# set links those from lambda 30000 up (../nwc-lin-l*.nwcm) as its highest
+# rates, where the MLP decoder saturates.
 MODELS=(
 	"nwc-h32r1-l10 32 1 10 1 1"
 	"nwc-h32r1-l30 32 1 30 1 1"
@@ -78,6 +80,8 @@ MODELS=(
 	"linear/nwc-lin-l10000 32 1 10000 14 0"
 	"linear/nwc-lin-l30000 32 1 30000 20 0"
 	"linear/nwc-lin-l100000 32 1 100000 28 0"
+	"linear/nwc-lin-l300000 32 1 300000 39 0"
+	"linear/nwc-lin-l1000000 32 1 1000000 55 0"
 )
 
 die() { echo "train.sh: $*" >&2; exit 2; }
