@@ -662,7 +662,8 @@ size_t nwc_ents_lane_index(size_t p, size_t seq, size_t n)
  * offset is stored.  off[t] = offset of its fc[] in fc; lo[t].  At most
  * 4096 fc per table, so s + 1 <= 4096 fits the top 13 bits.
  */
-#define BUCKET_MULTI (1u << 16)
+#define BUCKET_MULTI_BIT 16
+#define BUCKET_MULTI (1u << BUCKET_MULTI_BIT)
 #define BUCKET_SYM_SHIFT 19
 #define LANES_TABLES_MAX 256u
 
@@ -863,7 +864,7 @@ static inline bool step8(const struct nwc_ents_flat *fl, unsigned c,
 	 * while the slot lies past the interval of s.  The other lanes never
 	 * step: their s is the slot's.
 	 */
-	if (ANY_BIT(hi, 16))
+	if (ANY_BIT(hi, BUCKET_MULTI_BIT))
 		s = multi8(fl, c, period, u, slot, s, &cum, &freq);
 	/* the escape is the last symbol: its interval ends at M */
 	if (ANY_BIT(_mm256_add_epi32(cum, freq), PREC))
