@@ -763,20 +763,17 @@ __attribute__((target("avx2"), always_inline))
 static inline void lookup8x64(const uint64_t *tab, __m256i idx, __m256i *lo,
 			      __m256i *hi)
 {
-	__m128i i0 = _mm256_castsi256_si128(idx);
-	__m128i i1 = _mm256_extracti128_si256(idx, 1);
-	uint64_t a = (uint64_t)_mm_cvtsi128_si64(i0);
-	uint64_t b = (uint64_t)_mm_extract_epi64(i0, 1);
-	uint64_t c = (uint64_t)_mm_cvtsi128_si64(i1);
-	uint64_t d = (uint64_t)_mm_extract_epi64(i1, 1);
-	/* lanes 0 1 4 5 and 2 3 6 7: shuffle_ps then keeps 128-bit halves */
-	__m256 v0 = _mm256_castsi256_ps(_mm256_setr_epi64x(
-		(long long)tab[(uint32_t)a], (long long)tab[a >> 32],
-		(long long)tab[(uint32_t)c], (long long)tab[c >> 32]));
-	__m256 v1 = _mm256_castsi256_ps(_mm256_setr_epi64x(
-		(long long)tab[(uint32_t)b], (long long)tab[b >> 32],
-		(long long)tab[(uint32_t)d], (long long)tab[d >> 32]));
+	uint64_t q[4];
+	__m256 v0, v1;
 
+	nwc_rans_idx_pairs(idx, q);
+	/* lanes 0 1 4 5 and 2 3 6 7: shuffle_ps then keeps 128-bit halves */
+	v0 = _mm256_castsi256_ps(_mm256_setr_epi64x(
+		(long long)tab[(uint32_t)q[0]], (long long)tab[q[0] >> 32],
+		(long long)tab[(uint32_t)q[2]], (long long)tab[q[2] >> 32]));
+	v1 = _mm256_castsi256_ps(_mm256_setr_epi64x(
+		(long long)tab[(uint32_t)q[1]], (long long)tab[q[1] >> 32],
+		(long long)tab[(uint32_t)q[3]], (long long)tab[q[3] >> 32]));
 	*lo = _mm256_castps_si256(_mm256_shuffle_ps(v0, v1, 0x88));
 	*hi = _mm256_castps_si256(_mm256_shuffle_ps(v0, v1, 0xdd));
 }
