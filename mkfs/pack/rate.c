@@ -16,6 +16,7 @@
 #include "codec/common/convert.h"
 #include "codec/common/dtype.h"
 #include "codec/image/format.h"
+#include "codec/planes.h"
 #include "codec/common/io.h"
 #include "codec/common/log.h"
 #include "mkfs/pack/lossy.h"
@@ -286,40 +287,48 @@ static int est_levels(struct est *e, struct nwc_rate_tensor *t, float **h)
 	return ret;
 }
 
+/* Elements a pass of exact_bits() converts and splits. */
+#define EXACT_CHUNK 4096u
+
 /*
  * Bits per weight that the lossless byte planes would take for @t's @w
- * (values of its dtype, so exact): the order-0 entropy of each plane of
- * the elements rotated left by one bit (codec/planes.h), which the planes'
- * rANS comes close to.
+ * (values of its dtype, so exact): the order-0 entropy of each plane that
+ * nwc_planes_split() makes of the elements, rotated as the planes codec
+ * rotates floats, which the planes' rANS comes close to.  A chunk at a
+ * time, so no copy of the tensor is made.
  */
 static double exact_bits(const struct nwc_rate_tensor *t, const float *w)
 {
 	const size_t n = (size_t)t->m * t->n;
 	const unsigned es = nwc_dtype_size(t->dtype);
 	uint64_t (*hist)[256] = calloc(es, sizeof(*hist));
+	uint8_t *buf = malloc(2 * (size_t)EXACT_CHUNK * es);
 	double bits = 0;
 
-	if (!hist)
+	assert(es >= 2 && es <= 8);
+	if (!hist || !buf) {
+		free(hist);
+		free(buf);
 		return 8.0 * es;	/* as stored: no gain counted */
-	for (size_t i = 0; i < n; i++) {
-		uint32_t u;
+	}
+	for (size_t i = 0; i < n; i += EXACT_CHUNK) {
+		const size_t k = NWC_MIN((size_t)EXACT_CHUNK, n - i);
+		uint8_t *planes[8];
 
-		if (es == 2) {
-			u = t->dtype == NWC_DTYPE_BF16 ? nwc_f32_to_bf16(w[i]) :
-							 nwc_f32_to_f16(w[i]);
-			u = (u << 1 | u >> 15) & 0xffff;
-		} else {
-			memcpy(&u, &w[i], 4);
-			u = u << 1 | u >> 31;
-		}
 		for (unsigned b = 0; b < es; b++)
-			hist[b][u >> (8 * b) & 0xff]++;
+			planes[b] = buf + (size_t)EXACT_CHUNK * es + b * k;
+		nwc_from_f32(t->dtype, w + i, k, buf);
+		nwc_planes_split(buf, k, es, true, planes);
+		for (unsigned b = 0; b < es; b++)
+			for (size_t j = 0; j < k; j++)
+				hist[b][planes[b][j]]++;
 	}
 	for (unsigned b = 0; b < es; b++)
 		for (unsigned v = 0; v < 256; v++)
 			if (hist[b][v])
 				bits -= (double)hist[b][v] *
 					log2((double)hist[b][v] / (double)n);
+	free(buf);
 	free(hist);
 	return bits / (double)n;
 }
