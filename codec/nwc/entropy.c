@@ -930,8 +930,7 @@ static size_t lanes_avx2(const struct nwc_ents_flat *fl,
 	s0 = _mm256_loadu_si256((const __m256i *)(const void *)tmp);
 	s1 = _mm256_loadu_si256((const __m256i *)(const void *)(tmp + 8));
 
-	for (r = NWC_ENTS_LANES * t; t < seq && len - p >= 32;
-	     t++, r += NWC_ENTS_LANES) {
+	for (; t < seq && len - p >= 32; t++, r += NWC_ENTS_LANES) {
 		if (!step8(fl, c, per, selv, next0, next1, &x0, &s0, setv, src,
 			   &p, vals + r, sel ? sel + r : NULL))
 			break;
