@@ -47,6 +47,32 @@ typedef uint16_t v8hu __attribute__((vector_size(16)));
 } while (0)
 
 /*
+ * The sixteen floats @a (lanes 0-7) and @b (8-15), v8sf, as the first
+ * @lanes (<= 16) elements of @dtype at @dst: BF16 by V8_BF16, all sixteen
+ * in one fixed-size store, the other float dtypes through nwc_from_f32()
+ * (convert.h, which the user includes).
+ */
+#define V16_PUT(dtype, a, b, lanes, dst) do {				\
+	if ((dtype) == NWC_DTYPE_BF16) {				\
+		v8hu h_[2];						\
+									\
+		V8_BF16(h_[0], a);					\
+		V8_BF16(h_[1], b);					\
+		if ((lanes) == 16)					\
+			memcpy((dst), h_, sizeof(h_));			\
+		else							\
+			memcpy((dst), h_, (lanes) * sizeof(uint16_t));	\
+	} else {							\
+		float f_[16];						\
+		v8sf a_ = (a), b_ = (b);				\
+									\
+		V8_STORE(f_, a_);					\
+		V8_STORE(f_ + 8, b_);					\
+		nwc_from_f32((dtype), f_, (lanes), (dst));		\
+	}								\
+} while (0)
+
+/*
  * The lanes of @a and @b (0-3: @a's, 4-7: @b's) that four constants pick:
  * __builtin_shufflevector is what clang and GCC 12 and later share; older
  * GCC has only __builtin_shuffle.

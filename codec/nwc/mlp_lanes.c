@@ -169,21 +169,6 @@ TGT static void block(const lanes16 *z, lanes16 *hv, const float *gamma,
 	}
 }
 
-/* Sixteen floats as BF16 into @dst (@lanes of them), rounded as
- * nwc_f32_to_bf16() does (simd.h, V8_BF16). */
-TGT static void put_bf16(__m256 v0, __m256 v1, unsigned int lanes,
-			 uint8_t *dst)
-{
-	v8hu h[2];
-
-	V8_BF16(h[0], (v8sf)v0);
-	V8_BF16(h[1], (v8sf)v1);
-	if (lanes == NWC_NET_LANES)
-		memcpy(dst, h, sizeof(h));	/* one store, not a call */
-	else
-		memcpy(dst, h, lanes * sizeof(uint16_t));
-}
-
 TGT static void net_lanes_avx2(const struct nwc_net *net,
 			       const float *folded, const float *emb,
 			       const uint8_t *q, unsigned int lanes,
@@ -272,15 +257,7 @@ TGT static void net_lanes_avx2(const struct nwc_net *net,
 			__m256 v1 = _mm256_mul_ps(sc, o[t].v[1]);
 			uint8_t *dst = out + (k * C + t) * ldo * elem;
 
-			if (dtype == NWC_DTYPE_BF16) {
-				put_bf16(v0, v1, lanes, dst);
-			} else {
-				float f[C];
-
-				_mm256_storeu_ps(f, v0);
-				_mm256_storeu_ps(f + 8, v1);
-				nwc_from_f32(dtype, f, lanes, dst);
-			}
+			V16_PUT(dtype, (v8sf)v0, (v8sf)v1, lanes, dst);
 		}
 	}
 }

@@ -518,20 +518,7 @@ static void linear_group(const float *lin, const uint8_t *level,
 			}
 			a0 = sc[k * C + o] * a0;
 			a1 = sc[k * C + o] * a1;
-			if (dtype == NWC_DTYPE_BF16) {
-				v8hu h0, h1;
-
-				V8_BF16(h0, a0);
-				V8_BF16(h1, a1);
-				memcpy(out, &h0, sizeof(h0));
-				memcpy(out + sizeof(h0), &h1, sizeof(h1));
-			} else {
-				float f[C];
-
-				V8_STORE(f, a0);
-				V8_STORE(f + 8, a1);
-				nwc_from_f32(dtype, f, C, out);
-			}
+			V16_PUT(dtype, a0, a1, C, out);
 		}
 	}
 }
